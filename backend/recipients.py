@@ -1,0 +1,525 @@
+"""Recipient lists: file/paste import -> Recipient rows; validation, dedupe, rejects by line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from email_validator import validate_email
+
+from backend.errors import RecipientFileError
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One person to mail: normalised address, the row's other columns, its line in the file."""
+
+    email: str
+    fields: dict[str, str] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass
+class Rejected:
+    """A row or entry that cannot be used: its physical line, the offending value, why."""
+
+    line: int
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class Duplicate:
+    """An address seen before (compared case-insensitively); first_line is where it was."""
+
+    line: int
+    email: str
+    first_line: int
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.email} is a duplicate of line {self.first_line}"
+
+
+@dataclass
+class ImportResult:
+    """What an import found: usable recipients, rejected rows, duplicates, the field names."""
+
+    recipients: list[Recipient]
+    rejected: list[Rejected]
+    duplicates: list[Duplicate]
+    fields: list[str]
+    email_column: str
+    source: str
+
+    def summary(self) -> str:
+        """One line for the UI and the CLI, e.g. '120 valid, 3 invalid, 2 duplicates'."""
+        dup = len(self.duplicates)
+        return (
+            f"{len(self.recipients)} valid, {len(self.rejected)} invalid, "
+            f"{dup} duplicate{'' if dup == 1 else 's'}"
+        )
+
+
+PASTED = "pasted text"
+
+# Header cells meaning "the address column", compared after _header_key() (casefolded,
+# accents and punctuation dropped), so "E-Mail Address" and "Correo electrónico" match.
+_EMAIL_HEADERS = {
+    "email", "emails", "emailaddress", "emailaddresses", "emailaddr", "emailid",
+    "mail", "mailaddress", "mails", "email1", "primaryemail", "emailprimary",
+    "emailadresse", "mailadresse", "epost", "epostadresse",  # de, no/sv
+    "courriel", "adresseemail", "adressemail", "adressecourriel", "mel",  # fr
+    "correo", "correoelectronico", "direcciondecorreo", "direccionemail",  # es
+    "emailadres", "indirizzoemail", "postaelettronica", "posta",  # nl, it
+}
+
+# Cheap "looks like an address" test for sniffing and column guessing; the real check is
+# email-validator, which is far too slow to run on every cell of every column.
+_EMAILISH = re.compile(r'[^\s@<>,;"]+@[^\s@<>,;"]+\.[^\s@<>,;"]+')
+# CR/LF and other controls are never part of an address and, in a header, are an injection.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_BLANKS = " \t\u00a0\u3000"  # trimmed around an address; spreadsheets leave these behind
+_SAMPLE_ROWS = 500  # rows looked at to guess the delimiter, header and address column
+_SNIFF_LINES = 200
+_MAX_RESTARTS = 10  # unclosed-quote recoveries per file; each one re-reads the rest
+_MAX_ADDRESS = 1000  # longer cells are rejected before email-validator sees them
+
+# Paste/list mode: split on , and ; but not inside "quoted names" or <addresses>.
+_LIST_PIECE = re.compile(r'(?:"[^"]*"|<[^<>]*>|[^,;])+')
+_NAME_ADDR = re.compile(r"(.*?)<([^<>]*)>\s*", re.S)
+
+_Row = tuple[int, list[str]]  # (physical line where the row starts, cells)
+
+
+def load_file(path: str | os.PathLike[str], email_column: str | int | None = None) -> ImportResult:
+    """Read a .csv/.tsv/.txt recipient file; raise RecipientFileError if it cannot be used."""
+    p = Path(path)
+    source = str(p)
+    try:
+        if p.is_dir():
+            raise RecipientFileError(f"{source}: is a folder, not a file")
+        if p.exists() and not p.is_file():
+            # a FIFO or a device would block or never end
+            raise RecipientFileError(f"{source}: is not a regular file")
+        data = p.read_bytes()
+    except FileNotFoundError as exc:
+        raise RecipientFileError(f"{source}: file not found") from exc
+    except PermissionError as exc:
+        raise RecipientFileError(f"{source}: permission denied, the file cannot be read") from exc
+    except OSError as exc:
+        raise RecipientFileError(f"{source}: cannot be read ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise RecipientFileError(f"{source!r}: not a usable file path ({exc})") from exc
+    text = _decode(data)
+    if not text.strip():
+        raise RecipientFileError(f"{source}: the file is empty")
+    suffix = p.suffix.lower()
+    if suffix in {".tsv", ".tab"}:
+        return _import(text, source, email_column, delimiter="\t", table=True)
+    if suffix == ".csv":
+        return _import(text, source, email_column, delimiter=None, table=True)
+    # .txt and anything else: a list of addresses, unless it turns out to be a table
+    return _import(text, source, email_column, delimiter=None, table=None)
+
+
+def parse_text(text: str, email_column: str | int | None = None) -> ImportResult:
+    """Import pasted text: a CSV/TSV table, or addresses split by newlines, commas, ; or spaces."""
+    text = text.lstrip("\ufeff")
+    if not text.strip():
+        raise RecipientFileError(f"{PASTED}: nothing to import, the text is empty")
+    return _import(text, PASTED, email_column, delimiter=None, table=None)
+
+
+def _decode(data: bytes) -> str:
+    # Excel's "Unicode text" export is UTF-16 with a BOM; otherwise UTF-8 (BOM or not),
+    # then cp1252 (Excel on Windows), then latin-1, which decodes any byte string.
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def _import(
+    text: str,
+    source: str,
+    email_column: str | int | None,
+    *,
+    delimiter: str | None,
+    table: bool | None,
+) -> ImportResult:
+    # io's universal newlines split lines exactly as csv.reader counts them (\r, \n, \r\n),
+    # so list index + 1 is the physical line number csv reports.
+    lines = io.StringIO(text, newline="").readlines()
+    _ensure_field_limit(len(text) + 2)
+    chosen = _given(email_column)
+    if delimiter is None:
+        delimiter = _sniff(lines)
+    rows, broken = _read_csv(lines, delimiter)
+    if table is None:
+        table = chosen is not None or _is_table(rows, lines)
+    if table:
+        return _import_table(rows, broken, source, chosen, delimiter)
+    return _import_list(lines, source)
+
+
+def _given(email_column: str | int | None) -> str | None:
+    if email_column is None or isinstance(email_column, bool):
+        return None
+    value = str(email_column).strip()
+    return value or None
+
+
+def _ensure_field_limit(size: int) -> None:
+    # A field can never be longer than the text, so a limit above its length means no
+    # "field larger than field limit" error; only ever raise the process-wide limit.
+    size = min(size, 2**31 - 1)  # a C long on Windows
+    if csv.field_size_limit() < size:
+        csv.field_size_limit(size)
+
+
+def _read_csv(lines: list[str], delimiter: str) -> tuple[list[_Row], list[Rejected]]:
+    """Parse lines into non-blank rows with their start line; unreadable rows are rejected."""
+    rows: list[_Row] = []
+    rejected: list[Rejected] = []
+    total = len(lines)
+    pos = 0  # lines before the current pass
+    restarts = 0
+    while pos < total:
+        # A sentinel line after the end: if a row swallows it, that row's quote never closed.
+        source = itertools.chain(itertools.islice(lines, pos, None), ("\n",))
+        reader = csv.reader(source, delimiter=delimiter, strict=False)
+        done = 0  # lines read by this reader before the current row
+        resume = None
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                start = pos + done + 1
+                done = reader.line_num
+                if start > total:
+                    break
+                reason = f"this row cannot be read: {exc}"
+                rejected.append(Rejected(start, _line_text(lines, start), reason))
+                continue
+            start = pos + done + 1
+            done = reader.line_num
+            if pos + done > total:
+                if cells and start <= total:
+                    restarts += 1
+                    if restarts > _MAX_RESTARTS:
+                        reason = (
+                            'a quoted field starting on this line is never closed (a missing "), '
+                            f"so lines {start}-{total} were skipped"
+                        )
+                    else:
+                        reason = (
+                            'a quoted field starting on this line is never closed (a missing "), '
+                            "so this line was skipped"
+                        )
+                        resume = start
+                    rejected.append(Rejected(start, _line_text(lines, start), reason))
+                break
+            if any(cell.strip() for cell in cells):
+                rows.append((start, cells))
+        if resume is None:
+            break
+        pos = resume
+    return rows, rejected
+
+
+def _line_text(lines: list[str], line: int) -> str:
+    return _clip(lines[line - 1].rstrip("\r\n"), 200)
+
+
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def _show(value: str) -> str:
+    # repr() quotes the value and makes controls and line breaks visible in the message
+    return repr(_clip(value, 80))
+
+
+def _sniff(lines: list[str]) -> str:
+    """Pick , ; or tab: the one giving a column of addresses and consistent column counts."""
+    sample = lines[:_SNIFF_LINES]
+    best, best_score = ",", (False, False, 0.0, 0)
+    for delimiter in (",", ";", "\t"):
+        rows, _ = _read_csv(sample, delimiter)
+        if not rows:
+            continue
+        counts = Counter(len(cells) for _, cells in rows)
+        width, matching = counts.most_common(1)[0]
+        has_addresses = any(
+            _EMAILISH.fullmatch(cell.strip(_BLANKS)) for _, cells in rows for cell in cells
+        )
+        score = (width >= 2, has_addresses, matching / len(rows), width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _is_table(rows: list[_Row], lines: list[str]) -> bool:
+    """Whether pasted text / a .txt is a table (header, or a column of names) or a plain list."""
+    if not rows:
+        return False
+    if any(_is_email_header(cell) for cell in rows[0][1]):
+        return True
+    # Every entry of the list reading holds an '@' ("Ann <a@x>, b@y"): it is a list.
+    if all("@" in address for _, address, _, _ in _list_entries(lines)):
+        return False
+    sample = rows[:_SAMPLE_ROWS]
+    if len(sample) < 2:
+        return False
+    width = Counter(len(cells) for _, cells in sample).most_common(1)[0][0]
+    if width < 2:
+        return False
+    # A column that is mostly not addresses (names, companies) means tabular data; a list
+    # of addresses split by commas has an '@' in nearly every piece.
+    for col in range(width):
+        values = [cells[col] for _, cells in sample if col < len(cells) and cells[col].strip()]
+        if values and sum("@" not in v for v in values) * 2 > len(values):
+            return True
+    return False
+
+
+def _is_number(value: str) -> bool:
+    # isdecimal, not isdigit: int() rejects "²"; short, because int() limits huge strings
+    return value.isdecimal() and len(value) <= 9
+
+
+def _header_key(cell: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", cell.casefold())
+    return "".join(ch for ch in decomposed if ch.isalnum())
+
+
+def _is_email_header(cell: str) -> bool:
+    return _header_key(cell) in _EMAIL_HEADERS
+
+
+def _has_header(rows: list[_Row], chosen: str | None) -> bool:
+    first = rows[0][1]
+    if chosen is not None and not _is_number(chosen):
+        wanted = chosen.casefold()
+        if any(cell.strip().casefold() == wanted for cell in first):
+            return True
+    if any(_is_email_header(cell) for cell in first):
+        return True
+    # Header cells never hold an '@'; data rows below hold addresses.
+    if any("@" in cell for cell in first):
+        return False
+    return any(
+        _EMAILISH.fullmatch(cell.strip(_BLANKS))
+        for _, cells in rows[1:_SAMPLE_ROWS]
+        for cell in cells
+    )
+
+
+def _column_names(header: list[str], width: int) -> list[str]:
+    """Unique keys: the stripped header cell, or colN when empty, missing or repeated."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for i in range(width):
+        name = header[i].strip() if i < len(header) else ""
+        if not name or name in seen:
+            name = f"col{i + 1}"
+        base, k = name, 2
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _aliases(names: list[str]) -> list[tuple[str, int]]:
+    """Template-friendly extra keys: 'First Name' -> first_name; real column names win."""
+    taken = set(names)
+    aliases = []
+    for i, name in enumerate(names):
+        if name.isidentifier():
+            continue
+        alias = re.sub(r"\W+", "_", name).strip("_").lower()
+        if alias[:1].isdigit():
+            alias = "_" + alias
+        if alias and alias.isidentifier() and alias not in taken:
+            taken.add(alias)
+            aliases.append((alias, i))
+    return aliases
+
+
+def _find_column(
+    names: list[str],
+    aliases: list[tuple[str, int]],
+    header: list[str],
+    data: list[_Row],
+    chosen: str | None,
+    source: str,
+) -> int:
+    """Index of the address column: the caller's choice, a header name, or mostly addresses."""
+    listing = ", ".join(repr(n) for n in names)
+    if chosen is not None:
+        for i, name in enumerate(names):
+            if name == chosen:
+                return i
+        folded = chosen.casefold()
+        for i, name in enumerate(names):
+            if name.casefold() == folded:
+                return i
+        for alias, i in aliases:
+            if alias == folded:
+                return i
+        if _is_number(chosen) and 1 <= int(chosen) <= len(names):
+            return int(chosen) - 1
+        raise RecipientFileError(
+            f"{source}: there is no column {chosen!r}; the columns are: {listing}"
+        )
+    for i, cell in enumerate(header):
+        if _is_email_header(cell):
+            return i
+    sample = data[:_SAMPLE_ROWS]
+    for i in range(len(names)):
+        values = [
+            cells[i].strip(_BLANKS) for _, cells in sample if i < len(cells) and cells[i].strip()
+        ]
+        hits = sum(1 for v in values if _EMAILISH.fullmatch(v))
+        if hits and hits * 2 >= len(values):
+            return i
+    raise RecipientFileError(
+        f"{source}: no column of email addresses found (the columns are: {listing}); "
+        "name the column 'email' in a header row, or choose the column to use"
+    )
+
+
+class _Collector:
+    """Validates addresses and dedupes them as rows arrive, in file order."""
+
+    def __init__(self) -> None:
+        self.recipients: list[Recipient] = []
+        self.rejected: list[Rejected] = []
+        self.duplicates: list[Duplicate] = []
+        self._first_line: dict[str, int] = {}
+
+    def add(self, line: int, cell: str, value: str, fields: dict[str, str], what: str) -> None:
+        address, reason = _check_address(cell, what)
+        if reason:
+            self.rejected.append(Rejected(line, _clip(value, 200), reason))
+            return
+        key = address.casefold()
+        first = self._first_line.get(key)
+        if first is not None:
+            self.duplicates.append(Duplicate(line, address, first))
+            return
+        self._first_line[key] = line
+        fields["email"] = address
+        self.recipients.append(Recipient(address, fields, line))
+
+
+def _check_address(cell: str, what: str) -> tuple[str, str]:
+    """(normalised address, "") or ("", the reason in plain words)."""
+    address = cell.strip(_BLANKS)
+    if not address:
+        return "", f"no email address in {what}"
+    if _CONTROL.search(address):
+        return "", (
+            f"{_show(address)} is not a valid email address: it contains a line break "
+            "or a control character"
+        )
+    if len(address) > _MAX_ADDRESS:
+        return "", f"{_show(address)} is not a valid email address: it is far too long"
+    try:
+        info = validate_email(address, check_deliverability=False)
+    except ValueError as exc:  # EmailNotValidError, and any odd IDNA/Unicode error
+        return "", f"{_show(address)} is not a valid email address: {exc}"
+    return info.normalized, ""
+
+
+def _import_table(
+    rows: list[_Row], broken: list[Rejected], source: str, chosen: str | None, delimiter: str
+) -> ImportResult:
+    if not rows:
+        raise RecipientFileError(f"{source}: no rows found, only blank or unreadable lines")
+    width = max(len(cells) for _, cells in rows)
+    header_row = _has_header(rows, chosen)
+    header = rows[0][1] if header_row else []
+    data = rows[1:] if header_row else rows
+    names = _column_names(header, width)
+    aliases = _aliases(names)
+    index = _find_column(names, aliases, header, data, chosen, source)
+    column = names[index]
+    what = f"column {column!r}"
+    out = _Collector()
+    out.rejected.extend(broken)
+    for line, cells in data:
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        fields = dict(zip(names, cells, strict=True))
+        for alias, i in aliases:
+            fields[alias] = cells[i]
+        # an empty address cell: show the whole row, so the user can find it
+        value = cells[index].strip() or delimiter.join(cells).rstrip(delimiter)
+        out.add(line, cells[index], value, fields, what)
+    out.rejected.sort(key=lambda r: r.line)
+    keys = [*names, *(a for a, _ in aliases)]
+    if "email" not in keys:
+        keys.append("email")
+    return ImportResult(out.recipients, out.rejected, out.duplicates, keys, column, source)
+
+
+def _list_entries(lines: list[str]) -> Iterator[tuple[int, str, str, str]]:
+    """(line, address, name, original piece) for each entry of an address list."""
+    for number, raw in enumerate(lines, 1):
+        text = raw.rstrip("\r\n")
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not any(ch in text for ch in ',;"<'):
+            for token in text.split():
+                yield number, token, "", token
+            continue
+        for piece in _LIST_PIECE.findall(text):
+            piece = piece.strip()
+            if not piece:
+                continue
+            match = _NAME_ADDR.fullmatch(piece)
+            if match:
+                yield number, match[2], _unquote(match[1].strip()), piece
+            else:
+                for token in piece.split():
+                    yield number, token, "", token
+
+
+def _unquote(name: str) -> str:
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return name
+
+
+def _import_list(lines: list[str], source: str) -> ImportResult:
+    out = _Collector()
+    for line, address, name, piece in _list_entries(lines):
+        out.add(line, address, piece, {"name": name}, "this entry")
+    if not (out.recipients or out.rejected or out.duplicates):
+        raise RecipientFileError(f"{source}: no email addresses found")
+    return ImportResult(
+        out.recipients, out.rejected, out.duplicates, ["email", "name"], "email", source
+    )

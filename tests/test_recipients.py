@@ -1,0 +1,722 @@
+"""Recipient import: formats, encodings, header/column detection, validation, dedupe, robustness."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backend.errors import RecipientFileError
+from backend.recipients import (
+    Duplicate,
+    ImportResult,
+    Recipient,
+    Rejected,
+    load_file,
+    parse_text,
+)
+
+
+def write(tmp_path: Path, name: str, content: str | bytes, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode(encoding))
+    return path
+
+
+def emails(result: ImportResult) -> list[str]:
+    return [r.email for r in result.recipients]
+
+
+def lines(result: ImportResult) -> dict[str, int]:
+    return {r.email: r.line for r in result.recipients}
+
+
+# --- the Recipient class and the result ---------------------------------------------------
+
+
+def test_recipient_is_frozen_with_email_fields_line() -> None:
+    r = Recipient("a@x.example", {"email": "a@x.example"}, 3)
+    assert (r.email, r.fields, r.line) == ("a@x.example", {"email": "a@x.example"}, 3)
+    with pytest.raises(AttributeError):
+        r.email = "b@x.example"  # type: ignore[misc]
+
+
+def test_summary_and_row_messages() -> None:
+    result = ImportResult(
+        [Recipient("a@x.example", {}, 1)] * 120,
+        [Rejected(7, "bob@@x", "'bob@@x' is not a valid email address: bad")] * 3,
+        [Duplicate(9, "a@x.example", 1)] * 2,
+        ["email"],
+        "email",
+        "list.csv",
+    )
+    assert result.summary() == "120 valid, 3 invalid, 2 duplicates"
+    result.duplicates = result.duplicates[:1]
+    assert result.summary() == "120 valid, 3 invalid, 1 duplicate"
+    assert str(Rejected(7, "x", "why")) == "line 7: why"
+    assert str(Duplicate(9, "a@x.example", 1)) == "line 9: a@x.example is a duplicate of line 1"
+
+
+# --- .txt -----------------------------------------------------------------------------------
+
+
+def test_txt_one_address_a_line_skips_blank_and_comment_lines(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "list.txt",
+        "# customers\n\nann@example.com\n   \n  # indented comment\nbob@Example.COM\n",
+    )
+    result = load_file(path)
+    assert emails(result) == ["ann@example.com", "bob@example.com"]
+    assert lines(result) == {"ann@example.com": 3, "bob@example.com": 6}
+    assert result.rejected == [] and result.duplicates == []
+    assert result.source == str(path)
+    assert result.fields == ["email", "name"]
+    assert result.recipients[0].fields == {"name": "", "email": "ann@example.com"}
+
+
+def test_txt_invalid_address_reported_with_line_and_reason(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.txt", "a@example.com\n\n\n\n\n\nbob@@x\n")
+    result = load_file(path)
+    assert emails(result) == ["a@example.com"]
+    [bad] = result.rejected
+    assert bad.line == 7 and bad.value == "bob@@x"
+    assert str(bad).startswith("line 7: 'bob@@x' is not a valid email address: ")
+    assert "@" in bad.reason.split(": ", 1)[1]  # email-validator's own reason follows
+
+
+def test_txt_with_name_addr_entries(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.txt", 'Ann Lee <ann@example.com>\n"Doe, John" <john@example.com>\n')
+    result = load_file(path)
+    assert [(r.email, r.fields["name"], r.line) for r in result.recipients] == [
+        ("ann@example.com", "Ann Lee", 1),
+        ("john@example.com", "Doe, John", 2),
+    ]
+
+
+def test_txt_that_is_really_a_tab_separated_table(tmp_path: Path) -> None:
+    # Excel's "Text (Tab delimited) (*.txt)" export
+    path = write(tmp_path, "export.txt", "Name\tEmail\nAnn, Jr.\tann@example.com\n")
+    result = load_file(path)
+    assert result.email_column == "Email"
+    assert result.recipients[0].fields["Name"] == "Ann, Jr."
+
+
+# --- CSV basics -----------------------------------------------------------------------------
+
+
+def test_csv_with_header_fields_aliases_and_normalised_email(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "list.csv",
+        "First Name,Last Name,E-mail,Company\nAnn,Lee, Ann@Example.COM ,ACME\n",
+    )
+    result = load_file(path)
+    assert result.email_column == "E-mail"
+    assert result.fields == [
+        "First Name", "Last Name", "E-mail", "Company",
+        "first_name", "last_name", "e_mail", "email",
+    ]
+    [r] = result.recipients
+    assert r.email == "Ann@example.com"  # domain lowercased, local part kept
+    assert r.line == 2
+    assert r.fields == {
+        "First Name": "Ann",
+        "Last Name": "Lee",
+        "E-mail": " Ann@Example.COM ",
+        "Company": "ACME",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "e_mail": " Ann@Example.COM ",
+        "email": "Ann@example.com",
+    }
+
+
+def test_internationalised_domain_is_normalised_to_unicode() -> None:
+    result = parse_text("email\nuser@BÜCHER.de\nuser@xn--bcher-kva.de\n")
+    assert emails(result) == ["user@bücher.de"]
+    assert result.duplicates == [Duplicate(3, "user@bücher.de", 2)]
+
+
+def test_utf8_bom_is_not_part_of_the_first_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "bom.csv", "\ufeffemail,name\nann@example.com,Zoë\n")
+    result = load_file(path)
+    assert result.email_column == "email"
+    assert result.recipients[0].fields["name"] == "Zoë"
+
+
+def test_cp1252_file_with_accents_and_euro_sign(tmp_path: Path) -> None:
+    path = write(tmp_path, "excel.csv", "Name,Email\nRené €,rene@example.com\n", "cp1252")
+    result = load_file(path)
+    assert result.recipients[0].fields["Name"] == "René €"
+
+
+def test_latin1_fallback_never_fails(tmp_path: Path) -> None:
+    # 0x81 is undefined in cp1252 and invalid UTF-8: only latin-1 decodes it
+    path = write(tmp_path, "odd.csv", b"Name,Email\nA\x81\xe9,a@example.com\n")
+    result = load_file(path)
+    assert result.recipients[0].fields["Name"] == "A\x81é"
+
+
+def test_utf16_with_bom(tmp_path: Path) -> None:
+    # Excel's "Unicode Text" export
+    path = write(tmp_path, "unicode.txt", "Name\tEmail\nZoë\tzoe@example.com\n", "utf-16")
+    result = load_file(path)
+    assert result.recipients[0].fields["Name"] == "Zoë"
+
+
+def test_semicolon_csv_with_commas_in_names(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "semi.csv",
+        "Name;Email;City\nLee, Ann;ann@example.com;Paris\nDoe, John;john@example.com;Köln\n",
+    )
+    result = load_file(path)
+    assert emails(result) == ["ann@example.com", "john@example.com"]
+    assert result.recipients[1].fields == {
+        "Name": "Doe, John",
+        "Email": "john@example.com",
+        "City": "Köln",
+        "email": "john@example.com",
+    }
+
+
+def test_comma_csv_with_semicolons_in_names(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "name,email\nAnn; Bob,ann@example.com\nCy,cy@example.com\n")
+    result = load_file(path)
+    assert result.recipients[0].fields["name"] == "Ann; Bob"
+
+
+def test_tab_separated_csv_is_sniffed(tmp_path: Path) -> None:
+    path = write(tmp_path, "tabs.csv", "name\temail\nLee, Ann; Dr\tann@example.com\n")
+    assert load_file(path).recipients[0].fields["name"] == "Lee, Ann; Dr"
+
+
+def test_tsv_is_always_tab(tmp_path: Path) -> None:
+    path = write(tmp_path, "list.tsv", "name\temail\nA,B;C\ta@example.com\nD;E,F\td@example.com\n")
+    result = load_file(path)
+    assert [r.fields["name"] for r in result.recipients] == ["A,B;C", "D;E,F"]
+
+
+def test_quoted_fields_with_commas_quotes_and_newlines_keep_line_numbers(tmp_path: Path) -> None:
+    text = (
+        "name,email\n"  # 1
+        '"Lee, Ann",ann@example.com\n'  # 2
+        '"Two\nline ""quoted""\nname",two@example.com\n'  # 3-5
+        "bad,not-an-address\n"  # 6
+        "Cy,cy@example.com\n"  # 7
+        '"x\r\ny",crlf@example.com\n'  # 8-9
+        "Dee,dee@example.com\n"  # 10
+    )
+    result = load_file(write(tmp_path, "q.csv", text))
+    assert lines(result) == {
+        "ann@example.com": 2,
+        "two@example.com": 3,
+        "cy@example.com": 7,
+        "crlf@example.com": 8,
+        "dee@example.com": 10,
+    }
+    assert result.recipients[1].fields["name"] == 'Two\nline "quoted"\nname'
+    assert [r.line for r in result.rejected] == [6]
+
+
+def test_crlf_and_lone_cr_line_endings(tmp_path: Path) -> None:
+    path = write(tmp_path, "mac.csv", "email\r\na@example.com\rb@example.com\r\n\r\nbad\r")
+    result = load_file(path)
+    assert lines(result) == {"a@example.com": 2, "b@example.com": 3}
+    assert [r.line for r in result.rejected] == [5]
+
+
+def test_blank_rows_and_all_empty_rows_are_skipped_silently(tmp_path: Path) -> None:
+    path = write(tmp_path, "b.csv", "name,email\n\n,\n  ,\t\nann,ann@example.com\n,,\n")
+    result = load_file(path)
+    assert lines(result) == {"ann@example.com": 5}
+    assert result.rejected == []
+
+
+def test_ragged_rows(tmp_path: Path) -> None:
+    text = "name,email,city\nAnn,ann@example.com\nBob,bob@example.com,Rome,extra,more\n"
+    result = load_file(write(tmp_path, "ragged.csv", text))
+    ann, bob = result.recipients
+    assert ann.fields == {
+        "name": "Ann", "email": "ann@example.com", "city": "", "col4": "", "col5": "",
+    }
+    assert bob.fields["city"] == "Rome"
+    assert (bob.fields["col4"], bob.fields["col5"]) == ("extra", "more")
+    assert result.fields == ["name", "email", "city", "col4", "col5"]
+
+
+def test_row_missing_the_email_cell_is_rejected(tmp_path: Path) -> None:
+    result = load_file(write(tmp_path, "m.csv", "name,email,city\nAnn\nBob,,Rome\nCy,cy@example.com\n"))
+    assert [(r.line, r.reason) for r in result.rejected] == [
+        (2, "no email address in column 'email'"),
+        (3, "no email address in column 'email'"),
+    ]
+    assert "Bob" in result.rejected[1].value  # the row is shown, so it can be found
+    assert str(result.rejected[0]) == "line 2: no email address in column 'email'"
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ['"a@example.com\nb"', '"a@example.com\n"', '"a@exa\rmple.com"', "a@exa\x00mple.com",
+     "a@exa\x1bmple.com", '"a@example.com\u2028"'],
+)
+def test_line_breaks_and_controls_in_the_email_cell_are_invalid(tmp_path: Path, cell: str) -> None:
+    result = load_file(write(tmp_path, "c.csv", f"name,email\nAnn,{cell}\nBob,bob@example.com\n"))
+    assert emails(result) == ["bob@example.com"]
+    [bad] = result.rejected
+    assert bad.line == 2
+    assert "line break or a control character" in bad.reason
+
+
+# --- header and column detection ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Email", "E-Mail", "e-mail address", "EMAIL_ADDRESS", "Mail", "Correo electrónico",
+     "Courriel", "E-Mail-Adresse", " email "],
+)
+def test_header_names_for_the_email_column(tmp_path: Path, header: str) -> None:
+    text = f"Name,Notes,{header}\nAnn,friend of a@b.example,ann@example.com\n"
+    result = load_file(write(tmp_path, "h.csv", text))
+    assert result.email_column == header.strip()
+    assert emails(result) == ["ann@example.com"]
+
+
+def test_header_only_file_has_no_recipients(tmp_path: Path) -> None:
+    result = load_file(write(tmp_path, "h.csv", "name,email\n"))
+    assert result.recipients == [] and result.email_column == "email"
+
+
+def test_header_without_a_known_name_is_found_by_its_values(tmp_path: Path) -> None:
+    text = "Who,Contact\nAnn,ann@example.com\nBob,bob@example.com\nCy,not valid\n"
+    result = load_file(write(tmp_path, "h.csv", text))
+    assert result.email_column == "Contact"
+    assert emails(result) == ["ann@example.com", "bob@example.com"]
+    assert [r.line for r in result.rejected] == [4]
+    assert result.recipients[0].fields == {
+        "Who": "Ann", "Contact": "ann@example.com", "email": "ann@example.com",
+    }
+
+
+def test_file_without_header_uses_col_names(tmp_path: Path) -> None:
+    text = "Ann,ann@example.com,Paris\nBob,bob@example.com\n"
+    result = load_file(write(tmp_path, "nh.csv", text))
+    assert result.email_column == "col2"
+    assert result.fields == ["col1", "col2", "col3", "email"]
+    assert lines(result) == {"ann@example.com": 1, "bob@example.com": 2}
+    assert result.recipients[1].fields == {
+        "col1": "Bob", "col2": "bob@example.com", "col3": "", "email": "bob@example.com",
+    }
+
+
+def test_first_column_of_mostly_addresses_wins(tmp_path: Path) -> None:
+    text = "Ann,ann@example.com,boss@example.com\nBob,bob@example.com,\nCy,x,boss2@example.com\n"
+    result = load_file(write(tmp_path, "two.csv", text))
+    assert result.email_column == "col2"
+
+
+def test_empty_and_repeated_header_cells_become_col_names(tmp_path: Path) -> None:
+    text = "email,,Name,Name, \na@example.com,x,A,B,C\n"
+    result = load_file(write(tmp_path, "h.csv", text))
+    assert result.fields == ["email", "col2", "Name", "col4", "col5"]
+    assert result.recipients[0].fields == {
+        "email": "a@example.com", "col2": "x", "Name": "A", "col4": "B", "col5": "C",
+    }
+
+
+def test_aliases_for_headers_that_are_not_identifiers(tmp_path: Path) -> None:
+    text = "Email Address,First  Name (given),1st line,Prénom,first_name2,Ünïcode Ñame\na@example.com,a,b,c,d,e\n"
+    result = load_file(write(tmp_path, "h.csv", text))
+    f = result.recipients[0].fields
+    assert f["email_address"] == "a@example.com"
+    assert f["first_name_given"] == "a"
+    assert f["_1st_line"] == "b"
+    assert f["Prénom"] == "c" and "prénom" not in f  # already an identifier: no alias
+    assert f["ünïcode_ñame"] == "e"
+
+
+def test_alias_never_replaces_a_real_column(tmp_path: Path) -> None:
+    text = "first name,first_name,email\nalias,real,a@example.com\n"
+    f = load_file(write(tmp_path, "h.csv", text)).recipients[0].fields
+    assert f["first_name"] == "real" and f["first name"] == "alias"
+
+
+# --- choosing the email column ---------------------------------------------------------------
+
+
+def test_email_column_by_header_name_case_insensitive(tmp_path: Path) -> None:
+    text = "name,work,home\nAnn,ann@work.example,ann@home.example\n"
+    path = write(tmp_path, "c.csv", text)
+    assert emails(load_file(path, email_column="HOME")) == ["ann@home.example"]
+    assert load_file(path, email_column="home").email_column == "home"
+    assert load_file(path).email_column == "work"
+
+
+def test_email_column_by_alias(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "Name,Private Mail\nAnn,ann@example.com\n")
+    assert load_file(path, email_column="private_mail").email_column == "Private Mail"
+
+
+def test_email_column_naming_an_unknown_header_makes_the_first_row_a_header(tmp_path: Path) -> None:
+    # "contact@x" style header: first row has an '@', but the caller named it
+    path = write(tmp_path, "c.csv", "Name,Reach me at\nAnn,ann@example.com\n")
+    result = load_file(path, email_column="reach me at")
+    assert result.email_column == "Reach me at" and lines(result) == {"ann@example.com": 2}
+
+
+@pytest.mark.parametrize("choice", [3, "3", " 3 "])
+def test_email_column_by_number_without_header(tmp_path: Path, choice: int | str) -> None:
+    path = write(tmp_path, "c.csv", "Ann,ann@work.example,ann@home.example\n")
+    result = load_file(path, email_column=choice)
+    assert result.email_column == "col3"
+    assert emails(result) == ["ann@home.example"]
+    assert load_file(path, email_column="col2").email_column == "col2"
+
+
+def test_email_column_by_number_with_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "name,work,home\nAnn,ann@work.example,ann@home.example\n")
+    assert load_file(path, email_column=3).email_column == "home"
+
+
+@pytest.mark.parametrize("choice", ["phone", 4, "0", "-1", "²", "9" * 5000])
+def test_unknown_email_column_names_it_and_lists_the_columns(tmp_path: Path, choice: object) -> None:
+    path = write(tmp_path, "c.csv", "name,work,home\nAnn,ann@work.example,ann@home.example\n")
+    with pytest.raises(RecipientFileError) as info:
+        load_file(path, email_column=choice)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert str(path) in message
+    assert f"there is no column {str(choice)!r}" in message
+    assert "the columns are: 'name', 'work', 'home'" in message
+
+
+def test_unknown_email_column_without_header_lists_col_names(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "Ann,ann@example.com\n")
+    with pytest.raises(RecipientFileError, match="the columns are: 'col1', 'col2'"):
+        load_file(path, email_column="email")
+
+
+def test_no_email_column_found(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "name,city\nAnn,Rome\nBob,Oslo\n")
+    with pytest.raises(RecipientFileError) as info:
+        load_file(path)
+    assert str(path) in str(info.value)
+    assert "no column of email addresses" in str(info.value)
+    assert info.value.category == "file_error"
+
+
+# --- dedupe ------------------------------------------------------------------------------------
+
+
+def test_duplicates_are_case_insensitive_and_point_at_the_first(tmp_path: Path) -> None:
+    text = "email,name\nann@example.com,A1\nbob@example.com,B\nANN@EXAMPLE.COM,A2\nAnn@Example.com,A3\n"
+    result = load_file(write(tmp_path, "d.csv", text))
+    assert emails(result) == ["ann@example.com", "bob@example.com"]
+    assert result.recipients[0].fields["name"] == "A1"  # the first one is kept
+    assert result.duplicates == [
+        Duplicate(4, "ANN@example.com", 2),
+        Duplicate(5, "Ann@example.com", 2),
+    ]
+    assert result.summary() == "2 valid, 0 invalid, 2 duplicates"
+
+
+def test_invalid_rows_do_not_count_as_first_occurrence() -> None:
+    result = parse_text("bad@@example.com\nok@example.com\nOK@example.com")
+    assert result.duplicates == [Duplicate(3, "OK@example.com", 2)]
+
+
+# --- pasted text -------------------------------------------------------------------------------
+
+
+def test_paste_addresses_split_by_newlines_commas_semicolons_whitespace() -> None:
+    text = "a@example.com, b@example.com;c@example.com\n\nd@example.com  e@example.com\tf@example.com\r\ng@example.com"
+    result = parse_text(text)
+    assert result.source == "pasted text"
+    assert [(r.email, r.line) for r in result.recipients] == [
+        ("a@example.com", 1), ("b@example.com", 1), ("c@example.com", 1),
+        ("d@example.com", 3), ("e@example.com", 3), ("f@example.com", 3),
+        ("g@example.com", 4),
+    ]
+
+
+def test_paste_name_addr_form() -> None:
+    text = 'Ann Lee <ann@example.com>, "Doe, John" <John@Example.com>; <bare@example.com>\nzed@example.com'
+    result = parse_text(text)
+    assert [(r.email, r.fields["name"]) for r in result.recipients] == [
+        ("ann@example.com", "Ann Lee"),
+        ("John@example.com", "Doe, John"),
+        ("bare@example.com", ""),
+        ("zed@example.com", ""),
+    ]
+    assert result.fields == ["email", "name"]
+    assert result.email_column == "email"
+
+
+def test_paste_invalid_entries_are_reported_per_line() -> None:
+    result = parse_text('ann@example.com\nnope, Bob <bob@@example.com>\n"Unclosed <x@example.com')
+    assert emails(result) == ["ann@example.com"]
+    assert [(r.line, r.value) for r in result.rejected] == [
+        (2, "nope"), (2, "Bob <bob@@example.com>"), (3, '"Unclosed'), (3, "<x@example.com"),
+    ]
+    assert "'bob@@example.com' is not a valid email address" in result.rejected[1].reason
+
+
+def test_paste_csv_with_header() -> None:
+    result = parse_text("First Name,Email\nAnn,ann@example.com\n")
+    assert result.email_column == "Email"
+    assert result.recipients[0].fields["first_name"] == "Ann"
+
+
+def test_paste_headerless_table_and_spreadsheet_copy() -> None:
+    result = parse_text("Ann,ann@example.com\nBob,bob@example.com")
+    assert result.email_column == "col2" and result.recipients[1].fields["col1"] == "Bob"
+    result = parse_text("Name\tMail\nLee, Ann\tann@example.com\n")
+    assert result.recipients[0].fields["Name"] == "Lee, Ann"
+
+
+def test_paste_with_email_column_is_read_as_a_table() -> None:
+    result = parse_text("ann@work.example,ann@home.example", email_column=2)
+    assert emails(result) == ["ann@home.example"]
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t\n", "\ufeff"])
+def test_empty_paste(text: str) -> None:
+    with pytest.raises(RecipientFileError, match="pasted text"):
+        parse_text(text)
+
+
+def test_paste_with_only_comments() -> None:
+    with pytest.raises(RecipientFileError, match="no email addresses found"):
+        parse_text("# nothing here\n#\n")
+
+
+# --- whole-file problems ----------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.csv"
+    with pytest.raises(RecipientFileError, match="file not found") as info:
+        load_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(RecipientFileError, match="folder") as info:
+        load_file(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions, not root")
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "secret.csv", "email\na@example.com\n")
+    path.chmod(0)
+    try:
+        with pytest.raises(RecipientFileError, match="permission denied") as info:
+            load_file(path)
+        assert str(path) in str(info.value)
+    finally:
+        path.chmod(0o600)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \r\n\t", b"\xef\xbb\xbf", b"\xef\xbb\xbf\n"])
+@pytest.mark.parametrize("name", ["list.csv", "list.txt", "list.tsv"])
+def test_empty_file(tmp_path: Path, name: str, content: bytes) -> None:
+    path = write(tmp_path, name, content)
+    with pytest.raises(RecipientFileError, match="empty") as info:
+        load_file(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["list.csv", "list.txt", "list.tsv", "list"])
+def test_binary_garbage_is_a_clear_error(tmp_path: Path, name: str) -> None:
+    garbage = bytes(range(256)) * 40 + b"\x00\xff\xfe" * 100
+    path = write(tmp_path, name, garbage)
+    try:
+        result = load_file(path)
+    except RecipientFileError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert result.recipients == []
+
+
+def test_nul_bytes_do_not_break_good_rows(tmp_path: Path) -> None:
+    text = b"name,email\nA\x00nn,ann@example.com\n\x00\x00\x00\nBob,bob@exam\x00ple.com\nCy,cy@example.com\n"
+    result = load_file(write(tmp_path, "nul.csv", text))
+    assert lines(result) == {"ann@example.com": 2, "cy@example.com": 5}
+    assert result.recipients[0].fields["name"] == "A\x00nn"
+    assert sorted(r.line for r in result.rejected) == [3, 4]
+
+
+def test_unterminated_quote_skips_that_line_and_keeps_the_rest(tmp_path: Path) -> None:
+    text = (
+        "name,email\n"
+        "Ann,ann@example.com\n"
+        '"Lee, Bob,bob@example.com\n'  # 3: the quote never closes
+        "Cy,cy@example.com\n"
+        "Dee,dee@example.com\n"
+    )
+    result = load_file(write(tmp_path, "u.csv", text))
+    assert lines(result) == {"ann@example.com": 2, "cy@example.com": 4, "dee@example.com": 5}
+    [bad] = result.rejected
+    assert bad.line == 3 and "never closed" in bad.reason
+    assert bad.value == '"Lee, Bob,bob@example.com'
+
+
+def test_unterminated_quote_in_last_line(tmp_path: Path) -> None:
+    result = load_file(write(tmp_path, "u.csv", 'email\na@example.com\n"b@example.com'))
+    assert emails(result) == ["a@example.com"]
+    assert [r.line for r in result.rejected] == [3]
+
+
+def test_many_unterminated_quotes_stay_bounded(tmp_path: Path) -> None:
+    text = "email\n" + "".join(f'"x{i}@example.com\n' for i in range(5000))
+    result = load_file(write(tmp_path, "u.csv", text))
+    # every line is in some rejected entry; none became a recipient by accident
+    assert not result.recipients
+    assert 1 <= len(result.rejected) <= 5000
+
+
+def test_huge_fields(tmp_path: Path) -> None:
+    big = "x" * 3_000_000
+    text = f"name,email\n{big},ann@example.com\nBob,{big}@example.com\n\"{big}\n{big}\",cy@example.com\nDee,dee@example.com\n"
+    result = load_file(write(tmp_path, "big.csv", text))
+    assert lines(result) == {"ann@example.com": 2, "cy@example.com": 4, "dee@example.com": 6}
+    assert result.recipients[0].fields["name"] == big
+    [bad] = result.rejected
+    assert bad.line == 3 and len(bad.value) <= 200 and len(bad.reason) < 300
+
+
+def test_no_rows_only_unreadable_content(tmp_path: Path) -> None:
+    with pytest.raises(RecipientFileError):
+        load_file(write(tmp_path, "c.csv", ",,,\n;;\n"))
+
+
+def test_large_file_keeps_every_row_and_finds_the_late_duplicate(tmp_path: Path) -> None:
+    # Speed is measured by benchmarks/bench_recipients.py, not asserted here.
+    rows = 20_000
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["First Name", "Last Name", "Email", "Company"])
+    for i in range(rows):
+        writer.writerow([f"Name {i}", f"Last, {i}", f"user{i}@example{i % 50}.com", "ACME"])
+    writer.writerow(["Dup", "", "USER7@example7.com", ""])
+    path = write(tmp_path, "big.csv", buf.getvalue())
+    result = load_file(path)
+    assert result.summary() == f"{rows} valid, 0 invalid, 1 duplicate"
+    assert result.duplicates == [Duplicate(rows + 2, "USER7@example7.com", 9)]
+    assert result.recipients[-1].fields["last_name"] == f"Last, {rows - 1}"
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# Text rich in what breaks parsers: delimiters, quotes, line breaks, @, NUL, BOM, non-ASCII.
+tricky_text = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(list(',;\t"\'\r\n@.<>#\x00\ufeff \u2028é€')),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=300,
+)
+
+
+def _check_result(result: ImportResult, physical_lines: int) -> None:
+    assert isinstance(result, ImportResult)
+    for item in [*result.recipients, *result.rejected, *result.duplicates]:
+        assert 1 <= item.line <= max(physical_lines, 1)
+    for r in result.recipients:
+        assert r.fields["email"] == r.email
+        assert not re.search(r"[\x00-\x1f\x7f]", r.email)
+    seen = {r.email.casefold() for r in result.recipients}
+    assert len(seen) == len(result.recipients)
+
+
+@FAST
+@given(
+    data=st.one_of(st.binary(max_size=400), tricky_text.map(lambda t: t.encode("utf-8"))),
+    name=st.sampled_from(["list.csv", "list.tsv", "list.txt"]),
+    column=st.one_of(st.none(), st.sampled_from(["email", "2", "col1", "x"])),
+)
+def test_any_file_gives_a_result_or_a_recipient_file_error(
+    tmp_path: Path, data: bytes, name: str, column: str | None
+) -> None:
+    path = write(tmp_path, name, data)
+    try:
+        result = load_file(path, email_column=column)
+    except RecipientFileError:
+        return
+    _check_result(result, len(re.findall(rb"\r\n|\r|\n", data)) + 1)
+
+
+@FAST
+@given(text=tricky_text)
+def test_any_pasted_text_gives_a_result_or_a_recipient_file_error(text: str) -> None:
+    try:
+        result = parse_text(text)
+    except RecipientFileError:
+        return
+    _check_result(result, len(re.findall(r"\r\n|\r|\n", text)) + 1)
+
+
+addresses = st.builds(
+    "{}.{}@{}.example".format,
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-+", min_size=1, max_size=12).filter(
+        lambda s: s[0].isalnum()
+    ),
+    st.integers(0, 10**6),
+    st.sampled_from(["mail", "Post-Office", "xn--bcher-kva", "a.b"]),
+)
+names = st.text(
+    alphabet=st.one_of(st.sampled_from(list(',;"\'\r\n\t <>@')), st.characters(codec="utf-8")),
+    max_size=40,
+)
+
+
+@FAST
+@given(
+    rows=st.lists(st.tuples(addresses, names), min_size=1, max_size=30, unique_by=lambda r: r[0]),
+    email_first=st.booleans(),
+    tsv=st.booleans(),
+)
+def test_csv_written_by_csv_writer_round_trips(
+    tmp_path: Path, rows: list[tuple[str, str]], email_first: bool, tsv: bool
+) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t" if tsv else ",")
+    header = ["email", "name"] if email_first else ["name", "email"]
+    writer.writerow(header)
+    expected = []
+    line = 2
+    for address, name in rows:
+        start = buf.tell()
+        writer.writerow([address, name] if email_first else [name, address])
+        expected.append((address, name, line))
+        # a row spans one more physical line per line break inside its quoted cells
+        line += len(re.findall(r"\r\n|\r|\n", buf.getvalue()[start:]))
+    path = write(tmp_path, "list.tsv" if tsv else "list.csv", buf.getvalue())
+    result = load_file(path)
+    assert result.rejected == [] and result.duplicates == []
+    got = [(r.fields["email"], r.fields["name"], r.line) for r in result.recipients]
+    want = [
+        (a.split("@")[0] + "@" + a.split("@")[1].lower().replace("xn--bcher-kva", "bücher"), n, ln)
+        for a, n, ln in expected
+    ]
+    assert got == want
+
+
+def test_not_a_regular_file_or_a_bad_path(tmp_path: Path) -> None:
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "pipe.csv"
+        os.mkfifo(fifo)
+        with pytest.raises(RecipientFileError, match="not a regular file"):
+            load_file(fifo)
+    with pytest.raises(RecipientFileError, match="not a usable file path"):
+        load_file("bad\x00name.csv")
