@@ -1,0 +1,538 @@
+"""Template + recipient row -> message: Jinja2 sandbox, header checks, EmailMessage (policy SMTP)."""
+
+from __future__ import annotations
+
+import base64
+import email.errors
+import email.policy
+import email.utils
+import functools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from typing import Any
+
+import jinja2
+import jinja2.meta
+from email_validator import EmailNotValidError, validate_email
+from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from backend.errors import HeaderValueError, SettingsError, TemplateError
+from backend.recipients import Recipient
+
+# policy.SMTP (CRLF, 78-column folding) with 7-bit bodies: set_content then picks
+# quoted-printable or base64 for anything that is not short-lined ASCII, so no line passes
+# 78/998 octets and the message survives servers without 8BITMIME.
+POLICY = email.policy.SMTP.clone(cte_type="7bit")
+
+# Subject and text body are not HTML: escaping them would show "&amp;" to the reader.
+_PLAIN_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
+_HTML_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True)
+
+_LABELS = {"subject": "subject", "html": "HTML body", "text": "text body"}
+
+# Cc (C0, DEL, C1 incl. U+0085 NEL) plus the Unicode line/paragraph separators: anything a
+# parser, a terminal or Python's own email package (CVE-2024-6923) might take as a line end.
+# Lone surrogates (from undecodable bytes) cannot be encoded at all.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CHAR_NAMES = {
+    "\n": "a line break (\\n)",
+    "\r": "a line break (\\r)",
+    "\x00": "a NUL character (\\0)",
+    "\t": "a tab (\\t)",
+    "\x0b": "a vertical tab (\\x0b)",
+    "\x0c": "a form feed (\\x0c)",
+    "\x1b": "an escape character (\\x1b)",
+    "\x7f": "a delete character (\\x7f)",
+    "\x85": "a next-line character (U+0085)",
+    "\u2028": "a line separator (U+2028)",
+    "\u2029": "a paragraph separator (U+2029)",
+}
+# Mail programs decode RFC 2047 encoded words in names, so "=?utf-8?q?=0D=0ABcc:...?=" typed
+# into a name would arrive as other text (Python's own folder even writes the CRLF out raw).
+_ENCODED_WORD = re.compile(r"=\?.*\?=")
+# Controls in a body would go out raw under 7bit; quoted-printable writes them as =XX.
+_BODY_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNQUOTED_ANGLE = re.compile(r'^(?!".*"$).*[<>]')
+_UNDEFINED = re.compile(r"'([^']+)' is undefined")
+
+_INSCRIPTIS = ParserConfig(display_links=True, display_images=True)
+
+_LINE_MAX = 78  # RFC 5322 "SHOULD" for every header line
+_EW_LINE_MAX = 76  # RFC 2047: lines holding encoded words
+_EW_OVERHEAD = len("=?utf-8?q??=")
+_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+
+
+class Template:
+    """A message template compiled once: a subject plus an HTML body, a text body or both."""
+
+    def __init__(self, subject: str, html: str | None = None, text: str | None = None) -> None:
+        html = html if html and html.strip() else None
+        text = text if text and text.strip() else None
+        if html is None and text is None:
+            raise TemplateError(
+                "the message has no body: give an HTML body, a text body or both", field="body"
+            )
+        self.subject_source = subject
+        self.html_source = html
+        self.text_source = text
+        self._subject, subject_fields = _compile(_PLAIN_ENV, subject or "", "subject")
+        self._html, html_fields = _compile(_HTML_ENV, html, "html") if html else (None, set())
+        self._text, text_fields = _compile(_PLAIN_ENV, text, "text") if text else (None, set())
+        # range, dict, lipsum... are Jinja globals, not columns the list has to provide.
+        self.fields: frozenset[str] = frozenset(
+            (subject_fields | html_fields | text_fields) - set(_PLAIN_ENV.globals)
+        )
+
+    def __repr__(self) -> str:
+        return f"Template(subject={self.subject_source!r}, fields={sorted(self.fields)!r})"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a message is from (or who replies go to): an address and an optional name."""
+
+    address: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One row's filled-in subject and bodies, before any MIME is built."""
+
+    subject: str
+    html: str | None
+    text: str | None
+
+
+def parse_sender(text: str, *, field: str = "from") -> Sender:
+    """Parse and validate 'Me <me@example.com>' or 'me@example.com'; SettingsError if invalid."""
+    if not isinstance(text, str) or not text.strip():
+        raise SettingsError(field, "enter an address, for example Me <me@example.com>")
+    bad = _FORBIDDEN.search(text)
+    if bad:
+        raise SettingsError(
+            field, f"contains {_describe(bad.group())}; remove line breaks and control characters"
+        )
+    match = re.fullmatch(r"\s*(.*?)\s*<([^<>]*)>\s*", text)
+    if match and not _UNQUOTED_ANGLE.search(match.group(1)):
+        name, address = _unquote(match.group(1)), match.group(2).strip()
+    elif "<" in text or ">" in text:
+        raise SettingsError(field, f"{text!r} is not an address: the < and > do not match")
+    else:
+        name, address = "", text.strip()
+    if _ENCODED_WORD.search(text):
+        raise SettingsError(
+            field, "contains an encoded word (=?...?=); type the name as plain text instead"
+        )
+    try:
+        info = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise SettingsError(
+            field, f"{address!r} is not a valid email address: {exc}", category="invalid_address"
+        ) from exc
+    # ascii_email has the IDNA (xn--) form of the domain: what the headers and SMTP need.
+    return Sender(address=info.ascii_email or info.normalized, name=name or None)
+
+
+def render_parts(template: Template, recipient: Recipient) -> Rendered:
+    """Fill in the subject and bodies for one recipient; TemplateError naming line and field."""
+    fields = recipient.fields
+    subject = _render(template._subject, "subject", fields, recipient.line)
+    html = _render(template._html, "html", fields, recipient.line) if template._html else None
+    text = _render(template._text, "text", fields, recipient.line) if template._text else None
+    return Rendered(subject, html, text)
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text for an HTML body, links kept as [text](url), scripts/styles dropped."""
+    return get_text(html, _INSCRIPTIS).strip("\n") + "\n"
+
+
+def render(
+    template: Template,
+    recipient: Recipient,
+    sender: Sender,
+    *,
+    reply_to: Sender | str | None = None,
+    message_id_domain: str | None = None,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """Build one recipient's message; TemplateError/HeaderValueError naming line and field."""
+    row = recipient.line
+    parts = render_parts(template, recipient)
+    _check_header(parts.subject, "subject", row, "subject")
+    from_addr = _sender_address(sender, row, "from")
+    to_addr = _recipient_address(recipient)
+    assert to_addr is not None  # build=True always returns one
+    reply_addr = None
+    if reply_to is not None:
+        if isinstance(reply_to, str):
+            reply_to = _parse_reply_to(reply_to)
+        reply_addr = _sender_address(reply_to, row, "reply_to")
+    domain = message_id_domain or from_addr.domain
+    _check_header(domain, "Message-ID domain", row, "message_id")
+
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = _address_header("From", from_addr)
+    msg["To"] = _address_header("To", to_addr)
+    if reply_addr is not None:
+        msg["Reply-To"] = _address_header("Reply-To", reply_addr)
+    msg["Subject"] = _subject_header(parts.subject)
+    when = now or datetime.now().astimezone()
+    msg["Date"] = email.utils.format_datetime(when if when.tzinfo else when.astimezone())
+    msg["Message-ID"] = email.utils.make_msgid(domain=domain)
+    msg["MIME-Version"] = "1.0"
+    text = parts.text if parts.text is not None else html_to_text(parts.html or "")
+    msg.set_content(text, subtype="plain", charset="utf-8", cte=_cte(text))
+    if parts.html is not None:
+        msg.add_alternative(parts.html, subtype="html", charset="utf-8", cte=_cte(parts.html))
+        for part in msg.iter_parts():
+            # EmailMessage.set_content stamps MIME-Version on sub-parts too; it belongs on top only.
+            del part["MIME-Version"]
+    return msg
+
+
+def check_all(
+    template: Template,
+    recipients: Iterable[Recipient],
+    sender: Sender,
+    *,
+    reply_to: Sender | str | None = None,
+) -> list[TemplateError]:
+    """Render every row without building MIME; return every problem, each naming line and field."""
+    problems: list[TemplateError] = []
+    # The sender is the same for every row: report it once, not once per row.
+    for who, field in ((sender, "from"), (reply_to, "reply_to")):
+        if who is None:
+            continue
+        try:
+            _sender_address(
+                parse_sender(who, field=field) if isinstance(who, str) else who, None, field
+            )
+        except SettingsError as exc:
+            problems.append(TemplateError(exc.message, field=field, category=exc.category))
+        except TemplateError as exc:
+            problems.append(exc)
+    parts = [(t, p) for t, p in ((template._html, "html"), (template._text, "text")) if t]
+    for recipient in recipients:
+        row, fields = recipient.line, recipient.fields
+        try:
+            subject = _render(template._subject, "subject", fields, row)
+            _check_header(subject, "subject", row, "subject")
+        except TemplateError as exc:
+            problems.append(exc)
+        for tmpl, part in parts:
+            try:
+                _render(tmpl, part, fields, row)
+            except TemplateError as exc:
+                problems.append(exc)
+        try:
+            _recipient_address(recipient, build=False)
+        except TemplateError as exc:
+            problems.append(exc)
+    return problems
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def _compile(env: SandboxedEnvironment, source: str, part: str) -> tuple[jinja2.Template, set[str]]:
+    try:
+        ast = env.parse(source)
+        return env.from_string(ast), jinja2.meta.find_undeclared_variables(ast)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"the {_LABELS[part]} template has an error on its line {exc.lineno}: {exc.message}",
+            field=part,
+        ) from exc
+
+
+def _render(tmpl: jinja2.Template, part: str, fields: Mapping[str, str], row: int) -> str:
+    try:
+        out = tmpl.render(fields)
+    except jinja2.UndefinedError as exc:
+        match = _UNDEFINED.fullmatch(str(exc))
+        if match and match.group(1) not in fields:
+            name = match.group(1)
+            raise TemplateError(
+                f"{_LABELS[part]}: field '{name}' is not a column of the recipient list "
+                f"(columns: {_columns(fields)}); check the spelling, or give it a default: "
+                f"{{{{ {name} | default('') }}}}",
+                row=row,
+                field=name,
+            ) from exc
+        raise TemplateError(
+            f"the {_LABELS[part]} could not be filled in: {exc}", row=row, field=part
+        ) from exc
+    except SecurityError as exc:
+        raise TemplateError(
+            f"the {_LABELS[part]} uses something templates are not allowed to do: {exc}",
+            row=row,
+            field=part,
+        ) from exc
+    except Exception as exc:  # any template runtime failure is the template's, not a crash
+        raise TemplateError(
+            f"the {_LABELS[part]} could not be filled in: {type(exc).__name__}: {exc}",
+            row=row,
+            field=part,
+        ) from exc
+
+    bad = _SURROGATE.search(out)
+    if bad:
+        # Text decoded with errors="surrogateescape" cannot be written as UTF-8.
+        raise TemplateError(
+            f"the {_LABELS[part]} contains {_describe(bad.group())} at character {bad.start() + 1}",
+            row=row,
+            field=part,
+        )
+    return out
+
+
+def _columns(fields: Mapping[str, str]) -> str:
+    names = list(fields)
+    if not names:
+        return "none"
+    more = f", ... ({len(names)} in all)" if len(names) > 20 else ""
+    return ", ".join(names[:20]) + more
+
+
+# --- headers -----------------------------------------------------------------------------
+
+
+def _describe(ch: str) -> str:
+    if "\ud800" <= ch <= "\udfff":
+        return f"an undecodable character (U+{ord(ch):04X})"
+    return _CHAR_NAMES.get(ch) or f"a control character (U+{ord(ch):04X})"
+
+
+def _check_header(value: str, what: str, row: int | None, field: str) -> None:
+    bad = _FORBIDDEN.search(value)
+    if bad:
+        raise HeaderValueError(
+            f"the {what} contains {_describe(bad.group())} at character {bad.start() + 1}; "
+            "line breaks and control characters are not allowed in email headers",
+            row=row,
+            field=field,
+        )
+
+
+def _check_phrase(value: str, what: str, row: int | None, field: str) -> None:
+    _check_header(value, what, row, field)
+    if _ENCODED_WORD.search(value):
+        raise HeaderValueError(
+            f"the {what} {value!r} contains an encoded word (=?...?=), which mail programs "
+            "would decode into different text; write the name as plain text",
+            row=row,
+            field=field,
+        )
+
+
+_WHAT = {
+    "to": ("recipient's name", "recipient's address", "name"),
+    "from": ("sender name", "sender address", "from"),
+    "reply_to": ("Reply-To name", "Reply-To address", "reply_to"),
+}
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ATOM_PHRASE = re.compile(rf"{_ATEXT}(?: {_ATEXT})*")
+# A plain dot-atom address, which Address() always accepts: check_all skips building one.
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def _address(
+    name: str, addr: str, row: int | None, field: str, *, build: bool = True
+) -> Address | None:
+    """Check a display name and an address; return the headerregistry Address for them."""
+    name_what, addr_what, name_field = _WHAT[field]
+    _check_phrase(name, name_what, row, name_field)
+    _check_phrase(addr, addr_what, row, field)
+    # Checked before stripping: a trailing "\n" is refused, not quietly dropped.
+    name, addr = name.strip(), addr.strip()
+    if not addr.isascii():
+        # An internationalised domain goes out in its xn-- form; a non-ASCII local part
+        # would need SMTPUTF8, which these messages (7-bit headers) do not use.
+        try:
+            info = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
+        except EmailNotValidError as exc:
+            raise TemplateError(
+                f"the {addr_what} {addr!r} cannot be used: {exc}",
+                row=row,
+                field=field,
+                category="invalid_address",
+            ) from exc
+        addr = info.ascii_email or addr
+    if not build and _PLAIN_ADDRESS.fullmatch(addr):
+        return None
+    local, at, domain = addr.rpartition("@")
+    try:
+        if not (local and at and domain):
+            raise ValueError("it needs a name, an @ and a domain")
+        return Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError, email.errors.HeaderParseError) as exc:
+        raise TemplateError(
+            f"the {addr_what} {addr!r} is not a valid email address: {exc}",
+            row=row,
+            field=field,
+            category="invalid_address",
+        ) from exc
+
+
+def _sender_address(sender: Sender, row: int | None, field: str) -> Address:
+    addr = _address(sender.name or "", sender.address, row, field)
+    assert addr is not None  # build=True always returns one
+    return addr
+
+
+def _recipient_address(recipient: Recipient, *, build: bool = True) -> Address | None:
+    name = recipient.fields.get("name") or ""
+    return _address(name, recipient.email, recipient.line, "to", build=build)
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_reply_to(text: str) -> Sender:
+    return parse_sender(text, field="reply_to")
+
+
+def _unquote(name: str) -> str:
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", name[1:-1])
+    return name
+
+
+class _FoldedHeader(str):
+    """A header value we folded ourselves: str() is the value, fold() our lines verbatim."""
+
+    # EmailPolicy.header_store_parse keeps any value whose .name matches as-is, and _fold
+    # calls its .fold(policy=...): documented hooks for a header object of our own.
+    def __new__(cls, name: str, value: str, lines: list[str]) -> _FoldedHeader:
+        self = super().__new__(cls, value)
+        self.name = name
+        self.lines = tuple(lines)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, str(self), list(self.lines)), self.__dict__)
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        return policy.linesep.join(self.lines) + policy.linesep
+
+
+def _subject_header(subject: str) -> _FoldedHeader:
+    return _FoldedHeader("Subject", subject, _fold_unstructured("Subject", subject))
+
+
+def _address_header(name: str, address: Address) -> _FoldedHeader:
+    # Python 3.11 folds a long quoted display name without its quotes: a name such as
+    # "x...x, Sales: evil@example" would turn into a group or extra addresses. Fold here.
+    header = _FoldedHeader(
+        name, str(address), _fold_address(name, address.display_name, address.addr_spec)
+    )
+    header.addresses = (address,)  # what callers of msg["To"].addresses expect
+    return header
+
+
+def _fold_unstructured(name: str, value: str) -> list[str]:
+    """Lines (without CRLF) for 'Name: value' that unfold and decode back to value exactly."""
+    # Python 3.11's folder loses or adds spaces between encoded words ("Köln,Düsseldorf"),
+    # and sends "=?...?=" typed by the user raw, to be decoded by every reader: fold here.
+    prefix = f"{name}: "
+    if value.isascii() and "=?" not in value:
+        lines = _fold_ascii(prefix, value)
+        if lines is not None:
+            return lines
+    # Every character, spaces included, sits inside an encoded word, and decoders drop the
+    # whitespace between adjacent encoded words: the folds add nothing.
+    return _lay_out(prefix, _encoded_words(value, _EW_LINE_MAX - len(prefix)), _EW_LINE_MAX)
+
+
+def _fold_ascii(prefix: str, value: str) -> list[str] | None:
+    if len(prefix) + len(value) <= _LINE_MAX:
+        return [prefix + value]
+    # Fold only before the first space of a run and only where text follows, so no line is
+    # blank and deleting each CRLF gives the value back.
+    end = len(value.rstrip(" "))
+    cuts = [i for i in range(1, end) if value[i] == " " and value[i - 1] != " "]
+    lines: list[str] = []
+    start, room = 0, _LINE_MAX - len(prefix)
+    while len(value) - start > room:
+        fits = [c for c in cuts if start < c <= start + room]
+        if not fits:
+            return None  # a word too long for one line: encoded words can split it
+        lines.append(value[start : fits[-1]])
+        start, room = fits[-1], _LINE_MAX
+    lines.append(value[start:])
+    lines[0] = prefix + lines[0]
+    return lines
+
+
+def _fold_address(name: str, display: str, addr_spec: str) -> list[str]:
+    """Lines for 'Name: display <addr>': atoms as they are, else quoted, else encoded words."""
+    prefix = f"{name}: "
+    if not display:
+        return [prefix + addr_spec]
+    angle = f"<{addr_spec}>"
+    if display.isascii():
+        if _ATOM_PHRASE.fullmatch(display):
+            tokens = display.split(" ")
+        else:
+            tokens = ['"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"']
+        if len(prefix) + max(len(t) for t in tokens) <= _LINE_MAX:
+            return _lay_out(prefix, [*tokens, angle], _LINE_MAX)
+    words = _encoded_words(display, _EW_LINE_MAX - len(prefix))
+    return _lay_out(prefix, [*words, angle], _EW_LINE_MAX)
+
+
+def _lay_out(prefix: str, tokens: list[str], limit: int) -> list[str]:
+    """Tokens joined by single spaces, each space turned into a fold where a line is full."""
+    lines = [prefix + tokens[0]]
+    for token in tokens[1:]:
+        if len(lines[-1]) + 1 + len(token) <= limit:
+            lines[-1] += " " + token
+        else:
+            lines.append(" " + token)
+    return lines
+
+
+def _encoded_words(value: str, first_room: int) -> list[str]:
+    """value as RFC 2047 UTF-8 encoded words: the first fits first_room, the rest a line each."""
+    chars = [ch.encode("utf-8") for ch in value]
+    q_cost = [sum(1 if b in _Q_SAFE or b == 0x20 else 3 for b in ch) for ch in chars]
+    total = sum(len(ch) for ch in chars)
+    use_q = sum(q_cost) <= -(-total // 3) * 4  # whichever is shorter, as Python does
+    words: list[str] = []
+    chunk: list[bytes] = []
+    q_len = n_bytes = 0
+    room = first_room - _EW_OVERHEAD
+    for ch, cost in zip(chars, q_cost, strict=True):
+        new_q, new_n = q_len + cost, n_bytes + len(ch)
+        if chunk and (new_q if use_q else -(-new_n // 3) * 4) > room:
+            words.append(_encoded_word(b"".join(chunk), use_q))
+            chunk, room = [], _EW_LINE_MAX - 1 - _EW_OVERHEAD
+            new_q, new_n = cost, len(ch)
+        chunk.append(ch)
+        q_len, n_bytes = new_q, new_n
+    if chunk or not words:
+        words.append(_encoded_word(b"".join(chunk), use_q))
+    return words
+
+
+def _encoded_word(data: bytes, use_q: bool) -> str:
+    # Q keeps only letters, digits and !*+-/ literal: the set RFC 2047 allows in a phrase
+    # (display name) as well as in unstructured text.
+    if use_q:
+        text = "".join("_" if b == 0x20 else chr(b) if b in _Q_SAFE else f"={b:02X}" for b in data)
+        return f"=?utf-8?q?{text}?="
+    return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
+
+
+def _cte(body: str) -> str | None:
+    return "quoted-printable" if _BODY_CONTROL.search(body) else None
