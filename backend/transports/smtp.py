@@ -1,0 +1,411 @@
+"""SMTP transport over smtplib: STARTTLS / implicit TLS / none, certificate checks, AUTH, reuse."""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from backend.errors import (
+    AuthError,
+    ConnectError,
+    RejectedError,
+    TransportError,
+    UncertainDelivery,
+)
+from backend.settings import SmtpSettings
+from backend.transports.base import Envelope, Receipt
+
+log = logging.getLogger(__name__)
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+_QUOTA_WORDS = re.compile(r"daily|quota|per day|sending limit exceeded|exceeded the limit", re.I)
+_RATE_WORDS = re.compile(r"rate|too many|too fast|throttl|limit|slow down", re.I)
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_PROBE_TIMEOUT = 5.0
+
+
+@dataclass
+class Step:
+    """One stage of opening a connection, for `verify` output: what, whether it worked, detail."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ConnectionInfo:
+    """What we learned while opening: TLS version and cipher, the certificate, EHLO features."""
+
+    steps: list[Step] = field(default_factory=list)
+    tls_version: str | None = None
+    cipher: str | None = None
+    certificate_subject: str | None = None
+    certificate_issuer: str | None = None
+    features: dict[str, str] = field(default_factory=dict)
+    authenticated_as: str | None = None
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """The TLS context: system CAs (plus --ca-file); no verification only when asked for."""
+    ctx = ssl.create_default_context()
+    if settings.ca_file:
+        ctx.load_verify_locations(cafile=settings.ca_file)
+    if not settings.verify_certificates:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _reply_text(resp: bytes | str | None) -> str:
+    if isinstance(resp, bytes):
+        resp = resp.decode("utf-8", "replace")
+    return " ".join((resp or "").split())
+
+
+def classify_reply(code: int, text: str, stage: str) -> str:
+    """The error category of a negative SMTP reply at MAIL, RCPT or DATA."""
+    enhanced = _ENHANCED.match(text)
+    status = ".".join(enhanced.groups()) if enhanced else ""
+    if status == "5.4.5" or (code >= 450 and _QUOTA_WORDS.search(text) and "limit" in text.lower()):
+        return "quota_exceeded"
+    if code == 421:
+        limited = status.startswith("4.7") or _RATE_WORDS.search(text)
+        return "rate_limited" if limited else "server_disconnected"
+    if code in (530, 535) or status in ("5.7.0", "5.7.8") and "auth" in text.lower():
+        return "auth_failed"
+    if 400 <= code < 500 and (status.startswith("4.7") or _RATE_WORDS.search(text)):
+        return "rate_limited"
+    if code in (552, 554) and status in ("5.3.4", "5.2.3"):
+        return "message_rejected"
+    if stage == "mail":
+        return "sender_rejected"
+    if stage == "rcpt":
+        return "recipient_rejected"
+    return "message_rejected"
+
+
+class SmtpTransport:
+    """One SMTP account: a connection opened once, reused for every message, reopened once."""
+
+    def __init__(self, settings: SmtpSettings, *, local_hostname: str | None = None) -> None:
+        self.settings = settings.validated()
+        self._local_hostname = local_hostname or self.settings.helo_name
+        self._smtp: smtplib.SMTP | None = None
+        self.info = ConnectionInfo()
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _err(self, cls: type[TransportError], message: str, category: str, code: int | None = None, fix: tuple[str, ...] = ()) -> TransportError:
+        s = self.settings
+        return cls(message, category=category, code=code, host=s.host, port=s.port, fix=fix)
+
+    def _step(self, name: str, started: float, ok: bool, detail: str = "") -> None:
+        self.info.steps.append(Step(name, ok, detail, round(time.monotonic() - started, 3)))
+
+    def open(self) -> None:
+        """Connect, secure, EHLO and log in; raise ConnectError or AuthError saying why."""
+        self.close()
+        self.info = ConnectionInfo()
+        s = self.settings
+        started = time.monotonic()
+        try:
+            smtp = self._connect()
+        except TransportError as exc:
+            self._step("connect", started, False, exc.message)
+            raise
+        self._step("connect", started, True, f"connected to {s.host}:{s.port}")
+        try:
+            self._secure_and_login(smtp)
+        except BaseException:
+            self._abort(smtp)
+            raise
+        self._smtp = smtp
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        ctx = tls_context(s)
+        try:
+            if s.security == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.host, s.port, local_hostname=self._local_hostname, timeout=s.timeout, context=ctx
+                )
+                self._note_tls(smtp)
+            else:
+                smtp = smtplib.SMTP(s.host, s.port, local_hostname=self._local_hostname, timeout=s.timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise self._certificate_error(exc) from exc
+        except ssl.SSLError as exc:
+            if self._speaks_plain_smtp():
+                raise self._err(
+                    ConnectError,
+                    f"port {s.port} speaks plain SMTP, not SSL/TLS",
+                    "tls_mode_mismatch",
+                    fix=(f"Port {s.port} speaks STARTTLS: choose Security STARTTLS for this port "
+                         "(or port 465 with SSL/TLS).",),
+                ) from exc
+            raise self._err(ConnectError, f"TLS handshake failed: {exc}", "tls_handshake_failed") from exc
+        except socket.gaierror as exc:
+            raise self._err(ConnectError, f"the server name could not be resolved ({exc.strerror or exc})", "dns_failure") from exc
+        except ConnectionRefusedError as exc:
+            raise self._err(ConnectError, "connection refused", "connection_refused") from exc
+        except TimeoutError as exc:
+            raise self._err(ConnectError, f"no answer within {s.timeout:g} s while connecting", "timeout") from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            # A TLS server waits silently for our handshake; a plain client waits for a greeting.
+            if s.security != "ssl" and self._speaks_tls():
+                raise self._err(
+                    ConnectError,
+                    f"port {s.port} speaks SSL/TLS (implicit TLS), not {s.security.upper()}",
+                    "tls_mode_mismatch",
+                    fix=(f"Port {s.port} speaks SSL/TLS: choose Security SSL/TLS for this port "
+                         "(or port 587 with STARTTLS).",),
+                ) from exc
+            if isinstance(exc.__context__, TimeoutError):
+                raise self._err(ConnectError, f"no greeting from the server within {s.timeout:g} s", "timeout") from exc
+            raise self._err(ConnectError, f"the server closed the connection before greeting ({exc})", "server_disconnected") from exc
+        except smtplib.SMTPConnectError as exc:
+            text = _reply_text(exc.smtp_error)
+            raise self._err(ConnectError, f"the server refused the session: {exc.smtp_code} {text}", "connection_refused", code=exc.smtp_code) from exc
+        except OSError as exc:
+            raise self._err(ConnectError, f"could not connect ({exc.strerror or exc})", "connection_refused") from exc
+        return smtp
+
+    def _secure_and_login(self, smtp: smtplib.SMTP) -> None:
+        s = self.settings
+        started = time.monotonic()
+        try:
+            code, resp = smtp.ehlo()
+            if code != 250:
+                code, resp = smtp.helo()
+                if code != 250:
+                    raise self._err(ConnectError, f"the server refused EHLO and HELO: {code} {_reply_text(resp)}", "server_disconnected", code=code)
+            if s.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise self._err(
+                        ConnectError,
+                        "the server does not offer STARTTLS, so the connection cannot be encrypted",
+                        "tls_handshake_failed",
+                        fix=("Choose SSL/TLS if the server offers it (usually port 465).",
+                             "Only for a trusted local relay: choose Security None."),
+                    )
+                code, resp = smtp.starttls(context=tls_context(s))
+                self._note_tls(smtp)
+                self._step("tls", started, True, f"{self.info.tls_version} {self.info.cipher}")
+                started = time.monotonic()
+                smtp.ehlo()
+            self.info.features = dict(smtp.esmtp_features)
+            self._step("ehlo", started, True, " ".join(sorted(smtp.esmtp_features)))
+        except ssl.SSLCertVerificationError as exc:
+            raise self._certificate_error(exc) from exc
+        except ssl.SSLError as exc:
+            raise self._err(ConnectError, f"TLS handshake failed: {exc}", "tls_handshake_failed") from exc
+        except smtplib.SMTPResponseException as exc:
+            text = _reply_text(exc.smtp_error)
+            raise self._err(ConnectError, f"STARTTLS refused: {exc.smtp_code} {text}", "tls_handshake_failed", code=exc.smtp_code) from exc
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise self._disconnected(exc, "while setting up the session") from exc
+        if s.user:
+            self._login(smtp)
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        s = self.settings
+        started = time.monotonic()
+        if not s.encrypted and not s.allow_plaintext_auth:
+            # Checked before any AUTH command: smtplib would happily send the password in clear.
+            raise self._err(AuthError, "refusing to send the password over an unencrypted connection", "plaintext_auth_refused")
+        if not smtp.has_extn("auth"):
+            raise self._err(AuthError, "the server offers no login method (AUTH) on this connection", "auth_not_offered")
+        try:
+            smtp.login(s.user, s.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            text = _reply_text(exc.smtp_error)
+            fix: tuple[str, ...] = ()
+            if "application-specific password" in text.lower() or "app password" in text.lower():
+                fix = ("The server asks for an app password: create one in your account's security "
+                       "settings and use it instead of your normal password.",)
+            self._step("auth", started, False, f"{exc.smtp_code} {text}")
+            raise self._err(AuthError, f"login as '{s.user}' refused: {exc.smtp_code} {text}", "auth_failed", code=exc.smtp_code, fix=fix) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise self._err(AuthError, "the server offers no login method (AUTH)", "auth_not_offered") from exc
+        except smtplib.SMTPException as exc:
+            if isinstance(exc, smtplib.SMTPServerDisconnected):
+                raise self._disconnected(exc, "during login") from exc
+            offered = smtp.esmtp_features.get("auth", "").strip() or "none"
+            raise self._err(AuthError, f"no login method in common with the server (it offers: {offered})", "auth_not_offered") from exc
+        except OSError as exc:
+            raise self._disconnected(exc, "during login") from exc
+        self.info.authenticated_as = s.user
+        self._step("auth", started, True, f"logged in as {s.user}")
+
+    def _note_tls(self, smtp: smtplib.SMTP) -> None:
+        sock = smtp.sock
+        if isinstance(sock, ssl.SSLSocket):
+            self.info.tls_version = sock.version()
+            cipher = sock.cipher()
+            self.info.cipher = cipher[0] if cipher else None
+            cert = sock.getpeercert() or {}
+            self.info.certificate_subject = _dn(cert.get("subject"))
+            self.info.certificate_issuer = _dn(cert.get("issuer"))
+
+    def _certificate_error(self, exc: ssl.SSLCertVerificationError) -> TransportError:
+        reason = exc.verify_message or str(exc)
+        low = reason.lower()
+        host = self.settings.host
+        if "expired" in low or "not yet valid" in low:
+            plain = f"the certificate {'has expired' if 'expired' in low else 'is not valid yet'}"
+            fix = ("The certificate's dates do not cover the current time: check this computer's "
+                   f"date and time (it says {time.strftime('%Y-%m-%d %H:%M %Z')}); if it is right, "
+                   "the server's certificate must be renewed by its administrator.",)
+        elif "hostname" in low or "ip address mismatch" in low:
+            plain = f"the certificate is not issued for '{host}'"
+            fix = (f"The certificate is not issued for '{host}': use the host name the "
+                   "certificate names (your provider's documented SMTP server name).",)
+        elif "self-signed" in low or "self signed" in low:
+            plain = "the certificate is self-signed"
+            fix = ("The server signed its own certificate: if it is your company's server, add "
+                   "that certificate or its authority with --ca-file.",)
+        else:
+            plain = "the certificate is issued by an authority this computer does not trust"
+            fix = ("Add the certificate of the authority that issued it with --ca-file (ask the "
+                   "server's administrator for it).",)
+        return self._err(ConnectError, f"certificate not valid: {plain} ({reason})", "certificate_invalid", fix=fix)
+
+    def _disconnected(self, exc: BaseException, when: str) -> TransportError:
+        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            return self._err(ConnectError, f"no answer within {self.settings.timeout:g} s {when}", "timeout")
+        return self._err(ConnectError, f"the server closed the connection {when}", "server_disconnected")
+
+    def _speaks_plain_smtp(self) -> bool:
+        """Whether the port greets in clear text (so it wants STARTTLS, not implicit TLS)."""
+        try:
+            with socket.create_connection((self.settings.host, self.settings.port), timeout=_PROBE_TIMEOUT) as sock:
+                return sock.recv(4).startswith(b"220")
+        except OSError:
+            return False
+
+    def _speaks_tls(self) -> bool:
+        """Whether the port completes a TLS handshake (so it wants implicit TLS)."""
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            with socket.create_connection((self.settings.host, self.settings.port), timeout=_PROBE_TIMEOUT) as raw, ctx.wrap_socket(raw, server_hostname=self.settings.host):
+                return True
+        except (OSError, ssl.SSLError):
+            return False
+
+    # -- sending -------------------------------------------------------------------------
+
+    def send(self, envelope: Envelope, message: bytes) -> Receipt:
+        """Deliver one message, reopening the connection once if the server dropped it."""
+        try:
+            return self._send_once(envelope, message)
+        except ConnectError as exc:
+            if exc.category not in ("server_disconnected", "timeout") and exc.code != 421:
+                raise
+            log.info("reconnecting after: %s", exc.message)
+            self.close()
+            return self._send_once(envelope, message)
+
+    def _send_once(self, envelope: Envelope, message: bytes) -> Receipt:
+        if self._smtp is None:
+            self.open()
+        smtp = self._smtp
+        assert smtp is not None
+        try:
+            self._command(smtp, "mail", smtp.mail, envelope.sender)
+            for rcpt in envelope.recipients:
+                self._command(smtp, "rcpt", smtp.rcpt, rcpt)
+            self._command(smtp, "data", smtp.docmd, "data", expect=354)
+        except RejectedError:
+            self._reset(smtp)
+            raise
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._abort(smtp)
+            raise self._disconnected(exc, "before the message was sent") from exc
+        body = _LEADING_DOT.sub(b"..", message)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        try:
+            smtp.send(body + b".\r\n")
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # The final dot never arrived, so the server cannot have accepted the message.
+            self._abort(smtp)
+            raise self._disconnected(exc, "while sending the message") from exc
+        try:
+            code, resp = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._abort(smtp)
+            raise self._err(
+                UncertainDelivery,
+                "the connection dropped after the whole message was sent; it may or may not have been delivered",
+                "server_disconnected",
+            ) from exc
+        text = _reply_text(resp)
+        if code != 250:
+            if code == 421:
+                self._abort(smtp)
+            else:
+                self._reset(smtp)
+            raise self._err(RejectedError, f"message refused: {code} {text}", classify_reply(code, text, "data"), code=code)
+        return Receipt(code, text)
+
+    def _command(self, smtp: smtplib.SMTP, stage: str, fn, arg: str, expect: int = 250) -> None:
+        code, resp = fn(arg)
+        ok = code == expect or (stage == "rcpt" and code == 251)
+        if ok:
+            return
+        text = _reply_text(resp)
+        if code == 421:
+            # The server is closing the session: reconnecting is the remedy, not a rejection.
+            self._abort(smtp)
+            raise self._err(ConnectError, f"the server is closing the session: {code} {text}", "server_disconnected", code=code)
+        if code == -1:
+            self._abort(smtp)
+            raise self._err(ConnectError, "the server closed the connection", "server_disconnected")
+        what = {"mail": f"sender {arg}", "rcpt": f"recipient {arg}", "data": "message"}[stage]
+        raise self._err(RejectedError, f"{what} refused: {code} {text}", classify_reply(code, text, stage), code=code)
+
+    def _reset(self, smtp: smtplib.SMTP) -> None:
+        try:
+            code, _ = smtp.rset()
+            if code == 250:
+                return
+        except (smtplib.SMTPException, OSError):
+            pass
+        self._abort(smtp)
+
+    def _abort(self, smtp: smtplib.SMTP) -> None:
+        try:
+            smtp.close()
+        finally:
+            if self._smtp is smtp:
+                self._smtp = None
+
+    def close(self) -> None:
+        """Send QUIT if connected and release the socket; never raises."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            smtp.close()
+
+
+def _dn(parts: object) -> str | None:
+    if not parts:
+        return None
+    try:
+        return ", ".join(f"{k}={v}" for rdn in parts for k, v in rdn)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return str(parts)

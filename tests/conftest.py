@@ -1,0 +1,96 @@
+"""Shared fixtures: throwaway certificates, real SMTP servers on 127.0.0.1, an isolated home."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.servers import Server
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every file the app writes goes under a temporary BULK_MAILER_HOME."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("BULK_MAILER_HOME", str(home))
+    monkeypatch.delenv("BULK_MAILER_PASSWORD", raising=False)
+    return home
+
+
+class Certs:
+    """A test CA and certificates issued by it (good, expired, wrong host) plus a self-signed one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ca = trustme.CA()
+        self.ca_file = str(root / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_file)
+        self.good = self._issue("good", self.ca, "localhost", "127.0.0.1")
+        now = dt.datetime.now(dt.UTC)
+        self.expired = self._issue(
+            "expired", self.ca, "localhost", "127.0.0.1",
+            not_before=now - dt.timedelta(days=60), not_after=now - dt.timedelta(days=1),
+        )
+        self.wrong_host = self._issue("wronghost", self.ca, "mail.other.example")
+        self.untrusted = self._issue("untrusted", trustme.CA(), "localhost", "127.0.0.1")
+        self.self_signed = self._self_signed("selfsigned", "localhost")
+
+    def _self_signed(self, name: str, host: str) -> tuple[str, str]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName(host), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        chain, keyfile = self.root / f"{name}.pem", self.root / f"{name}.key"
+        chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        keyfile.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        return str(chain), str(keyfile)
+
+    def _issue(self, name: str, ca: trustme.CA, *hosts: str, **kw) -> tuple[str, str]:
+        cert = ca.issue_cert(*hosts, **kw)
+        chain, key = self.root / f"{name}.pem", self.root / f"{name}.key"
+        chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+        key.write_bytes(cert.private_key_pem.bytes())
+        return str(chain), str(key)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def smtp_server(certs: Certs) -> Iterator[Callable[..., Server]]:
+    """Factory: smtp_server(mode='starttls'|'ssl'|'plain', cert=..., auth=..., ...)."""
+    started: list[Server] = []
+
+    def make(mode: str = "starttls", **kw) -> Server:
+        if mode != "plain":
+            kw.setdefault("cert", certs.good)
+        server = Server(mode, **kw)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

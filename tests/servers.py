@@ -1,0 +1,189 @@
+"""Real SMTP servers on 127.0.0.1 for tests: aiosmtpd with TLS, AUTH and injected failures.
+
+Failures are injected by the recipient's (or sender's) local part, so one campaign can meet
+several of them:
+
+    reject550@...    RCPT answered 550 5.1.1 (unknown user)
+    defer451@...     RCPT answered 451 4.3.0 (try again later)
+    quota@...        RCPT answered 550 5.4.5 (daily sending limit)
+    close421@...     RCPT answered 421 4.7.0 and the connection closed (first time only)
+    droprcpt@...     connection closed at RCPT without a reply (first time only)
+    spam@...         DATA answered 554 5.7.1 after the final dot
+    dropdata@...     connection closed after the final dot, without a reply
+    silent@...       no answer at all after the final dot
+    blocked@...      (as sender) MAIL answered 550 5.7.1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+USER = "me@example.com"
+PASSWORD = "s3cret-Passw0rd!"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (Controller(port=0) fails its own ready check)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Received:
+    """One message as the server saw it: envelope and parsed content."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    peer_authenticated: str | None
+
+    @property
+    def message(self) -> EmailMessage:
+        return message_from_bytes(self.data, policy=default_policy)  # type: ignore[return-value]
+
+
+@dataclass
+class RecordingHandler:
+    """Records every accepted message and every command seen; injects failures by local part."""
+
+    messages: list[Received] = field(default_factory=list)
+    auth_attempts: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    once_done: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _once(self, key: str) -> bool:
+        with self.lock:
+            if key in self.once_done:
+                return False
+            self.once_done.add(key)
+            return True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.commands.append("EHLO")
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.commands.append(f"MAIL {address}")
+        if address.split("@")[0] == "blocked":
+            return "550 5.7.1 Sender address rejected: not owned by user"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        self.commands.append(f"RCPT {address}")
+        local = address.split("@")[0]
+        if local == "reject550":
+            return "550 5.1.1 The email account that you tried to reach does not exist"
+        if local == "defer451":
+            return "451 4.3.0 Temporary local problem, try again later"
+        if local == "quota":
+            return "550 5.4.5 Daily user sending limit exceeded"
+        if local == "close421" and self._once(address):
+            await server.push("421 4.7.0 Too many messages, closing connection")
+            server.transport.close()
+            await asyncio.sleep(3600)
+        if local == "droprcpt" and self._once(address):
+            server.transport.close()
+            await asyncio.sleep(3600)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        local = envelope.rcpt_tos[0].split("@")[0] if envelope.rcpt_tos else ""
+        if local == "spam":
+            return "554 5.7.1 Message rejected as spam"
+        if local == "dropdata":
+            server.transport.close()
+            await asyncio.sleep(3600)
+        if local == "silent":
+            await asyncio.sleep(3600)
+        with self.lock:
+            self.messages.append(
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or envelope.content,
+                    USER if session.authenticated else None,
+                )
+            )
+        return "250 2.0.0 OK queued"
+
+
+def authenticator(handler: RecordingHandler):
+    """Accept USER/PASSWORD only; a failure must be handled=False or the client hangs."""
+
+    def check(server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword):
+            login = auth_data.login.decode()
+            handler.auth_attempts.append(login)
+            if login == USER and auth_data.password.decode() == PASSWORD:
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    return check
+
+
+class Server:
+    """A running aiosmtpd server: mode plain, starttls or ssl; stop() when done."""
+
+    def __init__(
+        self,
+        mode: str = "starttls",
+        *,
+        cert: tuple[str, str] | None = None,
+        auth: bool = True,
+        auth_require_tls: bool = True,
+        handler: RecordingHandler | None = None,
+    ) -> None:
+        self.mode = mode
+        self.handler = handler or RecordingHandler()
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        ctx = None
+        if cert is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*cert)
+        kwargs: dict = {"hostname": self.host, "port": self.port, "ready_timeout": 5.0}
+        if auth:
+            kwargs["authenticator"] = authenticator(self.handler)
+        if mode == "ssl":
+            kwargs["ssl_context"] = ctx
+            kwargs["auth_require_tls"] = False  # already encrypted; aiosmtpd only counts STARTTLS
+        elif mode == "starttls":
+            kwargs["tls_context"] = ctx
+            kwargs["require_starttls"] = True
+            kwargs["auth_require_tls"] = auth_require_tls
+        else:
+            kwargs["auth_require_tls"] = auth_require_tls
+        self.controller = Controller(self.handler, **kwargs)
+        self.controller.start()
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.handler.messages
+
+    def stop(self) -> None:
+        if self.controller._thread is not None:
+            self.controller.stop()
+
+
+def listen_silently() -> tuple[socket.socket, int]:
+    """A socket that accepts connections and never says anything (a timeout at greeting)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    return sock, sock.getsockname()[1]
