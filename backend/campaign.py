@@ -1,0 +1,196 @@
+"""THE send loop, written once: verify, send each, record results, emit progress, stop cleanly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from backend.errors import AuthError, ConnectError, MailerError, TransportError, UncertainDelivery
+from backend.recipients import Recipient
+from backend.transports.base import Envelope, Transport
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("sending", "sent", "failed", "deferred", "skipped", "uncertain")
+RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id")
+
+
+def utc_now() -> dt.datetime:
+    """The wall clock, in UTC; passed in so tests can fix it."""
+    return dt.datetime.now(dt.UTC)
+
+
+def iso(moment: dt.datetime) -> str:
+    """ISO-8601 with seconds and timezone, as events and results carry it."""
+    return moment.isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One rendered message ready for a transport."""
+
+    envelope: Envelope
+    data: bytes
+    message_id: str
+
+
+@dataclass
+class ResultRow:
+    """The outcome for one recipient (the results CSV row of DESIGN.md)."""
+
+    email: str
+    status: str = "skipped"
+    category: str | None = None
+    smtp_code: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    sent_at: str | None = None
+    message_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CampaignOutcome:
+    """What a run did: per-recipient rows, whether it could start, why it stopped early."""
+
+    campaign: str
+    ok: bool
+    results: list[ResultRow]
+    error: MailerError | None = None
+    stopped: str | None = None
+    duration_s: float = 0.0
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per status, failures per category, duration and rate."""
+        categories = Counter(r.category for r in self.results if r.status in ("failed", "uncertain") and r.category)
+        sent = self.counts.get("sent", 0)
+        return {
+            "campaign": self.campaign,
+            "total": len(self.results),
+            **{s: self.counts.get(s, 0) for s in ("sent", "failed", "uncertain", "skipped")},
+            "failed_by_category": dict(categories),
+            "stopped": self.stopped,
+            "duration_s": round(self.duration_s, 3),
+            "rate_per_s": round(sent / self.duration_s, 2) if self.duration_s > 0 else None,
+        }
+
+
+def run_campaign(
+    recipients: Sequence[Recipient],
+    build: Callable[[Recipient], Outgoing],
+    transport: Transport,
+    *,
+    campaign_id: str,
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+    stop: threading.Event | None = None,
+    delay_s: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Any] | None = None,
+    now: Callable[[], dt.datetime] = utc_now,
+) -> CampaignOutcome:
+    """Verify the connection, then send to each recipient in order, one event per change."""
+    stop = stop or threading.Event()
+    wait = sleep or stop.wait  # stop.wait returns early on cancel: no waiting out the delay
+    total = len(recipients)
+    results = [ResultRow(r.email) for r in recipients]
+    started = clock()
+    outcome = CampaignOutcome(campaign_id, ok=True, results=results)
+
+    def emit(i: int, status: str, row: ResultRow | None = None) -> None:
+        on_event({
+            "type": "email-progress",
+            "campaign": campaign_id,
+            "current": i + 1,
+            "total": total,
+            "recipient": recipients[i].email,
+            "status": status,
+            "category": row.category if row else None,
+            "code": row.smtp_code if row else None,
+            "error": row.error if row else None,
+            "ts": iso(now()),
+        })
+
+    try:
+        transport.open()
+    except MailerError as exc:
+        log.warning("campaign %s: connection check failed: %s", campaign_id, exc.message)
+        for row in results:
+            row.error = f"not sent: {exc.message}"
+        outcome.ok, outcome.error, outcome.stopped = False, exc, exc.category
+        outcome.counts = Counter(r.status for r in results)
+        outcome.duration_s = clock() - started
+        return outcome
+
+    try:
+        for i, recipient in enumerate(recipients):
+            if stop.is_set():
+                outcome.stopped = "cancelled"
+                break
+            row = results[i]
+            emit(i, "sending")
+            row.attempts += 1
+            halt = _send_one(recipient, row, build, transport, now)
+            emit(i, row.status, row)
+            if halt is not None:
+                outcome.stopped, outcome.error = halt.category, halt
+                break
+            if i + 1 < total and delay_s > 0:
+                wait(delay_s)
+    finally:
+        transport.close()
+
+    reason = "campaign cancelled" if outcome.stopped == "cancelled" else None
+    if outcome.error is not None:
+        reason = f"run stopped: {outcome.error.message}"
+    for row in results:
+        if row.status == "skipped" and row.error is None and reason:
+            row.error = f"not sent: {reason}"
+    outcome.counts = Counter(r.status for r in results)
+    outcome.duration_s = clock() - started
+    log.info("campaign %s finished: %s", campaign_id, dict(outcome.counts))
+    return outcome
+
+
+def _send_one(
+    recipient: Recipient,
+    row: ResultRow,
+    build: Callable[[Recipient], Outgoing],
+    transport: Transport,
+    now: Callable[[], dt.datetime],
+) -> MailerError | None:
+    """Send to one recipient, filling its row; return an error that must stop the run."""
+    try:
+        out = build(recipient)
+        row.message_id = out.message_id
+        receipt = transport.send(out.envelope, out.data)
+    except UncertainDelivery as exc:
+        _fill(row, "uncertain", exc)
+        return None
+    except (AuthError, ConnectError) as exc:
+        # Login refused, or the server still unreachable after the transport's one reconnect:
+        # every later message would fail the same way, so stop instead of failing them all.
+        _fill(row, "failed", exc)
+        return exc
+    except MailerError as exc:
+        _fill(row, "failed", exc)
+        return None
+    row.status = "sent"
+    row.smtp_code = receipt.code
+    row.sent_at = iso(now())
+    return None
+
+
+def _fill(row: ResultRow, status: str, exc: MailerError) -> None:
+    row.status = status
+    row.category = exc.category
+    row.smtp_code = exc.code if isinstance(exc, TransportError) else None
+    row.error = exc.message

@@ -1,0 +1,171 @@
+"""The send loop against real servers, with a fake clock and sleep."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from backend.campaign import Outgoing, run_campaign
+from backend.errors import TemplateError
+from backend.recipients import Recipient
+from backend.settings import SmtpSettings
+from backend.transports.base import Envelope
+from backend.transports.smtp import SmtpTransport
+from tests.servers import PASSWORD, USER
+
+FIXED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+EVENT_KEYS = {"type", "campaign", "current", "total", "recipient", "status", "category", "code", "error", "ts"}
+
+
+def build(recipient: Recipient) -> Outgoing:
+    if recipient.fields.get("broken"):
+        raise TemplateError("field 'x' is missing", row=recipient.line, field="x")
+    data = f"From: {USER}\r\nTo: {recipient.email}\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    return Outgoing(Envelope(USER, (recipient.email,)), data, f"<{recipient.line}@example.com>")
+
+
+def people(*emails: str, **fields) -> list[Recipient]:
+    return [Recipient(e, dict(fields), i + 2) for i, e in enumerate(emails)]
+
+
+def transport_for(server, certs, **kw) -> SmtpTransport:
+    options = dict(host=server.host, port=server.port, security="starttls", user=USER,
+                   password=PASSWORD, ca_file=certs.ca_file, timeout=2)
+    options.update(kw)
+    return SmtpTransport(SmtpSettings(**options))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+
+
+def test_events_results_and_delay(smtp_server, certs):
+    server = smtp_server("starttls")
+    rec = Recorder()
+    recipients = people("a@example.org", "reject550@example.org", "c@example.org")
+    out = run_campaign(recipients, build, transport_for(server, certs), campaign_id="c1",
+                       on_event=rec.events.append, delay_s=0.25, sleep=rec.sleep, now=lambda: FIXED)
+    assert out.ok and out.stopped is None
+    assert [(e["recipient"], e["status"]) for e in rec.events] == [
+        ("a@example.org", "sending"), ("a@example.org", "sent"),
+        ("reject550@example.org", "sending"), ("reject550@example.org", "failed"),
+        ("c@example.org", "sending"), ("c@example.org", "sent"),
+    ]
+    assert all(set(e) == EVENT_KEYS and e["type"] == "email-progress" for e in rec.events)
+    assert [e["current"] for e in rec.events] == [1, 1, 2, 2, 3, 3]
+    assert {e["total"] for e in rec.events} == {3}
+    assert rec.events[0]["ts"] == "2026-01-02T03:04:05+00:00"
+    failed = rec.events[3]
+    assert (failed["category"], failed["code"]) == ("recipient_rejected", 550)
+    assert "does not exist" in failed["error"]
+    assert rec.sleeps == [0.25, 0.25]  # between messages, not after the last
+    assert [r.status for r in out.results] == ["sent", "failed", "sent"]
+    assert out.results[0].sent_at == "2026-01-02T03:04:05+00:00"
+    assert out.results[0].message_id == "<2@example.com>"
+    assert out.results[0].smtp_code == 250
+    assert out.summary()["failed_by_category"] == {"recipient_rejected": 1}
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"], ["c@example.org"]]
+
+
+def test_verify_failure_sends_nothing(smtp_server, certs):
+    server = smtp_server("starttls")
+    rec = Recorder()
+    out = run_campaign(people("a@example.org", "b@example.org"), build,
+                       transport_for(server, certs, password="nope"), campaign_id="c2",
+                       on_event=rec.events.append, sleep=rec.sleep)
+    assert not out.ok
+    assert out.error is not None and out.error.category == "auth_failed"
+    assert rec.events == [] and server.messages == []
+    assert all(r.status == "skipped" and r.error.startswith("not sent:") for r in out.results)
+
+
+class PasswordChangesMidRun(SmtpTransport):
+    """A transport whose second connection is refused login, as after a password change."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.opens = 0
+
+    def open(self) -> None:
+        self.opens += 1
+        if self.opens == 2:
+            self.settings = type(self.settings)(**{**self.settings.__dict__, "password": "changed"})
+        super().open()
+
+
+def test_auth_failure_mid_run_stops_at_once(smtp_server, certs):
+    server = smtp_server("starttls")
+    rec = Recorder()
+    t = PasswordChangesMidRun(SmtpSettings(host=server.host, port=server.port, user=USER,
+                                           password=PASSWORD, ca_file=certs.ca_file, timeout=2))
+    recipients = people("a@example.org", "droprcpt@example.org", "c@example.org", "d@example.org")
+    out = run_campaign(recipients, build, t, campaign_id="c3", on_event=rec.events.append, sleep=rec.sleep)
+    assert [r.status for r in out.results] == ["sent", "failed", "skipped", "skipped"]
+    assert out.results[1].category == "auth_failed"
+    assert out.stopped == "auth_failed"
+    assert out.results[2].error.startswith("not sent: run stopped")
+    assert [e["recipient"] for e in rec.events if e["status"] == "sending"] == recipients_emails(recipients[:2])
+
+
+def recipients_emails(rs):
+    return [r.email for r in rs]
+
+
+def test_cancel_between_messages(smtp_server, certs):
+    server = smtp_server("starttls")
+    stop = threading.Event()
+    rec = Recorder()
+
+    def on_event(event):
+        rec.events.append(event)
+        if event["status"] == "sent" and event["current"] == 2:
+            stop.set()
+
+    out = run_campaign(people(*(f"p{i}@example.org" for i in range(5))), build, transport_for(server, certs),
+                       campaign_id="c4", on_event=on_event, stop=stop, delay_s=5)
+    assert out.stopped == "cancelled"
+    assert [r.status for r in out.results] == ["sent", "sent", "skipped", "skipped", "skipped"]
+    assert out.results[4].error == "not sent: campaign cancelled"
+    assert len(server.messages) == 2
+
+
+def test_uncertain_and_template_error_do_not_stop_the_run(smtp_server, certs):
+    server = smtp_server("starttls")
+    recipients = people("dropdata@example.org") + [Recipient("b@example.org", {"broken": "1"}, 9)] + people("c@example.org")
+    out = run_campaign(recipients, build, transport_for(server, certs, timeout=1), campaign_id="c5",
+                       sleep=lambda s: None)
+    assert [r.status for r in out.results] == ["uncertain", "failed", "sent"]
+    assert out.results[1].category == "template_error" and "line 9" in out.results[1].error
+    assert out.summary()["uncertain"] == 1
+
+
+def test_server_gone_mid_run_stops_with_reason(smtp_server, certs):
+    server = smtp_server("starttls")
+    recipients = people("a@example.org", "b@example.org", "c@example.org")
+
+    def on_event(event):
+        if event["status"] == "sent" and event["current"] == 1:
+            server.stop()
+
+    out = run_campaign(recipients, build, transport_for(server, certs, timeout=1), campaign_id="c6",
+                       on_event=on_event, sleep=lambda s: None)
+    statuses = [r.status for r in out.results]
+    assert statuses[0] == "sent" and statuses[1] == "failed" and statuses[2] == "skipped"
+    assert out.results[1].category in ("connection_refused", "server_disconnected", "timeout")
+    assert out.stopped == out.results[1].category
+
+
+@pytest.mark.parametrize("total", [0, 1])
+def test_small_runs(smtp_server, certs, total):
+    server = smtp_server("starttls")
+    rec = Recorder()
+    out = run_campaign(people(*["a@example.org"][:total]), build, transport_for(server, certs),
+                       campaign_id="c7", sleep=rec.sleep)
+    assert out.ok and rec.sleeps == [] and len(server.messages) == total
