@@ -1,0 +1,372 @@
+"""The `bulk-mailer` command line: argv <-> service.py, human lines on stderr, data on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from backend import __version__, paths, service
+from backend.campaign import CampaignOutcome
+from backend.errors import CATEGORIES, MailerError, SettingsError
+from backend.presets import PRESETS
+from backend.recipients import load_file
+from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
+from backend.transports.smtp import SmtpTransport
+
+PASSWORD_ENV = "BULK_MAILER_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
+DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+
+log = logging.getLogger("bulk_mailer")
+
+
+class UsageError(MailerError):
+    """A command-line problem found after argparse (exit 2)."""
+
+
+# -- argument parsing --------------------------------------------------------------------
+
+
+def _account_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("account")
+    g.add_argument("--provider", choices=list(PRESETS), metavar="NAME",
+                   help="fill host, port and security from a preset: " + ", ".join(PRESETS))
+    g.add_argument("--region", help="region for presets that need one (amazon-ses), e.g. eu-west-1")
+    g.add_argument("--host", help="SMTP server name, e.g. smtp.example.com")
+    g.add_argument("--port", type=int, help="SMTP port (default: 587 STARTTLS, 465 SSL/TLS, 25 none)")
+    g.add_argument("--security", choices=SECURITY_MODES,
+                   help="starttls (usually 587), ssl = implicit TLS (usually 465), none")
+    g.add_argument("--user", default="", help="login name, usually your full email address")
+    g.add_argument("--password-stdin", action="store_true",
+                   help=f"read the password from standard input (else from ${PASSWORD_ENV})")
+    tls = g.add_mutually_exclusive_group()
+    tls.add_argument("--ca-file", help="also trust this CA certificate file (PEM)")
+    tls.add_argument("--insecure-skip-verify", action="store_true",
+                     help="do NOT verify the server's certificate (test servers only)")
+    g.add_argument("--allow-plaintext-auth", action="store_true",
+                   help="allow sending the password over an unencrypted connection")
+    g.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="bulk-mailer",
+        description="Send one personalised email to each person on a list through your SMTP account.",
+        epilog="Exit codes: 0 every recipient sent, 1 some failed, 2 nothing sent. "
+        f"The password comes from ${PASSWORD_ENV} or --password-stdin, never from a flag.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="level of the log file in the app's log folder (default INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    send = sub.add_parser("send", help="send a campaign", description="Send one message to each recipient.")
+    _account_options(send)
+    m = send.add_argument_group("message")
+    m.add_argument("--from", dest="from_address", required=True, help='sender, e.g. "Me <me@example.com>"')
+    m.add_argument("--reply-to", help="Reply-To address")
+    m.add_argument("--to-file", required=True, help="recipients: .csv, .tsv or .txt (one address a line)")
+    m.add_argument("--email-column", help="the column holding the address (name, or number from 1)")
+    m.add_argument("--subject", required=True, help='subject; may use fields: "Hello {{ name }}"')
+    m.add_argument("--html-file", help="HTML body template")
+    m.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted)")
+    r = send.add_argument_group("run")
+    r.add_argument("--delay-ms", type=int, default=service.DEFAULT_DELAY_MS,
+                   help="pause between messages in milliseconds (default 1000)")
+    r.add_argument("--results", help="write one CSV row per recipient to this file")
+    r.add_argument("--progress", choices=["jsonl", "bar", "none"],
+                   help="jsonl: one progress event per line on stdout; bar: a progress bar on a "
+                   "terminal (default when stderr is a terminal); none")
+    r.add_argument("--dry-run", action="store_true", help="render every message and report problems; send nothing")
+
+    verify = sub.add_parser("verify", help="test the connection and login",
+                            description="Connect, secure the connection, EHLO and log in; send nothing.")
+    _account_options(verify)
+    verify.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    return parser
+
+
+# -- settings from arguments -------------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
+    if not args.user:
+        return ""
+    if args.password_stdin:
+        line = stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password.rstrip("\r")
+    else:
+        password = os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise UsageError(f"no password for '{args.user}': set {PASSWORD_ENV} or use --password-stdin")
+    return password
+
+
+def settings_from_args(args: argparse.Namespace, stdin: TextIO) -> SmtpSettings:
+    """Build validated SmtpSettings from the account options (a preset fills the gaps)."""
+    values: dict[str, Any] = {}
+    if args.provider:
+        values = apply_preset(args.provider, region=args.region, host=args.host, port=args.port,
+                              security=args.security)
+    else:
+        if not args.host:
+            raise SettingsError("host", "give --host (or --provider to use a preset)")
+        security = args.security or ("ssl" if args.port == 465 else "starttls")
+        values = {"host": args.host, "security": security, "port": args.port or DEFAULT_PORTS[security]}
+    return SmtpSettings(
+        **values,
+        user=args.user,
+        password=_read_password(args, stdin),
+        from_address=getattr(args, "from_address", "") or "",
+        ca_file=args.ca_file,
+        verify_certificates=not args.insecure_skip_verify,
+        allow_plaintext_auth=args.allow_plaintext_auth,
+        timeout=args.timeout,
+    ).validated()
+
+
+def _read_template(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} file '{path}' is not UTF-8 text (byte {exc.start})", category="file_error") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} file '{path}': {exc.strerror}", category="file_error") from None
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+class Reporter:
+    """Human lines on stderr (a live bar on a terminal); JSON lines on stdout when asked."""
+
+    def __init__(self, mode: str, out: TextIO, err: TextIO) -> None:
+        self.mode, self.out, self.err = mode, out, err
+        self._bar_shown = False
+        self._sent = self._failed = 0
+
+    def line(self, text: str) -> None:
+        self._clear_bar()
+        print(text, file=self.err, flush=True)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if self.mode == "jsonl":
+            self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self.out.flush()
+        status = event["status"]
+        if status == "sent":
+            self._sent += 1
+        elif status in ("failed", "uncertain"):
+            self._failed += 1
+            detail = " ".join(str(x) for x in (event["category"], event["code"]) if x)
+            self.line(f"{status:<9} {event['recipient']}  [{detail}] {event['error']}")
+        if self.mode == "bar" and status != "sending":
+            self._draw(event["current"], event["total"])
+
+    def _draw(self, current: int, total: int) -> None:
+        width = 30
+        filled = int(width * current / total) if total else width
+        self.err.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {current}/{total}  "
+                       f"sent {self._sent}  failed {self._failed}")
+        self.err.flush()
+        self._bar_shown = True
+
+    def _clear_bar(self) -> None:
+        if self._bar_shown:
+            self.err.write("\r\x1b[K")
+            self._bar_shown = False
+
+
+def _print_error(exc: MailerError, err: TextIO, provider: str | None) -> None:
+    d = exc.describe(provider)
+    print(f"bulk-mailer: error [{d['category']}]: {d['message']}", file=err)
+    print(f"  {d['title']}. {d['cause']}", file=err)
+    for n, step in enumerate(d["fix"], 1):
+        print(f"  {n}. {step}", file=err)
+
+
+def _print_summary(outcome: CampaignOutcome, rep: Reporter, provider: str | None) -> None:
+    s = outcome.summary()
+    parts = [f"{s['sent']} sent", f"{s['failed']} failed"]
+    if s["uncertain"]:
+        parts.append(f"{s['uncertain']} uncertain (may have arrived; check before resending)")
+    if s["skipped"]:
+        parts.append(f"{s['skipped']} not sent")
+    rep.line(f"Done: {', '.join(parts)} of {s['total']} in {s['duration_s']:.1f} s.")
+    if outcome.stopped == "cancelled":
+        rep.line("The campaign was cancelled; the recipients marked 'not sent' got nothing.")
+    elif outcome.error is not None:
+        rep.line(f"Stopped early: {outcome.error.message}")
+    for category, count in s["failed_by_category"].items():
+        cat = CATEGORIES[category]
+        rep.line(f"{count} x {category}: {cat.title}. {cat.cause}")
+        fix = MailerError(cat.title, category=category).fix_steps(provider)
+        for n, step in enumerate(fix, 1):
+            rep.line(f"   {n}. {step}")
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    settings = settings_from_args(args, stdin)
+    if not settings.verify_certificates:
+        print("WARNING: certificate verification is OFF (--insecure-skip-verify).", file=err)
+    transport = SmtpTransport(settings)
+    try:
+        transport.open()
+    except MailerError as exc:
+        steps = [vars(s) for s in transport.info.steps]
+        if args.json:
+            out.write(json.dumps({"ok": False, "steps": steps, "error": exc.describe(settings.provider)}) + "\n")
+        _print_error(exc, err, settings.provider)
+        return EXIT_NOTHING_SENT
+    finally:
+        transport.close()
+    info = transport.info
+    if args.json:
+        out.write(json.dumps({
+            "ok": True,
+            "steps": [vars(s) for s in info.steps],
+            "tls_version": info.tls_version,
+            "cipher": info.cipher,
+            "certificate_subject": info.certificate_subject,
+            "certificate_issuer": info.certificate_issuer,
+            "features": info.features,
+            "authenticated_as": info.authenticated_as,
+        }) + "\n")
+    for step in info.steps:
+        print(f"ok  {step.name:<8} {step.detail} ({step.seconds:.2f} s)", file=err)
+    security = SECURITY_LABELS[settings.security]
+    who = f" as {info.authenticated_as}" if info.authenticated_as else " (no login)"
+    print(f"Connection OK: {settings.host}:{settings.port} {security}{who}.", file=err)
+    return EXIT_OK
+
+
+def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    progress = args.progress or ("bar" if err.isatty() else "none")
+    rep = Reporter(progress, out, err)
+    html = _read_template(args.html_file, "HTML")
+    text = _read_template(args.text_file, "text")
+    if html is None and text is None:
+        raise UsageError("give --html-file or --text-file (or both)")
+    imported = load_file(args.to_file, email_column=args.email_column)
+    draft = service.make_draft(imported, subject=args.subject, html=html, text=text,
+                               from_address=args.from_address, delay_ms=args.delay_ms,
+                               reply_to=args.reply_to)
+    settings = None if args.dry_run else settings_from_args(args, stdin)
+
+    for bad in imported.rejected:
+        rep.line(f"skipped   line {bad.line}: {bad.reason}")
+    for dup in imported.duplicates:
+        rep.line(f"duplicate line {dup.line}: {dup.email} (already on line {dup.first_line}; sent once)")
+    if not draft.recipients:
+        raise UsageError(f"no valid recipients in '{args.to_file}' ({imported.summary()})", category="invalid_address")
+
+    if args.dry_run:
+        problems = service.dry_run(draft)
+        for p in problems:
+            rep.line(f"problem   {p.message}")
+        ok = len(draft.recipients) - len({p.row for p in problems})
+        rep.line(f"Dry run: {ok} of {len(draft.recipients)} messages render; {len(problems)} problem(s); nothing sent.")
+        return EXIT_NOTHING_SENT if problems else EXIT_OK
+
+    problems = draft.problems()
+    if problems:
+        for p in problems:
+            rep.line(f"problem   {p.message}")
+        raise UsageError(f"{len(problems)} row(s) cannot be built; fix them (see above) before sending",
+                         category="template_error")
+
+    assert settings is not None
+    rep.line(f"Campaign {draft.id}: {len(draft.recipients)} recipients ({imported.summary()}) via "
+             f"{settings.host}:{settings.port} {SECURITY_LABELS[settings.security]}")
+    if not settings.verify_certificates:
+        rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
+
+    stop = threading.Event()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["outcome"] = service.send(draft, SmtpTransport(settings), on_event=rep.event, stop=stop)
+        except BaseException as exc:  # handed to the main thread, which reports it
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"campaign-{draft.id}")
+    worker.start()
+    while worker.is_alive():
+        try:
+            worker.join(0.2)
+        except KeyboardInterrupt:
+            if not stop.is_set():
+                rep.line("Stopping after the current message (Ctrl-C again does not skip this)...")
+            stop.set()
+    if "error" in box:
+        raise box["error"]
+    outcome: CampaignOutcome = box["outcome"]
+
+    if args.results:
+        written = service.write_results_csv(args.results, service.result_rows(outcome, imported))
+        rep.line(f"Results written to {written}")
+    if not outcome.ok:
+        assert outcome.error is not None
+        _print_error(outcome.error, err, settings.provider)
+        return EXIT_NOTHING_SENT
+    _print_summary(outcome, rep, settings.provider)
+    counts = outcome.counts
+    if counts.get("sent", 0) == 0:
+        return EXIT_NOTHING_SENT
+    if counts.get("sent", 0) == len(outcome.results) and not imported.rejected:
+        return EXIT_OK
+    return EXIT_SOME_FAILED
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.FileHandler(paths.log_dir() / "bulk-mailer.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    """Entry point of the `bulk-mailer` console script; returns the exit code."""
+    stdin, out, err = stdin or sys.stdin, out or sys.stdout, err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(err)
+        return EXIT_NOTHING_SENT
+    _setup_logging(args.log_level)
+    started = time.monotonic()
+    try:
+        command = {"send": cmd_send, "verify": cmd_verify}[args.command]
+        return command(args, stdin, out, err)
+    except MailerError as exc:
+        log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)
+        _print_error(exc, err, getattr(args, "provider", None))
+        return EXIT_NOTHING_SENT
+    except Exception:
+        log.exception("unexpected error in %s", args.command)
+        print(f"bulk-mailer: internal error; details are in {paths.log_dir() / 'bulk-mailer.log'}", file=err)
+        return EXIT_NOTHING_SENT
+    finally:
+        log.debug("%s took %.2f s", args.command, time.monotonic() - started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

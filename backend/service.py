@@ -1,0 +1,183 @@
+"""The use cases, wired once: load, check, preview, verify, send, export. CLI and UI adapt these."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend import compose
+from backend.campaign import (
+    RESULT_FIELDS,
+    CampaignOutcome,
+    Outgoing,
+    ResultRow,
+    run_campaign,
+    utc_now,
+)
+from backend.errors import MailerError, SettingsError, TemplateError
+from backend.recipients import ImportResult, Recipient
+from backend.settings import SmtpSettings
+from backend.transports.base import Envelope, Transport
+from backend.transports.smtp import ConnectionInfo, SmtpTransport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DELAY_MS = 1000
+
+
+def new_campaign_id(now: dt.datetime | None = None) -> str:
+    """A sortable, unique campaign id such as 20261127-224619-3fa2."""
+    now = now or utc_now()
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class Draft:
+    """Everything a campaign needs except the account: who, what, from whom, how fast."""
+
+    imported: ImportResult
+    template: compose.Template
+    sender: compose.Sender
+    delay_ms: int = DEFAULT_DELAY_MS
+    reply_to: compose.Sender | None = None
+    id: str = field(default_factory=new_campaign_id)
+
+    @property
+    def recipients(self) -> list[Recipient]:
+        return self.imported.recipients
+
+    def problems(self) -> list[TemplateError]:
+        """Every row whose message cannot be built, each naming its line and field."""
+        return compose.check_all(self.template, self.recipients, self.sender, reply_to=self.reply_to)
+
+    def outgoing(self, recipient: Recipient) -> Outgoing:
+        """Render one recipient's message to bytes with its envelope."""
+        msg = compose.render(self.template, recipient, self.sender, reply_to=self.reply_to)
+        return Outgoing(
+            Envelope(self.sender.address, (recipient.email,)),
+            msg.as_bytes(),
+            str(msg["Message-ID"]),
+        )
+
+
+def make_draft(
+    imported: ImportResult,
+    *,
+    subject: str,
+    html: str | None,
+    text: str | None,
+    from_address: str,
+    delay_ms: int = DEFAULT_DELAY_MS,
+    reply_to: str | None = None,
+) -> Draft:
+    """Compile the template and check the sender; raise MailerError naming what is wrong."""
+    if not isinstance(delay_ms, int) or isinstance(delay_ms, bool) or not 0 <= delay_ms <= 3_600_000:
+        raise SettingsError("delay_ms", "must be a whole number of milliseconds from 0 to 3600000")
+    template = compose.Template(subject, html=html, text=text)
+    sender = compose.parse_sender(from_address)
+    reply = compose.parse_sender(reply_to, field="reply_to") if reply_to else None
+    return Draft(imported, template, sender, delay_ms=delay_ms, reply_to=reply)
+
+
+def dry_run(draft: Draft) -> list[TemplateError]:
+    """Build every message as it would be sent, without connecting; return every problem."""
+    problems = draft.problems()
+    bad_lines = {p.row for p in problems}
+    for recipient in draft.recipients:
+        if recipient.line in bad_lines:
+            continue
+        try:
+            draft.outgoing(recipient)
+        except TemplateError as exc:
+            problems.append(exc)
+    return problems
+
+
+def verify(settings: SmtpSettings) -> ConnectionInfo:
+    """Connect, secure, EHLO and log in, then hang up; raise MailerError with the cause."""
+    transport = SmtpTransport(settings)
+    try:
+        transport.open()
+    finally:
+        transport.close()
+    return transport.info
+
+
+def send(
+    draft: Draft,
+    transport: Transport,
+    *,
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], Any] | None = None,
+) -> CampaignOutcome:
+    """Run the campaign; refuses to start while any row's message cannot be built."""
+    problems = draft.problems()
+    if problems:
+        first = problems[0]
+        raise TemplateError(
+            f"{len(problems)} row(s) cannot be built, first: {first.message}",
+            field=first.field,
+        )
+    log.info("campaign %s: %d recipients", draft.id, len(draft.recipients))
+    return run_campaign(
+        draft.recipients,
+        draft.outgoing,
+        transport,
+        campaign_id=draft.id,
+        on_event=on_event,
+        stop=stop,
+        delay_s=draft.delay_ms / 1000,
+        sleep=sleep,
+    )
+
+
+def result_rows(outcome: CampaignOutcome, imported: ImportResult) -> list[ResultRow]:
+    """The campaign's rows plus one skipped row per invalid address in the list."""
+    rows = list(outcome.results)
+    for bad in imported.rejected:
+        rows.append(ResultRow(bad.value, "skipped", "invalid_address", None, f"line {bad.line}: {bad.reason}"))
+    return rows
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    # A spreadsheet would run "=HYPERLINK(...)" from a server reply: neutralise formulas.
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
+def write_results_csv(path: str | os.PathLike[str], rows: list[ResultRow]) -> Path:
+    """Write result rows as CSV atomically (a crash never leaves half a file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(RESULT_FIELDS)
+            for row in rows:
+                d = row.as_dict()
+                writer.writerow([_cell(d[k]) for k in RESULT_FIELDS])
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def describe_error(exc: MailerError, provider: str | None = None) -> dict[str, Any]:
+    """The error shape every adapter shows: category, message, cause, fix steps."""
+    return exc.describe(provider)

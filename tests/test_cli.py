@@ -1,0 +1,247 @@
+"""The `bulk-mailer` command end to end, in a subprocess, against real servers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import PASSWORD, USER
+
+BODY = '<p>Hello <b>{{ name }}</b>, your code is {{ code }}. <a href="https://example.com/x">Details</a></p>'
+
+
+def run_cli(*args: str, env: dict | None = None, stdin: str | None = None, home: Path) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "BULK_MAILER_PASSWORD"}
+    full_env["BULK_MAILER_HOME"] = str(home)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args],
+        capture_output=True, text=True, env=full_env, input=stdin, timeout=60,
+    )
+
+
+@pytest.fixture
+def campaign_files(tmp_path: Path) -> dict[str, Path]:
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "email,name,code\n"
+        "ann@example.org,Ann,A1\n"
+        "bob@example.org,Bob <3,B2\n"
+        "not-an-address,Nobody,X\n"
+        "reject550@example.org,Rex,R5\n"
+        "ANN@example.org,Ann again,A9\n",
+        encoding="utf-8",
+    )
+    html = tmp_path / "body.html"
+    html.write_text(BODY, encoding="utf-8")
+    return {"people": people, "html": html, "results": tmp_path / "out" / "results.csv"}
+
+
+def account(server, certs) -> list[str]:
+    return ["--host", server.host, "--port", str(server.port), "--security", server.mode,
+            "--user", USER, "--ca-file", certs.ca_file, "--timeout", "5"]
+
+
+def test_send_end_to_end(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls")
+    proc = run_cli(
+        "send", *account(server, certs), "--from", "Me Sender <me@example.com>",
+        "--to-file", str(campaign_files["people"]), "--subject", "Hello {{ name }}",
+        "--html-file", str(campaign_files["html"]), "--delay-ms", "0",
+        "--results", str(campaign_files["results"]), "--progress", "jsonl",
+        env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "home",
+    )
+    assert proc.returncode == 1, proc.stderr  # one refused and one invalid row
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(e["recipient"], e["status"]) for e in events] == [
+        ("ann@example.org", "sending"), ("ann@example.org", "sent"),
+        ("bob@example.org", "sending"), ("bob@example.org", "sent"),
+        ("reject550@example.org", "sending"), ("reject550@example.org", "failed"),
+    ]
+    assert events[-1]["category"] == "recipient_rejected" and events[-1]["code"] == 550
+    # the server got exactly the two good messages, each with one To, no Bcc
+    assert len(server.messages) == 2
+    first = server.messages[0].message
+    assert first.get_all("To") == ["ann@example.org"] or "ann@example.org" in first["To"]
+    assert len(first.get_all("To")) == 1 and first["Bcc"] is None
+    assert first["Subject"] == "Hello Ann"
+    assert first["From"].addresses[0].display_name == "Me Sender"
+    html_part = first.get_body(("html",)).get_content()
+    text_part = first.get_body(("plain",)).get_content()
+    assert "<b>Ann</b>" in html_part and "A1" in html_part
+    assert "https://example.com/x" in text_part and "<b>" not in text_part
+    bob_html = server.messages[1].message.get_body(("html",)).get_content()
+    assert "Bob &lt;3" in bob_html  # values are escaped in HTML
+    # stderr explains the failures in words
+    assert "reject550@example.org" in proc.stderr and "recipient_rejected" in proc.stderr
+    assert "line 4" in proc.stderr  # the invalid row, by line
+    assert "duplicate" in proc.stderr and "line 6" in proc.stderr
+    assert "Done: 2 sent, 1 failed" in proc.stderr
+    assert PASSWORD not in proc.stderr + proc.stdout
+    # results CSV: one row per recipient with the DESIGN.md columns
+    with campaign_files["results"].open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id"]
+    by_email = {r["email"]: r for r in rows}
+    assert by_email["ann@example.org"]["status"] == "sent" and by_email["ann@example.org"]["message_id"].startswith("<")
+    assert by_email["reject550@example.org"]["smtp_code"] == "550"
+    assert by_email["not-an-address"]["category"] == "invalid_address"
+    log_text = (tmp_path / "home" / "logs" / "bulk-mailer.log").read_text()
+    assert PASSWORD not in log_text
+
+
+def test_all_sent_exits_0_with_password_from_stdin(smtp_server, certs, tmp_path):
+    server = smtp_server("ssl")
+    people = tmp_path / "p.txt"
+    people.write_text("x@example.org\ny@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("Hi {{ email }}")
+    proc = run_cli("send", *account(server, certs), "--password-stdin", "--from", "me@example.com",
+                   "--to-file", str(people), "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0",
+                   stdin=PASSWORD + "\n", home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    assert [m.rcpt_tos for m in server.messages] == [["x@example.org"], ["y@example.org"]]
+    assert server.messages[0].message.get_content().strip() == "Hi x@example.org"
+
+
+def test_wrong_password_exits_2_with_fix(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls")
+    proc = run_cli("send", *account(server, certs), "--provider", "gmail", "--from", "me@example.com",
+                   "--to-file", str(campaign_files["people"]), "--subject", "Hi",
+                   "--html-file", str(campaign_files["html"]),
+                   env={"BULK_MAILER_PASSWORD": "wrong-one"}, home=tmp_path / "h")
+    assert proc.returncode == 2
+    first = proc.stderr.splitlines()[0]
+    assert "auth_failed" in proc.stderr and "535" in proc.stderr
+    assert "app password" in proc.stderr.lower()  # Gmail's advice
+    assert "wrong-one" not in proc.stderr
+    assert server.messages == []
+    assert first  # one clear first line
+
+
+def test_missing_field_lists_every_row_and_sends_nothing(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com",
+                   "--to-file", str(campaign_files["people"]), "--subject", "Hi {{ nickname }}",
+                   "--html-file", str(campaign_files["html"]),
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 2
+    assert "nickname" in proc.stderr
+    for line in (2, 3, 5):
+        assert f"line {line}" in proc.stderr
+    assert server.messages == [] and server.handler.commands == []
+
+
+def test_dry_run_connects_nowhere(campaign_files, tmp_path):
+    proc = run_cli("send", "--host", "smtp.nowhere.invalid", "--from", "me@example.com",
+                   "--to-file", str(campaign_files["people"]), "--subject", "Hello {{ name }}",
+                   "--html-file", str(campaign_files["html"]), "--dry-run", home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    assert "Dry run: 3 of 3 messages render" in proc.stderr
+
+
+def test_subject_with_newline_from_a_field_is_refused(smtp_server, certs, tmp_path):
+    people = tmp_path / "p.csv"
+    people.write_text('email,name\na@example.org,"Ann\r\nBcc: victim@example.net"\n')
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    proc = run_cli("send", "--host", "localhost", "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi {{ name }}", "--text-file", str(body), "--dry-run", home=tmp_path / "h")
+    assert proc.returncode == 2
+    assert "line 2" in proc.stderr and "subject" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--host", "smtp.example.com", "--port", "465", "--security", "starttls"], "465"),
+        (["--host", "smtp.example.com", "--port", "70000"], "port"),
+        (["--host", "smtp://x"], "host"),
+        (["--host", "localhost", "--user", "me@example.com"], "BULK_MAILER_PASSWORD"),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_field(args, words, tmp_path):
+    proc = run_cli("verify", *args, home=tmp_path / "h")
+    assert proc.returncode == 2
+    assert words in proc.stderr.splitlines()[0]
+
+
+def test_verify_json(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    proc = run_cli("verify", *account(server, certs), "--json", env={"BULK_MAILER_PASSWORD": PASSWORD},
+                   home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["ok"] and data["authenticated_as"] == USER
+    assert [s["name"] for s in data["steps"]] == ["connect", "tls", "ehlo", "auth"]
+    assert "auth" in data["features"]
+    assert server.messages == []
+
+
+def test_verify_certificate_failure_exit_2(smtp_server, certs, tmp_path):
+    server = smtp_server("ssl", cert=certs.expired)
+    proc = run_cli("verify", *account(server, certs), env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 2
+    assert "certificate_invalid" in proc.stderr.splitlines()[0]
+    assert "expired" in proc.stderr
+
+
+def test_insecure_flag_is_shown(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls", cert=certs.self_signed)
+    proc = run_cli("verify", "--host", server.host, "--port", str(server.port), "--insecure-skip-verify",
+                   home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    assert "certificate verification is OFF" in proc.stderr
+
+
+def test_provider_preset_fills_settings(tmp_path):
+    # Port 1 on loopback is closed: the preset's host is overridden, its security kept.
+    proc = run_cli("verify", "--provider", "outlook", "--host", "127.0.0.1", "--port", "1", home=tmp_path / "h")
+    assert proc.returncode == 2
+    assert "connection_refused" in proc.stderr.splitlines()[0]
+
+
+def test_help_and_version(tmp_path):
+    proc = run_cli("--version", home=tmp_path / "h")
+    assert proc.returncode == 0 and "bulk-mailer" in proc.stdout
+    proc = run_cli("send", "--help", home=tmp_path / "h")
+    assert "--password-stdin" in proc.stdout and "--password " not in proc.stdout
+
+
+def test_bulk_mailer_home_takes_every_file(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls")
+    fake_home = tmp_path / "user-home"
+    fake_home.mkdir()
+    env = {"HOME": str(fake_home), "XDG_CONFIG_HOME": str(fake_home / ".config"),
+           "XDG_DATA_HOME": str(fake_home / ".local/share"), "XDG_STATE_HOME": str(fake_home / ".local/state"),
+           "XDG_CACHE_HOME": str(fake_home / ".cache"), "BULK_MAILER_PASSWORD": PASSWORD}
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com",
+                   "--to-file", str(campaign_files["people"]), "--subject", "Hi",
+                   "--html-file", str(campaign_files["html"]), "--delay-ms", "0",
+                   env=env, home=tmp_path / "portable")
+    assert proc.returncode == 1, proc.stderr
+    assert list(fake_home.rglob("*")) == []
+    assert (tmp_path / "portable" / "logs" / "bulk-mailer.log").is_file()
+
+
+def test_progress_bar_when_asked(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com",
+                   "--to-file", str(campaign_files["people"]), "--subject", "Hi",
+                   "--html-file", str(campaign_files["html"]), "--delay-ms", "0", "--progress", "bar",
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert "[##############################] 3/3" in proc.stderr  # (text mode turns \r into \n)
+    assert proc.stdout == ""
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "bulk-mailer"
+    assert script.exists(), "install the project (make test does) so the console script exists"
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.startswith("bulk-mailer ")
