@@ -84,6 +84,45 @@ class CampaignOutcome:
         }
 
 
+class Control:
+    """Pause, resume and cancel a running campaign from any thread; the loop polls it."""
+
+    def __init__(self) -> None:
+        self._running = threading.Event()
+        self._running.set()
+        self._cancelled = threading.Event()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self._running.set()  # a paused loop must wake up to see the cancel
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set() and not self._cancelled.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def wait(self, seconds: float) -> None:
+        """The delay between messages; returns at once on cancel."""
+        self._cancelled.wait(seconds)
+
+    def checkpoint(self, on_pause: Callable[[bool], None] = lambda paused: None) -> bool:
+        """Block while paused (telling on_pause); False when the campaign is cancelled."""
+        if not self._running.is_set() and not self.cancelled:
+            on_pause(True)
+            self._running.wait()
+            on_pause(False)
+        return not self.cancelled
+
+
 def run_campaign(
     recipients: Sequence[Recipient],
     build: Callable[[Recipient], Outgoing],
@@ -91,15 +130,16 @@ def run_campaign(
     *,
     campaign_id: str,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
-    stop: threading.Event | None = None,
+    control: Control | None = None,
+    on_pause: Callable[[bool], None] = lambda paused: None,
     delay_s: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
     now: Callable[[], dt.datetime] = utc_now,
 ) -> CampaignOutcome:
     """Verify the connection, then send to each recipient in order, one event per change."""
-    stop = stop or threading.Event()
-    wait = sleep or stop.wait  # stop.wait returns early on cancel: no waiting out the delay
+    control = control or Control()
+    wait = sleep or control.wait  # returns early on cancel: no waiting out the delay
     total = len(recipients)
     results = [ResultRow(r.email) for r in recipients]
     started = clock()
@@ -132,7 +172,7 @@ def run_campaign(
 
     try:
         for i, recipient in enumerate(recipients):
-            if stop.is_set():
+            if not control.checkpoint(on_pause):
                 outcome.stopped = "cancelled"
                 break
             row = results[i]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from backend import __version__, paths, service
-from backend.campaign import CampaignOutcome
+from backend.campaign import CampaignOutcome, Control
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.presets import PRESETS
 from backend.recipients import load_file
@@ -296,12 +296,12 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     if not settings.verify_certificates:
         rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
 
-    stop = threading.Event()
+    control = Control()
     box: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            box["outcome"] = service.send(draft, SmtpTransport(settings), on_event=rep.event, stop=stop)
+            box["outcome"] = service.send(draft, SmtpTransport(settings), on_event=rep.event, control=control)
         except BaseException as exc:  # handed to the main thread, which reports it
             box["error"] = exc
 
@@ -311,9 +311,9 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         try:
             worker.join(0.2)
         except KeyboardInterrupt:
-            if not stop.is_set():
+            if not control.cancelled:
                 rep.line("Stopping after the current message (Ctrl-C again does not skip this)...")
-            stop.set()
+            control.cancel()
     if "error" in box:
         raise box["error"]
     outcome: CampaignOutcome = box["outcome"]

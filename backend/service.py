@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from backend import compose
 from backend.campaign import (
     RESULT_FIELDS,
     CampaignOutcome,
+    Control,
     Outgoing,
     ResultRow,
     run_campaign,
@@ -117,7 +117,8 @@ def send(
     transport: Transport,
     *,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
-    stop: threading.Event | None = None,
+    control: Control | None = None,
+    on_pause: Callable[[bool], None] = lambda paused: None,
     sleep: Callable[[float], Any] | None = None,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while any row's message cannot be built."""
@@ -135,7 +136,8 @@ def send(
         transport,
         campaign_id=draft.id,
         on_event=on_event,
-        stop=stop,
+        control=control,
+        on_pause=on_pause,
         delay_s=draft.delay_ms / 1000,
         sleep=sleep,
     )

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from backend.campaign import Outgoing, run_campaign
+from backend.campaign import Control, Outgoing, run_campaign
 from backend.errors import TemplateError
 from backend.recipients import Recipient
 from backend.settings import SmtpSettings
@@ -120,16 +120,16 @@ def recipients_emails(rs):
 
 def test_cancel_between_messages(smtp_server, certs):
     server = smtp_server("starttls")
-    stop = threading.Event()
+    control = Control()
     rec = Recorder()
 
     def on_event(event):
         rec.events.append(event)
         if event["status"] == "sent" and event["current"] == 2:
-            stop.set()
+            control.cancel()
 
     out = run_campaign(people(*(f"p{i}@example.org" for i in range(5))), build, transport_for(server, certs),
-                       campaign_id="c4", on_event=on_event, stop=stop, delay_s=5)
+                       campaign_id="c4", on_event=on_event, control=control, delay_s=5)
     assert out.stopped == "cancelled"
     assert [r.status for r in out.results] == ["sent", "sent", "skipped", "skipped", "skipped"]
     assert out.results[4].error == "not sent: campaign cancelled"
@@ -169,3 +169,48 @@ def test_small_runs(smtp_server, certs, total):
     out = run_campaign(people(*["a@example.org"][:total]), build, transport_for(server, certs),
                        campaign_id="c7", sleep=rec.sleep)
     assert out.ok and rec.sleeps == [] and len(server.messages) == total
+
+
+def test_pause_holds_between_messages_until_resumed(smtp_server, certs):
+    server = smtp_server("starttls")
+    control = Control()
+    pauses: list[bool] = []
+    resumed = threading.Event()
+
+    def on_event(event):
+        if event["status"] == "sent" and event["current"] == 1:
+            control.pause()
+            # resume from another thread once the loop reports it is holding
+            threading.Thread(target=lambda: (resumed.wait(5), control.resume())).start()
+
+    def on_pause(paused):
+        pauses.append(paused)
+        if paused:
+            assert len(server.messages) == 1  # nothing sent while paused
+            resumed.set()
+
+    out = run_campaign(people("a@example.org", "b@example.org", "c@example.org"), build,
+                       transport_for(server, certs), campaign_id="c8", on_event=on_event,
+                       control=control, on_pause=on_pause, sleep=lambda s: None)
+    assert pauses == [True, False]
+    assert [r.status for r in out.results] == ["sent", "sent", "sent"]
+
+
+def test_cancel_while_paused_ends_the_run(smtp_server, certs):
+    server = smtp_server("starttls")
+    control = Control()
+
+    def on_event(event):
+        if event["status"] == "sent":
+            control.pause()
+
+    def on_pause(paused):
+        if paused:
+            threading.Timer(0.05, control.cancel).start()
+
+    out = run_campaign(people("a@example.org", "b@example.org"), build, transport_for(server, certs),
+                       campaign_id="c9", on_event=on_event, control=control, on_pause=on_pause,
+                       sleep=lambda s: None)
+    assert out.stopped == "cancelled"
+    assert [r.status for r in out.results] == ["sent", "skipped"]
+    assert len(server.messages) == 1
