@@ -121,16 +121,21 @@ def load_file(path: str | os.PathLike[str], email_column: str | int | None = Non
         raise RecipientFileError(f"{source}: cannot be read ({exc.strerror or exc})") from exc
     except ValueError as exc:  # e.g. a NUL byte in the path
         raise RecipientFileError(f"{source!r}: not a usable file path ({exc})") from exc
+    return load_bytes(data, source, email_column)
+
+
+def load_bytes(data: bytes, name: str, email_column: str | int | None = None) -> ImportResult:
+    """Import a file's content (e.g. uploaded in browser mode); the name's suffix picks the format."""
     text = _decode(data)
     if not text.strip():
-        raise RecipientFileError(f"{source}: the file is empty")
-    suffix = p.suffix.lower()
+        raise RecipientFileError(f"{name}: the file is empty")
+    suffix = Path(name).suffix.lower()
     if suffix in {".tsv", ".tab"}:
-        return _import(text, source, email_column, delimiter="\t", table=True)
+        return _import(text, name, email_column, delimiter="\t", table=True)
     if suffix == ".csv":
-        return _import(text, source, email_column, delimiter=None, table=True)
+        return _import(text, name, email_column, delimiter=None, table=True)
     # .txt and anything else: a list of addresses, unless it turns out to be a table
-    return _import(text, source, email_column, delimiter=None, table=None)
+    return _import(text, name, email_column, delimiter=None, table=None)
 
 
 def parse_text(text: str, email_column: str | int | None = None) -> ImportResult:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,20 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+def _csv_rows(rows: list[ResultRow]) -> Iterator[list[Any]]:
+    yield list(RESULT_FIELDS)
+    for row in rows:
+        d = row.as_dict()
+        yield [_cell(d[k]) for k in RESULT_FIELDS]
+
+
+def results_csv_text(rows: list[ResultRow]) -> str:
+    """Result rows as CSV text (browser mode hands it to the page as a download)."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows(_csv_rows(rows))
+    return buf.getvalue()
+
+
 def write_results_csv(path: str | os.PathLike[str], rows: list[ResultRow]) -> Path:
     """Write result rows as CSV atomically (a crash never leaves half a file)."""
     target = Path(path)
@@ -168,11 +183,7 @@ def write_results_csv(path: str | os.PathLike[str], rows: list[ResultRow]) -> Pa
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(RESULT_FIELDS)
-            for row in rows:
-                d = row.as_dict()
-                writer.writerow([_cell(d[k]) for k in RESULT_FIELDS])
+            csv.writer(fh).writerows(_csv_rows(rows))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -113,3 +113,53 @@ def apply_preset(provider: str, *, region: str | None = None, **overrides: objec
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return values
+
+
+# -- the saved settings file (never a password) ----------------------------------------
+
+SETTINGS_FILE = "settings.json"
+
+
+def settings_path() -> Path:
+    """config_dir()/settings.json."""
+    from backend import paths
+
+    return paths.config_dir() / SETTINGS_FILE
+
+
+def load_saved() -> dict[str, object] | None:
+    """The saved settings, or None on first start (or when the file is unreadable)."""
+    import json
+
+    try:
+        data = json.loads(settings_path().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # damaged: start from defaults, but it is not a first start
+    return data if isinstance(data, dict) else {}
+
+
+def save(data: dict[str, object]) -> None:
+    """Write settings.json atomically; refuses anything that looks like a password field."""
+    import json
+    import os
+    import tempfile
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "password" in str(key).lower() and isinstance(item, str) and item:
+                    raise ValueError("a password must never be written to settings.json")
+                walk(item)
+
+    walk(data)
+    target = settings_path()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".settings.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

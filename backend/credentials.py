@@ -1,0 +1,192 @@
+"""Saved passwords: the OS keyring when a real one exists, else a passphrase-encrypted file.
+
+keyring without a desktop session falls back to a backend that raises, and keyrings.alt
+would store passwords in plain text, so the keyring is used only when
+``keyring.core.recommended`` says the backend is a real one. Otherwise passwords live in
+``secrets.enc``: Fernet (AES-128-CBC + HMAC-SHA256) under a key derived with scrypt from a
+passphrase the user sets once; file mode 0600, replaced atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from backend import paths
+from backend.errors import MailerError
+
+log = logging.getLogger(__name__)
+
+SERVICE = "bulk-mailer"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+MIN_PASSPHRASE = 8
+
+
+class CredentialsError(MailerError):
+    """A saved password cannot be stored or read (locked, wrong passphrase, damaged file)."""
+
+    default_category = "invalid_settings"
+
+
+class PasswordStore(Protocol):
+    kind: str
+    needs_passphrase: bool
+
+    def save(self, account: str, password: str, passphrase: str | None = None) -> None: ...
+    def load(self, account: str, passphrase: str | None = None) -> str | None: ...
+    def delete(self, account: str) -> None: ...
+    def has(self, account: str) -> bool: ...
+
+
+def account_key(user: str, host: str) -> str:
+    """The name a password is saved under: one per login on one server."""
+    return f"smtp:{user}@{host}"
+
+
+class KeyringStore:
+    """The desktop's own keyring (Secret Service, macOS Keychain, Windows Credential Locker)."""
+
+    kind = "system"
+    needs_passphrase = False
+
+    def __init__(self, backend: object) -> None:
+        self._backend = backend
+
+    def save(self, account: str, password: str, passphrase: str | None = None) -> None:
+        self._backend.set_password(SERVICE, account, password)  # type: ignore[attr-defined]
+
+    def load(self, account: str, passphrase: str | None = None) -> str | None:
+        return self._backend.get_password(SERVICE, account)  # type: ignore[attr-defined]
+
+    def delete(self, account: str) -> None:
+        import keyring.errors
+
+        try:
+            self._backend.delete_password(SERVICE, account)  # type: ignore[attr-defined]
+        except keyring.errors.PasswordDeleteError:
+            pass
+
+    def has(self, account: str) -> bool:
+        return self.load(account) is not None
+
+
+class EncryptedFileStore:
+    """Passwords in one file encrypted under a passphrase (no usable keyring on this system)."""
+
+    kind = "encrypted-file"
+    needs_passphrase = True
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.data_dir() / "secrets.enc"
+
+    def _header(self) -> dict[str, object] | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CredentialsError(f"the saved passwords file {self.path} cannot be read ({exc.strerror})") from None
+        try:
+            header = json.loads(raw)
+            if not isinstance(header, dict) or header.get("version") != 1:
+                raise ValueError("unknown format")
+            base64.b64decode(header["salt"], validate=True)
+            return header
+        except (ValueError, KeyError, TypeError):
+            raise CredentialsError(
+                f"the saved passwords file {self.path} is damaged; forget the saved password and save it again"
+            ) from None
+
+    @staticmethod
+    def _fernet(passphrase: str, salt: bytes) -> Fernet:
+        kdf = Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+        return Fernet(base64.urlsafe_b64encode(kdf.derive(passphrase.encode("utf-8"))))
+
+    def _read_all(self, passphrase: str | None) -> tuple[dict[str, str], bytes | None]:
+        header = self._header()
+        if header is None:
+            return {}, None
+        if not passphrase:
+            raise CredentialsError("the saved password is locked: enter the passphrase", fix=(
+                "Enter the passphrase you chose when you saved the password.",
+                "Forgot it? Forget the saved password and enter the password again.",
+            ))
+        salt = base64.b64decode(header["salt"])  # type: ignore[arg-type]
+        try:
+            plain = self._fernet(passphrase, salt).decrypt(str(header["token"]).encode("ascii"))
+            data = json.loads(plain)
+        except (InvalidToken, ValueError, UnicodeError):
+            raise CredentialsError(
+                "the passphrase is wrong, or the saved passwords file was changed",
+                fix=("Retype the passphrase.",
+                     "If you forgot it or the file was damaged, forget the saved password and save it again."),
+            ) from None
+        if not isinstance(data, dict):
+            raise CredentialsError(f"the saved passwords file {self.path} is damaged")
+        return {str(k): str(v) for k, v in data.items()}, salt
+
+    def _write_all(self, data: dict[str, str], passphrase: str, salt: bytes | None) -> None:
+        salt = salt or secrets.token_bytes(16)
+        token = self._fernet(passphrase, salt).encrypt(json.dumps(data).encode("utf-8"))
+        blob = json.dumps({"version": 1, "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
+                           "salt": base64.b64encode(salt).decode("ascii"), "token": token.decode("ascii"),
+                           "accounts": sorted(data)})  # names only, so has() needs no passphrase
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".secrets.", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(blob)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def save(self, account: str, password: str, passphrase: str | None = None) -> None:
+        if not passphrase or len(passphrase) < MIN_PASSPHRASE:
+            raise CredentialsError(
+                f"choose a passphrase of at least {MIN_PASSPHRASE} characters to protect the saved password",
+                fix=("There is no system keyring here, so the password is saved encrypted under a "
+                     "passphrase you choose; you enter it once per start of the app.",),
+            )
+        data, salt = self._read_all(passphrase)
+        data[account] = password
+        self._write_all(data, passphrase, salt)
+
+    def load(self, account: str, passphrase: str | None = None) -> str | None:
+        if self._header() is None:
+            return None
+        data, _ = self._read_all(passphrase)
+        return data.get(account)
+
+    def delete(self, account: str) -> None:
+        # Without the passphrase the entry cannot be removed alone: forget them all.
+        self.path.unlink(missing_ok=True)
+
+    def has(self, account: str) -> bool:
+        header = self._header()
+        return header is not None and account in (header.get("accounts") or [])
+
+
+def default_store() -> PasswordStore:
+    """The keyring when it is a real one, else the encrypted file."""
+    try:
+        import keyring
+        import keyring.core
+
+        backend = keyring.get_keyring()
+        if keyring.core.recommended(backend):
+            return KeyringStore(backend)
+    except Exception:  # a broken keyring setup must not stop the app
+        log.warning("no usable system keyring; using the encrypted file")
+    return EncryptedFileStore()
