@@ -210,19 +210,33 @@ def _send_one(
     """Send to one recipient, filling its row; return an error that must stop the run."""
     try:
         out = build(recipient)
-        row.message_id = out.message_id
+    except MailerError as exc:
+        _fill(row, "failed", exc)
+        return None
+    except Exception as exc:  # a bug must not lose the results of the whole run
+        log.exception("building the message for line %s failed", recipient.line)
+        _fill(row, "failed", MailerError(f"the message could not be built: {exc!r}", category="internal_error"))
+        return None
+    row.message_id = out.message_id
+    try:
         receipt = transport.send(out.envelope, out.data)
     except UncertainDelivery as exc:
         _fill(row, "uncertain", exc)
         return None
-    except (AuthError, ConnectError) as exc:
-        # Login refused, or the server still unreachable after the transport's one reconnect:
-        # every later message would fail the same way, so stop instead of failing them all.
-        _fill(row, "failed", exc)
-        return exc
     except MailerError as exc:
         _fill(row, "failed", exc)
+        # Login refused or required, or the server still unreachable after the transport's
+        # one reconnect: every later message would fail the same way, so stop the run.
+        if isinstance(exc, AuthError | ConnectError) or exc.category == "auth_failed":
+            return exc
         return None
+    except Exception as exc:
+        # Unknown state of the connection and of this message: say so and stop.
+        log.exception("sending to line %s failed unexpectedly", recipient.line)
+        err = MailerError(f"unexpected error while sending, the message may or may not have "
+                          f"been delivered: {exc!r}", category="internal_error")
+        _fill(row, "uncertain", err)
+        return err
     row.status = "sent"
     row.smtp_code = receipt.code
     row.sent_at = iso(now())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -101,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
     if not args.user:
         return ""
-    if args.password_stdin:
+    if args.password_stdin and stdin.isatty():
+        password = getpass.getpass(f"Password for {args.user}: ")
+    elif args.password_stdin:
         line = stdin.readline()
         password = line[:-1] if line.endswith("\n") else line
         password = password.rstrip("\r")
@@ -144,6 +147,20 @@ def _read_template(path: str | None, what: str) -> str | None:
         raise UsageError(f"{what} file '{path}' is not UTF-8 text (byte {exc.start})", category="file_error") from None
     except OSError as exc:
         raise UsageError(f"cannot read {what} file '{path}': {exc.strerror}", category="file_error") from None
+
+
+def _check_writable(path: str) -> None:
+    """Refuse a results path that cannot be written before anything is sent."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--results '{path}' is a folder; give a file name", category="file_error")
+    folder = target.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # missing folders are created when the file is written
+    if not folder.is_dir():
+        raise UsageError(f"--results: '{folder}' is not a folder", category="file_error")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"--results '{path}' cannot be written (permission denied)", category="file_error")
 
 
 # -- output ------------------------------------------------------------------------------
@@ -267,6 +284,8 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
                                from_address=args.from_address, delay_ms=args.delay_ms,
                                reply_to=args.reply_to)
     settings = None if args.dry_run else settings_from_args(args, stdin)
+    if args.results and not args.dry_run:
+        _check_writable(args.results)
 
     for bad in imported.rejected:
         rep.line(f"skipped   line {bad.line}: {bad.reason}")
@@ -298,44 +317,63 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
 
     control = Control()
     box: dict[str, Any] = {}
+    done = threading.Event()
 
     def work() -> None:
         try:
             box["outcome"] = service.send(draft, SmtpTransport(settings), on_event=rep.event, control=control)
         except BaseException as exc:  # handed to the main thread, which reports it
             box["error"] = exc
+        finally:
+            done.set()
 
     worker = threading.Thread(target=work, name=f"campaign-{draft.id}")
     worker.start()
-    while worker.is_alive():
+    # Wait on our own event: a Ctrl-C that interrupts Thread.join can leave is_alive() False
+    # while the worker still runs.
+    while not done.is_set():
         try:
-            worker.join(0.2)
+            done.wait(0.2)
         except KeyboardInterrupt:
             if not control.cancelled:
                 rep.line("Stopping after the current message (Ctrl-C again does not skip this)...")
             control.cancel()
+    worker.join()
     if "error" in box:
         raise box["error"]
     outcome: CampaignOutcome = box["outcome"]
 
     if args.results:
-        written = service.write_results_csv(args.results, service.result_rows(outcome, imported))
-        rep.line(f"Results written to {written}")
+        try:
+            written = service.write_results_csv(args.results, service.result_rows(outcome, imported))
+            rep.line(f"Results written to {written}")
+        except OSError as exc:
+            rep.line(f"bulk-mailer: error [file_error]: could not write the results to '{args.results}': "
+                     f"{exc.strerror or exc}; the summary below is all there is.")
     if not outcome.ok:
         assert outcome.error is not None
         _print_error(outcome.error, err, settings.provider)
         return EXIT_NOTHING_SENT
     _print_summary(outcome, rep, settings.provider)
     counts = outcome.counts
-    if counts.get("sent", 0) == 0:
+    if counts.get("sent", 0) == 0 and counts.get("uncertain", 0) == 0:
         return EXIT_NOTHING_SENT
     if counts.get("sent", 0) == len(outcome.results) and not imported.rejected:
         return EXIT_OK
     return EXIT_SOME_FAILED
 
 
-def _setup_logging(level: str) -> None:
-    handler = logging.FileHandler(paths.log_dir() / "bulk-mailer.log", encoding="utf-8")
+def setup_logging(level: str = "INFO") -> None:
+    """Log to bulk-mailer.log in the log folder (the terminal if it cannot be written)."""
+    try:
+        handler: logging.Handler = logging.FileHandler(paths.log_dir() / "bulk-mailer.log", encoding="utf-8")
+    except OSError as exc:
+        home = os.environ.get(paths.HOME_ENV)
+        where = f"{paths.HOME_ENV}={home}" if home else "the log folder"
+        print(f"bulk-mailer: warning: cannot write the log file ({where}): {exc.strerror or exc}; "
+              "logging to the terminal only", file=sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
+        level = "WARNING" if level in ("DEBUG", "INFO") else level
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -351,7 +389,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     if args.command is None:
         parser.print_help(err)
         return EXIT_NOTHING_SENT
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify}[args.command]

@@ -391,6 +391,15 @@ def _sender_address(sender: Sender, row: int | None, field: str) -> Address:
     return addr
 
 
+def envelope_recipient(recipient: Recipient) -> str:
+    """The address for RCPT TO: the domain in its IDNA (xn--) form, as SMTP without SMTPUTF8 needs."""
+    if recipient.email.isascii():
+        return recipient.email
+    addr = _recipient_address(recipient)
+    assert addr is not None
+    return addr.addr_spec
+
+
 def _recipient_address(recipient: Recipient, *, build: bool = True) -> Address | None:
     name = recipient.fields.get("name") or ""
     return _address(name, recipient.email, recipient.line, "to", build=build)

@@ -204,6 +204,13 @@ CATEGORIES: dict[str, Category] = {
             "Correct the setting named in the message and try again.",
         ),
         _c(
+            "internal_error",
+            "Something went wrong",
+            "An unexpected error happened inside Bulk Mailer.",
+            "The details are in the log file (bulk-mailer.log in the app's log folder); "
+            "please report it.",
+        ),
+        _c(
             "file_error",
             "File problem",
             "A file could not be read or written.",

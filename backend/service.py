@@ -64,7 +64,7 @@ class Draft:
         """Render one recipient's message to bytes with its envelope."""
         msg = compose.render(self.template, recipient, self.sender, reply_to=self.reply_to)
         return Outgoing(
-            Envelope(self.sender.address, (recipient.email,)),
+            Envelope(self.sender.address, (compose.envelope_recipient(recipient),)),
             msg.as_bytes(),
             str(msg["Message-ID"]),
         )
@@ -91,11 +91,8 @@ def make_draft(
 
 def dry_run(draft: Draft) -> list[TemplateError]:
     """Build every message as it would be sent, without connecting; return every problem."""
-    problems = draft.problems()
-    bad_lines = {p.row for p in problems}
+    problems: list[TemplateError] = []
     for recipient in draft.recipients:
-        if recipient.line in bad_lines:
-            continue
         try:
             draft.outgoing(recipient)
         except TemplateError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +56,9 @@ class SmtpSettings:
             raise SettingsError(
                 "host", f"'{host}' looks like a web address; enter only the server name, e.g. smtp.example.com"
             )
-        if not _HOST_RE.match(host):
+        if not _HOST_RE.match(host) or len(host) > 253 or (
+            not host.startswith("[") and any(not 1 <= len(label) <= 63 for label in host.rstrip(".").split("."))
+        ):
             raise SettingsError("host", f"'{host}' is not a valid server name")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
             raise SettingsError("port", f"{self.port!r} is not a port number between 1 and 65535")
@@ -79,6 +82,12 @@ class SmtpSettings:
                 raise SettingsError("ca_file", "a CA file and skipping verification exclude each other")
             if not Path(self.ca_file).is_file():
                 raise SettingsError("ca_file", f"'{self.ca_file}' is not a readable file")
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=self.ca_file)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise SettingsError(
+                    "ca_file", f"'{self.ca_file}' holds no usable CA certificate (PEM expected): {exc}"
+                ) from None
         if self.provider is not None and self.provider not in PRESETS:
             raise SettingsError("provider", f"unknown provider '{self.provider}'; choose one of: {', '.join(PRESETS)}")
         return dataclasses.replace(self, host=host)

@@ -9,6 +9,8 @@ several of them:
     close421@...     RCPT answered 421 4.7.0 and the connection closed (first time only)
     droprcpt@...     connection closed at RCPT without a reply (first time only)
     spam@...         DATA answered 554 5.7.1 after the final dot
+    data421@...      DATA answered 421 after the final dot (first time only): not accepted
+    ansi550@...      RCPT answered 550 with terminal escape codes in the text
     dropdata@...     connection closed after the final dot, without a reply
     silent@...       no answer at all after the final dot
     blocked@...      (as sender) MAIL answered 550 5.7.1
@@ -30,6 +32,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 USER = "me@example.com"
 PASSWORD = "s3cret-Passw0rd!"
+UTF8_USER, UTF8_PASSWORD = "jörg@example.com", "pässwörd-ß-密码"
+ACCOUNTS = {USER: PASSWORD, UTF8_USER: UTF8_PASSWORD}
 
 
 def free_port() -> int:
@@ -90,6 +94,8 @@ class RecordingHandler:
             return "550 5.1.1 The email account that you tried to reach does not exist"
         if local == "defer451":
             return "451 4.3.0 Temporary local problem, try again later"
+        if local == "ansi550":
+            return "550 5.1.1 \x1b[31mno such user\x1b[0m\x07"
         if local == "quota":
             return "550 5.4.5 Daily user sending limit exceeded"
         if local == "close421" and self._once(address):
@@ -106,6 +112,8 @@ class RecordingHandler:
         local = envelope.rcpt_tos[0].split("@")[0] if envelope.rcpt_tos else ""
         if local == "spam":
             return "554 5.7.1 Message rejected as spam"
+        if local == "data421" and self._once(envelope.rcpt_tos[0]):
+            return "421 4.3.2 System shutting down, message not accepted"
         if local == "dropdata":
             server.transport.close()
             await asyncio.sleep(3600)
@@ -130,7 +138,7 @@ def authenticator(handler: RecordingHandler):
         if isinstance(auth_data, LoginPassword):
             login = auth_data.login.decode()
             handler.auth_attempts.append(login)
-            if login == USER and auth_data.password.decode() == PASSWORD:
+            if ACCOUNTS.get(login) == auth_data.password.decode():
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
@@ -148,6 +156,7 @@ class Server:
         auth: bool = True,
         auth_require_tls: bool = True,
         handler: RecordingHandler | None = None,
+        auth_required: bool = False,
     ) -> None:
         self.mode = mode
         self.handler = handler or RecordingHandler()
@@ -160,6 +169,7 @@ class Server:
         kwargs: dict = {"hostname": self.host, "port": self.port, "ready_timeout": 5.0}
         if auth:
             kwargs["authenticator"] = authenticator(self.handler)
+            kwargs["auth_required"] = auth_required
         if mode == "ssl":
             kwargs["ssl_context"] = ctx
             kwargs["auth_require_tls"] = False  # already encrypted; aiosmtpd only counts STARTTLS

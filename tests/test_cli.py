@@ -245,3 +245,91 @@ def test_console_script_is_installed():
     assert script.exists(), "install the project (make test does) so the console script exists"
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0 and proc.stdout.startswith("bulk-mailer ")
+
+
+def test_international_domain_goes_out_in_idna_form(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.csv"
+    people.write_text("email,name\na@example.com,A\nuser@bücher.de,B\n", encoding="utf-8")
+    body = tmp_path / "b.txt"
+    body.write_text("Hi {{ name }}")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0",
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.com"], ["user@xn--bcher-kva.de"]]
+
+
+def test_ctrl_c_stops_cleanly_with_summary_and_results(smtp_server, certs, tmp_path):
+    import signal
+    import time
+
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("".join(f"p{i}@example.org\n" for i in range(20)))
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    results = tmp_path / "r.csv"
+    env = {k: v for k, v in os.environ.items() if k != "BULK_MAILER_PASSWORD"}
+    env.update(BULK_MAILER_HOME=str(tmp_path / "h"), BULK_MAILER_PASSWORD=PASSWORD)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "send", *account(server, certs), "--from", "me@example.com",
+         "--to-file", str(people), "--subject", "Hi", "--text-file", str(body), "--delay-ms", "400",
+         "--results", str(results)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 20
+    while not server.messages and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert "internal error" not in err and "Done:" in err and "cancelled" in err
+    rows = list(csv.DictReader(results.open(encoding="utf-8")))
+    sent = [r for r in rows if r["status"] == "sent"]
+    assert len(sent) == len(server.messages) >= 1
+    assert len(rows) == 20 and all(r["status"] in ("sent", "skipped") for r in rows)
+
+
+def test_results_path_checked_before_sending(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com",
+                   "--to-file", str(campaign_files["people"]), "--subject", "Hi",
+                   "--html-file", str(campaign_files["html"]), "--results", str(tmp_path),
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 2
+    assert "--results" in proc.stderr.splitlines()[0] and "folder" in proc.stderr.splitlines()[0]
+    assert server.handler.commands == []
+
+
+def test_only_uncertain_outcomes_do_not_claim_nothing_was_sent(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("dropdata@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--timeout", "2",
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 1, proc.stderr
+    assert "uncertain" in proc.stderr
+
+
+def test_login_required_stops_the_run(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls", auth_required=True)
+    proc = run_cli("send", "--host", server.host, "--port", str(server.port), "--ca-file", certs.ca_file,
+                   "--from", "me@example.com", "--to-file", str(campaign_files["people"]), "--subject", "Hi",
+                   "--html-file", str(campaign_files["html"]), "--delay-ms", "0", home=tmp_path / "h")
+    assert proc.returncode == 2, proc.stderr
+    assert "requires login" in proc.stderr
+    assert "0 sent, 1 failed, 2 not sent" in proc.stderr  # stopped after the first
+    assert server.messages == []
+
+
+def test_unwritable_home_is_a_warning_not_a_traceback(campaign_files, tmp_path):
+    blocker = tmp_path / "home-is-a-file"
+    blocker.write_text("x")
+    proc = run_cli("send", "--host", "localhost", "--from", "me@example.com",
+                   "--to-file", str(campaign_files["people"]), "--subject", "Hi",
+                   "--html-file", str(campaign_files["html"]), "--dry-run", home=blocker)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "cannot write the log file" in proc.stderr

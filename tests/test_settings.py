@@ -33,6 +33,7 @@ DESIGN_CATEGORIES = {
         ({"timeout": 0}, "timeout", "seconds"),
         ({"ca_file": "/nonexistent/ca.pem"}, "ca_file", "not a readable file"),
         ({"provider": "hotmale"}, "provider", "unknown provider"),
+        ({"ca_file": __file__}, "ca_file", "no usable CA certificate"),
     ],
 )
 def test_invalid_settings_name_the_field(kw, field, words):

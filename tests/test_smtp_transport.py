@@ -6,11 +6,11 @@ import socket
 
 import pytest
 
-from backend.errors import AuthError, ConnectError, RejectedError, UncertainDelivery
+from backend.errors import AuthError, ConnectError, RejectedError, SettingsError, UncertainDelivery
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope
 from backend.transports.smtp import SmtpTransport, classify_reply
-from tests.servers import PASSWORD, USER, free_port, listen_silently
+from tests.servers import PASSWORD, USER, UTF8_PASSWORD, UTF8_USER, free_port, listen_silently
 
 MSG = b"From: me@example.com\r\nTo: a@example.org\r\nSubject: hi\r\n\r\n.leading dot\r\nbody\r\n"
 
@@ -268,3 +268,54 @@ def test_no_socket_left_open_after_close(smtp_server, certs):
         sock.send(b"x")
     t.close()  # idempotent
     assert isinstance(socket.socket, type)
+
+
+def test_utf8_credentials_use_auth_plain_in_utf8(smtp_server, certs):
+    server = smtp_server("starttls")
+    t = SmtpTransport(settings(server, certs, user=UTF8_USER, password=UTF8_PASSWORD))
+    t.open()
+    send_one(t, "a@example.org")
+    t.close()
+    assert server.handler.auth_attempts == [UTF8_USER]
+    wrong = SmtpTransport(settings(server, certs, user=UTF8_USER, password="pässwörd-falsch"))
+    with pytest.raises(AuthError) as info:
+        wrong.open()
+    assert info.value.category == "auth_failed" and "falsch" not in str(info.value)
+
+
+def test_421_after_final_dot_is_retried_once(smtp_server, certs):
+    server = smtp_server("starttls")
+    t = SmtpTransport(settings(server, certs))
+    t.open()
+    send_one(t, "data421@example.org")
+    t.close()
+    assert [m.rcpt_tos for m in server.messages] == [["data421@example.org"]]
+
+
+def test_control_codes_in_replies_are_removed(smtp_server, certs):
+    server = smtp_server("starttls")
+    t = SmtpTransport(settings(server, certs))
+    t.open()
+    with pytest.raises(RejectedError) as info:
+        send_one(t, "ansi550@example.org")
+    t.close()
+    assert "\x1b" not in str(info.value) and "\x07" not in str(info.value)
+    assert "no such user" in str(info.value)
+
+
+def test_login_required_but_not_given_is_an_auth_error(smtp_server, certs):
+    server = smtp_server("starttls", auth_required=True)
+    t = SmtpTransport(settings(server, certs, user="", password=""))
+    t.open()
+    with pytest.raises(AuthError) as info:
+        send_one(t, "a@example.org")
+    t.close()
+    assert info.value.category == "auth_failed" and "requires login" in str(info.value)
+    assert info.value.code == 530
+
+
+@pytest.mark.parametrize("host", ["smtp..example.com", "x" * 64 + ".example.com"])
+def test_bad_host_labels_are_settings_errors(host):
+    with pytest.raises(SettingsError) as info:
+        SmtpTransport(SmtpSettings(host=host, port=587))
+    assert info.value.field == "host"

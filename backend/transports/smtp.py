@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import smtplib
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUOTA_WORDS = re.compile(r"daily|quota|per day|sending limit exceeded|exceeded the limit", re.I)
-_RATE_WORDS = re.compile(r"rate|too many|too fast|throttl|limit|slow down", re.I)
+_RATE_WORDS = re.compile(r"\brate\b|rate.?limit|too many|too fast|throttl|\blimit|slow down", re.I)
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _PROBE_TIMEOUT = 5.0
 
@@ -64,15 +66,18 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
 
 
 def _reply_text(resp: bytes | str | None) -> str:
+    # Server text reaches terminals and spreadsheets: no escape sequences or control codes.
     if isinstance(resp, bytes):
         resp = resp.decode("utf-8", "replace")
-    return " ".join((resp or "").split())
+    return " ".join(_CONTROLS.sub(" ", resp or "").split())
 
 
 def classify_reply(code: int, text: str, stage: str) -> str:
     """The error category of a negative SMTP reply at MAIL, RCPT or DATA."""
     enhanced = _ENHANCED.match(text)
     status = ".".join(enhanced.groups()) if enhanced else ""
+    if status in ("5.2.2", "4.2.2"):
+        return "recipient_rejected"  # the recipient's mailbox is full: their quota, not ours
     if status == "5.4.5" or (code >= 450 and _QUOTA_WORDS.search(text) and "limit" in text.lower()):
         return "quota_exceeded"
     if code == 421:
@@ -130,8 +135,8 @@ class SmtpTransport:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        ctx = tls_context(s)
         try:
+            ctx = tls_context(s)
             if s.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
                     s.host, s.port, local_hostname=self._local_hostname, timeout=s.timeout, context=ctx
@@ -153,6 +158,8 @@ class SmtpTransport:
             raise self._err(ConnectError, f"TLS handshake failed: {exc}", "tls_handshake_failed") from exc
         except socket.gaierror as exc:
             raise self._err(ConnectError, f"the server name could not be resolved ({exc.strerror or exc})", "dns_failure") from exc
+        except UnicodeError as exc:  # the IDNA codec refuses empty or over-long labels
+            raise self._err(ConnectError, f"the server name is not a valid host name ({exc})", "dns_failure") from exc
         except ConnectionRefusedError as exc:
             raise self._err(ConnectError, "connection refused", "connection_refused") from exc
         except TimeoutError as exc:
@@ -223,7 +230,10 @@ class SmtpTransport:
         if not smtp.has_extn("auth"):
             raise self._err(AuthError, "the server offers no login method (AUTH) on this connection", "auth_not_offered")
         try:
-            smtp.login(s.user, s.password)
+            if s.user.isascii() and s.password.isascii():
+                smtp.login(s.user, s.password)
+            else:
+                self._login_utf8(smtp)
         except smtplib.SMTPAuthenticationError as exc:
             text = _reply_text(exc.smtp_error)
             fix: tuple[str, ...] = ()
@@ -243,6 +253,17 @@ class SmtpTransport:
             raise self._disconnected(exc, "during login") from exc
         self.info.authenticated_as = s.user
         self._step("auth", started, True, f"logged in as {s.user}")
+
+    def _login_utf8(self, smtp: smtplib.SMTP) -> None:
+        """AUTH PLAIN with UTF-8 (RFC 4616); smtplib encodes credentials as ASCII only."""
+        s = self.settings
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        if "PLAIN" not in offered:
+            raise smtplib.SMTPException("non-ASCII credentials need AUTH PLAIN")
+        blob = base64.b64encode(b"\0" + s.user.encode() + b"\0" + s.password.encode()).decode("ascii")
+        code, resp = smtp.docmd("AUTH", "PLAIN " + blob)
+        if code != 235:
+            raise smtplib.SMTPAuthenticationError(code, resp)
 
     def _note_tls(self, smtp: smtplib.SMTP) -> None:
         sock = smtp.sock
@@ -343,17 +364,22 @@ class SmtpTransport:
             code, resp = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._abort(smtp)
+            timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+            what = (f"no answer within {self.settings.timeout:g} s" if timed_out
+                    else "the connection dropped")
             raise self._err(
                 UncertainDelivery,
-                "the connection dropped after the whole message was sent; it may or may not have been delivered",
-                "server_disconnected",
+                f"{what} after the whole message was sent; it may or may not have been delivered",
+                "timeout" if timed_out else "server_disconnected",
             ) from exc
         text = _reply_text(resp)
         if code != 250:
             if code == 421:
+                # The server refused the message and is closing: not delivered, safe to retry.
                 self._abort(smtp)
-            else:
-                self._reset(smtp)
+                raise self._err(ConnectError, f"the server is closing the session: {code} {text}",
+                                "server_disconnected", code=code)
+            self._reset(smtp)
             raise self._err(RejectedError, f"message refused: {code} {text}", classify_reply(code, text, "data"), code=code)
         return Receipt(code, text)
 
@@ -371,7 +397,14 @@ class SmtpTransport:
             self._abort(smtp)
             raise self._err(ConnectError, "the server closed the connection", "server_disconnected")
         what = {"mail": f"sender {arg}", "rcpt": f"recipient {arg}", "data": "message"}[stage]
-        raise self._err(RejectedError, f"{what} refused: {code} {text}", classify_reply(code, text, stage), code=code)
+        category = classify_reply(code, text, stage)
+        if category == "auth_failed":
+            self._reset(smtp)
+            needs = "requires login" if not self.settings.user else "refused the login for sending"
+            raise self._err(AuthError, f"the server {needs}: {code} {text}", "auth_failed", code=code,
+                            fix=("Enter the username and password of the account (--user and the password).",)
+                            if not self.settings.user else ())
+        raise self._err(RejectedError, f"{what} refused: {code} {text}", category, code=code)
 
     def _reset(self, smtp: smtplib.SMTP) -> None:
         try:

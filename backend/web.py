@@ -1,0 +1,197 @@
+"""Browser mode: bottle serves frontend/, the Bridge's methods (POST /api/<method>) and its
+events (Server-Sent Events), on 127.0.0.1 only, guarded by a random per-run token."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import queue
+import secrets
+import socket
+import threading
+import webbrowser
+from collections.abc import Iterator
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import bottle
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+MAX_BODY = 80_000_000  # an uploaded recipient file, base64
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "frame-src 'self' about: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'none'; frame-ancestors 'none'")
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # an open event stream must not keep the process alive
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        log.debug("http: " + format, *args)
+
+
+class Subscribers:
+    """Event batches fanned out to every open event stream."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: list[queue.Queue[list[dict[str, Any]] | None]] = []
+
+    def deliver(self, batch: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for q in self._queues:
+                q.put(batch)
+
+    def add(self) -> queue.Queue[list[dict[str, Any]] | None]:
+        q: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
+        with self._lock:
+            self._queues.append(q)
+        return q
+
+    def remove(self, q: queue.Queue[list[dict[str, Any]] | None]) -> None:
+        with self._lock:
+            if q in self._queues:
+                self._queues.remove(q)
+
+    def close(self) -> None:
+        with self._lock:
+            for q in self._queues:
+                q.put(None)
+
+
+class WebApp:
+    """The bottle app around one Bridge; `url` carries the token in its fragment."""
+
+    def __init__(self, bridge: Any, frontend: Path, subscribers: Subscribers, token: str | None = None) -> None:
+        self.bridge = bridge
+        self.frontend = frontend
+        self.subscribers = subscribers
+        self.token = token or secrets.token_urlsafe(32)
+        self.port = 0
+        self.app = bottle.Bottle()
+        self.app.route("/", "GET", self._index)
+        self.app.route("/api/events", "GET", self._events)
+        self.app.route("/api/<method>", "POST", self._call)
+        self.app.route("/<path:path>", "GET", self._static)
+        self.app.add_hook("after_request", self._headers)
+        self._methods = set(bridge._api_names())
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/#token={self.token}"
+
+    def _headers(self) -> None:
+        r = bottle.response
+        r.set_header("Content-Security-Policy", CSP)
+        r.set_header("X-Content-Type-Options", "nosniff")
+        r.set_header("Referrer-Policy", "no-referrer")
+        r.set_header("Cache-Control", "no-store")
+        r.set_header("X-Frame-Options", "DENY")
+
+    def _check_host(self) -> None:
+        # A page on another site that rebinds its DNS name to 127.0.0.1 still sends its own Host.
+        host = bottle.request.get_header("Host", "")
+        if host not in (f"{HOST}:{self.port}", f"localhost:{self.port}"):
+            bottle.abort(403, "wrong host")
+
+    def _check_token(self, given: str | None) -> None:
+        if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+            bottle.abort(403, "missing or wrong token")
+
+    def _index(self) -> Any:
+        self._check_host()
+        return bottle.static_file("index.html", root=str(self.frontend))
+
+    def _static(self, path: str) -> Any:
+        self._check_host()
+        return bottle.static_file(path, root=str(self.frontend))
+
+    def _call(self, method: str) -> Any:
+        self._check_host()
+        self._check_token(bottle.request.get_header("X-Token"))
+        if method not in self._methods:
+            bottle.abort(404, "no such method")
+        if (bottle.request.content_length or 0) > MAX_BODY:
+            bottle.abort(413, "request too large")
+        if not (bottle.request.content_type or "").startswith("application/json"):
+            bottle.abort(415, "JSON only")
+        try:
+            params = json.loads(bottle.request.body.read() or b"null")
+        except ValueError:
+            params = "not JSON"  # answered as a structured error by the bridge
+        result = getattr(self.bridge, method)(params)
+        bottle.response.content_type = "application/json"
+        return json.dumps(result)
+
+    def _events(self) -> Iterator[bytes]:
+        self._check_host()
+        self._check_token(bottle.request.query.get("token"))
+        bottle.response.content_type = "text/event-stream"
+        bottle.response.set_header("X-Accel-Buffering", "no")
+        q = self.subscribers.add()
+
+        def stream() -> Iterator[bytes]:
+            try:
+                yield b": connected\n\n"
+                while True:
+                    try:
+                        batch = q.get(timeout=15)
+                    except queue.Empty:
+                        yield b": keep-alive\n\n"
+                        continue
+                    if batch is None:
+                        return
+                    yield b"data: " + json.dumps(batch).encode() + b"\n\n"
+            finally:
+                self.subscribers.remove(q)
+
+        return stream()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def start(bridge_factory: Any, frontend: Path, port: int = 0) -> tuple[WebApp, WSGIServer, threading.Thread]:
+    """Start serving on a background thread; for tests and for serve()."""
+    subscribers = Subscribers()
+    bridge = bridge_factory(subscribers.deliver)
+    webapp = WebApp(bridge, frontend, subscribers)
+    server = make_server(HOST, port or _free_port(), webapp.app, server_class=_Server, handler_class=_QuietHandler)
+    webapp.port = server.server_port
+    bridge._pump.ready()
+    thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+    thread.start()
+    return webapp, server, thread
+
+
+def stop(webapp: WebApp, server: WSGIServer) -> None:
+    """Stop serving and close event streams."""
+    webapp.subscribers.close()
+    server.shutdown()
+    server.server_close()
+    webapp.bridge._shutdown()
+
+
+def serve(bridge_factory: Any, frontend: Path, *, port: int = 0, open_browser: bool = True) -> int:
+    """Serve until Ctrl-C, printing the URL (with its token) on one line."""
+    webapp, server, thread = start(bridge_factory, frontend, port)
+    print(webapp.url, flush=True)
+    if open_browser:
+        webbrowser.open(webapp.url)
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(webapp, server)
+    return 0
