@@ -287,6 +287,8 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     if args.results and not args.dry_run:
         _check_writable(args.results)
 
+    for warning in imported.warnings:
+        rep.line(f"warning   {warning}")
     for bad in imported.rejected:
         rep.line(f"skipped   line {bad.line}: {bad.reason}")
     for dup in imported.duplicates:

@@ -53,7 +53,13 @@ class Duplicate:
 
 @dataclass
 class ImportResult:
-    """What an import found: usable recipients, rejected rows, duplicates, the field names."""
+    """What an import found: usable recipients, rejected rows, duplicates, the field names.
+
+    encoding is how the file's bytes were read: "utf-8", "utf-16", "cp1252" or "latin-1"
+    (pasted text was never bytes: "utf-8"). warnings are plain-words notes for the user
+    about the whole import (bytes replaced, a guessed encoding, a quote that may be
+    missing); they are not rejected rows and summary() leaves them out.
+    """
 
     recipients: list[Recipient]
     rejected: list[Rejected]
@@ -61,6 +67,8 @@ class ImportResult:
     fields: list[str]
     email_column: str
     source: str
+    encoding: str = "utf-8"
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for the UI and the CLI, e.g. '120 valid, 3 invalid, 2 duplicates'."""
@@ -93,7 +101,16 @@ _BLANKS = " \t\u00a0\u3000"  # trimmed around an address; spreadsheets leave the
 _SAMPLE_ROWS = 500  # rows looked at to guess the delimiter, header and address column
 _SNIFF_LINES = 200
 _MAX_RESTARTS = 10  # unclosed-quote recoveries per file; each one re-reads the rest
+_MAX_REREAD = 1  # broken-quote recoveries re-read at most this many times the file's lines
 _MAX_ADDRESS = 1000  # longer cells are rejected before email-validator sees them
+_LINES_SHOWN = 10  # line numbers named in one warning before "and N more"
+# Decoding: bytes that are not UTF-8 become these lone surrogates (surrogateescape); valid
+# UTF-8 never decodes to them, so each one is exactly one bad byte.
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+# A file with more than this many bad bytes per well-formed multi-byte UTF-8 character is
+# read as Windows-1252: a real cp1252 export almost never holds a valid UTF-8 sequence.
+_BAD_PER_GOOD = 4
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 # Paste/list mode: split on , and ; but not inside "quoted names" or <addresses>.
 _LIST_PIECE = re.compile(r'(?:"[^"]*"|<[^<>]*>|[^,;])+')
@@ -126,16 +143,21 @@ def load_file(path: str | os.PathLike[str], email_column: str | int | None = Non
 
 def load_bytes(data: bytes, name: str, email_column: str | int | None = None) -> ImportResult:
     """Import a file's content (e.g. uploaded in browser mode); the name's suffix picks the format."""
-    text = _decode(data)
+    text, encoding, warnings = _decode(data)
     if not text.strip():
         raise RecipientFileError(f"{name}: the file is empty")
     suffix = Path(name).suffix.lower()
     if suffix in {".tsv", ".tab"}:
-        return _import(text, name, email_column, delimiter="\t", table=True)
-    if suffix == ".csv":
-        return _import(text, name, email_column, delimiter=None, table=True)
-    # .txt and anything else: a list of addresses, unless it turns out to be a table
-    return _import(text, name, email_column, delimiter=None, table=None)
+        delimiter, table = "\t", True
+    elif suffix == ".csv":
+        delimiter, table = None, True
+    else:
+        # .txt and anything else: a list of addresses, unless it turns out to be a table
+        delimiter, table = None, None
+    result = _import(text, name, email_column, delimiter=delimiter, table=table)
+    result.encoding = encoding
+    result.warnings[:0] = warnings
+    return result
 
 
 def parse_text(text: str, email_column: str | int | None = None) -> ImportResult:
@@ -146,20 +168,65 @@ def parse_text(text: str, email_column: str | int | None = None) -> ImportResult
     return _import(text, PASTED, email_column, delimiter=None, table=None)
 
 
-def _decode(data: bytes) -> str:
-    # Excel's "Unicode text" export is UTF-16 with a BOM; otherwise UTF-8 (BOM or not),
-    # then cp1252 (Excel on Windows), then latin-1, which decodes any byte string.
+def _decode(data: bytes) -> tuple[str, str, list[str]]:
+    """(text, encoding used, warnings). Never fails: latin-1 decodes any byte string."""
+    # Excel's "Unicode text" export is UTF-16 with a BOM.
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            pass
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1")
+            return data.decode("utf-16"), "utf-16", []
+        except UnicodeDecodeError:  # e.g. cut off in the middle of a character
+            text = data.decode("utf-16", "replace")
+            where = _lines_phrase(_lines_matching(text, re.compile("\ufffd")))
+            return text, "utf-16", [
+                f"{where}: bytes that are not valid UTF-16 were replaced with \ufffd; "
+                "the file may be damaged, save it again"
+            ]
+    try:
+        return data.decode("utf-8-sig"), "utf-8", []
+    except UnicodeDecodeError:
+        pass
+    # Not clean UTF-8. One stray Windows-1252 byte in a UTF-8 file must not turn every other
+    # accented name into mojibake ("Ä" -> "Ã„"), so weigh the evidence: well-formed multi-byte
+    # UTF-8 characters against bytes that are not UTF-8. A real cp1252/latin-1 file has
+    # (almost) no well-formed multi-byte sequence at all.
+    text = data.decode("utf-8-sig", "surrogateescape")
+    bad = len(_BAD_BYTE.findall(text))
+    good = len(text) - len(text.encode("ascii", "ignore")) - bad  # non-ASCII, decoded fine
+    if good and bad <= _BAD_PER_GOOD * good:
+        where = _lines_phrase(_lines_matching(text, _BAD_BYTE))
+        return _BAD_BYTE.sub("\ufffd", text), "utf-8", [
+            f"{where}: bytes that are not UTF-8 were replaced with \ufffd; "
+            "save the file as UTF-8 to keep those characters"
+        ]
+    body = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return body.decode("cp1252"), "cp1252", [
+            "read as Windows-1252 (not UTF-8); if accented letters look wrong, "
+            "save the file as UTF-8"
+        ]
+    except UnicodeDecodeError:
+        return body.decode("latin-1"), "latin-1", [
+            "read as Latin-1 (not UTF-8); if accented letters look wrong, save the file as UTF-8"
+        ]
+
+
+def _lines_matching(text: str, pattern: re.Pattern[str]) -> list[int]:
+    # the same line splitting as _import, so the numbers match the rejected rows'
+    lines = io.StringIO(text, newline="").readlines()
+    return [number for number, line in enumerate(lines, 1) if pattern.search(line)]
+
+
+def _lines_phrase(numbers: list[int]) -> str:
+    """'line 7', 'lines 3 and 7', 'lines 1, 2, ... and 40 more'."""
+    if not numbers:
+        return "some lines"
+    if len(numbers) == 1:
+        return f"line {numbers[0]}"
+    shown = [str(n) for n in numbers[:_LINES_SHOWN]]
+    more = len(numbers) - len(shown)
+    if more:
+        return f"lines {', '.join(shown)} and {more} more"
+    return f"lines {', '.join(shown[:-1])} and {shown[-1]}"
 
 
 def _import(
@@ -177,11 +244,13 @@ def _import(
     chosen = _given(email_column)
     if delimiter is None:
         delimiter = _sniff(lines)
-    rows, broken = _read_csv(lines, delimiter)
+    rows, broken, warnings = _read_csv(lines, delimiter)
     if table is None:
         table = chosen is not None or _is_table(rows, lines)
     if table:
-        return _import_table(rows, broken, source, chosen, delimiter)
+        result = _import_table(rows, broken, source, chosen, delimiter)
+        result.warnings.extend(warnings)
+        return result
     return _import_list(lines, source)
 
 
@@ -200,13 +269,22 @@ def _ensure_field_limit(size: int) -> None:
         csv.field_size_limit(size)
 
 
-def _read_csv(lines: list[str], delimiter: str) -> tuple[list[_Row], list[Rejected]]:
-    """Parse lines into non-blank rows with their start line; unreadable rows are rejected."""
+def _read_csv(
+    lines: list[str], delimiter: str
+) -> tuple[list[_Row], list[Rejected], list[str]]:
+    """Parse lines into non-blank rows with their start line; unreadable rows are rejected.
+
+    Returns (rows, rejected, warnings). No line vanishes without a trace: a quote that runs
+    on and swallows rows is rejected (see "A broken quote" below), and one that only might
+    be missing its closing quote is named in a warning.
+    """
     rows: list[_Row] = []
     rejected: list[Rejected] = []
+    warnings: list[str] = []
     total = len(lines)
     pos = 0  # lines before the current pass
     restarts = 0
+    reread = 0  # lines read again after broken-quote recoveries: _MAX_REREAD * total at most
     while pos < total:
         # A sentinel line after the end: if a row swallows it, that row's quote never closed.
         source = itertools.chain(itertools.islice(lines, pos, None), ("\n",))
@@ -228,7 +306,8 @@ def _read_csv(lines: list[str], delimiter: str) -> tuple[list[_Row], list[Reject
                 continue
             start = pos + done + 1
             done = reader.line_num
-            if pos + done > total:
+            end = pos + done  # the row's last physical line
+            if end > total:
                 if cells and start <= total:
                     restarts += 1
                     if restarts > _MAX_RESTARTS:
@@ -244,12 +323,111 @@ def _read_csv(lines: list[str], delimiter: str) -> tuple[list[_Row], list[Reject
                         resume = start
                     rejected.append(Rejected(start, _line_text(lines, start), reason))
                 break
+            if end > start:
+                width = len(rows[0][1]) if rows else len(_cells_alone(lines[start - 1], delimiter))
+                malformed = len(cells) != width or not _well_formed(
+                    lines[start - 1 : end], delimiter
+                )
+                swallowed = _swallowed_row(
+                    cells, lines[start:end] if malformed else [], delimiter, width
+                )
+                if swallowed is not None:
+                    if malformed:
+                        text = _line_text(lines, start)
+                        opened = (
+                            f'a quote (") opened on this line is not closed until line {end} '
+                            "and swallows lines that look like rows of their own"
+                        )
+                        if reread + end - start <= _MAX_REREAD * total:
+                            # read the rest again from the next line, as if this one were not there
+                            reread += end - start
+                            again = (
+                                f"line {end} was read as a row of its own"
+                                if start + 1 == end
+                                else f"lines {start + 1}-{end} were read as rows of their own"
+                            )
+                            reason = f"{opened}; this line was skipped and {again}"
+                            rejected.append(Rejected(start, text, reason))
+                            resume = start
+                            break
+                        reason = f"{opened}; lines {start}-{end} were not imported"
+                        rejected.append(Rejected(start, text, reason))
+                        continue
+                    warnings.append(
+                        f"line {start}: a quoted cell here runs on to line {end} and holds "
+                        f"{_show(swallowed)}, which looks like a row of its own; if a closing "
+                        'quote (") is missing, fix the file and import it again'
+                    )
             if any(cell.strip() for cell in cells):
                 rows.append((start, cells))
         if resume is None:
             break
         pos = resume
-    return rows, rejected
+    return rows, rejected, warnings
+
+
+# A broken quote: a cell opens a quote that the file never meant to keep open (a stray " in
+# a company name, an unfinished edit). csv then reads every following line into that cell up
+# to the next quote character, and the rows on those lines vanish without a trace. But a
+# quoted cell may legitimately hold line breaks (an address block "12 Main St\nSpringfield",
+# a note), and csv.writer quotes any value that needs it, so the text of one cell can even
+# hold a line that looks exactly like a row ("x\nbob@example.com,Bob"). The rule, for a row
+# that spans several physical lines:
+#   1. "looks like a row": a line of text, read on its own, has as many cells as the first
+#      row of the file (the header, usually) and one of them is address-like. The lines
+#      tested are the lines of each multi-line cell's text (_swallowed_row).
+#   2. the row is broken only if it looks like a row by 1. AND is malformed: its quoting is
+#      not well-formed CSV (a closing quote followed by more text, as when the quote that
+#      ends the span really is the opening quote of a later row), or it has another number
+#      of cells than the first row. For a malformed row, the physical lines after its first
+#      are tested by 1. as well (a swallowed row may be split over two cells, e.g. when the
+#      line that ends the span is '"Bob",bob@example.com'). A broken row is rejected, naming
+#      its line range, and the lines after its first one are read again as rows of their
+#      own, like the recovery for a quote that runs to the end of the file (at most
+#      _MAX_REREAD times the file's lines in all; past that the whole range is rejected).
+#   3. a well-formed row of the right width is kept as it is: csv.writer's output, whatever
+#      the values, is always well-formed and as wide as its header, so it reads back
+#      exactly. Only its cells' lines are tested by 1. (a row's last physical line always
+#      holds the rest of the row, so it would look like a row in any legit file); if one
+#      looks like a row, a warning names it, so no row disappears silently even then.
+
+
+def _swallowed_row(
+    cells: list[str], more_lines: list[str], delimiter: str, width: int
+) -> str | None:
+    """A line of a multi-line cell, or one of more_lines, that reads as a row of its own."""
+    multi_line = (cell for cell in cells if "\n" in cell or "\r" in cell)
+    texts = itertools.chain(
+        (piece for cell in multi_line for piece in _LINE_BREAK.split(cell)),
+        (line.rstrip("\r\n") for line in more_lines),
+    )
+    for text in texts:
+        if "@" not in text:
+            continue
+        parsed = _cells_alone(text, delimiter)
+        if len(parsed) == width and any(
+            _EMAILISH.fullmatch(value.strip(_BLANKS)) for value in parsed
+        ):
+            return text
+    return None
+
+
+def _cells_alone(line: str, delimiter: str) -> list[str]:
+    """The cells of one line read on its own, an unclosed quote running to its end."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter, strict=False), [])
+    except csv.Error:
+        return []
+
+
+def _well_formed(span: list[str], delimiter: str) -> bool:
+    """Whether these lines are valid CSV quoting: what csv.writer writes always is."""
+    try:
+        for _ in csv.reader(span, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def _line_text(lines: list[str], line: int) -> str:
@@ -270,7 +448,7 @@ def _sniff(lines: list[str]) -> str:
     sample = lines[:_SNIFF_LINES]
     best, best_score = ",", (False, False, 0.0, 0)
     for delimiter in (",", ";", "\t"):
-        rows, _ = _read_csv(sample, delimiter)
+        rows, _, _ = _read_csv(sample, delimiter)
         if not rows:
             continue
         counts = Counter(len(cells) for _, cells in rows)

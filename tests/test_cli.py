@@ -333,3 +333,15 @@ def test_unwritable_home_is_a_warning_not_a_traceback(campaign_files, tmp_path):
                    "--html-file", str(campaign_files["html"]), "--dry-run", home=blocker)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "cannot write the log file" in proc.stderr
+
+
+def test_encoding_warning_is_shown(tmp_path):
+    people = tmp_path / "p.csv"
+    # UTF-8 with one stray Latin-1 byte on line 3
+    people.write_bytes(b"email,name\na@example.org,J\xc3\xb6rg\nb@example.org,Ren\xe9\n")
+    body = tmp_path / "b.txt"
+    body.write_text("Hi {{ name }}")
+    proc = run_cli("send", "--host", "localhost", "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--dry-run", home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" in proc.stderr and "line 3" in proc.stderr

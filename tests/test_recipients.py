@@ -18,6 +18,7 @@ from backend.recipients import (
     ImportResult,
     Recipient,
     Rejected,
+    load_bytes,
     load_file,
     parse_text,
 )
@@ -155,6 +156,10 @@ def test_cp1252_file_with_accents_and_euro_sign(tmp_path: Path) -> None:
     path = write(tmp_path, "excel.csv", "Name,Email\nRené €,rene@example.com\n", "cp1252")
     result = load_file(path)
     assert result.recipients[0].fields["Name"] == "René €"
+    assert result.encoding == "cp1252"
+    assert result.warnings == [
+        "read as Windows-1252 (not UTF-8); if accented letters look wrong, save the file as UTF-8"
+    ]
 
 
 def test_latin1_fallback_never_fails(tmp_path: Path) -> None:
@@ -162,6 +167,8 @@ def test_latin1_fallback_never_fails(tmp_path: Path) -> None:
     path = write(tmp_path, "odd.csv", b"Name,Email\nA\x81\xe9,a@example.com\n")
     result = load_file(path)
     assert result.recipients[0].fields["Name"] == "A\x81é"
+    assert result.encoding == "latin-1"
+    assert [w.split(";")[0] for w in result.warnings] == ["read as Latin-1 (not UTF-8)"]
 
 
 def test_utf16_with_bom(tmp_path: Path) -> None:
@@ -169,6 +176,72 @@ def test_utf16_with_bom(tmp_path: Path) -> None:
     path = write(tmp_path, "unicode.txt", "Name\tEmail\nZoë\tzoe@example.com\n", "utf-16")
     result = load_file(path)
     assert result.recipients[0].fields["Name"] == "Zoë"
+    assert (result.encoding, result.warnings) == ("utf-16", [])
+
+
+def test_damaged_utf16_is_still_read_as_utf16(tmp_path: Path) -> None:
+    # a lone surrogate (half of a character) on line 3
+    data = "Name\tEmail\nZoë\tzoe@example.com\n".encode("utf-16") + "Ä\ud800nn\tann@example.com\n".encode(
+        "utf-16-le", "surrogatepass"
+    )
+    result = load_file(write(tmp_path, "unicode.txt", data))
+    assert result.encoding == "utf-16"
+    assert [r.fields["Name"] for r in result.recipients] == ["Zoë", "Ä\ufffdnn"]
+    [warning] = result.warnings
+    assert warning.startswith("line 3: bytes that are not valid UTF-16 were replaced with \ufffd")
+
+
+def test_utf8_file_has_no_warnings(tmp_path: Path) -> None:
+    for text in ("email,name\nann@example.com,Ann\n", "\ufeffemail,name\nzoe@example.com,Zoë 😀\n"):
+        result = load_file(write(tmp_path, "u.csv", text))
+        assert (result.encoding, result.warnings) == ("utf-8", [])
+    result = parse_text("email\nzoe@example.com\n")
+    assert (result.encoding, result.warnings) == ("utf-8", [])
+
+
+def test_a_few_bad_bytes_in_a_utf8_file_are_replaced_not_the_whole_file_recoded(
+    tmp_path: Path,
+) -> None:
+    # Someone pasted one Windows-1252 name into a UTF-8 file: the other names must stay
+    # right ("Ä", not "Ã„"), and the user is told which line to fix.
+    data = (
+        "email,name\r\n"  # 1
+        "a@example.com,Äpfel\r\n"  # 2
+        "b@example.com,Zoë\r\n"  # 3
+    ).encode() + b"c@example.com,Ren\xe9\r\n" + "d@example.com,Jürgen\r\n".encode()  # 4, 5
+    result = load_file(write(tmp_path, "mixed.csv", data))
+    assert result.encoding == "utf-8"
+    assert [r.fields["name"] for r in result.recipients] == ["Äpfel", "Zoë", "Ren\ufffd", "Jürgen"]
+    assert result.warnings == [
+        "line 4: bytes that are not UTF-8 were replaced with \ufffd; "
+        "save the file as UTF-8 to keep those characters"
+    ]
+    assert result.summary() == "4 valid, 0 invalid, 0 duplicates"
+
+
+def test_bad_bytes_on_several_lines_are_all_named(tmp_path: Path) -> None:
+    rows = [f"u{i}@example.com,Zoë".encode() for i in range(30)]
+    for i in (1, 2, 4):
+        rows[i] = f"u{i}@example.com,".encode() + b"Ren\xe9"
+    data = b"email,name\n" + b"\n".join(rows) + b"\n"
+    [warning] = load_file(write(tmp_path, "m.csv", data)).warnings
+    assert warning.startswith("lines 3, 4 and 6: ")
+    rows = [f"u{i}@example.com,".encode() + (b"R\xe9" if i % 2 else "Zoë".encode()) for i in range(60)]
+    data = b"email,name\n" + b"\n".join(rows) + b"\n"
+    result = load_file(write(tmp_path, "m.csv", data))
+    assert result.encoding == "utf-8"
+    assert result.warnings[0].startswith("lines 3, 5, 7, 9, 11, 13, 15, 17, 19, 21 and 20 more: ")
+
+
+def test_file_that_is_clearly_not_utf8_is_read_as_cp1252(tmp_path: Path) -> None:
+    # many bad bytes and a single pair that happens to be valid UTF-8 ("Ã©")
+    text = "email,name\n" + "".join(f"u{i}@example.com,Ren{'é' * 3}\n" for i in range(5))
+    data = text.encode("cp1252") + "x@example.com,Ã©\n".encode("cp1252")
+    result = load_file(write(tmp_path, "w.csv", data))
+    assert result.encoding == "cp1252"
+    assert result.recipients[0].fields["name"] == "Renééé"
+    assert result.recipients[-1].fields["name"] == "Ã©"
+    assert result.warnings[0].startswith("read as Windows-1252 (not UTF-8)")
 
 
 def test_semicolon_csv_with_commas_in_names(tmp_path: Path) -> None:
@@ -583,6 +656,143 @@ def test_many_unterminated_quotes_stay_bounded(tmp_path: Path) -> None:
     assert 1 <= len(result.rejected) <= 5000
 
 
+# A stray opening quote: csv would read the following lines into that cell up to the next
+# quote character. The rule is documented above _swallowed_row in backend/recipients.py.
+
+BROKEN_QUOTE = (
+    "email,company\n"  # 1
+    'a@example.com,"Acme\n'  # 2: the quote is never meant to be closed
+    "b@example.com,Beta\n"  # 3
+    'c@example.com,"Cee\n'  # 4: ... and neither is this one
+    "d@example.com,Dee\n"  # 5
+)
+
+
+def test_stray_quote_does_not_swallow_the_rows_after_it(tmp_path: Path) -> None:
+    result = load_file(write(tmp_path, "q.csv", BROKEN_QUOTE))
+    assert lines(result) == {"b@example.com": 3, "d@example.com": 5}
+    assert result.recipients[0].fields["company"] == "Beta"
+    assert [r.line for r in result.rejected] == [2, 4]
+    opened, never = result.rejected
+    assert opened.value == 'a@example.com,"Acme'
+    assert str(opened).startswith('line 2: a quote (") opened on this line is not closed until line 4')
+    assert "lines 3-4 were read as rows of their own" in opened.reason
+    assert "never closed" in never.reason
+    assert result.summary() == "2 valid, 2 invalid, 0 duplicates"
+    assert result.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("text", "want", "rejected"),
+    [
+        # the span ends on a well-formed line, but the row then has one cell too many
+        (
+            'email,company\na@x.example,"Acme\n"b@x.example",Beta\nc@x.example,Cee\n',
+            {"b@x.example": 3, "c@x.example": 4},
+            [2],
+        ),
+        # three columns: the span closes at the end of a cell, the row is a cell short
+        (
+            'email,company,city\na@x.example,"Acme,Paris\nb@x.example,Beta,Rome"\n'
+            "c@x.example,Cee,Oslo\n",
+            {"b@x.example": 3, "c@x.example": 4},
+            [2],
+        ),
+        # name first: the swallowed address is on the line that opens the quote
+        (
+            'name,email\n"Ann,a@x.example\n"Bob,b@x.example\nCy,c@x.example\n',
+            {"c@x.example": 4},
+            [2, 3],
+        ),
+        (
+            'name,email\n"Ann,a@x.example\n"Bob",b@x.example\n',
+            {"b@x.example": 3},
+            [2],
+        ),
+        # semicolons, and a span of one line
+        (
+            'name;email\nAnn;a@x.example\n"Bob;b@x.example\n"Cy";c@x.example\n',
+            {"a@x.example": 2, "c@x.example": 4},
+            [3],
+        ),
+    ],
+)
+def test_stray_quote_variants_lose_no_row(
+    tmp_path: Path, text: str, want: dict[str, int], rejected: list[int]
+) -> None:
+    result = load_file(write(tmp_path, "q.csv", text))
+    assert lines(result) == want
+    assert [r.line for r in result.rejected] == rejected
+    assert "not closed until line" in result.rejected[0].reason or "never closed" in (
+        result.rejected[0].reason
+    )
+
+
+def test_stray_quote_recovered_rows_keep_their_own_cells(tmp_path: Path) -> None:
+    text = 'name,email\n"Ann,a@x.example\n"Bob",b@x.example\n'
+    [bob] = load_file(write(tmp_path, "q.csv", text)).recipients
+    assert bob.fields["name"] == "Bob"  # not 'Ann,a@x.example\nBob"'
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('name,email\n"12 Main St\nSpringfield",ann@example.com\n', "12 Main St\nSpringfield"),
+        ('email,name\nann@example.com,"call first\nthen mail"\n', "call first\nthen mail"),
+        # a note naming an address on a line of its own, and a line with a comma
+        (
+            'email,name\nann@example.com,"ask Bob\nbob@example.com\nor Cy, maybe"\n',
+            "ask Bob\nbob@example.com\nor Cy, maybe",
+        ),
+        ('name,email\n"Lee,\nAnn ""Jr"", MD",ann@example.com\n', 'Lee,\nAnn "Jr", MD'),
+    ],
+)
+def test_multi_line_quoted_cells_still_work(tmp_path: Path, text: str, value: str) -> None:
+    cy = "Cy,cy@example.com\n" if text.startswith("name") else "cy@example.com,Cy\n"
+    result = load_file(write(tmp_path, "m.csv", text + cy))
+    assert emails(result) == ["ann@example.com", "cy@example.com"]
+    assert result.recipients[0].fields["name"] == value
+    assert result.rejected == [] and result.warnings == []
+
+
+def test_csv_writer_value_that_looks_like_a_row_reads_back_exactly_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    # A value may hold a line that looks just like a row; csv.writer's output is well-formed
+    # and as wide as its header, so it is kept, but the user is told about it.
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerows(
+        [["email", "name"], ["a@example.com", "Acme\nb@example.com,Beta"], ["c@example.com", "C"]]
+    )
+    result = load_file(write(tmp_path, "w.csv", buf.getvalue()))
+    assert lines(result) == {"a@example.com": 2, "c@example.com": 4}
+    assert result.recipients[0].fields["name"] == "Acme\nb@example.com,Beta"
+    assert result.rejected == []
+    [warning] = result.warnings
+    assert warning.startswith("line 2: a quoted cell here runs on to line 3")
+    assert "'b@example.com,Beta'" in warning and "closing quote" in warning
+
+
+def test_well_formed_but_doubtful_quote_is_a_warning(tmp_path: Path) -> None:
+    # The stray quote on line 2 happens to be closed by one at the end of line 4: the file is
+    # valid CSV, so nothing is rejected, but lines 3-4 are not lost without a word.
+    text = 'email,company\na@example.com,"Acme\nb@example.com,Beta\nc@example.com,Cee"\n'
+    result = load_file(write(tmp_path, "q.csv", text))
+    assert emails(result) == ["a@example.com"]
+    assert [w.split(":")[0] for w in result.warnings] == ["line 2"]
+
+
+def test_broken_quote_past_the_reread_limit_rejects_the_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("backend.recipients._MAX_REREAD", 0)
+    result = load_file(write(tmp_path, "q.csv", BROKEN_QUOTE))
+    assert lines(result) == {"d@example.com": 5}
+    [bad] = result.rejected
+    assert str(bad).endswith("lines 2-4 were not imported")
+
+
 def test_huge_fields(tmp_path: Path) -> None:
     big = "x" * 3_000_000
     text = f"name,email\n{big},ann@example.com\nBob,{big}@example.com\n\"{big}\n{big}\",cy@example.com\nDee,dee@example.com\n"
@@ -710,6 +920,67 @@ def test_csv_written_by_csv_writer_round_trips(
         for a, n, ln in expected
     ]
     assert got == want
+
+
+@FAST
+@given(
+    rows=st.lists(
+        st.tuples(addresses, st.text(alphabet="abcdefghij ABC", min_size=1, max_size=8),
+                  st.sampled_from(["ok", "ok", "open", "inner"])),
+        min_size=1, max_size=30, unique_by=lambda r: r[0],
+    ),
+    email_first=st.booleans(),
+)
+def test_stray_quotes_never_lose_a_row_silently(
+    tmp_path: Path, rows: list[tuple[str, str, str]], email_first: bool
+) -> None:
+    # "open": the name cell starts with a quote that is never meant to close, e.g. "Acme;
+    # "inner": a quote inside the name (Ac"me), which is just a character.
+    lines_out = ["email,name" if email_first else "name,email"]
+    for address, name, kind in rows:
+        cell = {"ok": name, "open": '"' + name, "inner": name[:1] + '"' + name[1:]}[kind]
+        lines_out.append(f"{address},{cell}" if email_first else f"{cell},{address}")
+    result = load_file(write(tmp_path, "q.csv", "\n".join(lines_out) + "\n"))
+    assert result.duplicates == []
+    # A stray quote at the end of a later cell can close the stray opening quote so that the
+    # file is valid CSV, byte for byte what csv.writer writes for a multi-line name: then the
+    # row stays, but the lines it runs over are named in a warning.
+    spans = [
+        (int(m[1]), int(m[2]))
+        for w in result.warnings
+        for m in [re.match(r"line (\d+): a quoted cell here runs on to line (\d+)", w)]
+        if m
+    ]
+    assert len(spans) == len(result.warnings)
+    placed = {r.line for r in [*result.recipients, *result.rejected]}
+    for line in range(2, len(rows) + 2):
+        assert line in placed or any(a < line <= b for a, b in spans)
+    if spans:
+        return
+    # Otherwise: every row with a stray opening quote is rejected on its own line, every
+    # other row is a recipient on its line with its own name.
+    assert [r.line for r in result.rejected] == [
+        i for i, (_, _, kind) in enumerate(rows, 2) if kind == "open"
+    ]
+    got = [(r.line, r.fields["name"]) for r in result.recipients]
+    want = [
+        (i, name[:1] + '"' + name[1:] if kind == "inner" else name)
+        for i, (_, name, kind) in enumerate(rows, 2)
+        if kind != "open"
+    ]
+    assert got == want
+
+
+@FAST
+@given(text=tricky_text)
+def test_utf8_text_is_always_read_as_utf8_without_warnings(text: str) -> None:
+    data = text.encode("utf-8", "surrogatepass")
+    try:
+        result = load_bytes(data, "list.csv")
+    except RecipientFileError:
+        return
+    assert result.encoding == "utf-8"
+    assert not [w for w in result.warnings if "UTF-8" in w]
 
 
 def test_not_a_regular_file_or_a_bad_path(tmp_path: Path) -> None:
