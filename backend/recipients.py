@@ -69,6 +69,7 @@ class ImportResult:
     source: str
     encoding: str = "utf-8"
     warnings: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # the list's own columns, in file order
 
     def summary(self) -> str:
         """One line for the UI and the CLI, e.g. '120 valid, 3 invalid, 2 duplicates'."""
@@ -665,7 +666,7 @@ def _import_table(
     keys = [*names, *(a for a, _ in aliases)]
     if "email" not in keys:
         keys.append("email")
-    return ImportResult(out.recipients, out.rejected, out.duplicates, keys, column, source)
+    return ImportResult(out.recipients, out.rejected, out.duplicates, keys, column, source, columns=list(names))
 
 
 def _list_entries(lines: list[str]) -> Iterator[tuple[int, str, str, str]]:
@@ -704,5 +705,6 @@ def _import_list(lines: list[str], source: str) -> ImportResult:
     if not (out.recipients or out.rejected or out.duplicates):
         raise RecipientFileError(f"{source}: no email addresses found")
     return ImportResult(
-        out.recipients, out.rejected, out.duplicates, ["email", "name"], "email", source
+        out.recipients, out.rejected, out.duplicates, ["email", "name"], "email", source,
+        columns=["email", "name"],
     )

@@ -1,0 +1,846 @@
+"""The js_api bridge: the window's JavaScript calls these methods; events go back as CustomEvents.
+
+Every public method takes one JSON object (or nothing) and answers
+``{"ok": true, "data": ...}`` or ``{"ok": false, "error": {category, title, message, cause, fix}}``.
+pywebview exposes every public attribute of the object it is given, so the window, threads
+and services live in ``_underscored`` attributes. Campaigns run on one worker thread; their
+events are queued and delivered in batches (at most ~20 deliveries a second) through one
+constant JS template filled only with ``json.dumps``.
+
+``main()`` is the ``bulk-mailer`` entry point: no subcommand opens the window, ``--web``
+serves the same UI to a browser, anything else is handed to ``backend.cli``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend import __version__, compose, paths, service
+from backend import settings as account_settings
+from backend.campaign import CampaignOutcome, Control
+from backend.credentials import PasswordStore, account_key, default_store
+from backend.errors import CATEGORIES, MailerError, SettingsError
+from backend.inbox import LocalInbox
+from backend.presets import PRESETS, preset_host
+from backend.recipients import ImportResult, load_bytes, load_file, parse_text
+from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings
+from backend.transports.base import Envelope
+from backend.transports.smtp import SmtpTransport
+
+log = logging.getLogger("bulk_mailer.bridge")
+
+FRONTEND = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent)) / "frontend"
+LOCAL_INBOX = "local-inbox"
+EVENT_TYPES = ("email-progress", "campaign-state")
+# The one JS template events are delivered with; only json.dumps output is ever put into it.
+DISPATCH_JS = (
+    "(function(events){for(var i=0;i<events.length;i++){"
+    "window.dispatchEvent(new CustomEvent(events[i].type,{detail:events[i]}));}})(%s)"
+)
+MAX_TEXT = 5_000_000  # a pasted list or a message body
+MAX_SHORT = 1000  # a host, a subject, an address
+MAX_FILE = 50_000_000  # an uploaded recipient file, decoded
+PREVIEW_ROWS = 100
+PREVIEW_REJECTS = 500
+FILE_TYPES = ("Recipient lists (*.csv;*.tsv;*.txt)", "All files (*.*)")
+
+
+class _Invalid(SettingsError):
+    """A bridge argument of the wrong type, size or value."""
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+
+class Params:
+    """Typed, bounded access to one call's JSON object; every failure names the field."""
+
+    def __init__(self, raw: Any, prefix: str = "") -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise _Invalid(prefix.rstrip(".") or "params", "must be an object")
+        self._raw, self._prefix = raw, prefix
+
+    def _get(self, name: str, default: Any) -> Any:
+        return self._raw.get(name, default)
+
+    def _bad(self, name: str, message: str) -> _Invalid:
+        return _Invalid(self._prefix + name, message)
+
+    def str(self, name: str, default: str = "", *, max_len: int = MAX_SHORT, required: bool = False) -> str:
+        value = self._get(name, None)
+        if value is None:
+            if required:
+                raise self._bad(name, "is required")
+            return default
+        if not isinstance(value, str):
+            raise self._bad(name, "must be text")
+        if len(value) > max_len:
+            raise self._bad(name, f"is too long (at most {max_len} characters)")
+        if required and not value.strip():
+            raise self._bad(name, "is required")
+        return value
+
+    def int(self, name: str, default: int, lo: int, hi: int) -> int:
+        value = self._get(name, None)
+        if value is None or value == "":
+            return default
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self._bad(name, f"must be a whole number from {lo} to {hi}")
+        return value
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self._get(name, None)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self._bad(name, "must be true or false")
+        return value
+
+    def choice(self, name: str, choices: Sequence[str], default: str | None = None) -> str:
+        value = self._get(name, None)
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str) or value not in choices:
+            raise self._bad(name, f"must be one of: {', '.join(choices)}")
+        return value
+
+    def obj(self, name: str) -> Params:
+        return Params(self._get(name, None), f"{self._prefix}{name}.")
+
+    def column(self, name: str) -> str | None:
+        value = self._get(name, None)
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise self._bad(name, "must be a column name or number")
+        return str(value)[:MAX_SHORT]
+
+
+def api(fn: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    """Make a bridge method: one JSON argument in, {ok, data|error} out, never a traceback."""
+
+    @functools.wraps(fn)
+    def method(self: Bridge, params: Any = None, *extra: Any) -> dict[str, Any]:
+        return self._answer(fn, params, extra)
+
+    method.__bridge_api__ = True  # type: ignore[attr-defined]
+    return method
+
+
+# -- event delivery -----------------------------------------------------------------------
+
+
+class EventPump:
+    """Queues events from any thread and delivers them in batches, at most one per interval.
+
+    Within a batch, a recipient's 'sending' is dropped when its outcome follows, so a fast
+    run costs ~20 deliveries a second while every final status still arrives.
+    """
+
+    def __init__(self, deliver: Callable[[list[dict[str, Any]]], None], interval: float = 0.05) -> None:
+        self._deliver = deliver
+        self._interval = interval
+        self._queue: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._ready = threading.Event()
+        self._closed = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="event-pump", daemon=True)
+        self._thread.start()
+
+    def ready(self) -> None:
+        """The page can receive events now; queued ones go out."""
+        self._ready.set()
+        with self._cond:
+            self._cond.notify()
+
+    def put(self, event: dict[str, Any]) -> None:
+        with self._cond:
+            self._queue.append(event)
+            self._idle.clear()
+            self._cond.notify()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far was delivered (when ready)."""
+        return self._idle.wait(timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._ready.set()
+        self._thread.join(5)
+
+    @staticmethod
+    def coalesce(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop each 'sending' whose recipient's outcome is in the same batch."""
+        settled = {(e.get("campaign"), e.get("current")) for e in events
+                   if e.get("type") == "email-progress" and e.get("status") != "sending"}
+        return [e for e in events if not (e.get("type") == "email-progress" and e.get("status") == "sending"
+                                          and (e.get("campaign"), e.get("current")) in settled)]
+
+    def _run(self) -> None:
+        while True:
+            self._ready.wait()
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._idle.set()
+                    self._cond.wait()
+                batch, self._queue = self._queue, []
+                closed = self._closed
+            if batch:
+                try:
+                    self._deliver(self.coalesce(batch))
+                except Exception:
+                    log.exception("delivering %d events failed", len(batch))
+            with self._cond:
+                if not self._queue:
+                    self._idle.set()
+            if closed:
+                return
+            time.sleep(self._interval)
+
+
+# -- the bridge ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """The campaign on the worker thread (or the last one, for export)."""
+
+    id: str
+    total: int
+    control: Control
+    imported: ImportResult
+    provider: str | None
+    state: str = "running"
+    error: dict[str, Any] | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    outcome: CampaignOutcome | None = None
+    thread: threading.Thread | None = None
+
+
+class Bridge:
+    """What the page may ask of Python. Only the methods marked @api are public."""
+
+    def __init__(
+        self,
+        *,
+        native_dialogs: bool = False,
+        inbox: LocalInbox | None = None,
+        store: PasswordStore | None = None,
+        deliver: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        self._window: Any = None
+        self._native_dialogs = native_dialogs
+        self._inbox = inbox if inbox is not None else LocalInbox()
+        self._store = store if store is not None else default_store()
+        self._pump = EventPump(deliver or self._deliver_to_window)
+        self._lock = threading.Lock()
+        self._run: _Run | None = None
+        self._imported: ImportResult | None = None
+        self._source: tuple[str, Any] | None = None  # how to re-read the list with another column
+        self._passphrase: str | None = None  # kept in memory for this run of the app only
+
+    # -- plumbing (private: pywebview exposes only public names) --------------------------
+
+    @classmethod
+    def _api_names(cls) -> list[str]:
+        return sorted(n for n in dir(cls) if getattr(getattr(cls, n), "__bridge_api__", False))
+
+    def _attach_window(self, window: Any) -> None:
+        self._window = window
+        window.events.loaded += self._pump.ready
+        window.events.closing += self._on_closing
+
+    def _deliver_to_window(self, batch: list[dict[str, Any]]) -> None:
+        if self._window is not None:
+            self._window.evaluate_js(DISPATCH_JS % json.dumps(batch))
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        assert event.get("type") in EVENT_TYPES
+        self._pump.put(event)
+
+    def _on_closing(self) -> bool:
+        run = self._run
+        if run is None or run.state not in ("running", "paused"):
+            return True
+        ok = self._window.create_confirmation_dialog(
+            "Cancel the campaign?",
+            "A campaign is still sending. Closing the window cancels it after the current message; "
+            "the recipients not yet sent are reported as not sent.",
+        )
+        if ok:
+            run.control.cancel()
+            if run.thread is not None:
+                run.thread.join(60)
+        return bool(ok)
+
+    def _shutdown(self) -> None:
+        run = self._run
+        if run is not None and run.thread is not None and run.thread.is_alive():
+            run.control.cancel()
+            run.thread.join(60)
+        self._pump.close()
+        self._inbox.stop()
+
+    def _answer(self, fn: Callable[..., Any], params: Any, extra: tuple[Any, ...]) -> dict[str, Any]:
+        name = fn.__name__
+        try:
+            if extra:
+                raise _Invalid("params", f"{name} takes one object, not {1 + len(extra)} arguments")
+            data = fn(self, Params(params))
+            return {"ok": True, "data": data}
+        except MailerError as exc:
+            provider = self._provider_of(params)
+            error = exc.describe(provider)
+            steps = getattr(exc, "steps", None)
+            if steps is not None:
+                error["steps"] = steps
+            log.info("%s: [%s] %s", name, exc.category, exc.message)
+            return {"ok": False, "error": error}
+        except Exception:
+            log.exception("unexpected error in bridge method %s", name)
+            return {"ok": False, "error": {
+                "category": "internal_error",
+                "title": "Something went wrong",
+                "message": f"An unexpected error happened in {name}; nothing was sent by it.",
+                "cause": "This is a bug in Bulk Mailer.",
+                "fix": [f"The details are in the log file in {paths.log_dir()}; please report it."],
+            }}
+
+    @staticmethod
+    def _provider_of(params: Any) -> str | None:
+        if isinstance(params, dict) and isinstance(params.get("account"), dict):
+            provider = params["account"].get("provider")
+            if isinstance(provider, str) and provider in PRESETS:
+                return provider
+        return None
+
+    # -- account --------------------------------------------------------------------------
+
+    def _account(self, p: Params, *, need_password: bool = True) -> SmtpSettings:
+        a = p.obj("account")
+        provider = a.str("provider") or None
+        if provider == LOCAL_INBOX:
+            port = self._inbox.start()
+            return SmtpSettings(host=self._inbox.host, port=port, security="none",
+                                from_address=a.str("from_address"), timeout=10).validated()
+        if provider is not None and provider != "custom" and provider not in PRESETS:
+            raise _Invalid("account.provider", f"unknown provider '{provider}'")
+        user = a.str("user").strip()
+        host = a.str("host", required=True).strip()
+        password = ""
+        if user and need_password:
+            password = self._password(p, user, host)
+        return SmtpSettings(
+            host=host,
+            port=a.int("port", 587, 1, 65535),
+            security=a.choice("security", SECURITY_MODES, "starttls"),
+            user=user,
+            password=password,
+            from_address=a.str("from_address"),
+            verify_certificates=a.bool("verify_certificates", True),
+            allow_plaintext_auth=a.bool("allow_plaintext_auth", False),
+            provider=provider if provider in PRESETS else None,
+            timeout=a.int("timeout", 30, 1, 600),
+        ).validated()
+
+    def _password(self, p: Params, user: str, host: str) -> str:
+        password = p.str("password", max_len=MAX_SHORT)
+        if password:
+            return password
+        passphrase = p.str("passphrase", max_len=MAX_SHORT) or self._passphrase
+        key = account_key(user, host)
+        if self._store.has(key):
+            saved = self._store.load(key, passphrase)
+            if saved:
+                if passphrase:
+                    self._passphrase = passphrase
+                return saved
+        raise _Invalid("password", f"enter the password for '{user}'")
+
+    @api
+    def app_info(self, p: Params) -> dict[str, Any]:
+        """Version, provider presets, error categories, what this mode can do."""
+        providers = [{
+            "key": LOCAL_INBOX, "name": "Local test inbox", "host": self._inbox.host,
+            "port": self._inbox.start(), "security": "none",
+            "notes": ["A mail server on this computer that keeps every message it receives, for "
+                      "trying a campaign without sending real mail. No username or password."],
+            "limits_note": "", "username_hint": "", "regions": [], "default_region": None, "advice": {},
+        }]
+        for preset in PRESETS.values():
+            providers.append({
+                "key": preset.key, "name": preset.name, "host": preset_host(preset),
+                "port": preset.port, "security": preset.security, "notes": list(preset.notes),
+                "limits_note": preset.limits.note, "username_hint": preset.username_hint,
+                "regions": list(preset.regions), "default_region": preset.default_region,
+                "advice": {k: list(v) for k, v in preset.advice.items()},
+            })
+        return {
+            "version": __version__,
+            "native_dialogs": self._native_dialogs,
+            "providers": providers,
+            "categories": {c.name: {"title": c.title, "cause": c.cause, "fix": list(c.fix)} for c in CATEGORIES.values()},
+            "security_modes": [{"value": m, "label": SECURITY_LABELS[m]} for m in SECURITY_MODES],
+            "inbox": {"host": self._inbox.host, "port": self._inbox.port},
+            "password_store": self._store.kind,
+        }
+
+    @api
+    def load_settings(self, p: Params) -> dict[str, Any]:
+        """The saved settings, or the first-start defaults (the local test inbox)."""
+        saved = account_settings.load_saved()
+        account = {"provider": LOCAL_INBOX, "host": self._inbox.host, "port": self._inbox.start(),
+                   "security": "none", "user": "", "from_address": "Me <me@example.com>",
+                   "verify_certificates": True, "allow_plaintext_auth": False, "region": None}
+        message = {"subject": "Hello {{ name | default('there') }}",
+                   "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
+                   "format": "html", "delay_ms": service.DEFAULT_DELAY_MS}
+        if saved:
+            account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
+            message.update({k: v for k, v in (saved.get("message") or {}).items() if k in message})
+            if account["provider"] == LOCAL_INBOX:
+                account["port"] = self._inbox.port
+        remember_password = bool(saved and saved.get("remember_password"))
+        key = account_key(str(account.get("user") or ""), str(account.get("host") or ""))
+        has_saved = bool(account.get("user")) and self._store.has(key)
+        return {
+            "account": account,
+            "message": message,
+            "remember_settings": bool(saved and saved.get("remember_settings")),
+            "remember_password": remember_password,
+            "has_saved_password": has_saved,
+            "password_locked": has_saved and self._store.needs_passphrase and self._passphrase is None,
+            "first_start": saved is None,
+        }
+
+    @api
+    def save_settings(self, p: Params) -> dict[str, Any]:
+        """Save the non-secret settings (and the password in the password store when asked)."""
+        a = p.obj("account")
+        m = p.obj("message")
+        remember = p.bool("remember_settings")
+        remember_password = p.bool("remember_password")
+        account = {
+            "provider": a.str("provider") or None, "host": a.str("host").strip(),
+            "port": a.int("port", 587, 1, 65535), "security": a.choice("security", SECURITY_MODES, "starttls"),
+            "user": a.str("user").strip(), "from_address": a.str("from_address"),
+            "verify_certificates": a.bool("verify_certificates", True),
+            "allow_plaintext_auth": a.bool("allow_plaintext_auth", False), "region": a.str("region") or None,
+        }
+        message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
+                   "format": m.choice("format", ("html", "text"), "html"),
+                   "delay_ms": m.int("delay_ms", service.DEFAULT_DELAY_MS, 0, 3_600_000)}
+        data: dict[str, Any] = {"remember_settings": remember, "remember_password": remember_password}
+        if remember:
+            data.update({"account": account, "message": message})
+        account_settings.save(data)
+        key = account_key(account["user"], account["host"])
+        password = p.str("password")
+        if remember_password and account["user"] and password:
+            passphrase = p.str("passphrase") or self._passphrase
+            self._store.save(key, password, passphrase)
+            if passphrase:
+                self._passphrase = passphrase
+        elif not remember_password and account["user"]:
+            self._store.delete(key)
+        return {"has_saved_password": bool(account["user"]) and self._store.has(key)}
+
+    @api
+    def forget_password(self, p: Params) -> dict[str, Any]:
+        """Delete the saved password of the account."""
+        a = p.obj("account")
+        self._store.delete(account_key(a.str("user").strip(), a.str("host").strip()))
+        self._passphrase = None
+        return {}
+
+    @api
+    def test_connection(self, p: Params) -> dict[str, Any]:
+        """Connect, secure, EHLO and log in, step by step; send nothing."""
+        settings = self._account(p)
+        transport = SmtpTransport(settings)
+        try:
+            transport.open()
+        except MailerError as exc:
+            exc.steps = [vars(s) for s in transport.info.steps]  # type: ignore[attr-defined]
+            raise
+        finally:
+            transport.close()
+        info = transport.info
+        return {"steps": [vars(s) for s in info.steps], "tls_version": info.tls_version,
+                "cipher": info.cipher, "authenticated_as": info.authenticated_as,
+                "certificate_subject": info.certificate_subject, "features": info.features,
+                "verify_certificates": settings.verify_certificates}
+
+    # -- recipients -----------------------------------------------------------------------
+
+    def _preview(self, imported: ImportResult, source: tuple[str, Any]) -> dict[str, Any]:
+        self._imported, self._source = imported, source
+        columns = imported.columns or [f for f in imported.fields if f != "email"]
+        return {
+            "source": imported.source,
+            "summary": imported.summary(),
+            "counts": {"valid": len(imported.recipients), "invalid": len(imported.rejected),
+                       "duplicates": len(imported.duplicates)},
+            "columns": columns,
+            "email_column": imported.email_column,
+            "fields": list(imported.fields),
+            "encoding": imported.encoding,
+            "warnings": list(imported.warnings),
+            "rejected": [{"line": r.line, "value": r.value[:200], "reason": r.reason} for r in imported.rejected[:PREVIEW_REJECTS]],
+            "duplicates": [{"line": d.line, "email": d.email, "first_line": d.first_line} for d in imported.duplicates[:PREVIEW_REJECTS]],
+            "rows": [{"line": r.line, "email": r.email, "fields": r.fields} for r in imported.recipients[:PREVIEW_ROWS]],
+        }
+
+    @api
+    def choose_recipients_file(self, p: Params) -> dict[str, Any] | None:
+        """Pick a CSV/TSV/TXT with the native dialog and import it; None when cancelled."""
+        if not self._native_dialogs or self._window is None:
+            raise _Invalid("dialog", "there is no native file dialog in browser mode; use the file field")
+        import webview
+
+        chosen = self._window.create_file_dialog(webview.FileDialog.OPEN, file_types=FILE_TYPES)
+        if not chosen:
+            return None
+        path = str(chosen[0] if isinstance(chosen, list | tuple) else chosen)
+        column = p.column("email_column")
+        return self._preview(load_file(path, email_column=column), ("file", path))
+
+    @api
+    def import_recipients_data(self, p: Params) -> dict[str, Any]:
+        """Import a file's content sent by the page (browser mode's file field)."""
+        name = Path(p.str("name", required=True)).name or "upload.csv"
+        encoded = p.str("data_base64", max_len=MAX_FILE * 4 // 3 + 4, required=True)
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise _Invalid("data_base64", "is not valid base64") from None
+        column = p.column("email_column")
+        return self._preview(load_bytes(data, name, email_column=column), ("data", (data, name)))
+
+    @api
+    def import_recipients_text(self, p: Params) -> dict[str, Any]:
+        """Import pasted addresses or a pasted table."""
+        text = p.str("text", max_len=MAX_TEXT, required=True)
+        return self._preview(parse_text(text, email_column=p.column("email_column")), ("text", text))
+
+    @api
+    def set_email_column(self, p: Params) -> dict[str, Any]:
+        """Read the last list again with another email column."""
+        if self._source is None:
+            raise _Invalid("column", "import a recipient list first")
+        column = p.column("column")
+        kind, value = self._source
+        if kind == "file":
+            imported = load_file(value, email_column=column)
+        elif kind == "data":
+            imported = load_bytes(value[0], value[1], email_column=column)
+        else:
+            imported = parse_text(value, email_column=column)
+        return self._preview(imported, self._source)
+
+    # -- compose --------------------------------------------------------------------------
+
+    def _recipients(self) -> ImportResult:
+        if self._imported is None or not self._imported.recipients:
+            raise _Invalid("recipients", "add recipients first: paste addresses or import a file")
+        return self._imported
+
+    def _draft(self, p: Params, from_address: str) -> service.Draft:
+        m = p.obj("message")
+        body = m.str("body", max_len=MAX_TEXT)
+        fmt = m.choice("format", ("html", "text"), "html")
+        subject = m.str("subject", max_len=MAX_SHORT)
+        if not subject.strip():
+            raise _Invalid("message.subject", "enter a subject")
+        if not body.strip():
+            raise _Invalid("message.body", "write the message")
+        return service.make_draft(
+            self._recipients(), subject=subject,
+            html=body if fmt == "html" else None, text=body if fmt == "text" else None,
+            from_address=from_address,
+            delay_ms=p.int("delay_ms", service.DEFAULT_DELAY_MS, 0, 3_600_000),
+        )
+
+    @staticmethod
+    def _problems(problems: list[Any]) -> list[dict[str, Any]]:
+        return [{"line": e.row, "field": e.field, "message": e.message} for e in problems[:1000]]
+
+    def _from_address(self, p: Params) -> str:
+        return p.str("from_address") or p.obj("account").str("from_address")
+
+    @api
+    def check_message(self, p: Params) -> dict[str, Any]:
+        """Every row whose message cannot be built, by line and field."""
+        draft = self._draft(p, self._from_address(p))
+        return {"problems": self._problems(draft.problems())}
+
+    @api
+    def preview_message(self, p: Params) -> dict[str, Any]:
+        """Recipient N's message as it would be sent (1-based N)."""
+        draft = self._draft(p, self._from_address(p))
+        total = len(draft.recipients)
+        index = p.int("index", 1, 1, max(total, 1))
+        recipient = draft.recipients[index - 1]
+        msg = compose.render(draft.template, recipient, draft.sender)
+        html = msg.get_body(("html",))
+        text = msg.get_body(("plain",))
+        return {
+            "index": index, "total": total, "to": str(msg["To"]), "from": str(msg["From"]),
+            "subject": str(msg["Subject"]),
+            "html": html.get_content() if html is not None else None,
+            "text": text.get_content() if text is not None else None,
+        }
+
+    @api
+    def send_test(self, p: Params) -> dict[str, Any]:
+        """Send recipient N's version to the From address."""
+        self._ensure_idle()
+        settings = self._account(p)
+        draft = self._draft(p, settings.from_address or self._from_address(p))
+        index = p.int("index", 1, 1, max(len(draft.recipients), 1))
+        original = draft.recipients[index - 1]
+        me = type(original)(draft.sender.address, {**original.fields}, original.line)
+        out = draft.outgoing(me)
+        transport = SmtpTransport(settings)
+        try:
+            transport.open()
+            transport.send(Envelope(draft.sender.address, (draft.sender.address,)), out.data)
+        finally:
+            transport.close()
+        return {"to": draft.sender.address, "message_id": out.message_id}
+
+    # -- campaigns ------------------------------------------------------------------------
+
+    def _ensure_idle(self) -> None:
+        run = self._run
+        if run is not None and run.state in ("running", "paused"):
+            raise _Invalid("campaign", "a campaign is running; wait for it to finish or cancel it")
+
+    @api
+    def start_campaign(self, p: Params) -> dict[str, Any]:
+        """Check everything, then start sending on the worker thread."""
+        with self._lock:
+            self._ensure_idle()
+            settings = self._account(p)
+            draft = self._draft(p, settings.from_address or self._from_address(p))
+            problems = draft.problems()
+            if problems:
+                err = SettingsError("message", f"{len(problems)} row(s) cannot be built; first: {problems[0].message}",
+                                    category="template_error")
+                err.steps = self._problems(problems)  # type: ignore[attr-defined]
+                raise err
+            run = _Run(draft.id, len(draft.recipients), Control(), draft.imported, settings.provider)
+            run.thread = threading.Thread(target=self._work, args=(run, draft, settings),
+                                          name=f"campaign-{draft.id}", daemon=True)
+            self._run = run
+            run.thread.start()
+        return {"campaign": run.id, "total": run.total}
+
+    def _work(self, run: _Run, draft: service.Draft, settings: SmtpSettings) -> None:
+        self._state_event(run)
+
+        def on_event(event: dict[str, Any]) -> None:
+            if event["status"] != "sending":
+                run.counts[event["status"]] += 1
+            self._emit(event)
+
+        def on_pause(paused: bool) -> None:
+            run.state = "paused" if paused else "running"
+            self._state_event(run)
+
+        error: dict[str, Any] | None = None
+        try:
+            outcome = service.send(draft, SmtpTransport(settings), on_event=on_event,
+                                   control=run.control, on_pause=on_pause)
+            run.outcome = outcome
+            if not outcome.ok:
+                run.state = "failed"
+            elif outcome.stopped == "cancelled":
+                run.state = "cancelled"
+            else:
+                run.state = "finished"
+            if outcome.error is not None:
+                error = outcome.error.describe(run.provider)
+            run.counts = Counter(outcome.counts)
+        except MailerError as exc:
+            run.state, error = "failed", exc.describe(run.provider)
+        except Exception:
+            log.exception("campaign %s crashed", run.id)
+            run.state = "failed"
+            error = {"category": "internal_error", "title": "Something went wrong",
+                     "message": "The campaign stopped because of an unexpected error.",
+                     "cause": "This is a bug in Bulk Mailer.",
+                     "fix": [f"The details are in the log file in {paths.log_dir()}."]}
+        run.error = error
+        self._state_event(run, error)
+
+    def _state_event(self, run: _Run, error: dict[str, Any] | None = None) -> None:
+        self._emit({
+            "type": "campaign-state", "campaign": run.id, "state": run.state, "total": run.total,
+            "summary": run.outcome.summary() if run.outcome is not None else None, "error": error,
+        })
+
+    def _control(self, action: str) -> dict[str, Any]:
+        run = self._run
+        if run is None or run.state not in ("running", "paused"):
+            raise _Invalid("campaign", "no campaign is running")
+        getattr(run.control, action)()
+        return {"state": "cancelling" if action == "cancel" else ("paused" if action == "pause" else "running")}
+
+    @api
+    def pause_campaign(self, p: Params) -> dict[str, Any]:
+        """Hold after the current message."""
+        return self._control("pause")
+
+    @api
+    def resume_campaign(self, p: Params) -> dict[str, Any]:
+        """Continue a paused campaign."""
+        return self._control("resume")
+
+    @api
+    def cancel_campaign(self, p: Params) -> dict[str, Any]:
+        """Stop after the current message; the rest are reported as not sent."""
+        return self._control("cancel")
+
+    @api
+    def campaign_state(self, p: Params) -> dict[str, Any]:
+        """The current (or last) campaign's state and counts."""
+        run = self._run
+        if run is None:
+            return {"campaign": None, "state": "idle", "total": 0, "counts": {}, "summary": None, "error": None}
+        return {"campaign": run.id, "state": run.state, "total": run.total, "counts": dict(run.counts),
+                "summary": run.outcome.summary() if run.outcome is not None else None, "error": run.error}
+
+    @api
+    def export_results(self, p: Params) -> dict[str, Any] | None:
+        """The last campaign's results as CSV: saved via the native dialog, or returned as text."""
+        run = self._run
+        if run is None or run.outcome is None:
+            raise _Invalid("results", "there are no results yet: run a campaign first")
+        rows = service.result_rows(run.outcome, run.imported)
+        filename = f"results-{run.id}.csv"
+        if self._native_dialogs and self._window is not None:
+            import webview
+
+            chosen = self._window.create_file_dialog(webview.FileDialog.SAVE, save_filename=filename)
+            if not chosen:
+                return None
+            path = chosen[0] if isinstance(chosen, list | tuple) else chosen
+            return {"path": str(service.write_results_csv(path, rows))}
+        return {"filename": filename, "csv": service.results_csv_text(rows)}
+
+    # -- local test inbox -----------------------------------------------------------------
+
+    @api
+    def inbox_list(self, p: Params) -> dict[str, Any]:
+        """Messages the local test inbox received, newest first."""
+        return {"messages": [m.summary() for m in self._inbox.messages()[:1000]],
+                "host": self._inbox.host, "port": self._inbox.port}
+
+    @api
+    def inbox_message(self, p: Params) -> dict[str, Any]:
+        """One received message with headers and bodies."""
+        found = self._inbox.get(p.int("id", 0, 0, 2**53))
+        if found is None:
+            raise _Invalid("id", "no such message in the local test inbox")
+        return found.detail()
+
+    @api
+    def inbox_clear(self, p: Params) -> dict[str, Any]:
+        """Empty the local test inbox."""
+        self._inbox.clear()
+        return {}
+
+
+# -- entry point --------------------------------------------------------------------------
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal"))
+
+
+def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Bridge], None] | None = None) -> int:
+    """Open the desktop window (blocks until it is closed)."""
+    import webview
+
+    if sys.platform == "linux":
+        os.environ.setdefault("QT_API", "pyqt6")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # Qt WebEngine's Chromium refuses to start its sandbox as root.
+            flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
+            if "--no-sandbox" not in flags:
+                os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
+    bridge = bridge or Bridge(native_dialogs=True)
+    window = webview.create_window(
+        f"Bulk Mailer {__version__}", url=str(FRONTEND / "index.html"), js_api=bridge,
+        width=1280, height=860, min_size=(800, 600), text_select=True,
+    )
+    bridge._attach_window(window)
+    try:
+        webview.start(
+            on_started, (window, bridge) if on_started else None,
+            gui="qt" if sys.platform == "linux" else None, private_mode=True,
+            icon=str(FRONTEND / "icon.png") if (FRONTEND / "icon.png").exists() else None,
+        )
+    finally:
+        bridge._shutdown()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`bulk-mailer`: the window; `--web` the browser UI; a subcommand the command line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in ("--web", "--window"):
+        from backend import cli
+
+        return cli.main(args)
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="bulk-mailer", description="Bulk Mailer desktop app. "
+                                     "Subcommands (send, verify, ...): bulk-mailer --help-cli.")
+    parser.add_argument("--web", action="store_true", help="serve the UI to a browser on 127.0.0.1")
+    parser.add_argument("--window", action="store_true", help="open the desktop window (the default)")
+    parser.add_argument("--port", type=int, default=0, help="with --web: the port (default: a free one)")
+    parser.add_argument("--no-browser", action="store_true", help="with --web: do not open a browser")
+    ns = parser.parse_args(args)
+    from backend.cli import setup_logging
+
+    setup_logging()
+    if ns.web or (not ns.window and not _has_display()):
+        from backend import web
+
+        if not ns.web:
+            print("No display found: serving the app to your browser instead.", file=sys.stderr)
+        return web.serve(lambda deliver: Bridge(native_dialogs=False, deliver=deliver), FRONTEND,
+                         port=ns.port, open_browser=not ns.no_browser)
+    return open_window()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

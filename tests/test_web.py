@@ -1,0 +1,114 @@
+"""Browser mode's HTTP surface: token, host check, API calls and the event stream."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+
+import pytest
+
+from backend import web
+from backend.credentials import EncryptedFileStore
+from backend.inbox import LocalInbox
+from bridge import FRONTEND, Bridge
+
+
+@pytest.fixture
+def served(tmp_path):
+    inbox = LocalInbox()
+    webapp, server, _ = web.start(
+        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver),
+        FRONTEND,
+    )
+    yield webapp
+    web.stop(webapp, server)
+
+
+def request(webapp, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", webapp.port, timeout=10)
+    hdrs = {"Host": f"127.0.0.1:{webapp.port}", **(headers or {})}
+    conn.request(method, path, body=body, headers=hdrs)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp, data
+
+
+def api(webapp, method, params=None, token=None):
+    return request(webapp, "POST", f"/api/{method}", json.dumps(params or {}),
+                   {"Content-Type": "application/json", "X-Token": token or webapp.token})
+
+
+def test_url_carries_the_token_in_the_fragment(served):
+    assert served.url == f"http://127.0.0.1:{served.port}/#token={served.token}"
+    assert len(served.token) >= 32
+
+
+def test_index_and_assets_with_security_headers(served):
+    resp, body = request(served, "GET", "/")
+    assert resp.status == 200 and b"<html" in body.lower()
+    csp = resp.getheader("Content-Security-Policy")
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert resp.getheader("X-Content-Type-Options") == "nosniff"
+    resp, _ = request(served, "GET", "/../../etc/passwd")
+    assert resp.status in (403, 404)
+
+
+@pytest.mark.parametrize("token", ["", "wrong"])
+def test_api_needs_the_token(served, token):
+    resp, _ = request(served, "POST", "/api/app_info", "{}", {"Content-Type": "application/json", "X-Token": token})
+    assert resp.status == 403
+
+
+def test_api_refuses_other_hosts_and_non_json(served):
+    resp, _ = request(served, "POST", "/api/app_info", "{}",
+                      {"Host": "evil.example", "Content-Type": "application/json", "X-Token": served.token})
+    assert resp.status == 403
+    resp, _ = request(served, "POST", "/api/app_info", "a=b",
+                      {"Content-Type": "application/x-www-form-urlencoded", "X-Token": served.token})
+    assert resp.status == 415
+    resp, _ = api(served, "_shutdown")
+    assert resp.status == 404
+
+
+def test_api_call_and_bad_json(served):
+    resp, body = api(served, "app_info")
+    data = json.loads(body)
+    assert resp.status == 200 and data["ok"] and data["data"]["native_dialogs"] is False
+    resp, body = request(served, "POST", "/api/import_recipients_text", "{not json",
+                         {"Content-Type": "application/json", "X-Token": served.token})
+    assert json.loads(body)["ok"] is False
+
+
+def test_events_stream_carries_a_campaign(served):
+    resp, _ = request(served, "GET", "/api/events?token=wrong")
+    assert resp.status == 403
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+    conn.request("GET", f"/api/events?token={served.token}", headers={"Host": f"127.0.0.1:{served.port}"})
+    stream = conn.getresponse()
+    assert stream.getheader("Content-Type").startswith("text/event-stream")
+    assert stream.readline() == b": connected\n"
+    stream.readline()
+    got: list[dict] = []
+    done = threading.Event()
+
+    def read():
+        for line in stream:
+            if line.startswith(b"data: "):
+                got.extend(json.loads(line[6:]))
+                if any(e["type"] == "campaign-state" and e["state"] == "finished" for e in got):
+                    done.set()
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    api(served, "import_recipients_text", {"text": "a@example.org\nb@example.org"})
+    _, body = api(served, "start_campaign", {"account": {"provider": "local-inbox", "from_address": "me@example.com"},
+                                             "message": {"subject": "Hi", "body": "Hello", "format": "text"},
+                                             "delay_ms": 0})
+    assert json.loads(body)["ok"], body
+    assert done.wait(10)
+    conn.close()
+    sent = [e["recipient"] for e in got if e["type"] == "email-progress" and e["status"] == "sent"]
+    assert sent == ["a@example.org", "b@example.org"]
