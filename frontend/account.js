@@ -1,0 +1,302 @@
+// Account section: provider presets, server fields, password handling, remember boxes and
+// the step-by-step connection test.
+
+import { call } from './api.js';
+import { el, show, errorBlock, busyLine, withBusy, uniq } from './dom.js';
+
+const CUSTOM = 'custom';
+
+let appInfo = { providers: [], categories: {}, password_store: 'system' };
+const providers = new Map();
+const saved = { has_saved_password: false, password_locked: false };
+let getMessageForSave = () => ({});
+
+const f = {};
+
+export function initAccount(info, settings, { messageForSave }) {
+  appInfo = info;
+  getMessageForSave = messageForSave;
+  for (const id of ['provider', 'region', 'region-field', 'provider-notes', 'host', 'port', 'security', 'user', 'user-hint',
+    'password', 'password-hint', 'show-password', 'passphrase', 'passphrase-field', 'passphrase-hint', 'from',
+    'remember-settings', 'remember-password', 'forget-password', 'settings-status', 'verify-certificates',
+    'verify-warning', 'allow-plaintext', 'plaintext-warning', 'test-connection', 'connection-result', 'advanced']) {
+    f[id] = document.getElementById(id);
+  }
+
+  const select = f.provider;
+  select.replaceChildren();
+  for (const p of info.providers || []) {
+    providers.set(p.key, p);
+    select.append(el('option', { value: p.key, text: p.name }));
+  }
+  select.append(el('option', { value: CUSTOM, text: 'Custom server' }));
+
+  if (Array.isArray(info.security_modes) && info.security_modes.length) {
+    f.security.replaceChildren(...info.security_modes.map((m) => el('option', { value: m.value, text: m.label })));
+  }
+
+  fillFromSettings(settings || {});
+  wire();
+}
+
+function fillFromSettings(settings) {
+  const account = settings.account || {};
+  const key = providers.has(account.provider) ? account.provider : CUSTOM;
+  f.provider.value = key;
+  f.host.value = account.host ?? '';
+  f.port.value = account.port ?? '';
+  if (account.security) f.security.value = account.security;
+  f.user.value = account.user ?? '';
+  f.from.value = account.from_address ?? '';
+  f['verify-certificates'].checked = account.verify_certificates !== false;
+  f['allow-plaintext'].checked = !!account.allow_plaintext_auth;
+  f['remember-settings'].checked = !!settings.remember_settings;
+  f['remember-password'].checked = !!settings.remember_password;
+  saved.has_saved_password = !!settings.has_saved_password;
+  saved.password_locked = !!settings.password_locked;
+
+  // The local inbox listens on a new port each run: its preset always wins.
+  applyProvider(key, { fill: key === 'local-inbox' || !account.host, region: account.region });
+  updateWarnings();
+  updatePasswordUi();
+}
+
+function wire() {
+  f.provider.addEventListener('change', () => applyProvider(f.provider.value, { fill: true }));
+  f.region.addEventListener('change', () => {
+    const p = providers.get(f.provider.value);
+    if (p) f.host.value = hostFor(p, f.region.value);
+  });
+  f.user.addEventListener('change', () => {
+    const value = f.user.value.trim();
+    if (!f.from.value.trim() && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) f.from.value = value;
+  });
+  f['show-password'].addEventListener('click', () => {
+    const showing = f.password.type === 'text';
+    f.password.type = showing ? 'password' : 'text';
+    f['show-password'].textContent = showing ? 'Show' : 'Hide';
+    f['show-password'].setAttribute('aria-pressed', String(!showing));
+  });
+  f['verify-certificates'].addEventListener('change', updateWarnings);
+  f['allow-plaintext'].addEventListener('change', updateWarnings);
+  f['remember-settings'].addEventListener('change', () => saveSettings({ reason: 'toggle' }));
+  f['remember-password'].addEventListener('change', async () => {
+    updatePasswordUi();
+    const result = await saveSettings({ reason: 'toggle' });
+    if (!f['remember-password'].checked && result && result.ok) await forgetPassword({ quiet: true });
+  });
+  f['forget-password'].addEventListener('click', () => forgetPassword({ quiet: false }));
+  f['test-connection'].addEventListener('click', () => withBusy(f['test-connection'], testConnection));
+}
+
+function hostFor(provider, region) {
+  const chosen = region || provider.default_region || (provider.regions || [])[0] || '';
+  return String(provider.host || '').replace('{region}', chosen);
+}
+
+function applyProvider(key, { fill, region } = {}) {
+  const p = providers.get(key);
+  const regions = (p && Array.isArray(p.regions) && p.regions) || [];
+  f['region-field'].hidden = regions.length === 0;
+  if (regions.length) {
+    f.region.replaceChildren(...regions.map((r) => el('option', { value: r, text: r })));
+    f.region.value = regions.includes(region) ? region : (p.default_region || regions[0]);
+  }
+  if (fill && p) {
+    f.host.value = hostFor(p, f.region.value);
+    f.port.value = p.port ?? '';
+    f.security.value = p.security || 'starttls';
+    if (key === 'local-inbox') {
+      f.user.value = '';
+      f.password.value = '';
+    }
+  }
+  // The local inbox's address is fixed by the app: show it, but do not offer to edit it.
+  const fixed = key === 'local-inbox';
+  f.host.readOnly = fixed;
+  f.port.readOnly = fixed;
+  f.security.disabled = fixed;
+  // Notes, limits and username hint of the chosen provider.
+  const notes = [];
+  if (p) {
+    const items = (p.notes || []).map((n) => el('li', { text: n }));
+    if (items.length) notes.push(el('ul', { class: 'notes-list' }, items));
+    if (p.limits_note) notes.push(el('p', { class: 'limits' }, el('span', { class: 'label', text: 'Limits: ' }), p.limits_note));
+  } else {
+    notes.push(el('p', { class: 'hint', text: 'Enter your mail server’s details as your provider gives them.' }));
+  }
+  show(f['provider-notes'], notes);
+  const hint = (p && p.username_hint) || '';
+  f['user-hint'].textContent = key === 'local-inbox' ? 'The local test inbox needs no username or password.' : hint;
+  f.user.placeholder = key === 'local-inbox' ? '' : hint ? '' : 'you@example.com';
+  f.from.placeholder = 'Your Name <you@example.com>';
+}
+
+function updateWarnings() {
+  f['verify-warning'].hidden = f['verify-certificates'].checked;
+  f['plaintext-warning'].hidden = !f['allow-plaintext'].checked;
+  if (!f['verify-certificates'].checked) f.advanced.open = true;
+}
+
+function updatePasswordUi() {
+  const encryptedFile = appInfo.password_store === 'encrypted-file';
+  const needsPassphrase = saved.password_locked || (encryptedFile && f['remember-password'].checked);
+  f['passphrase-field'].hidden = !needsPassphrase;
+  if (saved.password_locked) {
+    f['passphrase-hint'].textContent = 'Your saved password is locked: enter your passphrase to use it, or type the password above.';
+  } else if (saved.has_saved_password) {
+    f['passphrase-hint'].textContent = 'The passphrase that protects your saved password.';
+  } else {
+    f['passphrase-hint'].textContent = 'Choose a passphrase to protect the saved password; you will need it next time.';
+  }
+  f['forget-password'].hidden = !saved.has_saved_password;
+  const where = encryptedFile ? 'in a file encrypted with your passphrase' : 'in the system keyring';
+  if (saved.has_saved_password) {
+    f['password-hint'].textContent = `A password is saved ${where}; leave this empty to use it.`;
+    f.password.placeholder = '••••••••';
+  } else {
+    f['password-hint'].textContent = f['remember-password'].checked ? `The password will be saved ${where}.` : '';
+    f.password.placeholder = '';
+  }
+}
+
+/** The account object the bridge expects. */
+export function getAccount() {
+  const key = f.provider.value;
+  const port = Number.parseInt(f.port.value, 10);
+  return {
+    provider: key === CUSTOM ? null : key,
+    host: f.host.value.trim(),
+    port: Number.isFinite(port) ? port : 0,
+    security: f.security.value,
+    user: f.user.value.trim(),
+    from_address: f.from.value.trim(),
+    verify_certificates: f['verify-certificates'].checked,
+    allow_plaintext_auth: f['allow-plaintext'].checked,
+    region: f['region-field'].hidden ? null : f.region.value,
+  };
+}
+
+export function getFromAddress() {
+  return f.from.value.trim();
+}
+
+/** {password, passphrase} for calls that log in. */
+export function getCredentials() {
+  return { password: f.password.value, passphrase: f['passphrase-field'].hidden ? '' : f.passphrase.value };
+}
+
+export function providerKey() {
+  return f.provider.value;
+}
+
+/** Fix steps for a category: the general ones, then the chosen provider's advice. */
+export function fixStepsFor(category, providerKeyAtStart = f.provider.value) {
+  const general = (appInfo.categories && appInfo.categories[category] && appInfo.categories[category].fix) || [];
+  const p = providers.get(providerKeyAtStart);
+  const advice = (p && p.advice && p.advice[category]) || [];
+  return uniq([...general, ...advice]);
+}
+
+export function categoryTitle(category) {
+  const c = appInfo.categories && appInfo.categories[category];
+  return (c && c.title) || category || '';
+}
+
+export function categoryCause(category) {
+  const c = appInfo.categories && appInfo.categories[category];
+  return (c && c.cause) || '';
+}
+
+/** Save settings when a remember box is checked (or always, when a box was just toggled). */
+export async function saveSettings({ reason } = {}) {
+  const rememberSettings = f['remember-settings'].checked;
+  const rememberPassword = f['remember-password'].checked;
+  if (reason !== 'toggle' && !rememberSettings && !rememberPassword) return null;
+  const { password, passphrase } = getCredentials();
+  // A new password for the encrypted file needs its passphrase first: save the rest now.
+  const waitForPassphrase = appInfo.password_store === 'encrypted-file' && rememberPassword && password && !passphrase;
+  const result = await call('save_settings', {
+    account: getAccount(),
+    message: getMessageForSave(),
+    remember_settings: rememberSettings,
+    remember_password: rememberPassword,
+    password: rememberPassword && !waitForPassphrase ? password : '',
+    passphrase,
+  });
+  const status = f['settings-status'];
+  if (!result.ok) {
+    show(status, el('p', { class: 'label', text: 'Settings were not saved:' }), errorBlock(result.error));
+    return result;
+  }
+  if (waitForPassphrase) {
+    show(status, el('p', { class: 'hint', text: 'Enter a passphrase to protect the saved password; it is saved when you test the connection or send.' }));
+    return result;
+  }
+  if (result.data && typeof result.data.has_saved_password === 'boolean') {
+    saved.has_saved_password = result.data.has_saved_password;
+    if (saved.has_saved_password && password) saved.password_locked = false;
+  } else if (rememberPassword && password) {
+    saved.has_saved_password = true;
+    saved.password_locked = false;
+  }
+  updatePasswordUi();
+  if (reason === 'toggle') {
+    show(status, el('p', { class: 'ok-line', text: rememberSettings || rememberPassword ? 'Settings saved.' : 'Settings will not be remembered.' }));
+  } else {
+    show(status);
+  }
+  return result;
+}
+
+async function forgetPassword({ quiet }) {
+  const result = await call('forget_password', { account: getAccount() });
+  const status = f['settings-status'];
+  if (!result.ok) {
+    show(status, errorBlock(result.error));
+    return;
+  }
+  saved.has_saved_password = false;
+  saved.password_locked = false;
+  updatePasswordUi();
+  if (!quiet) show(status, el('p', { class: 'ok-line', text: 'The saved password was deleted.' }));
+}
+
+function stepsList(steps) {
+  if (!Array.isArray(steps) || !steps.length) return null;
+  return el('ol', { class: 'steps' }, steps.map((s) => {
+    const seconds = typeof s.seconds === 'number' ? `${s.seconds.toFixed(2)} s` : '';
+    return el('li', { class: s.ok ? 'step step-ok' : 'step step-failed', dataset: { ok: String(!!s.ok) } },
+      el('span', { class: 'step-name', text: s.name || '' }), ' ',
+      el('span', { class: 'badge ' + (s.ok ? 'badge-ok' : 'badge-failed'), text: s.ok ? 'ok' : 'failed' }),
+      s.detail ? el('span', { class: 'step-detail', text: ' ' + s.detail }) : null,
+      seconds ? el('span', { class: 'step-seconds', text: ' (' + seconds + ')' }) : null);
+  }));
+}
+
+async function testConnection() {
+  const out = f['connection-result'];
+  out.setAttribute('aria-busy', 'true');
+  show(out, busyLine('Testing the connection…'));
+  try {
+    await saveSettings();
+    const result = await call('test_connection', { account: getAccount(), ...getCredentials() });
+    if (result.ok) {
+      const d = result.data || {};
+      const parts = [stepsList(d.steps)];
+      let line = 'Connection works.';
+      if (d.tls_version) line += ` Encrypted with ${d.tls_version}${d.cipher ? ` (${d.cipher})` : ''}.`;
+      else line += ' Not encrypted.';
+      if (d.authenticated_as) line += ` Logged in as ${d.authenticated_as}.`;
+      parts.unshift(el('p', { class: 'ok-line', text: line }));
+      if (d.certificate_subject) parts.push(el('p', { class: 'hint', text: `Certificate: ${d.certificate_subject}` }));
+      if (d.verify_certificates === false) parts.push(el('p', { class: 'warning', text: 'The certificate was not verified (Verify certificates is off).' }));
+      show(out, parts);
+    } else {
+      const e = result.error || {};
+      show(out, el('p', { class: 'fail-line', text: 'Connection failed.' }), stepsList(e.steps), errorBlock(e));
+    }
+  } finally {
+    out.removeAttribute('aria-busy');
+  }
+}

@@ -1,0 +1,112 @@
+// Entry point: wait for the API, load app info and settings, wire the sections together.
+
+import { call, onEvent, ready, transportMode, onConnectionChange } from './api.js';
+import { $, el, show, errorBlock } from './dom.js';
+import * as account from './account.js';
+import { initRecipients, templateFields } from './recipients.js';
+import { initCompose, getMessage, setFields, setRecipientTotal } from './compose.js';
+import { initSend, handleProgress, handleState, syncState, getDelay } from './send.js';
+import { initLog } from './log.js';
+import { initInbox, refreshInbox } from './inbox.js';
+
+let providerAtStart = null;
+
+// Subscribe at once: events that arrive while the page loads are queued by the log.
+const early = [];
+let started = false;
+onEvent('email-progress', (detail) => (started ? handleProgress(detail) : early.push(['p', detail])));
+onEvent('campaign-state', (detail) => (started ? handleState(detail) : early.push(['s', detail])));
+
+function appStatus(...children) {
+  show($('#app-status'), ...children);
+}
+
+async function main() {
+  const hint = setTimeout(() => {
+    if (transportMode() === 'window') {
+      appStatus('Waiting for Bulk Mailer… If you opened this page yourself, open the address that `bulk-mailer --web` printed instead (it ends with #token=...).');
+    }
+  }, 5000);
+  await ready();
+  clearTimeout(hint);
+
+  const infoResult = await call('app_info');
+  if (!infoResult.ok) {
+    appStatus(errorBlock(infoResult.error));
+    return;
+  }
+  const info = infoResult.data || {};
+  info.providers = Array.isArray(info.providers) ? info.providers : [];
+  info.categories = info.categories || {};
+  $('#version').textContent = info.version ? `version ${info.version}` : '';
+
+  const settingsResult = await call('load_settings');
+  const settings = settingsResult.ok ? settingsResult.data || {} : {};
+  if (!settingsResult.ok) {
+    appStatus(el('p', { class: 'label', text: 'Saved settings could not be loaded; starting with defaults.' }), errorBlock(settingsResult.error));
+  }
+
+  const messageForSave = () => ({ ...getMessage(), delay_ms: getDelay() ?? 1000 });
+  account.initAccount(info, settings, { messageForSave });
+
+  const fixStepsFor = (category) => account.fixStepsFor(category, providerAtStart ?? account.providerKey());
+  const refreshIfLocal = () => {
+    if (account.providerKey() === 'local-inbox' || providerAtStart === 'local-inbox') refreshInbox({ quiet: true });
+  };
+
+  initRecipients(info, {
+    onPreviewChange(preview) {
+      setFields(templateFields(preview));
+      setRecipientTotal((preview.counts && preview.counts.valid) || 0);
+    },
+  });
+  initCompose(settings.message, {
+    getAccount: account.getAccount,
+    getCredentials: account.getCredentials,
+    getFromAddress: account.getFromAddress,
+    saveSettings: account.saveSettings,
+    onTestSent: refreshIfLocal,
+  });
+  initLog({
+    categoryTitle: account.categoryTitle,
+    categoryCause: account.categoryCause,
+    fixStepsFor,
+  });
+  initSend({
+    getAccount: account.getAccount,
+    getCredentials: account.getCredentials,
+    getFromAddress: account.getFromAddress,
+    getMessage,
+    saveSettings: account.saveSettings,
+    categoryTitle: account.categoryTitle,
+    rememberProvider() {
+      providerAtStart = account.providerKey();
+    },
+    onRunEnded: refreshIfLocal,
+  }, settings.message);
+  initInbox(info);
+
+  if (settingsResult.ok) appStatus();
+  await syncState();
+  started = true;
+  for (const [kind, detail] of early.splice(0)) (kind === 'p' ? handleProgress : handleState)(detail);
+  refreshInbox({ quiet: true });
+
+  let lost = false;
+  onConnectionChange((connected) => {
+    if (connected) {
+      if (!lost) return;
+      lost = false;
+      appStatus();
+      syncState();
+    } else {
+      lost = true;
+      appStatus(el('p', { class: 'fail-line', text: 'Lost the connection to Bulk Mailer; trying again…' }));
+    }
+  });
+  document.body.dataset.ready = 'true';
+}
+
+main().catch((err) => {
+  appStatus(errorBlock({ title: 'The window could not start', message: String((err && err.message) || err), fix: ['Restart Bulk Mailer'] }));
+});

@@ -1,0 +1,232 @@
+// Activity log: one row per recipient, created on its first event and updated in place.
+// Events are queued and applied once per animation frame, so 10,000 recipients cost one
+// small DOM update per frame, never a re-render of the table.
+
+import { call } from './api.js';
+import { $, el, show, errorBlock, busyLine, withBusy } from './dom.js';
+
+const FINAL = new Set(['sent', 'failed', 'uncertain', 'skipped']);
+const LABELS = {
+  sending: 'Sending…',
+  sent: 'Sent',
+  failed: 'Failed',
+  deferred: 'Retrying',
+  skipped: 'Skipped',
+  uncertain: 'Uncertain',
+};
+
+let deps = null;
+let tbody = null;
+let scroller = null;
+let campaignId = null;
+let follow = true;
+const rows = new Map(); // current -> row record
+let queue = [];
+let rafId = 0;
+let timerId = 0;
+const counts = { sent: 0, failed: 0, uncertain: 0, skipped: 0 };
+const flushListeners = [];
+
+export function initLog(dependencies) {
+  deps = dependencies;
+  tbody = $('#log');
+  scroller = $('#log-scroll');
+  // Follow new rows while the log is scrolled to the bottom; stop when the user scrolls up.
+  // Tracked on scroll so a flush never has to measure the table.
+  scroller.addEventListener('scroll', () => {
+    follow = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+  }, { passive: true });
+  $('#failed-only').addEventListener('change', (event) => {
+    $('#log-table').classList.toggle('failed-only', event.currentTarget.checked);
+  });
+  // One delegated listener for every "How to fix" button in the table.
+  tbody.addEventListener('click', (event) => {
+    const button = event.target.closest('button.how-to-fix');
+    if (button) toggleFix(button);
+  });
+  $('#export').addEventListener('click', (event) => withBusy(event.currentTarget, exportResults));
+}
+
+/** handler({counts, completed: [ms timestamps of recipients that finished in this flush]}). */
+export function onFlush(handler) {
+  flushListeners.push(handler);
+}
+
+export function currentCampaign() {
+  return campaignId;
+}
+
+/** Switch to a campaign; a different id clears the log. */
+export function setCampaign(id) {
+  if (!id || id === campaignId) return;
+  campaignId = id;
+  rows.clear();
+  queue = queue.filter((ev) => ev.campaign === id);
+  tbody.replaceChildren();
+  follow = true;
+  for (const key of Object.keys(counts)) counts[key] = 0;
+  $('#log-empty').hidden = false;
+  scroller.classList.add('empty');
+  $('#export-status').replaceChildren();
+}
+
+/** Take counts from the bridge (page opened in the middle of a run, or after a reconnect). */
+export function setCounts(serverCounts) {
+  if (!serverCounts) return;
+  for (const key of Object.keys(counts)) {
+    if (typeof serverCounts[key] === 'number') counts[key] = serverCounts[key];
+  }
+}
+
+export function getCounts() {
+  return { ...counts };
+}
+
+export function queueProgress(event) {
+  if (event.campaign && event.campaign !== campaignId) setCampaign(event.campaign);
+  queue.push(event);
+  if (!rafId) rafId = requestAnimationFrame(flush);
+  // requestAnimationFrame pauses in background tabs: still apply the queue now and then.
+  if (!timerId) timerId = setTimeout(flush, 250);
+}
+
+/** Apply everything queued now (also used before showing the end-of-run summary). */
+export function flush() {
+  if (rafId) cancelAnimationFrame(rafId);
+  if (timerId) clearTimeout(timerId);
+  rafId = 0;
+  timerId = 0;
+  if (!queue.length) return;
+  const events = queue;
+  queue = [];
+
+  const touched = new Set();
+  const fresh = [];
+  const completed = [];
+  for (const ev of events) {
+    const key = Number(ev.current);
+    if (!Number.isFinite(key)) continue;
+    let row = rows.get(key);
+    if (!row) {
+      row = createRow(key);
+      rows.set(key, row);
+      fresh.push(row);
+    }
+    const before = row.status;
+    const after = typeof ev.status === 'string' ? ev.status : 'sending';
+    if (FINAL.has(before) && before !== after) counts[before] = Math.max(0, counts[before] - 1);
+    if (FINAL.has(after) && before !== after) {
+      counts[after] += 1;
+      const t = Date.parse(ev.ts);
+      completed.push(Number.isFinite(t) ? t : Date.now());
+    }
+    row.status = after;
+    row.event = ev;
+    touched.add(row);
+  }
+
+  for (const row of touched) paint(row);
+  if (fresh.length) {
+    fresh.sort((a, b) => a.key - b.key);
+    const frag = document.createDocumentFragment();
+    for (const row of fresh) frag.append(row.tr);
+    tbody.append(frag);
+    $('#log-empty').hidden = true;
+    scroller.classList.remove('empty');
+  }
+  if (follow && fresh.length) scroller.scrollTop = scroller.scrollHeight;
+
+  const snapshot = { counts: { ...counts }, completed };
+  for (const listener of flushListeners) listener(snapshot);
+}
+
+function createRow(key) {
+  const num = el('td', { role: 'cell', class: 'num', text: String(key) });
+  const recipient = el('td', { role: 'cell', class: 'recipient' });
+  const statusCell = el('td', { role: 'cell', class: 'status' });
+  const details = el('td', { role: 'cell', class: 'details' });
+  const tr = el('tr', { role: 'row', dataset: { current: String(key) } }, num, recipient, statusCell, details);
+  return { key, tr, recipient, statusCell, details, status: null, event: null, painted: null };
+}
+
+function paint(row) {
+  const ev = row.event;
+  const status = row.status;
+  if (row.recipient.textContent !== (ev.recipient ?? '')) row.recipient.textContent = ev.recipient ?? '';
+  const paintKey = `${status}\u0000${ev.category ?? ''}\u0000${ev.error ?? ''}\u0000${ev.code ?? ''}`;
+  if (row.painted === paintKey) return;
+  row.painted = paintKey;
+  row.tr.dataset.status = status;
+  row.statusCell.textContent = LABELS[status] || status;
+  row.details.replaceChildren(...detailsFor(row.key, ev, status));
+}
+
+function detailsFor(key, ev, status) {
+  const parts = [];
+  const code = ev.code ? `${ev.code} ` : '';
+  if (status === 'failed' || status === 'uncertain') {
+    if (ev.category) parts.push(el('strong', { class: 'category-title', text: deps.categoryTitle(ev.category) }));
+    if (ev.error) parts.push(el('span', { class: 'server-reply', text: `${parts.length ? ' — ' : ''}${code}${ev.error}` }));
+    else if (status === 'uncertain' && !ev.category) parts.push('The connection dropped after the message was handed over: it may or may not have arrived.');
+    if (ev.category) {
+      parts.push(' ', el('button', {
+        type: 'button',
+        class: 'link-button how-to-fix',
+        'aria-expanded': 'false',
+        'aria-controls': `fix-${key}`,
+        dataset: { current: String(key), category: ev.category },
+        text: 'How to fix',
+      }));
+    }
+  } else if (status === 'deferred') {
+    parts.push(`Temporary failure, will retry${ev.error ? ': ' + code + ev.error : ''}`);
+  } else if (status === 'skipped') {
+    parts.push(ev.error || (ev.category ? deps.categoryTitle(ev.category) : 'Not sent'));
+  }
+  return parts;
+}
+
+function toggleFix(button) {
+  const id = button.getAttribute('aria-controls');
+  let list = document.getElementById(id);
+  const open = button.getAttribute('aria-expanded') === 'true';
+  if (!list) {
+    const steps = deps.fixStepsFor(button.dataset.category);
+    const cause = deps.categoryCause(button.dataset.category);
+    list = el('div', { id, class: 'fix-panel', hidden: true },
+      cause ? el('p', { class: 'error-cause', text: cause }) : null,
+      steps.length ? el('ol', { class: 'fix-steps' }, steps.map((s) => el('li', { text: s }))) : el('p', { text: 'No fix steps are known for this failure.' }));
+    button.closest('td').append(list);
+  }
+  list.hidden = open;
+  button.setAttribute('aria-expanded', String(!open));
+}
+
+async function exportResults() {
+  const out = $('#export-status');
+  show(out, busyLine('Exporting the results…'));
+  const result = await call('export_results');
+  if (!result.ok) {
+    show(out, errorBlock(result.error));
+    return;
+  }
+  const d = result.data;
+  if (!d) {
+    show(out);
+    return;
+  }
+  if (typeof d.csv === 'string') {
+    const blob = new Blob([d.csv], { type: 'text/csv;charset=utf-8' });
+    const url = URL.createObjectURL(blob);
+    const a = el('a', { href: url, download: d.filename || 'results.csv', class: 'visually-hidden' });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    show(out, el('p', { class: 'ok-line', text: `Downloaded ${d.filename || 'results.csv'}.` }));
+  } else if (d.path) {
+    show(out, el('p', { class: 'ok-line', text: `Saved to ${d.path}` }));
+  } else {
+    show(out);
+  }
+}

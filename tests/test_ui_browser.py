@@ -1,0 +1,166 @@
+"""The whole UI in a real browser (Debian's chromium driven by Playwright) in browser mode."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backend import web
+from backend.credentials import EncryptedFileStore
+from backend.inbox import LocalInbox
+from bridge import FRONTEND, Bridge
+
+sync_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+
+XSS_NAME = '<img src=x onerror="window.__xss=1">'
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def app(tmp_path):
+    inbox = LocalInbox()
+    webapp, server, _ = web.start(
+        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver),
+        FRONTEND,
+    )
+    yield webapp, inbox
+    web.stop(webapp, server)
+
+
+@pytest.fixture
+def page(browser, app):
+    webapp, _ = app
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.goto(webapp.url)
+    sync_api.expect(pg.locator("#version")).not_to_have_text("", timeout=10_000)
+    yield pg
+    context.close()
+    assert errors == [], errors
+
+
+def write_people(tmp_path: Path, rows: list[tuple[str, str]]) -> Path:
+    path = tmp_path / "people.csv"
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["email", "name"])
+    w.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def compose_and_send(page, subject: str, body: str) -> None:
+    page.get_by_label("Subject").fill(subject)
+    page.get_by_label("Message", exact=True).fill(body)
+    page.get_by_label("Delay (ms)").fill("0")
+    page.get_by_role("button", name="Send", exact=True).click()
+
+
+def test_local_inbox_campaign_from_the_form(page, app, tmp_path):
+    _, inbox = app
+    expect = sync_api.expect
+    # first start: the local test inbox is the account
+    expect(page.get_by_label("Provider")).to_have_value("local-inbox")
+    page.get_by_label("From").fill("Me <me@example.com>")
+    people = write_people(tmp_path, [("ann@example.org", "Ann"), ("bob@example.org", XSS_NAME),
+                                     ("not-an-address", "X"), ("ANN@example.org", "dup")])
+    page.get_by_label("Recipients file").set_input_files(str(people))
+    expect(page.locator("#recipients-summary")).to_contain_text("2 valid")
+    expect(page.locator("#rejected-list")).to_contain_text("line 4", ignore_case=True)
+    expect(page.locator("#duplicates-list")).to_contain_text("line 5", ignore_case=True)
+    expect(page.locator("#recipients-table")).to_contain_text(XSS_NAME)  # shown as text
+    compose_and_send(page, "Hello {{ name }}", "<p>Hi <b>{{ name }}</b></p>")
+    expect(page.locator('#log tr[data-status="sent"]')).to_have_count(2, timeout=15_000)
+    expect(page.locator("#summary")).to_contain_text("2")
+    assert page.evaluate("window.__xss") is None
+    assert sorted(m.rcpt_tos for m in inbox.messages()) == [("ann@example.org",), ("bob@example.org",)]
+    # the inbox section shows what arrived, opened as text/sandboxed HTML
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#inbox-list")).to_contain_text("Hello Ann")
+    # export results
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Export results").click()
+    rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text(encoding="utf-8"))))
+    assert {r["email"]: r["status"] for r in rows} == {
+        "ann@example.org": "sent", "bob@example.org": "sent", "not-an-address": "skipped"}
+
+
+def test_real_smtp_server_with_failures_and_fix_steps(page, smtp_server, tmp_path):
+    server = smtp_server("plain", auth=False)
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill(server.host)
+    page.get_by_label("Port").fill(str(server.port))
+    page.get_by_label("Security").select_option(label="None")
+    page.get_by_label("Username").fill("")
+    page.get_by_label("From").fill("me@example.com")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#connection-result")).to_contain_text("ehlo", ignore_case=True, timeout=10_000)
+    page.get_by_label("Paste addresses").fill("a@example.org\nreject550@example.org\nc@example.org")
+    page.get_by_role("button", name="Use pasted addresses").click()
+    expect(page.locator("#recipients-summary")).to_contain_text("3 valid")
+    compose_and_send(page, "Hi", "Plain body")
+    expect(page.locator('#log tr[data-status="sent"]')).to_have_count(2, timeout=15_000)
+    failed = page.locator('#log tr[data-status="failed"]')
+    expect(failed).to_have_count(1)
+    expect(failed).to_contain_text("reject550@example.org")
+    expect(failed).to_contain_text("Recipient refused")
+    failed.get_by_role("button", name="How to fix").click()
+    expect(page.locator("#log")).to_contain_text("Check the address for typos")
+    page.get_by_label("Failed only").check()
+    expect(page.locator('#log tr[data-status="sent"]:visible')).to_have_count(0)
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"], ["c@example.org"]]
+
+
+def test_connection_failure_shows_category_cause_and_fix(page, tmp_path):
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill("127.0.0.1")
+    page.get_by_label("Port").fill("1")
+    page.get_by_label("Security").select_option(label="STARTTLS")
+    page.get_by_role("button", name="Test connection").click()
+    result = page.locator("#connection-result")
+    expect(result).to_contain_text("Connection refused", timeout=10_000)
+    expect(result).to_contain_text("587")
+
+
+def test_every_control_is_labelled_and_reachable_by_keyboard(page):
+    unlabelled = page.evaluate("""Array.from(document.querySelectorAll('input, select, textarea'))
+        .filter(el => el.type !== 'hidden' && el.labels.length === 0).map(el => el.id || el.name)""")
+    assert unlabelled == []
+    # Tab from the top of a fresh page visits Provider before Host before Test connection, ...
+    order: list[str] = []
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        order.append(page.evaluate("document.activeElement.id"))
+    for earlier, later in [("provider", "host"), ("host", "test-connection"), ("test-connection", "paste"),
+                           ("subject", "message"), ("message", "send")]:
+        assert earlier in order and later in order and order.index(earlier) < order.index(later), order
+
+
+def test_import_warnings_are_shown(page, tmp_path):
+    people = tmp_path / "latin.csv"
+    people.write_bytes(b"email,name\na@example.org,J\xc3\xb6rg\nb@example.org,Ren\xe9\n")
+    page.get_by_label("Recipients file").set_input_files(str(people))
+    sync_api.expect(page.locator("#recipients-summary")).to_contain_text("Warning: line 3", ignore_case=True)
