@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test lint screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check backend tests
 	$(BIN)/ruff format --check backend tests
+
+screenshot: $(VENV)/.installed-run
+	$(BIN)/python tools/screenshot.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
