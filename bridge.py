@@ -19,6 +19,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -31,7 +32,7 @@ from typing import Any
 from backend import __version__, compose, paths, service
 from backend import settings as account_settings
 from backend.campaign import CampaignOutcome, Control
-from backend.credentials import PasswordStore, account_key, default_store
+from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.inbox import LocalInbox
 from backend.presets import PRESETS, preset_host
@@ -55,11 +56,19 @@ MAX_SHORT = 1000  # a host, a subject, an address
 MAX_FILE = 50_000_000  # an uploaded recipient file, decoded
 PREVIEW_ROWS = 100
 PREVIEW_REJECTS = 500
+_INT_RE = re.compile(r"-?[0-9]{1,18}")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 FILE_TYPES = ("Recipient lists (*.csv;*.tsv;*.txt)", "All files (*.*)")
 
 
 class _Invalid(SettingsError):
     """A bridge argument of the wrong type, size or value."""
+
+
+class _NotNow(MailerError):
+    """An action that does not fit the current state (nothing imported, a run in progress)."""
+
+    default_category = "action_unavailable"
 
 
 # -- arguments ----------------------------------------------------------------------------
@@ -91,6 +100,8 @@ class Params:
             raise self._bad(name, "must be text")
         if len(value) > max_len:
             raise self._bad(name, f"is too long (at most {max_len} characters)")
+        if _SURROGATE_RE.search(value):
+            raise self._bad(name, "holds characters that are not valid text")
         if required and not value.strip():
             raise self._bad(name, "is required")
         return value
@@ -99,8 +110,8 @@ class Params:
         value = self._get(name, None)
         if value is None or value == "":
             return default
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
+        if isinstance(value, str) and _INT_RE.fullmatch(value.strip()):
+            value = int(value.strip())
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -258,6 +269,7 @@ class Bridge:
         self._pump = EventPump(deliver or self._deliver_to_window)
         self._lock = threading.Lock()
         self._run: _Run | None = None
+        self._finished: _Run | None = None  # the last run with results, for export during the next
         self._imported: ImportResult | None = None
         self._source: tuple[str, Any] | None = None  # how to re-read the list with another column
         self._passphrase: str | None = None  # kept in memory for this run of the app only
@@ -291,10 +303,17 @@ class Bridge:
             "the recipients not yet sent are reported as not sent.",
         )
         if ok:
+            # This runs on the GUI thread: cancel, and close once the worker has stopped,
+            # instead of freezing the window while waiting for it.
             run.control.cancel()
-            if run.thread is not None:
-                run.thread.join(60)
-        return bool(ok)
+
+            def close_when_stopped() -> None:
+                if run.thread is not None:
+                    run.thread.join(120)
+                self._window.destroy()
+
+            threading.Thread(target=close_when_stopped, name="close-window", daemon=True).start()
+        return False
 
     def _shutdown(self) -> None:
         run = self._run
@@ -425,7 +444,11 @@ class Bridge:
                 account["port"] = self._inbox.port
         remember_password = bool(saved and saved.get("remember_password"))
         key = account_key(str(account.get("user") or ""), str(account.get("host") or ""))
-        has_saved = bool(account.get("user")) and self._store.has(key)
+        store_error = None
+        try:
+            has_saved = bool(account.get("user")) and self._store.has(key)
+        except CredentialsError as exc:  # the settings still load; the password is re-entered
+            has_saved, store_error = False, exc.message
         return {
             "account": account,
             "message": message,
@@ -434,6 +457,7 @@ class Bridge:
             "has_saved_password": has_saved,
             "password_locked": has_saved and self._store.needs_passphrase and self._passphrase is None,
             "first_start": saved is None,
+            "password_store_error": store_error,
         }
 
     @api
@@ -453,6 +477,7 @@ class Bridge:
         message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
                    "format": m.choice("format", ("html", "text"), "html"),
                    "delay_ms": m.int("delay_ms", service.DEFAULT_DELAY_MS, 0, 3_600_000)}
+        previous = account_settings.load_saved() or {}
         data: dict[str, Any] = {"remember_settings": remember, "remember_password": remember_password}
         if remember:
             data.update({"account": account, "message": message})
@@ -464,16 +489,17 @@ class Bridge:
             self._store.save(key, password, passphrase)
             if passphrase:
                 self._passphrase = passphrase
-        elif not remember_password and account["user"]:
-            self._store.delete(key)
+        elif not remember_password and previous.get("remember_password") and account["user"]:
+            # The box was ticked before and is not now: forget this account's password only.
+            self._store.delete(key, p.str("passphrase") or self._passphrase)
         return {"has_saved_password": bool(account["user"]) and self._store.has(key)}
 
     @api
     def forget_password(self, p: Params) -> dict[str, Any]:
         """Delete the saved password of the account."""
         a = p.obj("account")
-        self._store.delete(account_key(a.str("user").strip(), a.str("host").strip()))
-        self._passphrase = None
+        self._store.delete(account_key(a.str("user").strip(), a.str("host").strip()),
+                           p.str("passphrase") or self._passphrase)
         return {}
 
     @api
@@ -518,7 +544,7 @@ class Bridge:
     def choose_recipients_file(self, p: Params) -> dict[str, Any] | None:
         """Pick a CSV/TSV/TXT with the native dialog and import it; None when cancelled."""
         if not self._native_dialogs or self._window is None:
-            raise _Invalid("dialog", "there is no native file dialog in browser mode; use the file field")
+            raise _NotNow("there is no native file dialog in browser mode; use the file field")
         import webview
 
         chosen = self._window.create_file_dialog(webview.FileDialog.OPEN, file_types=FILE_TYPES)
@@ -550,7 +576,7 @@ class Bridge:
     def set_email_column(self, p: Params) -> dict[str, Any]:
         """Read the last list again with another email column."""
         if self._source is None:
-            raise _Invalid("column", "import a recipient list first")
+            raise _NotNow("import a recipient list first")
         column = p.column("column")
         kind, value = self._source
         if kind == "file":
@@ -565,7 +591,7 @@ class Bridge:
 
     def _recipients(self) -> ImportResult:
         if self._imported is None or not self._imported.recipients:
-            raise _Invalid("recipients", "add recipients first: paste addresses or import a file")
+            raise _NotNow("add recipients first: paste addresses or import a file")
         return self._imported
 
     def _draft(self, p: Params, from_address: str) -> service.Draft:
@@ -637,7 +663,7 @@ class Bridge:
     def _ensure_idle(self) -> None:
         run = self._run
         if run is not None and run.state in ("running", "paused"):
-            raise _Invalid("campaign", "a campaign is running; wait for it to finish or cancel it")
+            raise _NotNow("a campaign is running; wait for it to finish or cancel it")
 
     @api
     def start_campaign(self, p: Params) -> dict[str, Any]:
@@ -695,6 +721,8 @@ class Bridge:
                      "cause": "This is a bug in Bulk Mailer.",
                      "fix": [f"The details are in the log file in {paths.log_dir()}."]}
         run.error = error
+        if run.outcome is not None:
+            self._finished = run
         self._state_event(run, error)
 
     def _state_event(self, run: _Run, error: dict[str, Any] | None = None) -> None:
@@ -706,7 +734,7 @@ class Bridge:
     def _control(self, action: str) -> dict[str, Any]:
         run = self._run
         if run is None or run.state not in ("running", "paused"):
-            raise _Invalid("campaign", "no campaign is running")
+            raise _NotNow("no campaign is running")
         getattr(run.control, action)()
         return {"state": "cancelling" if action == "cancel" else ("paused" if action == "pause" else "running")}
 
@@ -737,9 +765,9 @@ class Bridge:
     @api
     def export_results(self, p: Params) -> dict[str, Any] | None:
         """The last campaign's results as CSV: saved via the native dialog, or returned as text."""
-        run = self._run
+        run = self._run if self._run is not None and self._run.outcome is not None else self._finished
         if run is None or run.outcome is None:
-            raise _Invalid("results", "there are no results yet: run a campaign first")
+            raise _NotNow("there are no results yet: run a campaign first")
         rows = service.result_rows(run.outcome, run.imported)
         filename = f"results-{run.id}.csv"
         if self._native_dialogs and self._window is not None:

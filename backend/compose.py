@@ -32,8 +32,26 @@ from backend.recipients import Recipient
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
 
 # Subject and text body are not HTML: escaping them would show "&amp;" to the reader.
-_PLAIN_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
-_HTML_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True)
+MAX_RENDERED = 10_000_000  # characters one part of one message may grow to
+
+
+class _LimitedSandbox(SandboxedEnvironment):
+    """The sandbox, plus a cap on '*' and '**' so {{ "x" * 2000000000 }} cannot eat the memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and isinstance(left, int) and abs(right) > 100:
+            raise SecurityError("the exponent is too large")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_RENDERED:
+                    raise SecurityError(f"the result would be longer than {MAX_RENDERED:,} characters")
+        return super().call_binop(context, operator, left, right)
+
+
+_PLAIN_ENV = _LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
+_HTML_ENV = _LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=True)
 
 _LABELS = {"subject": "subject", "html": "HTML body", "text": "text body"}
 
@@ -258,7 +276,7 @@ def _compile(env: SandboxedEnvironment, source: str, part: str) -> tuple[jinja2.
 
 def _render(tmpl: jinja2.Template, part: str, fields: Mapping[str, str], row: int) -> str:
     try:
-        out = tmpl.render(fields)
+        out = _bounded_render(tmpl, fields)
     except jinja2.UndefinedError as exc:
         match = _UNDEFINED.fullmatch(str(exc))
         if match and match.group(1) not in fields:
@@ -295,6 +313,18 @@ def _render(tmpl: jinja2.Template, part: str, fields: Mapping[str, str], row: in
             field=part,
         )
     return out
+
+
+def _bounded_render(tmpl: jinja2.Template, fields: Mapping[str, str]) -> str:
+    # Render piece by piece so a loop cannot build gigabytes before anyone notices.
+    pieces: list[str] = []
+    size = 0
+    for piece in tmpl.generate(fields):
+        size += len(piece)
+        if size > MAX_RENDERED:
+            raise SecurityError(f"the result would be longer than {MAX_RENDERED:,} characters")
+        pieces.append(piece)
+    return "".join(pieces)
 
 
 def _columns(fields: Mapping[str, str]) -> str:

@@ -43,7 +43,7 @@ class PasswordStore(Protocol):
 
     def save(self, account: str, password: str, passphrase: str | None = None) -> None: ...
     def load(self, account: str, passphrase: str | None = None) -> str | None: ...
-    def delete(self, account: str) -> None: ...
+    def delete(self, account: str, passphrase: str | None = None) -> None: ...
     def has(self, account: str) -> bool: ...
 
 
@@ -62,12 +62,18 @@ class KeyringStore:
         self._backend = backend
 
     def save(self, account: str, password: str, passphrase: str | None = None) -> None:
-        self._backend.set_password(SERVICE, account, password)  # type: ignore[attr-defined]
+        try:
+            self._backend.set_password(SERVICE, account, password)  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise CredentialsError(f"the system keyring could not save the password: {exc}") from None
 
     def load(self, account: str, passphrase: str | None = None) -> str | None:
-        return self._backend.get_password(SERVICE, account)  # type: ignore[attr-defined]
+        try:
+            return self._backend.get_password(SERVICE, account)  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise CredentialsError(f"the system keyring could not be read: {exc}") from None
 
-    def delete(self, account: str) -> None:
+    def delete(self, account: str, passphrase: str | None = None) -> None:
         import keyring.errors
 
         try:
@@ -76,7 +82,10 @@ class KeyringStore:
             pass
 
     def has(self, account: str) -> bool:
-        return self.load(account) is not None
+        try:
+            return self.load(account) is not None
+        except Exception as exc:  # a locked or broken keyring is a message, not a crash
+            raise CredentialsError(f"the system keyring could not be read: {exc}") from None
 
 
 class EncryptedFileStore:
@@ -169,9 +178,22 @@ class EncryptedFileStore:
         data, _ = self._read_all(passphrase)
         return data.get(account)
 
-    def delete(self, account: str) -> None:
-        # Without the passphrase the entry cannot be removed alone: forget them all.
-        self.path.unlink(missing_ok=True)
+    def delete(self, account: str, passphrase: str | None = None) -> None:
+        """Forget one account's password; the others stay (that needs the passphrase)."""
+        header = self._header()
+        if header is None or account not in (header.get("accounts") or []):
+            return
+        if set(header.get("accounts") or []) == {account}:
+            self.path.unlink(missing_ok=True)  # the only one: no passphrase needed
+            return
+        if not passphrase:
+            raise CredentialsError(
+                "enter the passphrase to forget this password (other saved passwords stay)",
+                fix=("Enter the passphrase you chose when you saved the password.",),
+            )
+        data, salt = self._read_all(passphrase)
+        data.pop(account, None)
+        self._write_all(data, passphrase, salt)
 
     def has(self, account: str) -> bool:
         header = self._header()

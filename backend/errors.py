@@ -204,6 +204,12 @@ CATEGORIES: dict[str, Category] = {
             "Correct the setting named in the message and try again.",
         ),
         _c(
+            "action_unavailable",
+            "Not possible right now",
+            "This action does not fit what the app is doing at the moment.",
+            "Do what the message says first, then try again.",
+        ),
+        _c(
             "internal_error",
             "Something went wrong",
             "An unexpected error happened inside Bulk Mailer.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import socket
 import threading
 from collections import deque
@@ -16,6 +17,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 HOST = "127.0.0.1"
+MAX_MESSAGE = 30 * 1024 * 1024  # bytes; what big providers accept, a bound for local senders
 DEFAULT_LIMIT = 5000  # messages kept; the oldest go first so a big test run cannot exhaust memory
 
 
@@ -91,7 +93,10 @@ class LocalInbox:
         """Start listening (once); return the port."""
         if self._controller is None:
             port = self.port or _free_port()
-            controller = Controller(_Handler(self), hostname=self.host, port=port, ready_timeout=10)
+            # aiosmtpd logs every command at INFO (and message content at DEBUG): keep it quiet.
+            logging.getLogger("mail.log").setLevel(logging.WARNING)
+            controller = Controller(_Handler(self), hostname=self.host, port=port, ready_timeout=10,
+                                    data_size_limit=MAX_MESSAGE)
             controller.start()
             self.port, self._controller = port, controller
         return self.port

@@ -536,11 +536,11 @@ def _column_names(header: list[str], width: int) -> list[str]:
 
 
 def _aliases(names: list[str]) -> list[tuple[str, int]]:
-    """Template-friendly extra keys: 'First Name' -> first_name; real column names win."""
+    """Template-friendly extra keys: 'First Name' -> first_name, 'Code' -> code; real names win."""
     taken = set(names)
     aliases = []
     for i, name in enumerate(names):
-        if name.isidentifier():
+        if name.isidentifier() and name.islower():
             continue
         alias = re.sub(r"\W+", "_", name).strip("_").lower()
         if alias[:1].isdigit():

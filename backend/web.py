@@ -33,6 +33,8 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 60  # an idle connection must not hold a thread forever
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         log.debug("http: " + format, *args)
 
@@ -76,7 +78,9 @@ class WebApp:
         self.token = token or secrets.token_urlsafe(32)
         self.port = 0
         self.app = bottle.Bottle()
+        self._codes: set[str] = set()
         self.app.route("/", "GET", self._index)
+        self.app.route("/session", "POST", self._session)
         self.app.route("/api/events", "GET", self._events)
         self.app.route("/api/<method>", "POST", self._call)
         self.app.route("/<path:path>", "GET", self._static)
@@ -86,6 +90,35 @@ class WebApp:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}/#token={self.token}"
+
+    def launch_url(self) -> str:
+        """A URL for the browser's command line (readable by other local users): a one-time
+        code the page swaps for the token, so the token itself never appears there."""
+        code = secrets.token_urlsafe(32)
+        self._codes.add(code)
+        return f"http://{HOST}:{self.port}/#code={code}"
+
+    def _session(self) -> Any:
+        self._check_host()
+        try:
+            code = json.loads(self._body()).get("code")
+        except (ValueError, AttributeError):
+            code = None
+        if not isinstance(code, str) or code not in self._codes:
+            bottle.abort(403, "unknown or used code")
+        self._codes.discard(code)
+        bottle.response.content_type = "application/json"
+        return json.dumps({"token": self.token})
+
+    def _body(self) -> bytes:
+        request = bottle.request
+        if "chunked" in (request.get_header("Transfer-Encoding") or "").lower():
+            bottle.abort(411, "a Content-Length is required")
+        if (request.content_length or 0) > MAX_BODY:
+            bottle.abort(413, "request too large")
+        if not (request.content_type or "").startswith("application/json"):
+            bottle.abort(415, "JSON only")
+        return request.body.read(MAX_BODY + 1)
 
     def _headers(self) -> None:
         r = bottle.response
@@ -118,12 +151,9 @@ class WebApp:
         self._check_token(bottle.request.get_header("X-Token"))
         if method not in self._methods:
             bottle.abort(404, "no such method")
-        if (bottle.request.content_length or 0) > MAX_BODY:
-            bottle.abort(413, "request too large")
-        if not (bottle.request.content_type or "").startswith("application/json"):
-            bottle.abort(415, "JSON only")
+        body = self._body()
         try:
-            params = json.loads(bottle.request.body.read() or b"null")
+            params = json.loads(body or b"null")
         except ValueError:
             params = "not JSON"  # answered as a structured error by the bridge
         result = getattr(self.bridge, method)(params)
@@ -187,7 +217,7 @@ def serve(bridge_factory: Any, frontend: Path, *, port: int = 0, open_browser: b
     webapp, server, thread = start(bridge_factory, frontend, port)
     print(webapp.url, flush=True)
     if open_browser:
-        webbrowser.open(webapp.url)
+        webbrowser.open(webapp.launch_url())
     try:
         thread.join()
     except KeyboardInterrupt:

@@ -19,9 +19,19 @@ let token = null;
 let readyPromise = null;
 let eventSource = null;
 let connected = null;
+let launchCode = null; // single-use code from the URL the app opened the browser with
 
 function detectMode() {
   const hash = location.hash.startsWith('#') ? location.hash.slice(1) : location.hash;
+  const code = hash.includes('code=') ? new URLSearchParams(hash).get('code') : null;
+  if (code) {
+    // The browser was started with this URL on its command line, visible to other local
+    // users: it carries a one-time code that is swapped for the real token below.
+    launchCode = code;
+    history.replaceState(history.state, '', location.pathname + location.search);
+    mode = 'http';
+    return;
+  }
   const fromHash = hash.includes('token=') ? new URLSearchParams(hash).get('token') : null;
   if (fromHash) {
     token = fromHash;
@@ -64,7 +74,27 @@ function windowApiReady() {
 /** A promise resolved when the API is usable. */
 export function ready() {
   if (readyPromise) return readyPromise;
-  if (mode === 'http') {
+  if (mode === 'http' && launchCode) {
+    readyPromise = fetch('/session', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ code: launchCode }),
+    })
+      .then((r) => (r.ok ? r.json() : {}))
+      .then((data) => {
+        launchCode = null;
+        if (data && data.token) {
+          token = data.token;
+          try {
+            sessionStorage.setItem(TOKEN_KEY, token);
+          } catch {
+            /* memory only */
+          }
+        }
+        startEvents();
+      })
+      .catch(() => startEvents());
+  } else if (mode === 'http') {
     startEvents();
     readyPromise = Promise.resolve();
   } else {

@@ -26,6 +26,15 @@ export function initRecipients(info, { onPreviewChange }) {
     if (file) withBusy($('#import-file'), () => importFile(file)).finally(() => { fileInput.value = ''; });
   });
   $('#email-column').addEventListener('change', (event) => withBusy(event.currentTarget, changeColumn));
+
+  // A file dropped anywhere on the window is imported as the recipient list. Without this the
+  // webview would navigate to the dropped file and the app would disappear.
+  window.addEventListener('dragover', (event) => event.preventDefault());
+  window.addEventListener('drop', (event) => {
+    event.preventDefault();
+    const file = event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files[0];
+    if (file) withBusy($('#import-file'), () => importFile(file));
+  });
 }
 
 const IDENTIFIER = /^[\p{L}_][\p{L}\p{N}_]*$/u;

@@ -318,3 +318,99 @@ def test_entry_point_hands_subcommands_to_the_cli(capsys):
         bridge_mod.main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith("bulk-mailer ")
+
+
+def test_forgetting_one_password_keeps_the_others(tmp_path):
+    store = EncryptedFileStore(tmp_path / "s.enc")
+    store.save("smtp:alice@h", "pw-alice", "a long passphrase")
+    store.save("smtp:bob@h", "pw-bob", "a long passphrase")
+    with pytest.raises(Exception) as info:
+        store.delete("smtp:alice@h")  # needs the passphrase: bob's must survive
+    assert "passphrase" in str(info.value)
+    store.delete("smtp:alice@h", "a long passphrase")
+    assert not store.has("smtp:alice@h") and store.has("smtp:bob@h")
+    assert store.load("smtp:bob@h", "a long passphrase") == "pw-bob"
+    store.delete("smtp:bob@h")  # the last one goes without a passphrase
+    assert not store.path.exists()
+
+
+def test_unticked_remember_password_only_forgets_on_an_actual_untick(make_bridge, tmp_path):
+    store = EncryptedFileStore(tmp_path / "s2.enc")
+    b, _ = make_bridge(store=store)
+    alice = {"provider": "custom", "host": "h.example", "user": "alice@example.com"}
+    bob = {"provider": "custom", "host": "h.example", "user": "bob@example.com"}
+    ok(b.save_settings({"account": alice, "remember_settings": True, "remember_password": True,
+                        "password": "pw-alice", "passphrase": "a long passphrase"}))
+    ok(b.save_settings({"account": alice, "remember_settings": True, "remember_password": True}))
+    assert store.has("smtp:alice@example.com@h.example")
+    # another account with the box unticked does not wipe alice's password
+    ok(b.save_settings({"account": bob, "remember_settings": True, "remember_password": False}))
+    ok(b.save_settings({"account": bob, "remember_settings": True, "remember_password": False}))
+    assert store.has("smtp:alice@example.com@h.example")
+
+
+def test_damaged_password_file_does_not_hide_the_settings(make_bridge, tmp_path):
+    store = EncryptedFileStore(tmp_path / "s3.enc")
+    b, _ = make_bridge(store=store)
+    account = {"provider": "custom", "host": "h.example", "user": "me@example.com", "port": 2525}
+    ok(b.save_settings({"account": account, "remember_settings": True}))
+    store.path.write_text("garbage")
+    data = ok(b.load_settings())
+    assert data["account"]["port"] == 2525 and data["has_saved_password"] is False
+    assert "damaged" in data["password_store_error"]
+
+
+def test_state_errors_have_their_own_category(make_bridge):
+    b, _ = make_bridge()
+    answer = b.export_results()
+    assert answer["error"]["category"] == "action_unavailable"
+    assert b.pause_campaign()["error"]["category"] == "action_unavailable"
+
+
+@pytest.mark.parametrize("value", ["--1", "²", "1e5", "9" * 40, True, 1.5])
+def test_odd_numbers_are_field_errors_not_crashes(make_bridge, value):
+    b, _ = make_bridge()
+    answer = b.inbox_message({"id": value})
+    assert answer["ok"] is False and answer["error"]["category"] == "invalid_settings"
+    assert answer["error"]["message"].startswith("id:")
+
+
+def test_lone_surrogates_are_refused(make_bridge):
+    b, _ = make_bridge()
+    answer = b.save_settings({"account": {"host": "h\ud800"}})
+    assert answer["ok"] is False and "not valid text" in answer["error"]["message"]
+
+
+class ClosingWindow(FakeWindow):
+    def __init__(self, answer: bool) -> None:
+        super().__init__()
+        self.answer = answer
+        self.asked = 0
+        self.destroyed = threading.Event()
+
+    def create_confirmation_dialog(self, title: str, message: str) -> bool:
+        self.asked += 1
+        return self.answer
+
+    def destroy(self) -> None:
+        self.destroyed.set()
+
+
+@pytest.mark.parametrize("answer", [False, True])
+def test_closing_during_a_run_asks_first(make_bridge, inbox, answer):
+    b, _ = make_bridge()
+    window = ClosingWindow(answer)
+    b._window = window
+    ok(b.import_recipients_text({"text": "\n".join(f"p{i}@example.org" for i in range(30))}))
+    ok(b.start_campaign({"account": INBOX, "message": {**MESSAGE, "subject": "x"}, "delay_ms": 200}))
+    assert b._on_closing() is False  # never closes on the GUI thread while sending
+    assert window.asked == 1
+    if answer:
+        assert window.destroyed.wait(10)
+        assert ok(b.campaign_state())["state"] == "cancelled"
+    else:
+        time.sleep(0.3)
+        assert not window.destroyed.is_set() and ok(b.campaign_state())["state"] == "running"
+        ok(b.cancel_campaign())
+        wait_for(lambda: finished(b))
+    assert b._on_closing() is True  # nothing running: close at once

@@ -770,3 +770,16 @@ def test_name_property_no_injection(name: str) -> None:
     # Python's parser collapses runs of spaces in a display name and puts one between
     # adjacent encoded words, so only the non-space characters are compared exactly.
     assert "".join(addr.display_name.split()) == "".join(name.split())
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{{ "x" * 2000000000 }}', "{{ [1] * 2000000000 }}", "{{ 10 ** 100000 }}",
+     "{% for i in range(100000) %}{{ 'y' * 200 }}{% endfor %}"],
+)
+def test_templates_cannot_exhaust_memory(body: str) -> None:
+    t = Template("s", text=body)
+    with pytest.raises(TemplateError) as info:
+        render_parts(t, row(line=3))
+    assert info.value.row == 3
+    assert "too large" in str(info.value) or "longer than" in str(info.value)

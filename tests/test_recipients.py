@@ -122,7 +122,7 @@ def test_csv_with_header_fields_aliases_and_normalised_email(tmp_path: Path) -> 
     assert result.email_column == "E-mail"
     assert result.fields == [
         "First Name", "Last Name", "E-mail", "Company",
-        "first_name", "last_name", "e_mail", "email",
+        "first_name", "last_name", "e_mail", "company", "email",
     ]
     [r] = result.recipients
     assert r.email == "Ann@example.com"  # domain lowercased, local part kept
@@ -135,6 +135,7 @@ def test_csv_with_header_fields_aliases_and_normalised_email(tmp_path: Path) -> 
         "first_name": "Ann",
         "last_name": "Lee",
         "e_mail": " Ann@Example.COM ",
+        "company": "ACME",
         "email": "Ann@example.com",
     }
 
@@ -256,7 +257,9 @@ def test_semicolon_csv_with_commas_in_names(tmp_path: Path) -> None:
         "Name": "Doe, John",
         "Email": "john@example.com",
         "City": "Köln",
-        "email": "john@example.com",
+        "name": "Doe, John",
+        "city": "Köln",
+        "email": "john@example.com",  # the normalised address, not the "Email" cell's alias
     }
 
 
@@ -375,7 +378,8 @@ def test_header_without_a_known_name_is_found_by_its_values(tmp_path: Path) -> N
     assert emails(result) == ["ann@example.com", "bob@example.com"]
     assert [r.line for r in result.rejected] == [4]
     assert result.recipients[0].fields == {
-        "Who": "Ann", "Contact": "ann@example.com", "email": "ann@example.com",
+        "Who": "Ann", "Contact": "ann@example.com", "who": "Ann", "contact": "ann@example.com",
+        "email": "ann@example.com",
     }
 
 
@@ -399,9 +403,9 @@ def test_first_column_of_mostly_addresses_wins(tmp_path: Path) -> None:
 def test_empty_and_repeated_header_cells_become_col_names(tmp_path: Path) -> None:
     text = "email,,Name,Name, \na@example.com,x,A,B,C\n"
     result = load_file(write(tmp_path, "h.csv", text))
-    assert result.fields == ["email", "col2", "Name", "col4", "col5"]
+    assert result.fields == ["email", "col2", "Name", "col4", "col5", "name"]
     assert result.recipients[0].fields == {
-        "email": "a@example.com", "col2": "x", "Name": "A", "col4": "B", "col5": "C",
+        "email": "a@example.com", "col2": "x", "Name": "A", "col4": "B", "col5": "C", "name": "A",
     }
 
 
@@ -412,7 +416,8 @@ def test_aliases_for_headers_that_are_not_identifiers(tmp_path: Path) -> None:
     assert f["email_address"] == "a@example.com"
     assert f["first_name_given"] == "a"
     assert f["_1st_line"] == "b"
-    assert f["Prénom"] == "c" and "prénom" not in f  # already an identifier: no alias
+    assert f["Prénom"] == "c" and f["prénom"] == "c"  # capitalised: a lowercase alias too
+    assert "first_name2" in f and "first_name2_" not in f  # lowercase identifier: no alias
     assert f["ünïcode_ñame"] == "e"
 
 
@@ -991,3 +996,10 @@ def test_not_a_regular_file_or_a_bad_path(tmp_path: Path) -> None:
             load_file(fifo)
     with pytest.raises(RecipientFileError, match="not a usable file path"):
         load_file("bad\x00name.csv")
+
+
+def test_capitalised_headers_get_a_lowercase_alias() -> None:
+    result = parse_text("Email,Code,First Name\na@example.com,C1,Ann\n")
+    (r,) = result.recipients
+    assert r.fields["code"] == "C1" and r.fields["Code"] == "C1" and r.fields["first_name"] == "Ann"
+    assert r.fields["email"] == "a@example.com"  # the normalised address, not overridden

@@ -54,7 +54,7 @@ def page(browser, app):
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     pg.goto(webapp.url)
-    sync_api.expect(pg.locator("#version")).not_to_have_text("", timeout=10_000)
+    pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
     yield pg
     context.close()
     assert errors == [], errors
@@ -164,3 +164,20 @@ def test_import_warnings_are_shown(page, tmp_path):
     people.write_bytes(b"email,name\na@example.org,J\xc3\xb6rg\nb@example.org,Ren\xe9\n")
     page.get_by_label("Recipients file").set_input_files(str(people))
     sync_api.expect(page.locator("#recipients-summary")).to_contain_text("Warning: line 3", ignore_case=True)
+
+
+def test_launch_code_url_works_and_a_dropped_file_is_imported(browser, app):
+    webapp, _ = app
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.goto(webapp.launch_url())
+    pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+    assert "code=" not in pg.url
+    pg.evaluate("""() => {
+        const dt = new DataTransfer();
+        dt.items.add(new File(['email,name\\ndrop@example.org,Drop\\n'], 'dropped.csv', {type: 'text/csv'}));
+        window.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""")
+    sync_api.expect(pg.locator("#recipients-summary")).to_contain_text("1 valid", timeout=10_000)
+    assert pg.url.startswith(f"http://127.0.0.1:{webapp.port}/")  # still the app, not the file
+    context.close()

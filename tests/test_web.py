@@ -112,3 +112,26 @@ def test_events_stream_carries_a_campaign(served):
     conn.close()
     sent = [e["recipient"] for e in got if e["type"] == "email-progress" and e["status"] == "sent"]
     assert sent == ["a@example.org", "b@example.org"]
+
+
+def test_launch_code_is_single_use_and_yields_the_token(served):
+    url = served.launch_url()
+    assert served.token not in url and "#code=" in url
+    code = url.split("#code=")[1]
+    resp, body = request(served, "POST", "/session", json.dumps({"code": code}), {"Content-Type": "application/json"})
+    assert resp.status == 200 and json.loads(body)["token"] == served.token
+    resp, _ = request(served, "POST", "/session", json.dumps({"code": code}), {"Content-Type": "application/json"})
+    assert resp.status == 403
+
+
+def test_chunked_bodies_are_refused(served):
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+    conn.putrequest("POST", "/api/app_info", skip_host=True)
+    conn.putheader("Host", f"127.0.0.1:{served.port}")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("X-Token", served.token)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.send(b"2\r\n{}\r\n0\r\n\r\n")
+    assert conn.getresponse().status == 411
+    conn.close()
