@@ -7,6 +7,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -214,6 +215,30 @@ def _print_error(exc: MailerError, err: TextIO, provider: str | None) -> None:
         print(f"  {n}. {step}", file=err)
 
 
+def _security_words(security: str) -> str:
+    return "no encryption" if security == "none" else SECURITY_LABELS[security]
+
+
+def _print_problems(problems: list[Any], rep: Reporter) -> None:
+    """One line per distinct problem with the rows it hits, not one line per row."""
+    groups: dict[tuple[str | None, str], list[int | None]] = {}
+    for p in problems:
+        text = re.sub(r"^line \d+: ", "", p.message)
+        groups.setdefault((p.field, text), []).append(p.row)
+    for (_, text), rows in groups.items():
+        known = sorted({r for r in rows if r is not None})
+        where = _line_list(known)
+        rep.line(f"problem   {where + ': ' if where else ''}{text}")
+
+
+def _line_list(lines: list[int], show: int = 8) -> str:
+    if not lines:
+        return ""
+    shown = ", ".join(str(n) for n in lines[:show])
+    more = f" and {len(lines) - show} more" if len(lines) > show else ""
+    return f"line{'s' if len(lines) > 1 else ''} {shown}{more}"
+
+
 def _print_summary(outcome: CampaignOutcome, rep: Reporter, provider: str | None) -> None:
     s = outcome.summary()
     parts = [f"{s['sent']} sent", f"{s['failed']} failed"]
@@ -266,9 +291,9 @@ def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         }) + "\n")
     for step in info.steps:
         print(f"ok  {step.name:<8} {step.detail} ({step.seconds:.2f} s)", file=err)
-    security = SECURITY_LABELS[settings.security]
+    security = _security_words(settings.security)
     who = f" as {info.authenticated_as}" if info.authenticated_as else " (no login)"
-    print(f"Connection OK: {settings.host}:{settings.port} {security}{who}.", file=err)
+    print(f"Connection OK: {settings.host}:{settings.port} ({security}){who}.", file=err)
     return EXIT_OK
 
 
@@ -298,22 +323,20 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
 
     if args.dry_run:
         problems = service.dry_run(draft)
-        for p in problems:
-            rep.line(f"problem   {p.message}")
+        _print_problems(problems, rep)
         ok = len(draft.recipients) - len({p.row for p in problems})
         rep.line(f"Dry run: {ok} of {len(draft.recipients)} messages render; {len(problems)} problem(s); nothing sent.")
         return EXIT_NOTHING_SENT if problems else EXIT_OK
 
     problems = draft.problems()
     if problems:
-        for p in problems:
-            rep.line(f"problem   {p.message}")
+        _print_problems(problems, rep)
         raise UsageError(f"{len(problems)} row(s) cannot be built; fix them (see above) before sending",
                          category="template_error")
 
     assert settings is not None
     rep.line(f"Campaign {draft.id}: {len(draft.recipients)} recipients ({imported.summary()}) via "
-             f"{settings.host}:{settings.port} {SECURITY_LABELS[settings.security]}")
+             f"{settings.host}:{settings.port} ({_security_words(settings.security)})")
     if not settings.verify_certificates:
         rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
 
@@ -357,6 +380,9 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         _print_error(outcome.error, err, settings.provider)
         return EXIT_NOTHING_SENT
     _print_summary(outcome, rep, settings.provider)
+    if imported.rejected:
+        rep.line(f"{len(imported.rejected)} row(s) of the list had no valid address and were not sent "
+                 "(listed above as 'skipped'); that is why the exit code is 1.")
     counts = outcome.counts
     if counts.get("sent", 0) == 0 and counts.get("uncertain", 0) == 0:
         return EXIT_NOTHING_SENT

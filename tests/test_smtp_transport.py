@@ -319,3 +319,13 @@ def test_bad_host_labels_are_settings_errors(host):
     with pytest.raises(SettingsError) as info:
         SmtpTransport(SmtpSettings(host=host, port=587))
     assert info.value.field == "host"
+
+
+def test_implicit_tls_against_a_plain_port_without_starttls_says_so(smtp_server, certs):
+    server = smtp_server("plain", auth=False)
+    t = SmtpTransport(settings(server, certs, security="ssl", user="", password=""))
+    with pytest.raises(ConnectError) as info:
+        t.open()
+    assert info.value.category == "tls_mode_mismatch"
+    first = info.value.fix_steps()[0]
+    assert "no encryption" in first and "choose Security STARTTLS" not in first

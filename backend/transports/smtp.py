@@ -147,14 +147,18 @@ class SmtpTransport:
         except ssl.SSLCertVerificationError as exc:
             raise self._certificate_error(exc) from exc
         except ssl.SSLError as exc:
-            if self._speaks_plain_smtp():
-                raise self._err(
-                    ConnectError,
-                    f"port {s.port} speaks plain SMTP, not SSL/TLS",
-                    "tls_mode_mismatch",
-                    fix=(f"Port {s.port} speaks STARTTLS: choose Security STARTTLS for this port "
-                         "(or port 465 with SSL/TLS).",),
-                ) from exc
+            plain = self._plain_smtp_offer()
+            if plain is not None:
+                if plain == "starttls":
+                    fix = (f"Port {s.port} speaks STARTTLS: choose Security STARTTLS for this port "
+                           "(or port 465 with SSL/TLS).",)
+                else:
+                    fix = (f"Port {s.port} offers no encryption at all. If this is your provider's "
+                           "server, use its encrypted port instead (587 with STARTTLS or 465 with "
+                           "SSL/TLS).",
+                           "Only for a trusted relay on your own network or computer: choose Security None.")
+                raise self._err(ConnectError, f"port {s.port} speaks plain SMTP, not SSL/TLS",
+                                "tls_mode_mismatch", fix=fix) from exc
             raise self._err(ConnectError, f"TLS handshake failed: {exc}", "tls_handshake_failed") from exc
         except socket.gaierror as exc:
             raise self._err(ConnectError, f"the server name could not be resolved ({exc.strerror or exc})", "dns_failure") from exc
@@ -303,13 +307,19 @@ class SmtpTransport:
             return self._err(ConnectError, f"no answer within {self.settings.timeout:g} s {when}", "timeout")
         return self._err(ConnectError, f"the server closed the connection {when}", "server_disconnected")
 
-    def _speaks_plain_smtp(self) -> bool:
-        """Whether the port greets in clear text (so it wants STARTTLS, not implicit TLS)."""
+    def _plain_smtp_offer(self) -> str | None:
+        """If the port speaks plain SMTP: 'starttls' when it offers STARTTLS, else 'none'."""
+        probe: smtplib.SMTP | None = None
         try:
-            with socket.create_connection((self.settings.host, self.settings.port), timeout=_PROBE_TIMEOUT) as sock:
-                return sock.recv(4).startswith(b"220")
-        except OSError:
-            return False
+            probe = smtplib.SMTP(self.settings.host, self.settings.port, timeout=_PROBE_TIMEOUT,
+                                 local_hostname=self._local_hostname)
+            probe.ehlo()
+            return "starttls" if probe.has_extn("starttls") else "none"
+        except (smtplib.SMTPException, OSError, UnicodeError):
+            return None
+        finally:
+            if probe is not None:
+                probe.close()
 
     def _speaks_tls(self) -> bool:
         """Whether the port completes a TLS handshake (so it wants implicit TLS)."""
