@@ -163,6 +163,14 @@ CATEGORIES: dict[str, Category] = {
             "Split large lists over several days, or use a sending service made for bulk mail.",
         ),
         _c(
+            "greylisted",
+            "Delayed by the recipient's server (greylisting)",
+            "The recipient's server turns away mail from senders it has not seen before for a few "
+            "minutes, to filter spam. Real servers try again later and are then accepted.",
+            "Send to this recipient again after 5 to 30 minutes; it is normally accepted then.",
+            "Nothing is wrong with your settings or your message.",
+        ),
+        _c(
             "server_disconnected",
             "The server closed the connection",
             "The server closed the connection unexpectedly.",

@@ -251,6 +251,18 @@ def test_drop_after_final_dot_is_uncertain_not_resent(smtp_server, certs, to):
         (553, "5.7.1 Sender not allowed", "mail", "sender_rejected"),
         (552, "5.3.4 Message size exceeds fixed limit", "data", "message_rejected"),
         (530, "5.7.0 Authentication required", "mail", "auth_failed"),
+        (451, "4.7.1 Greylisting in action, please come back later", "rcpt", "greylisted"),
+        (451, "4.7.1 Please try again in 300 seconds", "rcpt", "greylisted"),
+        (450, "4.2.1 The user you are trying to contact is receiving mail too quickly", "rcpt", "rate_limited"),
+        (452, "4.5.3 Too many recipients", "rcpt", "rate_limited"),
+        (454, "4.7.0 Temporary authentication failure", "mail", "rate_limited"),
+        (451, "4.7.0 Rate limit exceeded", "rcpt", "rate_limited"),
+        (551, "5.1.6 User has moved", "rcpt", "recipient_rejected"),
+        (553, "5.1.3 Invalid recipient address", "rcpt", "recipient_rejected"),
+        (553, "5.7.1 Sender address rejected", "mail", "sender_rejected"),
+        (554, "5.7.1 Message rejected as spam", "data", "message_rejected"),
+        (552, "5.2.2 Mailbox full", "rcpt", "recipient_rejected"),
+        (451, "4.3.0 Temporary local problem", "rcpt", "recipient_rejected"),
     ],
 )
 def test_classify_reply(code, text, stage, category):

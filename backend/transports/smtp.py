@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUOTA_WORDS = re.compile(r"daily|quota|per day|sending limit exceeded|exceeded the limit", re.I)
 _RATE_WORDS = re.compile(r"\brate\b|rate.?limit|too many|too fast|throttl|\blimit|slow down", re.I)
+_GREYLIST_WORDS = re.compile(r"grey|gray|come back later|try again in", re.I)
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _PROBE_TIMEOUT = 5.0
@@ -85,7 +86,9 @@ def classify_reply(code: int, text: str, stage: str) -> str:
         return "rate_limited" if limited else "server_disconnected"
     if code in (530, 535) or status in ("5.7.0", "5.7.8") and "auth" in text.lower():
         return "auth_failed"
-    if 400 <= code < 500 and (status.startswith("4.7") or _RATE_WORDS.search(text)):
+    if code == 451 and (status == "4.7.1" or _GREYLIST_WORDS.search(text)) and not _RATE_WORDS.search(text):
+        return "greylisted"  # "come back later": the retry is the cure
+    if code in (450, 452, 454) or (400 <= code < 500 and (status.startswith("4.7") or _RATE_WORDS.search(text))):
         return "rate_limited"
     if code in (552, 554) and status in ("5.3.4", "5.2.3"):
         return "message_rejected"
