@@ -33,6 +33,7 @@ from backend import __version__, compose, paths, service
 from backend import settings as account_settings
 from backend.campaign import CampaignOutcome, Control
 from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
+from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.inbox import LocalInbox
 from backend.presets import PRESETS, preset_host
@@ -504,21 +505,36 @@ class Bridge:
 
     @api
     def test_connection(self, p: Params) -> dict[str, Any]:
-        """Connect, secure, EHLO and log in, step by step; send nothing."""
+        """Diagnose step by step: DNS, TCP, TLS, certificate, EHLO, login (and optional checks)."""
         settings = self._account(p)
-        transport = SmtpTransport(settings)
-        try:
-            transport.open()
-        except MailerError as exc:
-            exc.steps = [vars(s) for s in transport.info.steps]  # type: ignore[attr-defined]
-            raise
-        finally:
-            transport.close()
-        info = transport.info
-        return {"steps": [vars(s) for s in info.steps], "tls_version": info.tls_version,
-                "cipher": info.cipher, "authenticated_as": info.authenticated_as,
-                "certificate_subject": info.certificate_subject, "features": info.features,
-                "verify_certificates": settings.verify_certificates}
+        result = diagnose(settings, check_sender=p.bool("check_sender"), check_domain=p.bool("check_domain"))
+        steps = [step.as_dict() for step in result.steps]
+        if result.error is not None:
+            result.error.steps = steps  # type: ignore[attr-defined]
+            raise result.error
+        return {"steps": steps, "verify_certificates": settings.verify_certificates,
+                "authenticated_as": settings.user or None}
+
+    @api
+    def detect_settings(self, p: Params) -> dict[str, Any]:
+        """Suggest server settings for an address: presets, then MX records, then probing."""
+        import dataclasses
+
+        from backend.autodetect import detect
+
+        address = p.str("address", required=True)
+        return {"suggestions": [dataclasses.asdict(s) for s in detect(address)]}
+
+    @api
+    def open_log_folder(self, p: Params) -> dict[str, Any]:
+        """Show the log folder in the system's file manager (window mode); always say where it is."""
+        folder = paths.log_dir()
+        opened = False
+        if self._native_dialogs:
+            import webbrowser
+
+            opened = webbrowser.open(folder.as_uri())
+        return {"path": str(folder), "opened": opened}
 
     # -- recipients -----------------------------------------------------------------------
 

@@ -146,7 +146,7 @@ def run_campaign(
     outcome = CampaignOutcome(campaign_id, ok=True, results=results)
 
     def emit(i: int, status: str, row: ResultRow | None = None) -> None:
-        on_event({
+        event = {
             "type": "email-progress",
             "campaign": campaign_id,
             "current": i + 1,
@@ -157,7 +157,9 @@ def run_campaign(
             "code": row.smtp_code if row else None,
             "error": row.error if row else None,
             "ts": iso(now()),
-        })
+        }
+        log.debug("event %s", event)
+        on_event(event)
 
     try:
         transport.open()

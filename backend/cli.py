@@ -12,11 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, TextIO
 
 from backend import __version__, paths, service
 from backend.campaign import CampaignOutcome, Control
+from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.presets import PRESETS
 from backend.recipients import load_file
@@ -69,10 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="level of the log file in the app's log folder (default INFO)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every connection step, server reply and progress event on the "
+                        "terminal (and log them); passwords are never shown")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     send = sub.add_parser("send", help="send a campaign", description="Send one message to each recipient.")
     _account_options(send)
+    send.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                      help="show every connection step, server reply and progress event")
     m = send.add_argument_group("message")
     m.add_argument("--from", dest="from_address", required=True, help='sender, e.g. "Me <me@example.com>"')
     m.add_argument("--reply-to", help="Reply-To address")
@@ -93,7 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="test the connection and login",
                             description="Connect, secure the connection, EHLO and log in; send nothing.")
     _account_options(verify)
+    verify.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show every connection step and server reply")
     verify.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    verify.add_argument("--from", dest="from_address", default="", help="the sender address (for the checks below)")
+    verify.add_argument("--check-sender", action="store_true",
+                        help="also try MAIL FROM with the --from address (then RSET; nothing is sent)")
+    verify.add_argument("--check-domain", action="store_true",
+                        help="also look up the --from domain's MX, SPF and DMARC records")
+    verify.add_argument("--detect", metavar="ADDRESS",
+                        help="suggest server settings for this address (presets, MX records, probing)")
     return parser
 
 
@@ -263,37 +279,43 @@ def _print_summary(outcome: CampaignOutcome, rep: Reporter, provider: str | None
 
 
 def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    if args.detect:
+        return _detect(args, out, err)
     settings = settings_from_args(args, stdin)
+    if args.check_sender and not settings.from_address:
+        raise UsageError("--check-sender needs --from (the address to check)")
     if not settings.verify_certificates:
         print("WARNING: certificate verification is OFF (--insecure-skip-verify).", file=err)
-    transport = SmtpTransport(settings)
-    try:
-        transport.open()
-    except MailerError as exc:
-        steps = [vars(s) for s in transport.info.steps]
-        if args.json:
-            out.write(json.dumps({"ok": False, "steps": steps, "error": exc.describe(settings.provider)}) + "\n")
-        _print_error(exc, err, settings.provider)
-        return EXIT_NOTHING_SENT
-    finally:
-        transport.close()
-    info = transport.info
+    result = diagnose(settings, check_sender=args.check_sender, check_domain=args.check_domain)
     if args.json:
-        out.write(json.dumps({
-            "ok": True,
-            "steps": [vars(s) for s in info.steps],
-            "tls_version": info.tls_version,
-            "cipher": info.cipher,
-            "certificate_subject": info.certificate_subject,
-            "certificate_issuer": info.certificate_issuer,
-            "features": info.features,
-            "authenticated_as": info.authenticated_as,
-        }) + "\n")
-    for step in info.steps:
-        print(f"ok  {step.name:<8} {step.detail} ({step.seconds:.2f} s)", file=err)
-    security = _security_words(settings.security)
-    who = f" as {info.authenticated_as}" if info.authenticated_as else " (no login)"
-    print(f"Connection OK: {settings.host}:{settings.port} ({security}){who}.", file=err)
+        out.write(json.dumps(result.as_dict(settings.provider)) + "\n")
+    marks = {"ok": "ok", "failed": "FAILED", "warning": "warning", "skipped": "skipped"}
+    for step in result.steps:
+        print(f"{marks[step.status]:<8} {step.title:<31} {step.detail} ({step.seconds:.2f} s)", file=err)
+    if result.error is not None:
+        _print_error(result.error, err, settings.provider)
+        return EXIT_NOTHING_SENT
+    who = f" as {settings.user}" if settings.user else " (no login)"
+    print(f"Connection OK: {settings.host}:{settings.port} ({_security_words(settings.security)}){who}.", file=err)
+    return EXIT_OK
+
+
+def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from backend.autodetect import detect
+
+    found = detect(args.detect, ca_file=args.ca_file)
+    if args.json:
+        out.write(json.dumps([vars(s) | {"notes": list(s.notes)} for s in found]) + "\n")
+    if not found:
+        print(f"No settings found for {args.detect}: ask your provider for its SMTP server, port and "
+              "security, or pick a --provider.", file=err)
+        return EXIT_NOTHING_SENT
+    for n, s in enumerate(found, 1):
+        print(f"{n}. {s.host} port {s.port} {_security_words(s.security)}"
+              f"{' (' + s.provider + ')' if s.provider else ''}: {s.reason}", file=err)
+    best = found[0]
+    flag = f"--provider {best.provider}" if best.provider else f"--host {best.host} --port {best.port} --security {best.security}"
+    print(f"To use the first: bulk-mailer verify {flag} --user {args.detect}", file=err)
     return EXIT_OK
 
 
@@ -391,21 +413,33 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     return EXIT_SOME_FAILED
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """Log to bulk-mailer.log in the log folder (the terminal if it cannot be written)."""
+LOG_FILE = "bulk-mailer.log"
+LOG_BYTES, LOG_BACKUPS = 5_000_000, 5
+
+
+def setup_logging(level: str = "INFO", *, verbose_to: TextIO | None = None) -> None:
+    """Log to a rotating bulk-mailer.log in the log folder; --verbose also to the terminal."""
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root = logging.getLogger()
     try:
-        handler: logging.Handler = logging.FileHandler(paths.log_dir() / "bulk-mailer.log", encoding="utf-8")
+        handler: logging.Handler = RotatingFileHandler(
+            paths.log_dir() / LOG_FILE, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
     except OSError as exc:
         home = os.environ.get(paths.HOME_ENV)
         where = f"{paths.HOME_ENV}={home}" if home else "the log folder"
         print(f"bulk-mailer: warning: cannot write the log file ({where}): {exc.strerror or exc}; "
               "logging to the terminal only", file=sys.stderr)
         handler = logging.StreamHandler(sys.stderr)
-        level = "WARNING" if level in ("DEBUG", "INFO") else level
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
+        level = "WARNING" if level in ("DEBUG", "INFO") and verbose_to is None else level
+    handler.setFormatter(fmt)
     root.addHandler(handler)
+    if verbose_to is not None:
+        terminal = logging.StreamHandler(verbose_to)
+        terminal.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+        root.addHandler(terminal)
+        level = "DEBUG"
     root.setLevel(level)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd (the local inbox)
 
 
 def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None,
@@ -417,7 +451,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     if args.command is None:
         parser.print_help(err)
         return EXIT_NOTHING_SENT
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, verbose_to=err if args.verbose else None)
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify}[args.command]
@@ -428,7 +462,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
         return EXIT_NOTHING_SENT
     except Exception:
         log.exception("unexpected error in %s", args.command)
-        print(f"bulk-mailer: internal error; details are in {paths.log_dir() / 'bulk-mailer.log'}", file=err)
+        print(f"bulk-mailer: internal error; details are in {paths.log_dir() / LOG_FILE}", file=err)
         return EXIT_NOTHING_SENT
     finally:
         log.debug("%s took %.2f s", args.command, time.monotonic() - started)

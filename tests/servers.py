@@ -197,3 +197,31 @@ def listen_silently() -> tuple[socket.socket, int]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     return sock, sock.getsockname()[1]
+
+
+class GreetingServer:
+    """Answers every connection with one fixed greeting line, then closes (e.g. 554, 421)."""
+
+    def __init__(self, reply: str) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.reply = reply.encode() + b"\r\n"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.sendall(self.reply)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self.sock.close()

@@ -23,7 +23,7 @@ EXPECTED_API = {
     "export_results", "forget_password", "import_recipients_data", "import_recipients_text",
     "inbox_clear", "inbox_list", "inbox_message", "load_settings", "pause_campaign",
     "preview_message", "resume_campaign", "save_settings", "send_test", "set_email_column",
-    "start_campaign", "test_connection",
+    "start_campaign", "test_connection", "detect_settings", "open_log_folder",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
@@ -168,9 +168,13 @@ def test_test_connection_reports_steps(make_bridge, smtp_server, certs):
     answer = b.test_connection({"account": account, "password": PASSWORD})
     assert answer["ok"] is False
     assert answer["error"]["category"] == "certificate_invalid"
-    assert answer["error"]["steps"][0]["name"] == "connect" and answer["error"]["steps"][0]["ok"] is False
+    failed = answer["error"]["steps"][-1]
+    assert (failed["name"], failed["status"], failed["ok"]) == ("certificate", "failed", False)
+    assert failed["title"] == "Certificate" and "self-signed" in failed["detail"]
     data = ok(b.test_connection({"account": {**account, "verify_certificates": False}, "password": PASSWORD}))
-    assert [s["name"] for s in data["steps"]] == ["connect", "ehlo", "auth"] and data["authenticated_as"] == USER
+    assert [(s["name"], s["status"]) for s in data["steps"]] == [
+        ("dns", "ok"), ("tcp", "ok"), ("tls", "ok"), ("certificate", "warning"), ("ehlo", "ok"), ("auth", "ok")]
+    assert data["authenticated_as"] == USER
     assert PASSWORD not in json.dumps(answer) + json.dumps(data)
 
 
@@ -414,3 +418,14 @@ def test_closing_during_a_run_asks_first(make_bridge, inbox, answer):
         ok(b.cancel_campaign())
         wait_for(lambda: finished(b))
     assert b._on_closing() is True  # nothing running: close at once
+
+
+def test_detect_settings_and_log_folder(make_bridge, isolated_home):
+    b, _ = make_bridge()
+    found = ok(b.detect_settings({"address": "Me <me@gmail.com>"}))["suggestions"]
+    assert found[0]["provider"] == "gmail" and found[0]["source"] == "preset"
+    assert found[0]["host"] == "smtp.gmail.com" and "Gmail" in found[0]["reason"]
+    bad = b.detect_settings({"address": "not an address"})
+    assert bad["ok"] is False and bad["error"]["message"].startswith("from:")
+    folder = ok(b.open_log_folder())
+    assert folder["path"].startswith(str(isolated_home)) and folder["opened"] is False

@@ -43,6 +43,13 @@ def campaign_files(tmp_path: Path) -> dict[str, Path]:
     return {"people": people, "html": html, "results": tmp_path / "out" / "results.csv"}
 
 
+def error_line(stderr: str) -> str:
+    """The one line saying why (steps or skipped rows may come before it)."""
+    lines = [line for line in stderr.splitlines() if line.startswith("bulk-mailer: error")]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
 def account(server, certs) -> list[str]:
     return ["--host", server.host, "--port", str(server.port), "--security", server.mode,
             "--user", USER, "--ca-file", certs.ca_file, "--timeout", "5"]
@@ -178,9 +185,11 @@ def test_verify_json(smtp_server, certs, tmp_path):
                    home=tmp_path / "h")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["ok"] and data["authenticated_as"] == USER
-    assert [s["name"] for s in data["steps"]] == ["connect", "tls", "ehlo", "auth"]
-    assert "auth" in data["features"]
+    assert data["ok"] and data["error"] is None
+    assert [(s["name"], s["status"]) for s in data["steps"]] == [
+        ("dns", "ok"), ("tcp", "ok"), ("tls", "ok"), ("certificate", "ok"), ("ehlo", "ok"), ("auth", "ok")]
+    assert USER in data["steps"][-1]["detail"]
+    assert "PLAIN" in data["steps"][4]["data"]["auth"]
     assert server.messages == []
 
 
@@ -188,7 +197,8 @@ def test_verify_certificate_failure_exit_2(smtp_server, certs, tmp_path):
     server = smtp_server("ssl", cert=certs.expired)
     proc = run_cli("verify", *account(server, certs), env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
     assert proc.returncode == 2
-    assert "certificate_invalid" in proc.stderr.splitlines()[0]
+    assert "certificate_invalid" in error_line(proc.stderr)
+    assert "FAILED   Certificate" in proc.stderr and "It covers: localhost" in proc.stderr
     assert "expired" in proc.stderr
 
 
@@ -204,7 +214,7 @@ def test_provider_preset_fills_settings(tmp_path):
     # Port 1 on loopback is closed: the preset's host is overridden, its security kept.
     proc = run_cli("verify", "--provider", "outlook", "--host", "127.0.0.1", "--port", "1", home=tmp_path / "h")
     assert proc.returncode == 2
-    assert "connection_refused" in proc.stderr.splitlines()[0]
+    assert "connection_refused" in error_line(proc.stderr)
 
 
 def test_help_and_version(tmp_path):
@@ -345,3 +355,29 @@ def test_encoding_warning_is_shown(tmp_path):
                    "--subject", "Hi", "--text-file", str(body), "--dry-run", home=tmp_path / "h")
     assert proc.returncode == 0, proc.stderr
     assert "warning" in proc.stderr and "line 3" in proc.stderr
+
+
+def test_debug_logs_show_the_conversation_but_no_secret(smtp_server, certs, campaign_files, tmp_path):
+    import base64
+
+    server = smtp_server("starttls")
+    home = tmp_path / "h"
+    common = ["--from", "me@example.com", "--to-file", str(campaign_files["people"]), "--subject", "Hi",
+              "--html-file", str(campaign_files["html"]), "--delay-ms", "0"]
+    bad = run_cli("--log-level", "DEBUG", "send", *account(server, certs), *common,
+                  env={"BULK_MAILER_PASSWORD": "Wr0ng-Secret-9"}, home=home)
+    good = run_cli("send", "--verbose", *account(server, certs), *common,
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=home)
+    assert bad.returncode == 2 and good.returncode == 1
+    log_text = (home / "logs" / "bulk-mailer.log").read_text(encoding="utf-8")
+    everything = log_text + bad.stderr + bad.stdout + good.stderr + good.stdout
+    assert "RCPT reject550@example.org -> 550" in log_text  # the server's replies are logged
+    assert "'status': 'sent'" in log_text and "debug:" in good.stderr  # events, and --verbose
+    for secret in (PASSWORD, "Wr0ng-Secret-9"):
+        forms = {
+            secret,
+            base64.b64encode(secret.encode()).decode(),
+            base64.b64encode(f"\0{USER}\0{secret}".encode()).decode(),
+        }
+        for form in forms:
+            assert form not in everything, form

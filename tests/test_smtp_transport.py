@@ -263,6 +263,9 @@ def test_drop_after_final_dot_is_uncertain_not_resent(smtp_server, certs, to):
         (554, "5.7.1 Message rejected as spam", "data", "message_rejected"),
         (552, "5.2.2 Mailbox full", "rcpt", "recipient_rejected"),
         (451, "4.3.0 Temporary local problem", "rcpt", "recipient_rejected"),
+        (454, "Throttling failure: Daily message quota exceeded.", "rcpt", "quota_exceeded"),
+        (554, "Message rejected: Email address is not verified.", "data", "sender_rejected"),
+        (552, "Requested mail action aborted: mailbox quota exceeded", "rcpt", "recipient_rejected"),
     ],
 )
 def test_classify_reply(code, text, stage, category):

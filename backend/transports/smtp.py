@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUOTA_WORDS = re.compile(r"daily|quota|per day|sending limit exceeded|exceeded the limit", re.I)
 _RATE_WORDS = re.compile(r"\brate\b|rate.?limit|too many|too fast|throttl|\blimit|slow down", re.I)
+_UNVERIFIED = re.compile(r"\b(not verified|unverified)\b", re.I)
+_EXCEEDED = re.compile(r"limit|exceeded|reached", re.I)
 _GREYLIST_WORDS = re.compile(r"grey|gray|come back later|try again in", re.I)
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -53,6 +55,7 @@ class ConnectionInfo:
     certificate_issuer: str | None = None
     features: dict[str, str] = field(default_factory=dict)
     authenticated_as: str | None = None
+    certificate_der: bytes | None = field(default=None, repr=False)
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -79,7 +82,11 @@ def classify_reply(code: int, text: str, stage: str) -> str:
     status = ".".join(enhanced.groups()) if enhanced else ""
     if status in ("5.2.2", "4.2.2"):
         return "recipient_rejected"  # the recipient's mailbox is full: their quota, not ours
-    if status == "5.4.5" or (code >= 450 and _QUOTA_WORDS.search(text) and "limit" in text.lower()):
+    if _UNVERIFIED.search(text):
+        return "sender_rejected"  # e.g. Amazon SES: "Email address is not verified" after DATA
+    if "mailbox" in text.lower() and _QUOTA_WORDS.search(text):
+        return "recipient_rejected"  # the recipient's mailbox quota, not the sender's
+    if status == "5.4.5" or (code >= 450 and _QUOTA_WORDS.search(text) and _EXCEEDED.search(text)):
         return "quota_exceeded"
     if code == 421:
         limited = status.startswith("4.7") or _RATE_WORDS.search(text)
@@ -116,6 +123,7 @@ class SmtpTransport:
 
     def _step(self, name: str, started: float, ok: bool, detail: str = "") -> None:
         self.info.steps.append(Step(name, ok, detail, round(time.monotonic() - started, 3)))
+        log.debug("%s:%s %s %s: %s", self.settings.host, self.settings.port, name, "ok" if ok else "FAILED", detail)
 
     def open(self) -> None:
         """Connect, secure, EHLO and log in; raise ConnectError or AuthError saying why."""
@@ -186,7 +194,16 @@ class SmtpTransport:
             raise self._err(ConnectError, f"the server closed the connection before greeting ({exc})", "server_disconnected") from exc
         except smtplib.SMTPConnectError as exc:
             text = _reply_text(exc.smtp_error)
-            raise self._err(ConnectError, f"the server refused the session: {exc.smtp_code} {text}", "connection_refused", code=exc.smtp_code) from exc
+            code = exc.smtp_code
+            if code == 421:
+                category, fix = classify_reply(code, text, "connect"), ("Wait a few minutes and try again.",)
+            else:
+                category = "connection_refused"
+                fix = ("The server answered but refuses to talk to this computer: its reply above says why. "
+                       "Often this computer's internet address is on a spam blocklist (common for home and "
+                       "cloud connections): send through your provider's server on port 587 or 465 instead.",)
+            raise self._err(ConnectError, f"the server refused the session: {code} {text}", category,
+                            code=code, fix=fix) from exc
         except OSError as exc:
             raise self._err(ConnectError, f"could not connect ({exc.strerror or exc})", "connection_refused") from exc
         return smtp
@@ -278,6 +295,7 @@ class SmtpTransport:
             self.info.tls_version = sock.version()
             cipher = sock.cipher()
             self.info.cipher = cipher[0] if cipher else None
+            self.info.certificate_der = sock.getpeercert(binary_form=True)
             cert = sock.getpeercert() or {}
             self.info.certificate_subject = _dn(cert.get("subject"))
             self.info.certificate_issuer = _dn(cert.get("issuer"))
@@ -386,6 +404,7 @@ class SmtpTransport:
                 "timeout" if timed_out else "server_disconnected",
             ) from exc
         text = _reply_text(resp)
+        log.debug("%s:%s end of DATA -> %s %s", self.settings.host, self.settings.port, code, text)
         if code != 250:
             if code == 421:
                 # The server refused the message and is closing: not delivered, safe to retry.
@@ -398,6 +417,9 @@ class SmtpTransport:
 
     def _command(self, smtp: smtplib.SMTP, stage: str, fn, arg: str, expect: int = 250) -> None:
         code, resp = fn(arg)
+        # Only envelope commands pass here, never AUTH: nothing secret is logged.
+        log.debug("%s:%s %s %s -> %s %s", self.settings.host, self.settings.port, stage.upper(),
+                  arg, code, _reply_text(resp))
         ok = code == expect or (stage == "rcpt" and code == 251)
         if ok:
             return
