@@ -193,7 +193,7 @@ def _session(run: _Run, s: SmtpSettings, transport: SmtpTransport, now: Callable
         _tls_ok(run, s, transport)
         _certificate(run, s, transport, now, None)
     else:
-        run.add("tls", "skipped", "Security is None: the connection is not encrypted")
+        run.add("tls", "skipped", "no encryption chosen: the connection is not encrypted")
         run.add("certificate", "skipped", "no TLS, no certificate")
     _ehlo(run, s, transport)
     info = transport.info

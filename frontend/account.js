@@ -2,7 +2,7 @@
 // the step-by-step connection test.
 
 import { call } from './api.js';
-import { el, show, errorBlock, busyLine, withBusy, uniq } from './dom.js';
+import { el, show, errorBlock, busyLine, withBusy, uniq, plainWords, focusLost } from './dom.js';
 
 const CUSTOM = 'custom';
 
@@ -85,7 +85,11 @@ function wire() {
     const result = await saveSettings({ reason: 'toggle' });
     if (!f['remember-password'].checked && result && result.ok) await forgetPassword({ quiet: true });
   });
-  f['forget-password'].addEventListener('click', () => forgetPassword({ quiet: false }));
+  f['forget-password'].addEventListener('click', async () => {
+    await forgetPassword({ quiet: false });
+    // The button hides itself once the password is gone: keep keyboard focus nearby.
+    if (focusLost()) f['remember-password'].focus();
+  });
   f['test-connection'].addEventListener('click', () => withBusy(f['test-connection'], testConnection));
 }
 
@@ -262,16 +266,88 @@ async function forgetPassword({ quiet }) {
   if (!quiet) show(status, el('p', { class: 'ok-line', text: 'The saved password was deleted.' }));
 }
 
-function stepsList(steps) {
+const STEP_NAMES = { connect: 'Connect', dns: 'DNS', tcp: 'TCP connection', tls: 'TLS', certificate: 'Certificate',
+  ehlo: 'Server capabilities (EHLO)', auth: 'Login (AUTH)' };
+const STATUS_WORDS = { ok: 'ok', failed: 'failed', warning: 'warning', skipped: 'skipped' };
+// EHLO keywords that start a feature; other words are parameters of the one before
+// ("AUTH PLAIN LOGIN", "SIZE 33554432").
+const EHLO_KEYWORDS = new Set(['8bitmime', 'auth', 'binarymime', 'burl', 'chunking', 'deliverby', 'dsn',
+  'enhancedstatuscodes', 'etrn', 'expn', 'future-release', 'help', 'limits', 'mt-priority', 'mtrk',
+  'no-soliciting', 'pipelining', 'requiretls', 'size', 'smtputf8', 'starttls', 'utf8', 'verb', 'vrfy',
+  'xclient', 'xexch50', 'xforward', 'x-link2state', 'xusr', 'clientid', 'atrn', 'onex', 'turn']);
+
+/**
+ * The EHLO step in words: "Server features: 8BITMIME, SIZE 33554432 (messages up to 34 MB),
+ * STARTTLS, AUTH PLAIN LOGIN" (HELP and other noise left out). From the step's data when the
+ * bridge gives it, else from a raw feature list ("8bitmime help size"), else the detail as is.
+ */
+export function serverFeatures(step, features) {
+  const data = step && step.data && typeof step.data === 'object' ? step.data : null;
+  let list = [];
+  if (data && ('auth' in data || 'size_limit' in data)) {
+    if (data['8bitmime']) list.push('8BITMIME');
+    if (Number(data.size_limit) > 0) {
+      const mb = data.size_limit / 1e6;
+      list.push(`SIZE ${data.size_limit} (messages up to ${mb >= 10 ? Math.round(mb) : Number(mb.toFixed(1))} MB)`);
+    }
+    if (data.starttls) list.push('STARTTLS');
+    const auth = Array.isArray(data.auth) ? data.auth.map((m) => String(m).toUpperCase()) : [];
+    if (auth.length) list.push(`AUTH ${auth.join(' ')}`);
+    if (data.smtputf8) list.push('SMTPUTF8');
+    if (data.pipelining) list.push('PIPELINING');
+    const text = list.length ? `Server features: ${list.join(', ')}` : 'The server lists no extra features.';
+    return auth.length ? text : `${text}. It offers no login (AUTH).`;
+  }
+  const detail = String((step && step.detail) || '');
+  if (features && typeof features === 'object' && !Array.isArray(features) && Object.keys(features).length) {
+    list = Object.entries(features).map(([name, params]) => [name, String(params ?? '').trim()].filter(Boolean).join(' '));
+  } else if (/^[a-z0-9 =-]*$/.test(detail)) {
+    for (const word of detail.split(/\s+/).filter(Boolean)) {
+      const lower = word.toLowerCase();
+      if (!list.length || EHLO_KEYWORDS.has(lower) || lower.startsWith('x-')) list.push(word);
+      else list[list.length - 1] += ` ${word}`;
+    }
+  } else {
+    return plainWords(detail);
+  }
+  list = list.map((f) => f.toUpperCase()).filter((f) => f !== 'HELP' && !f.startsWith('HELP '));
+  return list.length ? `Server features: ${list.join(', ')}` : 'The server lists no extra features.';
+}
+
+function stepStatus(s) {
+  if (typeof s.status === 'string' && STATUS_WORDS[s.status]) return s.status;
+  return s.ok ? 'ok' : 'failed';
+}
+
+function stepsList(steps, features) {
   if (!Array.isArray(steps) || !steps.length) return null;
   return el('ol', { class: 'steps' }, steps.map((s) => {
-    const seconds = typeof s.seconds === 'number' ? `${s.seconds.toFixed(2)} s` : '';
-    return el('li', { class: s.ok ? 'step step-ok' : 'step step-failed', dataset: { ok: String(!!s.ok) } },
-      el('span', { class: 'step-name', text: s.name || '' }), ' ',
-      el('span', { class: 'badge ' + (s.ok ? 'badge-ok' : 'badge-failed'), text: s.ok ? 'ok' : 'failed' }),
-      s.detail ? el('span', { class: 'step-detail', text: ' ' + s.detail }) : null,
+    const seconds = typeof s.seconds === 'number' ? formatSeconds(s.seconds) : '';
+    const name = String(s.name || '');
+    const status = stepStatus(s);
+    const detail = name === 'ehlo' && status !== 'failed' ? serverFeatures(s, features) : plainWords(s.detail || '');
+    return el('li', { class: `step step-${status}`, dataset: { ok: String(status !== 'failed'), step: name, status } },
+      el('span', { class: 'step-name', text: s.title || STEP_NAMES[name] || name }), ' ',
+      el('span', { class: `badge badge-${status}`, text: STATUS_WORDS[status] }),
+      detail ? el('span', { class: 'step-detail', text: ' ' + detail }) : null,
       seconds ? el('span', { class: 'step-seconds', text: ' (' + seconds + ')' }) : null);
   }));
+}
+
+/** TLS version and cipher of a working connection: from the result, or from its TLS step. */
+function tlsOf(d) {
+  if (d.tls_version) return { version: d.tls_version, cipher: d.cipher };
+  const step = Array.isArray(d.steps) ? d.steps.find((s) => s && s.name === 'tls') : null;
+  if (step && stepStatus(step) === 'ok') {
+    const data = step.data || {};
+    return { version: data.version || 'TLS', cipher: data.cipher };
+  }
+  return null;
+}
+
+function formatSeconds(seconds) {
+  if (seconds < 0.01) return 'under 0.01 s';
+  return `${seconds < 10 ? seconds.toFixed(2) : Math.round(seconds)} s`;
 }
 
 async function testConnection() {
@@ -283,10 +359,10 @@ async function testConnection() {
     const result = await call('test_connection', { account: getAccount(), ...getCredentials() });
     if (result.ok) {
       const d = result.data || {};
-      const parts = [stepsList(d.steps)];
-      let line = 'Connection works.';
-      if (d.tls_version) line += ` Encrypted with ${d.tls_version}${d.cipher ? ` (${d.cipher})` : ''}.`;
-      else line += ' Not encrypted.';
+      const parts = [stepsList(d.steps, d.features)];
+      const tls = tlsOf(d);
+      let line = tls ? 'Connection works.' : 'Connection works, with no encryption.';
+      if (tls) line += ` Encrypted with ${tls.version}${tls.cipher ? ` (${tls.cipher})` : ''}.`;
       if (d.authenticated_as) line += ` Logged in as ${d.authenticated_as}.`;
       parts.unshift(el('p', { class: 'ok-line', text: line }));
       if (d.certificate_subject) parts.push(el('p', { class: 'hint', text: `Certificate: ${d.certificate_subject}` }));

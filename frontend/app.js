@@ -3,7 +3,7 @@
 import { call, onEvent, ready, transportMode, onConnectionChange } from './api.js';
 import { $, el, show, errorBlock } from './dom.js';
 import * as account from './account.js';
-import { initRecipients, templateFields } from './recipients.js';
+import { initRecipients, templateFields, listSignature } from './recipients.js';
 import { initCompose, getMessage, setFields, setRecipientTotal } from './compose.js';
 import { initSend, handleProgress, handleState, syncState, getDelay } from './send.js';
 import { initLog } from './log.js';
@@ -77,6 +77,7 @@ async function main() {
     getCredentials: account.getCredentials,
     getFromAddress: account.getFromAddress,
     getMessage,
+    listSignature,
     saveSettings: account.saveSettings,
     categoryTitle: account.categoryTitle,
     rememberProvider() {

@@ -2,7 +2,7 @@
 // "Send test to me".
 
 import { call } from './api.js';
-import { $, el, show, errorBlock, busyLine, withBusy, messageView, plural } from './dom.js';
+import { $, el, show, errorBlock, busyLine, withBusy, messageView, plural, linesText } from './dom.js';
 
 let deps = null;
 let lastTarget = null;
@@ -18,7 +18,8 @@ export function initCompose(message, dependencies) {
   for (const id of ['#subject', '#message']) {
     $(id).addEventListener('focus', (event) => { lastTarget = event.currentTarget; });
   }
-  $('#insert-field').addEventListener('change', insertField);
+  // Choosing in the select only selects (arrow keys must not insert): the Insert button inserts.
+  $('#insert-field-button').addEventListener('click', insertField);
   $('#preview').addEventListener('click', (event) => withBusy(event.currentTarget, preview));
   $('#send-test').addEventListener('click', (event) => withBusy(event.currentTarget, sendTest));
 }
@@ -50,15 +51,24 @@ export function setRecipientTotal(total) {
 function insertField() {
   const select = $('#insert-field');
   const name = select.value;
-  if (!name) return;
+  const hint = $('#insert-field-hint');
+  if (!name) {
+    hint.textContent = select.options.length > 1
+      ? 'Choose a field in “Insert field” first, then press Insert.'
+      : 'No fields yet: add recipients with more columns than the address first.';
+    hint.classList.add('warn');
+    select.focus();
+    return;
+  }
+  hint.classList.remove('warn');
+  hint.textContent = 'Choose a field, then Insert: it goes in at the cursor in Message, or in Subject if you were last typing there.';
   const target = lastTarget || $('#message');
   const text = `{{ ${name} }}`;
   const start = target.selectionStart ?? target.value.length;
   const end = target.selectionEnd ?? start;
+  target.focus();
   target.setRangeText(text, start, end, 'end');
   target.dispatchEvent(new Event('input', { bubbles: true }));
-  select.value = '';
-  target.focus();
 }
 
 function previewIndex() {
@@ -66,19 +76,46 @@ function previewIndex() {
   return Number.isFinite(n) && n >= 1 ? n : 1;
 }
 
-/** "Line 3, subject: 'name' is undefined" items. */
-export function problemsList(problems, limit = 200) {
-  const items = problems.slice(0, limit).map((p) => {
-    const message = String(p.message || '');
-    // The bridge's messages usually name the line already ("line 3: ...").
-    if (p.line && message.toLowerCase().startsWith(`line ${p.line}`)) return el('li', { text: message });
+const LINE_PREFIX = /^line \d+:\s*/i;
+
+/**
+ * Problems grouped: one item per distinct problem (same field, same message apart from its
+ * "line N:" prefix) with its lines listed compactly, so 10,000 rows with the same mistake
+ * make one line, not 10,000.
+ */
+export function groupProblems(problems) {
+  const groups = new Map();
+  for (const p of problems) {
+    if (!p || typeof p !== 'object') continue;
+    const message = String(p.message || '').replace(LINE_PREFIX, '');
+    const key = `${p.field ?? ''}\u0000${message}`;
+    let group = groups.get(key);
+    if (!group) {
+      group = { field: p.field ?? null, message, lines: [] };
+      groups.set(key, group);
+    }
+    const line = Number(p.line);
+    if (p.line !== null && p.line !== undefined && Number.isFinite(line)) group.lines.push(line);
+  }
+  return [...groups.values()];
+}
+
+/** "Lines 2, 3, 5 and 6: Subject: field 'x' is not a column…" items, one per distinct problem. */
+export function problemsList(problems, limit = 50) {
+  const groups = groupProblems(problems);
+  const items = groups.slice(0, limit).map((g) => {
+    const where = g.lines.length ? linesText(g.lines) : 'Template';
     return el('li', {},
-      el('span', { class: 'line-ref', text: p.line ? `Line ${p.line}` : 'Template' }),
-      p.field ? el('span', { class: 'field-ref', text: `, ${p.field}` }) : null,
-      ': ', el('span', { text: message }));
+      el('span', { class: 'line-ref', text: where.charAt(0).toUpperCase() + where.slice(1) }),
+      ': ', el('span', { text: g.message }));
   });
-  if (problems.length > limit) items.push(el('li', { class: 'hint', text: `…and ${problems.length - limit} more` }));
+  if (groups.length > limit) items.push(el('li', { class: 'hint', text: `…and ${plural(groups.length - limit, 'other problem')}` }));
   return el('ul', { class: 'issue-list problems' }, items);
+}
+
+/** How many distinct problems (after grouping). */
+export function problemCount(problems) {
+  return groupProblems(problems).length;
 }
 
 async function preview() {
@@ -98,7 +135,7 @@ async function preview() {
   const d = result.data || {};
   const problems = Array.isArray(d.problems) ? d.problems : [];
   show(out, problems.length
-    ? [el('p', { class: 'fail-line', text: `${plural(problems.length, 'problem')} in this message:` }), problemsList(problems)]
+    ? [el('p', { class: 'fail-line', text: `${plural(problemCount(problems), 'problem')} in this message:` }), problemsList(problems)]
     : el('p', { class: 'ok-line', text: `Preview of recipient ${d.index ?? previewIndex()} of ${d.total ?? '?'}.` }));
   const isText = getMessage().format === 'text';
   show(area, messageView({

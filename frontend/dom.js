@@ -48,7 +48,7 @@ export function errorBlock(error, { extraFix = [] } = {}) {
   const title = el('p', { class: 'error-title' }, el('strong', { text: e.title || 'Something went wrong' }));
   if (e.category) title.append(' ', el('span', { class: 'category', text: `(${e.category})` }));
   box.append(title);
-  if (e.message) box.append(el('p', { class: 'error-message', text: e.message }));
+  if (e.message) box.append(el('p', { class: 'error-message', text: plainWords(e.message) }));
   if (e.cause) box.append(el('p', { class: 'error-cause' }, el('span', { class: 'label', text: 'Cause: ' }), e.cause));
   const fix = uniq([...(Array.isArray(e.fix) ? e.fix : []), ...extraFix]);
   if (fix.length) {
@@ -56,6 +56,17 @@ export function errorBlock(error, { extraFix = [] } = {}) {
     box.append(el('ol', { class: 'fix-steps' }, fix.map((step) => el('li', { text: step }))));
   }
   return box;
+}
+
+/**
+ * Security "None" is an option name, not words: a sentence says "no encryption".
+ * ("port 465 speaks SSL/TLS (implicit TLS), not NONE" -> "..., not plain SMTP with no encryption";
+ * "Security is None: the connection is not encrypted" -> "no encryption chosen: the connection ...")
+ */
+export function plainWords(text) {
+  return String(text ?? '')
+    .replace(/\bnot NONE\b/g, 'not plain SMTP with no encryption')
+    .replace(/\bSecurity is None\b:?\s*/g, 'no encryption chosen: ');
 }
 
 export function uniq(items) {
@@ -67,9 +78,14 @@ export function busyLine(text) {
   return el('p', { class: 'busy', text });
 }
 
-/** Disable a button while an async action runs; returns the action's result. */
-export async function withBusy(button, action) {
+/**
+ * Disable a button while an async action runs; returns the action's result. A disabled
+ * button loses keyboard focus (it drops to <body>): when the button had focus and nothing
+ * else took it meanwhile, focus goes back to the button (or to options.focusAfter()).
+ */
+export async function withBusy(button, action, { focusAfter = null } = {}) {
   const wasDisabled = button.disabled;
+  const hadFocus = document.activeElement === button;
   button.disabled = true;
   button.setAttribute('aria-busy', 'true');
   try {
@@ -77,7 +93,60 @@ export async function withBusy(button, action) {
   } finally {
     button.removeAttribute('aria-busy');
     button.disabled = wasDisabled;
+    if (hadFocus && focusLost()) {
+      const target = (focusAfter && focusAfter()) || button;
+      if (target && target.isConnected && !target.disabled) target.focus();
+    }
   }
+}
+
+/** True when keyboard focus is nowhere in particular (on <body>, or on a control that went away). */
+export function focusLost() {
+  const active = document.activeElement;
+  return !active || active === document.body || active === document.documentElement || !active.isConnected
+    || (active.disabled === true) || active.closest('[hidden]') !== null;
+}
+
+/**
+ * An address as text nodes with a line-break opportunity after the "@", so a narrow column
+ * wraps "dave@" / "example.org" instead of cutting a word in the middle.
+ */
+export function breakable(text) {
+  const value = String(text ?? '');
+  const at = value.indexOf('@');
+  if (at <= 0 || at === value.length - 1) return [value];
+  // Short addresses stay whole (a column fits them); only a long one may wrap at its "@".
+  const start = Math.max(value.lastIndexOf(' ', at), value.lastIndexOf('<', at)) + 1;
+  const end = value.slice(at).search(/[\s>,]/);
+  const length = (end < 0 ? value.length : at + end) - start;
+  if (length <= 24) return [value];
+  return [value.slice(0, at + 1), document.createElement('wbr'), value.slice(at + 1)];
+}
+
+/**
+ * Line numbers as short text: "line 4", "lines 2, 3, 5 and 6", "lines 2–40, 45 and 12 more".
+ * Runs of three or more consecutive lines become a range.
+ */
+export function linesText(lines, { maxParts = 6 } = {}) {
+  const sorted = [...new Set(lines.filter((n) => Number.isFinite(n)))].sort((a, b) => a - b);
+  if (!sorted.length) return '';
+  const runs = [];
+  for (const n of sorted) {
+    const last = runs[runs.length - 1];
+    if (last && n === last[1] + 1) last[1] = n;
+    else runs.push([n, n]);
+  }
+  const parts = [];
+  for (const [a, b] of runs) {
+    if (b - a >= 2) parts.push({ text: `${a}–${b}`, count: b - a + 1 });
+    else for (let n = a; n <= b; n += 1) parts.push({ text: String(n), count: 1 });
+  }
+  const shown = parts.slice(0, maxParts).map((p) => p.text);
+  const rest = parts.slice(maxParts).reduce((sum, p) => sum + p.count, 0);
+  if (rest) shown.push(`${rest} more`);
+  const word = sorted.length === 1 ? 'line' : 'lines';
+  if (shown.length === 1) return `${word} ${shown[0]}`;
+  return `${word} ${shown.slice(0, -1).join(', ')} and ${shown[shown.length - 1]}`;
 }
 
 /** Render a message (preview or inbox): header lines as text, HTML in a sandboxed iframe. */
@@ -106,6 +175,7 @@ export function messageView({ headers, html, text, title }) {
 
 export function formatDuration(seconds) {
   if (!Number.isFinite(seconds) || seconds < 0) return '—';
+  if (seconds < 1) return 'under 1 s';
   seconds = Math.round(seconds);
   if (seconds < 60) return `${seconds} s`;
   const m = Math.floor(seconds / 60);
@@ -114,4 +184,15 @@ export function formatDuration(seconds) {
   const h = Math.floor(m / 60);
   const mm = m % 60;
   return mm ? `${h} h ${mm} min` : `${h} h`;
+}
+
+/** A sending rate as whole numbers: "42 messages/min", or per hour when under one a minute. */
+export function formatRate(perMinute) {
+  if (!Number.isFinite(perMinute) || perMinute <= 0) return '';
+  if (perMinute >= 0.995) {
+    const n = Math.round(perMinute);
+    return `${n} ${n === 1 ? 'message' : 'messages'}/min`;
+  }
+  const perHour = Math.max(1, Math.round(perMinute * 60));
+  return `${perHour} ${perHour === 1 ? 'message' : 'messages'}/hour`;
 }

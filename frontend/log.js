@@ -3,15 +3,17 @@
 // small DOM update per frame, never a re-render of the table.
 
 import { call } from './api.js';
-import { $, el, show, errorBlock, busyLine, withBusy } from './dom.js';
+import { $, el, show, errorBlock, busyLine, withBusy, breakable } from './dom.js';
 
 const FINAL = new Set(['sent', 'failed', 'uncertain', 'skipped']);
+const SHORT_LOG = 40; // up to this many visible rows the log box is as tall as its rows (up to its maximum)
+const NOTHING_YET = 'Nothing sent yet.';
 const LABELS = {
   sending: 'Sending…',
   sent: 'Sent',
   failed: 'Failed',
   deferred: 'Retrying',
-  skipped: 'Skipped',
+  skipped: 'Not sent',
   uncertain: 'Uncertain',
 };
 
@@ -25,6 +27,8 @@ let queue = [];
 let rafId = 0;
 let timerId = 0;
 const counts = { sent: 0, failed: 0, uncertain: 0, skipped: 0 };
+let emptyText = NOTHING_YET;
+let failedOnly = false;
 const flushListeners = [];
 
 export function initLog(dependencies) {
@@ -37,7 +41,9 @@ export function initLog(dependencies) {
     follow = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
   }, { passive: true });
   $('#failed-only').addEventListener('change', (event) => {
-    $('#log-table').classList.toggle('failed-only', event.currentTarget.checked);
+    failedOnly = event.currentTarget.checked;
+    $('#log-table').classList.toggle('failed-only', failedOnly);
+    updateSize();
   });
   // One delegated listener for every "How to fix" button in the table.
   tbody.addEventListener('click', (event) => {
@@ -65,9 +71,41 @@ export function setCampaign(id) {
   tbody.replaceChildren();
   follow = true;
   for (const key of Object.keys(counts)) counts[key] = 0;
-  $('#log-empty').hidden = false;
-  scroller.classList.add('empty');
+  emptyText = NOTHING_YET;
+  updateSize();
   $('#export-status').replaceChildren();
+}
+
+/** A run ended: with no rows, say why nothing is listed instead of "Nothing sent yet". */
+export function setEnded(state, summary) {
+  const s = summary || {};
+  if (state === 'failed') emptyText = 'Nothing was sent: the run failed before the first message (see the summary above).';
+  else if (state === 'cancelled') emptyText = 'Nothing was sent: the run was cancelled before the first message.';
+  else if (Number(s.total) === 0) emptyText = 'There was nobody to send to.';
+  else emptyText = NOTHING_YET;
+  updateSize();
+}
+
+function failedRows() {
+  let n = 0;
+  for (const row of rows.values()) if (row.status === 'failed') n += 1;
+  return n;
+}
+
+/**
+ * The log's box fits what it shows: hidden with a line of text when no row is visible, as
+ * tall as its rows when there are few, a fixed-height scroller (cheap to update at 10,000
+ * rows) when there are many.
+ */
+function updateSize() {
+  const visible = failedOnly ? failedRows() : rows.size;
+  const empty = visible === 0;
+  const note = $('#log-empty');
+  const text = rows.size === 0 ? emptyText : 'No failed recipients.';
+  if (note.textContent !== text) note.textContent = text;
+  note.hidden = !empty;
+  scroller.classList.toggle('empty', empty);
+  scroller.classList.toggle('short', !empty && visible <= SHORT_LOG);
 }
 
 /** Take counts from the bridge (page opened in the middle of a run, or after a reconnect). */
@@ -131,9 +169,8 @@ export function flush() {
     const frag = document.createDocumentFragment();
     for (const row of fresh) frag.append(row.tr);
     tbody.append(frag);
-    $('#log-empty').hidden = true;
-    scroller.classList.remove('empty');
   }
+  if (fresh.length || failedOnly) updateSize();
   if (follow && fresh.length) scroller.scrollTop = scroller.scrollHeight;
 
   const snapshot = { counts: { ...counts }, completed };
@@ -152,7 +189,7 @@ function createRow(key) {
 function paint(row) {
   const ev = row.event;
   const status = row.status;
-  if (row.recipient.textContent !== (ev.recipient ?? '')) row.recipient.textContent = ev.recipient ?? '';
+  if (row.recipient.textContent !== (ev.recipient ?? '')) row.recipient.replaceChildren(...breakable(ev.recipient ?? ''));
   const paintKey = `${status}\u0000${ev.category ?? ''}\u0000${ev.error ?? ''}\u0000${ev.code ?? ''}`;
   if (row.painted === paintKey) return;
   row.painted = paintKey;

@@ -2,7 +2,7 @@
 // invalid rows, duplicates), pick the email column, list the fields usable in the message.
 
 import { call, transportMode } from './api.js';
-import { $, el, show, errorBlock, busyLine, withBusy, plural } from './dom.js';
+import { $, el, show, errorBlock, busyLine, withBusy, plural, breakable } from './dom.js';
 
 const MAX_LISTED = 200; // invalid/duplicate rows listed; the rest are counted
 
@@ -35,6 +35,16 @@ export function initRecipients(info, { onPreviewChange }) {
     const file = event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files[0];
     if (file) withBusy($('#import-file'), () => importFile(file));
   });
+}
+
+/**
+ * What identifies the list now on the bridge (source, counts, address column and the
+ * previewed addresses), or null before any list: Send compares it with the last run's.
+ */
+export function listSignature() {
+  if (!current) return null;
+  const rows = Array.isArray(current.rows) ? current.rows.map((r) => (r && r.email) || '') : [];
+  return JSON.stringify([current.source ?? '', current.counts ?? {}, current.email_column ?? '', rows]);
 }
 
 const IDENTIFIER = /^[\p{L}_][\p{L}\p{N}_]*$/u;
@@ -123,7 +133,6 @@ function renderPreview(p) {
       el('strong', { class: 'count-valid', text: plural(valid, 'valid address', 'valid addresses') }), ' · ',
       el('span', { class: invalid ? 'count-invalid warn' : 'count-invalid', text: `${invalid} invalid` }), ' · ',
       el('span', { class: 'count-duplicates', text: plural(duplicates, 'duplicate') })),
-    p.summary ? el('p', { class: 'hint', text: p.summary }) : null,
     ...(Array.isArray(p.warnings) ? p.warnings : []).map((w) => el('p', { class: 'warn', text: `Warning: ${w}` })));
 
   $('#recipients-details').hidden = false;
@@ -177,7 +186,7 @@ function renderTable(p, columns) {
     const fieldValues = (row && row.fields) || {};
     frag.append(el('tr', {},
       el('td', { class: 'num', text: row.line ?? '' }),
-      el('td', { text: row.email ?? '' }),
+      el('td', { class: 'address' }, breakable(row.email ?? '')),
       keys.map((k) => el('td', { text: fieldValues[k] ?? '' }))));
   }
   body.replaceChildren(frag);

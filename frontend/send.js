@@ -2,9 +2,9 @@
 // remaining (from event timestamps), and the end-of-run summary in the Activity log.
 
 import { call } from './api.js';
-import { $, el, show, errorBlock, busyLine, formatDuration, plural } from './dom.js';
+import { $, el, show, errorBlock, busyLine, formatDuration, formatRate, plural, focusLost, plainWords } from './dom.js';
 import * as log from './log.js';
-import { problemsList } from './compose.js';
+import { problemsList, problemCount } from './compose.js';
 
 const ACTIVE = new Set(['running', 'paused']);
 const BUSY = new Set(['running', 'paused', 'cancelling']); // Send stays disabled
@@ -18,14 +18,32 @@ let starting = false;
 let total = 0;
 let completions = [];
 let finalRatePerMin = null;
+let endInfo = null; // {error, summary} of the run that ended, for the status line
+// Paused time of the current run (Date.now() spans), so rates count sending time only.
+let pauses = [];
+let pauseStart = null;
+// The list + message of the run this page started, and of the last run that sent something:
+// Send with both unchanged asks first (sending a whole list twice is rarely meant).
+let runSignature = null; // {signature, campaign}
+let lastSent = null; // {signature, sent, campaign}
+// The user is working the Send section's buttons: when the one they used gets disabled or
+// hidden, focus follows the run (Send -> Pause -> Resume ... -> Send) instead of dropping
+// to <body>.
+let focusWanted = false;
 
 export function initSend(dependencies, message) {
   deps = dependencies;
   if (message && Number.isFinite(message.delay_ms)) $('#delay').value = String(message.delay_ms);
-  $('#send').addEventListener('click', startCampaign);
+  $('#send').addEventListener('click', () => startCampaign());
   $('#pause').addEventListener('click', () => control('pause_campaign'));
   $('#resume').addEventListener('click', () => control('resume_campaign'));
   $('#cancel').addEventListener('click', () => control('cancel_campaign'));
+  const section = $('#send-section');
+  const isSendButton = (node) => node instanceof Element && section.contains(node) && node.matches('button');
+  document.addEventListener('focusin', (event) => { focusWanted = isSendButton(event.target); });
+  document.addEventListener('pointerdown', (event) => {
+    if (!isSendButton(event.target instanceof Element ? event.target.closest('button') : null)) focusWanted = false;
+  }, true);
   log.onFlush((snapshot) => {
     completions.push(...snapshot.completed);
     if (completions.length > RATE_WINDOW * 2) completions = completions.slice(-RATE_WINDOW);
@@ -45,6 +63,9 @@ function newRun(campaign) {
   log.setCampaign(campaign);
   completions = [];
   finalRatePerMin = null;
+  endInfo = null;
+  pauses = [];
+  pauseStart = null;
   total = 0;
   $('#summary').hidden = true;
   show($('#summary'));
@@ -61,20 +82,29 @@ export function handleProgress(ev) {
   log.queueProgress(ev);
 }
 
+function ended(stateName, summary, error) {
+  endInfo = { error: error || null, summary: summary || null };
+  finalRatePerMin = finalRate(summary);
+  log.setEnded(stateName, summary);
+}
+
 /** A 'campaign-state' event. */
 export function handleState(ev) {
   newRun(ev.campaign);
   stateCampaign = ev.campaign ?? stateCampaign;
   if (Number.isFinite(ev.total)) total = ev.total;
-  setState(ev.state);
   if (ENDED.has(ev.state)) {
     log.flush();
     const s = ev.summary;
     if (s) {
       log.setCounts(s);
       if (Number.isFinite(s.total)) total = s.total;
-      if (Number.isFinite(s.rate_per_s)) finalRatePerMin = s.rate_per_s * 60;
     }
+    ended(ev.state, s, ev.error);
+    rememberSent(ev.campaign, s);
+  }
+  setState(ev.state);
+  if (ENDED.has(ev.state)) {
     renderCounts(log.getCounts());
     renderSummary(ev);
     deps.onRunEnded(ev);
@@ -91,9 +121,9 @@ export async function syncState() {
   stateCampaign = d.campaign;
   if (Number.isFinite(d.total)) total = d.total;
   log.setCounts(d.counts);
+  if (ENDED.has(d.state)) ended(d.state, d.summary, d.error);
   setState(d.state || 'idle');
   if (ENDED.has(d.state) && d.summary) {
-    if (Number.isFinite(d.summary.rate_per_s)) finalRatePerMin = d.summary.rate_per_s * 60;
     renderSummary({ state: d.state, summary: d.summary, error: d.error || null });
   }
   renderCounts(log.getCounts());
@@ -103,6 +133,12 @@ function setState(next) {
   state = next || 'idle';
   const active = ACTIVE.has(state);
   const paused = state === 'paused';
+  const now = Date.now();
+  if (paused && pauseStart === null) pauseStart = now;
+  if (!paused && pauseStart !== null) {
+    pauses.push([pauseStart, now]);
+    pauseStart = null;
+  }
   const focused = document.activeElement;
   $('#send').disabled = BUSY.has(state) || starting;
   $('#pause').hidden = paused;
@@ -110,26 +146,110 @@ function setState(next) {
   $('#resume').hidden = !paused;
   $('#resume').disabled = !paused;
   $('#cancel').disabled = !active;
-  // Keep keyboard focus on the Pause/Resume toggle when it swaps.
+  // Keep keyboard focus on the controls while they swap and disable.
   if (focused === $('#pause') && paused) $('#resume').focus();
   else if (focused === $('#resume') && !paused && state === 'running') $('#pause').focus();
+  else if (focusWanted && focusLost()) {
+    let target = null;
+    if (state === 'running') target = $('#pause');
+    else if (paused) target = $('#resume');
+    else if (!BUSY.has(state) && !starting) target = $('#send');
+    if (target && !target.disabled && !target.hidden) target.focus();
+  }
   document.body.dataset.campaignState = state;
-  const words = {
-    running: 'Sending…',
-    paused: 'Paused. Resume to continue, or Cancel.',
-    finished: 'Finished.',
-    cancelled: 'Cancelled.',
-    failed: 'Stopped because of an error.',
-    cancelling: 'Cancelling after the current message…',
-  };
   renderCounts(log.getCounts());
   const line = $('#send-state');
-  const text = words[state] || '';
+  line.classList.toggle('fail-line', state === 'failed' || (state === 'finished' && !!(endInfo && endInfo.error)));
+  const text = stateWords(state);
   if (line.textContent !== text) line.textContent = text;
 }
 
-async function startCampaign() {
+function errorWords(error) {
+  if (!error) return '';
+  const title = error.title || (error.category ? deps.categoryTitle(error.category) : '');
+  const message = plainWords(error.message || '');
+  if (title && message) return `${title} — ${message}`;
+  return title || message;
+}
+
+function stateWords(current) {
+  const s = (endInfo && endInfo.summary) || {};
+  const error = endInfo && endInfo.error;
+  const n = (v) => (Number.isFinite(v) ? v : 0);
+  const tally = () => {
+    const parts = [`${n(s.sent)} sent`];
+    if (n(s.failed)) parts.push(`${n(s.failed)} failed`);
+    if (n(s.uncertain)) parts.push(`${n(s.uncertain)} uncertain`);
+    if (n(s.skipped)) parts.push(`${n(s.skipped)} not sent`);
+    return parts.join(', ');
+  };
+  switch (current) {
+    case 'running': return 'Sending…';
+    case 'paused': return 'Paused. Resume to continue, or Cancel.';
+    case 'cancelling': return 'Cancelling after the current message…';
+    case 'cancelled': return endInfo && endInfo.summary ? `Cancelled: ${tally()}.` : 'Cancelled.';
+    case 'failed': {
+      const words = errorWords(error) || (s.stopped ? deps.categoryTitle(String(s.stopped)) : 'the run stopped because of an error');
+      return `Failed: ${words}`;
+    }
+    case 'finished':
+      if (error) return `Stopped early: ${errorWords(error)}`;
+      return endInfo && endInfo.summary ? `Finished: ${tally()}.` : 'Finished.';
+    default: return '';
+  }
+}
+
+/** The list and the message as they are now, to tell whether Send would repeat the last run. */
+function currentSignature() {
+  const list = deps.listSignature ? deps.listSignature() : null;
+  if (!list) return null;
+  return JSON.stringify([list, deps.getMessage()]);
+}
+
+function rememberSent(campaign, summary) {
+  if (!summary || !(Number(summary.sent) > 0) || !runSignature || runSignature.campaign !== campaign) return;
+  lastSent = { signature: runSignature.signature, sent: Number(summary.sent), campaign };
+}
+
+/** Ask in the page (window.confirm may not work in the webview) before sending the same list again. */
+function confirmResend() {
+  const out = $('#send-status');
+  const again = el('button', { type: 'button', id: 'send-again', class: 'primary', text: 'Send again' });
+  const keep = el('button', { type: 'button', id: 'keep-sent', text: 'Keep', 'aria-describedby': 'resend-keep-hint' });
+  const box = el('div', { class: 'confirm', id: 'resend-confirm', role: 'group', 'aria-labelledby': 'resend-question' },
+    el('p', { id: 'resend-question', class: 'confirm-question',
+      text: `This list was already sent in the last campaign (${lastSent.sent} sent). Send it again to everyone?` }),
+    el('p', { id: 'resend-keep-hint', class: 'hint', text: 'Keep sends nothing. To send something new, change the list or the message.' }),
+    el('div', { class: 'actions' }, again, keep));
+  const keepIt = () => {
+    show(out, el('p', { class: 'hint', text: 'Nothing sent.' }));
+    $('#send').focus();
+  };
+  again.addEventListener('click', () => {
+    show(out);
+    $('#send').focus();
+    focusWanted = true;
+    startCampaign({ confirmed: true });
+  });
+  keep.addEventListener('click', keepIt);
+  box.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      event.preventDefault();
+      keepIt();
+    }
+  });
+  show(out, box);
+  // The safe choice has focus: a second Enter does not send the list a second time.
+  keep.focus();
+}
+
+async function startCampaign({ confirmed = false } = {}) {
   if (starting || BUSY.has(state)) return;
+  const signature = currentSignature();
+  if (!confirmed && lastSent && signature && signature === lastSent.signature) {
+    confirmResend();
+    return;
+  }
   starting = true;
   setState(state);
   const out = $('#send-status');
@@ -155,8 +275,10 @@ async function startCampaign() {
     }
     const problems = (check.data && Array.isArray(check.data.problems)) ? check.data.problems : [];
     if (problems.length) {
+      const rows = new Set(problems.map((p) => p && p.line).filter((line) => line !== null && line !== undefined));
+      const what = rows.size ? `${plural(rows.size, 'message')} cannot be built` : 'the message cannot be built';
       show(out,
-        el('p', { class: 'fail-line', text: `Not started: ${plural(problems.length, 'message')} cannot be built. Fix the template or the list, then send again.` }),
+        el('p', { class: 'fail-line', text: `Not started: ${what} (${plural(problemCount(problems), 'problem')}). Fix the template or the list, then send again.` }),
         problemsList(problems));
       return;
     }
@@ -165,12 +287,19 @@ async function startCampaign() {
     if (!result.ok) {
       const steps = result.error && Array.isArray(result.error.steps) ? result.error.steps : [];
       const rowProblems = steps.filter((s) => s && typeof s === 'object' && 'line' in s && 'message' in s);
-      show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(result.error),
+      let error = result.error;
+      const counted = /^(\d+) row\(s\) cannot be built/.exec(String((error && error.message) || ''));
+      if (rowProblems.length && counted) {
+        // The bridge's one line repeats the first problem: the grouped list below says it better.
+        error = { ...error, message: `${plural(Number(counted[1]), 'message')} cannot be built (${plural(problemCount(rowProblems), 'problem')}, listed below).` };
+      }
+      show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(error),
         rowProblems.length ? problemsList(rowProblems) : null);
       return;
     }
     started = true;
     const d = result.data || {};
+    runSignature = signature ? { signature, campaign: d.campaign } : null;
     deps.rememberProvider();
     newRun(d.campaign);
     if (Number.isFinite(d.total)) total = d.total;
@@ -192,6 +321,8 @@ async function startCampaign() {
 async function control(method) {
   const result = await call(method);
   if (!result.ok) {
+    // The run ended while the click was on its way: nothing left to pause or cancel.
+    if (!ACTIVE.has(state) && result.error && result.error.category === 'action_unavailable') return;
     show($('#send-status'), errorBlock(result.error));
     return;
   }
@@ -199,27 +330,54 @@ async function control(method) {
   if (result.data && result.data.state && ACTIVE.has(state)) setState(result.data.state);
 }
 
+/** Milliseconds of the current run spent paused between t0 and t1 (as far as this page saw). */
+function pausedBetween(t0, t1) {
+  const spans = pauseStart === null ? pauses : [...pauses, [pauseStart, Date.now()]];
+  let ms = 0;
+  for (const [a, b] of spans) ms += Math.max(0, Math.min(b, t1) - Math.max(a, t0));
+  return ms;
+}
+
+/** Messages per minute over the recent completions, not counting time spent paused. */
 function ratePerMinute() {
   const recent = completions.slice(-RATE_WINDOW);
   if (recent.length < 2) return null;
-  const span = recent[recent.length - 1] - recent[0];
+  const first = recent[0];
+  const last = recent[recent.length - 1];
+  const span = last - first - pausedBetween(first, last);
   if (!(span > 0)) return null;
   return ((recent.length - 1) / span) * 60000;
 }
 
+/** The whole run's rate over its sending time (its duration minus time spent paused). */
+function finalRate(summary) {
+  if (!summary || !(Number(summary.sent) > 0) || !Number.isFinite(summary.duration_s)) return null;
+  const sending = summary.duration_s - pausedBetween(0, Number.MAX_SAFE_INTEGER) / 1000;
+  if (sending < 1) return null; // a rate over a fraction of a second says nothing useful
+  return (summary.sent / sending) * 60;
+}
+
 function renderCounts(counts) {
-  const done = counts.sent + counts.failed + counts.uncertain + counts.skipped;
-  const remaining = Math.max(0, total - done);
+  // Only messages that were tried fill the bar: after a failed or cancelled run the rest
+  // are "not sent", not done.
+  const done = counts.sent + counts.failed + counts.uncertain;
+  const notSent = counts.skipped;
+  const remaining = Math.max(0, total - done - notSent);
   const progress = $('#progress');
   progress.max = Math.max(total, 1);
   progress.value = Math.min(done, Math.max(total, 1));
-  progress.setAttribute('aria-valuetext', total ? `${done} of ${total}` : 'Not started');
+  progress.setAttribute('aria-valuetext', total ? `${done} of ${total}${notSent ? `, ${notSent} not sent` : ''}` : 'Not started');
+  progress.dataset.state = state;
 
-  const rate = ACTIVE.has(state) ? ratePerMinute() : finalRatePerMin ?? ratePerMinute();
-  let eta = '—';
-  if (state === 'paused') eta = 'paused';
-  else if (state === 'running' && rate) eta = remaining ? `about ${formatDuration((remaining / rate) * 60)} left` : 'almost done';
-  else if (ENDED.has(state)) eta = 'done';
+  const paused = state === 'paused';
+  const rate = paused ? null : ACTIVE.has(state) ? ratePerMinute() : finalRatePerMin;
+  let eta = '';
+  if (paused) eta = 'paused';
+  else if (state === 'running' && rate) {
+    const left = (remaining / rate) * 60;
+    eta = remaining && left >= 1 ? `about ${formatDuration(left)} left` : 'almost done';
+  }
+  else if (state === 'finished') eta = 'done';
 
   const parts = [
     el('span', { id: 'count-sent', text: `Sent ${counts.sent}` }), ' · ',
@@ -227,27 +385,41 @@ function renderCounts(counts) {
     el('span', { id: 'count-remaining', text: `Remaining ${remaining}` }),
   ];
   if (counts.uncertain) parts.push(' · ', el('span', { id: 'count-uncertain', text: `Uncertain ${counts.uncertain}` }));
-  if (counts.skipped) parts.push(' · ', el('span', { id: 'count-skipped', text: `Skipped ${counts.skipped}` }));
-  parts.push(' · ', el('span', { id: 'rate', text: rate ? `${rate.toFixed(rate < 10 ? 1 : 0)} messages/min` : '— messages/min' }));
-  parts.push(' · ', el('span', { id: 'eta', text: eta }));
+  if (notSent) parts.push(' · ', el('span', { id: 'count-not-sent', text: `Not sent ${notSent}` }));
+  // While paused the rate is hidden: it would count the pause as slow sending.
+  if (rate) parts.push(' · ', el('span', { id: 'rate', text: formatRate(rate) }));
+  else if (state === 'running') parts.push(' · ', el('span', { id: 'rate', text: '— messages/min' }));
+  if (eta) parts.push(' · ', el('span', { id: 'eta', text: eta }));
   show($('#counts'), parts);
 }
 
 function renderSummary(ev) {
   const s = ev.summary || {};
   const box = $('#summary');
-  const titles = { finished: 'Run finished', cancelled: 'Run cancelled', failed: 'Run stopped' };
-  const parts = [el('h3', { text: titles[ev.state] || 'Run ended' })];
   const num = (v) => (Number.isFinite(v) ? v : 0);
-  parts.push(el('p', { class: 'summary-counts' },
-    el('span', { text: `Sent ${num(s.sent)}` }), ' · ',
-    el('span', { text: `Failed ${num(s.failed)}` }), ' · ',
-    el('span', { text: `Uncertain ${num(s.uncertain)}` }), ' · ',
-    el('span', { text: `Skipped ${num(s.skipped)}` }),
-    Number.isFinite(s.total) ? ` of ${s.total}` : ''));
+  const failed = ev.state === 'failed';
+  const stoppedEarly = ev.state === 'finished' && !!ev.error;
+  const titles = { finished: stoppedEarly ? 'Run stopped early' : 'Run finished', cancelled: 'Run cancelled', failed: 'Run failed' };
+  box.dataset.state = ev.state || '';
+  const parts = [el('h3', { text: titles[ev.state] || 'Run ended' })];
+  // What went wrong and how to fix it comes first: it is why the run ended.
+  if (ev.error) parts.push(errorBlock(ev.error));
+  else if (failed && s.stopped) parts.push(errorBlock({ title: deps.categoryTitle(String(s.stopped)), category: String(s.stopped) }));
+  const counts = [el('span', { text: `Sent ${num(s.sent)}` }), ' · ', el('span', { text: `Failed ${num(s.failed)}` })];
+  if (num(s.uncertain)) counts.push(' · ', el('span', { text: `Uncertain ${num(s.uncertain)}` }));
+  if (num(s.skipped)) counts.push(' · ', el('span', { class: 'not-sent', text: `Not sent ${num(s.skipped)}` }));
+  parts.push(el('p', { class: 'summary-counts' }, Number.isFinite(s.total) ? `${plural(s.total, 'recipient')}: ` : '', counts));
+  if (num(s.skipped)) {
+    const who = plural(num(s.skipped), 'recipient was', 'recipients were');
+    parts.push(el('p', { class: 'hint', text: ev.state === 'cancelled'
+      ? `${who} not sent because the run was cancelled.`
+      : `${who} not sent. Fix the problem above, then send again.` }));
+  }
   if (Number.isFinite(s.duration_s)) {
     let line = `Took ${formatDuration(s.duration_s)}`;
-    if (Number.isFinite(s.rate_per_s)) line += ` (${(s.rate_per_s * 60).toFixed(1)} messages/min)`;
+    const pausedS = pausedBetween(0, Number.MAX_SAFE_INTEGER) / 1000;
+    if (pausedS >= 1) line += `, ${formatDuration(pausedS)} of it paused`;
+    if (finalRatePerMin) line += ` (${formatRate(finalRatePerMin)}${pausedS >= 1 ? ' while sending' : ''})`;
     parts.push(el('p', { text: line + '.' }));
   }
   const byCategory = s.failed_by_category;
@@ -257,10 +429,9 @@ function renderSummary(ev) {
     parts.push(el('ul', { class: 'by-category' }, entries.map(([category, n]) => el('li', {},
       el('strong', { text: deps.categoryTitle(category) }), ` (${category}): ${n}`))));
   }
-  if (s.stopped && s.stopped !== 'cancelled' && ev.state !== 'failed') {
+  if (s.stopped && s.stopped !== 'cancelled' && !failed && !ev.error) {
     parts.push(el('p', { class: 'fail-line', text: `Stopped early: ${deps.categoryTitle(String(s.stopped))}.` }));
   }
-  if (ev.error) parts.push(errorBlock(ev.error));
   if (Number(s.failed) > 0) parts.push(el('p', { class: 'hint', text: 'Tick “Failed only” to see the failed rows and how to fix each.' }));
   show(box, parts);
   box.hidden = false;

@@ -181,3 +181,174 @@ def test_launch_code_url_works_and_a_dropped_file_is_imported(browser, app):
     sync_api.expect(pg.locator("#recipients-summary")).to_contain_text("1 valid", timeout=10_000)
     assert pg.url.startswith(f"http://127.0.0.1:{webapp.port}/")  # still the app, not the file
     context.close()
+
+
+def use_custom_server(page, host: str, port: int, security: str = "None") -> None:
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill(host)
+    page.get_by_label("Port").fill(str(port))
+    page.get_by_label("Security").select_option(label=security)
+    page.get_by_label("Username").fill("")
+    page.get_by_label("From").fill("me@example.com")
+
+
+def paste_list(page, text: str) -> None:
+    page.get_by_label("Paste addresses").fill(text)
+    page.get_by_role("button", name="Use pasted addresses").click()
+
+
+def test_a_failed_run_does_not_look_finished(page):
+    expect = sync_api.expect
+    use_custom_server(page, "127.0.0.1", 1)
+    paste_list(page, "a@example.org\nb@example.org")
+    expect(page.locator("#recipients-summary")).to_contain_text("2 valid")
+    compose_and_send(page, "Hi", "Body")
+    state = page.locator("#send-state")
+    expect(state).to_have_text("Failed: Connection refused — 127.0.0.1:1: connection refused", timeout=10_000)
+    progress = page.locator("#progress")
+    assert page.evaluate("document.querySelector('#progress').value") == 0
+    expect(progress).to_have_attribute("aria-valuetext", "0 of 2, 2 not sent")
+    expect(page.locator("#counts")).not_to_contain_text("done")
+    summary = page.locator("#summary")
+    expect(summary.locator("h3")).to_have_text("Run failed")
+    # the error with its fix steps comes first in the summary
+    expect(summary.locator(".error-box .fix-steps li").first).to_contain_text("Check the port")
+    expect(summary).to_contain_text("Not sent 2")
+    expect(summary).to_contain_text("Took under 1 s.")
+    for text in (summary, page.locator("#counts")):
+        expect(text).not_to_contain_text("Skipped")
+    expect(page.locator("#log-empty")).to_contain_text("Nothing was sent: the run failed")
+    expect(page.locator("#log-scroll")).to_be_hidden()
+    # focus came back to Send, not to <body>
+    assert page.evaluate("document.activeElement.id") == "send"
+
+
+def test_sending_the_same_list_again_asks_first(page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nb@example.org")
+    compose_and_send(page, "Hi", "Once")
+    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
+    assert len(inbox.messages()) == 2
+    send = page.get_by_role("button", name="Send", exact=True)
+    send.click()
+    confirm = page.get_by_role("group", name="This list was already sent in the last campaign (2 sent). Send it again to everyone?")
+    expect(confirm).to_be_visible()
+    keep = confirm.get_by_role("button", name="Keep")
+    expect(keep).to_be_focused()
+    page.keyboard.press("Enter")  # Keep: nothing is sent
+    expect(confirm).to_have_count(0)
+    expect(send).to_be_focused()
+    assert page.evaluate("document.body.dataset.campaignState") == "finished"
+    assert len(inbox.messages()) == 2
+    # Escape keeps too; "Send again" sends
+    send.click()
+    page.keyboard.press("Escape")
+    expect(confirm).to_have_count(0)
+    send.click()
+    confirm.get_by_role("button", name="Send again").click()
+    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
+    expect(page.locator("#summary")).to_be_visible()
+    assert len(inbox.messages()) == 4
+    # a changed message is a new campaign: no question
+    page.get_by_label("Message", exact=True).fill("Twice")
+    send.click()
+    for _ in range(100):
+        if len(inbox.messages()) == 6:
+            break
+        page.wait_for_timeout(100)
+    assert len(inbox.messages()) == 6
+    expect(confirm).to_have_count(0)
+
+
+def test_insert_field_inserts_only_on_the_button(page):
+    expect = sync_api.expect
+    paste_list(page, "email,first_name,city\na@example.org,Ann,Oslo")
+    expect(page.locator("#recipients-summary")).to_contain_text("1 valid address")
+    subject = page.get_by_label("Subject")
+    subject.fill("Hello !")
+    subject.focus()
+    page.keyboard.press("End")
+    page.keyboard.press("ArrowLeft")  # cursor before the "!"
+    select = page.get_by_label("Insert field")
+    select.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")  # choosing with the keyboard inserts nothing
+    expect(subject).to_have_value("Hello !")
+    expect(select).to_be_focused()
+    select.select_option("first_name")
+    page.get_by_role("button", name="Insert", exact=True).click()
+    expect(subject).to_have_value("Hello {{ first_name }}!")
+    expect(subject).to_be_focused()
+    # the Message is the default target, and the last focused of the two wins
+    message = page.get_by_label("Message", exact=True)
+    message.fill("Dear ")
+    select.select_option("city")
+    page.get_by_role("button", name="Insert", exact=True).click()
+    expect(message).to_have_value("Dear {{ city }}")
+    expect(message).to_be_focused()
+
+
+def test_focus_returns_to_the_button_and_inbox_buttons_have_names(page, app):
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "email,name\na@example.org,Ann\nb@example.org,Bob")
+    expect(page.locator("#recipients-summary")).to_contain_text("2 valid")
+    expect(page.get_by_role("button", name="Use pasted addresses")).to_be_focused()
+    page.get_by_label("Subject").fill("Hi {{ name }}")
+    page.get_by_label("Message", exact=True).fill("Body")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#compose-status")).to_contain_text("Preview of recipient 1 of 2")
+    expect(page.get_by_role("button", name="Preview")).to_be_focused()
+    page.get_by_label("Delay (ms)").fill("0")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_focused()
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#inbox-list tr")).to_have_count(2)
+    expect(page.get_by_role("button", name="Refresh")).to_be_focused()
+    names = page.locator("#inbox-list button").evaluate_all("bs => bs.map(b => b.getAttribute('aria-label'))")
+    assert sorted(names) == ["Open message: Hi Ann, sent by me@example.com to a@example.org",
+                             "Open message: Hi Bob, sent by me@example.com to b@example.org"]
+    opener = page.get_by_role("button", name="Open message: Hi Bob")
+    opener.click()
+    expect(page.locator("#inbox-view")).to_contain_text("Hi Bob")
+    expect(opener).to_be_focused()
+    page.get_by_role("button", name="Close message").click()
+    expect(opener).to_be_focused()
+
+
+def test_wording_counts_and_grouped_problems(page, smtp_server):
+    expect = sync_api.expect
+    server = smtp_server("plain", auth=False)
+    use_custom_server(page, server.host, server.port)
+    page.get_by_role("button", name="Test connection").click()
+    result = page.locator("#connection-result")
+    expect(result).to_contain_text("Connection works, with no encryption.", timeout=10_000)
+    ehlo = result.locator('li[data-step="ehlo"] .step-detail')
+    expect(ehlo).to_contain_text("Server features: 8BITMIME, SIZE 33554432")  # words, not "8bitmime help"
+    assert "help" not in ehlo.inner_text().lower()
+    expect(result).not_to_contain_text("None")  # Security None reads "no encryption" in sentences
+    paste_list(page, "email,name\na@example.org,A\nb@example.org,B\nbad,X\nb@example.org,B\n"
+                     "c@example.org,C\nd@example.org,D")
+    summary = page.locator("#recipients-summary")
+    expect(summary).to_contain_text("4 valid addresses · 1 invalid · 1 duplicate")
+    assert summary.inner_text().count("duplicate") == 1  # the counts are said once, not twice
+    # every row has the same mistake: one line, its rows listed compactly
+    compose_and_send(page, "Hi {{ nmae }}", "Body")
+    problems = page.locator("#send-status .problems li")
+    expect(problems).to_have_count(1)
+    expect(problems).to_contain_text("Lines 2, 3, 6 and 7:")
+    expect(page.locator("#send-status")).to_contain_text("Not started: 4 messages cannot be built (1 problem).")
+    paste_list(page, "a@example.org")
+    expect(summary).to_contain_text("1 valid address ·")
+    compose_and_send(page, "Hi", "Body")
+    expect(page.locator("#send-state")).to_have_text("Finished: 1 sent.", timeout=10_000)
+    expect(page.locator("#summary")).to_contain_text("1 recipient: Sent 1 · Failed 0")
+    expect(page.locator("#summary")).to_contain_text("Took under 1 s.")
+    page.get_by_label("Failed only").check()
+    expect(page.locator("#log-empty")).to_have_text("No failed recipients.")
+    expect(page.locator("#log-scroll")).to_be_hidden()
+    page.get_by_label("Failed only").uncheck()
+    expect(page.locator("#log-scroll")).to_be_visible()

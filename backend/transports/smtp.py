@@ -184,7 +184,8 @@ class SmtpTransport:
             if s.security != "ssl" and self._speaks_tls():
                 raise self._err(
                     ConnectError,
-                    f"port {s.port} speaks SSL/TLS (implicit TLS), not {s.security.upper()}",
+                    f"port {s.port} speaks SSL/TLS (implicit TLS), "
+                    + ("not STARTTLS" if s.security == "starttls" else "not unencrypted SMTP"),
                     "tls_mode_mismatch",
                     fix=(f"Port {s.port} speaks SSL/TLS: choose Security SSL/TLS for this port "
                          "(or port 587 with STARTTLS).",),
