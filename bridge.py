@@ -262,8 +262,10 @@ class Bridge:
         inbox: LocalInbox | None = None,
         store: PasswordStore | None = None,
         deliver: Callable[[list[dict[str, Any]]], None] | None = None,
+        detector: Callable[[str], list[Any]] | None = None,
     ) -> None:
         self._window: Any = None
+        self._detector = detector  # tests pass one that never leaves 127.0.0.1
         self._native_dialogs = native_dialogs
         self._inbox = inbox if inbox is not None else LocalInbox()
         self._store = store if store is not None else default_store()
@@ -523,7 +525,8 @@ class Bridge:
         from backend.autodetect import detect
 
         address = p.str("address", required=True)
-        return {"suggestions": [dataclasses.asdict(s) for s in detect(address)]}
+        found = (self._detector or detect)(address)
+        return {"suggestions": [dataclasses.asdict(s) for s in found]}
 
     @api
     def open_log_folder(self, p: Params) -> dict[str, Any]:

@@ -269,9 +269,10 @@ def _fetch_certificate(s: SmtpSettings) -> bytes | None:
     smtp: smtplib.SMTP | None = None
     try:
         if s.security == "ssl":
-            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=min(s.timeout, 10), context=ctx)
+            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=min(s.timeout, 10), context=ctx,
+                                    local_hostname="localhost")
         else:
-            smtp = smtplib.SMTP(s.host, s.port, timeout=min(s.timeout, 10))
+            smtp = smtplib.SMTP(s.host, s.port, timeout=min(s.timeout, 10), local_hostname="localhost")
             smtp.ehlo()
             smtp.starttls(context=ctx)
         sock = smtp.sock

@@ -19,7 +19,8 @@ export function initAccount(info, settings, { messageForSave }) {
   for (const id of ['provider', 'region', 'region-field', 'provider-notes', 'host', 'port', 'security', 'user', 'user-hint',
     'password', 'password-hint', 'show-password', 'passphrase', 'passphrase-field', 'passphrase-hint', 'from',
     'remember-settings', 'remember-password', 'forget-password', 'settings-status', 'verify-certificates',
-    'verify-warning', 'allow-plaintext', 'plaintext-warning', 'test-connection', 'connection-result', 'advanced']) {
+    'verify-warning', 'allow-plaintext', 'plaintext-warning', 'test-connection', 'connection-result', 'advanced',
+    'from-suggestion', 'check-sender', 'check-domain', 'open-log-folder']) {
     f[id] = document.getElementById(id);
   }
 
@@ -91,6 +92,8 @@ function wire() {
     if (focusLost()) f['remember-password'].focus();
   });
   f['test-connection'].addEventListener('click', () => withBusy(f['test-connection'], testConnection));
+  f.from.addEventListener('change', () => suggestSettings());
+  f['open-log-folder'].addEventListener('click', () => withBusy(f['open-log-folder'], openLogFolder));
 }
 
 function hostFor(provider, region) {
@@ -356,7 +359,10 @@ async function testConnection() {
   show(out, busyLine('Testing the connection…'));
   try {
     await saveSettings();
-    const result = await call('test_connection', { account: getAccount(), ...getCredentials() });
+    const result = await call('test_connection', {
+      account: getAccount(), ...getCredentials(),
+      check_sender: f['check-sender'].checked, check_domain: f['check-domain'].checked,
+    });
     if (result.ok) {
       const d = result.data || {};
       const parts = [stepsList(d.steps, d.features)];
@@ -375,4 +381,81 @@ async function testConnection() {
   } finally {
     out.removeAttribute('aria-busy');
   }
+}
+
+// -- settings from the From address ---------------------------------------------------------
+
+let lastDetected = '';
+// The suggestion appears above the buttons: showing it while a click is under way would move
+// the button away from the pointer between press and release, so it waits for the release.
+let pointerIsDown = false;
+let pendingRender = null;
+document.addEventListener('pointerdown', () => { pointerIsDown = true; }, true);
+document.addEventListener('pointerup', () => {
+  pointerIsDown = false;
+  if (pendingRender) setTimeout(() => { const r = pendingRender; pendingRender = null; if (r) r(); }, 0);
+}, true);
+
+function whenPointerFree(render) {
+  if (pointerIsDown) pendingRender = render;
+  else render();
+}
+
+function domainOf(text) {
+  const m = /@([^\s<>@]+?)>?\s*$/.exec(text || '');
+  return m ? m[1].toLowerCase() : '';
+}
+
+/** Offer server settings for the From address's domain; the user confirms with a button. */
+async function suggestSettings() {
+  const box = f['from-suggestion'];
+  const domain = domainOf(f.from.value);
+  if (!domain || domain === lastDetected) return;
+  lastDetected = domain;
+  const result = await call('detect_settings', { address: f.from.value });
+  whenPointerFree(() => renderSuggestion(result, domain));
+}
+
+function renderSuggestion(result, domain) {
+  const box = f['from-suggestion'];
+  const found = (result.ok && result.data && result.data.suggestions) || [];
+  const best = found[0];
+  const current = { host: f.host.value.trim(), port: Number(f.port.value), security: f.security.value };
+  if (!best || (best.host === current.host && best.port === current.port && best.security === current.security)) {
+    box.hidden = true;
+    show(box);
+    return;
+  }
+  const security = best.security === 'ssl' ? 'SSL/TLS' : best.security === 'starttls' ? 'STARTTLS' : 'no encryption';
+  const use = el('button', { type: 'button', text: 'Use these settings' });
+  const keep = el('button', { type: 'button', class: 'link-button', text: 'Keep mine' });
+  use.addEventListener('click', () => {
+    if (best.provider && providers.has(best.provider)) {
+      f.provider.value = best.provider;
+      applyProvider(best.provider, { fill: true });
+    } else {
+      f.provider.value = CUSTOM;
+      applyProvider(CUSTOM, { fill: false });
+    }
+    f.host.value = best.host;
+    f.port.value = String(best.port);
+    f.security.value = best.security;
+    box.hidden = true;
+    show(box);
+    f.user.focus();
+  });
+  keep.addEventListener('click', () => { box.hidden = true; show(box); f.from.focus(); });
+  box.hidden = false;
+  show(box,
+    el('p', { text: `Suggested for ${domain}: ${best.host}, port ${best.port}, ${security}.` }),
+    el('p', { class: 'hint', text: `Why: ${best.reason}.` }),
+    el('p', { class: 'actions' }, use, ' ', keep));
+}
+
+async function openLogFolder() {
+  const result = await call('open_log_folder');
+  const out = f['connection-result'];
+  if (!result.ok) { show(out, errorBlock(result.error)); return; }
+  const d = result.data || {};
+  show(out, el('p', { text: d.opened ? `Opened the log folder: ${d.path}` : `The log is in ${d.path}` }));
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,42 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.servers import Server
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+_real_getaddrinfo = socket.getaddrinfo
+_real_connect = socket.socket.connect
+
+
+def _is_loopback(host: object) -> bool:
+    if not isinstance(host, str):
+        return False
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    # Names other than loopback are answered "not found" here, as a resolver answers for
+    # *.invalid, without asking the machine's resolver: tests send nothing off this machine.
+    if host is None or _is_loopback(host if isinstance(host, str) else host.decode()):
+        return _real_getaddrinfo(host, *args, **kwargs)
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known (tests resolve loopback only)")
+
+
+def _guarded_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+        raise AssertionError(f"a test tried to connect to {address!r}: only 127.0.0.1 is allowed")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process network traffic stays on this machine (subprocesses get loopback hosts only)."""
+    monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +131,16 @@ def smtp_server(certs: Certs) -> Iterator[Callable[..., Server]]:
     yield make
     for server in started:
         server.stop()
+
+
+def offline_detect(address: str) -> list:
+    """Settings detection that never leaves 127.0.0.1: presets only (no DNS, no probes)."""
+    import dns.resolver
+
+    from backend.autodetect import detect
+
+    dead = dns.resolver.Resolver(configure=False)
+    dead.nameservers = ["127.0.0.1"]
+    dead.port = 9  # discard: nothing answers
+    dead.lifetime = 0.2
+    return detect(address, resolver=dead, probe_hosts=lambda domain: [])

@@ -16,6 +16,7 @@ from backend import settings as saved_settings
 from backend.credentials import EncryptedFileStore
 from backend.inbox import LocalInbox
 from bridge import DISPATCH_JS, Bridge, EventPump
+from tests.conftest import offline_detect
 from tests.servers import PASSWORD, USER
 
 EXPECTED_API = {
@@ -54,7 +55,7 @@ def make_bridge(inbox, tmp_path):
     def make(**kw) -> tuple[Bridge, list[dict]]:
         events: list[dict] = []
         kw.setdefault("store", EncryptedFileStore(tmp_path / "secrets.enc"))
-        b = Bridge(inbox=inbox, deliver=events.extend, **kw)
+        b = Bridge(inbox=inbox, deliver=events.extend, detector=offline_detect, **kw)
         b._pump.ready()
         made.append(b)
         return b, events

@@ -13,6 +13,7 @@ from backend import web
 from backend.credentials import EncryptedFileStore
 from backend.inbox import LocalInbox
 from bridge import FRONTEND, Bridge
+from tests.conftest import offline_detect
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,7 +39,8 @@ def browser():
 def app(tmp_path):
     inbox = LocalInbox()
     webapp, server, _ = web.start(
-        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver),
+        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
+                               detector=offline_detect),
         FRONTEND,
     )
     yield webapp, inbox
@@ -352,3 +354,35 @@ def test_wording_counts_and_grouped_problems(page, smtp_server):
     expect(page.locator("#log-scroll")).to_be_hidden()
     page.get_by_label("Failed only").uncheck()
     expect(page.locator("#log-scroll")).to_be_visible()
+
+
+def test_from_address_offers_settings_and_log_folder_is_shown(page, isolated_home):
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("From").fill("Me <me@gmail.com>")
+    page.get_by_label("From").press("Tab")
+    box = page.locator("#from-suggestion")
+    expect(box).to_contain_text("smtp.gmail.com", timeout=10_000)
+    expect(box).to_contain_text("Gmail address")
+    page.get_by_role("button", name="Use these settings").click()
+    expect(page.get_by_label("Provider")).to_have_value("gmail")
+    expect(page.get_by_label("Host")).to_have_value("smtp.gmail.com")
+    expect(page.get_by_label("Port")).to_have_value("587")
+    page.get_by_role("button", name="Open log folder").click()
+    expect(page.locator("#connection-result")).to_contain_text(str(isolated_home / "logs"))
+
+
+def test_sender_check_from_the_window(page, smtp_server):
+    server = smtp_server("plain", auth=False)
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill(server.host)
+    page.get_by_label("Port").fill(str(server.port))
+    page.get_by_label("Security").select_option(label="None")
+    page.get_by_label("From").fill("blocked@example.com")
+    page.locator("#advanced summary").click()
+    page.get_by_label("Also check the sender address").check()
+    page.get_by_role("button", name="Test connection").click()
+    result = page.locator("#connection-result")
+    expect(result).to_contain_text("Sender address refused", timeout=10_000)
+    expect(result).to_contain_text("550")

@@ -12,13 +12,15 @@ from backend import web
 from backend.credentials import EncryptedFileStore
 from backend.inbox import LocalInbox
 from bridge import FRONTEND, Bridge
+from tests.conftest import offline_detect
 
 
 @pytest.fixture
 def served(tmp_path):
     inbox = LocalInbox()
     webapp, server, _ = web.start(
-        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver),
+        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
+                               detector=offline_detect),
         FRONTEND,
     )
     yield webapp

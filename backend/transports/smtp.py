@@ -69,6 +69,19 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return ctx
 
 
+def ehlo_name(sock: socket.socket | None) -> str:
+    """What we say in EHLO: our address as a literal ([192.0.2.1]), as mail clients do.
+
+    smtplib's default asks DNS for this machine's full name (a reverse look-up that can take
+    seconds when DNS is slow); the address literal is what RFC 5321 allows without a name.
+    """
+    try:
+        address = sock.getsockname()[0] if sock is not None else "127.0.0.1"
+    except OSError:
+        address = "127.0.0.1"
+    return f"[IPv6:{address}]" if ":" in address else f"[{address}]"
+
+
 def _reply_text(resp: bytes | str | None) -> str:
     # Server text reaches terminals and spreadsheets: no escape sequences or control codes.
     if isinstance(resp, bytes):
@@ -150,11 +163,15 @@ class SmtpTransport:
             ctx = tls_context(s)
             if s.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, local_hostname=self._local_hostname, timeout=s.timeout, context=ctx
+                    s.host, s.port, local_hostname=self._local_hostname or "localhost", timeout=s.timeout,
+                    context=ctx,
                 )
                 self._note_tls(smtp)
             else:
-                smtp = smtplib.SMTP(s.host, s.port, local_hostname=self._local_hostname, timeout=s.timeout)
+                smtp = smtplib.SMTP(s.host, s.port, local_hostname=self._local_hostname or "localhost",
+                                    timeout=s.timeout)
+            if not self._local_hostname:
+                smtp.local_hostname = ehlo_name(smtp.sock)
         except ssl.SSLCertVerificationError as exc:
             raise self._certificate_error(exc) from exc
         except ssl.SSLError as exc:
@@ -334,7 +351,7 @@ class SmtpTransport:
         probe: smtplib.SMTP | None = None
         try:
             probe = smtplib.SMTP(self.settings.host, self.settings.port, timeout=_PROBE_TIMEOUT,
-                                 local_hostname=self._local_hostname)
+                                 local_hostname=self._local_hostname or "localhost")
             probe.ehlo()
             return "starttls" if probe.has_extn("starttls") else "none"
         except (smtplib.SMTPException, OSError, UnicodeError):
