@@ -167,3 +167,70 @@ def test_unreachable_dns_skips_the_domain_check_with_a_note():
     run_ = _Run(lambda: 0.0)
     _domain(run_, SmtpSettings(host="h", from_address="me@x.test"), r)
     assert run_.steps[0].status == "skipped" and "needs a working DNS" in run_.steps[0].detail
+
+
+# -- replies at MAIL, RCPT and DATA from a real server ------------------------------------------
+
+REPLIES = [
+    ("421 4.7.0 Too many messages, slow down", {"mail": "rate_limited", "rcpt": "rate_limited", "data": "rate_limited"}),
+    ("450 4.2.1 Receiving mail too quickly", {"mail": "rate_limited", "rcpt": "rate_limited", "data": "rate_limited"}),
+    ("451 4.7.1 Greylisted, please come back later", {"mail": "greylisted", "rcpt": "greylisted", "data": "greylisted"}),
+    ("452 4.5.3 Too many recipients", {"mail": "rate_limited", "rcpt": "rate_limited", "data": "rate_limited"}),
+    ("454 4.7.0 Temporary service failure", {"mail": "rate_limited", "rcpt": "rate_limited", "data": "rate_limited"}),
+    ("550 5.1.1 No such user", {"mail": "sender_rejected", "rcpt": "recipient_rejected", "data": "message_rejected"}),
+    ("550 5.4.5 Daily user sending limit exceeded", {"mail": "quota_exceeded", "rcpt": "quota_exceeded", "data": "quota_exceeded"}),
+    ("552 5.3.4 Message size exceeds fixed limit", {"mail": "message_rejected", "rcpt": "message_rejected", "data": "message_rejected"}),
+    ("553 5.1.8 Sender domain does not exist", {"mail": "sender_rejected", "rcpt": "recipient_rejected", "data": "message_rejected"}),
+    ("554 5.7.1 Rejected by policy as spam", {"mail": "sender_rejected", "rcpt": "recipient_rejected", "data": "message_rejected"}),
+]
+
+
+class ScriptedHandler:
+    """Answers one stage with a fixed reply; accepts everything else."""
+
+    def __init__(self, stage: str, reply: str) -> None:
+        self.stage, self.reply = stage, reply
+        self.messages: list = []
+        self.auth_attempts: list = []
+        self.commands: list = []
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.stage == "mail":
+            return self.reply
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.stage == "rcpt":
+            return self.reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.stage == "data":
+            return self.reply
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+
+@pytest.mark.parametrize("stage", ["mail", "rcpt", "data"])
+@pytest.mark.parametrize(("reply", "expected"), REPLIES, ids=[r.split()[0] + "-" + r.split()[1] for r, _ in REPLIES])
+def test_every_reply_at_every_stage(smtp_server, certs, stage, reply, expected):
+    from backend.errors import ConnectError, RejectedError, TransportError
+    from backend.transports.base import Envelope
+    from backend.transports.smtp import SmtpTransport
+
+    server = smtp_server("starttls", handler=ScriptedHandler(stage, reply), auth=False)
+    t = SmtpTransport(SmtpSettings(host="127.0.0.1", port=server.port, security="starttls",
+                                   ca_file=certs.ca_file, timeout=2))
+    t.open()
+    with pytest.raises(TransportError) as info:
+        t.send(Envelope("me@example.com", ("a@example.org",)), b"Subject: x\r\n\r\nbody\r\n")
+    t.close()
+    code = int(reply.split()[0])
+    assert info.value.code == code
+    # 421 closes the session: reconnected once, then reported as a connection problem
+    assert isinstance(info.value, ConnectError if code == 421 else RejectedError)
+    assert info.value.category == expected[stage]
+    assert info.value.transient == (code < 500)
+    assert reply.split(" ", 2)[2] in str(info.value)  # the server's own words are kept

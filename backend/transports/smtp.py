@@ -428,7 +428,7 @@ class SmtpTransport:
                 # The server refused the message and is closing: not delivered, safe to retry.
                 self._abort(smtp)
                 raise self._err(ConnectError, f"the server is closing the session: {code} {text}",
-                                "server_disconnected", code=code)
+                                classify_reply(code, text, "data"), code=code)
             self._reset(smtp)
             raise self._err(RejectedError, f"message refused: {code} {text}", classify_reply(code, text, "data"), code=code)
         return Receipt(code, text)
@@ -445,7 +445,8 @@ class SmtpTransport:
         if code == 421:
             # The server is closing the session: reconnecting is the remedy, not a rejection.
             self._abort(smtp)
-            raise self._err(ConnectError, f"the server is closing the session: {code} {text}", "server_disconnected", code=code)
+            raise self._err(ConnectError, f"the server is closing the session: {code} {text}",
+                            classify_reply(code, text, stage), code=code)
         if code == -1:
             self._abort(smtp)
             raise self._err(ConnectError, "the server closed the connection", "server_disconnected")
