@@ -225,3 +225,20 @@ class GreetingServer:
 
     def stop(self) -> None:
         self.sock.close()
+
+
+class FullBacklog:
+    """A port whose accept queue is full: the kernel drops new SYNs, so connects time out.
+
+    The loopback way to meet a TCP connect timeout (a firewall that drops packets)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.filler = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+
+    def stop(self) -> None:
+        self.filler.close()
+        self.sock.close()

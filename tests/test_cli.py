@@ -381,3 +381,14 @@ def test_debug_logs_show_the_conversation_but_no_secret(smtp_server, certs, camp
         }
         for form in forms:
             assert form not in everything, form
+
+
+def test_verify_detect_suggests_settings_for_an_address(tmp_path):
+    proc = run_cli("verify", "--detect", "Me <me@gmail.com>", "--json", home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    (first, *_) = json.loads(proc.stdout)
+    assert (first["host"], first["port"], first["security"], first["provider"]) == ("smtp.gmail.com", 587, "starttls", "gmail")
+    assert "Gmail" in first["reason"]
+    assert "--provider gmail" in proc.stderr and "1. smtp.gmail.com port 587" in proc.stderr
+    bad = run_cli("verify", "--detect", "not an address", home=tmp_path / "h")
+    assert bad.returncode == 2 and "from:" in error_line(bad.stderr)

@@ -234,3 +234,17 @@ def test_every_reply_at_every_stage(smtp_server, certs, stage, reply, expected):
     assert info.value.category == expected[stage]
     assert info.value.transient == (code < 500)
     assert reply.split(" ", 2)[2] in str(info.value)  # the server's own words are kept
+
+
+def test_tcp_timeout_is_told_apart_from_refused():
+    from tests.servers import FullBacklog
+
+    blocked = FullBacklog()
+    try:
+        result = run(port=blocked.port, security="starttls", timeout=1)
+    finally:
+        blocked.stop()
+    assert statuses(result) == [("dns", "ok"), ("tcp", "failed")]
+    assert result.error.category == "timeout"
+    steps = " ".join(result.error.fix_steps())
+    assert "firewall" in steps and "port 25" in steps
