@@ -66,7 +66,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 class Certs:
     """A test CA and certificates issued by it (good, expired, wrong host) plus a self-signed one."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str | None = None) -> None:
         self.root = root
         self.ca = trustme.CA()
         self.ca_file = str(root / "ca.pem")
@@ -80,6 +80,10 @@ class Certs:
         self.wrong_host = self._issue("wronghost", self.ca, "mail.other.example")
         self.untrusted = self._issue("untrusted", trustme.CA(), "localhost", "127.0.0.1")
         self.self_signed = self._self_signed("selfsigned", "localhost")
+        if host:  # certificates for a named test host (settings detection probes it by name)
+            self.good = self._issue("named", self.ca, host)
+            self.wrong_host = self._issue("named-wronghost", self.ca, "other." + host)
+            self.untrusted = self._issue("named-untrusted", trustme.CA(), host)
 
     def _self_signed(self, name: str, host: str) -> tuple[str, str]:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -144,3 +148,21 @@ def offline_detect(address: str) -> list:
     dead.port = 9  # discard: nothing answers
     dead.lifetime = 0.2
     return detect(address, resolver=dead, probe_hosts=lambda domain: [])
+
+
+@pytest.fixture
+def web_app(tmp_path: Path):
+    """Browser mode on 127.0.0.1 around a real Bridge with its own local inbox: (webapp, inbox)."""
+    from backend import web
+    from backend.credentials import EncryptedFileStore
+    from backend.inbox import LocalInbox
+    from bridge import FRONTEND, Bridge
+
+    inbox = LocalInbox()
+    webapp, server, _ = web.start(
+        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
+                               detector=offline_detect),
+        FRONTEND,
+    )
+    yield webapp, inbox
+    web.stop(webapp, server)

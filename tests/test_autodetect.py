@@ -20,12 +20,12 @@ import dns.rdatatype
 import dns.resolver
 import dns.rrset
 import pytest
-import trustme
 
 from backend import autodetect
 from backend.autodetect import Suggestion, detect, provider_for_mx
 from backend.errors import SettingsError
 from backend.presets import PRESETS
+from tests.conftest import Certs
 from tests.servers import Server, free_port, listen_silently
 
 HOST = "smtp.example.test"
@@ -127,29 +127,9 @@ def no_probes(domain: str) -> list[str]:
 # Certificates and SMTP servers --------------------------------------------------------------
 
 
-class Certs:
-    """A CA (its file is passed as ca_file) and certificates for the probe tests."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ca = trustme.CA()
-        self.ca_file = str(root / "ca.pem")
-        self.ca.cert_pem.write_to_path(self.ca_file)
-        self.good = self._issue("good", self.ca, HOST)
-        self.wrong_host = self._issue("wronghost", self.ca, "other.example.test")
-        self.untrusted = self._issue("untrusted", trustme.CA(), HOST)
-
-    def _issue(self, name: str, ca: trustme.CA, *hosts: str) -> tuple[str, str]:
-        cert = ca.issue_cert(*hosts)
-        chain, key = self.root / f"{name}.pem", self.root / f"{name}.key"
-        chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-        key.write_bytes(cert.private_key_pem.bytes())
-        return str(chain), str(key)
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("autodetect-certs"))
+    return Certs(tmp_path_factory.mktemp("autodetect-certs"), host=HOST)
 
 
 @pytest.fixture

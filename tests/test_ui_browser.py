@@ -9,12 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from backend import web
-from backend.credentials import EncryptedFileStore
-from backend.inbox import LocalInbox
-from bridge import FRONTEND, Bridge
-from tests.conftest import offline_detect
-
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -36,15 +30,8 @@ def browser():
 
 
 @pytest.fixture
-def app(tmp_path):
-    inbox = LocalInbox()
-    webapp, server, _ = web.start(
-        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
-                               detector=offline_detect),
-        FRONTEND,
-    )
-    yield webapp, inbox
-    web.stop(webapp, server)
+def app(web_app):
+    return web_app
 
 
 @pytest.fixture

@@ -8,23 +8,10 @@ import threading
 
 import pytest
 
-from backend import web
-from backend.credentials import EncryptedFileStore
-from backend.inbox import LocalInbox
-from bridge import FRONTEND, Bridge
-from tests.conftest import offline_detect
-
 
 @pytest.fixture
-def served(tmp_path):
-    inbox = LocalInbox()
-    webapp, server, _ = web.start(
-        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
-                               detector=offline_detect),
-        FRONTEND,
-    )
-    yield webapp
-    web.stop(webapp, server)
+def served(web_app):
+    return web_app[0]
 
 
 def request(webapp, method, path, body=None, headers=None):
