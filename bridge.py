@@ -243,7 +243,7 @@ class _Run:
     id: str
     total: int
     control: Control
-    imported: ImportResult
+    draft: service.Draft
     provider: str | None
     state: str = "running"
     error: dict[str, Any] | None = None
@@ -692,12 +692,17 @@ class Bridge:
             settings = self._account(p)
             draft = self._draft(p, settings.from_address or self._from_address(p))
             problems = draft.problems()
+            if problems and p.bool("skip_problem_rows"):
+                service.exclude_problem_rows(draft, problems)
+                problems = []
             if problems:
                 err = SettingsError("message", f"{len(problems)} row(s) cannot be built; first: {problems[0].message}",
                                     category="template_error")
                 err.steps = self._problems(problems)  # type: ignore[attr-defined]
                 raise err
-            run = _Run(draft.id, len(draft.recipients), Control(), draft.imported, settings.provider)
+            if not draft.recipients:
+                raise _NotNow("no recipient is left to send to")
+            run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider)
             run.thread = threading.Thread(target=self._work, args=(run, draft, settings),
                                           name=f"campaign-{draft.id}", daemon=True)
             self._run = run
@@ -787,7 +792,7 @@ class Bridge:
         run = self._run if self._run is not None and self._run.outcome is not None else self._finished
         if run is None or run.outcome is None:
             raise _NotNow("there are no results yet: run a campaign first")
-        rows = service.result_rows(run.outcome, run.imported)
+        rows = service.result_rows(run.outcome, run.draft)
         filename = f"results-{run.id}.csv"
         if self._native_dialogs and self._window is not None:
             import webview

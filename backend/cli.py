@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jsonl: one progress event per line on stdout; bar: a progress bar on a "
                    "terminal (default when stderr is a terminal); none")
     r.add_argument("--dry-run", action="store_true", help="render every message and report problems; send nothing")
+    r.add_argument("--skip-bad-rows", action="store_true",
+                   help="send to the rows whose message can be built; list the others and leave them out")
 
     verify = sub.add_parser("verify", help="test the connection and login",
                             description="Connect, secure the connection, EHLO and log in; send nothing.")
@@ -353,11 +355,18 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     problems = draft.problems()
     if problems:
         _print_problems(problems, rep)
-        raise UsageError(f"{len(problems)} row(s) cannot be built; fix them (see above) before sending",
-                         category="template_error")
+        rows = len({p.row for p in problems})
+        if not args.skip_bad_rows:
+            raise UsageError(f"{rows} row(s) cannot be built; fix them (see above), or add --skip-bad-rows "
+                             "to send to the others", category="template_error")
+        service.exclude_problem_rows(draft, problems)
+        rep.line(f"Skipping {rows} row(s) that cannot be built (--skip-bad-rows); they are reported as not sent.")
+        if not draft.recipients:
+            raise UsageError("no row is left to send to", category="template_error")
 
     assert settings is not None
-    rep.line(f"Campaign {draft.id}: {len(draft.recipients)} recipients ({imported.summary()}) via "
+    n = len(draft.recipients)
+    rep.line(f"Campaign {draft.id}: {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
              f"{settings.host}:{settings.port} ({_security_words(settings.security)})")
     if not settings.verify_certificates:
         rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
@@ -392,7 +401,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
 
     if args.results:
         try:
-            written = service.write_results_csv(args.results, service.result_rows(outcome, imported))
+            written = service.write_results_csv(args.results, service.result_rows(outcome, draft))
             rep.line(f"Results written to {written}")
         except OSError as exc:
             rep.line(f"bulk-mailer: error [file_error]: could not write the results to '{args.results}': "
@@ -408,7 +417,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     counts = outcome.counts
     if counts.get("sent", 0) == 0 and counts.get("uncertain", 0) == 0:
         return EXIT_NOTHING_SENT
-    if counts.get("sent", 0) == len(outcome.results) and not imported.rejected:
+    if counts.get("sent", 0) == len(outcome.results) and not imported.rejected and not draft.excluded:
         return EXIT_OK
     return EXIT_SOME_FAILED
 

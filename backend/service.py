@@ -51,10 +51,19 @@ class Draft:
     delay_ms: int = DEFAULT_DELAY_MS
     reply_to: compose.Sender | None = None
     id: str = field(default_factory=new_campaign_id)
+    # Rows of the list that will not be sent (suppressed, or skipped for a problem), by line.
+    excluded: dict[int, ResultRow] = field(default_factory=dict)
 
     @property
     def recipients(self) -> list[Recipient]:
-        return self.imported.recipients
+        """The rows that will be sent to."""
+        if not self.excluded:
+            return self.imported.recipients
+        return [r for r in self.imported.recipients if r.line not in self.excluded]
+
+    def exclude(self, recipient: Recipient, reason: str, category: str | None = None) -> None:
+        """Leave a row out of the run, reported as skipped with the reason."""
+        self.excluded[recipient.line] = ResultRow(recipient.email, "skipped", category, None, reason)
 
     def problems(self) -> list[TemplateError]:
         """Every row whose message cannot be built, each naming its line and field."""
@@ -118,15 +127,18 @@ def send(
     control: Control | None = None,
     on_pause: Callable[[bool], None] = lambda paused: None,
     sleep: Callable[[float], Any] | None = None,
+    skip_problem_rows: bool = False,
 ) -> CampaignOutcome:
-    """Run the campaign; refuses to start while any row's message cannot be built."""
+    """Run the campaign; refuses to start while a row cannot be built, unless told to skip those."""
     problems = draft.problems()
-    if problems:
+    if problems and not skip_problem_rows:
         first = problems[0]
         raise TemplateError(
-            f"{len(problems)} row(s) cannot be built, first: {first.message}",
+            f"{len({p.row for p in problems})} row(s) cannot be built, first: {first.message}",
             field=first.field,
         )
+    if problems:
+        exclude_problem_rows(draft, problems)
     log.info("campaign %s: %d recipients", draft.id, len(draft.recipients))
     return run_campaign(
         draft.recipients,
@@ -141,10 +153,20 @@ def send(
     )
 
 
-def result_rows(outcome: CampaignOutcome, imported: ImportResult) -> list[ResultRow]:
-    """The campaign's rows plus one skipped row per invalid address in the list."""
-    rows = list(outcome.results)
-    for bad in imported.rejected:
+def exclude_problem_rows(draft: Draft, problems: list[TemplateError]) -> int:
+    """Leave the rows whose message cannot be built out of the run; return how many."""
+    by_line = {r.line: r for r in draft.recipients}
+    before = len(draft.excluded)
+    for problem in problems:
+        if problem.row in by_line and problem.row not in draft.excluded:
+            draft.exclude(by_line[problem.row], f"not sent: {problem.message}", problem.category)
+    return len(draft.excluded) - before
+
+
+def result_rows(outcome: CampaignOutcome, draft: Draft) -> list[ResultRow]:
+    """The campaign's rows, the rows left out of it, and one per invalid address in the list."""
+    rows = list(outcome.results) + list(draft.excluded.values())
+    for bad in draft.imported.rejected:
         rows.append(ResultRow(bad.value, "skipped", "invalid_address", None, f"line {bad.line}: {bad.reason}"))
     return rows
 

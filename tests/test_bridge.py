@@ -430,3 +430,17 @@ def test_detect_settings_and_log_folder(make_bridge, isolated_home):
     assert bad["ok"] is False and bad["error"]["message"].startswith("from:")
     folder = ok(b.open_log_folder())
     assert folder["path"].startswith(str(isolated_home)) and folder["opened"] is False
+
+
+def test_skip_problem_rows_sends_the_rest_and_reports_them(make_bridge, inbox):
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "email,nick\na@example.org,Al\nb@example.org,\nc@example.org,Cy\n"}))
+    message = {"subject": "Hi", "body": "{{ nick }}{% if not nick %}{{ missing }}{% endif %}", "format": "text"}
+    answer = b.start_campaign({"account": INBOX, "message": message, "delay_ms": 0})
+    assert answer["ok"] is False and answer["error"]["category"] == "template_error"
+    assert [s["line"] for s in answer["error"]["steps"]] == [3]
+    ok(b.start_campaign({"account": INBOX, "message": message, "delay_ms": 0, "skip_problem_rows": True}))
+    wait_for(lambda: finished(b))
+    assert sorted(m.rcpt_tos[0] for m in inbox.messages()) == ["a@example.org", "c@example.org"]
+    rows = ok(b.export_results())["csv"]
+    assert "b@example.org,skipped,template_error" in rows and "line 3" in rows

@@ -143,6 +143,23 @@ def test_missing_field_lists_every_row_and_sends_nothing(smtp_server, certs, cam
     problems = [line for line in proc.stderr.splitlines() if line.startswith("problem")]
     assert len(problems) == 1 and "lines 2, 3, 5:" in problems[0]  # one line per distinct problem
     assert server.messages == [] and server.handler.commands == []
+    assert "--skip-bad-rows" in error_line(proc.stderr)
+
+
+def test_skip_bad_rows_sends_the_others(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.csv"
+    people.write_text("email,nick\na@example.org,Al\nb@example.org,\n")
+    body = tmp_path / "b.txt"
+    body.write_text("{{ nick }}{% if not nick %}{{ missing }}{% endif %}")
+    results = tmp_path / "r.csv"
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0", "--skip-bad-rows",
+                   "--results", str(results), env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 1, proc.stderr
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]
+    rows = {r["email"]: r for r in csv.DictReader(results.open(encoding="utf-8"))}
+    assert rows["b@example.org"]["status"] == "skipped" and "line 3" in rows["b@example.org"]["error"]
 
 
 def test_dry_run_connects_nowhere(campaign_files, tmp_path):
