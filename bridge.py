@@ -39,6 +39,8 @@ from backend.inbox import LocalInbox
 from backend.presets import PRESETS, preset_host
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings
+from backend.suppression import SuppressionList
+from backend.templates import SavedTemplate, TemplateStore
 from backend.transports.base import Envelope
 from backend.transports.smtp import SmtpTransport
 
@@ -276,6 +278,8 @@ class Bridge:
         self._imported: ImportResult | None = None
         self._source: tuple[str, Any] | None = None  # how to re-read the list with another column
         self._passphrase: str | None = None  # kept in memory for this run of the app only
+        self._suppression = SuppressionList()
+        self._templates = TemplateStore()
 
     # -- plumbing (private: pywebview exposes only public names) --------------------------
 
@@ -544,11 +548,14 @@ class Bridge:
     def _preview(self, imported: ImportResult, source: tuple[str, Any]) -> dict[str, Any]:
         self._imported, self._source = imported, source
         columns = imported.columns or [f for f in imported.fields if f != "email"]
+        _, suppressed = self._suppression.apply(imported.recipients)
         return {
             "source": imported.source,
             "summary": imported.summary(),
             "counts": {"valid": len(imported.recipients), "invalid": len(imported.rejected),
-                       "duplicates": len(imported.duplicates)},
+                       "duplicates": len(imported.duplicates), "suppressed": len(suppressed)},
+            "suppressed": [{"line": r.line, "email": r.email, "reason": why} for r, why in suppressed[:PREVIEW_REJECTS]],
+            "name_column": getattr(imported, "name_column", None),
             "columns": columns,
             "email_column": imported.email_column,
             "fields": list(imported.fields),
@@ -577,11 +584,7 @@ class Bridge:
     def import_recipients_data(self, p: Params) -> dict[str, Any]:
         """Import a file's content sent by the page (browser mode's file field)."""
         name = Path(p.str("name", required=True)).name or "upload.csv"
-        encoded = p.str("data_base64", max_len=MAX_FILE * 4 // 3 + 4, required=True)
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise _Invalid("data_base64", "is not valid base64") from None
+        data = self._b64(p, "data_base64", MAX_FILE)
         column = p.column("email_column")
         return self._preview(load_bytes(data, name, email_column=column), ("data", (data, name)))
 
@@ -691,6 +694,7 @@ class Bridge:
             self._ensure_idle()
             settings = self._account(p)
             draft = self._draft(p, settings.from_address or self._from_address(p))
+            service.apply_suppression(draft, self._suppression)
             problems = draft.problems()
             if problems and p.bool("skip_problem_rows"):
                 service.exclude_problem_rows(draft, problems)
@@ -803,6 +807,137 @@ class Bridge:
             path = chosen[0] if isinstance(chosen, list | tuple) else chosen
             return {"path": str(service.write_results_csv(path, rows))}
         return {"filename": filename, "csv": service.results_csv_text(rows)}
+
+    # -- suppression list -----------------------------------------------------------------
+
+    @api
+    def suppression_list(self, p: Params) -> dict[str, Any]:
+        """The addresses never mailed, with their reasons (the first 1000)."""
+        entries = self._suppression.all()
+        return {"count": len(entries), "entries": [{"email": e, "reason": r} for e, r in entries[:1000]]}
+
+    @api
+    def suppression_add(self, p: Params) -> dict[str, Any]:
+        """Add pasted addresses (one a line, or separated by commas/spaces) to the list."""
+        text = p.str("text", max_len=MAX_TEXT, required=True)
+        reason = p.str("reason", "added by hand", max_len=200)
+        pieces = [x for x in re.split(r"[\s,;]+", text) if x]
+        added = self._suppression.add(pieces, reason=reason)
+        return {"added": int(added), "already": added.already,
+                "invalid": [{"line": n, "value": v, "reason": why} for n, v, why in added.invalid]}
+
+    @api
+    def suppression_remove(self, p: Params) -> dict[str, Any]:
+        """Take an address off the list."""
+        return {"removed": self._suppression.remove(p.str("email", required=True))}
+
+    # -- saved templates ------------------------------------------------------------------
+
+    def _template_from(self, name: str, p: Params) -> SavedTemplate:
+        m = p.obj("message")
+        return SavedTemplate(
+            name=name, subject=m.str("subject", max_len=MAX_SHORT), body=m.str("body", max_len=MAX_TEXT),
+            format=m.choice("format", ("html", "text"), "html"),
+            unsubscribe=[u for u in self._unsubscribe_values(m)],
+        )
+
+    @staticmethod
+    def _unsubscribe_values(m: Params) -> list[str]:
+        raw = m._get("unsubscribe", None)
+        if raw is None:
+            return []
+        if isinstance(raw, str):
+            raw = [x for x in re.split(r"[\s,]+", raw) if x]
+        if not isinstance(raw, list) or not all(isinstance(x, str) and len(x) <= MAX_SHORT for x in raw) or len(raw) > 2:
+            raise _Invalid("message.unsubscribe", "must be up to two addresses: an https:// link and/or a mailto:")
+        return list(raw)
+
+    @api
+    def template_list(self, p: Params) -> dict[str, Any]:
+        """Saved templates by name."""
+        return {"templates": [{"name": t.name, "subject": t.subject, "format": t.format, "updated": t.updated}
+                              for t in self._templates.list()]}
+
+    @api
+    def template_save(self, p: Params) -> dict[str, Any]:
+        """Save the message as a named template (overwrite only when asked)."""
+        saved = self._templates.save(self._template_from(p.str("name", required=True), p),
+                                     overwrite=p.bool("overwrite"))
+        return {"name": saved.name}
+
+    @api
+    def template_load(self, p: Params) -> dict[str, Any]:
+        """A saved template's message fields."""
+        t = self._templates.get(p.str("name", required=True))
+        return {"name": t.name, "message": {"subject": t.subject, "body": t.body, "format": t.format,
+                                            "unsubscribe": list(t.unsubscribe)},
+                "attachments": list(t.attachments)}
+
+    @api
+    def template_rename(self, p: Params) -> dict[str, Any]:
+        """Rename a saved template."""
+        renamed = self._templates.rename(p.str("old", required=True), p.str("new", required=True))
+        return {"name": renamed.name}
+
+    @api
+    def template_delete(self, p: Params) -> dict[str, Any]:
+        """Delete a saved template."""
+        self._templates.delete(p.str("name", required=True))
+        return {}
+
+    @api
+    def template_export(self, p: Params) -> dict[str, Any] | None:
+        """A template as a file: saved via the native dialog, or returned as JSON text."""
+        name = p.str("name", required=True)
+        t = self._templates.get(name)
+        filename = re.sub(r"[^\w.-]+", "-", t.name).strip("-") + ".bmtemplate.json"
+        if self._native_dialogs and self._window is not None:
+            import webview
+
+            chosen = self._window.create_file_dialog(webview.FileDialog.SAVE, save_filename=filename)
+            if not chosen:
+                return None
+            path = chosen[0] if isinstance(chosen, list | tuple) else chosen
+            return {"path": str(self._templates.export(name, Path(path)))}
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = self._templates.export(name, Path(tmp) / filename)
+            return {"filename": filename, "json": Path(out).read_text(encoding="utf-8")}
+
+    @api
+    def template_import(self, p: Params) -> dict[str, Any] | None:
+        """Import a template file chosen with the native dialog."""
+        if not self._native_dialogs or self._window is None:
+            raise _NotNow("there is no native file dialog in browser mode; use the file field")
+        import webview
+
+        chosen = self._window.create_file_dialog(webview.FileDialog.OPEN)
+        if not chosen:
+            return None
+        path = chosen[0] if isinstance(chosen, list | tuple) else chosen
+        t = self._templates.import_file(Path(path), overwrite=p.bool("overwrite"))
+        return {"template": {"name": t.name, "subject": t.subject, "format": t.format}}
+
+    @api
+    def template_import_data(self, p: Params) -> dict[str, Any]:
+        """Import a template file's content sent by the page (browser mode)."""
+        import tempfile
+
+        data = self._b64(p, "data_base64", MAX_TEXT)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "import.json"
+            path.write_bytes(data)
+            t = self._templates.import_file(path, overwrite=p.bool("overwrite"))
+        return {"template": {"name": t.name, "subject": t.subject, "format": t.format}}
+
+    @staticmethod
+    def _b64(p: Params, name: str, limit: int) -> bytes:
+        encoded = p.str(name, max_len=limit * 4 // 3 + 4, required=True)
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise _Invalid(name, "is not valid base64") from None
 
     # -- local test inbox -----------------------------------------------------------------
 

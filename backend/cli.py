@@ -23,6 +23,7 @@ from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.presets import PRESETS
 from backend.recipients import load_file
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
+from backend.suppression import SuppressionList
 from backend.transports.smtp import SmtpTransport
 
 PASSWORD_ENV = "BULK_MAILER_PASSWORD"  # noqa: S105 (a variable name, not a secret)
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jsonl: one progress event per line on stdout; bar: a progress bar on a "
                    "terminal (default when stderr is a terminal); none")
     r.add_argument("--dry-run", action="store_true", help="render every message and report problems; send nothing")
+    m.add_argument("--suppress", metavar="FILE",
+                   help="addresses never to mail (one a line): added to the kept suppression list, "
+                   "which every campaign skips")
     r.add_argument("--skip-bad-rows", action="store_true",
                    help="send to the rows whose message can be built; list the others and leave them out")
 
@@ -336,14 +340,25 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     if args.results and not args.dry_run:
         _check_writable(args.results)
 
+    suppression = SuppressionList()
+    if args.suppress:
+        report = suppression.import_file(args.suppress)
+        rep.line(f"suppression list: {report.summary()} from {args.suppress}")
+        for line, value, reason in report.invalid:
+            rep.line(f"skipped   {args.suppress} line {line}: {value!r}: {reason}")
     for warning in imported.warnings:
         rep.line(f"warning   {warning}")
     for bad in imported.rejected:
         rep.line(f"skipped   line {bad.line}: {bad.reason}")
     for dup in imported.duplicates:
         rep.line(f"duplicate line {dup.line}: {dup.email} (already on line {dup.first_line}; sent once)")
+    if service.apply_suppression(draft, suppression):
+        for row in draft.excluded.values():
+            rep.line(f"suppressed {row.email}: {row.error}")
     if not draft.recipients:
-        raise UsageError(f"no valid recipients in '{args.to_file}' ({imported.summary()})", category="invalid_address")
+        raise UsageError(f"no recipients left to send to in '{args.to_file}' ({imported.summary()}"
+                         f"{', ' + str(len(draft.excluded)) + ' suppressed' if draft.excluded else ''})",
+                         category="invalid_address")
 
     if args.dry_run:
         problems = service.dry_run(draft)

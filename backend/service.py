@@ -153,6 +153,14 @@ def send(
     )
 
 
+def apply_suppression(draft: Draft, suppression: Any) -> int:
+    """Leave out every recipient on the suppression list; return how many."""
+    _, suppressed = suppression.apply(draft.recipients)
+    for recipient, reason in suppressed:
+        draft.exclude(recipient, f"not sent: {reason}")
+    return len(suppressed)
+
+
 def exclude_problem_rows(draft: Draft, problems: list[TemplateError]) -> int:
     """Leave the rows whose message cannot be built out of the run; return how many."""
     by_line = {r.line: r for r in draft.recipients}

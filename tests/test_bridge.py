@@ -25,6 +25,9 @@ EXPECTED_API = {
     "inbox_clear", "inbox_list", "inbox_message", "load_settings", "pause_campaign",
     "preview_message", "resume_campaign", "save_settings", "send_test", "set_email_column",
     "start_campaign", "test_connection", "detect_settings", "open_log_folder",
+    "suppression_list", "suppression_add", "suppression_remove", "template_list", "template_save",
+    "template_load", "template_rename", "template_delete", "template_export", "template_import",
+    "template_import_data",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
@@ -444,3 +447,42 @@ def test_skip_problem_rows_sends_the_rest_and_reports_them(make_bridge, inbox):
     assert sorted(m.rcpt_tos[0] for m in inbox.messages()) == ["a@example.org", "c@example.org"]
     rows = ok(b.export_results())["csv"]
     assert "b@example.org,skipped,template_error" in rows and "line 3" in rows
+
+
+def test_suppression_through_the_bridge(make_bridge, inbox):
+    b, _ = make_bridge()
+    added = ok(b.suppression_add({"text": "b@example.org, nope\nC@Example.org", "reason": "unsubscribed"}))
+    assert added["added"] == 2 and [i["value"] for i in added["invalid"]] == ["nope"]
+    preview = ok(b.import_recipients_text({"text": "a@example.org\nb@example.org\nc@example.org"}))
+    assert preview["counts"]["suppressed"] == 2
+    assert {s["email"] for s in preview["suppressed"]} == {"b@example.org", "c@example.org"}
+    ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0}))
+    wait_for(lambda: finished(b))
+    assert [m.rcpt_tos for m in inbox.messages()] == [("a@example.org",)]
+    assert "b@example.org,skipped,,,not sent: suppressed: unsubscribed" in ok(b.export_results())["csv"]
+    assert ok(b.suppression_remove({"email": "b@example.org"}))["removed"] is True
+    assert ok(b.suppression_list())["count"] == 1
+
+
+def test_templates_through_the_bridge(make_bridge):
+    b, _ = make_bridge()
+    message = {"subject": "Hi {{ name }}", "body": "<p>x</p>", "format": "html",
+               "unsubscribe": ["https://example.org/u?e={{ email }}"]}
+    ok(b.template_save({"name": "Spring ../invite", "message": message}))
+    dup = b.template_save({"name": "spring ../INVITE", "message": message})
+    assert dup["ok"] is False
+    ok(b.template_save({"name": "spring ../INVITE", "message": {**message, "subject": "v2"}, "overwrite": True}))
+    assert [t["name"] for t in ok(b.template_list())["templates"]] == ["spring ../INVITE"]
+    loaded = ok(b.template_load({"name": "Spring ../invite"}))
+    assert loaded["message"]["subject"] == "v2" and loaded["message"]["unsubscribe"] == message["unsubscribe"]
+    exported = ok(b.template_export({"name": "Spring ../invite"}))
+    ok(b.template_delete({"name": "Spring ../invite"}))
+    assert ok(b.template_list())["templates"] == []
+    import base64 as b64
+
+    imported = ok(b.template_import_data({"data_base64": b64.b64encode(exported["json"].encode()).decode()}))
+    assert imported["template"]["subject"] == "v2"
+    bad = b.template_import_data({"data_base64": b64.b64encode(b"not json").decode()})
+    assert bad["ok"] is False and "Traceback" not in json.dumps(bad)
+    ok(b.template_rename({"old": "spring ../INVITE", "new": "Autumn"}))
+    assert [t["name"] for t in ok(b.template_list())["templates"]] == ["Autumn"]

@@ -409,3 +409,23 @@ def test_verify_detect_suggests_settings_for_an_address(tmp_path):
     assert "--provider gmail" in proc.stderr and "1. smtp.gmail.com port 587" in proc.stderr
     bad = run_cli("verify", "--detect", "not an address", home=tmp_path / "h")
     assert bad.returncode == 2 and "from:" in error_line(bad.stderr)
+
+
+def test_suppression_list_is_kept_and_applied(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls")
+    never = tmp_path / "never.txt"
+    never.write_text("# unsubscribed\nBOB@example.org\nnot an address\n")
+    common = [*account(server, certs), "--from", "me@example.com", "--to-file", str(campaign_files["people"]),
+              "--subject", "Hi", "--html-file", str(campaign_files["html"]), "--delay-ms", "0"]
+    env = {"BULK_MAILER_PASSWORD": PASSWORD}
+    first = run_cli("send", *common, "--suppress", str(never), "--results", str(tmp_path / "r1.csv"),
+                    env=env, home=tmp_path / "h")
+    assert "1 added" in first.stderr and "never.txt line 3" in first.stderr
+    assert "suppressed bob@example.org" in first.stderr
+    rows = {r["email"]: r for r in csv.DictReader((tmp_path / "r1.csv").open(encoding="utf-8"))}
+    assert rows["bob@example.org"]["status"] == "skipped" and "suppressed" in rows["bob@example.org"]["error"]
+    # a later campaign without --suppress still skips bob: the list is kept
+    second = run_cli("send", *common, env=env, home=tmp_path / "h")
+    assert "suppressed bob@example.org" in second.stderr
+    assert all("bob@example.org" not in m.rcpt_tos for m in server.messages)
+    assert sum(m.rcpt_tos == ["ann@example.org"] for m in server.messages) == 2
