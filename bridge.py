@@ -277,6 +277,7 @@ class Bridge:
         self._finished: _Run | None = None  # the last run with results, for export during the next
         self._imported: ImportResult | None = None
         self._source: tuple[str, Any] | None = None  # how to re-read the list with another column
+        self._columns: tuple[str | None, str | None] = (None, None)  # email and name column chosen
         self._passphrase: str | None = None  # kept in memory for this run of the app only
         self._suppression = SuppressionList()
         self._templates = TemplateStore()
@@ -555,7 +556,7 @@ class Bridge:
             "counts": {"valid": len(imported.recipients), "invalid": len(imported.rejected),
                        "duplicates": len(imported.duplicates), "suppressed": len(suppressed)},
             "suppressed": [{"line": r.line, "email": r.email, "reason": why} for r, why in suppressed[:PREVIEW_REJECTS]],
-            "name_column": getattr(imported, "name_column", None),
+            "name_column": imported.name_column,
             "columns": columns,
             "email_column": imported.email_column,
             "fields": list(imported.fields),
@@ -577,37 +578,46 @@ class Bridge:
         if not chosen:
             return None
         path = str(chosen[0] if isinstance(chosen, list | tuple) else chosen)
-        column = p.column("email_column")
-        return self._preview(load_file(path, email_column=column), ("file", path))
+        return self._preview(*self._load(("file", path), p.column("email_column"), p.column("name_column")))
 
     @api
     def import_recipients_data(self, p: Params) -> dict[str, Any]:
         """Import a file's content sent by the page (browser mode's file field)."""
         name = Path(p.str("name", required=True)).name or "upload.csv"
         data = self._b64(p, "data_base64", MAX_FILE)
-        column = p.column("email_column")
-        return self._preview(load_bytes(data, name, email_column=column), ("data", (data, name)))
+        return self._preview(*self._load(("data", (data, name)), p.column("email_column"), p.column("name_column")))
 
     @api
     def import_recipients_text(self, p: Params) -> dict[str, Any]:
         """Import pasted addresses or a pasted table."""
         text = p.str("text", max_len=MAX_TEXT, required=True)
-        return self._preview(parse_text(text, email_column=p.column("email_column")), ("text", text))
+        return self._preview(*self._load(("text", text), p.column("email_column"), p.column("name_column")))
+
+    def _load(self, source: tuple[str, Any], email_column: str | None,
+              name_column: str | None) -> tuple[ImportResult, tuple[str, Any]]:
+        kind, value = source
+        if kind == "file":
+            imported = load_file(value, email_column=email_column, name_column=name_column)
+        elif kind == "data":
+            imported = load_bytes(value[0], value[1], email_column=email_column, name_column=name_column)
+        else:
+            imported = parse_text(value, email_column=email_column, name_column=name_column)
+        self._columns = (email_column, name_column)
+        return imported, source
 
     @api
     def set_email_column(self, p: Params) -> dict[str, Any]:
         """Read the last list again with another email column."""
         if self._source is None:
             raise _NotNow("import a recipient list first")
-        column = p.column("column")
-        kind, value = self._source
-        if kind == "file":
-            imported = load_file(value, email_column=column)
-        elif kind == "data":
-            imported = load_bytes(value[0], value[1], email_column=column)
-        else:
-            imported = parse_text(value, email_column=column)
-        return self._preview(imported, self._source)
+        return self._preview(*self._load(self._source, p.column("column"), self._columns[1]))
+
+    @api
+    def set_name_column(self, p: Params) -> dict[str, Any]:
+        """Read the last list again with another name column (none: found automatically)."""
+        if self._source is None:
+            raise _NotNow("import a recipient list first")
+        return self._preview(*self._load(self._source, self._columns[0], p.column("column")))
 
     # -- compose --------------------------------------------------------------------------
 

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--reply-to", help="Reply-To address")
     m.add_argument("--to-file", required=True, help="recipients: .csv, .tsv or .txt (one address a line)")
     m.add_argument("--email-column", help="the column holding the address (name, or number from 1)")
+    m.add_argument("--name-column", help="the column holding the name (for {{ name }} and the To line); "
+                   "found by itself when it is called name, full name, or first and last name")
     m.add_argument("--subject", required=True, help='subject; may use fields: "Hello {{ name }}"')
     m.add_argument("--html-file", help="HTML body template")
     m.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted)")
@@ -332,7 +334,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     text = _read_template(args.text_file, "text")
     if html is None and text is None:
         raise UsageError("give --html-file or --text-file (or both)")
-    imported = load_file(args.to_file, email_column=args.email_column)
+    imported = load_file(args.to_file, email_column=args.email_column, name_column=args.name_column)
     draft = service.make_draft(imported, subject=args.subject, html=html, text=text,
                                from_address=args.from_address, delay_ms=args.delay_ms,
                                reply_to=args.reply_to)
@@ -340,8 +342,16 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     if args.results and not args.dry_run:
         _check_writable(args.results)
 
-    suppression = SuppressionList()
-    if args.suppress:
+    try:
+        suppression: SuppressionList | None = SuppressionList()
+    except OSError as exc:
+        # Sending without the list could mail someone who unsubscribed: only a dry run goes on.
+        if not args.dry_run:
+            raise UsageError(f"the suppression list cannot be read ({exc.strerror or exc}); nothing was sent",
+                             category="file_error") from None
+        rep.line(f"warning   the suppression list cannot be read ({exc.strerror or exc})")
+        suppression = None
+    if args.suppress and suppression is not None:
         report = suppression.import_file(args.suppress)
         rep.line(f"suppression list: {report.summary()} from {args.suppress}")
         for line, value, reason in report.invalid:
@@ -352,7 +362,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         rep.line(f"skipped   line {bad.line}: {bad.reason}")
     for dup in imported.duplicates:
         rep.line(f"duplicate line {dup.line}: {dup.email} (already on line {dup.first_line}; sent once)")
-    if service.apply_suppression(draft, suppression):
+    if suppression is not None and service.apply_suppression(draft, suppression):
         for row in draft.excluded.values():
             rep.line(f"suppressed {row.email}: {row.error}")
     if not draft.recipients:

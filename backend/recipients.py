@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import itertools
 import os
 import re
 import unicodedata
+import warnings as warnings_module
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from email_validator import validate_email
 
@@ -55,10 +59,13 @@ class Duplicate:
 class ImportResult:
     """What an import found: usable recipients, rejected rows, duplicates, the field names.
 
-    encoding is how the file's bytes were read: "utf-8", "utf-16", "cp1252" or "latin-1"
-    (pasted text was never bytes: "utf-8"). warnings are plain-words notes for the user
-    about the whole import (bytes replaced, a guessed encoding, a quote that may be
-    missing); they are not rejected rows and summary() leaves them out.
+    encoding is how the file's bytes were read: "utf-8", "utf-16", "cp1252", "latin-1", or
+    "xlsx" for an Excel workbook (pasted text was never bytes: "utf-8"). warnings are
+    plain-words notes for the user about the whole import (bytes replaced, a guessed
+    encoding, a quote that may be missing, sheets not read); they are not rejected rows and
+    summary() leaves them out. name_column is where each recipient's "name" field (the To
+    display name, {{ name }}) came from: a column, "First Name + Last Name" when two columns
+    were combined, "name" for a list's "Name <address>" entries, None when there is none.
     """
 
     recipients: list[Recipient]
@@ -70,6 +77,7 @@ class ImportResult:
     encoding: str = "utf-8"
     warnings: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # the list's own columns, in file order
+    name_column: str | None = None
 
     def summary(self) -> str:
         """One line for the UI and the CLI, e.g. '120 valid, 3 invalid, 2 duplicates'."""
@@ -91,6 +99,20 @@ _EMAIL_HEADERS = {
     "courriel", "adresseemail", "adressemail", "adressecourriel", "mel",  # fr
     "correo", "correoelectronico", "direcciondecorreo", "direccionemail",  # es
     "emailadres", "indirizzoemail", "postaelettronica", "posta",  # nl, it
+}
+# Header cells (after _header_key()) of a column holding the whole name, and of first and
+# last name columns, which are combined into "name" when there is no whole-name column.
+_NAME_HEADERS = {
+    "name", "fullname", "displayname", "contactname", "recipientname", "yourname",
+    "vollername", "nomcomplet", "nombrecompleto", "nomecompleto", "volledigenaam",
+}
+_FIRST_NAME_HEADERS = {
+    "firstname", "givenname", "forename", "fname", "first", "vorname", "prenom", "nombre",
+    "voornaam", "nome", "fornavn", "fornamn", "etunimi",
+}
+_LAST_NAME_HEADERS = {
+    "lastname", "surname", "familyname", "lname", "last", "nachname", "nom", "apellido",
+    "apellidos", "achternaam", "cognome", "efternavn", "etternavn", "efternamn", "sukunimi",
 }
 
 # Cheap "looks like an address" test for sniffing and column guessing; the real check is
@@ -118,10 +140,33 @@ _LIST_PIECE = re.compile(r'(?:"[^"]*"|<[^<>]*>|[^,;])+')
 _NAME_ADDR = re.compile(r"(.*?)<([^<>]*)>\s*", re.S)
 
 _Row = tuple[int, list[str]]  # (physical line where the row starts, cells)
+_Column = str | int | None  # a column as the caller names it: header, alias, colN or 1-based number
+
+# Excel workbooks. A ZIP file's first bytes; an OLE2 compound file's (old .xls, and also an
+# encrypted .xlsx: Excel stores a password-protected workbook in one).
+_ZIP_MAGIC = b"PK\x03\x04"
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_XLSX_SUFFIXES = {".xlsx", ".xlsm", ".xltx", ".xltm"}
+_OTHER_SPREADSHEETS = {".xls", ".xlsb", ".ods", ".numbers"}
+_SAVE_AS = "save it as .xlsx or .csv and import that"
+# Refuse absurd workbooks (zip bombs, damaged files) before they cost minutes or gigabytes.
+# The declared sizes are binding: zipfile stops reading a member at its file_size.
+_XLSX_MAX_UNPACKED = 200 * 1024 * 1024  # all members, uncompressed
+_XLSX_MAX_MEMBERS = 10_000
+_XLSX_MAX_ROWS = 1_000_000  # rows with content
+_XLSX_SHEET_ROWS = 1_048_576  # Excel's own limit; a row number past it means a damaged file
+_XLSX_MAX_CELLS = 20_000_000  # cells read, empty ones included
 
 
-def load_file(path: str | os.PathLike[str], email_column: str | int | None = None) -> ImportResult:
-    """Read a .csv/.tsv/.txt recipient file; raise RecipientFileError if it cannot be used."""
+def load_file(
+    path: str | os.PathLike[str], email_column: _Column = None, name_column: _Column = None
+) -> ImportResult:
+    """Read a .csv/.tsv/.txt/.xlsx recipient file; raise RecipientFileError if it cannot be used.
+
+    email_column and name_column pick columns by header, alias ("first_name"), colN or
+    1-based number; None means detect them. The name column is copied into each recipient's
+    "name" field (see ImportResult.name_column).
+    """
     p = Path(path)
     source = str(p)
     try:
@@ -139,15 +184,38 @@ def load_file(path: str | os.PathLike[str], email_column: str | int | None = Non
         raise RecipientFileError(f"{source}: cannot be read ({exc.strerror or exc})") from exc
     except ValueError as exc:  # e.g. a NUL byte in the path
         raise RecipientFileError(f"{source!r}: not a usable file path ({exc})") from exc
-    return load_bytes(data, source, email_column)
+    return load_bytes(data, source, email_column, name_column)
 
 
-def load_bytes(data: bytes, name: str, email_column: str | int | None = None) -> ImportResult:
-    """Import a file's content (e.g. uploaded in browser mode); the name's suffix picks the format."""
+def load_bytes(
+    data: bytes, name: str, email_column: _Column = None, name_column: _Column = None
+) -> ImportResult:
+    """Import a file's content (e.g. uploaded in browser mode); the name's suffix picks the format.
+
+    A ZIP file is read as an Excel workbook whatever its name; an old binary .xls (or an
+    encrypted workbook) is refused with what to do instead.
+    """
+    if not data:
+        raise RecipientFileError(f"{name}: the file is empty")
+    suffix = Path(name).suffix.lower()
+    if data.startswith(_OLE_MAGIC):
+        if suffix in _XLSX_SUFFIXES:
+            raise RecipientFileError(
+                f"{name}: the workbook is password-protected (encrypted) or in the old .xls "
+                f"format; remove the password in Excel, or {_SAVE_AS}"
+            )
+        raise RecipientFileError(
+            f"{name}: is an old Excel (.xls) workbook, which cannot be read; {_SAVE_AS}"
+        )
+    if suffix in _OTHER_SPREADSHEETS - {".xls"} or (
+        suffix == ".xls" and not data.startswith(_ZIP_MAGIC)
+    ):
+        raise RecipientFileError(f"{name}: {suffix} files cannot be read; {_SAVE_AS}")
+    if suffix in _XLSX_SUFFIXES or data.startswith(_ZIP_MAGIC):
+        return _load_xlsx(data, name, _given(email_column), _given(name_column))
     text, encoding, warnings = _decode(data)
     if not text.strip():
         raise RecipientFileError(f"{name}: the file is empty")
-    suffix = Path(name).suffix.lower()
     if suffix in {".tsv", ".tab"}:
         delimiter, table = "\t", True
     elif suffix == ".csv":
@@ -155,18 +223,172 @@ def load_bytes(data: bytes, name: str, email_column: str | int | None = None) ->
     else:
         # .txt and anything else: a list of addresses, unless it turns out to be a table
         delimiter, table = None, None
-    result = _import(text, name, email_column, delimiter=delimiter, table=table)
+    result = _import(text, name, email_column, name_column, delimiter=delimiter, table=table)
     result.encoding = encoding
     result.warnings[:0] = warnings
     return result
 
 
-def parse_text(text: str, email_column: str | int | None = None) -> ImportResult:
+def parse_text(text: str, email_column: _Column = None, name_column: _Column = None) -> ImportResult:
     """Import pasted text: a CSV/TSV table, or addresses split by newlines, commas, ; or spaces."""
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise RecipientFileError(f"{PASTED}: nothing to import, the text is empty")
-    return _import(text, PASTED, email_column, delimiter=None, table=None)
+    return _import(text, PASTED, email_column, name_column, delimiter=None, table=None)
+
+
+def _load_xlsx(data: bytes, name: str, chosen: str | None, name_chosen: str | None) -> ImportResult:
+    """The first sheet of a workbook, through the same table logic as a CSV file."""
+    _check_zip(data, name)
+    try:
+        import openpyxl  # noqa: PLC0415 - slow to import, and only needed for workbooks
+    except ImportError as exc:
+        raise RecipientFileError(
+            f"{name}: reading Excel workbooks needs the openpyxl package; {_SAVE_AS}"
+        ) from exc
+    try:
+        with warnings_module.catch_warnings():
+            # openpyxl warns about styles, extensions and the like it does not read
+            warnings_module.simplefilter("ignore")
+            # data_only: a formula cell gives the value Excel last calculated and saved
+            # (or nothing); no formula is ever evaluated here.
+            book = openpyxl.load_workbook(
+                io.BytesIO(data), read_only=True, data_only=True, keep_links=False
+            )
+            try:
+                sheets = book.worksheets
+                if not sheets:
+                    raise RecipientFileError(f"{name}: the workbook has no worksheet")
+                budget = [_XLSX_MAX_CELLS]
+                title = str(sheets[0].title)
+                rows = _sheet_rows(sheets[0], name, budget)
+                others = [
+                    str(sheet.title)
+                    for sheet in sheets[1:]
+                    if _sheet_has_content(sheet, name, budget)
+                ]
+            finally:
+                book.close()
+    except RecipientFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged workbook fails in many ways in openpyxl
+        detail = _clip(f"{type(exc).__name__}: {exc}".strip(": "), 200)
+        raise RecipientFileError(
+            f"{name}: cannot be read as an Excel workbook ({detail}); the file may be damaged: "
+            "open it in Excel and save it again, or save it as .csv and import that"
+        ) from exc
+    if not rows:
+        raise RecipientFileError(f"{name}: the first sheet, {title!r}, is empty")
+    result = _import_table(rows, [], name, chosen, ", ", name_chosen)
+    result.encoding = "xlsx"
+    if others:
+        ignored = _clip(", ".join(repr(t) for t in others), 200)
+        sheets_were = "sheets" if len(others) > 1 else "sheet"
+        result.warnings.append(
+            f"only the first sheet, {title!r}, was read; the other {sheets_were} "
+            f"({ignored}) {'were' if len(others) > 1 else 'was'} ignored"
+        )
+    return result
+
+
+def _check_zip(data: bytes, name: str) -> None:
+    """Refuse what is not a workbook, or would unpack to far too much, before openpyxl sees it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise RecipientFileError(
+            f"{name}: is not a valid .xlsx workbook (it is not a readable ZIP file: the file is "
+            f"damaged or of another kind); {_SAVE_AS}"
+        ) from exc
+    if len(members) > _XLSX_MAX_MEMBERS:
+        raise RecipientFileError(
+            f"{name}: refused, the workbook holds {len(members):,} parts (at most "
+            f"{_XLSX_MAX_MEMBERS:,}); {_SAVE_AS}"
+        )
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > _XLSX_MAX_UNPACKED:
+        raise RecipientFileError(
+            f"{name}: refused, the workbook would unpack to {unpacked / 2**20:,.0f} MB (at most "
+            f"{_XLSX_MAX_UNPACKED // 2**20} MB); {_SAVE_AS}"
+        )
+    if any(member.flag_bits & 0x1 for member in members):
+        raise RecipientFileError(f"{name}: the workbook is password-protected; {_SAVE_AS}")
+    if "[Content_Types].xml" not in {member.filename for member in members}:
+        raise RecipientFileError(
+            f"{name}: is a ZIP archive but not an Excel workbook; {_SAVE_AS}"
+        )
+
+
+def _sheet_rows(sheet: Any, name: str, budget: list[int]) -> list[_Row]:
+    """Non-blank rows as text, each with its row number in the sheet; trailing empty cells cut."""
+    rows: list[_Row] = []
+    sheet.reset_dimensions()  # the stored size may be wrong; never pad rows out to it
+    for number, values in enumerate(sheet.iter_rows(values_only=True), 1):
+        _charge(number, len(values), name, budget)
+        if not values:
+            continue
+        cells = ["" if value is None else _cell_text(value) for value in values]
+        while cells and not cells[-1]:
+            cells.pop()
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(rows) >= _XLSX_MAX_ROWS:
+            raise RecipientFileError(
+                f"{name}: refused, the first sheet has more than {_XLSX_MAX_ROWS:,} rows"
+            )
+        rows.append((number, cells))
+    return rows
+
+
+def _sheet_has_content(sheet: Any, name: str, budget: list[int]) -> bool:
+    """Whether a sheet holds any value (Excel's default empty "Sheet2" earns no warning)."""
+    try:
+        sheet.reset_dimensions()
+        for number, values in enumerate(sheet.iter_rows(values_only=True), 1):
+            _charge(number, len(values), name, budget)
+            if any(value is not None and _cell_text(value).strip() for value in values):
+                return True
+    except RecipientFileError:
+        raise
+    except Exception:  # noqa: BLE001 - a sheet that is not read must not stop the import
+        return True  # something is there: say it was not read
+    return False
+
+
+def _charge(number: int, cells: int, name: str, budget: list[int]) -> None:
+    if number > _XLSX_SHEET_ROWS:
+        raise RecipientFileError(
+            f"{name}: refused, a sheet has rows past Excel's last row "
+            f"({_XLSX_SHEET_ROWS:,}); the file is damaged; {_SAVE_AS}"
+        )
+    budget[0] -= cells
+    if budget[0] < 0:
+        raise RecipientFileError(
+            f"{name}: refused, the workbook has more than {_XLSX_MAX_CELLS:,} cells; {_SAVE_AS}"
+        )
+
+
+def _cell_text(value: object) -> str:
+    """A cell's value as the text a user expects: 42 not 42.0, dates as ISO dates."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e16:
+            return str(int(value))
+        # Excel shows at most 15 significant digits: 0.1 + 0.2 is "0.3" there, and here
+        return format(value, ".15g")
+    if isinstance(value, datetime.datetime):
+        if value.time() == datetime.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)
 
 
 def _decode(data: bytes) -> tuple[str, str, list[str]]:
@@ -233,7 +455,8 @@ def _lines_phrase(numbers: list[int]) -> str:
 def _import(
     text: str,
     source: str,
-    email_column: str | int | None,
+    email_column: _Column,
+    name_column: _Column,
     *,
     delimiter: str | None,
     table: bool | None,
@@ -243,22 +466,25 @@ def _import(
     lines = io.StringIO(text, newline="").readlines()
     _ensure_field_limit(len(text) + 2)
     chosen = _given(email_column)
+    name_chosen = _given(name_column)
     if delimiter is None:
         delimiter = _sniff(lines)
     rows, broken, warnings = _read_csv(lines, delimiter)
     if table is None:
-        table = chosen is not None or _is_table(rows, lines)
+        # naming a column (other than a list's own "name") means the text is a table
+        named = name_chosen is not None and name_chosen.casefold() != "name"
+        table = chosen is not None or named or _is_table(rows, lines)
     if table:
-        result = _import_table(rows, broken, source, chosen, delimiter)
+        result = _import_table(rows, broken, source, chosen, delimiter, name_chosen)
         result.warnings.extend(warnings)
         return result
     return _import_list(lines, source)
 
 
-def _given(email_column: str | int | None) -> str | None:
-    if email_column is None or isinstance(email_column, bool):
+def _given(column: _Column) -> str | None:
+    if column is None or isinstance(column, bool):
         return None
-    value = str(email_column).strip()
+    value = str(column).strip()
     return value or None
 
 
@@ -501,12 +727,13 @@ def _is_email_header(cell: str) -> bool:
     return _header_key(cell) in _EMAIL_HEADERS
 
 
-def _has_header(rows: list[_Row], chosen: str | None) -> bool:
+def _has_header(rows: list[_Row], *chosen: str | None) -> bool:
     first = rows[0][1]
-    if chosen is not None and not _is_number(chosen):
-        wanted = chosen.casefold()
-        if any(cell.strip().casefold() == wanted for cell in first):
-            return True
+    for given in chosen:
+        if given is not None and not _is_number(given):
+            wanted = given.casefold()
+            if any(cell.strip().casefold() == wanted for cell in first):
+                return True
     if any(_is_email_header(cell) for cell in first):
         return True
     # Header cells never hold an '@'; data rows below hold addresses.
@@ -562,21 +789,12 @@ def _find_column(
     """Index of the address column: the caller's choice, a header name, or mostly addresses."""
     listing = ", ".join(repr(n) for n in names)
     if chosen is not None:
-        for i, name in enumerate(names):
-            if name == chosen:
-                return i
-        folded = chosen.casefold()
-        for i, name in enumerate(names):
-            if name.casefold() == folded:
-                return i
-        for alias, i in aliases:
-            if alias == folded:
-                return i
-        if _is_number(chosen) and 1 <= int(chosen) <= len(names):
-            return int(chosen) - 1
-        raise RecipientFileError(
-            f"{source}: there is no column {chosen!r}; the columns are: {listing}"
-        )
+        index = _resolve_column(names, aliases, chosen)
+        if index is None:
+            raise RecipientFileError(
+                f"{source}: there is no column {chosen!r}; the columns are: {listing}"
+            )
+        return index
     for i, cell in enumerate(header):
         if _is_email_header(cell):
             return i
@@ -592,6 +810,60 @@ def _find_column(
         f"{source}: no column of email addresses found (the columns are: {listing}); "
         "name the column 'email' in a header row, or choose the column to use"
     )
+
+
+def _resolve_column(names: list[str], aliases: list[tuple[str, int]], chosen: str) -> int | None:
+    """The column a caller named: exact name, then any case, then alias, then 1-based number."""
+    for i, name in enumerate(names):
+        if name == chosen:
+            return i
+    folded = chosen.casefold()
+    for i, name in enumerate(names):
+        if name.casefold() == folded:
+            return i
+    for alias, i in aliases:
+        if alias == folded:
+            return i
+    if _is_number(chosen) and 1 <= int(chosen) <= len(names):
+        return int(chosen) - 1
+    return None
+
+
+def _find_name_columns(
+    names: list[str],
+    aliases: list[tuple[str, int]],
+    header: list[str],
+    chosen: str | None,
+    source: str,
+) -> tuple[str | None, list[int]]:
+    """(what ImportResult.name_column says, the column indexes joined into "name").
+
+    The caller's choice; else a column called "name" (or "Name": its alias), else one called
+    like a whole name ("Full Name", "Display Name"); else first and last name columns joined.
+    """
+    if chosen is not None:
+        index = _resolve_column(names, aliases, chosen)
+        if index is None:
+            listing = ", ".join(repr(n) for n in names)
+            raise RecipientFileError(
+                f"{source}: there is no column {chosen!r} to take the names from; "
+                f"the columns are: {listing}"
+            )
+        return names[index], [index]
+    if "name" in names:
+        return "name", [names.index("name")]
+    for alias, i in aliases:
+        if alias == "name":
+            return names[i], [i]
+    keys = [_header_key(cell) for cell in header]
+    for i, key in enumerate(keys):
+        if key in _NAME_HEADERS:
+            return names[i], [i]
+    first = next((i for i, key in enumerate(keys) if key in _FIRST_NAME_HEADERS), None)
+    last = next((i for i, key in enumerate(keys) if key in _LAST_NAME_HEADERS), None)
+    if first is not None and last is not None:
+        return f"{names[first]} + {names[last]}", [first, last]
+    return None, []
 
 
 class _Collector:
@@ -638,17 +910,23 @@ def _check_address(cell: str, what: str) -> tuple[str, str]:
 
 
 def _import_table(
-    rows: list[_Row], broken: list[Rejected], source: str, chosen: str | None, delimiter: str
+    rows: list[_Row],
+    broken: list[Rejected],
+    source: str,
+    chosen: str | None,
+    delimiter: str,
+    name_chosen: str | None = None,
 ) -> ImportResult:
     if not rows:
         raise RecipientFileError(f"{source}: no rows found, only blank or unreadable lines")
     width = max(len(cells) for _, cells in rows)
-    header_row = _has_header(rows, chosen)
+    header_row = _has_header(rows, chosen, name_chosen)
     header = rows[0][1] if header_row else []
     data = rows[1:] if header_row else rows
     names = _column_names(header, width)
     aliases = _aliases(names)
     index = _find_column(names, aliases, header, data, chosen, source)
+    name_column, name_indexes = _find_name_columns(names, aliases, header, name_chosen, source)
     column = names[index]
     what = f"column {column!r}"
     out = _Collector()
@@ -659,6 +937,12 @@ def _import_table(
         fields = dict(zip(names, cells, strict=True))
         for alias, i in aliases:
             fields[alias] = cells[i]
+        if len(name_indexes) == 1:
+            fields["name"] = cells[name_indexes[0]]
+        elif name_indexes:
+            fields["name"] = " ".join(
+                part for part in (cells[i].strip(_BLANKS) for i in name_indexes) if part
+            )
         # an empty address cell: show the whole row, so the user can find it
         value = cells[index].strip() or delimiter.join(cells).rstrip(delimiter)
         out.add(line, cells[index], value, fields, what)
@@ -666,7 +950,12 @@ def _import_table(
     keys = [*names, *(a for a, _ in aliases)]
     if "email" not in keys:
         keys.append("email")
-    return ImportResult(out.recipients, out.rejected, out.duplicates, keys, column, source, columns=list(names))
+    if name_indexes and "name" not in keys:
+        keys.append("name")
+    return ImportResult(
+        out.recipients, out.rejected, out.duplicates, keys, column, source,
+        columns=list(names), name_column=name_column,
+    )
 
 
 def _list_entries(lines: list[str]) -> Iterator[tuple[int, str, str, str]]:
@@ -706,5 +995,5 @@ def _import_list(lines: list[str], source: str) -> ImportResult:
         raise RecipientFileError(f"{source}: no email addresses found")
     return ImportResult(
         out.recipients, out.rejected, out.duplicates, ["email", "name"], "email", source,
-        columns=["email", "name"],
+        columns=["email", "name"], name_column="name",
     )

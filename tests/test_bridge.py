@@ -27,7 +27,7 @@ EXPECTED_API = {
     "start_campaign", "test_connection", "detect_settings", "open_log_folder",
     "suppression_list", "suppression_add", "suppression_remove", "template_list", "template_save",
     "template_load", "template_rename", "template_delete", "template_export", "template_import",
-    "template_import_data",
+    "template_import_data", "set_name_column",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
@@ -486,3 +486,16 @@ def test_templates_through_the_bridge(make_bridge):
     assert bad["ok"] is False and "Traceback" not in json.dumps(bad)
     ok(b.template_rename({"old": "spring ../INVITE", "new": "Autumn"}))
     assert [t["name"] for t in ok(b.template_list())["templates"]] == ["Autumn"]
+
+
+def test_name_column_mapping(make_bridge):
+    b, _ = make_bridge()
+    preview = ok(b.import_recipients_text({"text": "email,First Name,Last Name,Nick\na@example.org,Ann,Lee,Annie\n"}))
+    assert preview["name_column"] == "First Name + Last Name"
+    assert preview["rows"][0]["fields"]["name"] == "Ann Lee"
+    preview = ok(b.set_name_column({"column": "Nick"}))
+    assert preview["name_column"] == "Nick" and preview["rows"][0]["fields"]["name"] == "Annie"
+    preview = ok(b.set_email_column({"column": "email"}))
+    assert preview["name_column"] == "Nick"  # the name choice is kept
+    bad = b.set_name_column({"column": "Nope"})
+    assert bad["ok"] is False and "Nope" in bad["error"]["message"]

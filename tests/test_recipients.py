@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import os
 import re
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
+import openpyxl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -122,8 +126,9 @@ def test_csv_with_header_fields_aliases_and_normalised_email(tmp_path: Path) -> 
     assert result.email_column == "E-mail"
     assert result.fields == [
         "First Name", "Last Name", "E-mail", "Company",
-        "first_name", "last_name", "e_mail", "company", "email",
+        "first_name", "last_name", "e_mail", "company", "email", "name",
     ]
+    assert result.name_column == "First Name + Last Name"
     [r] = result.recipients
     assert r.email == "Ann@example.com"  # domain lowercased, local part kept
     assert r.line == 2
@@ -137,6 +142,7 @@ def test_csv_with_header_fields_aliases_and_normalised_email(tmp_path: Path) -> 
         "e_mail": " Ann@Example.COM ",
         "company": "ACME",
         "email": "Ann@example.com",
+        "name": "Ann Lee",  # first and last name joined: the To display name
     }
 
 
@@ -1003,3 +1009,385 @@ def test_capitalised_headers_get_a_lowercase_alias() -> None:
     (r,) = result.recipients
     assert r.fields["code"] == "C1" and r.fields["Code"] == "C1" and r.fields["first_name"] == "Ann"
     assert r.fields["email"] == "a@example.com"  # the normalised address, not overridden
+
+
+# --- Excel workbooks (.xlsx) -------------------------------------------------------------------
+
+
+def xlsx(*sheets: tuple[str, list[list[object]]]) -> bytes:
+    """A workbook with these sheets (title, rows), as openpyxl writes it."""
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows in sheets:
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+def edit_member(data: bytes, member: str, edit: Callable[[str], str]) -> bytes:
+    """The same ZIP with one member's text changed."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            content = src.read(info)
+            if info.filename == member:
+                content = edit(content.decode()).encode()
+            dst.writestr(info.filename, content)
+    return out.getvalue()
+
+
+SHEET1 = "xl/worksheets/sheet1.xml"
+PEOPLE = [
+    ["Name", "Email", "Joined", "Score", "Share", "Member"],
+    ["Ann", "ann@example.com", datetime.date(2024, 3, 1), 42, 2.5, True],
+    ["Bob", "bob@example.com", datetime.datetime(2024, 3, 1, 14, 30), 7.0, 0.1 + 0.2, None],
+    ["Cy", "cy@example.com", datetime.time(9, 15), 4915112345678.0, 1e20, False],
+]
+
+
+def test_xlsx_cells_become_text_like_csv_cells(tmp_path: Path) -> None:
+    path = tmp_path / "people.xlsx"
+    path.write_bytes(xlsx(("People", PEOPLE)))
+    result = load_file(path)
+    assert (result.email_column, result.encoding, result.warnings) == ("Email", "xlsx", [])
+    assert result.columns == ["Name", "Email", "Joined", "Score", "Share", "Member"]
+    assert lines(result) == {"ann@example.com": 2, "bob@example.com": 3, "cy@example.com": 4}
+    ann, bob, cy = result.recipients
+    assert ann.fields == {
+        "Name": "Ann", "Email": "ann@example.com", "Joined": "2024-03-01", "Score": "42",
+        "Share": "2.5", "Member": "TRUE",
+        "name": "Ann", "email": "ann@example.com", "joined": "2024-03-01", "score": "42",
+        "share": "2.5", "member": "TRUE",
+    }
+    # whole numbers have no ".0", other numbers show as Excel shows them (15 digits at most)
+    assert (bob.fields["Score"], bob.fields["Share"]) == ("7", "0.3")
+    assert (cy.fields["Score"], cy.fields["Share"]) == ("4915112345678", "1e+20")
+    # a date and time keeps its time; a time alone; an empty cell is ""
+    assert (bob.fields["Joined"], bob.fields["Member"]) == ("2024-03-01 14:30:00", "")
+    assert (cy.fields["Joined"], cy.fields["Member"]) == ("09:15:00", "FALSE")
+    assert result.name_column == "Name"
+
+
+def test_xlsx_rejected_and_duplicate_rows_carry_sheet_row_numbers() -> None:
+    rows: list[list[object]] = [
+        ["email", "company"],  # 1
+        ["a@example.com", "Acme"],  # 2
+        [None, None],  # 3: blank, skipped silently
+        ["not an address", "Beta"],  # 4
+        ["A@EXAMPLE.com", "Dup"],  # 5
+        [None, "Cee"],  # 6: no address
+        ["d@example.com", 12],  # 7
+    ]
+    result = load_bytes(xlsx(("S", rows)), "list.xlsx")
+    assert lines(result) == {"a@example.com": 2, "d@example.com": 7}
+    assert result.duplicates == [Duplicate(5, "A@example.com", 2)]
+    assert [(r.line, r.value) for r in result.rejected] == [(4, "not an address"), (6, ", Cee")]
+    assert result.rejected[1].reason == "no email address in column 'email'"
+    assert result.summary() == "2 valid, 2 invalid, 1 duplicate"
+
+
+def test_xlsx_without_header_finds_the_address_column_by_its_values() -> None:
+    data = xlsx(("S", [["Ann", "ann@example.com"], [None, None], ["Bob", "bob@example.com"]]))
+    result = load_bytes(data, "l.xlsx")
+    assert result.email_column == "col2"
+    assert lines(result) == {"ann@example.com": 1, "bob@example.com": 3}
+    assert load_bytes(data, "l.xlsx", email_column=2).email_column == "col2"
+
+
+def test_xlsx_trailing_empty_cells_add_no_columns() -> None:
+    data = edit_member(
+        xlsx(("S", [["email"], ["a@example.com"]])),
+        SHEET1,
+        # a formatted but empty cell far to the right, as Excel writes one
+        lambda x: x.replace("</row></sheetData>", '<c r="Z2" s="0"/></row></sheetData>'),
+    )
+    result = load_bytes(data, "l.xlsx")
+    assert result.columns == ["email"]
+    assert emails(result) == ["a@example.com"]
+
+
+def test_xlsx_formula_gives_its_cached_value_and_is_never_evaluated() -> None:
+    data = xlsx(("S", [["email", "total", "label"], ["a@example.com", "=1+1", '="x"&"y"']]))
+    # openpyxl writes formulas without a cached value (<v></v>): the cell reads as empty
+    result = load_bytes(data, "f.xlsx")
+    assert (result.recipients[0].fields["total"], result.recipients[0].fields["label"]) == ("", "")
+    assert result.warnings == [] and result.rejected == []
+    # what Excel saves: the formula and the value it calculated. The cached 5 (not 2) shows
+    # that the value is read, not the formula evaluated.
+    xml = zipfile.ZipFile(io.BytesIO(data)).read(SHEET1).decode()
+    assert "<f>1+1</f><v></v>" in xml
+    cached = edit_member(
+        data,
+        SHEET1,
+        lambda x: x.replace("<f>1+1</f><v></v>", "<f>1+1</f><v>5</v>").replace(
+            '<c r="C2"><f>"x"&amp;"y"</f><v></v>', '<c r="C2" t="str"><f>"x"&amp;"y"</f><v>cached</v>'
+        ),
+    )
+    [r] = load_bytes(cached, "f.xlsx").recipients
+    assert (r.fields["total"], r.fields["label"]) == ("5", "cached")
+
+
+def test_xlsx_only_the_first_sheet_is_read_and_others_are_named() -> None:
+    data = xlsx(
+        ("Customers", [["email"], ["a@example.com"]]),
+        ("Notes", [["b@example.com"]]),
+        ("Empty", []),
+        ("More", [[None, "x"]]),
+    )
+    result = load_bytes(data, "book.xlsx")
+    assert emails(result) == ["a@example.com"]
+    assert result.warnings == [
+        "only the first sheet, 'Customers', was read; the other sheets ('Notes', 'More') were ignored"
+    ]
+    # Excel's default empty "Sheet2" is not worth a warning
+    data = xlsx(("Customers", [["email"], ["a@example.com"]]), ("Sheet2", []))
+    assert load_bytes(data, "book.xlsx").warnings == []
+    data = xlsx(("Customers", [["email"], ["a@example.com"]]), ("Sheet2", [["note"]]))
+    assert load_bytes(data, "book.xlsx").warnings == [
+        "only the first sheet, 'Customers', was read; the other sheet ('Sheet2') was ignored"
+    ]
+
+
+def test_xlsx_with_an_empty_first_sheet() -> None:
+    with pytest.raises(RecipientFileError, match="the first sheet, 'Blank', is empty"):
+        load_bytes(xlsx(("Blank", []), ("Data", [["a@example.com"]])), "e.xlsx")
+
+
+def test_zip_content_is_read_as_a_workbook_whatever_its_name() -> None:
+    data = xlsx(("S", [["email"], ["a@example.com"]]))
+    for name in ("export.xls", "upload", "list.csv", "list.XLSX", "list.xlsm"):
+        assert emails(load_bytes(data, name)) == ["a@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "old.xls", "old Excel (.xls) workbook"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "renamed.csv", "old Excel (.xls)"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "secret.xlsx", "password-protected"),
+        (b"Name\tEmail\nAnn\ta@example.com\n", "web-export.xls", ".xls files cannot be read"),
+        (b"PK\x03\x04 whatever", "sheet.ods", ".ods files cannot be read"),
+        (b"PK\x03\x04 whatever", "book.xlsb", ".xlsb files cannot be read"),
+    ],
+)
+def test_other_spreadsheet_formats_are_refused_with_what_to_do(
+    data: bytes, name: str, message: str
+) -> None:
+    with pytest.raises(RecipientFileError, match=re.escape(message)) as info:
+        load_bytes(data, name)
+    assert "save it as .xlsx or .csv" in str(info.value)
+
+
+def test_broken_and_non_workbook_files_named_xlsx(tmp_path: Path) -> None:
+    good = xlsx(("S", [["email"], ["a@example.com"]]))
+    plain_zip, document = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(plain_zip, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with zipfile.ZipFile(document, "w") as z:  # an Office file, but not a workbook
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", "<document/>")
+    cases = {
+        "truncated.xlsx": (good[: len(good) // 2], "not a readable ZIP file"),
+        "garbage.xlsx": (b"PK\x03\x04" + bytes(range(256)) * 4, "not a readable ZIP file"),
+        "text.xlsx": (b"email\na@example.com\n", "not a readable ZIP file"),
+        "archive.xlsx": (plain_zip.getvalue(), "is a ZIP archive but not an Excel workbook"),
+        "badxml.xlsx": (edit_member(good, SHEET1, lambda x: x[: len(x) // 2]), "cannot be read as an Excel workbook"),
+        "letter.xlsx": (document.getvalue(), "cannot be read as an Excel workbook"),
+    }
+    for name, (data, message) in cases.items():
+        with pytest.raises(RecipientFileError, match=re.escape(message)):
+            load_file(write(tmp_path, name, data))
+    with pytest.raises(RecipientFileError, match="the file is empty"):
+        load_file(write(tmp_path, "empty.xlsx", b""))
+
+
+def test_encrypted_zip_member_is_refused() -> None:
+    data = bytearray(xlsx(("S", [["email"], ["a@example.com"]])))
+    # set the "encrypted" flag of the first member in the central directory
+    at = data.index(b"PK\x01\x02")
+    data[at + 8] |= 0x1
+    with pytest.raises(RecipientFileError, match="password-protected"):
+        load_bytes(bytes(data), "locked.xlsx")
+
+
+def declare_size(data: bytes, member: str, size: int) -> bytes:
+    """The same ZIP, its central directory claiming that member unpacks to size bytes."""
+    out = bytearray(data)
+    name = member.encode()
+    at = out.index(b"PK\x01\x02")
+    while out[at + 46 : at + 46 + len(name)] != name:
+        at = out.index(b"PK\x01\x02", at + 4)
+    out[at + 24 : at + 28] = size.to_bytes(4, "little")
+    return bytes(out)
+
+
+def test_zip_bomb_is_refused_by_its_declared_size_before_parsing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the sheet claims to unpack to ~4 GB
+    data = declare_size(xlsx(("S", [["email"], ["a@example.com"]])), SHEET1, 0xFFFF_FFF0)
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("openpyxl must not see a refused file")
+
+    monkeypatch.setattr(openpyxl, "load_workbook", no_parsing)
+    with pytest.raises(
+        RecipientFileError, match=r"refused, the workbook would unpack to 4,096 MB \(at most 200 MB\)"
+    ):
+        load_bytes(data, "bomb.xlsx")
+    monkeypatch.setattr("backend.recipients._XLSX_MAX_UNPACKED", 1000)
+    with pytest.raises(RecipientFileError, match="would unpack to"):
+        load_bytes(xlsx(("S", [["email"], ["a@example.com"]])), "big.xlsx")
+
+
+def test_member_unpacking_to_more_than_it_declares_is_cut_off() -> None:
+    # the declared sizes are what the limit checks, so they must bind: zipfile stops at the
+    # declared size and the member then fails its CRC check
+    data = declare_size(xlsx(("S", [["email"], ["a@example.com"]])), SHEET1, 100)
+    with pytest.raises(RecipientFileError, match="cannot be read as an Excel workbook"):
+        load_bytes(data, "liar.xlsx")
+
+
+def test_xlsx_row_and_cell_caps(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows: list[list[object]] = [["email", "n"], *([f"u{i}@example.com", i] for i in range(5))]
+    data = xlsx(("S", rows))
+    monkeypatch.setattr("backend.recipients._XLSX_MAX_ROWS", 6)
+    assert len(load_bytes(data, "l.xlsx").recipients) == 5
+    monkeypatch.setattr("backend.recipients._XLSX_MAX_ROWS", 5)
+    with pytest.raises(RecipientFileError, match="more than 5 rows"):
+        load_bytes(data, "l.xlsx")
+    monkeypatch.setattr("backend.recipients._XLSX_MAX_ROWS", 1000)
+    monkeypatch.setattr("backend.recipients._XLSX_MAX_CELLS", 11)
+    with pytest.raises(RecipientFileError, match="more than 11 cells"):
+        load_bytes(data, "l.xlsx")
+    # empty padding cells count: one cell far to the right makes a wide row
+    monkeypatch.setattr("backend.recipients._XLSX_MAX_CELLS", 700)
+    wide = edit_member(
+        data, SHEET1, lambda x: x.replace("<v>0</v></c>", '<v>0</v></c><c r="ZZ2"><v>1</v></c>', 1)
+    )
+    with pytest.raises(RecipientFileError, match="more than 700 cells"):
+        load_bytes(wide, "l.xlsx")
+    monkeypatch.setattr("backend.recipients._XLSX_MAX_CELLS", 800)
+    assert load_bytes(wide, "l.xlsx").columns[-1] == "col702"  # column ZZ
+
+
+def test_xlsx_row_number_past_excels_last_row_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("backend.recipients._XLSX_SHEET_ROWS", 100)
+    data = edit_member(
+        xlsx(("S", [["email"], ["a@example.com"]])),
+        SHEET1,
+        lambda x: x.replace('<row r="2"><c r="A2"', '<row r="500"><c r="A500"'),
+    )
+    with pytest.raises(RecipientFileError, match="past Excel's last row"):
+        load_bytes(data, "far.xlsx")
+    monkeypatch.setattr("backend.recipients._XLSX_SHEET_ROWS", 1000)
+    assert lines(load_bytes(data, "far.xlsx")) == {"a@example.com": 500}
+
+
+_GOOD_XLSX = xlsx(("S", [["name", "email"], ["Ann", "ann@example.com"], ["Bob", "bob@example.com"]]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    edits=st.lists(st.tuples(st.integers(0, len(_GOOD_XLSX) - 1), st.integers(0, 255)), max_size=4),
+    cut=st.one_of(st.none(), st.integers(0, len(_GOOD_XLSX))),
+)
+def test_any_damaged_workbook_gives_a_result_or_a_recipient_file_error(
+    edits: list[tuple[int, int]], cut: int | None
+) -> None:
+    data = bytearray(_GOOD_XLSX)
+    for at, value in edits:
+        data[at] = value
+    try:
+        result = load_bytes(bytes(data[:cut]), "damaged.xlsx")
+    except RecipientFileError:
+        return
+    _check_result(result, 3)
+
+
+# --- the name column ------------------------------------------------------------------------------
+
+
+def test_name_column_chosen_by_header_alias_col_or_number() -> None:
+    text = "Who,First Name,Contact\nAnn Lee,Ann,ann@example.com\n"
+    for choice, used, want in [
+        ("Who", "Who", "Ann Lee"),
+        ("who", "Who", "Ann Lee"),
+        ("first_name", "First Name", "Ann"),
+        (2, "First Name", "Ann"),
+        ("1", "Who", "Ann Lee"),
+    ]:
+        result = parse_text(text, name_column=choice)
+        assert result.name_column == used
+        assert result.recipients[0].fields["name"] == want
+        assert result.fields[-1] == "name"
+    result = parse_text("Ann,ann@example.com\n", name_column="col1")
+    assert (result.name_column, result.recipients[0].fields["name"]) == ("col1", "Ann")
+
+
+def test_unknown_name_column_is_an_error_listing_the_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "l.csv", "Who,Contact\nAnn,ann@example.com\n")
+    with pytest.raises(RecipientFileError) as info:
+        load_file(path, name_column="Nickname")
+    assert str(info.value) == (
+        f"{path}: there is no column 'Nickname' to take the names from; "
+        "the columns are: 'Who', 'Contact'"
+    )
+    with pytest.raises(RecipientFileError, match="no column '3' to take the names from"):
+        load_file(path, name_column=3)
+    with pytest.raises(RecipientFileError, match="no column 'Who' to take the names from"):
+        parse_text("ann@example.com, bob@example.com", name_column="Who")
+    result = parse_text("Ann <ann@example.com>, bob@example.com", name_column="name")
+    assert result.name_column == "name"
+    assert [r.fields["name"] for r in result.recipients] == ["Ann", ""]
+
+
+def test_explicit_name_column_overrides_the_detected_one() -> None:
+    text = "Name,Nickname,Email\nAnn Lee,Annie,ann@example.com\n"
+    assert parse_text(text).name_column == "Name"
+    result = parse_text(text, name_column="Nickname")
+    assert result.name_column == "Nickname"
+    [r] = result.recipients
+    assert (r.fields["name"], r.fields["Name"], r.fields["nickname"]) == ("Annie", "Ann Lee", "Annie")
+
+
+@pytest.mark.parametrize(
+    ("header", "used"),
+    [
+        ("Full Name,Email", "Full Name"),
+        ("Display name,Email", "Display name"),
+        ("E-mail,NAME", "NAME"),
+        ("Full Name,name,Email", "name"),  # a column that is the "name" field already wins
+    ],
+)
+def test_whole_name_columns_are_detected(header: str, used: str) -> None:
+    cells = {"Email": "ann@example.com", "E-mail": "ann@example.com"}
+    row = ",".join(cells.get(h, "Ann Lee") for h in header.split(","))
+    result = parse_text(f"{header}\n{row}\n")
+    assert result.name_column == used
+    assert result.recipients[0].fields["name"] == "Ann Lee"
+
+
+def test_first_and_last_name_columns_are_combined(tmp_path: Path) -> None:
+    text = "email,Given Name,Surname\na@example.com,Ann,Lee\nb@example.com,Bob,\nc@example.com, , Cy \n"
+    result = load_file(write(tmp_path, "l.csv", text))
+    assert result.name_column == "Given Name + Surname"
+    assert [r.fields["name"] for r in result.recipients] == ["Ann Lee", "Bob", "Cy"]
+    assert result.fields[-1] == "name"
+    # a first name alone is not a whole name; no name-like column: no "name" field at all
+    for text in ("email,First Name\na@example.com,Ann\n", "email,Company\na@example.com,Acme\n"):
+        result = parse_text(text)
+        assert result.name_column is None
+        assert "name" not in result.fields and "name" not in result.recipients[0].fields
+
+
+def test_xlsx_name_columns() -> None:
+    rows: list[list[object]] = [["First", "Last", "Mail"], ["Ann", "Lee", "ann@example.com"], [7, None, "x@example.com"]]
+    result = load_bytes(xlsx(("S", rows)), "n.xlsx")
+    assert result.name_column == "First + Last"
+    assert [r.fields["name"] for r in result.recipients] == ["Ann Lee", "7"]
+    result = load_bytes(xlsx(("S", rows)), "n.xlsx", name_column="Last")
+    assert [r.fields["name"] for r in result.recipients] == ["Lee", ""]
