@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--suppress", metavar="FILE",
                    help="addresses never to mail (one a line): added to the kept suppression list, "
                    "which every campaign skips")
+    r.add_argument("--preview", type=int, metavar="N",
+                   help="print recipient N's message (from 1) exactly as it would be sent, and exit")
     r.add_argument("--skip-bad-rows", action="store_true",
                    help="send to the rows whose message can be built; list the others and leave them out")
 
@@ -338,7 +340,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     draft = service.make_draft(imported, subject=args.subject, html=html, text=text,
                                from_address=args.from_address, delay_ms=args.delay_ms,
                                reply_to=args.reply_to)
-    settings = None if args.dry_run else settings_from_args(args, stdin)
+    settings = None if args.dry_run or args.preview is not None else settings_from_args(args, stdin)
     if args.results and not args.dry_run:
         _check_writable(args.results)
 
@@ -369,6 +371,15 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         raise UsageError(f"no recipients left to send to in '{args.to_file}' ({imported.summary()}"
                          f"{', ' + str(len(draft.excluded)) + ' suppressed' if draft.excluded else ''})",
                          category="invalid_address")
+
+    if args.preview is not None:
+        recipients = draft.recipients
+        if not 1 <= args.preview <= len(recipients):
+            raise UsageError(f"--preview {args.preview}: there are {len(recipients)} recipients to send to; "
+                             f"give a number from 1 to {len(recipients)}")
+        out.write(draft.outgoing(recipients[args.preview - 1]).data.decode("utf-8", "replace"))
+        out.flush()
+        return EXIT_OK
 
     if args.dry_run:
         problems = service.dry_run(draft)

@@ -429,3 +429,20 @@ def test_suppression_list_is_kept_and_applied(smtp_server, certs, campaign_files
     assert "suppressed bob@example.org" in second.stderr
     assert all("bob@example.org" not in m.rcpt_tos for m in server.messages)
     assert sum(m.rcpt_tos == ["ann@example.org"] for m in server.messages) == 2
+
+
+def test_preview_prints_one_rendered_message(campaign_files, tmp_path):
+    proc = run_cli("send", "--host", "localhost", "--from", "Me <me@example.com>",
+                   "--to-file", str(campaign_files["people"]), "--subject", "Hello {{ name }}",
+                   "--html-file", str(campaign_files["html"]), "--preview", "2", home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    from email import message_from_string
+    from email.policy import default
+
+    msg = message_from_string(proc.stdout, policy=default)
+    assert msg["Subject"] == "Hello Bob <3" and "bob@example.org" in msg["To"]
+    assert "Bob &lt;3" in msg.get_body(("html",)).get_content()
+    out_of_range = run_cli("send", "--host", "localhost", "--from", "me@example.com",
+                           "--to-file", str(campaign_files["people"]), "--subject", "x",
+                           "--html-file", str(campaign_files["html"]), "--preview", "9", home=tmp_path / "h")
+    assert out_of_range.returncode == 2 and "from 1 to 3" in error_line(out_of_range.stderr)
