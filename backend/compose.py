@@ -8,7 +8,8 @@ import email.policy
 import email.utils
 import functools
 import re
-from collections.abc import Iterable, Mapping
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -21,8 +22,10 @@ from email_validator import EmailNotValidError, validate_email
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from jinja2.exceptions import SecurityError
+from jinja2.filters import do_urlencode
 from jinja2.sandbox import SandboxedEnvironment
 
+from backend.attachments import Attachment
 from backend.errors import HeaderValueError, SettingsError, TemplateError
 from backend.recipients import Recipient
 
@@ -30,6 +33,9 @@ from backend.recipients import Recipient
 # quoted-printable or base64 for anything that is not short-lined ASCII, so no line passes
 # 78/998 octets and the message survives servers without 8BITMIME.
 POLICY = email.policy.SMTP.clone(cte_type="7bit")
+# For messages whose addresses have non-ASCII local parts (RFC 6532): those go out raw in
+# UTF-8 and the message must travel with SMTPUTF8. Bodies stay 7-bit all the same.
+POLICY_UTF8 = POLICY.clone(utf8=True)
 
 # Subject and text body are not HTML: escaping them would show "&amp;" to the reader.
 MAX_RENDERED = 10_000_000  # characters one part of one message may grow to
@@ -53,7 +59,30 @@ class _LimitedSandbox(SandboxedEnvironment):
 _PLAIN_ENV = _LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
 _HTML_ENV = _LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=True)
 
-_LABELS = {"subject": "subject", "html": "HTML body", "text": "text body"}
+
+class _UrlEncoded(str):
+    """A value the template URL-encoded itself (| urlencode): not encoded a second time."""
+
+
+def _url_finalize(value: Any) -> str:
+    # finalize sees every {{ expression }}'s value, never the template's own text: the field
+    # values are percent-encoded, the link around them stays as typed.
+    if isinstance(value, _UrlEncoded):
+        return value
+    return urllib.parse.quote(str(value), safe="")
+
+
+_URL_ENV = _LimitedSandbox(  # noqa: S701 - a URL, not HTML; values are percent-encoded
+    undefined=jinja2.StrictUndefined, autoescape=False, finalize=_url_finalize
+)
+_URL_ENV.filters["urlencode"] = lambda value: _UrlEncoded(do_urlencode(value))
+
+_LABELS = {
+    "subject": "subject",
+    "html": "HTML body",
+    "text": "text body",
+    "unsubscribe": "unsubscribe address",
+}
 
 # Cc (C0, DEL, C1 incl. U+0085 NEL) plus the Unicode line/paragraph separators: anything a
 # parser, a terminal or Python's own email package (CVE-2024-6923) might take as a line end.
@@ -123,6 +152,27 @@ class Sender:
 
 
 @dataclass(frozen=True)
+class Unsubscribe:
+    """Where recipients unsubscribe: a mailto: address and/or an https:// link.
+
+    Either may hold {{ fields }} (https://x.example/u?e={{ email }}); their values are
+    percent-encoded. Build it with parse_unsubscribe, which checks both.
+    """
+
+    mailto: str | None = None
+    url: str | None = None
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """The recipient columns the addresses use."""
+        names: set[str] = set()
+        for source in (self.url, self.mailto):
+            if source:
+                names |= _compile_uri(source)[1]
+        return frozenset(names - set(_URL_ENV.globals))
+
+
+@dataclass(frozen=True)
 class Rendered:
     """One row's filled-in subject and bodies, before any MIME is built."""
 
@@ -161,6 +211,62 @@ def parse_sender(text: str, *, field: str = "from") -> Sender:
     return Sender(address=info.ascii_email or info.normalized, name=name or None)
 
 
+def parse_unsubscribe(values: Iterable[str]) -> Unsubscribe | None:
+    """Check 'mailto:...' and 'https://...' unsubscribe addresses (one of each at most).
+
+    None when no value is given. http:// is refused: one-click unsubscribe (RFC 8058) needs
+    https. Raises SettingsError (field 'unsubscribe') saying what is wrong.
+    """
+    if isinstance(values, str):
+        values = [values]
+    found: dict[str, str] = {}
+    for raw in values:
+        if not isinstance(raw, str):
+            raise SettingsError("unsubscribe", "give the address as text")
+        value = raw.strip()
+        if not value:
+            continue
+        bad = _FORBIDDEN.search(value)
+        if bad:
+            raise SettingsError(
+                "unsubscribe", f"contains {_describe(bad.group())}; remove it"
+            )
+        scheme, colon, rest = value.partition(":")
+        scheme = scheme.lower()
+        if scheme == "http":
+            raise SettingsError(
+                "unsubscribe",
+                f"{value!r}: http:// links are refused, one-click unsubscribe (RFC 8058) needs "
+                "https://; use the https:// address of the page",
+            )
+        if not colon or scheme not in ("mailto", "https"):
+            raise SettingsError(
+                "unsubscribe",
+                f"{value!r} is neither a mailto: address nor an https:// link, for example "
+                "mailto:unsubscribe@example.com or https://example.com/unsubscribe?id={{ email }}",
+            )
+        if scheme in found:
+            raise SettingsError("unsubscribe", f"give one {scheme}: address, not two")
+        value = f"{scheme}:{rest}"
+        try:
+            tmpl, names = _compile_uri(value)
+        except TemplateError as exc:
+            raise SettingsError("unsubscribe", exc.message) from exc
+        # The link as typed must be valid around its fields: try it with a stand-in value.
+        try:
+            sample = _bounded_render(tmpl, dict.fromkeys(names, "x"))
+        except Exception:  # noqa: BLE001 - depends on real values: checked per recipient
+            sample = None
+        if sample is not None:
+            problem = _uri_problem(sample, scheme)
+            if problem:
+                raise SettingsError("unsubscribe", f"{value!r} {problem}")
+        found[scheme] = value
+    if not found:
+        return None
+    return Unsubscribe(mailto=found.get("mailto"), url=found.get("https"))
+
+
 def render_parts(template: Template, recipient: Recipient) -> Rendered:
     """Fill in the subject and bodies for one recipient; TemplateError naming line and field."""
     fields = recipient.fields
@@ -183,23 +289,35 @@ def render(
     reply_to: Sender | str | None = None,
     message_id_domain: str | None = None,
     now: datetime | None = None,
+    attachments: Sequence[Attachment] = (),
+    unsubscribe: Unsubscribe | None = None,
+    smtputf8: bool = False,
 ) -> EmailMessage:
-    """Build one recipient's message; TemplateError/HeaderValueError naming line and field."""
+    """Build one recipient's message; TemplateError/HeaderValueError naming line and field.
+
+    attachments: files added after the text (multipart/mixed), base64, the names RFC 2231
+    encoded where not ASCII. unsubscribe: List-Unsubscribe (+ -Post for an https link).
+    smtputf8: the server offers SMTPUTF8, so addresses with non-ASCII before the @ may be
+    used; such a message has UTF-8 headers (RFC 6532) and must be sent with SMTPUTF8.
+    """
     row = recipient.line
     parts = render_parts(template, recipient)
     _check_header(parts.subject, "subject", row, "subject")
-    from_addr = _sender_address(sender, row, "from")
-    to_addr = _recipient_address(recipient)
+    from_addr = _sender_address(sender, row, "from", smtputf8=smtputf8)
+    to_addr = _recipient_address(recipient, smtputf8=smtputf8)
     assert to_addr is not None  # build=True always returns one
     reply_addr = None
     if reply_to is not None:
         if isinstance(reply_to, str):
             reply_to = _parse_reply_to(reply_to)
-        reply_addr = _sender_address(reply_to, row, "reply_to")
+        reply_addr = _sender_address(reply_to, row, "reply_to", smtputf8=smtputf8)
     domain = message_id_domain or from_addr.domain
     _check_header(domain, "Message-ID domain", row, "message_id")
+    unsubscribe_uris = _unsubscribe_uris(unsubscribe, recipient.fields, row)
+    addresses = [a for a in (from_addr, to_addr, reply_addr) if a is not None]
 
-    msg = EmailMessage(policy=POLICY)
+    utf8 = not all(a.addr_spec.isascii() for a in addresses)
+    msg = EmailMessage(policy=POLICY_UTF8 if utf8 else POLICY)
     msg["From"] = _address_header("From", from_addr)
     msg["To"] = _address_header("To", to_addr)
     if reply_addr is not None:
@@ -208,12 +326,29 @@ def render(
     when = now or datetime.now().astimezone()
     msg["Date"] = email.utils.format_datetime(when if when.tzinfo else when.astimezone())
     msg["Message-ID"] = email.utils.make_msgid(domain=domain)
+    if unsubscribe_uris:
+        msg["List-Unsubscribe"] = _list_unsubscribe_header(unsubscribe_uris)
+        if any(uri.startswith("https:") for uri in unsubscribe_uris):
+            # RFC 8058 one-click: the receiver POSTs this body to the https link.
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["MIME-Version"] = "1.0"
     text = parts.text if parts.text is not None else html_to_text(parts.html or "")
     msg.set_content(text, subtype="plain", charset="utf-8", cte=_cte(text))
     if parts.html is not None:
         msg.add_alternative(parts.html, subtype="html", charset="utf-8", cte=_cte(parts.html))
-        for part in msg.iter_parts():
+    for attachment in attachments:
+        if not isinstance(attachment, Attachment):
+            raise TypeError(f"attachments must be Attachment objects, not {type(attachment).__name__}")
+        # Attachment checked the name (no controls, no encoded words) and the type when made.
+        msg.add_attachment(
+            attachment.data,
+            maintype=attachment.maintype,
+            subtype=attachment.subtype,
+            filename=attachment.filename,
+            cte="base64",
+        )
+    for part in msg.walk():
+        if part is not msg:
             # EmailMessage.set_content stamps MIME-Version on sub-parts too; it belongs on top only.
             del part["MIME-Version"]
     return msg
@@ -225,8 +360,14 @@ def check_all(
     sender: Sender,
     *,
     reply_to: Sender | str | None = None,
+    unsubscribe: Unsubscribe | None = None,
+    smtputf8: bool | None = False,
 ) -> list[TemplateError]:
-    """Render every row without building MIME; return every problem, each naming line and field."""
+    """Render every row without building MIME; return every problem, each naming line and field.
+
+    smtputf8: whether the server offers SMTPUTF8; None when not known yet (addresses with
+    non-ASCII before the @ are then accepted here and decided per recipient when sending).
+    """
     problems: list[TemplateError] = []
     # The sender is the same for every row: report it once, not once per row.
     for who, field in ((sender, "from"), (reply_to, "reply_to")):
@@ -234,7 +375,10 @@ def check_all(
             continue
         try:
             _sender_address(
-                parse_sender(who, field=field) if isinstance(who, str) else who, None, field
+                parse_sender(who, field=field) if isinstance(who, str) else who,
+                None,
+                field,
+                smtputf8=smtputf8,
             )
         except SettingsError as exc:
             problems.append(TemplateError(exc.message, field=field, category=exc.category))
@@ -254,7 +398,11 @@ def check_all(
             except TemplateError as exc:
                 problems.append(exc)
         try:
-            _recipient_address(recipient, build=False)
+            _recipient_address(recipient, build=False, smtputf8=smtputf8)
+        except TemplateError as exc:
+            problems.append(exc)
+        try:
+            _unsubscribe_uris(unsubscribe, fields, row)
         except TemplateError as exc:
             problems.append(exc)
     return problems
@@ -378,9 +526,18 @@ _PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z
 
 
 def _address(
-    name: str, addr: str, row: int | None, field: str, *, build: bool = True
+    name: str,
+    addr: str,
+    row: int | None,
+    field: str,
+    *,
+    build: bool = True,
+    smtputf8: bool | None = False,
 ) -> Address | None:
-    """Check a display name and an address; return the headerregistry Address for them."""
+    """Check a display name and an address; return the headerregistry Address for them.
+
+    smtputf8: True/None allow non-ASCII before the @ (None: not known yet, only checking).
+    """
     name_what, addr_what, name_field = _WHAT[field]
     _check_phrase(name, name_what, row, name_field)
     _check_phrase(addr, addr_what, row, field)
@@ -388,9 +545,9 @@ def _address(
     name, addr = name.strip(), addr.strip()
     if not addr.isascii():
         # An internationalised domain goes out in its xn-- form; a non-ASCII local part
-        # would need SMTPUTF8, which these messages (7-bit headers) do not use.
+        # needs SMTPUTF8 and UTF-8 headers (RFC 6531/6532).
         try:
-            info = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
+            info = validate_email(addr, check_deliverability=False, allow_smtputf8=True)
         except EmailNotValidError as exc:
             raise TemplateError(
                 f"the {addr_what} {addr!r} cannot be used: {exc}",
@@ -398,7 +555,21 @@ def _address(
                 field=field,
                 category="invalid_address",
             ) from exc
-        addr = info.ascii_email or addr
+        if info.ascii_email is None:
+            if smtputf8 is False:
+                raise TemplateError(
+                    f"the {addr_what} {addr!r} has non-ASCII characters before the @; the "
+                    "server does not offer SMTPUTF8, so it cannot be sent to",
+                    row=row,
+                    field=field,
+                    category="invalid_address",
+                )
+            if not build:
+                return None
+            # Address(addr_spec=...) refuses non-ASCII local parts: give the parts instead.
+            # The domain goes in its xn-- form, which every server can route.
+            return Address(display_name=name, username=info.local_part, domain=info.ascii_domain)
+        addr = info.ascii_email
     if not build and _PLAIN_ADDRESS.fullmatch(addr):
         return None
     local, at, domain = addr.rpartition("@")
@@ -415,24 +586,32 @@ def _address(
         ) from exc
 
 
-def _sender_address(sender: Sender, row: int | None, field: str) -> Address:
-    addr = _address(sender.name or "", sender.address, row, field)
+def _sender_address(
+    sender: Sender, row: int | None, field: str, *, smtputf8: bool | None = False
+) -> Address:
+    addr = _address(sender.name or "", sender.address, row, field, smtputf8=smtputf8)
     assert addr is not None  # build=True always returns one
     return addr
 
 
-def envelope_recipient(recipient: Recipient) -> str:
-    """The address for RCPT TO: the domain in its IDNA (xn--) form, as SMTP without SMTPUTF8 needs."""
+def envelope_recipient(recipient: Recipient, *, smtputf8: bool = False) -> str:
+    """The address for RCPT TO: the domain in its IDNA (xn--) form.
+
+    With smtputf8 (the server offers SMTPUTF8) a non-ASCII local part is kept in UTF-8;
+    without it such an address raises TemplateError (invalid_address) naming the line.
+    """
     if recipient.email.isascii():
         return recipient.email
-    addr = _recipient_address(recipient)
+    addr = _recipient_address(recipient, smtputf8=smtputf8)
     assert addr is not None
     return addr.addr_spec
 
 
-def _recipient_address(recipient: Recipient, *, build: bool = True) -> Address | None:
+def _recipient_address(
+    recipient: Recipient, *, build: bool = True, smtputf8: bool | None = False
+) -> Address | None:
     name = recipient.fields.get("name") or ""
-    return _address(name, recipient.email, recipient.line, "to", build=build)
+    return _address(name, recipient.email, recipient.line, "to", build=build, smtputf8=smtputf8)
 
 
 @functools.lru_cache(maxsize=32)
@@ -445,6 +624,104 @@ def _unquote(name: str) -> str:
     if len(name) >= 2 and name[0] == name[-1] == '"':
         return re.sub(r"\\(.)", r"\1", name[1:-1])
     return name
+
+
+# --- List-Unsubscribe ---------------------------------------------------------------------
+
+MAX_URI = 900  # characters; with "List-Unsubscribe: <...>," a line stays under 998 octets
+# RFC 3986's characters: no space, no <>, no quotes, no braces, nothing outside ASCII.
+_URI_CHAR = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?")
+
+
+@functools.lru_cache(maxsize=32)
+def _compile_uri(source: str) -> tuple[jinja2.Template, frozenset[str]]:
+    tmpl, names = _compile(_URL_ENV, source, "unsubscribe")
+    return tmpl, frozenset(names)
+
+
+def _uri_problem(uri: str, scheme: str) -> str | None:
+    """Why uri is not a usable mailto:/https: unsubscribe address, or None when it is."""
+    if len(uri) > MAX_URI:
+        return f"is {len(uri):,} characters long; at most {MAX_URI} fit in the header"
+    for ch in uri:
+        if not _URI_CHAR.fullmatch(ch):
+            if ch == " ":
+                what = "a space (write it as %20)"
+            elif ch.isascii() and ch.isprintable():
+                what = f"the character {ch!r}, which is not allowed in a link"
+            elif ch.isprintable():
+                what = f"the character {ch!r}; write it percent-encoded (UTF-8, e.g. é as %C3%A9)"
+            else:
+                what = _describe(ch)
+            return f"contains {what}"
+    if _BAD_PERCENT.search(uri):
+        return "contains a % that does not start a %XX escape"
+    if scheme == "mailto":
+        if not uri.lower().startswith("mailto:"):
+            return "does not start with mailto:"
+        address, _, _query = uri[len("mailto:"):].partition("?")
+        address = urllib.parse.unquote(address)
+        if not address:
+            return "has no address after mailto:"
+        if "," in address:
+            return "names several addresses; give one"
+        try:
+            validate_email(address, check_deliverability=False, allow_smtputf8=False)
+        except EmailNotValidError as exc:
+            return f"does not hold a valid email address ({address!r}: {exc})"
+        return None
+    try:
+        parts = urllib.parse.urlsplit(uri)  # raises on a bad [IPv6] host
+    except ValueError as exc:
+        return f"is not a valid link ({exc})"
+    if parts.scheme.lower() != "https":
+        return "is not an https:// link"
+    if "@" in parts.netloc:
+        return "contains a user name or password before the host; refused"
+    if not parts.hostname or not (
+        _HOST.fullmatch(parts.hostname) or parts.netloc.startswith("[")
+    ):
+        return "has no valid host name after https://"
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        return "has an invalid port number"
+    return None
+
+
+def _unsubscribe_uris(
+    unsubscribe: Unsubscribe | None, fields: Mapping[str, str], row: int
+) -> list[str]:
+    """The https link then the mailto address, filled in for one row and checked again."""
+    if unsubscribe is None:
+        return []
+    uris = []
+    for source, scheme in ((unsubscribe.url, "https"), (unsubscribe.mailto, "mailto")):
+        if not source:
+            continue
+        tmpl, _ = _compile_uri(source)
+        uri = _render(tmpl, "unsubscribe", fields, row)
+        problem = _uri_problem(uri, scheme)
+        if problem:
+            shown = uri if len(uri) <= 200 else uri[:200] + "..."
+            raise TemplateError(
+                f"the unsubscribe address for this recipient, {shown!r}, {problem}",
+                row=row,
+                field="unsubscribe",
+            )
+        uris.append(uri)
+    return uris
+
+
+def _list_unsubscribe_header(uris: list[str]) -> _FoldedHeader:
+    # Folded only between the <...> entries, never inside a link: not every reader drops
+    # whitespace inside the brackets as RFC 2369 asks. MAX_URI keeps a line under 998.
+    value = ", ".join(f"<{uri}>" for uri in uris)
+    tokens = [f"<{uri}>," for uri in uris[:-1]] + [f"<{uris[-1]}>"]
+    return _FoldedHeader("List-Unsubscribe", value, _lay_out("List-Unsubscribe: ", tokens, _LINE_MAX))
 
 
 class _FoldedHeader(str):

@@ -157,6 +157,7 @@ class Server:
         auth_require_tls: bool = True,
         handler: RecordingHandler | None = None,
         auth_required: bool = False,
+        smtputf8: bool = True,
     ) -> None:
         self.mode = mode
         self.handler = handler or RecordingHandler()
@@ -167,6 +168,8 @@ class Server:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(*cert)
         kwargs: dict = {"hostname": self.host, "port": self.port, "ready_timeout": 5.0}
+        # RFC 6531 UTF-8 addresses and headers; aiosmtpd's Controller offers it by default.
+        kwargs["enable_SMTPUTF8"] = smtputf8
         if auth:
             kwargs["authenticator"] = authenticator(self.handler)
             kwargs["auth_required"] = auth_required

@@ -9,24 +9,35 @@ import email.utils
 import pickle
 import re
 import unicodedata
+import urllib.parse
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from markupsafe import escape
 
 from backend import compose
+from backend.attachments import Attachment
 from backend.compose import (
     Sender,
     Template,
+    Unsubscribe,
     check_all,
+    envelope_recipient,
     html_to_text,
     parse_sender,
+    parse_unsubscribe,
     render,
     render_parts,
 )
-from backend.errors import HeaderValueError, SettingsError, TemplateError
+from backend.errors import HeaderValueError, RejectedError, SettingsError, TemplateError
 from backend.recipients import Recipient
+from backend.settings import SmtpSettings
+from backend.transports.base import Envelope
+from backend.transports.smtp import SmtpTransport
+from tests.servers import RecordingHandler
 
 SENDER = Sender("me@sender.example", "Me")
 
@@ -430,6 +441,10 @@ def test_non_ascii_local_part_is_refused_with_the_row() -> None:
     with pytest.raises(TemplateError) as info:
         render(Template("s", text="x"), row(line=8, email_addr="jörg@example.com"), SENDER)
     assert (info.value.row, info.value.field, info.value.category) == (8, "to", "invalid_address")
+    assert info.value.message == (
+        "line 8: the recipient's address 'jörg@example.com' has non-ASCII characters before "
+        "the @; the server does not offer SMTPUTF8, so it cannot be sent to"
+    )
 
 
 @pytest.mark.parametrize("bad", ["", "no-at-sign", "a@b@c", "@example.com", "a b@example.com"])
@@ -783,3 +798,426 @@ def test_templates_cannot_exhaust_memory(body: str) -> None:
         render_parts(t, row(line=3))
     assert info.value.row == 3
     assert "too large" in str(info.value) or "longer than" in str(info.value)
+
+
+# --- attachments ------------------------------------------------------------------------
+
+PDF = Attachment("report.pdf", "application/pdf", b"%PDF-1.4\n" + bytes(range(256)) * 4)
+CSV = Attachment("Übersicht März.csv", "text/csv", "a;b\nä;ß\n".encode())
+
+
+def test_attachments_wrap_the_alternative_in_multipart_mixed() -> None:
+    t = Template("s", html="<p>Hi</p>", text="Hi")
+    raw = bytes(render(t, row(), SENDER, attachments=[PDF, CSV]))
+    got = email.message_from_bytes(raw, policy=email.policy.default)
+    assert got.get_content_type() == "multipart/mixed"
+    alt, pdf, csv = got.iter_parts()
+    assert alt.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in alt.iter_parts()] == ["text/plain", "text/html"]
+    assert (pdf.get_filename(), pdf.get_content_type(), pdf.get_content()) == (
+        "report.pdf", "application/pdf", PDF.data)
+    assert (csv.get_filename(), csv.get_content_type()) == ("Übersicht März.csv", "text/csv")
+    assert csv.get_payload(decode=True) == CSV.data
+    for part in (pdf, csv):
+        assert part.get_content_disposition() == "attachment"
+        assert part["Content-Transfer-Encoding"] == "base64"
+    # MIME-Version on the top level only, whatever set_content/add_attachment stamp on parts.
+    assert [p for p in got.walk() if "MIME-Version" in p] == [got]
+    assert raw.isascii()
+    body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert all(len(line) <= 76 for line in body_lines)
+    # RFC 2231 for the non-ASCII name, a plain quoted string for the ASCII one.
+    assert b"filename*=utf-8''%C3%9Cbersicht%20M%C3%A4rz.csv" in raw
+    assert b'filename="report.pdf"' in raw
+
+
+def test_text_only_message_with_an_attachment() -> None:
+    got = parse(render(Template("s", text="Hi {{ name }}"), row(name="Bo"), SENDER, attachments=[PDF]))
+    assert got.get_content_type() == "multipart/mixed"
+    text, pdf = got.iter_parts()
+    assert text.get_content_type() == "text/plain" and content(text) == "Hi Bo\n"
+    assert pdf.get_filename() == "report.pdf"
+    assert got.keys() == ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]
+
+
+def test_attachments_must_be_attachment_objects() -> None:
+    with pytest.raises(TypeError):
+        render(Template("s", text="x"), row(), SENDER, attachments=[b"data"])  # type: ignore[list-item]
+
+
+# --- List-Unsubscribe --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "mailto", "url"),
+    [
+        (["mailto:unsub@list.example"], "mailto:unsub@list.example", None),
+        (["https://list.example/u?id=1"], None, "https://list.example/u?id=1"),
+        ([" https://list.example/u ", "MAILTO:unsub@list.example?subject=unsubscribe"],
+         "mailto:unsub@list.example?subject=unsubscribe", "https://list.example/u"),
+        (["HTTPS://list.example:8443/u#x"], None, "https://list.example:8443/u#x"),
+        (["https://list.example/u?e={{ email }}&n={{ name | default('') }}"], None,
+         "https://list.example/u?e={{ email }}&n={{ name | default('') }}"),
+        (["https://[2001:db8::1]/u"], None, "https://[2001:db8::1]/u"),
+        (["mailto:unsub%2Blist@list.example"], "mailto:unsub%2Blist@list.example", None),
+    ],
+)  # fmt: skip
+def test_parse_unsubscribe_accepts(values: list[str], mailto: str | None, url: str | None) -> None:
+    assert parse_unsubscribe(values) == Unsubscribe(mailto=mailto, url=url)
+
+
+def test_parse_unsubscribe_without_values_is_none() -> None:
+    assert parse_unsubscribe([]) is None
+    assert parse_unsubscribe(["", "  "]) is None
+    assert parse_unsubscribe("mailto:u@list.example") == Unsubscribe(mailto="mailto:u@list.example")
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("http://list.example/u", "needs https://"),
+        ("HTTP://list.example/u", "needs https://"),
+        ("ftp://list.example/u", "neither a mailto: address nor an https:// link"),
+        ("javascript:alert(1)", "neither"),
+        ("unsub@list.example", "neither"),
+        ("{{ link }}", "neither"),
+        ("mailto:", "no address"),
+        ("mailto:?subject=x", "no address"),
+        ("mailto:not-an-address", "valid email address"),
+        ("mailto:a@list.example,b@list.example", "several addresses"),
+        ("mailto:jörg@list.example", "percent-encoded"),
+        ("mailto:a b@list.example", "a space"),
+        ("https://list.example/a b", "a space"),
+        ("https://list.example/<script>", "'<'"),
+        ('https://list.example/"x"', "'\"'"),
+        ("https://list.example/é", "percent-encoded"),
+        ("https://bücher.example/u", "percent-encoded"),
+        ("https://list.example/%zz", "%XX"),
+        ("https://user:pw@list.example/u", "user name or password"),
+        ("https:///u", "no valid host"),
+        ("https://[zz]/u", "not a valid link"),
+        ("https://list.example]/u", "not a valid link"),
+        ("https://[{{ host }}]/u", "not a valid link"),
+        ("https://list..example/u", "no valid host"),
+        ("https://list.example:99999/u", "port"),
+        ("https://list.example/u\r\nBcc: x@y.example", "line break"),
+        ("https://list.example/\x00", "NUL"),
+        ("https://list.example/{{ email ", "error"),
+        ("https://list.example/" + "a" * 900, "at most 900"),
+    ],
+)  # fmt: skip
+def test_parse_unsubscribe_refuses(value: str, words: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        parse_unsubscribe([value])
+    assert info.value.field == "unsubscribe"
+    assert words in info.value.message
+
+
+def test_parse_unsubscribe_refuses_two_of_a_kind() -> None:
+    with pytest.raises(SettingsError, match="one mailto: address, not two"):
+        parse_unsubscribe(["mailto:a@list.example", "mailto:b@list.example"])
+    with pytest.raises(SettingsError, match="one https: address"):
+        parse_unsubscribe(["https://a.example/", "https://b.example/"])
+
+
+def test_list_unsubscribe_headers_exact_with_one_click_for_https() -> None:
+    both = parse_unsubscribe(["mailto:unsub@list.example?subject=stop", "https://list.example/u?id=7"])
+    raw = bytes(render(Template("s", text="x"), row(), SENDER, unsubscribe=both))
+    lines = header_lines(raw)
+    assert b"List-Unsubscribe: <https://list.example/u?id=7>," in lines
+    assert b" <mailto:unsub@list.example?subject=stop>" in lines
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in lines
+    got = email.message_from_bytes(raw, policy=email.policy.default)
+    assert got["List-Unsubscribe"] == (
+        "<https://list.example/u?id=7>, <mailto:unsub@list.example?subject=stop>"
+    )
+    assert got["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert got.keys() == [
+        "From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe",
+        "List-Unsubscribe-Post", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+    ]  # fmt: skip
+
+
+def test_mailto_only_has_no_one_click_post_header() -> None:
+    unsub = parse_unsubscribe(["mailto:unsub@list.example"])
+    raw = bytes(render(Template("s", text="x"), row(), SENDER, unsubscribe=unsub))
+    assert b"List-Unsubscribe: <mailto:unsub@list.example>\r\n" in raw
+    assert b"List-Unsubscribe-Post" not in raw
+    https_only = parse_unsubscribe(["https://list.example/u"])
+    got = parse(render(Template("s", text="x"), row(), SENDER, unsubscribe=https_only))
+    assert got["List-Unsubscribe"] == "<https://list.example/u>"
+    assert got["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "List-Unsubscribe" not in parse(render(Template("s", text="x"), row(), SENDER))
+
+
+def test_unsubscribe_link_is_filled_in_per_recipient_with_values_url_encoded() -> None:
+    unsub = parse_unsubscribe([
+        "https://list.example/u?e={{ email }}&n={{ name }}&id={{ id | urlencode }}",
+        "mailto:unsub@list.example?subject=unsubscribe%20{{ email }}",
+    ])
+    assert unsub.fields == {"email", "name", "id"}
+    values = [("a+b@example.com", "Zoë & Co/?#=", "x y"), ("c@example.com", "Bob", "42")]
+    for line, (addr, name, ident) in enumerate(values, start=2):
+        got = parse(render(Template("s", text="x"), row(line, addr, name=name, id=ident), SENDER,
+                           unsubscribe=unsub))
+        https, mailto = re.fullmatch(r"<([^<>]+)>, <([^<>]+)>", str(got["List-Unsubscribe"])).groups()
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(https).query)
+        assert query == {"e": [addr], "n": [name], "id": [ident]}
+        assert mailto == "mailto:unsub@list.example?subject=unsubscribe%20" + urllib.parse.quote(addr, safe="")
+    first = parse(render(Template("s", text="x"), row(2, values[0][0], name=values[0][1], id="x y"),
+                         SENDER, unsubscribe=unsub))
+    # | urlencode is not encoded twice; everything else is encoded, "/" included.
+    assert "&id=x%20y>" in str(first["List-Unsubscribe"])
+    assert "n=Zo%C3%AB%20%26%20Co%2F%3F%23%3D&" in str(first["List-Unsubscribe"])
+
+
+def test_hostile_values_in_the_link_are_encoded_not_injected() -> None:
+    unsub = parse_unsubscribe(["https://list.example/u?v={{ v }}"])
+    for value in ["\r\nBcc: x@evil.example", "> , <https://evil.example/>", "{{ 7*7 }}", "\x00\x85\u2028"]:
+        raw = bytes(render(Template("s", text="x"), row(v=value), SENDER, unsubscribe=unsub))
+        got = email.message_from_bytes(raw, policy=email.policy.default)
+        assert got.keys()[:7] == ["From", "To", "Subject", "Date", "Message-ID",
+                                  "List-Unsubscribe", "List-Unsubscribe-Post"]
+        assert "Bcc" not in got
+        assert got["List-Unsubscribe"] == f"<https://list.example/u?v={urllib.parse.quote(value, safe='')}>"
+
+
+def test_unsubscribe_field_missing_or_invalid_after_filling_in_is_a_row_error() -> None:
+    unsub = parse_unsubscribe(["https://list.example/u?id={{ member_id }}"])
+    with pytest.raises(TemplateError) as info:
+        render(Template("s", text="x"), row(line=6), SENDER, unsubscribe=unsub)
+    assert (info.value.row, info.value.field) == (6, "member_id")
+    assert "unsubscribe address" in info.value.message
+    host = parse_unsubscribe(["https://{{ host }}/u"])
+    with pytest.raises(TemplateError) as info:
+        render(Template("s", text="x"), row(line=7, host="a b"), SENDER, unsubscribe=host)
+    assert (info.value.row, info.value.field) == (7, "unsubscribe")
+    assert "no valid host name" in info.value.message
+    with pytest.raises(TemplateError, match="at most 900"):
+        render(Template("s", text="x"), row(line=8, member_id="é" * 200), SENDER, unsubscribe=unsub)
+    problems = check_all(Template("s", text="x"),
+                         [row(line=2, member_id="1"), row(line=3), row(line=4, member_id="é" * 200)],
+                         SENDER, unsubscribe=unsub)
+    assert [(p.row, p.field) for p in problems] == [(3, "member_id"), (4, "unsubscribe")]
+
+
+def test_unsubscribe_built_directly_is_checked_when_rendering() -> None:
+    with pytest.raises(TemplateError, match="not an https:// link"):
+        render(Template("s", text="x"), row(), SENDER, unsubscribe=Unsubscribe(url="http://x.example/"))
+    with pytest.raises(TemplateError, match="does not start with mailto:"):
+        render(Template("s", text="x"), row(), SENDER, unsubscribe=Unsubscribe(mailto="x@y.example"))
+
+
+def test_long_unsubscribe_addresses_fold_between_entries_only() -> None:
+    url = "https://list.example/unsubscribe?token=" + "A1b2" * 60
+    unsub = parse_unsubscribe([url, "mailto:unsubscribe-" + "x" * 50 + "@list.example"])
+    raw = bytes(render(Template("s", text="x"), row(), SENDER, unsubscribe=unsub))
+    lines = [line for line in header_lines(raw) if b"unsubscribe" in line.lower()]
+    assert lines[0] == b"List-Unsubscribe: <" + url.encode() + b">,"
+    assert lines[1].startswith(b" <mailto:")
+    assert all(len(line) <= 998 for line in lines)
+    got = email.message_from_bytes(raw, policy=email.policy.default)
+    assert str(got["List-Unsubscribe"]) == f"<{url}>, <{unsub.mailto}>"
+
+
+# --- Unicode and SMTPUTF8 ----------------------------------------------------------------
+
+
+def parse_utf8(raw: bytes) -> email.message.EmailMessage:
+    """Parse a message with UTF-8 headers (RFC 6532); Python's bytes parser mangles them."""
+    return email.message_from_string(raw.decode("utf-8"), policy=email.policy.default)
+
+
+def test_smtputf8_puts_the_utf8_address_raw_in_the_to_header() -> None:
+    r = row(line=4, email_addr="Jörg.Müller@bücher.example", name="Jörg Müller")
+    msg = render(Template("Grüße", text="Hallo {{ name }}"), r, SENDER, smtputf8=True)
+    assert msg.policy.utf8
+    raw = bytes(msg)
+    (to_line,) = [line for line in header_lines(raw) if line.startswith(b"To: ")]
+    # The name as encoded words (still fine in UTF-8 headers), the address raw UTF-8.
+    assert re.fullmatch(rb"To: =\?utf-8\?[bq]\?[!-~]+\?= <J\xc3\xb6rg\.M\xc3\xbcller@xn--bcher-kva\.example>", to_line)
+    got = parse_utf8(raw)
+    (to,) = got["To"].addresses
+    assert (to.display_name, to.username, to.domain) == ("Jörg Müller", "Jörg.Müller", "xn--bcher-kva.example")
+    assert got["Subject"] == "Grüße" and content(got) == "Hallo Jörg Müller\n"
+    assert envelope_recipient(r, smtputf8=True) == "Jörg.Müller@xn--bcher-kva.example"
+    with pytest.raises(TemplateError, match="does not offer SMTPUTF8") as info:
+        envelope_recipient(r)
+    assert (info.value.row, info.value.category) == (4, "invalid_address")
+
+
+def test_smtputf8_leaves_ascii_messages_seven_bit() -> None:
+    msg = render(Template("Grüße", text="ü"), row(email_addr="bob@bücher.example"), SENDER, smtputf8=True)
+    assert not msg.policy.utf8 and bytes(msg).isascii()
+    assert envelope_recipient(row(email_addr="bob@bücher.example"), smtputf8=True) == "bob@xn--bcher-kva.example"
+
+
+def test_smtputf8_sender_with_a_non_ascii_local_part() -> None:
+    raw = bytes(render(Template("s", text="x"), row(), Sender("jörg@sender.example", "Jörg"), smtputf8=True))
+    (from_line,) = [line for line in header_lines(raw) if line.startswith(b"From: ")]
+    assert from_line.endswith(" <jörg@sender.example>".encode())
+    assert parse_utf8(raw)["From"].addresses[0].display_name == "Jörg"
+    with pytest.raises(TemplateError, match="sender address 'jörg@sender.example' has non-ASCII"):
+        render(Template("s", text="x"), row(), Sender("jörg@sender.example"))
+
+
+def test_check_all_with_smtputf8_unknown_true_or_false() -> None:
+    rows = [row(line=2, email_addr="jörg@example.com"), row(line=3, email_addr="ok@example.com"),
+            row(line=4, email_addr="jö rg@example.com")]
+    t = Template("s", text="x")
+    assert [p.row for p in check_all(t, rows, SENDER, smtputf8=None)] == [4]
+    assert [p.row for p in check_all(t, rows, SENDER, smtputf8=True)] == [4]
+    problems = check_all(t, rows, SENDER)  # smtputf8=False
+    assert [(p.row, p.category) for p in problems] == [(2, "invalid_address"), (4, "invalid_address")]
+    assert "does not offer SMTPUTF8" in problems[0].message
+
+
+@dataclass
+class OptionsHandler(RecordingHandler):
+    """Also records each MAIL command's options (SMTPUTF8, BODY=...)."""
+
+    mail_options: list[list[str]] = field(default_factory=list)
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.mail_options.append(list(mail_options))
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+def _plain_transport(server) -> SmtpTransport:
+    return SmtpTransport(SmtpSettings(host=server.host, port=server.port, security="none", timeout=5))
+
+
+UNICODE_SUBJECTS = ["Grüße aus Köln, Düsseldorf", "Привет, {{ name }}!", "東京の会議 – 議事録",
+                    "مرحبا 👋 emoji 😀 " + "long " * 20, "Ελληνικά: Καλημέρα"]
+
+
+def test_unicode_round_trips_through_a_real_server(smtp_server) -> None:
+    server = smtp_server("plain", auth=False)
+    t = _plain_transport(server)
+    t.open()
+    people = [row(line=i + 2, email_addr=addr, name=name) for i, (addr, name) in enumerate([
+        ("ann@bücher.example", "Ännchen Müller"), ("bob@example.org", "Бob Иванов"),
+        ("cy@example.org", "陈 伟"), ("dee@example.org", 'Dee "D" O\'Brien, Jr.'),
+        ("eve@example.org", "Ève 😀")])]
+    sender = Sender("me@sender.example", "Zoë's Shop")
+    sent = []
+    for subject, r in zip(UNICODE_SUBJECTS, people, strict=True):
+        tmpl = Template(subject, html="<p>Liebe(r) {{ name }}, ½ € → ✓</p>", text="Hallo {{ name }} – ½ € → ✓")
+        msg = render(tmpl, r, sender)
+        t.send(Envelope(sender.address, (envelope_recipient(r),)), msg.as_bytes())
+        sent.append((r, subject.replace("{{ name }}", r.fields["name"])))
+    t.close()
+    assert [m.rcpt_tos for m in server.messages] == [
+        ["ann@xn--bcher-kva.example"], ["bob@example.org"], ["cy@example.org"], ["dee@example.org"],
+        ["eve@example.org"]]
+    for received, (r, subject) in zip(server.messages, sent, strict=True):
+        assert received.data.isascii()
+        got = email.message_from_bytes(received.data, policy=email.policy.default)
+        assert str(got["Subject"]) == subject
+        (to,) = got["To"].addresses
+        assert to.display_name == r.fields["name"]
+        (frm,) = got["From"].addresses
+        assert frm.display_name == "Zoë's Shop"
+        text, html = got.iter_parts()
+        assert content(text) == f"Hallo {r.fields['name']} – ½ € → ✓\n"
+        assert content(html) == f"<p>Liebe(r) {escape(r.fields['name'])}, ½ € → ✓</p>\n"
+
+
+def test_smtputf8_recipient_is_delivered_when_the_server_offers_it(smtp_server) -> None:
+    handler = OptionsHandler()
+    server = smtp_server("plain", auth=False, smtputf8=True, handler=handler)  # the default
+    t = _plain_transport(server)
+    assert not t.supports_smtputf8  # not known before the connection is open
+    t.open()
+    assert t.supports_smtputf8
+    r = row(line=3, email_addr="jörg@bücher.example", name="Jörg")
+    unsub = parse_unsubscribe(["https://list.example/u?e={{ email }}"])
+    msg = render(Template("Grüße, {{ name }}", text="Hallo {{ name }}"), r, SENDER,
+                 smtputf8=t.supports_smtputf8, unsubscribe=unsub)
+    t.send(Envelope(SENDER.address, (envelope_recipient(r, smtputf8=True),)), msg.as_bytes())
+    # The next, plain ASCII message on the same connection goes without SMTPUTF8.
+    plain = row(line=4, email_addr="bob@example.org")
+    t.send(Envelope(SENDER.address, (plain.email,)), render(Template("s", text="x"), plain, SENDER).as_bytes())
+    t.close()
+    first, second = server.messages
+    assert first.rcpt_tos == ["jörg@xn--bcher-kva.example"]
+    assert handler.mail_options == [["SMTPUTF8", "BODY=8BITMIME"], []]
+    got = parse_utf8(first.data)
+    (to,) = got["To"].addresses
+    assert (to.display_name, to.username) == ("Jörg", "jörg")
+    assert got["Subject"] == "Grüße, Jörg" and content(got) == "Hallo Jörg\n"
+    assert got["List-Unsubscribe"] == "<https://list.example/u?e=j%C3%B6rg%40b%C3%BCcher.example>"
+    assert second.rcpt_tos == ["bob@example.org"] and second.data.isascii()
+
+
+def test_smtputf8_recipient_fails_clearly_when_the_server_does_not_offer_it(smtp_server) -> None:
+    server = smtp_server("plain", auth=False, smtputf8=False)
+    t = _plain_transport(server)
+    t.open()
+    assert not t.supports_smtputf8
+    r = row(line=5, email_addr="jörg@example.com")
+    with pytest.raises(TemplateError) as info:
+        render(Template("s", text="x"), r, SENDER, smtputf8=t.supports_smtputf8)
+    assert (info.value.row, info.value.category) == (5, "invalid_address")
+    assert "non-ASCII characters before the @; the server does not offer SMTPUTF8" in info.value.message
+    # A message built for a server that has SMTPUTF8 is refused before MAIL, not sent garbled.
+    msg = render(Template("s", text="x"), r, SENDER, smtputf8=True)
+    commands_before = list(server.handler.commands)
+    with pytest.raises(RejectedError) as refused:
+        t.send(Envelope(SENDER.address, ("jörg@example.com",)), msg.as_bytes())
+    assert refused.value.category == "invalid_address" and refused.value.code is None
+    assert "jörg@example.com has non-ASCII characters before the @" in refused.value.message
+    assert "does not offer SMTPUTF8" in refused.value.message
+    assert server.handler.commands == commands_before  # no MAIL, no RCPT
+    # The same connection carries on with the next recipient.
+    ok = row(line=6, email_addr="ok@example.org")
+    t.send(Envelope(SENDER.address, (ok.email,)), render(Template("s", text="x"), ok, SENDER).as_bytes())
+    t.close()
+    assert [m.rcpt_tos for m in server.messages] == [["ok@example.org"]]
+
+
+# --- property: hostile field values never inject headers or run as template code ----------
+
+FIELD_TEXT = st.text(max_size=60) | st.lists(
+    TRICKY | st.sampled_from(["{{ 7*7 }}", "{% for i in range(9) %}x{% endfor %}", "{{", "}}",
+                              "{#", "%0D%0A", "<https://evil.example/>", ">,<"]),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(subject=FIELD_TEXT, name=FIELD_TEXT, body=FIELD_TEXT, link=FIELD_TEXT)
+def test_hostile_field_values_inject_no_header_and_run_no_template_code(
+    subject: str, name: str, body: str, link: str
+) -> None:
+    t = Template("Re: {{ s }}", html="<p>{{ b }}</p>", text="{{ b }}")
+    unsub = parse_unsubscribe(["https://list.example/u?v={{ u }}", "mailto:u@list.example?subject={{ u }}"])
+    r = row(line=42, s=subject, name=name, b=body, u=link)
+    parts = render_parts(t, r)  # data is data: never evaluated as a template
+    assert (parts.subject, parts.text, parts.html) == ("Re: " + subject, body, f"<p>{escape(body)}</p>")
+    bad_header = any(ch in FORBIDDEN for ch in subject + name) or re.search(r"=\?.*\?=", name)
+    if bad_header or _has_surrogate(subject + name + body + link):
+        with pytest.raises(TemplateError) as info:
+            render(t, r, SENDER, unsubscribe=unsub)
+        assert info.value.row == 42
+        return
+    raw = bytes(render(t, r, SENDER, unsubscribe=unsub))
+    assert raw.isascii()
+    got = email.message_from_bytes(raw, policy=email.policy.default)
+    assert got.keys() == [
+        "From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe",
+        "List-Unsubscribe-Post", "MIME-Version", "Content-Type",
+    ]  # fmt: skip
+    assert not got.defects
+    assert str(got["Subject"]) == "Re: " + subject
+    (to,) = got["To"].addresses
+    assert to.addr_spec == "bob@example.com"
+    quoted = urllib.parse.quote(link, safe="")
+    assert str(got["List-Unsubscribe"]) == (
+        f"<https://list.example/u?v={quoted}>, <mailto:u@list.example?subject={quoted}>"
+    )
+    assert [p.get_content_type() for p in got.iter_parts()] == ["text/plain", "text/html"]
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)

@@ -389,8 +389,9 @@ class SmtpTransport:
             self.open()
         smtp = self._smtp
         assert smtp is not None
+        options = self._mail_options(smtp, envelope, message)
         try:
-            self._command(smtp, "mail", smtp.mail, envelope.sender)
+            self._command(smtp, "mail", lambda sender: smtp.mail(sender, options), envelope.sender)
             for rcpt in envelope.recipients:
                 self._command(smtp, "rcpt", smtp.rcpt, rcpt)
             self._command(smtp, "data", smtp.docmd, "data", expect=354)
@@ -432,6 +433,36 @@ class SmtpTransport:
             self._reset(smtp)
             raise self._err(RejectedError, f"message refused: {code} {text}", classify_reply(code, text, "data"), code=code)
         return Receipt(code, text)
+
+    @property
+    def supports_smtputf8(self) -> bool:
+        """Whether the server offered SMTPUTF8 on the open connection (False before open())."""
+        return "smtputf8" in self.info.features
+
+    def _mail_options(self, smtp: smtplib.SMTP, envelope: Envelope, message: bytes) -> list[str]:
+        """MAIL FROM options: SMTPUTF8 (+ BODY=8BITMIME) for UTF-8 addresses or headers."""
+        # smtplib.mail() switches command_encoding to UTF-8 for SMTPUTF8; rset() switches it
+        # back, but a message sent without error is never followed by RSET.
+        smtp.command_encoding = "ascii"
+        end = message.find(b"\r\n\r\n")
+        head = message[:end] if end >= 0 else message
+        addresses = (envelope.sender, *envelope.recipients)
+        if all(a.isascii() for a in addresses) and head.isascii():
+            return []
+        if not smtp.has_extn("smtputf8"):
+            address = next((a for a in addresses if not a.isascii()), None)
+            if address is None:
+                what = "the message has non-ASCII addresses in its headers"
+            elif not address.rpartition("@")[0].isascii():
+                what = f"the address {address} has non-ASCII characters before the @"
+            else:
+                what = f"the address {address} has non-ASCII characters"
+            raise self._err(
+                RejectedError,
+                f"{what}; the server does not offer SMTPUTF8, so it cannot be sent to",
+                "invalid_address",
+            )
+        return ["SMTPUTF8", "BODY=8BITMIME"] if smtp.has_extn("8bitmime") else ["SMTPUTF8"]
 
     def _command(self, smtp: smtplib.SMTP, stage: str, fn, arg: str, expect: int = 250) -> None:
         code, resp = fn(arg)
