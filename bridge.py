@@ -15,22 +15,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.policy
 import functools
 import json
 import logging
 import os
 import re
+import secrets
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-from backend import __version__, compose, paths, service
+from backend import __version__, paths, service
 from backend import settings as account_settings
+from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
 from backend.campaign import CampaignOutcome, Control
 from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
 from backend.diagnostics import diagnose
@@ -59,6 +63,8 @@ MAX_SHORT = 1000  # a host, a subject, an address
 MAX_FILE = 50_000_000  # an uploaded recipient file, decoded
 PREVIEW_ROWS = 100
 PREVIEW_REJECTS = 500
+_UNSUB_RE = re.compile(r"(?:\{\{.*?\}\}|[^\s,])+")
+_PREVIEW_HEADERS = {"from", "to", "reply-to", "subject", "date", "list-unsubscribe", "list-unsubscribe-post"}
 _INT_RE = re.compile(r"-?[0-9]{1,18}")
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 FILE_TYPES = ("Recipient lists (*.csv;*.tsv;*.txt)", "All files (*.*)")
@@ -280,6 +286,9 @@ class Bridge:
         self._columns: tuple[str | None, str | None] = (None, None)  # email and name column chosen
         self._passphrase: str | None = None  # kept in memory for this run of the app only
         self._suppression = SuppressionList()
+        self._attachments: list[tuple[str, Attachment]] = []  # files for everyone, with an id
+        self._attach_column: str | None = None
+        self._attach_dir: Path | None = None
         self._templates = TemplateStore()
 
     # -- plumbing (private: pywebview exposes only public names) --------------------------
@@ -635,12 +644,16 @@ class Bridge:
             raise _Invalid("message.subject", "enter a subject")
         if not body.strip():
             raise _Invalid("message.body", "write the message")
-        return service.make_draft(
+        draft = service.make_draft(
             self._recipients(), subject=subject,
             html=body if fmt == "html" else None, text=body if fmt == "text" else None,
             from_address=from_address,
             delay_ms=p.int("delay_ms", service.DEFAULT_DELAY_MS, 0, 3_600_000),
+            attach_column=self._attach_column if self._attach_dir else None, attach_dir=self._attach_dir,
+            unsubscribe=self._unsubscribe_values(m),
         )
+        draft.attachments = [a for _, a in self._attachments]
+        return draft
 
     @staticmethod
     def _problems(problems: list[Any]) -> list[dict[str, Any]]:
@@ -653,7 +666,8 @@ class Bridge:
     def check_message(self, p: Params) -> dict[str, Any]:
         """Every row whose message cannot be built, by line and field."""
         draft = self._draft(p, self._from_address(p))
-        return {"problems": self._problems(draft.problems())}
+        warning = draft.size_warning()
+        return {"problems": self._problems(draft.problems()), "warnings": [warning] if warning else []}
 
     @api
     def preview_message(self, p: Params) -> dict[str, Any]:
@@ -661,15 +675,19 @@ class Bridge:
         draft = self._draft(p, self._from_address(p))
         total = len(draft.recipients)
         index = p.int("index", 1, 1, max(total, 1))
-        recipient = draft.recipients[index - 1]
-        msg = compose.render(draft.template, recipient, draft.sender)
+        out = draft.outgoing(draft.recipients[index - 1], smtputf8=True)
+        msg = message_from_bytes(out.data, policy=email.policy.default)
         html = msg.get_body(("html",))
         text = msg.get_body(("plain",))
         return {
             "index": index, "total": total, "to": str(msg["To"]), "from": str(msg["From"]),
             "subject": str(msg["Subject"]),
+            "headers": [[k, str(v)] for k, v in msg.items() if k.lower() in _PREVIEW_HEADERS],
             "html": html.get_content() if html is not None else None,
             "text": text.get_content() if text is not None else None,
+            "attachments": [{"filename": a.get_filename(), "content_type": a.get_content_type(),
+                             "size": len(a.get_payload(decode=True) or b"")} for a in msg.iter_attachments()],
+            "size": len(out.data),
         }
 
     @api
@@ -818,6 +836,72 @@ class Bridge:
             return {"path": str(service.write_results_csv(path, rows))}
         return {"filename": filename, "csv": service.results_csv_text(rows)}
 
+    # -- attachments ----------------------------------------------------------------------
+
+    def _attachment_list(self) -> dict[str, Any]:
+        return {"attachments": [{"id": i, "filename": a.filename, "size": len(a.data),
+                                 "content_type": a.content_type} for i, a in self._attachments]}
+
+    @api
+    def choose_attachments(self, p: Params) -> dict[str, Any]:
+        """Add files for everyone with the native dialog (the page never names a path)."""
+        if not self._native_dialogs or self._window is None:
+            raise _NotNow("there is no native file dialog in browser mode; use the file field")
+        import webview
+
+        chosen = self._window.create_file_dialog(webview.FileDialog.OPEN, allow_multiple=True)
+        if chosen:
+            loaded = load_attachments([str(c) for c in chosen])
+            self._attachments += [(secrets.token_hex(8), a) for a in loaded]
+        return self._attachment_list()
+
+    @api
+    def add_attachment_data(self, p: Params) -> dict[str, Any]:
+        """Add a file for everyone from its content (browser mode's file field)."""
+        name = Path(p.str("name", required=True)).name
+        data = self._b64(p, "data_base64", MAX_FILE)
+        self._attachments.append((secrets.token_hex(8), Attachment(name, guess_content_type(name), data)))
+        return self._attachment_list()
+
+    @api
+    def remove_attachment(self, p: Params) -> dict[str, Any]:
+        """Remove one of the files for everyone."""
+        ident = p.str("id", required=True)
+        self._attachments = [(i, a) for i, a in self._attachments if i != ident]
+        return self._attachment_list()
+
+    @api
+    def list_attachments(self, p: Params) -> dict[str, Any]:
+        """The files for everyone."""
+        return self._attachment_list()
+
+    @api
+    def choose_attachment_folder(self, p: Params) -> dict[str, Any] | None:
+        """Pick the folder per-recipient file names are relative to (native dialog only)."""
+        if not self._native_dialogs or self._window is None:
+            raise _NotNow("per-recipient files need the desktop window (a folder cannot be chosen in a browser)")
+        import webview
+
+        chosen = self._window.create_file_dialog(webview.FileDialog.FOLDER)
+        if not chosen:
+            return None
+        self._attach_dir = Path(str(chosen[0] if isinstance(chosen, list | tuple) else chosen))
+        return {"folder": str(self._attach_dir)}
+
+    @api
+    def set_attachment_column(self, p: Params) -> dict[str, Any]:
+        """Choose the column naming each recipient's own files (none: off); check them all."""
+        column = p.column("column")
+        imported = self._recipients()
+        if column is not None and column not in imported.fields:
+            raise _Invalid("column", f"there is no column '{column}'")
+        self._attach_column = column
+        problems: list[Any] = []
+        if column and self._attach_dir is not None:
+            problems = check_attachments(imported.recipients, column, self._attach_dir, ())
+        return {"column": column, "folder": str(self._attach_dir) if self._attach_dir else None,
+                "problems": self._problems(problems)}
+
     # -- suppression list -----------------------------------------------------------------
 
     @api
@@ -857,7 +941,8 @@ class Bridge:
         if raw is None:
             return []
         if isinstance(raw, str):
-            raw = [x for x in re.split(r"[\s,]+", raw) if x]
+            # Split between addresses, not inside a {{ field }} of the link.
+            raw = _UNSUB_RE.findall(raw) if raw.strip() else []
         if not isinstance(raw, list) or not all(isinstance(x, str) and len(x) <= MAX_SHORT for x in raw) or len(raw) > 2:
             raise _Invalid("message.unsubscribe", "must be up to two addresses: an https:// link and/or a mailto:")
         return list(raw)

@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jsonl: one progress event per line on stdout; bar: a progress bar on a "
                    "terminal (default when stderr is a terminal); none")
     r.add_argument("--dry-run", action="store_true", help="render every message and report problems; send nothing")
+    m.add_argument("--attach", metavar="FILE", action="append",
+                   help="attach this file to every message (repeat for several)")
+    m.add_argument("--attach-column", metavar="NAME",
+                   help="a column naming each recipient's own files (several separated by ;)")
+    m.add_argument("--attach-dir", metavar="DIR",
+                   help="the folder the --attach-column file names are relative to; nothing outside it is sent")
+    m.add_argument("--unsubscribe", metavar="URI", action="append",
+                   help="List-Unsubscribe address: mailto:... and/or https://... (one-click; may use "
+                   "{{ email }}); repeat for both")
     m.add_argument("--suppress", metavar="FILE",
                    help="addresses never to mail (one a line): added to the kept suppression list, "
                    "which every campaign skips")
@@ -337,9 +346,16 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     if html is None and text is None:
         raise UsageError("give --html-file or --text-file (or both)")
     imported = load_file(args.to_file, email_column=args.email_column, name_column=args.name_column)
+    if args.attach_column and not args.attach_dir:
+        raise UsageError("--attach-column needs --attach-dir (the folder the file names are relative to)")
     draft = service.make_draft(imported, subject=args.subject, html=html, text=text,
                                from_address=args.from_address, delay_ms=args.delay_ms,
-                               reply_to=args.reply_to)
+                               reply_to=args.reply_to, attach=args.attach or (),
+                               attach_column=args.attach_column, attach_dir=args.attach_dir,
+                               unsubscribe=args.unsubscribe or ())
+    warning = draft.size_warning()
+    if warning:
+        rep.line(f"warning   {warning}")
     settings = None if args.dry_run or args.preview is not None else settings_from_args(args, stdin)
     if args.results and not args.dry_run:
         _check_writable(args.results)

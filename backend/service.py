@@ -9,12 +9,13 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend import compose
+from backend import attachments, compose
+from backend.attachments import Attachment
 from backend.campaign import (
     RESULT_FIELDS,
     CampaignOutcome,
@@ -24,7 +25,7 @@ from backend.campaign import (
     run_campaign,
     utc_now,
 )
-from backend.errors import MailerError, SettingsError, TemplateError
+from backend.errors import AttachmentError, MailerError, SettingsError, TemplateError
 from backend.recipients import ImportResult, Recipient
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope, Transport
@@ -53,6 +54,10 @@ class Draft:
     id: str = field(default_factory=new_campaign_id)
     # Rows of the list that will not be sent (suppressed, or skipped for a problem), by line.
     excluded: dict[int, ResultRow] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)  # for everyone, loaded once
+    attach_column: str | None = None  # per-recipient files: this column names them ...
+    attach_dir: Path | None = None  # ... relative to this folder
+    unsubscribe: compose.Unsubscribe | None = None
 
     @property
     def recipients(self) -> list[Recipient]:
@@ -65,15 +70,33 @@ class Draft:
         """Leave a row out of the run, reported as skipped with the reason."""
         self.excluded[recipient.line] = ResultRow(recipient.email, "skipped", category, None, reason)
 
-    def problems(self) -> list[TemplateError]:
-        """Every row whose message cannot be built, each naming its line and field."""
-        return compose.check_all(self.template, self.recipients, self.sender, reply_to=self.reply_to)
+    def problems(self, *, smtputf8: bool | None = None, size_limit: int | None = None) -> list[MailerError]:
+        """Every row whose message cannot be built (template, address, attachment), by line."""
+        recipients = self.recipients
+        found: list[MailerError] = list(compose.check_all(
+            self.template, recipients, self.sender, reply_to=self.reply_to, unsubscribe=self.unsubscribe,
+            smtputf8=smtputf8))
+        if self.attach_column or self.attachments:
+            found += attachments.check_attachments(recipients, self.attach_column, self.attach_dir,
+                                                   self.attachments, size_limit=size_limit)
+        return found
 
-    def outgoing(self, recipient: Recipient) -> Outgoing:
+    def size_warning(self) -> str | None:
+        """A warning when attachments make messages large enough to be refused or filtered."""
+        if not (self.attachments or self.attach_column):
+            return None
+        return attachments.large_message_warning(attachments.planned_sizes(
+            self.recipients, self.attach_column, self.attach_dir, self.attachments))
+
+    def outgoing(self, recipient: Recipient, *, smtputf8: bool = False) -> Outgoing:
         """Render one recipient's message to bytes with its envelope."""
-        msg = compose.render(self.template, recipient, self.sender, reply_to=self.reply_to)
+        files = self.attachments
+        if self.attach_column:
+            files = [*files, *attachments.row_attachments(recipient, self.attach_column, self.attach_dir)]
+        msg = compose.render(self.template, recipient, self.sender, reply_to=self.reply_to,
+                             attachments=files, unsubscribe=self.unsubscribe, smtputf8=smtputf8)
         return Outgoing(
-            Envelope(self.sender.address, (compose.envelope_recipient(recipient),)),
+            Envelope(self.sender.address, (compose.envelope_recipient(recipient, smtputf8=smtputf8),)),
             msg.as_bytes(),
             str(msg["Message-ID"]),
         )
@@ -88,23 +111,38 @@ def make_draft(
     from_address: str,
     delay_ms: int = DEFAULT_DELAY_MS,
     reply_to: str | None = None,
+    attach: Sequence[str | os.PathLike[str]] = (),
+    attach_column: str | None = None,
+    attach_dir: str | os.PathLike[str] | None = None,
+    unsubscribe: Sequence[str] = (),
 ) -> Draft:
-    """Compile the template and check the sender; raise MailerError naming what is wrong."""
+    """Compile the template, check the sender, load shared attachments; errors name the field."""
     if not isinstance(delay_ms, int) or isinstance(delay_ms, bool) or not 0 <= delay_ms <= 3_600_000:
         raise SettingsError("delay_ms", "must be a whole number of milliseconds from 0 to 3600000")
     template = compose.Template(subject, html=html, text=text)
     sender = compose.parse_sender(from_address)
     reply = compose.parse_sender(reply_to, field="reply_to") if reply_to else None
-    return Draft(imported, template, sender, delay_ms=delay_ms, reply_to=reply)
+    if attach_column and attach_dir is None:
+        raise SettingsError("attach_dir", "per-recipient attachments need the folder their paths are relative to")
+    if attach_column and attach_column not in imported.fields:
+        raise SettingsError("attach_column", f"there is no column '{attach_column}'; the columns are: "
+                            + ", ".join(imported.columns or imported.fields))
+    folder = Path(attach_dir) if attach_dir is not None else None
+    if folder is not None and not folder.is_dir():
+        raise SettingsError("attach_dir", f"'{folder}' is not a folder")
+    return Draft(imported, template, sender, delay_ms=delay_ms, reply_to=reply,
+                 attachments=attachments.load_attachments(list(attach)) if attach else [],
+                 attach_column=attach_column or None, attach_dir=folder,
+                 unsubscribe=compose.parse_unsubscribe(list(unsubscribe)) if unsubscribe else None)
 
 
-def dry_run(draft: Draft) -> list[TemplateError]:
+def dry_run(draft: Draft) -> list[MailerError]:
     """Build every message as it would be sent, without connecting; return every problem."""
-    problems: list[TemplateError] = []
+    problems: list[MailerError] = []
     for recipient in draft.recipients:
         try:
-            draft.outgoing(recipient)
-        except TemplateError as exc:
+            draft.outgoing(recipient, smtputf8=True)  # whether the server offers it is not known yet
+        except (TemplateError, AttachmentError) as exc:
             problems.append(exc)
     return problems
 
@@ -130,7 +168,7 @@ def send(
     skip_problem_rows: bool = False,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those."""
-    problems = draft.problems()
+    problems = draft.problems(smtputf8=None)
     if problems and not skip_problem_rows:
         first = problems[0]
         raise TemplateError(
@@ -140,9 +178,13 @@ def send(
     if problems:
         exclude_problem_rows(draft, problems)
     log.info("campaign %s: %d recipients", draft.id, len(draft.recipients))
+    def build(recipient: Recipient) -> Outgoing:
+        # Read per message: the transport knows whether the server offers SMTPUTF8 once open.
+        return draft.outgoing(recipient, smtputf8=bool(getattr(transport, "supports_smtputf8", False)))
+
     return run_campaign(
         draft.recipients,
-        draft.outgoing,
+        build,
         transport,
         campaign_id=draft.id,
         on_event=on_event,
@@ -161,13 +203,13 @@ def apply_suppression(draft: Draft, suppression: Any) -> int:
     return len(suppressed)
 
 
-def exclude_problem_rows(draft: Draft, problems: list[TemplateError]) -> int:
+def exclude_problem_rows(draft: Draft, problems: Sequence[MailerError]) -> int:
     """Leave the rows whose message cannot be built out of the run; return how many."""
     by_line = {r.line: r for r in draft.recipients}
     before = len(draft.excluded)
     for problem in problems:
         if problem.row in by_line and problem.row not in draft.excluded:
-            draft.exclude(by_line[problem.row], f"not sent: {problem.message}", problem.category)
+            draft.exclude(by_line[problem.row], f"not sent: {problem.message}", problem.category)  # type: ignore[attr-defined]
     return len(draft.excluded) - before
 
 

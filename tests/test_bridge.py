@@ -27,7 +27,8 @@ EXPECTED_API = {
     "start_campaign", "test_connection", "detect_settings", "open_log_folder",
     "suppression_list", "suppression_add", "suppression_remove", "template_list", "template_save",
     "template_load", "template_rename", "template_delete", "template_export", "template_import",
-    "template_import_data", "set_name_column",
+    "template_import_data", "set_name_column", "choose_attachments", "add_attachment_data",
+    "remove_attachment", "list_attachments", "choose_attachment_folder", "set_attachment_column",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
@@ -499,3 +500,26 @@ def test_name_column_mapping(make_bridge):
     assert preview["name_column"] == "Nick"  # the name choice is kept
     bad = b.set_name_column({"column": "Nope"})
     assert bad["ok"] is False and "Nope" in bad["error"]["message"]
+
+
+def test_attachments_and_unsubscribe_through_the_bridge(make_bridge, inbox):
+    import base64 as b64
+
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "email,name\na@example.org,Ann\n"}))
+    listed = ok(b.add_attachment_data({"name": "../../Plan été.pdf", "data_base64": b64.b64encode(b"%PDF x").decode()}))
+    (att,) = listed["attachments"]
+    assert att["filename"] == "Plan été.pdf" and att["content_type"] == "application/pdf" and att["size"] == 6
+    message = {**MESSAGE, "unsubscribe": "https://example.org/u?e={{ email }} mailto:u@example.org"}
+    preview = ok(b.preview_message({"account": INBOX, "message": message, "index": 1}))
+    assert preview["attachments"] == [{"filename": "Plan été.pdf", "content_type": "application/pdf", "size": 6}]
+    headers = dict(preview["headers"])
+    assert headers["List-Unsubscribe"] == "<https://example.org/u?e=a%40example.org>, <mailto:u@example.org>"
+    ok(b.start_campaign({"account": INBOX, "message": message, "delay_ms": 0}))
+    wait_for(lambda: finished(b))
+    (got,) = inbox.messages()
+    assert [a.get_filename() for a in got.parsed().iter_attachments()] == ["Plan été.pdf"]
+    assert ok(b.remove_attachment({"id": att["id"]}))["attachments"] == []
+    bad = b.preview_message({"account": INBOX, "message": {**MESSAGE, "unsubscribe": "http://x.example/u"}})
+    assert bad["ok"] is False and "https" in bad["error"]["message"]
+    assert b.choose_attachment_folder()["error"]["category"] == "action_unavailable"  # browser mode

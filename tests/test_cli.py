@@ -446,3 +446,34 @@ def test_preview_prints_one_rendered_message(campaign_files, tmp_path):
                            "--to-file", str(campaign_files["people"]), "--subject", "x",
                            "--html-file", str(campaign_files["html"]), "--preview", "9", home=tmp_path / "h")
     assert out_of_range.returncode == 2 and "from 1 to 3" in error_line(out_of_range.stderr)
+
+
+def test_attachments_and_unsubscribe_end_to_end(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    folder = tmp_path / "invoices"
+    folder.mkdir()
+    (folder / "ann.pdf").write_bytes(b"%PDF-1.4 ann")
+    (tmp_path / "secret.txt").write_text("outside the folder")
+    shared = tmp_path / "Programme été.pdf"
+    shared.write_bytes(b"%PDF-1.4 shared")
+    people = tmp_path / "p.csv"
+    people.write_text("email,name,invoice\nann@example.org,Ann,ann.pdf\nbob@example.org,Bob,../secret.txt\n"
+                      "cy@example.org,Cy,missing.pdf\n", encoding="utf-8")
+    body = tmp_path / "b.html"
+    body.write_text("<p>Hi {{ name }}</p>")
+    common = [*account(server, certs), "--from", "me@example.com", "--to-file", str(people), "--subject", "Invoice",
+              "--html-file", str(body), "--delay-ms", "0", "--attach", str(shared),
+              "--attach-column", "invoice", "--attach-dir", str(folder),
+              "--unsubscribe", "https://example.com/u?e={{ email }}", "--unsubscribe", "mailto:unsub@example.com"]
+    refused = run_cli("send", *common, env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert refused.returncode == 2 and server.messages == []
+    assert "line 3" in refused.stderr and "line 4" in refused.stderr  # outside the folder; missing
+    proc = run_cli("send", *common, "--skip-bad-rows", env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 1, proc.stderr
+    (got,) = server.messages
+    msg = got.message
+    files = {part.get_filename(): part.get_content() for part in msg.iter_attachments()}
+    assert files == {"Programme été.pdf": b"%PDF-1.4 shared", "ann.pdf": b"%PDF-1.4 ann"}
+    assert msg["List-Unsubscribe"] == "<https://example.com/u?e=ann%40example.org>, <mailto:unsub@example.com>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "outside the folder" not in got.data.decode("utf-8", "replace")
