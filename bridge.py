@@ -933,6 +933,7 @@ class Bridge:
             name=name, subject=m.str("subject", max_len=MAX_SHORT), body=m.str("body", max_len=MAX_TEXT),
             format=m.choice("format", ("html", "text"), "html"),
             unsubscribe=[u for u in self._unsubscribe_values(m)],
+            attachments=[a.filename for _, a in self._attachments],  # names: files are added again
         )
 
     @staticmethod

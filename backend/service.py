@@ -179,8 +179,16 @@ def send(
         exclude_problem_rows(draft, problems)
     log.info("campaign %s: %d recipients", draft.id, len(draft.recipients))
     def build(recipient: Recipient) -> Outgoing:
-        # Read per message: the transport knows whether the server offers SMTPUTF8 once open.
-        return draft.outgoing(recipient, smtputf8=bool(getattr(transport, "supports_smtputf8", False)))
+        # Read per message: once open, the transport knows whether the server offers SMTPUTF8
+        # and how large a message it accepts.
+        out = draft.outgoing(recipient, smtputf8=bool(getattr(transport, "supports_smtputf8", False)))
+        info = getattr(transport, "info", None)
+        limit = attachments.server_size_limit(info.features) if info is not None else None
+        if limit and len(out.data) > limit:
+            raise AttachmentError(
+                f"line {recipient.line}: the message is {len(out.data) / 1e6:.1f} MB and the server accepts "
+                f"at most {limit / 1e6:.1f} MB; send smaller attachments or a download link")
+        return out
 
     return run_campaign(
         draft.recipients,

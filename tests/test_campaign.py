@@ -214,3 +214,22 @@ def test_cancel_while_paused_ends_the_run(smtp_server, certs):
     assert out.stopped == "cancelled"
     assert [r.status for r in out.results] == ["sent", "skipped"]
     assert len(server.messages) == 1
+
+
+def test_message_over_the_server_size_limit_is_not_sent(smtp_server, certs):
+    from backend import service
+    from backend.attachments import Attachment
+    from backend.recipients import parse_text
+
+    server = smtp_server("starttls")
+    draft = service.make_draft(parse_text("a@example.org\nb@example.org"), subject="Hi", html=None, text="x",
+                               from_address="me@example.com", delay_ms=0)
+    t = transport_for(server, certs)
+    t.open()
+    limit = int(t.info.features["size"])
+    t.close()
+    draft.attachments = [Attachment("big.bin", "application/octet-stream", b"\0" * (limit // 4 * 3 + 1000))]
+    out = service.send(draft, transport_for(server, certs), sleep=lambda s: None)
+    assert [r.status for r in out.results] == ["failed", "failed"]
+    assert out.results[0].category == "attachment_error" and "server accepts at most" in out.results[0].error
+    assert server.messages == []
