@@ -453,7 +453,7 @@ class Bridge:
                    "verify_certificates": True, "allow_plaintext_auth": False, "region": None}
         message = {"subject": "Hello {{ name | default('there') }}",
                    "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
-                   "format": "html", "delay_ms": service.DEFAULT_DELAY_MS}
+                   "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": []}
         if saved:
             account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
             message.update({k: v for k, v in (saved.get("message") or {}).items() if k in message})
@@ -493,6 +493,7 @@ class Bridge:
         }
         message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
                    "format": m.choice("format", ("html", "text"), "html"),
+                   "unsubscribe": self._unsubscribe_values(m),
                    "delay_ms": m.int("delay_ms", service.DEFAULT_DELAY_MS, 0, 3_600_000)}
         previous = account_settings.load_saved() or {}
         data: dict[str, Any] = {"remember_settings": remember, "remember_password": remember_password}
@@ -915,10 +916,17 @@ class Bridge:
         """Add pasted addresses (one a line, or separated by commas/spaces) to the list."""
         text = p.str("text", max_len=MAX_TEXT, required=True)
         reason = p.str("reason", "added by hand", max_len=200)
-        pieces = [x for x in re.split(r"[\s,;]+", text) if x]
+        pieces: list[str] = []
+        line_of: list[int] = []  # the pasted line of each piece, for the report
+        for number, line in enumerate(text.splitlines(), 1):
+            for piece in re.split(r"[\s,;]+", line):
+                if piece:
+                    pieces.append(piece)
+                    line_of.append(number)
         added = self._suppression.add(pieces, reason=reason)
         return {"added": int(added), "already": added.already,
-                "invalid": [{"line": n, "value": v, "reason": why} for n, v, why in added.invalid]}
+                "invalid": [{"line": line_of[n - 1] if 0 < n <= len(line_of) else n, "value": v, "reason": why}
+                            for n, v, why in added.invalid]}
 
     @api
     def suppression_remove(self, p: Params) -> dict[str, Any]:

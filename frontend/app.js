@@ -3,8 +3,11 @@
 import { call, onEvent, ready, transportMode, onConnectionChange } from './api.js';
 import { $, el, show, errorBlock } from './dom.js';
 import * as account from './account.js';
-import { initRecipients, templateFields, listSignature } from './recipients.js';
-import { initCompose, getMessage, setFields, setRecipientTotal } from './compose.js';
+import { initRecipients, templateFields, listSignature, refreshPreview, recipientCount } from './recipients.js';
+import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } from './compose.js';
+import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
+import { initSuppression } from './suppression.js';
+import { initTemplates } from './templates.js';
 import { initSend, handleProgress, handleState, syncState, getDelay } from './send.js';
 import { initLog } from './log.js';
 import { initInbox, refreshInbox } from './inbox.js';
@@ -58,8 +61,10 @@ async function main() {
     onPreviewChange(preview) {
       setFields(templateFields(preview));
       setRecipientTotal((preview.counts && preview.counts.valid) || 0);
+      setAttachmentColumns(Array.isArray(preview.columns) ? preview.columns : []);
     },
   });
+  initSuppression({ onChange: refreshPreview });
   initCompose(settings.message, {
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
@@ -67,6 +72,8 @@ async function main() {
     saveSettings: account.saveSettings,
     onTestSent: refreshIfLocal,
   });
+  initAttachments(info);
+  initTemplates(info, { getMessage, setMessage, onLoaded: refreshAttachments });
   initLog({
     categoryTitle: account.categoryTitle,
     categoryCause: account.categoryCause,
@@ -78,6 +85,7 @@ async function main() {
     getFromAddress: account.getFromAddress,
     getMessage,
     listSignature,
+    recipientCount,
     saveSettings: account.saveSettings,
     categoryTitle: account.categoryTitle,
     rememberProvider() {

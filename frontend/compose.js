@@ -1,19 +1,16 @@
-// Compose section: subject, message, format, field insertion, preview of recipient N and
-// "Send test to me".
+// Compose section: subject, message, format, field insertion, unsubscribe link, preview of
+// recipient N (headers, body, attachments) and "Send test to me".
 
 import { call } from './api.js';
-import { $, el, show, errorBlock, busyLine, withBusy, messageView, plural, linesText } from './dom.js';
+import { $, el, show, errorBlock, busyLine, withBusy, messageView, plural, linesText, formatBytes } from './dom.js';
 
 let deps = null;
 let lastTarget = null;
 
 export function initCompose(message, dependencies) {
   deps = dependencies;
-  const m = message || {};
-  $('#subject').value = m.subject ?? '';
-  $('#message').value = m.body ?? '';
-  const format = m.format === 'text' ? 'text' : 'html';
-  $(format === 'text' ? '#format-text' : '#format-html').checked = true;
+  setMessage(message || {});
+  $('#unsubscribe').addEventListener('input', checkUnsubscribe);
 
   for (const id of ['#subject', '#message']) {
     $(id).addEventListener('focus', (event) => { lastTarget = event.currentTarget; });
@@ -30,7 +27,50 @@ export function getMessage() {
     subject: $('#subject').value,
     body: $('#message').value,
     format: $('#format-text').checked ? 'text' : 'html',
+    unsubscribe: parseUnsubscribe($('#unsubscribe').value),
   };
+}
+
+/** Fill Subject, Message, Format and Unsubscribe link (saved settings, a loaded template). */
+export function setMessage(m) {
+  $('#subject').value = m.subject ?? '';
+  $('#message').value = m.body ?? '';
+  const format = m.format === 'text' ? 'text' : 'html';
+  $(format === 'text' ? '#format-text' : '#format-html').checked = true;
+  const unsubscribe = Array.isArray(m.unsubscribe) ? m.unsubscribe.filter((u) => typeof u === 'string') : [];
+  $('#unsubscribe').value = unsubscribe.join(' ');
+  checkUnsubscribe();
+}
+
+const SCHEME = /^(?:https?:\/\/|mailto:)/i;
+
+/**
+ * "https://x.example/u?e={{ email }}, mailto:u@x.example" -> the two addresses. Entries are
+ * cut only where a new one starts (https://, http://, mailto:), so the spaces inside
+ * {{ email }} and a comma inside a link's query stay where they are.
+ */
+export function parseUnsubscribe(value) {
+  const text = String(value ?? '').trim();
+  if (!text) return [];
+  return text.split(/[\s,;]+(?=(?:https?:\/\/|mailto:))/i)
+    .map((piece) => piece.replace(/^[\s,;]+|[\s,;]+$/g, ''))
+    .filter(Boolean);
+}
+
+/** Say at once what the bridge would refuse (it decides; this only spares a round trip). */
+function checkUnsubscribe() {
+  const entries = parseUnsubscribe($('#unsubscribe').value);
+  const notes = [];
+  for (const entry of entries) {
+    if (!SCHEME.test(entry)) notes.push(`“${entry}” is neither an https:// link nor a mailto: address.`);
+    else if (/^http:\/\//i.test(entry)) notes.push(`Use an https:// link, not http:// (${entry}): mail apps offer one-click unsubscribe only over https.`);
+  }
+  const links = entries.filter((e) => /^https?:\/\//i.test(e)).length;
+  const mailtos = entries.filter((e) => /^mailto:/i.test(e)).length;
+  if (links > 1 || mailtos > 1) notes.push('Give at most one link and one mailto: address.');
+  const out = $('#unsubscribe-check');
+  out.textContent = notes.join(' ');
+  out.hidden = notes.length === 0;
 }
 
 /** Offer the fields of the current recipients list in "Insert field". */
@@ -137,14 +177,40 @@ async function preview() {
   show(out, problems.length
     ? [el('p', { class: 'fail-line', text: `${plural(problemCount(problems), 'problem')} in this message:` }), problemsList(problems)]
     : el('p', { class: 'ok-line', text: `Preview of recipient ${d.index ?? previewIndex()} of ${d.total ?? '?'}.` }));
+  const warnings = Array.isArray(d.warnings) ? d.warnings.filter((w) => typeof w === 'string') : [];
+  if (warnings.length) out.append(...warnings.map((w) => el('p', { class: 'warn', text: `Warning: ${w}` })));
   const isText = getMessage().format === 'text';
   show(area, messageView({
     title: `Recipient ${d.index ?? previewIndex()} of ${d.total ?? '?'}`,
-    headers: [['From', d.from], ['To', d.to], ['Subject', d.subject]],
+    headers: [['From', d.from], ['To', d.to], ['Subject', d.subject], ...extraHeaders(d.headers)],
     html: isText ? null : d.html,
     text: d.text,
-  }));
+  }), attachmentsView(d.attachments));
   area.hidden = false;
+}
+
+const SHOWN_ALREADY = new Set(['from', 'to', 'subject']);
+const TECHNICAL = /^(?:content-|mime-version$)/i;
+
+/** The headers besides From/To/Subject worth reading (List-Unsubscribe, Reply-To, Date, ...). */
+function extraHeaders(headers) {
+  if (!Array.isArray(headers)) return [];
+  return headers
+    .filter((h) => Array.isArray(h) && typeof h[0] === 'string' && !SHOWN_ALREADY.has(h[0].toLowerCase()) && !TECHNICAL.test(h[0]))
+    .map(([name, value]) => [name, String(value ?? '')]);
+}
+
+function attachmentsView(attachments) {
+  if (!Array.isArray(attachments)) return null;
+  const list = attachments.filter((a) => a && typeof a === 'object');
+  if (!list.length) return el('p', { class: 'hint', text: 'No attachments.' });
+  const total = list.reduce((sum, a) => sum + (Number(a.size) || 0), 0);
+  return [
+    el('h4', { text: `Attachments (${plural(list.length, 'file')}, ${formatBytes(total)})` }),
+    el('ul', { class: 'attachment-list-preview' }, list.map((a) => el('li', {},
+      el('span', { class: 'value', text: a.filename ?? '' }),
+      el('span', { class: 'hint', text: ` ${[formatBytes(a.size), a.content_type].filter(Boolean).join(', ')}` })))),
+  ];
 }
 
 async function sendTest() {

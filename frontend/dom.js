@@ -196,3 +196,60 @@ export function formatRate(perMinute) {
   const perHour = Math.max(1, Math.round(perMinute * 60));
   return `${perHour} ${perHour === 1 ? 'message' : 'messages'}/hour`;
 }
+
+/** A byte count for people: "820 B", "14 KB", "2.4 MB" (1 KB = 1024 bytes). */
+export function formatBytes(bytes) {
+  const n = Number(bytes);
+  if (!Number.isFinite(n) || n < 0) return '';
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB'];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const shown = value >= 10 ? Math.round(value) : Number(value.toFixed(1));
+  return `${shown} ${units[unit]}`;
+}
+
+/** A File's bytes as base64 (for the bridge's *_data methods in browser mode). */
+export async function fileToBase64(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let binary = '';
+  const chunk = 0x8000;
+  for (let i = 0; i < bytes.length; i += chunk) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + chunk));
+  }
+  return btoa(binary);
+}
+
+/** Offer text as a file download (browser mode's "save as"). */
+export function downloadText(filename, text, type) {
+  const blob = new Blob([text], { type });
+  const url = URL.createObjectURL(blob);
+  const a = el('a', { href: url, download: filename, class: 'visually-hidden' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+/**
+ * A button whose accessible name says what it acts on ("Remove report.pdf") while it shows
+ * one short word: the rest is visually hidden text, not aria-label, so untrusted text stays
+ * text and never becomes a label that getByLabel-style lookups (or screen readers' form
+ * field lists) would confuse with a form field's.
+ */
+export function actionButton(word, object, props = {}) {
+  return el('button', { type: 'button', ...props }, word, el('span', { class: 'visually-hidden', text: ` ${object}` }));
+}
+
+/** An inline question with its buttons (window.confirm may not work in the webview). */
+export function confirmBox({ id, question, hint = null, buttons }) {
+  const questionId = `${id}-question`;
+  return el('div', { class: 'confirm', id, role: 'group', 'aria-labelledby': questionId },
+    el('p', { id: questionId, class: 'confirm-question', text: question }),
+    hint ? el('p', { class: 'hint', text: hint }) : null,
+    el('div', { class: 'actions' }, buttons));
+}

@@ -1,5 +1,6 @@
 // Recipients section: paste or import a list, show the bridge's preview (counts, table,
-// invalid rows, duplicates), pick the email column, list the fields usable in the message.
+// invalid rows, duplicates, addresses on the suppression list), pick the email and name
+// columns, list the fields usable in the message.
 
 import { call, transportMode } from './api.js';
 import { $, el, show, errorBlock, busyLine, withBusy, plural, breakable } from './dom.js';
@@ -9,6 +10,8 @@ const MAX_LISTED = 200; // invalid/duplicate rows listed; the rest are counted
 let nativeDialogs = false;
 let onPreview = () => {};
 let current = null;
+// The email column the user picked (null: found automatically), as the bridge keeps it.
+let chosenEmailColumn = null;
 
 export function initRecipients(info, { onPreviewChange }) {
   nativeDialogs = !!info.native_dialogs && transportMode() === 'window';
@@ -26,6 +29,7 @@ export function initRecipients(info, { onPreviewChange }) {
     if (file) withBusy($('#import-file'), () => importFile(file)).finally(() => { fileInput.value = ''; });
   });
   $('#email-column').addEventListener('change', (event) => withBusy(event.currentTarget, changeColumn));
+  $('#name-column').addEventListener('change', (event) => withBusy(event.currentTarget, changeNameColumn));
 
   // A file dropped anywhere on the window is imported as the recipient list. Without this the
   // webview would navigate to the dropped file and the app would disappear.
@@ -45,6 +49,11 @@ export function listSignature() {
   if (!current) return null;
   const rows = Array.isArray(current.rows) ? current.rows.map((r) => (r && r.email) || '') : [];
   return JSON.stringify([current.source ?? '', current.counts ?? {}, current.email_column ?? '', rows]);
+}
+
+/** How many valid addresses the current list has (null before any list). */
+export function recipientCount() {
+  return current && current.counts && Number.isFinite(current.counts.valid) ? current.counts.valid : null;
 }
 
 const IDENTIFIER = /^[\p{L}_][\p{L}\p{N}_]*$/u;
@@ -68,7 +77,7 @@ async function usePasted() {
     return;
   }
   show(status(), busyLine('Reading the pasted addresses…'));
-  handle(await call('import_recipients_text', { text, email_column: null }));
+  handle(await call('import_recipients_text', { text, email_column: null }), { fresh: true });
 }
 
 async function chooseNative() {
@@ -79,7 +88,7 @@ async function chooseNative() {
     else show(status(), el('p', { class: 'hint', text: 'No file chosen.' }));
     return;
   }
-  handle(result);
+  handle(result, { fresh: true });
 }
 
 function toBase64(buffer) {
@@ -101,19 +110,43 @@ async function importFile(file) {
     show(status(), errorBlock({ title: 'Could not read the file', message: String((err && err.message) || err), fix: ['Choose the file again, or save it as CSV first.'] }));
     return;
   }
-  handle(await call('import_recipients_data', { name: file.name, data_base64: data, email_column: null }));
+  handle(await call('import_recipients_data', { name: file.name, data_base64: data, email_column: null }), { fresh: true });
 }
 
 async function changeColumn() {
   const column = $('#email-column').value;
   show(status(), busyLine(`Reading addresses from column “${column}”…`));
-  handle(await call('set_email_column', { column }));
+  const result = await call('set_email_column', { column });
+  if (result.ok) chosenEmailColumn = column;
+  handle(result);
 }
 
-function handle(result) {
+async function changeNameColumn() {
+  const column = $('#name-column').value || null;
+  show(status(), busyLine(column ? `Reading names from column “${column}”…` : 'Finding the name column…'));
+  handle(await call('set_name_column', { column }));
+}
+
+/**
+ * Read the current list again (after the suppression list changed), so the counts and the
+ * "Never mailed" rows are up to date. Nothing to do before a list was added.
+ */
+export async function refreshPreview() {
+  if (!current) return;
+  // The column the user chose, or null when it was found automatically: a list pasted
+  // without a header row has no real column to name.
+  const result = await call('set_email_column', { column: chosenEmailColumn });
+  if (result.ok) handle(result);
+}
+
+function handle(result, { fresh = false } = {}) {
+  if (fresh && result.ok) chosenEmailColumn = null;
   if (!result.ok) {
     show(status(), errorBlock(result.error));
-    if (current) $('#email-column').value = current.email_column ?? '';
+    if (current) {
+      $('#email-column').value = current.email_column ?? '';
+      $('#name-column').value = current.name_column ?? '';
+    }
     return;
   }
   if (!result.data) return;
@@ -127,12 +160,14 @@ function renderPreview(p) {
   const valid = counts.valid || 0;
   const invalid = counts.invalid || 0;
   const duplicates = counts.duplicates || 0;
+  const suppressed = counts.suppressed || 0;
   show(status(),
     el('p', { class: 'source' }, el('span', { class: 'label', text: 'Source: ' }), p.source || ''),
     el('p', { class: 'counts-line' },
       el('strong', { class: 'count-valid', text: plural(valid, 'valid address', 'valid addresses') }), ' · ',
       el('span', { class: invalid ? 'count-invalid warn' : 'count-invalid', text: `${invalid} invalid` }), ' · ',
-      el('span', { class: 'count-duplicates', text: plural(duplicates, 'duplicate') })),
+      el('span', { class: 'count-duplicates', text: plural(duplicates, 'duplicate') }),
+      suppressed ? [' · ', el('span', { class: 'count-suppressed', text: `${suppressed} never mailed (suppression list)` })] : null),
     ...(Array.isArray(p.warnings) ? p.warnings : []).map((w) => el('p', { class: 'warn', text: `Warning: ${w}` })));
 
   $('#recipients-details').hidden = false;
@@ -144,6 +179,15 @@ function renderPreview(p) {
   select.replaceChildren(...columns.map((c) => el('option', { value: c, text: c })));
   if (columns.length) select.value = p.email_column ?? columns[0];
   select.disabled = columns.length < 2;
+
+  // Name column picker: "(automatic)" lets the bridge find one (name, first + last name).
+  const nameSelect = $('#name-column');
+  const nameColumns = columns.filter((c) => c !== p.email_column);
+  if (p.name_column && !nameColumns.includes(p.name_column)) nameColumns.unshift(p.name_column);
+  nameSelect.replaceChildren(el('option', { value: '', text: '(automatic)' }),
+    ...nameColumns.map((c) => el('option', { value: c, text: c })));
+  nameSelect.value = p.name_column ?? '';
+  nameSelect.disabled = nameColumns.length === 0;
 
   // Fields usable in the message.
   const fields = templateFields(p);
@@ -209,6 +253,17 @@ function renderIssues(p) {
     el('span', { class: 'value', text: r.value ? `“${r.value}”` : '(empty)' }), ' — ',
     el('span', { class: 'reason', text: r.reason || '' }))),
     rejectedTotal > MAX_LISTED ? el('li', { class: 'hint', text: `…and ${rejectedTotal - Math.min(rejected.length, MAX_LISTED)} more` }) : null);
+
+  const suppressed = Array.isArray(p.suppressed) ? p.suppressed : [];
+  const suppressedTotal = Math.max(suppressed.length, (p.counts && p.counts.suppressed) || 0);
+  $('#suppressed-block').hidden = suppressedTotal === 0;
+  show($('#suppressed-list'), suppressed.slice(0, MAX_LISTED).map((d) => el('li', {},
+    el('span', { class: 'line-ref', text: `Line ${d.line}: ` }),
+    el('span', { class: 'value', text: d.email || '' }),
+    // The heading already says "suppression list": "suppressed: unsubscribed" reads "unsubscribed".
+    d.reason ? [' — ', el('span', { class: 'reason', text: String(d.reason).replace(/^suppressed:\s*/i, '') })] : null)),
+    suppressedTotal > Math.min(suppressed.length, MAX_LISTED)
+      ? el('li', { class: 'hint', text: `…and ${suppressedTotal - Math.min(suppressed.length, MAX_LISTED)} more` }) : null);
 
   $('#duplicates-block').hidden = dupesTotal === 0;
   show($('#duplicates-list'), dupes.slice(0, MAX_LISTED).map((d) => el('li', {},

@@ -212,7 +212,7 @@ function rememberSent(campaign, summary) {
 }
 
 /** Ask in the page (window.confirm may not work in the webview) before sending the same list again. */
-function confirmResend() {
+function confirmResend(options) {
   const out = $('#send-status');
   const again = el('button', { type: 'button', id: 'send-again', class: 'primary', text: 'Send again' });
   const keep = el('button', { type: 'button', id: 'keep-sent', text: 'Keep', 'aria-describedby': 'resend-keep-hint' });
@@ -229,7 +229,7 @@ function confirmResend() {
     show(out);
     $('#send').focus();
     focusWanted = true;
-    startCampaign({ confirmed: true });
+    startCampaign({ ...options, confirmed: true });
   });
   keep.addEventListener('click', keepIt);
   box.addEventListener('keydown', (event) => {
@@ -243,11 +243,39 @@ function confirmResend() {
   keep.focus();
 }
 
-async function startCampaign({ confirmed = false } = {}) {
+/** Warnings from the check (large attachments, a message over the server's size limit). */
+function warningsBlock(warnings) {
+  return warnings.map((w) => el('p', { class: 'warning', text: `Warning: ${w}` }));
+}
+
+/**
+ * Rows whose message cannot be built: offer to send everyone else. Only when every problem
+ * names its row (a mistake in the template itself fails every row: skipping cannot help).
+ */
+function skipOffer(problems, rowCount) {
+  if (!rowCount || !problems.every((p) => p && p.line !== null && p.line !== undefined)) return null;
+  // Every row fails: there would be no one left to send to.
+  const listed = deps.recipientCount ? deps.recipientCount() : null;
+  if (Number.isFinite(listed) && rowCount >= listed) return null;
+  const button = el('button', { type: 'button', id: 'skip-problem-rows', 'aria-describedby': 'skip-problem-rows-hint', text: 'Skip these rows and send the rest' });
+  button.addEventListener('click', () => {
+    focusWanted = true;
+    startCampaign({ skipProblemRows: true });
+  });
+  return el('div', { class: 'actions skip-offer' }, button,
+    el('p', { id: 'skip-problem-rows-hint', class: 'hint',
+      text: `${rowCount === 1 ? 'That row is' : `Those ${rowCount} rows are`} not sent (“skipped” in the results); everyone else gets the message.` }));
+}
+
+function problemRows(problems) {
+  return new Set(problems.map((p) => p && p.line).filter((line) => line !== null && line !== undefined)).size;
+}
+
+async function startCampaign({ confirmed = false, skipProblemRows = false } = {}) {
   if (starting || BUSY.has(state)) return;
   const signature = currentSignature();
   if (!confirmed && lastSent && signature && signature === lastSent.signature) {
-    confirmResend();
+    confirmResend({ skipProblemRows });
     return;
   }
   starting = true;
@@ -274,16 +302,21 @@ async function startCampaign({ confirmed = false } = {}) {
       return;
     }
     const problems = (check.data && Array.isArray(check.data.problems)) ? check.data.problems : [];
-    if (problems.length) {
-      const rows = new Set(problems.map((p) => p && p.line).filter((line) => line !== null && line !== undefined));
-      const what = rows.size ? `${plural(rows.size, 'message')} cannot be built` : 'the message cannot be built';
+    const warnings = (check.data && Array.isArray(check.data.warnings)) ? check.data.warnings.filter((w) => typeof w === 'string') : [];
+    const rowCount = problemRows(problems);
+    if (problems.length && !skipProblemRows) {
+      const what = rowCount ? `${plural(rowCount, 'message')} cannot be built` : 'the message cannot be built';
       show(out,
         el('p', { class: 'fail-line', text: `Not started: ${what} (${plural(problemCount(problems), 'problem')}). Fix the template or the list, then send again.` }),
-        problemsList(problems));
+        problemsList(problems),
+        skipOffer(problems, rowCount),
+        warningsBlock(warnings));
       return;
     }
-    show(out, busyLine('Starting…'));
-    const result = await call('start_campaign', { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay });
+    show(out, busyLine('Starting…'), warningsBlock(warnings));
+    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay };
+    if (skipProblemRows) params.skip_problem_rows = true;
+    const result = await call('start_campaign', params);
     if (!result.ok) {
       const steps = result.error && Array.isArray(result.error.steps) ? result.error.steps : [];
       const rowProblems = steps.filter((s) => s && typeof s === 'object' && 'line' in s && 'message' in s);
@@ -294,7 +327,8 @@ async function startCampaign({ confirmed = false } = {}) {
         error = { ...error, message: `${plural(Number(counted[1]), 'message')} cannot be built (${plural(problemCount(rowProblems), 'problem')}, listed below).` };
       }
       show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(error),
-        rowProblems.length ? problemsList(rowProblems) : null);
+        rowProblems.length ? [problemsList(rowProblems), skipOffer(rowProblems, problemRows(rowProblems))] : null,
+        warningsBlock(warnings));
       return;
     }
     started = true;
@@ -303,7 +337,10 @@ async function startCampaign({ confirmed = false } = {}) {
     deps.rememberProvider();
     newRun(d.campaign);
     if (Number.isFinite(d.total)) total = d.total;
-    show(out);
+    const skipped = skipProblemRows && rowCount
+      ? el('p', { class: 'hint', text: `${plural(rowCount, 'row')} that cannot be built ${rowCount === 1 ? 'is' : 'are'} skipped; sending to the rest.` })
+      : null;
+    show(out, skipped, warningsBlock(warnings));
     if (stateCampaign !== d.campaign) {
       stateCampaign = d.campaign;
       setState('running');

@@ -286,11 +286,14 @@ def test_settings_saved_without_password_and_password_encrypted(make_bridge, tmp
     ok(b.save_settings({**params, "passphrase": "correct horse battery"}))
     text = saved_settings.settings_path().read_text()
     assert PASSWORD not in text and json.loads(text)["account"]["host"] == "smtp.example.com"
+    ok(b.save_settings({**params, "message": {**MESSAGE, "unsubscribe": ["mailto:u@example.com"]},
+                        "passphrase": "correct horse battery"}))
     assert PASSWORD.encode() not in store.path.read_bytes()
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     fresh, _ = make_bridge(store=store)
     loaded = ok(fresh.load_settings())
     assert loaded["has_saved_password"] and loaded["password_locked"] and loaded["remember_settings"]
+    assert loaded["message"]["unsubscribe"] == ["mailto:u@example.com"]
     assert fresh.test_connection({"account": account})["error"]["message"].startswith("the saved password is locked")
     wrong = fresh.test_connection({"account": account, "passphrase": "not it at all"})
     assert "passphrase is wrong" in wrong["error"]["message"]
@@ -453,7 +456,7 @@ def test_skip_problem_rows_sends_the_rest_and_reports_them(make_bridge, inbox):
 def test_suppression_through_the_bridge(make_bridge, inbox):
     b, _ = make_bridge()
     added = ok(b.suppression_add({"text": "b@example.org, nope\nC@Example.org", "reason": "unsubscribed"}))
-    assert added["added"] == 2 and [i["value"] for i in added["invalid"]] == ["nope"]
+    assert added["added"] == 2 and [(i["line"], i["value"]) for i in added["invalid"]] == [(1, "nope")]
     preview = ok(b.import_recipients_text({"text": "a@example.org\nb@example.org\nc@example.org"}))
     assert preview["counts"]["suppressed"] == 2
     assert {s["email"] for s in preview["suppressed"]} == {"b@example.org", "c@example.org"}

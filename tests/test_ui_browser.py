@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import email
+import email.policy
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -373,3 +376,283 @@ def test_sender_check_from_the_window(page, smtp_server):
     result = page.locator("#connection-result")
     expect(result).to_contain_text("Sender address refused", timeout=10_000)
     expect(result).to_contain_text("550")
+
+
+# -- mail merge: attachments, unsubscribe, suppression, templates, skipping rows ----------------
+
+
+def fill_message(page, subject: str, body: str) -> None:
+    page.get_by_label("Subject").fill(subject)
+    page.get_by_label("Message", exact=True).fill(body)
+
+
+def received(inbox) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(m.data, policy=email.policy.default) for m in inbox.messages()]
+
+
+def wait_for_messages(page, inbox, n: int) -> None:
+    for _ in range(100):
+        if len(inbox.messages()) >= n:
+            return
+        page.wait_for_timeout(100)
+    assert len(inbox.messages()) == n
+
+
+def test_attachments_for_everyone_are_listed_previewed_sent_and_removable(
+    isolated_home, page, app, tmp_path
+):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org")
+    expect(page.locator("#recipients-summary")).to_contain_text("1 valid address")
+    report = tmp_path / "report.txt"
+    report.write_text("quarterly numbers\n", encoding="utf-8")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(3000))
+    page.get_by_label("Attachment files").set_input_files([str(report), str(photo)])
+    items = page.locator("#attachments-list li")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_contain_text("report.txt")
+    expect(items.nth(1)).to_contain_text("photo.png")
+    expect(items.nth(1)).to_contain_text("2.9 KB")
+    expect(page.locator("#attachments-total")).to_have_text("2 files for everyone, 3 KB in all.")
+    expect(page.locator("#attachments-warning")).to_be_hidden()
+    # the preview lists what goes with the message
+    fill_message(page, "Numbers", "<p>Attached.</p>")
+    page.get_by_role("button", name="Preview").click()
+    area = page.locator("#preview-area")
+    expect(area).to_contain_text("Attachments (2 files")
+    expect(area).to_contain_text("photo.png")
+    # Remove names its file; focus moves to the next file's Remove, then to "Add attachments..."
+    page.get_by_role("button", name="Remove report.txt").click()
+    expect(items).to_have_count(1)
+    expect(page.get_by_role("button", name="Remove photo.png")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(items).to_have_count(0)
+    expect(page.locator("#attachments-total")).to_have_text("No files attached.")
+    expect(page.get_by_role("button", name="Add attachments...")).to_be_focused()
+    # over 10 MB in all: a warning
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(11 * 1024 * 1024))
+    page.get_by_label("Attachment files").set_input_files([str(report), str(big)])
+    expect(items).to_have_count(2, timeout=20_000)
+    expect(page.locator("#attachments-warning")).to_be_visible()
+    expect(page.locator("#attachments-warning")).to_contain_text("add up to 11 MB")
+    page.get_by_role("button", name="Remove big.bin").click()
+    expect(page.locator("#attachments-warning")).to_be_hidden()
+    page.get_by_label("Delay (ms)").fill("0")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#send-state")).to_have_text("Finished: 1 sent.", timeout=10_000)
+    [msg] = received(inbox)
+    files = [(part.get_filename(), part.get_content()) for part in msg.iter_attachments()]
+    assert files == [("report.txt", "quarterly numbers\n")]
+
+
+def test_unsubscribe_link_is_checked_previewed_and_sent(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org")
+    fill_message(page, "Hi", "Body")
+    unsubscribe = page.get_by_label("Unsubscribe link")
+    unsubscribe.fill("http://example.com/u")
+    expect(page.locator("#unsubscribe-check")).to_contain_text("https://")
+    unsubscribe.fill("https://example.com/u?e={{ email }}, mailto:unsub@example.com")
+    expect(page.locator("#unsubscribe-check")).to_be_hidden()
+    page.get_by_role("button", name="Preview").click()
+    headers = page.locator("#preview-area dl.headers")
+    expect(headers).to_contain_text("List-Unsubscribe")
+    expect(headers).to_contain_text(re.compile(r"https://example\.com/u\?e=a(@|%40)example\.org"))
+    expect(headers).to_contain_text("mailto:unsub@example.com")
+    page.get_by_label("Delay (ms)").fill("0")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#send-state")).to_have_text("Finished: 1 sent.", timeout=10_000)
+    [msg] = received(inbox)
+    assert "<mailto:unsub@example.com>" in msg["List-Unsubscribe"]
+    assert re.search(r"<https://example\.com/u\?e=a(@|%40)example\.org>", msg["List-Unsubscribe"])
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_suppression_list_is_kept_applied_and_editable(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nb@example.org")
+    summary = page.locator("#recipients-summary")
+    expect(summary).to_contain_text("2 valid addresses")
+    expect(summary).not_to_contain_text("never mailed")
+    page.locator("#suppression-panel summary").click()
+    count = page.locator("#suppression-count")
+    expect(count).to_contain_text("The list is empty")
+    page.get_by_label("Addresses never to mail").fill("b@example.org\nnot-an-address")
+    page.get_by_role("button", name="Add to suppression list").click()
+    status = page.locator("#suppression-status")
+    expect(status).to_contain_text("Added 1 address.")
+    expect(status.locator(".issue-list")).to_contain_text("not-an-address")
+    # what was not added stays in the box to be corrected
+    expect(page.get_by_label("Addresses never to mail")).to_have_value("not-an-address")
+    expect(count).to_have_text("1 address never to be mailed.")
+    expect(page.locator("#suppression-entries")).to_contain_text("b@example.org")
+    expect(page.locator("#suppression-entries")).to_contain_text("added by hand")
+    # the recipients preview was read again: b is counted and listed as never mailed
+    expect(summary).to_contain_text("1 never mailed (suppression list)")
+    expect(page.locator("#suppressed-block")).to_be_visible()
+    expect(page.locator("#suppressed-list")).to_contain_text("Line 2: b@example.org")
+    compose_and_send(page, "Hi", "Body")
+    expect(page.locator("#send-state")).to_contain_text("Finished: 1 sent", timeout=10_000)
+    assert [m.rcpt_tos for m in inbox.messages()] == [("a@example.org",)]
+    # Remove takes it off; focus goes to the box (no other entry is left)
+    page.get_by_role("button", name="Remove b@example.org").click()
+    expect(count).to_contain_text("The list is empty")
+    expect(page.get_by_label("Addresses never to mail")).to_be_focused()
+    expect(summary).not_to_contain_text("never mailed")
+    expect(page.locator("#suppressed-block")).to_be_hidden()
+
+
+def test_templates_save_replace_load_rename_export_delete_import(isolated_home, page, tmp_path):
+    expect = sync_api.expect
+    page.locator("#templates-panel summary").click()
+    select = page.get_by_label("Saved templates")
+    status = page.locator("#templates-status")
+    load = page.get_by_role("button", name="Load", exact=True)
+    expect(select).to_have_value("")
+    expect(load).to_be_disabled()
+    fill_message(page, "Welcome {{ name }}", "<p>Hello</p>")
+    page.get_by_label("Unsubscribe link").fill("mailto:unsub@example.com")
+    page.get_by_role("button", name="Save as...").click()
+    name = page.get_by_label("Template name")
+    expect(name).to_be_focused()
+    name.fill("Welcome")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(status).to_have_text("Saved “Welcome”.")
+    expect(select).to_have_value("Welcome")
+    expect(page.locator("#template-name-row")).to_be_hidden()
+    expect(select).to_be_focused()
+    expect(load).to_be_enabled()
+    # the same name again: asked inline, the safe answer has focus; Replace overwrites
+    page.get_by_label("Subject").fill("Welcome again")
+    page.get_by_role("button", name="Save as...").click()
+    expect(name).to_have_value("Welcome")
+    name.press("Enter")
+    confirm = page.get_by_role("group", name="A template named “Welcome” already exists. Replace it?")
+    expect(confirm.get_by_role("button", name="Keep the saved one")).to_be_focused()
+    confirm.get_by_role("button", name="Replace").click()
+    expect(status).to_have_text("Saved “Welcome”.")
+    # Load fills Subject, Message, Format and Unsubscribe link
+    fill_message(page, "something else", "else")
+    page.get_by_label("Unsubscribe link").fill("")
+    page.locator("#format-text").check()
+    load.click()
+    expect(status).to_contain_text("Loaded “Welcome”.")
+    expect(page.get_by_label("Subject")).to_have_value("Welcome again")
+    expect(page.get_by_label("Message", exact=True)).to_have_value("<p>Hello</p>")
+    expect(page.locator("#format-html")).to_be_checked()
+    expect(page.get_by_label("Unsubscribe link")).to_have_value("mailto:unsub@example.com")
+    expect(load).to_be_focused()
+    # Rename uses the Template name field
+    rename = page.get_by_role("button", name="Rename", exact=True)
+    rename.click()
+    expect(name).to_be_focused()
+    expect(name).to_have_value("Welcome")
+    name.fill("Onboarding")
+    name.press("Enter")
+    expect(status).to_have_text("Renamed “Welcome” to “Onboarding”.")
+    expect(select).to_have_value("Onboarding")
+    expect(rename).to_be_focused()
+    # Export... downloads the template as a file
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Export...").click()
+    exported = Path(dl.value.path()).read_text(encoding="utf-8")
+    assert "Onboarding" in exported and "Welcome again" in exported
+    expect(status).to_contain_text("Downloaded")
+    # Delete asks inline; Escape keeps, "Delete template" deletes
+    delete = page.get_by_role("button", name="Delete", exact=True)
+    delete.click()
+    confirm = page.get_by_role("group", name="Delete the template “Onboarding”? This cannot be undone.")
+    expect(confirm.get_by_role("button", name="Keep template")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(confirm).to_have_count(0)
+    expect(delete).to_be_focused()
+    delete.click()
+    confirm.get_by_role("button", name="Delete template").click()
+    expect(status).to_have_text("Deleted “Onboarding”.")
+    expect(select).to_have_value("")
+    expect(select).to_be_focused()
+    expect(delete).to_be_disabled()
+    # Import... reads the exported file back; a second import asks before replacing
+    saved = tmp_path / (dl.value.suggested_filename or "onboarding.json")
+    saved.write_text(exported, encoding="utf-8")
+    page.get_by_label("Template file").set_input_files(str(saved))
+    expect(status).to_contain_text("Imported “Onboarding”.")
+    expect(select).to_have_value("Onboarding")
+    page.get_by_label("Template file").set_input_files(str(saved))
+    confirm = page.get_by_role("group", name=re.compile("Replace it with the imported one"))
+    expect(confirm.get_by_role("button", name="Keep the saved one")).to_be_focused()
+    confirm.get_by_role("button", name="Replace").click()
+    expect(status).to_contain_text("Imported “Onboarding”.")
+
+
+def test_rows_that_cannot_be_built_can_be_skipped(isolated_home, page, app, tmp_path):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    people = tmp_path / "people.csv"
+    people.write_text(
+        'email,name\na@example.org,Ann\nb@example.org,"Bad\nSubject: x"\nc@example.org,Cy\n',
+        encoding="utf-8",
+    )
+    page.get_by_label("Recipients file").set_input_files(str(people))
+    expect(page.locator("#recipients-summary")).to_contain_text("3 valid addresses")
+    compose_and_send(page, "Hi {{ name }}", "Body")
+    out = page.locator("#send-status")
+    expect(out).to_contain_text("Not started: 1 message cannot be built")
+    skip = page.get_by_role("button", name="Skip these rows and send the rest")
+    expect(skip).to_be_visible()
+    skip.click()
+    expect(page.locator("#send-state")).to_contain_text("Finished: 2 sent", timeout=10_000)
+    assert sorted(m.rcpt_tos for m in inbox.messages()) == [("a@example.org",), ("c@example.org",)]
+
+
+def test_name_column_and_per_recipient_files_in_browser_mode(isolated_home, page):
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "email,first,nick,file\na@example.org,Ann,Annie,a.pdf")
+    expect(page.locator("#recipients-summary")).to_contain_text("1 valid address")
+    name_column = page.get_by_label("Name column")
+    options = name_column.locator("option").all_inner_texts()
+    assert options[0] == "(automatic)" and {"first", "nick"} <= set(options)
+    name_column.select_option("nick")
+    expect(name_column).to_have_value("nick")
+    fill_message(page, "Hi", "Body")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#preview-area dl.headers")).to_contain_text("Annie <a@example.org>")
+    # per-recipient files need a folder, which only the desktop window can choose
+    column = page.get_by_label("Attachment column")
+    assert column.locator("option").all_inner_texts() == ["(none)", "email", "first", "nick", "file"]
+    expect(column).to_be_disabled()
+    expect(page.locator("#attachment-column-note")).to_be_visible()
+    expect(page.get_by_role("button", name="Choose folder...")).to_be_hidden()
+
+
+def test_new_controls_keep_the_form_labels_unambiguous(isolated_home, page, tmp_path):
+    # Names from files and lists must not become labels: "from@..." or "report.pdf" inside
+    # an aria-label would make get_by_label("From") / ("Port") match a Remove button.
+    expect = sync_api.expect
+    paste_list(page, "from@example.org\nport@example.org")
+    tricky = tmp_path / "subject-from-port-host.txt"
+    tricky.write_text("x", encoding="utf-8")
+    page.get_by_label("Attachment files").set_input_files(str(tricky))
+    expect(page.locator("#attachments-list li")).to_have_count(1)
+    page.locator("#suppression-panel summary").click()
+    page.get_by_label("Addresses never to mail").fill("from@example.org")
+    page.get_by_role("button", name="Add to suppression list").click()
+    expect(page.locator("#suppression-entries li")).to_have_count(1)
+    page.locator("#templates-panel summary").click()
+    for label in ("From", "Subject", "Host", "Port", "Provider", "Security", "Username"):
+        assert page.get_by_label(label).count() == 1, label
+    assert page.get_by_label("Message", exact=True).count() == 1
+    assert page.get_by_role("button", name="Remove from@example.org").count() == 1
+    unlabelled = page.evaluate("""Array.from(document.querySelectorAll('input, select, textarea'))
+        .filter(el => el.type !== 'hidden' && el.labels.length === 0).map(el => el.id || el.name)""")
+    assert unlabelled == []
