@@ -25,7 +25,7 @@ import secrets
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -288,6 +288,8 @@ class Bridge:
         self._suppression = SuppressionList()
         self._attachments: list[tuple[str, Attachment]] = []  # files for everyone, with an id
         self._attach_column: str | None = None
+        self._previews: OrderedDict[str, str] = OrderedDict()  # id -> HTML, served at /preview/<id>
+        self._lock_previews = threading.Lock()
         self._attach_dir: Path | None = None
         self._templates = TemplateStore()
 
@@ -685,6 +687,7 @@ class Bridge:
             "subject": str(msg["Subject"]),
             "headers": [[k, str(v)] for k, v in msg.items() if k.lower() in _PREVIEW_HEADERS],
             "html": html.get_content() if html is not None else None,
+            "html_url": self._register_preview(html.get_content() if html is not None else None),
             "text": text.get_content() if text is not None else None,
             "attachments": [{"filename": a.get_filename(), "content_type": a.get_content_type(),
                              "size": len(a.get_payload(decode=True) or b"")} for a in msg.iter_attachments()],
@@ -836,6 +839,20 @@ class Bridge:
             path = chosen[0] if isinstance(chosen, list | tuple) else chosen
             return {"path": str(service.write_results_csv(path, rows))}
         return {"filename": filename, "csv": service.results_csv_text(rows)}
+
+    def _register_preview(self, html: str | None) -> str | None:
+        if html is None:
+            return None
+        pid = secrets.token_urlsafe(32)
+        with self._lock_previews:
+            self._previews[pid] = html
+            while len(self._previews) > 32:
+                self._previews.popitem(last=False)
+        return f"/preview/{pid}"
+
+    def _preview_html(self, pid: str) -> str | None:
+        with self._lock_previews:
+            return self._previews.get(pid)
 
     # -- attachments ----------------------------------------------------------------------
 
@@ -1057,7 +1074,9 @@ class Bridge:
         found = self._inbox.get(p.int("id", 0, 0, 2**53))
         if found is None:
             raise _Invalid("id", "no such message in the local test inbox")
-        return found.detail()
+        detail = found.detail()
+        detail["html_url"] = self._register_preview(detail.get("html"))
+        return detail
 
     @api
     def inbox_clear(self, p: Params) -> dict[str, Any]:
@@ -1087,9 +1106,15 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
             flags = os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", "")
             if "--no-sandbox" not in flags:
                 os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = (flags + " --no-sandbox").strip()
+    from backend import web
+
     bridge = bridge or Bridge(native_dialogs=True)
+    # The window's pages come from the app's own server on 127.0.0.1 (as in browser mode), so
+    # previews can be served with a policy of their own; the page talks to Python through the
+    # js_api bridge, not HTTP (it has no token).
+    webapp, server, _ = web.start(lambda deliver: bridge, FRONTEND, for_window=True)
     window = webview.create_window(
-        f"Bulk Mailer {__version__}", url=str(FRONTEND / "index.html"), js_api=bridge,
+        f"Bulk Mailer {__version__}", url=f"http://{web.HOST}:{webapp.port}/", js_api=bridge,
         width=1280, height=860, min_size=(800, 600), text_select=True,
     )
     bridge._attach_window(window)
@@ -1100,7 +1125,7 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
             icon=str(FRONTEND / "icon.png") if (FRONTEND / "icon.png").exists() else None,
         )
     finally:
-        bridge._shutdown()
+        web.stop(webapp, server)
     return 0
 
 

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 MAX_BODY = 80_000_000  # an uploaded recipient file, base64
+# A message preview: its own inline styles and embedded images, nothing else (no scripts, no
+# remote images or fonts that would tell a sender the preview was opened), framed only by us.
+PREVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
+               "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "frame-src 'self' about: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "form-action 'none'; frame-ancestors 'none'")
@@ -71,8 +75,12 @@ class Subscribers:
 class WebApp:
     """The bottle app around one Bridge; `url` carries the token in its fragment."""
 
-    def __init__(self, bridge: Any, frontend: Path, subscribers: Subscribers, token: str | None = None) -> None:
+    def __init__(self, bridge: Any, frontend: Path, subscribers: Subscribers, token: str | None = None,
+                 *, for_window: bool = False) -> None:
         self.bridge = bridge
+        # pywebview's evaluate_js runs through eval(): the window's page needs 'unsafe-eval';
+        # a browser's does not, and does not get it.
+        self.csp = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-eval'") if for_window else CSP
         self.frontend = frontend
         self.subscribers = subscribers
         self.token = token or secrets.token_urlsafe(32)
@@ -82,6 +90,7 @@ class WebApp:
         self.app.route("/", "GET", self._index)
         self.app.route("/session", "POST", self._session)
         self.app.route("/api/events", "GET", self._events)
+        self.app.route("/preview/<pid>", "GET", self._preview)
         self.app.route("/api/<method>", "POST", self._call)
         self.app.route("/<path:path>", "GET", self._static)
         self.app.add_hook("after_request", self._headers)
@@ -122,11 +131,21 @@ class WebApp:
 
     def _headers(self) -> None:
         r = bottle.response
-        r.set_header("Content-Security-Policy", CSP)
+        preview = bottle.request.path.startswith("/preview/")
+        r.set_header("Content-Security-Policy", PREVIEW_CSP if preview else self.csp)
         r.set_header("X-Content-Type-Options", "nosniff")
         r.set_header("Referrer-Policy", "no-referrer")
         r.set_header("Cache-Control", "no-store")
-        r.set_header("X-Frame-Options", "DENY")
+        r.set_header("X-Frame-Options", "SAMEORIGIN" if preview else "DENY")
+
+    def _preview(self, pid: str) -> Any:
+        # The id is a random 32-byte secret handed only to the page that asked for the preview.
+        self._check_host()
+        html = self.bridge._preview_html(pid)
+        if html is None:
+            bottle.abort(404, "no such preview")
+        bottle.response.content_type = "text/html; charset=utf-8"
+        return html
 
     def _check_host(self) -> None:
         # A page on another site that rebinds its DNS name to 127.0.0.1 still sends its own Host.
@@ -191,14 +210,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(bridge_factory: Any, frontend: Path, port: int = 0) -> tuple[WebApp, WSGIServer, threading.Thread]:
-    """Start serving on a background thread; for tests and for serve()."""
+def start(bridge_factory: Any, frontend: Path, port: int = 0, *,
+          for_window: bool = False) -> tuple[WebApp, WSGIServer, threading.Thread]:
+    """Start serving on a background thread (browser mode, tests, and the window's pages)."""
     subscribers = Subscribers()
     bridge = bridge_factory(subscribers.deliver)
-    webapp = WebApp(bridge, frontend, subscribers)
+    webapp = WebApp(bridge, frontend, subscribers, for_window=for_window)
     server = make_server(HOST, port or _free_port(), webapp.app, server_class=_Server, handler_class=_QuietHandler)
     webapp.port = server.server_port
-    bridge._pump.ready()
+    if not for_window:  # the window's pump starts when its page has loaded
+        bridge._pump.ready()
     thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
     thread.start()
     return webapp, server, thread

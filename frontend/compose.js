@@ -184,6 +184,7 @@ async function preview() {
     title: `Recipient ${d.index ?? previewIndex()} of ${d.total ?? '?'}`,
     headers: [['From', d.from], ['To', d.to], ['Subject', d.subject], ...extraHeaders(d.headers)],
     html: isText ? null : d.html,
+    htmlUrl: d.html_url,
     text: d.text,
   }), attachmentsView(d.attachments));
   area.hidden = false;

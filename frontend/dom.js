@@ -150,7 +150,7 @@ export function linesText(lines, { maxParts = 6 } = {}) {
 }
 
 /** Render a message (preview or inbox): header lines as text, HTML in a sandboxed iframe. */
-export function messageView({ headers, html, text, title }) {
+export function messageView({ headers, html, text, title, htmlUrl }) {
   const parts = [];
   if (title) parts.push(el('h3', { text: title }));
   const dl = el('dl', { class: 'headers' });
@@ -161,7 +161,11 @@ export function messageView({ headers, html, text, title }) {
   if (typeof html === 'string' && html !== '') {
     // No allow-scripts, no allow-same-origin: the message can neither run code nor reach us.
     const frame = el('iframe', { sandbox: '', class: 'message-frame', title: 'Message content', referrerpolicy: 'no-referrer' });
-    frame.srcdoc = html;
+    // Served by the app with its own policy (inline styles, embedded images; never scripts or
+    // remote content), so the message looks as it will; srcdoc would inherit this page's
+    // policy and lose every style.
+    if (typeof htmlUrl === 'string' && htmlUrl.startsWith('/preview/')) frame.src = htmlUrl;
+    else frame.srcdoc = html;
     parts.push(frame);
   }
   if (typeof text === 'string' && text !== '' && !(typeof html === 'string' && html !== '')) {

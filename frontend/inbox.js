@@ -124,7 +124,7 @@ async function openMessage(id) {
   const headers = Array.isArray(m.headers) && m.headers.length
     ? m.headers.map((h) => [String(h[0] ?? ''), String(h[1] ?? '')])
     : [['From', m.from], ['To', Array.isArray(m.to) ? m.to.join(', ') : m.to], ['Subject', m.subject], ['Date', m.date]];
-  show(view, messageView({ title: m.subject || '(no subject)', headers, html: m.html, text: m.text }),
+  show(view, messageView({ title: m.subject || '(no subject)', headers, html: m.html, htmlUrl: m.html_url, text: m.text }),
     el('button', { type: 'button', class: 'link-button', text: 'Close message', onclick: closeMessage }));
   view.hidden = false;
 }

@@ -656,3 +656,20 @@ def test_new_controls_keep_the_form_labels_unambiguous(isolated_home, page, tmp_
     unlabelled = page.evaluate("""Array.from(document.querySelectorAll('input, select, textarea'))
         .filter(el => el.type !== 'hidden' && el.labels.length === 0).map(el => el.id || el.name)""")
     assert unlabelled == []
+
+
+def test_preview_keeps_the_message_styles_but_runs_no_script(page):
+    page.get_by_label("Paste addresses").fill("a@example.org")
+    page.get_by_role("button", name="Use pasted addresses").click()
+    sync_api.expect(page.locator("#recipients-summary")).to_contain_text("1 valid")
+    page.get_by_label("Subject").fill("Styled")
+    page.get_by_label("Message", exact=True).fill(
+        '<style>p.x { font-weight: 700 }</style><p class="x" style="color: rgb(0, 0, 255)">Blue</p>')
+    page.get_by_role("button", name="Preview", exact=True).click()
+    frame = page.frame_locator("#preview-area iframe")
+    paragraph = frame.locator("p.x")
+    sync_api.expect(paragraph).to_have_text("Blue")
+    assert paragraph.evaluate("p => getComputedStyle(p).color") == "rgb(0, 0, 255)"
+    assert paragraph.evaluate("p => getComputedStyle(p).fontWeight") == "700"
+    src = page.locator("#preview-area iframe").get_attribute("src")
+    assert src and src.startswith("/preview/")

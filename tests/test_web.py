@@ -124,3 +124,18 @@ def test_chunked_bodies_are_refused(served):
     conn.send(b"2\r\n{}\r\n0\r\n\r\n")
     assert conn.getresponse().status == 411
     conn.close()
+
+
+def test_previews_are_served_with_their_own_strict_policy(served):
+    bridge = served.bridge
+    url = bridge._register_preview('<p style="color:red">x</p><script>alert(1)</script>')
+    resp, body = request(served, "GET", url)
+    assert resp.status == 200 and b'style="color:red"' in body
+    csp = resp.getheader("Content-Security-Policy")
+    assert "style-src 'unsafe-inline'" in csp and "script-src" not in csp and "default-src 'none'" in csp
+    assert "sandbox" in csp and resp.getheader("X-Frame-Options") == "SAMEORIGIN"
+    resp, _ = request(served, "GET", "/preview/not-a-known-id")
+    assert resp.status == 404
+    # the app page itself stays strict
+    resp, _ = request(served, "GET", "/")
+    assert "unsafe-inline" not in resp.getheader("Content-Security-Policy")
