@@ -652,10 +652,11 @@ class Bridge:
             html=body if fmt == "html" else None, text=body if fmt == "text" else None,
             from_address=from_address,
             delay_ms=p.int("delay_ms", service.DEFAULT_DELAY_MS, 0, 3_600_000),
-            attach_column=self._attach_column if self._attach_dir else None, attach_dir=self._attach_dir,
+            attach_column=self._attach_column, attach_dir=self._attach_dir,
             unsubscribe=self._unsubscribe_values(m),
         )
         draft.attachments = [a for _, a in self._attachments]
+        service.apply_suppression(draft, self._suppression)  # preview and checks see who gets it
         return draft
 
     @staticmethod
@@ -726,7 +727,6 @@ class Bridge:
             self._ensure_idle()
             settings = self._account(p)
             draft = self._draft(p, settings.from_address or self._from_address(p))
-            service.apply_suppression(draft, self._suppression)
             problems = draft.problems()
             if problems and p.bool("skip_problem_rows"):
                 service.exclude_problem_rows(draft, problems)

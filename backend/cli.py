@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = send.add_argument_group("message")
     m.add_argument("--from", dest="from_address", required=True, help='sender, e.g. "Me <me@example.com>"')
     m.add_argument("--reply-to", help="Reply-To address")
-    m.add_argument("--to-file", required=True, help="recipients: .csv, .tsv or .txt (one address a line)")
+    m.add_argument("--to-file", required=True, help="recipients: .csv, .tsv, .xlsx or .txt (one address a line)")
     m.add_argument("--email-column", help="the column holding the address (name, or number from 1)")
     m.add_argument("--name-column", help="the column holding the name (for {{ name }} and the To line); "
                    "found by itself when it is called name, full name, or first and last name")
@@ -370,8 +370,18 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         rep.line(f"warning   the suppression list cannot be read ({exc.strerror or exc})")
         suppression = None
     if args.suppress and suppression is not None:
+        if args.dry_run or args.preview is not None:
+            # A trial run must not change the kept list: use a copy for this run only.
+            import shutil
+            import tempfile
+
+            trial = Path(tempfile.mkdtemp(prefix="bm-suppress-")) / "suppression.txt"
+            if suppression.path.exists():
+                shutil.copyfile(suppression.path, trial)
+            suppression = SuppressionList(trial)
         report = suppression.import_file(args.suppress)
-        rep.line(f"suppression list: {report.summary()} from {args.suppress}")
+        kept = "for this trial run only" if args.dry_run or args.preview is not None else "kept for every campaign"
+        rep.line(f"suppression list: {report.summary()} from {args.suppress} ({kept})")
         for line, value, reason in report.invalid:
             rep.line(f"skipped   {args.suppress} line {line}: {value!r}: {reason}")
     for warning in imported.warnings:
@@ -393,7 +403,8 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         if not 1 <= args.preview <= len(recipients):
             raise UsageError(f"--preview {args.preview}: there are {len(recipients)} recipients to send to; "
                              f"give a number from 1 to {len(recipients)}")
-        out.write(draft.outgoing(recipients[args.preview - 1]).data.decode("utf-8", "replace"))
+        # Whether the server offers SMTPUTF8 is not known without connecting: assume it does.
+        out.write(draft.outgoing(recipients[args.preview - 1], smtputf8=True).data.decode("utf-8", "replace"))
         out.flush()
         return EXIT_OK
 
@@ -411,7 +422,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         if not args.skip_bad_rows:
             raise UsageError(f"{rows} row(s) cannot be built; fix them (see above), or add --skip-bad-rows "
                              "to send to the others", category="template_error")
-        service.exclude_problem_rows(draft, problems)
+        rows = service.exclude_problem_rows(draft, problems)
         rep.line(f"Skipping {rows} row(s) that cannot be built (--skip-bad-rows); they are reported as not sent.")
         if not draft.recipients:
             raise UsageError("no row is left to send to", category="template_error")
@@ -469,7 +480,9 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     counts = outcome.counts
     if counts.get("sent", 0) == 0 and counts.get("uncertain", 0) == 0:
         return EXIT_NOTHING_SENT
-    if counts.get("sent", 0) == len(outcome.results) and not imported.rejected and not draft.excluded:
+    # Suppressed addresses were left out on purpose: everyone who should get it did.
+    left_out = [row for row in draft.excluded.values() if "suppressed" not in (row.error or "")]
+    if counts.get("sent", 0) == len(outcome.results) and not imported.rejected and not left_out:
         return EXIT_OK
     return EXIT_SOME_FAILED
 

@@ -792,7 +792,8 @@ def _find_column(
         index = _resolve_column(names, aliases, chosen)
         if index is None:
             raise RecipientFileError(
-                f"{source}: there is no column {chosen!r}; the columns are: {listing}"
+                f"{source}: there is no column {chosen!r}; the columns are: {listing}",
+                category="invalid_settings",
             )
         return index
     for i, cell in enumerate(header):
@@ -847,7 +848,8 @@ def _find_name_columns(
             listing = ", ".join(repr(n) for n in names)
             raise RecipientFileError(
                 f"{source}: there is no column {chosen!r} to take the names from; "
-                f"the columns are: {listing}"
+                f"the columns are: {listing}",
+                category="invalid_settings",
             )
         return names[index], [index]
     if "name" in names:

@@ -52,8 +52,9 @@ class Draft:
     delay_ms: int = DEFAULT_DELAY_MS
     reply_to: compose.Sender | None = None
     id: str = field(default_factory=new_campaign_id)
-    # Rows of the list that will not be sent (suppressed, or skipped for a problem), by line.
-    excluded: dict[int, ResultRow] = field(default_factory=dict)
+    # Recipients that will not be sent to (suppressed, or skipped for a problem), keyed by
+    # (line, address): one pasted line can hold several recipients.
+    excluded: dict[tuple[int, str], ResultRow] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)  # for everyone, loaded once
     attach_column: str | None = None  # per-recipient files: this column names them ...
     attach_dir: Path | None = None  # ... relative to this folder
@@ -64,15 +65,16 @@ class Draft:
         """The rows that will be sent to."""
         if not self.excluded:
             return self.imported.recipients
-        return [r for r in self.imported.recipients if r.line not in self.excluded]
+        return [r for r in self.imported.recipients if (r.line, r.email) not in self.excluded]
 
     def exclude(self, recipient: Recipient, reason: str, category: str | None = None) -> None:
-        """Leave a row out of the run, reported as skipped with the reason."""
-        self.excluded[recipient.line] = ResultRow(recipient.email, "skipped", category, None, reason)
+        """Leave a recipient out of the run, reported as skipped with the reason."""
+        self.excluded[(recipient.line, recipient.email)] = ResultRow(recipient.email, "skipped", category, None, reason)
 
-    def problems(self, *, smtputf8: bool | None = None, size_limit: int | None = None) -> list[MailerError]:
+    def problems(self, *, smtputf8: bool | None = None, size_limit: int | None = None,
+                 recipients: list[Recipient] | None = None) -> list[MailerError]:
         """Every row whose message cannot be built (template, address, attachment), by line."""
-        recipients = self.recipients
+        recipients = self.recipients if recipients is None else recipients
         found: list[MailerError] = list(compose.check_all(
             self.template, recipients, self.sender, reply_to=self.reply_to, unsubscribe=self.unsubscribe,
             smtputf8=smtputf8))
@@ -212,13 +214,16 @@ def apply_suppression(draft: Draft, suppression: Any) -> int:
 
 
 def exclude_problem_rows(draft: Draft, problems: Sequence[MailerError]) -> int:
-    """Leave the rows whose message cannot be built out of the run; return how many."""
-    by_line = {r.line: r for r in draft.recipients}
-    before = len(draft.excluded)
-    for problem in problems:
-        if problem.row in by_line and problem.row not in draft.excluded:
-            draft.exclude(by_line[problem.row], f"not sent: {problem.message}", problem.category)  # type: ignore[attr-defined]
-    return len(draft.excluded) - before
+    """Leave the recipients whose message cannot be built out of the run; return how many."""
+    lines = {getattr(p, "row", None) for p in problems}
+    excluded = 0
+    for recipient in [r for r in draft.recipients if r.line in lines]:
+        # Checked one by one: a pasted line can hold several recipients, not all of them broken.
+        own = draft.problems(smtputf8=None, recipients=[recipient])
+        if own:
+            draft.exclude(recipient, f"not sent: {own[0].message}", own[0].category)
+            excluded += 1
+    return excluded
 
 
 def result_rows(outcome: CampaignOutcome, draft: Draft) -> list[ResultRow]:

@@ -120,6 +120,9 @@ def _key(address: str) -> str:
         return value.casefold()
 
 
+_LOOSE = re.compile(r"\s*<?([^\s<>,;]+@[^\s<>,;]+?)>?(?=[\s,;]|$)")
+
+
 def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -212,6 +215,13 @@ class SuppressionList:
                     address = address.strip(_BLANKS)
                     if not address or address.startswith("#"):
                         continue
+                    if not reason and _LOOSE.match(address):
+                        # Edited by hand: "a@x.org unsubscribed", "b@x.org, complaint", "<c@x.org>".
+                        # A line that names an address must never be ignored.
+                        found = _LOOSE.match(address)
+                        assert found is not None
+                        reason = address[found.end():].strip(" ,;:-")
+                        address = found.group(1)
                     entries.setdefault(_key(address), (address, reason.strip()))
                 # stat again after reading: if it moved on meanwhile, the next call reads again
                 after = self._stat()

@@ -526,3 +526,15 @@ def test_attachments_and_unsubscribe_through_the_bridge(make_bridge, inbox):
     bad = b.preview_message({"account": INBOX, "message": {**MESSAGE, "unsubscribe": "http://x.example/u"}})
     assert bad["ok"] is False and "https" in bad["error"]["message"]
     assert b.choose_attachment_folder()["error"]["category"] == "action_unavailable"  # browser mode
+
+
+def test_per_recipient_files_without_a_folder_are_refused_and_preview_skips_suppressed(make_bridge, inbox):
+    b, _ = make_bridge()
+    ok(b.suppression_add({"text": "a@example.org"}))
+    ok(b.import_recipients_text({"text": "email,name,file\na@example.org,Ann,x.pdf\nb@example.org,Bob,y.pdf\n"}))
+    preview = ok(b.preview_message({"account": INBOX, "message": MESSAGE, "index": 1}))
+    assert preview["total"] == 1 and "b@example.org" in preview["to"]
+    ok(b.set_attachment_column({"column": "file"}))
+    answer = b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0})
+    assert answer["ok"] is False and "folder" in answer["error"]["message"]
+    assert inbox.messages() == []

@@ -477,3 +477,47 @@ def test_attachments_and_unsubscribe_end_to_end(smtp_server, certs, tmp_path):
     assert msg["List-Unsubscribe"] == "<https://example.com/u?e=ann%40example.org>, <mailto:unsub@example.com>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "outside the folder" not in got.data.decode("utf-8", "replace")
+
+
+def test_several_addresses_on_one_line_are_each_accounted_for(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "line.txt"
+    people.write_text('"=?utf-8?q?x?=" <a@example.org>, b@example.org, c@example.org\nd@example.org\n')
+    body = tmp_path / "b.txt"
+    body.write_text("Hi")
+    results = tmp_path / "r.csv"
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0", "--skip-bad-rows",
+                   "--results", str(results), env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == ["b@example.org", "c@example.org", "d@example.org"]
+    rows = {r["email"]: r for r in csv.DictReader(results.open(encoding="utf-8"))}
+    assert set(rows) == {"a@example.org", "b@example.org", "c@example.org", "d@example.org"}
+    assert rows["a@example.org"]["status"] == "skipped" and "=?utf-8?q?x?=" in rows["a@example.org"]["error"]
+
+
+def test_trial_runs_do_not_change_the_kept_suppression_list(campaign_files, tmp_path):
+    never = tmp_path / "never.txt"
+    never.write_text("ann@example.org\n")
+    proc = run_cli("send", "--host", "localhost", "--from", "me@example.com", "--to-file", str(campaign_files["people"]),
+                   "--subject", "Hi", "--html-file", str(campaign_files["html"]), "--dry-run",
+                   "--suppress", str(never), home=tmp_path / "h")
+    assert proc.returncode == 0 and "for this trial run only" in proc.stderr
+    assert "suppressed ann@example.org" in proc.stderr
+    kept = tmp_path / "h" / "data" / "suppression.txt"
+    assert not kept.exists() or "ann@example.org" not in kept.read_text()
+
+
+def test_only_suppressed_left_out_exits_0(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("a@example.org\nb@example.org\n")
+    never = tmp_path / "never.txt"
+    never.write_text("b@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0", "--suppress", str(never),
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]

@@ -366,3 +366,12 @@ def test_unwritable_list_gives_a_clear_error(tmp_path: Path) -> None:
     sl = SuppressionList(blocker / "suppression.txt")  # its folder is a file
     with pytest.raises(SuppressionError, match="cannot be changed"):
         sl.add(["a@example.com"])
+
+
+def test_hand_edited_lines_are_never_ignored(path: Path) -> None:
+    path.write_text("a@example.org unsubscribed\nb@example.org, complaint\n<c@example.org>\nd@example.org\treason\n",
+                    encoding="utf-8")
+    sl = SuppressionList(path)
+    for address in ("a@example.org", "b@example.org", "c@example.org", "d@example.org"):
+        assert sl.contains(address), address
+    assert sl.reason("a@example.org") == "unsubscribed" and sl.reason("b@example.org") == "complaint"
