@@ -132,6 +132,8 @@ def run_campaign(
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     control: Control | None = None,
     on_pause: Callable[[bool], None] = lambda paused: None,
+    on_sending: Callable[[int], None] = lambda i: None,
+    on_outcome: Callable[[int, ResultRow], None] = lambda i, row: None,
     delay_s: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
@@ -180,7 +182,8 @@ def run_campaign(
             row = results[i]
             emit(i, "sending")
             row.attempts += 1
-            halt = _send_one(recipient, row, build, transport, now)
+            halt = _send_one(recipient, row, build, transport, now, lambda i=i: on_sending(i))
+            on_outcome(i, row)  # the journal commits the outcome before anyone hears of it
             emit(i, row.status, row)
             if halt is not None:
                 outcome.stopped, outcome.error = halt.category, halt
@@ -208,6 +211,7 @@ def _send_one(
     build: Callable[[Recipient], Outgoing],
     transport: Transport,
     now: Callable[[], dt.datetime],
+    before_send: Callable[[], None] = lambda: None,
 ) -> MailerError | None:
     """Send to one recipient, filling its row; return an error that must stop the run."""
     try:
@@ -220,6 +224,7 @@ def _send_one(
         _fill(row, "failed", MailerError(f"the message could not be built: {exc!r}", category="internal_error"))
         return None
     row.message_id = out.message_id
+    before_send()  # committed as 'sending' before MAIL FROM: a crash now leaves it uncertain
     try:
         receipt = transport.send(out.envelope, out.data)
     except UncertainDelivery as exc:

@@ -20,6 +20,7 @@ from backend import __version__, paths, service
 from backend.campaign import CampaignOutcome, Control
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
+from backend.journal import Journal
 from backend.presets import PRESETS
 from backend.recipients import load_file
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
@@ -115,6 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print recipient N's message (from 1) exactly as it would be sent, and exit")
     r.add_argument("--skip-bad-rows", action="store_true",
                    help="send to the rows whose message can be built; list the others and leave them out")
+
+    campaigns = sub.add_parser("campaigns", help="list past and interrupted campaigns",
+                               description="Every campaign in the journal, newest first, with its state and counts.")
+    campaigns.add_argument("--json", action="store_true", help="print the list as JSON on stdout")
+
+    export = sub.add_parser("export", help="write a campaign's results as CSV",
+                            description="One row per recipient of the campaign, as --results writes them.")
+    export.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them)")
+    export.add_argument("path", help="the CSV file to write")
+
+    resume = sub.add_parser("resume", help="continue a paused, stopped or interrupted campaign",
+                            description="Send to the recipients of a campaign that have not been sent to yet. "
+                            "Recipients whose message was in flight when the app stopped are 'uncertain': "
+                            "choose --resend-uncertain or --skip-uncertain.")
+    resume.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them)")
+    choice = resume.add_mutually_exclusive_group()
+    choice.add_argument("--resend-uncertain", action="store_true",
+                        help="send again to the uncertain ones (they may get the message twice)")
+    choice.add_argument("--skip-uncertain", action="store_true",
+                        help="do not send to the uncertain ones (they may not have got it)")
+    resume.add_argument("--password-stdin", action="store_true",
+                        help=f"read the password from standard input (else from ${PASSWORD_ENV})")
+    resume.add_argument("--results", help="write one CSV row per recipient of the campaign to this file")
+    resume.add_argument("--progress", choices=["jsonl", "bar", "none"], help="as for send")
+    resume.add_argument("--delay-ms", type=int, help="pause between messages (default: the campaign's)")
 
     verify = sub.add_parser("verify", help="test the connection and login",
                             description="Connect, secure the connection, EHLO and log in; send nothing.")
@@ -283,7 +309,8 @@ def _print_summary(outcome: CampaignOutcome, rep: Reporter, provider: str | None
         parts.append(f"{s['skipped']} not sent")
     rep.line(f"Done: {', '.join(parts)} of {s['total']} in {s['duration_s']:.1f} s.")
     if outcome.stopped == "cancelled":
-        rep.line("The campaign was cancelled; the recipients marked 'not sent' got nothing.")
+        rep.line(f"The campaign is paused; the recipients marked 'not sent' got nothing yet. "
+                 f"Continue with: bulk-mailer resume {outcome.campaign}")
     elif outcome.error is not None:
         rep.line(f"Stopped early: {outcome.error.message}")
     for category, count in s["failed_by_category"].items():
@@ -353,6 +380,8 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
                                reply_to=args.reply_to, attach=args.attach or (),
                                attach_column=args.attach_column, attach_dir=args.attach_dir,
                                unsubscribe=args.unsubscribe or ())
+    if not args.dry_run and args.preview is None:
+        rep.line(f"Campaign {draft.id}")
     warning = draft.size_warning()
     if warning:
         rep.line(f"warning   {warning}")
@@ -429,24 +458,91 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
 
     assert settings is not None
     n = len(draft.recipients)
-    rep.line(f"Campaign {draft.id}: {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
+    rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
              f"{settings.host}:{settings.port} ({_security_words(settings.security)})")
     if not settings.verify_certificates:
         rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
 
+    journal = Journal()
+    outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
+        draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal,
+        account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
+        spec=service.campaign_spec(draft, settings, attach=args.attach or ())))
+    return _finish(args, rep, err, outcome, draft, imported, settings)
+
+
+def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    found = Journal().campaigns()
+    if args.json:
+        out.write(json.dumps([c.as_dict() for c in found]) + "\n")
+        return EXIT_OK
+    if not found:
+        print("No campaigns yet.", file=err)
+    for c in found:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(c.counts.items()))
+        print(f"{c.id}  {c.state:<11} {c.created}  {c.account}  {counts}"
+              + (f"  ({c.reason})" if c.reason else ""), file=out)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    journal = Journal()
+    journal.get(args.campaign)
+    rows = [row.result for row in journal.rows(args.campaign)]
+    _check_writable(args.path)
+    written = service.write_results_csv(args.path, rows)
+    print(f"{len(rows)} rows written to {written}", file=err)
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    journal = Journal()
+    info = journal.get(args.campaign)
+    if info.state == "running":
+        raise UsageError(f"campaign {args.campaign} is still running in another process", category="action_unavailable")
+    if info.state == "finished" and not info.counts.get("uncertain"):
+        raise UsageError(f"campaign {args.campaign} is finished; nothing is left to send", category="action_unavailable")
+    uncertain = journal.rows(args.campaign, ["uncertain"])
+    if uncertain and not (args.resend_uncertain or args.skip_uncertain):
+        for row in uncertain:
+            print(f"uncertain {row.recipient.email} (line {row.recipient.line}): {row.result.error}", file=err)
+        raise UsageError(f"{len(uncertain)} recipient(s) may or may not have got the message (listed above): "
+                         "add --resend-uncertain or --skip-uncertain", category="action_unavailable")
+    if args.resend_uncertain:
+        journal.reset(args.campaign, ["uncertain"])
+    elif args.skip_uncertain:
+        journal.skip(args.campaign, "uncertain", "not resent: it may or may not have arrived (--skip-uncertain)")
+    draft, indices, spec = service.resume_draft(journal, args.campaign)
+    if args.delay_ms is not None:
+        draft.delay_ms = args.delay_ms
+    if not draft.recipients:
+        raise UsageError(f"campaign {args.campaign} has nobody left to send to", category="action_unavailable")
+    saved = spec["settings"]
+    ns = argparse.Namespace(user=saved.get("user") or "", password_stdin=args.password_stdin)
+    settings = SmtpSettings(**{**saved, "password": _read_password(ns, stdin)}).validated()
+    rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
+    rep.line(f"Campaign {draft.id}: resuming with {len(draft.recipients)} recipient(s) not sent yet")
+    outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
+        draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal, indices=indices))
+    return _finish(args, rep, err, outcome, draft, draft.imported, settings,
+                   rows=lambda: [row.result for row in journal.rows(args.campaign)])
+
+
+def _run_in_worker(rep: Reporter, campaign_id: str, run: Any) -> CampaignOutcome:
+    """Run the campaign on a worker thread; Ctrl-C pauses after the current message."""
     control = Control()
     box: dict[str, Any] = {}
     done = threading.Event()
 
     def work() -> None:
         try:
-            box["outcome"] = service.send(draft, SmtpTransport(settings), on_event=rep.event, control=control)
+            box["outcome"] = run(control)
         except BaseException as exc:  # handed to the main thread, which reports it
             box["error"] = exc
         finally:
             done.set()
 
-    worker = threading.Thread(target=work, name=f"campaign-{draft.id}")
+    worker = threading.Thread(target=work, name=f"campaign-{campaign_id}")
     worker.start()
     # Wait on our own event: a Ctrl-C that interrupts Thread.join can leave is_alive() False
     # while the worker still runs.
@@ -455,16 +551,21 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
             done.wait(0.2)
         except KeyboardInterrupt:
             if not control.cancelled:
-                rep.line("Stopping after the current message (Ctrl-C again does not skip this)...")
+                rep.line("Pausing after the current message (Ctrl-C again does not skip this)...")
             control.cancel()
     worker.join()
     if "error" in box:
         raise box["error"]
-    outcome: CampaignOutcome = box["outcome"]
+    return box["outcome"]
 
+
+def _finish(args: argparse.Namespace, rep: Reporter, err: TextIO, outcome: CampaignOutcome,
+            draft: service.Draft, imported: Any, settings: SmtpSettings, rows: Any = None) -> int:
+    """Results file, summary and exit code of a send or resume."""
     if args.results:
         try:
-            written = service.write_results_csv(args.results, service.result_rows(outcome, draft))
+            written = service.write_results_csv(
+                args.results, rows() if rows is not None else service.result_rows(outcome, draft))
             rep.line(f"Results written to {written}")
         except OSError as exc:
             rep.line(f"bulk-mailer: error [file_error]: could not write the results to '{args.results}': "
@@ -528,7 +629,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     setup_logging(args.log_level, verbose_to=err if args.verbose else None)
     started = time.monotonic()
     try:
-        command = {"send": cmd_send, "verify": cmd_verify}[args.command]
+        command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
+                   "resume": cmd_resume}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)

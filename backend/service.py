@@ -26,6 +26,7 @@ from backend.campaign import (
     utc_now,
 )
 from backend.errors import AttachmentError, MailerError, SettingsError, TemplateError
+from backend.journal import Journal
 from backend.recipients import ImportResult, Recipient
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope, Transport
@@ -168,8 +169,16 @@ def send(
     on_pause: Callable[[bool], None] = lambda paused: None,
     sleep: Callable[[float], Any] | None = None,
     skip_problem_rows: bool = False,
+    journal: Journal | None = None,
+    account: str = "",
+    spec: dict[str, Any] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> CampaignOutcome:
-    """Run the campaign; refuses to start while a row cannot be built, unless told to skip those."""
+    """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
+
+    With a journal, every recipient is committed as 'sending' before MAIL FROM and its outcome
+    right after the reply. `indices` are the journal rows of draft.recipients when resuming.
+    """
     problems = draft.problems(smtputf8=None)
     if problems and not skip_problem_rows:
         first = problems[0]
@@ -192,17 +201,90 @@ def send(
                 f"at most {limit / 1e6:.1f} MB; send smaller attachments or a download link")
         return out
 
-    return run_campaign(
-        draft.recipients,
-        build,
-        transport,
-        campaign_id=draft.id,
-        on_event=on_event,
-        control=control,
-        on_pause=on_pause,
-        delay_s=draft.delay_ms / 1000,
-        sleep=sleep,
-    )
+    recipients = draft.recipients
+    hooks: dict[str, Any] = {}
+    if journal is not None:
+        if indices is None:
+            journal.create(draft.id, account=account, spec=spec or {}, recipients=recipients,
+                           excluded=draft.excluded.values())
+            indices = range(len(recipients))
+        else:
+            journal.claim(draft.id)
+        rows = list(indices)
+        hooks = {"on_sending": lambda i: journal.mark_sending(draft.id, rows[i]),
+                 "on_outcome": lambda i, row: journal.mark_outcome(draft.id, rows[i], row)}
+    try:
+        outcome = run_campaign(
+            recipients,
+            build,
+            transport,
+            campaign_id=draft.id,
+            on_event=on_event,
+            control=control,
+            on_pause=on_pause,
+            delay_s=draft.delay_ms / 1000,
+            sleep=sleep,
+            **hooks,
+        )
+    except BaseException:
+        if journal is not None:
+            journal.set_state(draft.id, "interrupted", "the run stopped unexpectedly")
+        raise
+    if journal is not None:
+        journal.set_state(draft.id, *_journal_state(outcome))
+    return outcome
+
+
+def _journal_state(outcome: CampaignOutcome) -> tuple[str, str | None]:
+    """What the history says of a finished run; 'paused' and 'stopped' runs can be resumed."""
+    if not outcome.ok:
+        return "failed", outcome.error.message if outcome.error else None
+    if outcome.stopped == "cancelled":
+        return "paused", "stopped by the user; resume to send to the rest"
+    if outcome.stopped:
+        return "stopped", outcome.error.message if outcome.error else outcome.stopped
+    return "finished", None
+
+
+def campaign_spec(draft: Draft, settings: SmtpSettings, *, attach: Sequence[str] = ()) -> dict[str, Any]:
+    """What resuming needs besides the password: account settings and the message (no secrets)."""
+    unsub = draft.unsubscribe
+    return {
+        "settings": {k: getattr(settings, k) for k in (
+            "host", "port", "security", "user", "from_address", "ca_file", "verify_certificates",
+            "allow_plaintext_auth", "timeout", "provider")},
+        "message": {
+            "subject": draft.template.subject_source, "html": draft.template.html_source,
+            "text": draft.template.text_source,
+            "from": f"{draft.sender.name} <{draft.sender.address}>" if draft.sender.name else draft.sender.address,
+            "reply_to": draft.reply_to.address if draft.reply_to else None,
+            "unsubscribe": [u for u in ((unsub.url, unsub.mailto) if unsub else ()) if u],
+            "attach": [str(Path(a).resolve()) for a in attach],
+            "uploaded_attachments": len(draft.attachments) > len(attach),
+            "attach_column": draft.attach_column,
+            "attach_dir": str(draft.attach_dir) if draft.attach_dir else None,
+        },
+        "delay_ms": draft.delay_ms,
+    }
+
+
+def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], dict[str, Any]]:
+    """The draft of a journaled campaign's pending recipients, their journal rows, the spec."""
+    spec = journal.spec(campaign_id)
+    m = spec["message"]
+    if m.get("uploaded_attachments"):
+        raise SettingsError("attachments", "this campaign's attachments were added in the window and are not "
+                            "kept; resume it from the window, or send the rest as a new campaign")
+    pending = journal.rows(campaign_id, ["pending"])
+    recipients = [row.recipient for row in pending]
+    fields = sorted({k for r in recipients for k in r.fields}) or ["email"]
+    imported = ImportResult(recipients, [], [], fields, "email", f"campaign {campaign_id}")
+    draft = make_draft(imported, subject=m["subject"], html=m["html"], text=m["text"], from_address=m["from"],
+                       delay_ms=spec.get("delay_ms", DEFAULT_DELAY_MS), reply_to=m.get("reply_to"),
+                       attach=m.get("attach") or (), attach_column=m.get("attach_column"),
+                       attach_dir=m.get("attach_dir"), unsubscribe=m.get("unsubscribe") or ())
+    draft.id = campaign_id
+    return draft, [row.index for row in pending], spec
 
 
 def apply_suppression(draft: Draft, suppression: Any) -> int:

@@ -310,7 +310,7 @@ def test_ctrl_c_stops_cleanly_with_summary_and_results(smtp_server, certs, tmp_p
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
-    assert "internal error" not in err and "Done:" in err and "cancelled" in err
+    assert "internal error" not in err and "Done:" in err and "paused" in err and "bulk-mailer resume" in err
     rows = list(csv.DictReader(results.open(encoding="utf-8")))
     sent = [r for r in rows if r["status"] == "sent"]
     assert len(sent) == len(server.messages) >= 1
@@ -324,7 +324,7 @@ def test_results_path_checked_before_sending(smtp_server, certs, campaign_files,
                    "--html-file", str(campaign_files["html"]), "--results", str(tmp_path),
                    env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
     assert proc.returncode == 2
-    assert "--results" in proc.stderr.splitlines()[0] and "folder" in proc.stderr.splitlines()[0]
+    assert "--results" in error_line(proc.stderr) and "folder" in error_line(proc.stderr)
     assert server.handler.commands == []
 
 

@@ -1,0 +1,257 @@
+"""The campaign journal: every campaign and every recipient's state in SQLite, crash-safe.
+
+A recipient is committed as `sending` before MAIL FROM and its outcome right after the
+server's reply (WAL, synchronous=FULL), so after a crash or kill -9 the journal says who got
+the message, who did not, and who was in flight: those are `uncertain`, listed for the user to
+resend or skip, never resent blindly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backend import paths
+from backend.campaign import ResultRow, iso, utc_now
+from backend.errors import MailerError
+from backend.recipients import Recipient
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    id TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL,
+    state TEXT NOT NULL,           -- running, paused, finished, cancelled, failed, interrupted
+    reason TEXT,
+    account TEXT NOT NULL,         -- user@host:port, for the history list
+    spec TEXT NOT NULL,            -- JSON: settings (no password) and message, to resume
+    pid INTEGER,
+    host TEXT
+);
+CREATE TABLE IF NOT EXISTS recipients (
+    campaign TEXT NOT NULL REFERENCES campaigns(id),
+    idx INTEGER NOT NULL,
+    email TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    fields TEXT NOT NULL,          -- JSON
+    status TEXT NOT NULL,          -- pending, sending, sent, failed, skipped, uncertain, deferred
+    category TEXT,
+    smtp_code INTEGER,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent_at TEXT,
+    message_id TEXT,
+    updated TEXT NOT NULL,
+    PRIMARY KEY (campaign, idx)
+);
+CREATE INDEX IF NOT EXISTS recipients_status ON recipients(campaign, status);
+"""
+
+class JournalError(MailerError):
+    """The journal cannot be read or written, or a campaign is not in it."""
+
+    default_category = "file_error"
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """One campaign in the history: id, when, which account, state, counts per status."""
+
+    id: str
+    created: str
+    updated: str
+    state: str
+    reason: str | None
+    account: str
+    counts: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "created": self.created, "updated": self.updated, "state": self.state,
+                "reason": self.reason, "account": self.account, "counts": self.counts,
+                "total": sum(self.counts.values())}
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    """A recipient as the journal has it."""
+
+    index: int
+    recipient: Recipient
+    result: ResultRow
+
+
+def _alive(pid: int | None, host: str | None) -> bool:
+    if not pid or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Journal:
+    """The journal file (data_dir()/journal.sqlite3, mode 0600); safe to share between threads."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.data_dir() / "journal.sqlite3"
+        self._lock = threading.Lock()
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+            os.chmod(self.path, 0o600)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"the campaign journal {self.path} cannot be opened: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, args: Iterable[Any] = ()) -> None:
+        with self._lock:
+            self._db.execute(sql, tuple(args))
+
+    # -- campaigns ----------------------------------------------------------------------------
+
+    def create(self, campaign_id: str, *, account: str, spec: dict[str, Any], recipients: list[Recipient],
+               excluded: Iterable[ResultRow] = ()) -> None:
+        """Record a new campaign: every recipient pending, the left-out ones skipped."""
+        now = iso(utc_now())
+        rows = [(campaign_id, i, r.email, r.line, json.dumps(r.fields, ensure_ascii=False), "pending", None,
+                 None, None, 0, None, None, now) for i, r in enumerate(recipients)]
+        base = len(rows)
+        rows += [(campaign_id, base + j, x.email, 0, "{}", "skipped", x.category, None, x.error, 0, None, None, now)
+                 for j, x in enumerate(excluded)]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO campaigns(id, created, updated, state, reason, account, spec, pid, host) "
+                    "VALUES (?, ?, ?, 'running', NULL, ?, ?, ?, ?)",
+                    (campaign_id, now, now, account, json.dumps(spec, ensure_ascii=False), os.getpid(),
+                     socket.gethostname()))
+                self._db.executemany("INSERT INTO recipients VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def claim(self, campaign_id: str) -> None:
+        """This process now runs the campaign (resume)."""
+        self._write("UPDATE campaigns SET state='running', reason=NULL, pid=?, host=?, updated=? WHERE id=?",
+                    (os.getpid(), socket.gethostname(), iso(utc_now()), campaign_id))
+
+    def set_state(self, campaign_id: str, state: str, reason: str | None = None) -> None:
+        self._write("UPDATE campaigns SET state=?, reason=?, updated=? WHERE id=?",
+                    (state, reason, iso(utc_now()), campaign_id))
+
+    def spec(self, campaign_id: str) -> dict[str, Any]:
+        with self._lock:
+            found = self._db.execute("SELECT spec FROM campaigns WHERE id=?", (campaign_id,)).fetchone()
+        if found is None:
+            raise JournalError(f"there is no campaign '{campaign_id}' (bulk-mailer campaigns lists them)",
+                               category="invalid_settings")
+        return json.loads(found[0])
+
+    def campaigns(self) -> list[CampaignInfo]:
+        """Every campaign, newest first; an active one whose process is gone is 'interrupted'."""
+        self.recover_dead()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, created, updated, state, reason, account FROM campaigns ORDER BY created DESC, id DESC"
+            ).fetchall()
+            counts: dict[str, Counter[str]] = {}
+            for cid, status, n in self._db.execute(
+                    "SELECT campaign, status, COUNT(*) FROM recipients GROUP BY campaign, status"):
+                counts.setdefault(cid, Counter())[status] = n
+        return [CampaignInfo(r[0], r[1], r[2], r[3], r[4], r[5], dict(counts.get(r[0], {}))) for r in rows]
+
+    def get(self, campaign_id: str) -> CampaignInfo:
+        for info in self.campaigns():
+            if info.id == campaign_id:
+                return info
+        raise JournalError(f"there is no campaign '{campaign_id}' (bulk-mailer campaigns lists them)",
+                           category="invalid_settings")
+
+    def recover_dead(self) -> list[str]:
+        """Campaigns left running by a process that died: in-flight rows become uncertain."""
+        with self._lock:
+            active = self._db.execute(
+                "SELECT id, pid, host FROM campaigns WHERE state = 'running'").fetchall()
+        dead = [cid for cid, pid, host in active if not _alive(pid, host)]
+        for cid in dead:
+            self.mark_interrupted(cid, "the app stopped while this campaign was sending")
+        return dead
+
+    def mark_interrupted(self, campaign_id: str, reason: str) -> int:
+        """Rows in flight become uncertain (the server may have the message); return how many."""
+        now = iso(utc_now())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute(
+                "UPDATE recipients SET status='uncertain', category='server_disconnected', updated=?, "
+                "error='the app stopped while this message was being sent: it may or may not have arrived' "
+                "WHERE campaign=? AND status='sending'", (now, campaign_id))
+            self._db.execute("UPDATE campaigns SET state='interrupted', reason=?, updated=? WHERE id=?",
+                             (reason, now, campaign_id))
+            self._db.execute("COMMIT")
+            return cur.rowcount
+
+    # -- recipients ---------------------------------------------------------------------------
+
+    def mark_sending(self, campaign_id: str, index: int) -> None:
+        """Committed before MAIL FROM: a crash from here on leaves this row uncertain."""
+        self._write("UPDATE recipients SET status='sending', attempts=attempts+1, updated=? "
+                    "WHERE campaign=? AND idx=?", (iso(utc_now()), campaign_id, index))
+
+    def mark_outcome(self, campaign_id: str, index: int, row: ResultRow) -> None:
+        """Committed right after the server's reply."""
+        self._write("UPDATE recipients SET status=?, category=?, smtp_code=?, error=?, sent_at=?, message_id=?, "
+                    "updated=? WHERE campaign=? AND idx=?",
+                    (row.status, row.category, row.smtp_code, row.error, row.sent_at, row.message_id,
+                     iso(utc_now()), campaign_id, index))
+
+    def reset(self, campaign_id: str, statuses: Iterable[str]) -> int:
+        """Put rows of these statuses back to pending (resend uncertain/failed); return how many."""
+        wanted = tuple(statuses)
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE recipients SET status='pending', error=NULL, category=NULL, smtp_code=NULL "  # noqa: S608
+                f"WHERE campaign=? AND status IN ({marks})", (campaign_id, *wanted))
+            return cur.rowcount
+
+    def skip(self, campaign_id: str, status: str, reason: str) -> int:
+        with self._lock:
+            cur = self._db.execute("UPDATE recipients SET status='skipped', error=? WHERE campaign=? AND status=?",
+                                   (reason, campaign_id, status))
+            return cur.rowcount
+
+    def rows(self, campaign_id: str, statuses: Iterable[str] | None = None) -> list[JournalRow]:
+        """The campaign's recipients in order (optionally only these statuses)."""
+        sql = ("SELECT idx, email, line, fields, status, category, smtp_code, error, attempts, sent_at, message_id "
+               "FROM recipients WHERE campaign=?")
+        args: list[Any] = [campaign_id]
+        if statuses is not None:
+            wanted = tuple(statuses)
+            sql += f" AND status IN ({','.join('?' * len(wanted))})"  # noqa: S608 (placeholders only)
+            args += wanted
+        with self._lock:
+            found = self._db.execute(sql + " ORDER BY idx", args).fetchall()
+        return [JournalRow(idx, Recipient(email, json.loads(fields), line),
+                           ResultRow(email, status, category, code, error, attempts, sent_at, message_id))
+                for idx, email, line, fields, status, category, code, error, attempts, sent_at, message_id in found]
