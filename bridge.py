@@ -40,6 +40,7 @@ from backend.credentials import CredentialsError, PasswordStore, account_key, de
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.inbox import LocalInbox
+from backend.journal import Journal
 from backend.presets import PRESETS, preset_host
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings
@@ -286,6 +287,7 @@ class Bridge:
         self._columns: tuple[str | None, str | None] = (None, None)  # email and name column chosen
         self._passphrase: str | None = None  # kept in memory for this run of the app only
         self._suppression = SuppressionList()
+        self._journal_db: Journal | None = None
         self._attachments: list[tuple[str, Attachment]] = []  # files for everyone, with an id
         self._attach_column: str | None = None
         self._previews: OrderedDict[str, str] = OrderedDict()  # id -> HTML, served at /preview/<id>
@@ -759,8 +761,10 @@ class Bridge:
 
         error: dict[str, Any] | None = None
         try:
-            outcome = service.send(draft, SmtpTransport(settings), on_event=on_event,
-                                   control=run.control, on_pause=on_pause)
+            outcome = service.send(
+                draft, SmtpTransport(settings), on_event=on_event, control=run.control, on_pause=on_pause,
+                journal=self._journal(), spec=service.campaign_spec(draft, settings),
+                account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}")
             run.outcome = outcome
             if not outcome.ok:
                 run.state = "failed"
@@ -784,6 +788,17 @@ class Bridge:
         if run.outcome is not None:
             self._finished = run
         self._state_event(run, error)
+
+    def _journal(self) -> Journal:
+        # Opened on first use: the history of window campaigns lives with the CLI's.
+        if self._journal_db is None:
+            self._journal_db = Journal()
+        return self._journal_db
+
+    @api
+    def campaign_history(self, p: Params) -> dict[str, Any]:
+        """Past campaigns, newest first (a campaign whose app was killed shows 'interrupted')."""
+        return {"campaigns": [c.as_dict() for c in self._journal().campaigns()[:200]]}
 
     def _state_event(self, run: _Run, error: dict[str, Any] | None = None) -> None:
         self._emit({

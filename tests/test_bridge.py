@@ -29,6 +29,7 @@ EXPECTED_API = {
     "template_load", "template_rename", "template_delete", "template_export", "template_import",
     "template_import_data", "set_name_column", "choose_attachments", "add_attachment_data",
     "remove_attachment", "list_attachments", "choose_attachment_folder", "set_attachment_column",
+    "campaign_history",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
@@ -128,6 +129,8 @@ def test_campaign_through_the_local_inbox(make_bridge, inbox):
     assert "<p>Hello" in detail["html"] and detail["text"].strip().startswith("Hello")
     csv_text = ok(b.export_results())["csv"]
     assert csv_text.splitlines()[0] == "email,status,category,smtp_code,error,attempts,sent_at,message_id"
+    (past,) = ok(b.campaign_history())["campaigns"]
+    assert past["id"] == started["campaign"] and past["state"] == "finished" and past["counts"] == {"sent": 2}
     assert "nope,skipped,invalid_address" in csv_text
 
 
