@@ -134,6 +134,7 @@ def run_campaign(
     on_pause: Callable[[bool], None] = lambda paused: None,
     on_sending: Callable[[int], None] = lambda i: None,
     on_outcome: Callable[[int, ResultRow], None] = lambda i, row: None,
+    max_failures_in_a_row: int = 20,
     delay_s: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
@@ -174,6 +175,7 @@ def run_campaign(
         outcome.duration_s = clock() - started
         return outcome
 
+    failures_in_a_row = 0
     try:
         for i, recipient in enumerate(recipients):
             if not control.checkpoint(on_pause):
@@ -185,6 +187,13 @@ def run_campaign(
             halt = _send_one(recipient, row, build, transport, now, lambda i=i: on_sending(i))
             on_outcome(i, row)  # the journal commits the outcome before anyone hears of it
             emit(i, row.status, row)
+            failures_in_a_row = failures_in_a_row + 1 if row.status == "failed" else 0
+            if halt is None and max_failures_in_a_row and failures_in_a_row >= max_failures_in_a_row:
+                # Something is wrong for everyone (a block, a policy): stop before burning the list.
+                halt = MailerError(
+                    f"{failures_in_a_row} messages in a row failed (the last: {row.error}); the campaign "
+                    "is stopped so the rest of the list is not burnt; fix the cause and resume it",
+                    category=row.category or "message_rejected")
             if halt is not None:
                 outcome.stopped, outcome.error = halt.category, halt
                 break
@@ -232,9 +241,10 @@ def _send_one(
         return None
     except MailerError as exc:
         _fill(row, "failed", exc)
-        # Login refused or required, or the server still unreachable after the transport's
-        # one reconnect: every later message would fail the same way, so stop the run.
-        if isinstance(exc, AuthError | ConnectError) or exc.category == "auth_failed":
+        # Login refused or required, a daily quota reached, or the server still unreachable after
+        # the transport's one reconnect: every later message would fail the same way, so stop.
+        # A daily quota will not lift for the next recipient either: stop, resume after it resets.
+        if isinstance(exc, AuthError | ConnectError) or exc.category in ("auth_failed", "quota_exceeded"):
             return exc
         return None
     except Exception as exc:

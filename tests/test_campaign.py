@@ -233,3 +233,22 @@ def test_message_over_the_server_size_limit_is_not_sent(smtp_server, certs):
     assert [r.status for r in out.results] == ["failed", "failed"]
     assert out.results[0].category == "attachment_error" and "server accepts at most" in out.results[0].error
     assert server.messages == []
+
+
+def test_a_daily_quota_stops_the_run(smtp_server, certs):
+    server = smtp_server("starttls")
+    out = run_campaign(people("a@example.org", "quota@example.org", "c@example.org"), build,
+                       transport_for(server, certs), campaign_id="q", sleep=lambda s: None)
+    assert [r.status for r in out.results] == ["sent", "failed", "skipped"]
+    assert out.stopped == "quota_exceeded" and "not sent: run stopped" in out.results[2].error
+
+
+def test_many_failures_in_a_row_stop_the_run(smtp_server, certs):
+    server = smtp_server("starttls")
+    emails = ["a@example.org"] + ["reject550@example.org"] * 4 + ["z@example.org"]
+    recipients = [Recipient(e, {}, i + 2) for i, e in enumerate(emails)]
+    out = run_campaign(recipients, build, transport_for(server, certs), campaign_id="f",
+                       sleep=lambda s: None, max_failures_in_a_row=3)
+    assert [r.status for r in out.results] == ["sent", "failed", "failed", "failed", "skipped", "skipped"]
+    assert out.stopped == "recipient_rejected" and "3 messages in a row failed" in out.error.message
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]
