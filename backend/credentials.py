@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -150,16 +148,7 @@ class EncryptedFileStore:
                            "salt": base64.b64encode(salt).decode("ascii"), "token": token.decode("ascii"),
                            "accounts": sorted(data)})  # names only, so has() needs no passphrase
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".secrets.", suffix=".tmp")  # mode 0600
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        paths.atomic_write(self.path, blob.encode("ascii"))  # mode 0600
 
     def save(self, account: str, password: str, passphrase: str | None = None) -> None:
         if not passphrase or len(passphrase) < MIN_PASSPHRASE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import platformdirs
@@ -37,3 +38,20 @@ def log_dir() -> Path:
     """Log files."""
     home = _home()
     return _ensure(home / "logs" if home else platformdirs.user_log_path(APP))
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Replace target with data all at once (temporary file, fsync, os.replace; mode 0600).
+
+    A crash mid-write leaves the previous version in place, never half a file.
+    """
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

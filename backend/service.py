@@ -8,13 +8,12 @@ import io
 import logging
 import os
 import secrets
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend import attachments, compose
+from backend import attachments, compose, paths
 from backend.attachments import Attachment
 from backend.campaign import (
     RESULT_FIELDS,
@@ -344,14 +343,7 @@ def write_results_csv(path: str | os.PathLike[str], rows: list[ResultRow]) -> Pa
     """Write result rows as CSV atomically (a crash never leaves half a file)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerows(_csv_rows(rows))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    paths.atomic_write(target, results_csv_text(rows).encode("utf-8"))
     return target
 
 

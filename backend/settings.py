@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend import paths
 from backend.errors import SettingsError
 from backend.presets import PRESETS, Preset, get_preset, preset_host, provider_advice
 
@@ -131,14 +133,11 @@ SETTINGS_FILE = "settings.json"
 
 def settings_path() -> Path:
     """config_dir()/settings.json."""
-    from backend import paths
-
     return paths.config_dir() / SETTINGS_FILE
 
 
 def load_saved() -> dict[str, object] | None:
     """The saved settings, or None on first start (or when the file is unreadable)."""
-    import json
 
     try:
         data = json.loads(settings_path().read_text(encoding="utf-8"))
@@ -151,9 +150,6 @@ def load_saved() -> dict[str, object] | None:
 
 def save(data: dict[str, object]) -> None:
     """Write settings.json atomically; refuses anything that looks like a password field."""
-    import json
-    import os
-    import tempfile
 
     def walk(value: object) -> None:
         if isinstance(value, dict):
@@ -163,12 +159,4 @@ def save(data: dict[str, object]) -> None:
                 walk(item)
 
     walk(data)
-    target = settings_path()
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".settings.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    paths.atomic_write(settings_path(), json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))

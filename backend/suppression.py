@@ -22,7 +22,6 @@ import builtins
 import io
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from email_validator import validate_email
 
+from backend import paths
 from backend.errors import InputError, RecipientFileError
 from backend.recipients import Recipient
 
@@ -174,8 +174,6 @@ class SuppressionList:
 
     def __init__(self, path: Path | str | None = None, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
         if path is None:
-            from backend import paths
-
             path = paths.data_dir() / FILE_NAME
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
@@ -357,16 +355,7 @@ class SuppressionList:
             kept = [entry for k, entry in self._entries.items() if k != key]
             data = HEADER + "".join(f"{a}\t{r}\n" for a, r in kept)
             try:
-                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix="." + self.path.name, suffix=".tmp")
-                try:
-                    with os.fdopen(fd, "wb") as fh:
-                        fh.write(data.encode("utf-8"))
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                    os.replace(tmp, self.path)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                paths.atomic_write(self.path, data.encode("utf-8"))
             except OSError as exc:
                 raise SuppressionError(
                     f"{self.path}: the suppression list cannot be written ({exc.strerror or exc})"

@@ -21,15 +21,14 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend import paths
 from backend.errors import InputError
 
 __all__ = [
@@ -294,20 +293,6 @@ def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not allowed")
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write data to target via a temporary file in the same folder and os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_limited(path: Path, source: str) -> bytes:
     """A regular file's bytes, at most MAX_FILE_BYTES + 1 of them; TemplateFileError otherwise."""
     try:
@@ -339,8 +324,6 @@ class TemplateStore:
 
     def __init__(self, folder: Path | str | None = None, *, clock: Callable[[], str] = _now) -> None:
         if folder is None:
-            from backend import paths
-
             folder = paths.data_dir() / FOLDER
         self.folder = Path(folder)
         self._clock = clock
@@ -405,7 +388,7 @@ class TemplateStore:
         target = self.folder / file_name(template.name)
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            _atomic_write(target, data)
+            paths.atomic_write(target, data)
         except OSError as exc:
             raise TemplateFileError(
                 f"the template {template.name!r} could not be saved in {self.folder}: "
@@ -466,7 +449,7 @@ class TemplateStore:
         try:
             if target.is_dir():
                 raise TemplateFileError(f"{target}: is a folder; choose a file name to export to")
-            _atomic_write(target, data)
+            paths.atomic_write(target, data)
         except OSError as exc:
             raise TemplateFileError(f"{target}: cannot be written ({exc.strerror or exc})") from exc
         except ValueError as exc:
