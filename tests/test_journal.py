@@ -144,3 +144,15 @@ def test_export_and_campaigns_listing(smtp_server, certs, tmp_path):
     finished = _cli(["resume", campaign], home)
     _, err = finished.communicate(timeout=30)
     assert finished.returncode == 2 and "finished" in err
+
+
+def test_results_csv_neutralises_spreadsheet_formulas():
+    from backend.service import results_csv_text
+
+    rows = [ResultRow("a@example.org", "failed", "message_rejected", 550, '=HYPERLINK("http://x.example","y")'),
+            ResultRow("b@example.org", "failed", None, None, "+1"), ResultRow("c@example.org", "failed", None, None, "-2"),
+            ResultRow("d@example.org", "failed", None, None, "@SUM(A1)"), ResultRow("e@example.org", "failed", None,
+                                                                                    None, "\tx")]
+    parsed = list(csv.DictReader(results_csv_text(rows).splitlines()))
+    assert [r["error"] for r in parsed] == ["'=HYPERLINK(\"http://x.example\",\"y\")", "'+1", "'-2", "'@SUM(A1)", "'\tx"]
+    assert parsed[0]["email"] == "a@example.org" and parsed[0]["smtp_code"] == "550"
