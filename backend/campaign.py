@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -52,6 +53,7 @@ class ResultRow:
     attempts: int = 0
     sent_at: str | None = None
     message_id: str | None = None
+    next_attempt: str | None = None  # for a deferred recipient (not a results-file column)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +84,22 @@ class CampaignOutcome:
             "duration_s": round(self.duration_s, 3),
             "rate_per_s": round(sent / self.duration_s, 2) if self.duration_s > 0 else None,
         }
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try a temporarily refused recipient again: exponential backoff with jitter."""
+
+    base_s: float = 60.0
+    cap_s: float = 3600.0
+    max_attempts: int = 5
+    max_age_s: float = 24 * 3600.0
+    jitter: float = 0.2  # +-20 %, so many deferred recipients do not all come back at once
+
+    def delay(self, attempts: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds before attempt number attempts+1."""
+        plain = min(self.cap_s, self.base_s * 2 ** max(attempts - 1, 0))
+        return plain * (1 + self.jitter * (2 * rand() - 1))
 
 
 class Control:
@@ -135,6 +153,7 @@ def run_campaign(
     on_sending: Callable[[int], None] = lambda i: None,
     on_outcome: Callable[[int, ResultRow], None] = lambda i, row: None,
     max_failures_in_a_row: int = 20,
+    retry: RetryPolicy | None = None,
     delay_s: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
@@ -176,29 +195,65 @@ def run_campaign(
         return outcome
 
     failures_in_a_row = 0
+    retry = retry or RetryPolicy()
+    first_try: dict[int, float] = {}
+    due: dict[int, float] = {}  # deferred recipient -> clock() time of its next attempt
+
+    def attempt(i: int) -> MailerError | None:
+        nonlocal failures_in_a_row
+        row = results[i]
+        emit(i, "sending")
+        row.attempts += 1
+        first_try.setdefault(i, clock())
+        halt = _send_one(recipients[i], row, build, transport, now, lambda: on_sending(i))
+        if row.status == "deferred":
+            age = clock() - first_try[i]
+            delay = retry.delay(row.attempts)
+            if row.attempts >= retry.max_attempts or age + delay > retry.max_age_s:
+                row.status = "failed"
+                row.error = f"gave up after {row.attempts} attempts: {row.error}"
+            else:
+                due[i] = clock() + delay
+                row.next_attempt = iso(now() + dt.timedelta(seconds=delay))
+        else:
+            due.pop(i, None)
+            row.next_attempt = None
+        on_outcome(i, row)  # the journal commits the outcome before anyone hears of it
+        emit(i, row.status, row)
+        failures_in_a_row = failures_in_a_row + 1 if row.status == "failed" else 0
+        if halt is None and max_failures_in_a_row and failures_in_a_row >= max_failures_in_a_row:
+            # Something is wrong for everyone (a block, a policy): stop before burning the list.
+            halt = MailerError(
+                f"{failures_in_a_row} messages in a row failed (the last: {row.error}); the campaign "
+                "is stopped so the rest of the list is not burnt; fix the cause and resume it",
+                category=row.category or "message_rejected")
+        return halt
+
     try:
-        for i, recipient in enumerate(recipients):
+        for i in range(total):
             if not control.checkpoint(on_pause):
                 outcome.stopped = "cancelled"
                 break
-            row = results[i]
-            emit(i, "sending")
-            row.attempts += 1
-            halt = _send_one(recipient, row, build, transport, now, lambda i=i: on_sending(i))
-            on_outcome(i, row)  # the journal commits the outcome before anyone hears of it
-            emit(i, row.status, row)
-            failures_in_a_row = failures_in_a_row + 1 if row.status == "failed" else 0
-            if halt is None and max_failures_in_a_row and failures_in_a_row >= max_failures_in_a_row:
-                # Something is wrong for everyone (a block, a policy): stop before burning the list.
-                halt = MailerError(
-                    f"{failures_in_a_row} messages in a row failed (the last: {row.error}); the campaign "
-                    "is stopped so the rest of the list is not burnt; fix the cause and resume it",
-                    category=row.category or "message_rejected")
+            halt = attempt(i)
             if halt is not None:
                 outcome.stopped, outcome.error = halt.category, halt
                 break
             if i + 1 < total and delay_s > 0:
                 wait(delay_s)
+        # Then the deferred ones, each when its backoff is over, until sent or given up.
+        while due and outcome.stopped is None:
+            i = min(due, key=due.__getitem__)
+            if clock() < due[i]:
+                wait(due[i] - clock())
+            if not control.checkpoint(on_pause):
+                outcome.stopped = "cancelled"
+                break
+            if clock() < due[i]:
+                continue  # woken early (a pause or a cancel): look again
+            del due[i]
+            halt = attempt(i)
+            if halt is not None:
+                outcome.stopped, outcome.error = halt.category, halt
     finally:
         transport.close()
 
@@ -208,6 +263,8 @@ def run_campaign(
     for row in results:
         if row.status == "skipped" and row.error is None and reason:
             row.error = f"not sent: {reason}"
+        elif row.status == "deferred" and reason:
+            row.error = f"{row.error} (not retried: {reason})"
     outcome.counts = Counter(r.status for r in results)
     outcome.duration_s = clock() - started
     log.info("campaign %s finished: %s", campaign_id, dict(outcome.counts))
@@ -240,7 +297,9 @@ def _send_one(
         _fill(row, "uncertain", exc)
         return None
     except MailerError as exc:
-        _fill(row, "failed", exc)
+        # A temporary refusal (4xx) is tried again later; a permanent one (5xx) is final.
+        transient = isinstance(exc, TransportError) and exc.transient and exc.code is not None
+        _fill(row, "deferred" if transient and exc.category not in _STOPPERS else "failed", exc)
         # Login refused or required, a daily quota reached, or the server still unreachable after
         # the transport's one reconnect: every later message would fail the same way, so stop.
         # A daily quota will not lift for the next recipient either: stop, resume after it resets.
@@ -258,6 +317,9 @@ def _send_one(
     row.smtp_code = receipt.code
     row.sent_at = iso(now())
     return None
+
+
+_STOPPERS = ("auth_failed", "quota_exceeded")
 
 
 def _fill(row: ResultRow, status: str, exc: MailerError) -> None:

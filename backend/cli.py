@@ -247,6 +247,9 @@ class Reporter:
         status = event["status"]
         if status == "sent":
             self._sent += 1
+        elif status == "deferred":
+            self.line(f"deferred  {event['recipient']}  [{event['category']} {event['code']}] {event['error']}; "
+                      "it will be tried again later")
         elif status in ("failed", "uncertain"):
             self._failed += 1
             detail = " ".join(str(x) for x in (event["category"], event["code"]) if x)

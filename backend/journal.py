@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     attempts INTEGER NOT NULL DEFAULT 0,
     sent_at TEXT,
     message_id TEXT,
+    next_attempt TEXT,             -- a deferred recipient's next try (wall clock, ISO)
     updated TEXT NOT NULL,
     PRIMARY KEY (campaign, idx)
 );
@@ -132,10 +133,10 @@ class Journal:
         """Record a new campaign: every recipient pending, the left-out ones skipped."""
         now = iso(utc_now())
         rows = [(campaign_id, i, r.email, r.line, json.dumps(r.fields, ensure_ascii=False), "pending", None,
-                 None, None, 0, None, None, now) for i, r in enumerate(recipients)]
+                 None, None, 0, None, None, None, now) for i, r in enumerate(recipients)]
         base = len(rows)
-        rows += [(campaign_id, base + j, x.email, 0, "{}", "skipped", x.category, None, x.error, 0, None, None, now)
-                 for j, x in enumerate(excluded)]
+        rows += [(campaign_id, base + j, x.email, 0, "{}", "skipped", x.category, None, x.error, 0, None, None,
+                  None, now) for j, x in enumerate(excluded)]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -144,7 +145,7 @@ class Journal:
                     "VALUES (?, ?, ?, 'running', NULL, ?, ?, ?, ?)",
                     (campaign_id, now, now, account, json.dumps(spec, ensure_ascii=False), os.getpid(),
                      socket.gethostname()))
-                self._db.executemany("INSERT INTO recipients VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.executemany("INSERT INTO recipients VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -221,9 +222,9 @@ class Journal:
     def mark_outcome(self, campaign_id: str, index: int, row: ResultRow) -> None:
         """Committed right after the server's reply."""
         self._write("UPDATE recipients SET status=?, category=?, smtp_code=?, error=?, sent_at=?, message_id=?, "
-                    "updated=? WHERE campaign=? AND idx=?",
+                    "next_attempt=?, updated=? WHERE campaign=? AND idx=?",
                     (row.status, row.category, row.smtp_code, row.error, row.sent_at, row.message_id,
-                     iso(utc_now()), campaign_id, index))
+                     row.next_attempt, iso(utc_now()), campaign_id, index))
 
     def reset(self, campaign_id: str, statuses: Iterable[str]) -> int:
         """Put rows of these statuses back to pending (resend uncertain/failed); return how many."""

@@ -274,7 +274,7 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
     if m.get("uploaded_attachments"):
         raise SettingsError("attachments", "this campaign's attachments were added in the window and are not "
                             "kept; resume it from the window, or send the rest as a new campaign")
-    pending = journal.rows(campaign_id, ["pending"])
+    pending = journal.rows(campaign_id, ["pending", "deferred"])
     recipients = [row.recipient for row in pending]
     fields = sorted({k for r in recipients for k in r.fields}) or ["email"]
     imported = ImportResult(recipients, [], [], fields, "email", f"campaign {campaign_id}")

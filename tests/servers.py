@@ -5,6 +5,7 @@ several of them:
 
     reject550@...    RCPT answered 550 5.1.1 (unknown user)
     defer451@...     RCPT answered 451 4.3.0 (try again later)
+    flakyN@...       RCPT answered 451 4.7.1 the first N times, then accepted
     quota@...        RCPT answered 550 5.4.5 (daily sending limit)
     close421@...     RCPT answered 421 4.7.0 and the connection closed (first time only)
     droprcpt@...     connection closed at RCPT without a reply (first time only)
@@ -65,6 +66,7 @@ class RecordingHandler:
     auth_attempts: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     once_done: set[str] = field(default_factory=set)
+    tries: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _once(self, key: str) -> bool:
@@ -94,6 +96,12 @@ class RecordingHandler:
             return "550 5.1.1 The email account that you tried to reach does not exist"
         if local == "defer451":
             return "451 4.3.0 Temporary local problem, try again later"
+        if local.startswith("flaky"):  # flaky3@: refused with 451 the first 3 times
+            with self.lock:
+                self.tries[address] = self.tries.get(address, 0) + 1
+                tries = self.tries[address]
+            if tries <= int(local[5:] or 1):
+                return "451 4.7.1 Greylisted, please try again later"
         if local == "ansi550":
             return "550 5.1.1 \x1b[31mno such user\x1b[0m\x07"
         if local == "quota":

@@ -252,3 +252,53 @@ def test_many_failures_in_a_row_stop_the_run(smtp_server, certs):
     assert [r.status for r in out.results] == ["sent", "failed", "failed", "failed", "skipped", "skipped"]
     assert out.stopped == "recipient_rejected" and "3 messages in a row failed" in out.error.message
     assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]
+
+
+class FakeClock:
+    """A clock that only moves when the loop sleeps: backoff tests are instant and exact."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
+def test_temporary_refusals_are_retried_with_backoff(smtp_server, certs):
+    from backend.campaign import RetryPolicy
+
+    server = smtp_server("starttls")
+    clock = FakeClock()
+    rec = Recorder()
+    policy = RetryPolicy(base_s=60, cap_s=600, max_attempts=5, jitter=0.2)
+    out = run_campaign(people("a@example.org", "flaky2@example.org", "c@example.org"), build,
+                       transport_for(server, certs), campaign_id="r", on_event=rec.events.append,
+                       delay_s=1, clock=clock, sleep=clock.sleep, retry=policy)
+    assert [r.status for r in out.results] == ["sent", "sent", "sent"]
+    assert out.results[1].attempts == 3
+    flaky = [(e["status"], e["code"]) for e in rec.events if e["recipient"].startswith("flaky")]
+    assert flaky == [("sending", None), ("deferred", 451), ("sending", None), ("deferred", 451),
+                     ("sending", None), ("sent", 250)]
+    backoffs = [s for s in clock.sleeps if s > 1]
+    assert len(backoffs) == 2
+    assert 60 * 0.8 - 2 <= backoffs[0] <= 60 * 1.2 and 120 * 0.8 <= backoffs[1] <= 120 * 1.2
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"], ["c@example.org"], ["flaky2@example.org"]]
+
+
+def test_gives_up_after_max_attempts_and_5xx_is_final(smtp_server, certs):
+    from backend.campaign import RetryPolicy
+
+    server = smtp_server("starttls")
+    clock = FakeClock()
+    out = run_campaign(people("flaky9@example.org", "reject550@example.org"), build, transport_for(server, certs),
+                       campaign_id="g", delay_s=0, clock=clock, sleep=clock.sleep,
+                       retry=RetryPolicy(base_s=10, cap_s=40, max_attempts=4, jitter=0))
+    assert [r.status for r in out.results] == ["failed", "failed"]
+    assert out.results[0].attempts == 4 and out.results[0].error.startswith("gave up after 4 attempts")
+    assert out.results[1].attempts == 1  # 550: no retry
+    assert clock.sleeps == [10, 20, 40]
