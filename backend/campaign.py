@@ -7,7 +7,7 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -102,6 +102,45 @@ class RetryPolicy:
         return plain * (1 + self.jitter * (2 * rand() - 1))
 
 
+@dataclass(frozen=True)
+class RateLimits:
+    """How many messages an account may send per second, minute, hour and day (None: no limit)."""
+
+    per_second: float | None = None
+    per_minute: int | None = None
+    per_hour: int | None = None
+    per_day: int | None = None
+
+    def windows(self) -> list[tuple[float, float]]:
+        """(window seconds, max messages in it) for each limit set."""
+        pairs = [(1.0, self.per_second), (60.0, self.per_minute), (3600.0, self.per_hour), (86400.0, self.per_day)]
+        return [(w, float(n)) for w, n in pairs if n]
+
+
+class RateLimiter:
+    """Sliding windows over send times: before each send, how long until no window overflows."""
+
+    def __init__(self, limits: RateLimits, earlier: Sequence[float] = ()) -> None:
+        self.windows = limits.windows()
+        self.sent: deque[float] = deque(sorted(earlier))  # clock() times of sends, oldest first
+
+    def wait_time(self, now: float) -> float:
+        """Seconds to wait so that one more send keeps every window within its limit."""
+        longest = max((w for w, _ in self.windows), default=0.0)
+        while self.sent and self.sent[0] <= now - longest:
+            self.sent.popleft()
+        wait = 0.0
+        for window, limit in self.windows:
+            inside = [t for t in self.sent if t > now - window]
+            if len(inside) >= limit:
+                # The oldest send that must leave the window before one more fits.
+                wait = max(wait, inside[len(inside) - int(limit)] + window - now)
+        return wait
+
+    def record(self, now: float) -> None:
+        self.sent.append(now)
+
+
 class Control:
     """Pause, resume and cancel a running campaign from any thread; the loop polls it."""
 
@@ -154,6 +193,8 @@ def run_campaign(
     on_outcome: Callable[[int, ResultRow], None] = lambda i, row: None,
     max_failures_in_a_row: int = 20,
     retry: RetryPolicy | None = None,
+    limiter: RateLimiter | None = None,
+    max_wait_s: float = 3600.0,
     delay_s: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
@@ -201,6 +242,19 @@ def run_campaign(
 
     def attempt(i: int) -> MailerError | None:
         nonlocal failures_in_a_row
+        if limiter is not None:
+            pause = limiter.wait_time(clock())
+            if pause > max_wait_s:
+                # A day's quota: do not hold the app for hours; stop and say when it can go on.
+                when = (now() + dt.timedelta(seconds=pause)).astimezone()
+                return MailerError(
+                    f"the sending limit of this account is reached; the campaign can continue after "
+                    f"{when:%Y-%m-%d %H:%M} (resume it then)", category="quota_exceeded")
+            if pause > 0:
+                wait(pause)
+                if control.cancelled:
+                    return None
+            limiter.record(clock())
         row = results[i]
         emit(i, "sending")
         row.attempts += 1
@@ -238,6 +292,8 @@ def run_campaign(
             if halt is not None:
                 outcome.stopped, outcome.error = halt.category, halt
                 break
+            if control.cancelled:
+                continue  # noticed at the next checkpoint
             if i + 1 < total and delay_s > 0:
                 wait(delay_s)
         # Then the deferred ones, each when its backoff is over, until sent or given up.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from backend import __version__, paths, service
-from backend.campaign import CampaignOutcome, Control
+from backend.campaign import CampaignOutcome, Control, RateLimits
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.journal import Journal
@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--suppress", metavar="FILE",
                    help="addresses never to mail (one a line): added to the kept suppression list, "
                    "which every campaign skips")
+    _limit_options(send)
     r.add_argument("--preview", type=int, metavar="N",
                    help="print recipient N's message (from 1) exactly as it would be sent, and exit")
     r.add_argument("--skip-bad-rows", action="store_true",
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--results", help="write one CSV row per recipient of the campaign to this file")
     resume.add_argument("--progress", choices=["jsonl", "bar", "none"], help="as for send")
     resume.add_argument("--delay-ms", type=int, help="pause between messages (default: the campaign's)")
+    _limit_options(resume)
 
     verify = sub.add_parser("verify", help="test the connection and login",
                             description="Connect, secure the connection, EHLO and log in; send nothing.")
@@ -470,7 +472,8 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
         draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal,
         account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-        spec=service.campaign_spec(draft, settings, attach=args.attach or ())))
+        spec=service.campaign_spec(draft, settings, attach=args.attach or ()),
+        limits=_limits(args, settings.provider)))
     return _finish(args, rep, err, outcome, draft, imported, settings)
 
 
@@ -526,9 +529,33 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
     rep.line(f"Campaign {draft.id}: resuming with {len(draft.recipients)} recipient(s) not sent yet")
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
-        draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal, indices=indices))
+        draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal, indices=indices,
+        account=info.account, limits=_limits(args, saved.get("provider"))))
     return _finish(args, rep, err, outcome, draft, draft.imported, settings,
                    rows=lambda: [row.result for row in journal.rows(args.campaign)])
+
+
+def _limits(args: argparse.Namespace, provider: str | None) -> RateLimits:
+    """Sending limits: the flags, else the provider preset's published limits."""
+    preset = PRESETS[provider].limits if provider in PRESETS else None
+    def pick(name: str, preset_value: Any) -> Any:
+        value = getattr(args, f"max_per_{name}", None)
+        return value if value is not None else preset_value
+    return RateLimits(
+        per_second=pick("second", preset.per_second if preset else None),
+        per_minute=pick("minute", preset.per_minute if preset else None),
+        per_hour=pick("hour", preset.per_hour if preset else None),
+        per_day=pick("day", preset.per_day if preset else None),
+    )
+
+
+def _limit_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sending limits (default: the --provider's published limits; 0 = none)")
+    g.add_argument("--max-per-second", type=float, metavar="N", help="at most N messages a second")
+    g.add_argument("--max-per-minute", type=int, metavar="N", help="at most N messages a minute")
+    g.add_argument("--max-per-hour", type=int, metavar="N", help="at most N messages an hour")
+    g.add_argument("--max-per-day", type=int, metavar="N",
+                   help="at most N messages in 24 hours, counting earlier campaigns of the same account")
 
 
 def _run_in_worker(rep: Reporter, campaign_id: str, run: Any) -> CampaignOutcome:

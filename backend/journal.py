@@ -212,6 +212,15 @@ class Journal:
             self._db.execute("COMMIT")
             return cur.rowcount
 
+    def sent_since(self, account: str, since: str) -> list[str]:
+        """When this account's messages were sent since an ISO time (for daily quotas across runs)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT r.sent_at FROM recipients r JOIN campaigns c ON c.id = r.campaign "
+                "WHERE c.account = ? AND r.status = 'sent' AND r.sent_at >= ? ORDER BY r.sent_at",
+                (account, since)).fetchall()
+        return [row[0] for row in found]
+
     # -- recipients ---------------------------------------------------------------------------
 
     def mark_sending(self, campaign_id: str, index: int) -> None:

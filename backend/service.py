@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,10 @@ from backend.campaign import (
     CampaignOutcome,
     Control,
     Outgoing,
+    RateLimiter,
+    RateLimits,
     ResultRow,
+    iso,
     run_campaign,
     utc_now,
 )
@@ -172,6 +176,7 @@ def send(
     account: str = "",
     spec: dict[str, Any] | None = None,
     indices: Sequence[int] | None = None,
+    limits: RateLimits | None = None,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
 
@@ -212,6 +217,16 @@ def send(
         rows = list(indices)
         hooks = {"on_sending": lambda i: journal.mark_sending(draft.id, rows[i]),
                  "on_outcome": lambda i, row: journal.mark_outcome(draft.id, rows[i], row)}
+    limiter = None
+    if limits is not None and limits.windows():
+        earlier: list[float] = []
+        if journal is not None and limits.per_day:
+            # A day's quota counts what this account sent earlier today, in any run.
+            wall, mono = utc_now(), time.monotonic()
+            since = iso(wall - dt.timedelta(days=1))
+            earlier = [mono - (wall - dt.datetime.fromisoformat(t)).total_seconds()
+                       for t in journal.sent_since(account, since)]
+        limiter = RateLimiter(limits, earlier)
     try:
         outcome = run_campaign(
             recipients,
@@ -223,6 +238,7 @@ def send(
             on_pause=on_pause,
             delay_s=draft.delay_ms / 1000,
             sleep=sleep,
+            limiter=limiter,
             **hooks,
         )
     except BaseException:

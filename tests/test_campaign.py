@@ -302,3 +302,40 @@ def test_gives_up_after_max_attempts_and_5xx_is_final(smtp_server, certs):
     assert out.results[0].attempts == 4 and out.results[0].error.startswith("gave up after 4 attempts")
     assert out.results[1].attempts == 1  # 550: no retry
     assert clock.sleeps == [10, 20, 40]
+
+
+def test_rate_limits_never_exceed_any_window(smtp_server, certs):
+    from backend.campaign import RateLimiter, RateLimits
+
+    server = smtp_server("starttls")
+    clock = FakeClock()
+    sends: list[float] = []
+
+    def on_event(event):
+        if event["status"] == "sent":
+            sends.append(clock())
+
+    limiter = RateLimiter(RateLimits(per_second=2, per_minute=5))
+    out = run_campaign(people(*(f"p{i}@example.org" for i in range(12))), build, transport_for(server, certs),
+                       campaign_id="rl", on_event=on_event, delay_s=0, clock=clock, sleep=clock.sleep,
+                       limiter=limiter)
+    assert out.counts["sent"] == 12
+    for window, limit in ((1.0, 2), (60.0, 5)):
+        for t in sends:
+            assert sum(1 for u in sends if t - window < u <= t) <= limit, (window, sends)
+    assert sends[-1] - sends[0] >= 120  # 12 messages at 5 a minute need at least two more minutes
+
+
+def test_a_day_quota_counts_earlier_sends_and_stops_with_a_time(smtp_server, certs):
+    from backend.campaign import RateLimiter, RateLimits
+
+    server = smtp_server("starttls")
+    clock = FakeClock()
+    earlier = [clock() - 3600 * h for h in (1, 2, 3)]  # sent in an earlier run today
+    limiter = RateLimiter(RateLimits(per_day=4), earlier=earlier)
+    out = run_campaign(people("a@example.org", "b@example.org", "c@example.org"), build,
+                       transport_for(server, certs), campaign_id="dq", delay_s=0, clock=clock,
+                       sleep=clock.sleep, limiter=limiter)
+    assert [r.status for r in out.results] == ["sent", "skipped", "skipped"]
+    assert out.stopped == "quota_exceeded" and "can continue after" in out.error.message
+    assert len(server.messages) == 1

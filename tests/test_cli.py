@@ -521,3 +521,19 @@ def test_only_suppressed_left_out_exits_0(smtp_server, certs, tmp_path):
                    env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
     assert proc.returncode == 0, proc.stderr
     assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]
+
+
+def test_daily_limit_counts_earlier_campaigns_of_the_account(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("a@example.org\nb@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    common = ["send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+              "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0", "--max-per-day", "3"]
+    first = run_cli(*common, env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert first.returncode == 0, first.stderr
+    second = run_cli(*common, env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert second.returncode == 1, second.stderr
+    assert "can continue after" in second.stderr and "1 sent" in second.stderr
+    assert len(server.messages) == 3
