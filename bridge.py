@@ -35,7 +35,7 @@ from typing import Any
 from backend import __version__, paths, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
-from backend.campaign import CampaignOutcome, Control
+from backend.campaign import CampaignOutcome, Control, RateLimits
 from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
@@ -764,7 +764,8 @@ class Bridge:
             outcome = service.send(
                 draft, SmtpTransport(settings), on_event=on_event, control=run.control, on_pause=on_pause,
                 journal=self._journal(), spec=service.campaign_spec(draft, settings),
-                account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}")
+                account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
+                limits=self._limits(settings.provider))
             run.outcome = outcome
             if not outcome.ok:
                 run.state = "failed"
@@ -788,6 +789,15 @@ class Bridge:
         if run.outcome is not None:
             self._finished = run
         self._state_event(run, error)
+
+    @staticmethod
+    def _limits(provider: str | None) -> RateLimits | None:
+        """The provider preset's published limits (the window has no fields for them yet)."""
+        if provider not in PRESETS:
+            return None
+        lim = PRESETS[provider].limits
+        return RateLimits(per_second=lim.per_second, per_minute=lim.per_minute, per_hour=lim.per_hour,
+                          per_day=lim.per_day)
 
     def _journal(self) -> Journal:
         # Opened on first use: the history of window campaigns lives with the CLI's.
