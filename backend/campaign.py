@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import logging
 import random
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -122,19 +123,21 @@ class RateLimiter:
 
     def __init__(self, limits: RateLimits, earlier: Sequence[float] = ()) -> None:
         self.windows = limits.windows()
-        self.sent: deque[float] = deque(sorted(earlier))  # clock() times of sends, oldest first
+        self.longest = max((w for w, _ in self.windows), default=0.0)
+        self.sent: list[float] = sorted(earlier)  # clock() times of sends, oldest first
 
     def wait_time(self, now: float) -> float:
         """Seconds to wait so that one more send keeps every window within its limit."""
-        longest = max((w for w, _ in self.windows), default=0.0)
-        while self.sent and self.sent[0] <= now - longest:
-            self.sent.popleft()
+        old = bisect.bisect_right(self.sent, now - self.longest)
+        if old > 1024:  # forget what no window can see any more, now and then (amortised)
+            del self.sent[:old]
         wait = 0.0
         for window, limit in self.windows:
-            inside = [t for t in self.sent if t > now - window]
-            if len(inside) >= limit:
-                # The oldest send that must leave the window before one more fits.
-                wait = max(wait, inside[len(inside) - int(limit)] + window - now)
+            first = bisect.bisect_right(self.sent, now - window)
+            inside = len(self.sent) - first
+            if inside >= limit:
+                # The send that must leave this window before one more fits in it.
+                wait = max(wait, self.sent[first + inside - int(limit)] + window - now)
         return wait
 
     def record(self, now: float) -> None:
