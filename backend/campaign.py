@@ -356,13 +356,17 @@ def _send_one(
         _fill(row, "uncertain", exc)
         return None
     except MailerError as exc:
-        # A temporary refusal (4xx) is tried again later; a permanent one (5xx) is final.
-        transient = isinstance(exc, TransportError) and exc.transient and exc.code is not None
+        # A temporary refusal (4xx), or a session the server closed again right after the
+        # reconnect (before DATA: nothing was delivered), is tried again later; 5xx is final.
+        dropped = isinstance(exc, ConnectError) and exc.category in ("server_disconnected", "rate_limited")
+        transient = isinstance(exc, TransportError) and exc.transient and (exc.code is not None or dropped)
         _fill(row, "deferred" if transient and exc.category not in _STOPPERS else "failed", exc)
-        # Login refused or required, a daily quota reached, or the server still unreachable after
-        # the transport's one reconnect: every later message would fail the same way, so stop.
-        # A daily quota will not lift for the next recipient either: stop, resume after it resets.
-        if isinstance(exc, AuthError | ConnectError) or exc.category in ("auth_failed", "quota_exceeded"):
+        if dropped:
+            return None
+        # Login refused or required, a daily quota reached (it will not lift for the next
+        # recipient either), or the server unreachable after the transport's one reconnect:
+        # every later message would fail the same way, so stop; resume later.
+        if isinstance(exc, AuthError | ConnectError) or exc.category in _STOPPERS:
             return exc
         return None
     except Exception as exc:

@@ -24,6 +24,7 @@ from backend.campaign import (
     RateLimiter,
     RateLimits,
     ResultRow,
+    RetryPolicy,
     iso,
     run_campaign,
     utc_now,
@@ -177,6 +178,8 @@ def send(
     spec: dict[str, Any] | None = None,
     indices: Sequence[int] | None = None,
     limits: RateLimits | None = None,
+    retry: RetryPolicy | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
 
@@ -239,6 +242,8 @@ def send(
             delay_s=draft.delay_ms / 1000,
             sleep=sleep,
             limiter=limiter,
+            retry=retry,
+            **({"clock": clock} if clock is not None else {}),
             **hooks,
         )
     except BaseException:

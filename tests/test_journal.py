@@ -156,3 +156,74 @@ def test_results_csv_neutralises_spreadsheet_formulas():
     parsed = list(csv.DictReader(results_csv_text(rows).splitlines()))
     assert [r["error"] for r in parsed] == ["'=HYPERLINK(\"http://x.example\",\"y\")", "'+1", "'-2", "'@SUM(A1)", "'\tx"]
     assert parsed[0]["email"] == "a@example.org" and parsed[0]["smtp_code"] == "550"
+
+
+class ChaosHandler(RecordingHandler):
+    """Random 451s at RCPT, 421s that close the session, and drops after the final dot (seeded)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        import random
+
+        self.rng = random.Random(seed)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        roll = self.rng.random()
+        if roll < 0.05:
+            return "451 4.7.1 Greylisted, try again later"
+        if roll < 0.07:
+            await server.push("421 4.3.2 Service shutting down")
+            server.transport.close()
+            await asyncio.sleep(3600)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.rng.random() < 0.01:
+            # Stored, then the connection drops before the reply: the client cannot know.
+            await super().handle_DATA(server, session, envelope)
+            server.transport.close()
+            await asyncio.sleep(3600)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_fault_soak_every_recipient_ends_final_and_journal_matches_the_server(smtp_server, certs, tmp_path):
+    from backend import service
+    from backend.campaign import RetryPolicy
+    from backend.recipients import parse_text
+    from backend.settings import SmtpSettings
+    from backend.transports.smtp import SmtpTransport
+
+    server = smtp_server("starttls", handler=ChaosHandler(seed=7))
+    n = 2000
+    draft = service.make_draft(parse_text("\n".join(f"user{i}@example.org" for i in range(n))),
+                               subject="Soak", html=None, text="hello {{ email }}", from_address="me@example.com",
+                               delay_ms=0)
+    journal = Journal(tmp_path / "j.sqlite3")
+    transport = SmtpTransport(SmtpSettings(host=server.host, port=server.port, user=USER, password=PASSWORD,
+                                           ca_file=certs.ca_file, timeout=5))
+    fake = {"t": 0.0}
+
+    def clock() -> float:
+        return fake["t"]
+
+    def sleep(seconds: float) -> None:
+        fake["t"] += seconds
+
+    outcome = service.send(draft, transport, journal=journal, account="soak", sleep=sleep, clock=clock,
+                           spec={"soak": True}, retry=RetryPolicy(base_s=30, cap_s=300, max_attempts=6))
+    delivered = Counter(m.rcpt_tos[0] for m in server.messages)
+    rows = journal.rows(draft.id)
+    assert len(rows) == n
+    statuses = Counter(r.result.status for r in rows)
+    assert set(statuses) <= {"sent", "failed", "uncertain"}, (statuses, outcome.stopped, outcome.error)
+    assert statuses["sent"] > n * 0.9
+    for row in rows:
+        email, status = row.recipient.email, row.result.status
+        if status == "sent":
+            assert delivered[email] == 1, (email, delivered[email])
+        elif status == "failed":
+            assert delivered[email] == 0, email
+        else:  # uncertain: the server may have it, once
+            assert delivered[email] <= 1, email
+    assert outcome.counts == statuses
