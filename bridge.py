@@ -747,7 +747,8 @@ class Bridge:
             run.thread.start()
         return {"campaign": run.id, "total": run.total}
 
-    def _work(self, run: _Run, draft: service.Draft, settings: SmtpSettings) -> None:
+    def _work(self, run: _Run, draft: service.Draft, settings: SmtpSettings,
+              resume: tuple[list[int], str] | None = None) -> None:
         self._state_event(run)
 
         def on_event(event: dict[str, Any]) -> None:
@@ -761,11 +762,13 @@ class Bridge:
 
         error: dict[str, Any] | None = None
         try:
+            spec = service.campaign_spec(draft, settings)
+            spec["settings"]["local_inbox"] = (settings.host, settings.port) == (self._inbox.host, self._inbox.port)
             outcome = service.send(
                 draft, SmtpTransport(settings), on_event=on_event, control=run.control, on_pause=on_pause,
-                journal=self._journal(), spec=service.campaign_spec(draft, settings),
-                account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-                limits=self._limits(settings.provider))
+                journal=self._journal(), spec=spec,
+                account=resume[1] if resume else f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
+                indices=resume[0] if resume else None, limits=self._limits(settings.provider))
             run.outcome = outcome
             if not outcome.ok:
                 run.state = "failed"
@@ -804,6 +807,83 @@ class Bridge:
         if self._journal_db is None:
             self._journal_db = Journal()
         return self._journal_db
+
+    @api
+    def campaign_details(self, p: Params) -> dict[str, Any]:
+        """One past campaign and every recipient's result (the first 5,000)."""
+        journal = self._journal()
+        cid = p.str("id", required=True)
+        info = journal.get(cid)
+        rows = journal.rows(cid)
+        return {"campaign": info.as_dict(), "rows": [
+            {"line": r.recipient.line, **r.result.as_dict()} for r in rows[:5000]]}
+
+    def _settings_from_spec(self, p: Params, spec: dict[str, Any]) -> SmtpSettings:
+        saved = {k: v for k, v in spec["settings"].items() if k != "local_inbox"}
+        if spec["settings"].get("local_inbox"):
+            saved.update(host=self._inbox.host, port=self._inbox.start())  # a new port every run
+        password = self._password(p, saved["user"], saved["host"]) if saved.get("user") else ""
+        return SmtpSettings(**{**saved, "password": password}).validated()
+
+    def _start_from_journal(self, draft: service.Draft, settings: SmtpSettings,
+                            resume: tuple[list[int], str] | None) -> dict[str, Any]:
+        if not draft.recipients:
+            raise _NotNow("nobody is left to send to in that campaign")
+        run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider)
+        run.thread = threading.Thread(target=self._work, args=(run, draft, settings, resume),
+                                      name=f"campaign-{draft.id}", daemon=True)
+        self._run = run
+        run.thread.start()
+        return {"campaign": run.id, "total": run.total}
+
+    @api
+    def resume_past_campaign(self, p: Params) -> dict[str, Any]:
+        """Continue an interrupted, paused or stopped campaign with the recipients not sent yet."""
+        with self._lock:
+            self._ensure_idle()
+            journal = self._journal()
+            cid = p.str("id", required=True)
+            info = journal.get(cid)
+            if info.state == "running":
+                raise _NotNow("that campaign is still running in another window or process")
+            choice = p.choice("uncertain", ("ask", "resend", "skip"), "ask")
+            uncertain = journal.rows(cid, ["uncertain"])
+            if uncertain and choice == "ask":
+                err = _NotNow(f"{len(uncertain)} recipient(s) may or may not have got the message (the app stopped "
+                              "while sending to them): choose to send to them again or to skip them")
+                err.steps = [{"line": r.recipient.line, "field": "uncertain", "message": r.recipient.email}  # type: ignore[attr-defined]
+                             for r in uncertain[:1000]]
+                raise err
+            if choice == "resend":
+                journal.reset(cid, ["uncertain"])
+            elif choice == "skip":
+                journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
+            draft, indices, spec = service.resume_draft(journal, cid)
+            settings = self._settings_from_spec(p, spec)
+            return self._start_from_journal(draft, settings, (indices, info.account))
+
+    @api
+    def resend_campaign(self, p: Params) -> dict[str, Any]:
+        """A follow-up campaign to a past campaign's failed (and optionally uncertain) recipients."""
+        with self._lock:
+            self._ensure_idle()
+            journal = self._journal()
+            cid = p.str("id", required=True)
+            statuses = ["failed"] + (["uncertain"] if p.bool("include_uncertain") else [])
+            rows = journal.rows(cid, statuses)
+            spec = journal.spec(cid)
+            m = spec["message"]
+            recipients = [r.recipient for r in rows]
+            fields = sorted({k for r in recipients for k in r.fields}) or ["email"]
+            imported = ImportResult(recipients, [], [], fields, "email", f"follow-up of {cid}")
+            draft = service.make_draft(
+                imported, subject=m["subject"], html=m["html"], text=m["text"], from_address=m["from"],
+                delay_ms=spec.get("delay_ms", service.DEFAULT_DELAY_MS), reply_to=m.get("reply_to"),
+                attach=m.get("attach") or (), attach_column=m.get("attach_column"), attach_dir=m.get("attach_dir"),
+                unsubscribe=m.get("unsubscribe") or ())
+            draft.attachments += [a for _, a in self._attachments] if m.get("uploaded_attachments") else []
+            service.apply_suppression(draft, self._suppression)
+            return self._start_from_journal(draft, self._settings_from_spec(p, spec), None)
 
     @api
     def campaign_history(self, p: Params) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import stat
 import subprocess
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -29,7 +30,7 @@ EXPECTED_API = {
     "template_load", "template_rename", "template_delete", "template_export", "template_import",
     "template_import_data", "set_name_column", "choose_attachments", "add_attachment_data",
     "remove_attachment", "list_attachments", "choose_attachment_folder", "set_attachment_column",
-    "campaign_history",
+    "campaign_history", "campaign_details", "resume_past_campaign", "resend_campaign",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
@@ -541,3 +542,36 @@ def test_per_recipient_files_without_a_folder_are_refused_and_preview_skips_supp
     answer = b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0})
     assert answer["ok"] is False and "folder" in answer["error"]["message"]
     assert inbox.messages() == []
+
+
+def test_resume_and_resend_from_the_history(make_bridge, inbox):
+    from backend.journal import Journal
+
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "\n".join(f"p{i}@example.org" for i in range(6))}))
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 150}))
+    wait_for(lambda: len(inbox.messages()) >= 2)
+    ok(b.cancel_campaign())
+    wait_for(lambda: finished(b))
+    cid = started["campaign"]
+    sent_first = len(inbox.messages())
+    info = ok(b.campaign_details({"id": cid}))
+    assert info["campaign"]["state"] == "paused"
+    assert [r["status"] for r in info["rows"]].count("pending") == 6 - sent_first
+    # pretend the app died while sending to one of the pending ones
+    journal = Journal()
+    journal.mark_sending(cid, sent_first)
+    journal.set_state(cid, "interrupted", "the app stopped")
+    journal.mark_interrupted(cid, "the app stopped")
+    asked = b.resume_past_campaign({"id": cid, "account": INBOX})
+    assert asked["ok"] is False and asked["error"]["steps"][0]["message"] == f"p{sent_first}@example.org"
+    ok(b.resume_past_campaign({"id": cid, "uncertain": "skip", "account": INBOX}))
+    wait_for(lambda: finished(b))
+    delivered = Counter(m.rcpt_tos[0] for m in inbox.messages())
+    assert all(n == 1 for n in delivered.values()) and len(delivered) == 5  # the uncertain one skipped
+    rows = ok(b.campaign_details({"id": cid}))["rows"]
+    assert Counter(r["status"] for r in rows) == {"sent": 5, "skipped": 1}
+    history = ok(b.campaign_history())["campaigns"]
+    assert history[0]["id"] == cid and history[0]["state"] == "finished"
+    nothing = b.resend_campaign({"id": cid, "account": INBOX})
+    assert nothing["ok"] is False and "nobody" in nothing["error"]["message"]
