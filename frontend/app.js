@@ -8,7 +8,8 @@ import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } fro
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
 import { initTemplates } from './templates.js';
-import { initSend, handleProgress, handleState, syncState, getDelay } from './send.js';
+import { initSend, handleProgress, handleState, syncState, getDelay, expectRun, runStarted, isBusy } from './send.js';
+import { initHistory, refreshHistory } from './history.js';
 import { initLog } from './log.js';
 import { initInbox, refreshInbox } from './inbox.js';
 
@@ -91,15 +92,33 @@ async function main() {
     rememberProvider() {
       providerAtStart = account.providerKey();
     },
-    onRunEnded: refreshIfLocal,
+    onRunEnded() {
+      refreshIfLocal();
+      refreshHistory({ quiet: true });
+    },
   }, settings.message);
   initInbox(info);
+  const interruptedLine = el('span', { class: 'interrupted-line' });
+  initHistory({
+    getAccount: account.getAccount,
+    getCredentials: account.getCredentials,
+    expectRun,
+    runStarted,
+    isBusy,
+    onInterrupted(text) {
+      interruptedLine.textContent = text || '';
+      const status = $('#app-status');
+      if (text && !status.contains(interruptedLine)) status.append(interruptedLine);
+      else if (!text) interruptedLine.remove();
+    },
+  });
 
   if (settingsResult.ok) appStatus();
   await syncState();
   started = true;
   for (const [kind, detail] of early.splice(0)) (kind === 'p' ? handleProgress : handleState)(detail);
   refreshInbox({ quiet: true });
+  refreshHistory({ quiet: true });
 
   let lost = false;
   onConnectionChange((connected) => {

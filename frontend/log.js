@@ -62,9 +62,9 @@ export function currentCampaign() {
   return campaignId;
 }
 
-/** Switch to a campaign; a different id clears the log. */
-export function setCampaign(id) {
-  if (!id || id === campaignId) return;
+/** Switch to a campaign; a different id (or force: a new run of the same one) clears the log. */
+export function setCampaign(id, { force = false } = {}) {
+  if (!id || (id === campaignId && !force)) return;
   campaignId = id;
   rows.clear();
   queue = queue.filter((ev) => ev.campaign === id);

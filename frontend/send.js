@@ -30,6 +30,8 @@ let lastSent = null; // {signature, sent, campaign}
 // hidden, focus follows the run (Send -> Pause -> Resume ... -> Send) instead of dropping
 // to <body>.
 let focusWanted = false;
+// A past campaign being resumed from History (same id as a run this page may have shown).
+let restarting = null;
 
 export function initSend(dependencies, message) {
   deps = dependencies;
@@ -59,8 +61,14 @@ export function getDelay() {
 }
 
 function newRun(campaign) {
-  if (!campaign || campaign === log.currentCampaign()) return;
-  log.setCampaign(campaign);
+  // A past campaign resumed from History keeps its id: its first event starts a new run.
+  const again = !!campaign && campaign === restarting;
+  if (!campaign || (!again && campaign === log.currentCampaign())) return;
+  if (again) {
+    restarting = null;
+    stateCampaign = null; // its old end state must not hold back the new run's progress
+  }
+  log.setCampaign(campaign, { force: again });
   completions = [];
   finalRatePerMin = null;
   endInfo = null;
@@ -69,6 +77,37 @@ function newRun(campaign) {
   total = 0;
   $('#summary').hidden = true;
   show($('#summary'));
+}
+
+/** History is about to start a run of a past campaign (resume keeps the campaign's id). */
+export function expectRun(campaign) {
+  restarting = campaign || null;
+}
+
+/** A run started from History: the Send section and the Activity log follow it like a Send. */
+export function runStarted(campaign, runTotal) {
+  if (!campaign) {
+    restarting = null;
+    return;
+  }
+  newRun(campaign);
+  restarting = null;
+  runSignature = null;
+  deps.rememberProvider();
+  if (Number.isFinite(runTotal)) total = runTotal;
+  show($('#send-status'));
+  if (stateCampaign !== campaign) {
+    stateCampaign = campaign;
+    setState('running');
+  } else {
+    setState(state);
+  }
+  renderCounts(log.getCounts());
+}
+
+/** True while a run is active here (History's buttons wait). */
+export function isBusy() {
+  return starting || BUSY.has(state);
 }
 
 /** An 'email-progress' event. */

@@ -88,7 +88,7 @@ def test_local_inbox_campaign_from_the_form(page, app, tmp_path):
     assert page.evaluate("window.__xss") is None
     assert sorted(m.rcpt_tos for m in inbox.messages()) == [("ann@example.org",), ("bob@example.org",)]
     # the inbox section shows what arrived, opened as text/sandboxed HTML
-    page.get_by_role("button", name="Refresh").click()
+    page.get_by_role("button", name="Refresh", exact=True).click()
     expect(page.locator("#inbox-list")).to_contain_text("Hello Ann")
     # export results
     with page.expect_download() as dl:
@@ -297,9 +297,9 @@ def test_focus_returns_to_the_button_and_inbox_buttons_have_names(page, app):
     page.get_by_role("button", name="Send", exact=True).click()
     expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_focused()
-    page.get_by_role("button", name="Refresh").click()
+    page.get_by_role("button", name="Refresh", exact=True).click()
     expect(page.locator("#inbox-list tr")).to_have_count(2)
-    expect(page.get_by_role("button", name="Refresh")).to_be_focused()
+    expect(page.get_by_role("button", name="Refresh", exact=True)).to_be_focused()
     names = page.locator("#inbox-list button").evaluate_all("bs => bs.map(b => b.getAttribute('aria-label'))")
     assert sorted(names) == ["Open message: Hi Ann, sent by me@example.com to a@example.org",
                              "Open message: Hi Bob, sent by me@example.com to b@example.org"]
@@ -673,3 +673,73 @@ def test_preview_keeps_the_message_styles_but_runs_no_script(page):
     assert paragraph.evaluate("p => getComputedStyle(p).fontWeight") == "700"
     src = page.locator("#preview-area iframe").get_attribute("src")
     assert src and src.startswith("/preview/")
+
+
+def test_history_lists_the_campaign_and_its_recipients(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "ann@example.org\nbob@example.org")
+    compose_and_send(page, "Hi", "History")
+    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
+    assert len(inbox.messages()) == 2
+    page.get_by_role("button", name="Refresh history", exact=True).click()
+    row = page.locator("#history-list tr").first
+    expect(row.locator(".history-state")).to_have_text("Finished")
+    expect(row.locator(".history-sent")).to_have_text("2")
+    expect(row.locator(".history-failed")).to_have_text("0")
+    # a finished campaign with nothing failed offers only its details
+    expect(row.get_by_role("button", name=re.compile("^Resume|^Resend"))).to_have_count(0)
+    row.get_by_role("button", name=re.compile(r"^Details of campaign ")).click()
+    details = page.locator("#history-details")
+    expect(details.locator("tbody tr")).to_have_count(2)
+    expect(details).to_contain_text("ann@example.org")
+    expect(details).to_contain_text("bob@example.org")
+    expect(details.locator('tbody tr[data-status="sent"]')).to_have_count(2)
+    for label in ("From", "Subject", "Host", "Port", "Provider", "Security", "Username"):
+        assert page.get_by_label(label).count() == 1, label
+
+
+def test_history_resends_to_the_failed_recipients(isolated_home, page, smtp_server):
+    server = smtp_server("plain", auth=False)
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill(server.host)
+    page.get_by_label("Port").fill(str(server.port))
+    page.get_by_label("Security").select_option(label="None")
+    page.get_by_label("Username").fill("")
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nreject550@example.org")
+    compose_and_send(page, "Hi", "Body")
+    expect(page.locator('#log tr[data-status="failed"]')).to_have_count(1, timeout=15_000)
+    expect(page.locator("#history-list tr")).to_have_count(1)  # refreshed when the run ended
+    row = page.locator("#history-list tr").first
+    expect(row.locator(".history-failed")).to_have_text("1")
+    row.get_by_role("button", name=re.compile(r"^Resend to failed of campaign ")).click()
+    expect(page.locator("#history-list tr")).to_have_count(2, timeout=15_000)
+    expect(page.locator("#log tr")).to_have_count(1, timeout=15_000)  # the log follows the new run
+    expect(page.locator('#log tr[data-status="failed"]')).to_contain_text("reject550@example.org")
+    expect(page.locator("#history-list tr").first.locator(".history-state")).to_have_text("Finished", timeout=10_000)
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]
+
+
+def test_history_resumes_a_paused_campaign_and_nobody_gets_it_twice(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "\n".join(f"p{i}@example.org" for i in range(6)))
+    page.get_by_label("Subject").fill("Resume me")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.get_by_label("Delay (ms)").fill("400")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator('#log tr[data-status="sent"]')).to_have_count(2, timeout=10_000)
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "cancelled", timeout=10_000)
+    sent_before = len(inbox.messages())
+    assert 2 <= sent_before < 6
+    page.get_by_role("button", name="Refresh history", exact=True).click()
+    row = page.locator("#history-list tr").first
+    row.get_by_role("button", name=re.compile(r"^Resume campaign ")).click()
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=20_000)
+    delivered = [m.rcpt_tos[0] for m in inbox.messages()]
+    assert sorted(delivered) == [f"p{i}@example.org" for i in range(6)]  # each exactly once

@@ -1,0 +1,227 @@
+// History: past campaigns from the journal, each one's recipients, and follow-up runs
+// (resume an interrupted or stopped campaign, resend to its failed / uncertain recipients).
+// Runs started here are followed by the Send section and the Activity log like a Send.
+
+import { call } from './api.js';
+import { $, el, show, errorBlock, busyLine, withBusy, actionButton, confirmBox, plural, breakable } from './dom.js';
+
+const RESUMABLE = new Set(['paused', 'stopped', 'interrupted', 'failed']);
+const DETAIL_ROWS = 200;
+const UNCERTAIN_SHOWN = 50;
+const STATE_WORDS = {
+  running: 'Running', paused: 'Paused', stopped: 'Stopped', finished: 'Finished',
+  cancelled: 'Cancelled', failed: 'Failed', interrupted: 'Interrupted',
+};
+const STATUS_WORDS = {
+  pending: 'Not sent yet', sending: 'Sending', sent: 'Sent', failed: 'Failed', deferred: 'Retrying',
+  skipped: 'Not sent', uncertain: 'Uncertain',
+};
+
+let deps = null;
+let campaigns = new Map(); // id -> campaign as the bridge gave it
+
+export function initHistory(dependencies) {
+  deps = dependencies;
+  $('#history-refresh').addEventListener('click', (event) => withBusy(event.currentTarget, () => refreshHistory()));
+  $('#history-list').addEventListener('click', (event) => {
+    const button = event.target.closest('button[data-action]');
+    if (!button) return;
+    const { action, id } = button.dataset;
+    const back = { focusAfter: () => $('#history-refresh') };
+    if (action === 'details') withBusy(button, () => showDetails(id), back);
+    else if (action === 'resume') withBusy(button, () => resume(id, 'ask'), back);
+    else if (action === 'resend') withBusy(button, () => resend(id, false), back);
+    else if (action === 'resend-uncertain') withBusy(button, () => resend(id, true), back);
+  });
+}
+
+const num = (v) => (Number.isFinite(Number(v)) ? Number(v) : 0);
+
+/** {sent, failed, uncertain, notSent, left}: left = still to send on a resume. */
+function tally(c) {
+  const counts = (c && c.counts) || {};
+  const sent = num(counts.sent);
+  const failed = num(counts.failed);
+  const uncertain = num(counts.uncertain);
+  const total = num(c && c.total) || Object.values(counts).reduce((a, b) => a + num(b), 0);
+  const left = num(counts.pending) + num(counts.deferred) + num(counts.sending);
+  return { sent, failed, uncertain, left, notSent: Math.max(0, total - sent - failed - uncertain) };
+}
+
+function canResume(c) {
+  const t = tally(c);
+  return RESUMABLE.has(c.state) && (t.left > 0 || t.uncertain > 0);
+}
+
+function formatTime(value) {
+  const t = Date.parse(value);
+  return Number.isFinite(t) ? new Date(t).toLocaleString() : String(value ?? '');
+}
+
+function interruptedWords(c) {
+  const t = tally(c);
+  return `A campaign was interrupted (${t.sent} sent, ${t.notSent} not sent, ${t.uncertain} uncertain). Resume it?`;
+}
+
+/** Load the list; resolves to the campaigns (empty on failure). */
+export async function refreshHistory({ quiet = false } = {}) {
+  const out = $('#history-status');
+  if (!quiet) show(out, busyLine('Loading the history…'));
+  const result = await call('campaign_history');
+  if (!result.ok) {
+    show(out, errorBlock(result.error));
+    return [];
+  }
+  const list = (result.data && Array.isArray(result.data.campaigns)) ? result.data.campaigns.filter((c) => c && c.id) : [];
+  campaigns = new Map(list.map((c) => [String(c.id), c]));
+  const frag = document.createDocumentFragment();
+  for (const c of list) frag.append(campaignRow(c));
+  $('#history-list').replaceChildren(frag);
+  $('.history-scroll').hidden = list.length === 0;
+  if (!quiet || !list.length) show(out, el('p', { class: 'hint', text: list.length ? `${plural(list.length, 'campaign')}.` : 'No campaigns yet.' }));
+  const interrupted = list.find((c) => c.state === 'interrupted') || null;
+  renderNotice(interrupted);
+  if (deps.onInterrupted) deps.onInterrupted(interrupted ? `${interruptedWords(interrupted)} See History.` : null);
+  return list;
+}
+
+function campaignRow(c) {
+  const id = String(c.id);
+  const t = tally(c);
+  const buttons = [actionButton('Details', `of campaign ${id}`, { dataset: { action: 'details', id } })];
+  if (canResume(c)) buttons.push(actionButton('Resume', `campaign ${id}`, { dataset: { action: 'resume', id } }));
+  if (t.failed > 0) buttons.push(actionButton('Resend to failed', `of campaign ${id}`, { dataset: { action: 'resend', id } }));
+  if (t.uncertain > 0) {
+    buttons.push(actionButton('Resend to failed and uncertain', `of campaign ${id}`, { dataset: { action: 'resend-uncertain', id } }));
+  }
+  const rest = [t.notSent ? `${t.notSent} not sent` : null, t.uncertain ? `${t.uncertain} uncertain` : null].filter(Boolean);
+  return el('tr', { dataset: { id, state: String(c.state ?? '') } },
+    el('td', { class: 'nowrap', text: formatTime(c.created) }),
+    el('td', { class: 'address' }, breakable(c.account ?? '')),
+    el('td', { class: 'history-state', text: STATE_WORDS[c.state] || String(c.state ?? '') }),
+    el('td', { class: 'num history-sent', text: String(t.sent) }),
+    el('td', { class: 'num history-failed', text: String(t.failed) }),
+    el('td', { text: rest.length ? rest.join(' · ') : '0' }),
+    el('td', { class: 'history-actions' }, buttons));
+}
+
+function renderNotice(c) {
+  const notice = $('#history-notice');
+  if (!c) {
+    notice.hidden = true;
+    show(notice);
+    return;
+  }
+  const id = String(c.id);
+  const button = actionButton('Resume', 'the interrupted campaign', { id: 'history-resume-interrupted' });
+  button.addEventListener('click', () => withBusy(button, () => resume(id, 'ask'), { focusAfter: () => $('#history-refresh') }));
+  show(notice, el('p', { id: 'history-notice-question', class: 'confirm-question', text: interruptedWords(c) }), el('div', { class: 'actions' }, button));
+  notice.hidden = false;
+}
+
+async function showDetails(id) {
+  const box = $('#history-details');
+  show(box, busyLine('Loading…'));
+  box.hidden = false;
+  const result = await call('campaign_details', { id });
+  if (!result.ok) {
+    show(box, errorBlock(result.error));
+    return;
+  }
+  const d = result.data || {};
+  const rows = Array.isArray(d.rows) ? d.rows : [];
+  const c = d.campaign || campaigns.get(id) || { id };
+  const shown = rows.slice(0, DETAIL_ROWS);
+  const body = el('tbody', { id: 'history-detail-rows' }, shown.map((r) => el('tr', { dataset: { status: String(r.status ?? '') } },
+    el('td', { class: 'num', text: String(r.line ?? '') }),
+    el('td', { class: 'address' }, breakable(r.email ?? '')),
+    el('td', { text: STATUS_WORDS[r.status] || String(r.status ?? '') }),
+    el('td', { text: [r.smtp_code, r.error].filter((x) => x !== null && x !== undefined && x !== '').join(' ') }),
+    el('td', { class: 'num', text: String(r.attempts ?? '') }),
+    el('td', { class: 'nowrap', text: r.sent_at ? formatTime(r.sent_at) : '' }))));
+  const more = rows.length > DETAIL_ROWS || num(c.total) > rows.length
+    ? el('p', { class: 'hint', text: `Showing the first ${DETAIL_ROWS} of ${plural(Math.max(rows.length, num(c.total)), 'recipient')}; Export results has them all.` })
+    : null;
+  const close = el('button', { type: 'button', class: 'link-button', text: 'Close details' });
+  close.addEventListener('click', () => {
+    box.hidden = true;
+    show(box);
+    $('#history-refresh').focus();
+  });
+  show(box,
+    el('h3', { id: 'history-details-heading', text: `Campaign ${c.id ?? id} (${STATE_WORDS[c.state] || c.state || ''}, started ${formatTime(c.created)})` }),
+    rows.length ? el('div', { class: 'table-scroll', tabindex: '0', role: 'region', 'aria-labelledby': 'history-details-heading' },
+      el('table', { class: 'data-table history-detail-table' },
+        el('thead', {}, el('tr', {}, ['#', 'Address', 'Status', 'Reply', 'Attempts', 'Sent at'].map((h) => el('th', { scope: 'col', text: h })))),
+        body)) : el('p', { class: 'hint', text: 'No recipients recorded.' }),
+    more, close);
+}
+
+function credentials() {
+  return { account: deps.getAccount(), ...deps.getCredentials() };
+}
+
+function busyRefusal() {
+  if (!deps.isBusy()) return false;
+  show($('#history-status'), el('p', { class: 'fail-line', text: 'A campaign is running: wait for it to end, or cancel it in Send.' }));
+  return true;
+}
+
+async function resume(id, uncertain) {
+  if (busyRefusal()) return;
+  const out = $('#history-status');
+  show(out, busyLine('Resuming…'));
+  deps.expectRun(id);
+  const result = await call('resume_past_campaign', { id, uncertain, ...credentials() });
+  if (!result.ok) {
+    deps.runStarted(null);
+    const steps = result.error && Array.isArray(result.error.steps) ? result.error.steps : [];
+    const who = steps.filter((s) => s && typeof s === 'object' && s.field === 'uncertain');
+    if (uncertain === 'ask' && who.length) {
+      askUncertain(id, who);
+      return;
+    }
+    show(out, el('p', { class: 'fail-line', text: 'Not resumed.' }), errorBlock(result.error));
+    return;
+  }
+  started(result.data, 'Resumed: follow it in Send and the Activity log.');
+}
+
+function askUncertain(id, who) {
+  const again = el('button', { type: 'button', id: 'history-resend-uncertain', text: 'Send to them again' });
+  const skip = el('button', { type: 'button', id: 'history-skip-uncertain', text: 'Skip them' });
+  again.addEventListener('click', () => withBusy(again, () => resume(id, 'resend'), { focusAfter: () => $('#history-refresh') }));
+  skip.addEventListener('click', () => withBusy(skip, () => resume(id, 'skip'), { focusAfter: () => $('#history-refresh') }));
+  const list = el('ul', { class: 'history-uncertain' }, who.slice(0, UNCERTAIN_SHOWN).map((s) => el('li', {},
+    s.line !== null && s.line !== undefined ? `line ${s.line}: ` : '', breakable(s.message ?? ''))));
+  const rest = who.length > UNCERTAIN_SHOWN ? el('p', { class: 'hint', text: `and ${who.length - UNCERTAIN_SHOWN} more` }) : null;
+  const box = confirmBox({
+    id: 'history-uncertain-confirm',
+    question: `${plural(who.length, 'recipient')} may or may not have got the message (the app stopped while sending). Send to them again, or skip them?`,
+    buttons: [again, skip],
+  });
+  box.insertBefore(list, box.lastChild);
+  if (rest) box.insertBefore(rest, box.lastChild);
+  show($('#history-status'), box);
+  skip.focus();
+}
+
+async function resend(id, includeUncertain) {
+  if (busyRefusal()) return;
+  const out = $('#history-status');
+  show(out, busyLine('Starting the follow-up run…'));
+  const result = await call('resend_campaign', { id, include_uncertain: includeUncertain, ...credentials() });
+  if (!result.ok) {
+    show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(result.error));
+    return;
+  }
+  started(result.data, 'Follow-up run started: follow it in Send and the Activity log.');
+}
+
+function started(data, words) {
+  const d = data || {};
+  deps.runStarted(d.campaign, Number(d.total));
+  const count = Number.isFinite(Number(d.total)) ? ` (${plural(Number(d.total), 'recipient')})` : '';
+  show($('#history-status'), el('p', { class: 'ok-line', text: `${words}${count}` }));
+  refreshHistory({ quiet: true });
+}
