@@ -288,6 +288,7 @@ class Bridge:
         self._passphrase: str | None = None  # kept in memory for this run of the app only
         self._suppression = SuppressionList()
         self._journal_db: Journal | None = None
+        self._deferred_until: dict[int, str] = {}  # for the run being resumed
         self._attachments: list[tuple[str, Attachment]] = []  # files for everyone, with an id
         self._attach_column: str | None = None
         self._previews: OrderedDict[str, str] = OrderedDict()  # id -> HTML, served at /preview/<id>
@@ -768,7 +769,8 @@ class Bridge:
                 draft, SmtpTransport(settings), on_event=on_event, control=run.control, on_pause=on_pause,
                 journal=self._journal(), spec=spec,
                 account=resume[1] if resume else f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-                indices=resume[0] if resume else None, limits=self._limits(settings.provider))
+                indices=resume[0] if resume else None, limits=self._limits(settings.provider),
+                deferred_until=self._deferred_until if resume else None)
             run.outcome = outcome
             if not outcome.ok:
                 run.state = "failed"
@@ -860,6 +862,7 @@ class Bridge:
                 journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
             draft, indices, spec = service.resume_draft(journal, cid)
             settings = self._settings_from_spec(p, spec)
+            self._deferred_until = spec.get("deferred_until") or {}
             return self._start_from_journal(draft, settings, (indices, info.account))
 
     @api

@@ -198,6 +198,7 @@ def run_campaign(
     retry: RetryPolicy | None = None,
     limiter: RateLimiter | None = None,
     max_wait_s: float = 3600.0,
+    initially_due: dict[int, float] | None = None,
     delay_s: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
@@ -242,6 +243,7 @@ def run_campaign(
     retry = retry or RetryPolicy()
     first_try: dict[int, float] = {}
     due: dict[int, float] = {}  # deferred recipient -> clock() time of its next attempt
+    waiting = dict(initially_due or {})  # deferred in an earlier run: not before their time
 
     def attempt(i: int) -> MailerError | None:
         nonlocal failures_in_a_row
@@ -288,6 +290,10 @@ def run_campaign(
 
     try:
         for i in range(total):
+            if i in waiting:
+                due[i] = waiting[i]
+                first_try.setdefault(i, clock())
+                continue
             if not control.checkpoint(on_pause):
                 outcome.stopped = "cancelled"
                 break

@@ -530,7 +530,8 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     rep.line(f"Campaign {draft.id}: resuming with {len(draft.recipients)} recipient(s) not sent yet")
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
         draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal, indices=indices,
-        account=info.account, limits=_limits(args, saved.get("provider"))))
+        account=info.account, limits=_limits(args, saved.get("provider")),
+        deferred_until=spec.get("deferred_until")))
     return _finish(args, rep, err, outcome, draft, draft.imported, settings,
                    rows=lambda: [row.result for row in journal.rows(args.campaign)])
 

@@ -253,8 +253,8 @@ class Journal:
 
     def rows(self, campaign_id: str, statuses: Iterable[str] | None = None) -> list[JournalRow]:
         """The campaign's recipients in order (optionally only these statuses)."""
-        sql = ("SELECT idx, email, line, fields, status, category, smtp_code, error, attempts, sent_at, message_id "
-               "FROM recipients WHERE campaign=?")
+        sql = ("SELECT idx, email, line, fields, status, category, smtp_code, error, attempts, sent_at, message_id, "
+               "next_attempt FROM recipients WHERE campaign=?")
         args: list[Any] = [campaign_id]
         if statuses is not None:
             wanted = tuple(statuses)
@@ -263,5 +263,6 @@ class Journal:
         with self._lock:
             found = self._db.execute(sql + " ORDER BY idx", args).fetchall()
         return [JournalRow(idx, Recipient(email, json.loads(fields), line),
-                           ResultRow(email, status, category, code, error, attempts, sent_at, message_id))
-                for idx, email, line, fields, status, category, code, error, attempts, sent_at, message_id in found]
+                           ResultRow(email, status, category, code, error, attempts, sent_at, message_id, nxt))
+                for idx, email, line, fields, status, category, code, error, attempts, sent_at, message_id, nxt
+                in found]

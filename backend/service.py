@@ -180,6 +180,7 @@ def send(
     limits: RateLimits | None = None,
     retry: RetryPolicy | None = None,
     clock: Callable[[], float] | None = None,
+    deferred_until: dict[int, str] | None = None,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
 
@@ -230,6 +231,12 @@ def send(
             earlier = [mono - (wall - dt.datetime.fromisoformat(t)).total_seconds()
                        for t in journal.sent_since(account, since)]
         limiter = RateLimiter(limits, earlier)
+    due: dict[int, float] = {}
+    if deferred_until:
+        # Wall-clock times from the journal, as times on the loop's clock.
+        wall, tick = utc_now(), (clock or time.monotonic)()
+        due = {pos: tick + max(0.0, (dt.datetime.fromisoformat(at) - wall).total_seconds())
+               for pos, at in deferred_until.items()}
     try:
         outcome = run_campaign(
             recipients,
@@ -243,6 +250,7 @@ def send(
             sleep=sleep,
             limiter=limiter,
             retry=retry,
+            initially_due=due,
             **({"clock": clock} if clock is not None else {}),
             **hooks,
         )
@@ -289,7 +297,11 @@ def campaign_spec(draft: Draft, settings: SmtpSettings, *, attach: Sequence[str]
 
 
 def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], dict[str, Any]]:
-    """The draft of a journaled campaign's pending recipients, their journal rows, the spec."""
+    """The draft of a journaled campaign's pending recipients, their journal rows, the spec.
+
+    spec["deferred_until"] maps a position in draft.recipients to the ISO time a deferred
+    recipient may be tried again (its backoff survives the restart).
+    """
     spec = journal.spec(campaign_id)
     m = spec["message"]
     if m.get("uploaded_attachments"):
@@ -304,6 +316,8 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
                        attach=m.get("attach") or (), attach_column=m.get("attach_column"),
                        attach_dir=m.get("attach_dir"), unsubscribe=m.get("unsubscribe") or ())
     draft.id = campaign_id
+    spec["deferred_until"] = {pos: row.result.next_attempt for pos, row in enumerate(pending)
+                              if row.result.status == "deferred" and row.result.next_attempt}
     return draft, [row.index for row in pending], spec
 
 

@@ -339,3 +339,21 @@ def test_a_day_quota_counts_earlier_sends_and_stops_with_a_time(smtp_server, cer
     assert [r.status for r in out.results] == ["sent", "skipped", "skipped"]
     assert out.stopped == "quota_exceeded" and "can continue after" in out.error.message
     assert len(server.messages) == 1
+
+
+def test_a_recipient_deferred_in_an_earlier_run_waits_for_its_time(smtp_server, certs):
+    server = smtp_server("starttls")
+    clock = FakeClock()
+    sent_at: dict[str, float] = {}
+
+    def on_event(event):
+        if event["status"] == "sent":
+            sent_at[event["recipient"]] = clock()
+
+    out = run_campaign(people("late@example.org", "b@example.org"), build, transport_for(server, certs),
+                       campaign_id="w", on_event=on_event, delay_s=0, clock=clock, sleep=clock.sleep,
+                       initially_due={0: clock() + 300})
+    assert [r.status for r in out.results] == ["sent", "sent"]
+    assert sent_at["b@example.org"] < sent_at["late@example.org"]
+    assert sent_at["late@example.org"] >= 1000 + 300  # not before its stored time
+    assert [m.rcpt_tos for m in server.messages] == [["b@example.org"], ["late@example.org"]]

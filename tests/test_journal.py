@@ -227,3 +227,20 @@ def test_fault_soak_every_recipient_ends_final_and_journal_matches_the_server(sm
         else:  # uncertain: the server may have it, once
             assert delivered[email] <= 1, email
     assert outcome.counts == statuses
+
+
+def test_resume_keeps_a_deferred_recipients_next_attempt(tmp_path):
+    from backend import service
+
+    j = Journal(tmp_path / "j.sqlite3")
+    people = [Recipient("a@example.org", {}, 1), Recipient("b@example.org", {}, 2)]
+    spec = {"settings": {}, "message": {"subject": "s", "html": None, "text": "t", "from": "me@example.com",
+                                        "reply_to": None, "unsubscribe": [], "attach": [],
+                                        "uploaded_attachments": False, "attach_column": None, "attach_dir": None},
+            "delay_ms": 0}
+    j.create("c", account="x", spec=spec, recipients=people)
+    j.mark_outcome("c", 0, ResultRow("a@example.org", "deferred", "greylisted", 451, "later", 1, None, None,
+                                     "2999-01-01T00:00:00+00:00"))
+    draft, indices, got = service.resume_draft(j, "c")
+    assert [r.email for r in draft.recipients] == ["a@example.org", "b@example.org"] and indices == [0, 1]
+    assert got["deferred_until"] == {0: "2999-01-01T00:00:00+00:00"}
