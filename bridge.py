@@ -298,6 +298,25 @@ class Bridge:
 
     # -- plumbing (private: pywebview exposes only public names) --------------------------
 
+    @property
+    def _has_dialogs(self) -> bool:
+        return self._native_dialogs and self._window is not None
+
+    def _dialog(self, kind: str, *, refusal: str = "there is no native file dialog in browser mode; use "
+                "the file field", **options: Any) -> list[str] | None:
+        """The paths the user picked in a native dialog (OPEN, SAVE or FOLDER); None if cancelled.
+
+        File paths reach Python only this way, never from the page.
+        """
+        if not self._has_dialogs:
+            raise _NotNow(refusal)
+        import webview
+
+        chosen = self._window.create_file_dialog(getattr(webview.FileDialog, kind), **options)
+        if not chosen:
+            return None
+        return [str(c) for c in (chosen if isinstance(chosen, list | tuple) else [chosen])]
+
     @classmethod
     def _api_names(cls) -> list[str]:
         return sorted(n for n in dir(cls) if getattr(getattr(cls, n), "__bridge_api__", False))
@@ -585,14 +604,10 @@ class Bridge:
     @api
     def choose_recipients_file(self, p: Params) -> dict[str, Any] | None:
         """Pick a CSV/TSV/TXT with the native dialog and import it; None when cancelled."""
-        if not self._native_dialogs or self._window is None:
-            raise _NotNow("there is no native file dialog in browser mode; use the file field")
-        import webview
-
-        chosen = self._window.create_file_dialog(webview.FileDialog.OPEN, file_types=FILE_TYPES)
+        chosen = self._dialog("OPEN", file_types=FILE_TYPES)
         if not chosen:
             return None
-        path = str(chosen[0] if isinstance(chosen, list | tuple) else chosen)
+        path = chosen[0]
         return self._preview(*self._load(("file", path), p.column("email_column"), p.column("name_column")))
 
     @api
@@ -938,14 +953,9 @@ class Bridge:
             raise _NotNow("there are no results yet: run a campaign first")
         rows = service.result_rows(run.outcome, run.draft)
         filename = f"results-{run.id}.csv"
-        if self._native_dialogs and self._window is not None:
-            import webview
-
-            chosen = self._window.create_file_dialog(webview.FileDialog.SAVE, save_filename=filename)
-            if not chosen:
-                return None
-            path = chosen[0] if isinstance(chosen, list | tuple) else chosen
-            return {"path": str(service.write_results_csv(path, rows))}
+        if self._has_dialogs:
+            chosen = self._dialog("SAVE", save_filename=filename)
+            return {"path": str(service.write_results_csv(chosen[0], rows))} if chosen else None
         return {"filename": filename, "csv": service.results_csv_text(rows)}
 
     def _register_preview(self, html: str | None) -> str | None:
@@ -971,13 +981,9 @@ class Bridge:
     @api
     def choose_attachments(self, p: Params) -> dict[str, Any]:
         """Add files for everyone with the native dialog (the page never names a path)."""
-        if not self._native_dialogs or self._window is None:
-            raise _NotNow("there is no native file dialog in browser mode; use the file field")
-        import webview
-
-        chosen = self._window.create_file_dialog(webview.FileDialog.OPEN, allow_multiple=True)
+        chosen = self._dialog("OPEN", allow_multiple=True)
         if chosen:
-            loaded = load_attachments([str(c) for c in chosen])
+            loaded = load_attachments(chosen)
             self._attachments += [(secrets.token_hex(8), a) for a in loaded]
         return self._attachment_list()
 
@@ -1004,14 +1010,11 @@ class Bridge:
     @api
     def choose_attachment_folder(self, p: Params) -> dict[str, Any] | None:
         """Pick the folder per-recipient file names are relative to (native dialog only)."""
-        if not self._native_dialogs or self._window is None:
-            raise _NotNow("per-recipient files need the desktop window (a folder cannot be chosen in a browser)")
-        import webview
-
-        chosen = self._window.create_file_dialog(webview.FileDialog.FOLDER)
+        chosen = self._dialog(
+            "FOLDER", refusal="per-recipient files need the desktop window (a folder cannot be chosen in a browser)")
         if not chosen:
             return None
-        self._attach_dir = Path(str(chosen[0] if isinstance(chosen, list | tuple) else chosen))
+        self._attach_dir = Path(chosen[0])
         return {"folder": str(self._attach_dir)}
 
     @api
@@ -1120,14 +1123,9 @@ class Bridge:
         name = p.str("name", required=True)
         t = self._templates.get(name)
         filename = re.sub(r"[^\w.-]+", "-", t.name).strip("-") + ".bmtemplate.json"
-        if self._native_dialogs and self._window is not None:
-            import webview
-
-            chosen = self._window.create_file_dialog(webview.FileDialog.SAVE, save_filename=filename)
-            if not chosen:
-                return None
-            path = chosen[0] if isinstance(chosen, list | tuple) else chosen
-            return {"path": str(self._templates.export(name, Path(path)))}
+        if self._has_dialogs:
+            chosen = self._dialog("SAVE", save_filename=filename)
+            return {"path": str(self._templates.export(name, Path(chosen[0])))} if chosen else None
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -1137,15 +1135,10 @@ class Bridge:
     @api
     def template_import(self, p: Params) -> dict[str, Any] | None:
         """Import a template file chosen with the native dialog."""
-        if not self._native_dialogs or self._window is None:
-            raise _NotNow("there is no native file dialog in browser mode; use the file field")
-        import webview
-
-        chosen = self._window.create_file_dialog(webview.FileDialog.OPEN)
+        chosen = self._dialog("OPEN")
         if not chosen:
             return None
-        path = chosen[0] if isinstance(chosen, list | tuple) else chosen
-        t = self._templates.import_file(Path(path), overwrite=p.bool("overwrite"))
+        t = self._templates.import_file(Path(chosen[0]), overwrite=p.bool("overwrite"))
         return {"template": {"name": t.name, "subject": t.subject, "format": t.format}}
 
     @api

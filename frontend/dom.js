@@ -250,10 +250,20 @@ export function actionButton(word, object, props = {}) {
 }
 
 /** An inline question with its buttons (window.confirm may not work in the webview). */
-export function confirmBox({ id, question, hint = null, buttons }) {
+export function confirmBox({ id, question, hint = null, buttons, onEscape = null }) {
   const questionId = `${id}-question`;
-  return el('div', { class: 'confirm', id, role: 'group', 'aria-labelledby': questionId },
+  const box = el('div', { class: 'confirm', id, role: 'group', 'aria-labelledby': questionId },
     el('p', { id: questionId, class: 'confirm-question', text: question }),
     hint ? el('p', { class: 'hint', text: hint }) : null,
     el('div', { class: 'actions' }, buttons));
+  if (onEscape) {
+    // Escape takes the safe way out, as the focused safe button would.
+    box.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') {
+        event.preventDefault();
+        onEscape();
+      }
+    });
+  }
+  return box;
 }

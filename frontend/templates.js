@@ -230,12 +230,7 @@ function askReplace(name) {
     question: `A template named ${quoted(name)} already exists. Replace it?`,
     hint: 'Replace overwrites it with the message as it is now.',
     buttons: [replace, keep],
-  });
-  box.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      event.preventDefault();
-      keepIt();
-    }
+    onEscape: keepIt,
   });
   show(status(), box);
   // The safe choice has focus: Enter twice does not overwrite a template.
@@ -286,12 +281,7 @@ function askDelete() {
     id: 'template-delete-confirm',
     question: `Delete the template ${quoted(name)}? This cannot be undone.`,
     buttons: [yes, keep],
-  });
-  box.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      event.preventDefault();
-      keepIt();
-    }
+    onEscape: keepIt,
   });
   show(status(), box);
   keep.focus();
@@ -370,12 +360,7 @@ function askReplaceImported(error, retry) {
     id: 'template-import-confirm',
     question: `${sentence(error.message) || 'A template with this name already exists.'} Replace it with the imported one?`,
     buttons: [replace, keep],
-  });
-  box.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      event.preventDefault();
-      keepIt();
-    }
+    onEscape: keepIt,
   });
   show(status(), box);
   keep.focus();

@@ -575,3 +575,33 @@ def test_resume_and_resend_from_the_history(make_bridge, inbox):
     assert history[0]["id"] == cid and history[0]["state"] == "finished"
     nothing = b.resend_campaign({"id": cid, "account": INBOX})
     assert nothing["ok"] is False and "nobody" in nothing["error"]["message"]
+
+
+class DialogWindow(FakeWindow):
+    """A window whose native dialogs answer with prepared paths (None: cancelled)."""
+
+    def __init__(self, answers: list) -> None:
+        super().__init__()
+        self.answers = answers
+        self.asked: list[int] = []
+
+    def create_file_dialog(self, kind, **options):
+        self.asked.append(int(kind))
+        return self.answers.pop(0)
+
+
+def test_native_dialogs_are_the_only_source_of_paths(make_bridge, tmp_path):
+    people = tmp_path / "people.csv"
+    people.write_text("email,name\na@example.org,Ann\n")
+    attach = tmp_path / "plan.pdf"
+    attach.write_bytes(b"%PDF")
+    out = tmp_path / "results.csv"
+    b, _ = make_bridge(native_dialogs=True)
+    b._window = DialogWindow([None, (str(people),), [str(attach)], (str(tmp_path),), None, str(out)])
+    assert ok(b.choose_recipients_file()) is None  # cancelled
+    assert ok(b.choose_recipients_file())["counts"]["valid"] == 1
+    assert [a["filename"] for a in ok(b.choose_attachments())["attachments"]] == ["plan.pdf"]
+    assert ok(b.choose_attachment_folder())["folder"] == str(tmp_path)
+    assert ok(b.template_import()) is None
+    b._window.answers = []
+    assert b.export_results()["error"]["category"] == "action_unavailable"  # no run yet
