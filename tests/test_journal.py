@@ -104,9 +104,17 @@ def test_kill_9_then_resume_delivers_everyone_once(smtp_server, certs, tmp_path,
         assert uncertain_before == 1  # killed inside DATA: the journal cannot know, and says so
 
     if uncertain_before:  # resuming asks what to do with them, and lists them
+        export = _cli(["export", campaign, str(tmp_path / "before.csv")], home)
+        export.communicate(timeout=30)
+        listed = [r["email"] for r in csv.DictReader((tmp_path / "before.csv").open(encoding="utf-8"))
+                  if r["status"] == "uncertain"]
+        assert len(listed) == uncertain_before
+        if kill_after == "slow":
+            assert listed == ["slow@example.org"]
         plain = _cli(["resume", campaign], home)
         _, err = plain.communicate(timeout=30)
-        assert plain.returncode == 2 and "--resend-uncertain" in err and "slow@example.org" in err
+        assert plain.returncode == 2 and "--resend-uncertain" in err
+        assert all(email in err for email in listed), (listed, err)
 
     resumed = _cli(["resume", campaign, "--resend-uncertain", "--delay-ms", "0", "--results",
                     str(tmp_path / "r.csv")], home)
