@@ -323,6 +323,7 @@ class TransportError(MailerError):
         host: str | None = None,
         port: int | None = None,
         fix: tuple[str, ...] | list[str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         if host is not None:
             message = f"{host}:{port}: {message}"
@@ -330,6 +331,9 @@ class TransportError(MailerError):
         self.code = code
         self.host = host
         self.port = port
+        # Seconds the server asked us to wait (an HTTP Retry-After, a quota's reset time);
+        # None when it did not say.
+        self.retry_after = retry_after
 
     @property
     def transient(self) -> bool:
