@@ -69,6 +69,7 @@ class CampaignOutcome:
     results: list[ResultRow]
     error: MailerError | None = None
     stopped: str | None = None
+    resume_after: str | None = None  # a quota stopped the run: when it can continue (ISO)
     duration_s: float = 0.0
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -79,9 +80,10 @@ class CampaignOutcome:
         return {
             "campaign": self.campaign,
             "total": len(self.results),
-            **{s: self.counts.get(s, 0) for s in ("sent", "failed", "uncertain", "skipped")},
+            **{s: self.counts.get(s, 0) for s in ("sent", "failed", "uncertain", "skipped", "deferred")},
             "failed_by_category": dict(categories),
             "stopped": self.stopped,
+            "resume_after": self.resume_after,
             "duration_s": round(self.duration_s, 3),
             "rate_per_s": round(sent / self.duration_s, 2) if self.duration_s > 0 else None,
         }
@@ -251,10 +253,7 @@ def run_campaign(
             pause = limiter.wait_time(clock())
             if pause > max_wait_s:
                 # A day's quota: do not hold the app for hours; stop and say when it can go on.
-                when = (now() + dt.timedelta(seconds=pause)).astimezone()
-                return MailerError(
-                    f"the sending limit of this account is reached; the campaign can continue after "
-                    f"{when:%Y-%m-%d %H:%M} (resume it then)", category="quota_exceeded")
+                return _quota_halt("the sending limit of this account is reached", pause, now())
             if pause > 0:
                 wait(pause)
                 if control.cancelled:
@@ -264,10 +263,18 @@ def run_campaign(
         emit(i, "sending")
         row.attempts += 1
         first_try.setdefault(i, clock())
-        halt = _send_one(recipients[i], row, build, transport, now, lambda: on_sending(i))
-        if row.status == "deferred":
+        halt, asked = _send_one(recipients[i], row, build, transport, now, lambda: on_sending(i))
+        if halt is not None and halt.category == "quota_exceeded" and not isinstance(halt, QuotaHalt):
+            # The server's quota: stop, and say when to come back (its own word, else a guess
+            # from the reply: a daily quota lifts within a day, a short-term one within the hour).
+            halt = _quota_halt(halt.message, asked or quota_wait_s(halt.message), now(), code=row.smtp_code)
+        if halt is not None and row.status == "deferred":
+            # The run stops with this recipient not sent: due again when the run is resumed
+            # (a quota's recipient not before the quota lifts).
+            row.next_attempt = halt.resume_after if isinstance(halt, QuotaHalt) else None
+        elif row.status == "deferred":
             age = clock() - first_try[i]
-            delay = retry.delay(row.attempts)
+            delay = max(retry.delay(row.attempts), asked or 0.0)  # never sooner than the server asked
             if row.attempts >= retry.max_attempts or age + delay > retry.max_age_s:
                 row.status = "failed"
                 row.error = f"gave up after {row.attempts} attempts: {row.error}"
@@ -299,7 +306,7 @@ def run_campaign(
                 break
             halt = attempt(i)
             if halt is not None:
-                outcome.stopped, outcome.error = halt.category, halt
+                _stop(outcome, halt)
                 break
             if control.cancelled:
                 continue  # noticed at the next checkpoint
@@ -318,7 +325,7 @@ def run_campaign(
             del due[i]
             halt = attempt(i)
             if halt is not None:
-                outcome.stopped, outcome.error = halt.category, halt
+                _stop(outcome, halt)
     finally:
         transport.close()
 
@@ -336,6 +343,38 @@ def run_campaign(
     return outcome
 
 
+class QuotaHalt(MailerError):
+    """A quota stopped the run; .resume_after says when it can continue (ISO, UTC)."""
+
+    default_category = "quota_exceeded"
+
+    def __init__(self, message: str, resume_after: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.resume_after = resume_after
+        self.code = code
+
+
+def quota_wait_s(reply: str) -> float:
+    """How long a server's quota reply probably holds when the server did not say: a day for a
+    daily limit (Gmail's 5.4.5, "daily", "per day", "24 hour"), else an hour."""
+    text = reply.lower()
+    daily = ("5.4.5", "daily", "per day", "24 hour", "24h", "day")
+    return 24 * 3600.0 if any(word in text for word in daily) else 3600.0
+
+
+def _quota_halt(what: str, wait_s: float, at: dt.datetime, code: int | None = None) -> QuotaHalt:
+    when = at + dt.timedelta(seconds=wait_s)
+    local = when.astimezone()
+    return QuotaHalt(f"{what}; the campaign can continue after {local:%Y-%m-%d %H:%M} (resume it then)",
+                     iso(when), code)
+
+
+def _stop(outcome: CampaignOutcome, halt: MailerError) -> None:
+    outcome.stopped, outcome.error = halt.category, halt
+    if isinstance(halt, QuotaHalt):
+        outcome.resume_after = halt.resume_after
+
+
 def _send_one(
     recipient: Recipient,
     row: ResultRow,
@@ -343,49 +382,54 @@ def _send_one(
     transport: Transport,
     now: Callable[[], dt.datetime],
     before_send: Callable[[], None] = lambda: None,
-) -> MailerError | None:
-    """Send to one recipient, filling its row; return an error that must stop the run."""
+) -> tuple[MailerError | None, float | None]:
+    """Send to one recipient, filling its row; return an error that must stop the run and the
+    seconds the server asked to wait before trying again (None when it did not say)."""
     try:
         out = build(recipient)
     except MailerError as exc:
         _fill(row, "failed", exc)
-        return None
+        return None, None
     except Exception as exc:  # a bug must not lose the results of the whole run
         log.exception("building the message for line %s failed", recipient.line)
         _fill(row, "failed", MailerError(f"the message could not be built: {exc!r}", category="internal_error"))
-        return None
+        return None, None
     row.message_id = out.message_id
     before_send()  # committed as 'sending' before MAIL FROM: a crash now leaves it uncertain
     try:
         receipt = transport.send(out.envelope, out.data)
     except UncertainDelivery as exc:
         _fill(row, "uncertain", exc)
-        return None
+        return None, None
     except MailerError as exc:
+        asked = getattr(exc, "retry_after", None)
         # A temporary refusal (4xx), or a session the server closed again right after the
         # reconnect (before DATA: nothing was delivered), is tried again later; 5xx is final.
         dropped = isinstance(exc, ConnectError) and exc.category in ("server_disconnected", "rate_limited")
         transient = isinstance(exc, TransportError) and exc.transient and (exc.code is not None or dropped)
-        _fill(row, "deferred" if transient and exc.category not in _STOPPERS else "failed", exc)
         if dropped:
-            return None
+            _fill(row, "deferred", exc)
+            return None, asked
         # Login refused or required, a daily quota reached (it will not lift for the next
         # recipient either), or the server unreachable after the transport's one reconnect:
-        # every later message would fail the same way, so stop; resume later.
+        # every later message would fail the same way, so stop; resume later. This message was
+        # not delivered: it stays due for the resumed run, not failed.
         if isinstance(exc, AuthError | ConnectError) or exc.category in _STOPPERS:
-            return exc
-        return None
+            _fill(row, "deferred", exc)
+            return exc, asked
+        _fill(row, "deferred" if transient else "failed", exc)
+        return None, asked
     except Exception as exc:
         # Unknown state of the connection and of this message: say so and stop.
         log.exception("sending to line %s failed unexpectedly", recipient.line)
         err = MailerError(f"unexpected error while sending, the message may or may not have "
                           f"been delivered: {exc!r}", category="internal_error")
         _fill(row, "uncertain", err)
-        return err
+        return err, None
     row.status = "sent"
     row.smtp_code = receipt.code
     row.sent_at = iso(now())
-    return None
+    return None, None
 
 
 _STOPPERS = ("auth_failed", "quota_exceeded")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
 import logging
@@ -142,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--results", help="write one CSV row per recipient of the campaign to this file")
     resume.add_argument("--progress", choices=["jsonl", "bar", "none"], help="as for send")
     resume.add_argument("--delay-ms", type=int, help="pause between messages (default: the campaign's)")
+    resume.add_argument("--now", action="store_true",
+                        help="resume a campaign stopped by a quota before the time it can continue "
+                        "(the server may refuse again)")
     _limit_options(resume)
 
     verify = sub.add_parser("verify", help="test the connection and login",
@@ -251,7 +255,7 @@ class Reporter:
             self._sent += 1
         elif status == "deferred":
             self.line(f"deferred  {event['recipient']}  [{event['category']} {event['code']}] {event['error']}; "
-                      "it will be tried again later")
+                      "not sent yet: tried again later in this run, or when the campaign is resumed")
         elif status in ("failed", "uncertain"):
             self._failed += 1
             detail = " ".join(str(x) for x in (event["category"], event["code"]) if x)
@@ -310,15 +314,21 @@ def _print_summary(outcome: CampaignOutcome, rep: Reporter, provider: str | None
     parts = [f"{s['sent']} sent", f"{s['failed']} failed"]
     if s["uncertain"]:
         parts.append(f"{s['uncertain']} uncertain (may have arrived; check before resending)")
-    if s["skipped"]:
-        parts.append(f"{s['skipped']} not sent")
+    if s["skipped"] + s["deferred"]:
+        parts.append(f"{s['skipped'] + s['deferred']} not sent")
     rep.line(f"Done: {', '.join(parts)} of {s['total']} in {s['duration_s']:.1f} s.")
     if outcome.stopped == "cancelled":
         rep.line(f"The campaign is paused; the recipients marked 'not sent' got nothing yet. "
                  f"Continue with: bulk-mailer resume {outcome.campaign}")
     elif outcome.error is not None:
         rep.line(f"Stopped early: {outcome.error.message}")
-    for category, count in s["failed_by_category"].items():
+        if outcome.resume_after:
+            rep.line(f"Continue then with: bulk-mailer resume {outcome.campaign}")
+    stop_category = outcome.error.category if outcome.error is not None else None
+    by_category = dict(s["failed_by_category"])
+    if stop_category and stop_category not in by_category and outcome.ok:
+        by_category[stop_category] = 1  # the stop's own advice, though its recipient stays due
+    for category, count in by_category.items():
         cat = CATEGORIES[category]
         rep.line(f"{count} x {category}: {cat.title}. {cat.cause}")
         fix = MailerError(cat.title, category=category).fix_steps(provider)
@@ -508,6 +518,11 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         raise UsageError(f"campaign {args.campaign} is still running in another process", category="action_unavailable")
     if info.state == "finished" and not info.counts.get("uncertain"):
         raise UsageError(f"campaign {args.campaign} is finished; nothing is left to send", category="action_unavailable")
+    waiting = _quota_wait(info.resume_after)
+    if waiting and not args.now:
+        raise UsageError(f"campaign {args.campaign} was stopped by a sending quota and can continue after "
+                         f"{waiting}; resume it then, or add --now to try anyway",
+                         category="action_unavailable")
     uncertain = journal.rows(args.campaign, ["uncertain"])
     if uncertain and not (args.resend_uncertain or args.skip_uncertain):
         for row in uncertain:
@@ -521,6 +536,9 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     draft, indices, spec = service.resume_draft(journal, args.campaign)
     if args.delay_ms is not None:
         draft.delay_ms = args.delay_ms
+    if args.now and info.resume_after:  # the quota's own recipient goes now, with the rest
+        spec["deferred_until"] = {pos: at for pos, at in (spec.get("deferred_until") or {}).items()
+                                  if at != info.resume_after}
     if not draft.recipients:
         raise UsageError(f"campaign {args.campaign} has nobody left to send to", category="action_unavailable")
     saved = spec["settings"]
@@ -534,6 +552,14 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         deferred_until=spec.get("deferred_until")))
     return _finish(args, rep, err, outcome, draft, draft.imported, settings,
                    rows=lambda: [row.result for row in journal.rows(args.campaign)])
+
+
+def _quota_wait(resume_after: str | None) -> str | None:
+    """The local time a quota-stopped campaign can continue, while that is still ahead."""
+    if not resume_after:
+        return None
+    when = dt.datetime.fromisoformat(resume_after)
+    return f"{when.astimezone():%Y-%m-%d %H:%M}" if when > dt.datetime.now(dt.UTC) else None
 
 
 def _limits(args: argparse.Namespace, provider: str | None) -> RateLimits:

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
     account TEXT NOT NULL,         -- user@host:port, for the history list
     spec TEXT NOT NULL,            -- JSON: settings (no password) and message, to resume
     pid INTEGER,
-    host TEXT
+    host TEXT,
+    resume_after TEXT              -- stopped by a quota: not before this time (ISO)
 );
 CREATE TABLE IF NOT EXISTS recipients (
     campaign TEXT NOT NULL REFERENCES campaigns(id),
@@ -56,6 +57,9 @@ CREATE TABLE IF NOT EXISTS recipients (
 CREATE INDEX IF NOT EXISTS recipients_status ON recipients(campaign, status);
 """
 
+# Columns added after the first release of the schema: added to an older journal on open.
+_LATER_COLUMNS = {"campaigns": {"resume_after": "TEXT"}, "recipients": {"next_attempt": "TEXT"}}
+
 class JournalError(MailerError):
     """The journal cannot be read or written, or a campaign is not in it."""
 
@@ -73,11 +77,12 @@ class CampaignInfo:
     reason: str | None
     account: str
     counts: dict[str, int]
+    resume_after: str | None = None  # a quota stopped it: when it can continue
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "created": self.created, "updated": self.updated, "state": self.state,
                 "reason": self.reason, "account": self.account, "counts": self.counts,
-                "total": sum(self.counts.values())}
+                "total": sum(self.counts.values()), "resume_after": self.resume_after}
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,11 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            for table, columns in _LATER_COLUMNS.items():
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"the campaign journal {self.path} cannot be opened: {exc}") from None
 
@@ -153,12 +163,14 @@ class Journal:
 
     def claim(self, campaign_id: str) -> None:
         """This process now runs the campaign (resume)."""
-        self._write("UPDATE campaigns SET state='running', reason=NULL, pid=?, host=?, updated=? WHERE id=?",
+        self._write("UPDATE campaigns SET state='running', reason=NULL, resume_after=NULL, pid=?, host=?, "
+                    "updated=? WHERE id=?",
                     (os.getpid(), socket.gethostname(), iso(utc_now()), campaign_id))
 
-    def set_state(self, campaign_id: str, state: str, reason: str | None = None) -> None:
-        self._write("UPDATE campaigns SET state=?, reason=?, updated=? WHERE id=?",
-                    (state, reason, iso(utc_now()), campaign_id))
+    def set_state(self, campaign_id: str, state: str, reason: str | None = None,
+                  resume_after: str | None = None) -> None:
+        self._write("UPDATE campaigns SET state=?, reason=?, resume_after=?, updated=? WHERE id=?",
+                    (state, reason, resume_after, iso(utc_now()), campaign_id))
 
     def spec(self, campaign_id: str) -> dict[str, Any]:
         with self._lock:
@@ -173,13 +185,14 @@ class Journal:
         self.recover_dead()
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, created, updated, state, reason, account FROM campaigns ORDER BY created DESC, id DESC"
+                "SELECT id, created, updated, state, reason, account, resume_after FROM campaigns "
+                "ORDER BY created DESC, id DESC"
             ).fetchall()
             counts: dict[str, Counter[str]] = {}
             for cid, status, n in self._db.execute(
                     "SELECT campaign, status, COUNT(*) FROM recipients GROUP BY campaign, status"):
                 counts.setdefault(cid, Counter())[status] = n
-        return [CampaignInfo(r[0], r[1], r[2], r[3], r[4], r[5], dict(counts.get(r[0], {}))) for r in rows]
+        return [CampaignInfo(r[0], r[1], r[2], r[3], r[4], r[5], dict(counts.get(r[0], {})), r[6]) for r in rows]
 
     def get(self, campaign_id: str) -> CampaignInfo:
         for info in self.campaigns():

@@ -259,7 +259,7 @@ def send(
             journal.set_state(draft.id, "interrupted", "the run stopped unexpectedly")
         raise
     if journal is not None:
-        journal.set_state(draft.id, *_journal_state(outcome))
+        journal.set_state(draft.id, *_journal_state(outcome), resume_after=outcome.resume_after)
     return outcome
 
 
@@ -269,6 +269,8 @@ def _journal_state(outcome: CampaignOutcome) -> tuple[str, str | None]:
         return "failed", outcome.error.message if outcome.error else None
     if outcome.stopped == "cancelled":
         return "paused", "stopped by the user; resume to send to the rest"
+    if outcome.resume_after and outcome.error is not None:
+        return "paused", outcome.error.message  # a quota: it lifts by itself
     if outcome.stopped:
         return "stopped", outcome.error.message if outcome.error else outcome.stopped
     return "finished", None

@@ -219,7 +219,7 @@ function stateWords(current) {
     const parts = [`${n(s.sent)} sent`];
     if (n(s.failed)) parts.push(`${n(s.failed)} failed`);
     if (n(s.uncertain)) parts.push(`${n(s.uncertain)} uncertain`);
-    if (n(s.skipped)) parts.push(`${n(s.skipped)} not sent`);
+    if (n(s.skipped) + n(s.deferred)) parts.push(`${n(s.skipped) + n(s.deferred)} not sent`);
     return parts.join(', ');
   };
   switch (current) {
@@ -483,10 +483,12 @@ function renderSummary(ev) {
   else if (failed && s.stopped) parts.push(errorBlock({ title: deps.categoryTitle(String(s.stopped)), category: String(s.stopped) }));
   const counts = [el('span', { text: `Sent ${num(s.sent)}` }), ' · ', el('span', { text: `Failed ${num(s.failed)}` })];
   if (num(s.uncertain)) counts.push(' · ', el('span', { text: `Uncertain ${num(s.uncertain)}` }));
-  if (num(s.skipped)) counts.push(' · ', el('span', { class: 'not-sent', text: `Not sent ${num(s.skipped)}` }));
+  // Not sent: left out, or still due (a run stopped by a quota or a refused login).
+  const notSent = num(s.skipped) + num(s.deferred);
+  if (notSent) counts.push(' · ', el('span', { class: 'not-sent', text: `Not sent ${notSent}` }));
   parts.push(el('p', { class: 'summary-counts' }, Number.isFinite(s.total) ? `${plural(s.total, 'recipient')}: ` : '', counts));
-  if (num(s.skipped)) {
-    const who = plural(num(s.skipped), 'recipient was', 'recipients were');
+  if (notSent) {
+    const who = plural(notSent, 'recipient was', 'recipients were');
     parts.push(el('p', { class: 'hint', text: ev.state === 'cancelled'
       ? `${who} not sent because the run was cancelled.`
       : `${who} not sent. Fix the problem above, then send again.` }));

@@ -7,6 +7,8 @@ several of them:
     defer451@...     RCPT answered 451 4.3.0 (try again later)
     flakyN@...       RCPT answered 451 4.7.1 the first N times, then accepted
     quota@...        RCPT answered 550 5.4.5 (daily sending limit)
+    hourquota@...    RCPT answered 454 4.7.0 (an hourly quota)
+    quotaonce@...    RCPT answered 550 5.4.5 the first time only
     close421@...     RCPT answered 421 4.7.0 and the connection closed (first time only)
     droprcpt@...     connection closed at RCPT without a reply (first time only)
     spam@...         DATA answered 554 5.7.1 after the final dot
@@ -106,6 +108,10 @@ class RecordingHandler:
             return "550 5.1.1 \x1b[31mno such user\x1b[0m\x07"
         if local == "quota":
             return "550 5.4.5 Daily user sending limit exceeded"
+        if local == "quotaonce" and self._once(address):
+            return "550 5.4.5 Daily user sending limit exceeded"
+        if local == "hourquota":
+            return "454 4.7.0 Hourly sending quota exceeded, try again later"
         if local == "close421" and self._once(address):
             await server.push("421 4.7.0 Too many messages, closing connection")
             server.transport.close()

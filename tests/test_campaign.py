@@ -107,8 +107,9 @@ def test_auth_failure_mid_run_stops_at_once(smtp_server, certs):
                                            password=PASSWORD, ca_file=certs.ca_file, timeout=2))
     recipients = people("a@example.org", "droprcpt@example.org", "c@example.org", "d@example.org")
     out = run_campaign(recipients, build, t, campaign_id="c3", on_event=rec.events.append, sleep=rec.sleep)
-    assert [r.status for r in out.results] == ["sent", "failed", "skipped", "skipped"]
-    assert out.results[1].category == "auth_failed"
+    # The refused login's recipient got nothing: due again when the run is resumed, not failed.
+    assert [r.status for r in out.results] == ["sent", "deferred", "skipped", "skipped"]
+    assert out.results[1].category == "auth_failed" and out.results[1].next_attempt is None
     assert out.stopped == "auth_failed"
     assert out.results[2].error.startswith("not sent: run stopped")
     assert [e["recipient"] for e in rec.events if e["status"] == "sending"] == recipients_emails(recipients[:2])
@@ -157,7 +158,7 @@ def test_server_gone_mid_run_stops_with_reason(smtp_server, certs):
     out = run_campaign(recipients, build, transport_for(server, certs, timeout=1), campaign_id="c6",
                        on_event=on_event, sleep=lambda s: None)
     statuses = [r.status for r in out.results]
-    assert statuses[0] == "sent" and statuses[1] == "failed" and statuses[2] == "skipped"
+    assert statuses[0] == "sent" and statuses[1] == "deferred" and statuses[2] == "skipped"
     assert out.results[1].category in ("connection_refused", "server_disconnected", "timeout")
     assert out.stopped == out.results[1].category
 
@@ -235,12 +236,66 @@ def test_message_over_the_server_size_limit_is_not_sent(smtp_server, certs):
     assert server.messages == []
 
 
-def test_a_daily_quota_stops_the_run(smtp_server, certs):
+@pytest.mark.parametrize(("local", "hours"), [("quota", 24), ("hourquota", 1)])
+def test_a_servers_quota_stops_the_run_and_says_when_it_can_continue(smtp_server, certs, local, hours):
     server = smtp_server("starttls")
-    out = run_campaign(people("a@example.org", "quota@example.org", "c@example.org"), build,
-                       transport_for(server, certs), campaign_id="q", sleep=lambda s: None)
-    assert [r.status for r in out.results] == ["sent", "failed", "skipped"]
+    at = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    out = run_campaign(people("a@example.org", f"{local}@example.org", "c@example.org"), build,
+                       transport_for(server, certs), campaign_id="q", sleep=lambda s: None, now=lambda: at)
+    # The quota's recipient got nothing: it waits for the quota, like the rest of the list.
+    assert [r.status for r in out.results] == ["sent", "deferred", "skipped"]
     assert out.stopped == "quota_exceeded" and "not sent: run stopped" in out.results[2].error
+    lifted = at + dt.timedelta(hours=hours)
+    assert dt.datetime.fromisoformat(out.resume_after) == lifted
+    assert out.results[1].next_attempt == out.resume_after
+    assert f"{lifted.astimezone():%Y-%m-%d %H:%M}" in out.error.message and "can continue after" in out.error.message
+    assert out.summary()["resume_after"] == out.resume_after and out.summary()["deferred"] == 1
+
+
+def test_a_quota_reply_that_says_when_is_believed(smtp_server, certs):
+    from backend.errors import RejectedError
+
+    class SaysWhen:
+        def open(self):
+            pass
+
+        def close(self):
+            pass
+
+        def send(self, envelope, message):
+            raise RejectedError("daily limit reached", category="quota_exceeded", code=429, retry_after=90.0)
+
+    at = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    out = run_campaign(people("a@example.org"), build, SaysWhen(), campaign_id="w", sleep=lambda s: None,
+                       now=lambda: at)
+    assert dt.datetime.fromisoformat(out.resume_after) == at + dt.timedelta(seconds=90)
+
+
+def test_a_temporary_refusal_waits_at_least_as_long_as_the_server_asked(certs):
+    from backend.campaign import RetryPolicy
+    from backend.errors import RejectedError
+    from backend.transports.base import Receipt
+
+    class SlowDown:
+        calls = 0
+
+        def open(self):
+            pass
+
+        def close(self):
+            pass
+
+        def send(self, envelope, message):
+            SlowDown.calls += 1
+            if SlowDown.calls == 1:
+                raise RejectedError("slow down", category="rate_limited", code=429, retry_after=500.0)
+            return Receipt(250, "ok")
+
+    clock = FakeClock()
+    out = run_campaign(people("a@example.org"), build, SlowDown(), campaign_id="s", clock=clock,
+                       sleep=clock.sleep, retry=RetryPolicy(base_s=10, jitter=0))
+    assert [r.status for r in out.results] == ["sent"]
+    assert clock.sleeps == [500.0]  # the server's 500 s, not the policy's 10 s
 
 
 def test_many_failures_in_a_row_stop_the_run(smtp_server, certs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import subprocess
@@ -348,7 +349,8 @@ def test_login_required_stops_the_run(smtp_server, certs, campaign_files, tmp_pa
                    "--html-file", str(campaign_files["html"]), "--delay-ms", "0", home=tmp_path / "h")
     assert proc.returncode == 2, proc.stderr
     assert "requires login" in proc.stderr
-    assert "0 sent, 1 failed, 2 not sent" in proc.stderr  # stopped after the first
+    # Stopped at the first; nobody failed: the campaign can be resumed once login works.
+    assert "0 sent, 0 failed, 3 not sent" in proc.stderr
     assert server.messages == []
 
 
@@ -537,3 +539,36 @@ def test_daily_limit_counts_earlier_campaigns_of_the_account(smtp_server, certs,
     assert second.returncode == 1, second.stderr
     assert "can continue after" in second.stderr and "1 sent" in second.stderr
     assert len(server.messages) == 3
+
+
+def test_a_servers_quota_survives_a_restart(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("a@example.org\nquotaonce@example.org\nc@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    env = {"BULK_MAILER_PASSWORD": PASSWORD}
+    home = tmp_path / "h"
+    first = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                    "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0", env=env, home=home)
+    assert first.returncode == 1, first.stderr
+    campaign = first.stderr.split()[1]
+    assert "can continue after" in first.stderr and "bulk-mailer resume " + campaign in first.stderr
+    listing = run_cli("campaigns", "--json", home=home)
+    (info,) = json.loads(listing.stdout)
+    assert info["state"] == "paused" and info["counts"] == {"sent": 1, "deferred": 1, "pending": 1}
+    lifts = dt.datetime.fromisoformat(info["resume_after"]) - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(hours=23) < lifts <= dt.timedelta(hours=24)
+
+    # A new process (a restart) remembers the quota: it refuses to hammer the server before then.
+    connections = server.handler.commands.count("EHLO")
+    early = run_cli("resume", campaign, env=env, home=home)
+    assert early.returncode == 2 and "can continue after" in early.stderr and "--now" in early.stderr
+    assert server.handler.commands.count("EHLO") == connections and len(server.messages) == 1
+
+    later = run_cli("resume", campaign, "--now", "--delay-ms", "0", env=env, home=home)
+    assert later.returncode == 0, later.stderr
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == ["a@example.org", "c@example.org",
+                                                              "quotaonce@example.org"]
+    (info,) = json.loads(run_cli("campaigns", "--json", home=home).stdout)
+    assert info["state"] == "finished" and info["resume_after"] is None and info["counts"] == {"sent": 3}
