@@ -185,17 +185,19 @@ class Control:
         return not self.cancelled
 
 
+Record = Callable[[int | None, "tuple[int, ResultRow] | None"], None]
+
+
 def run_campaign(
     recipients: Sequence[Recipient],
     build: Callable[[Recipient], Outgoing],
-    transport: Transport,
+    transport: Transport | Sequence[Transport],
     *,
     campaign_id: str,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     control: Control | None = None,
     on_pause: Callable[[bool], None] = lambda paused: None,
-    on_sending: Callable[[int], None] = lambda i: None,
-    on_outcome: Callable[[int, ResultRow], None] = lambda i, row: None,
+    record: Record | None = None,
     max_failures_in_a_row: int = 20,
     retry: RetryPolicy | None = None,
     limiter: RateLimiter | None = None,
@@ -206,32 +208,23 @@ def run_campaign(
     sleep: Callable[[float], Any] | None = None,
     now: Callable[[], dt.datetime] = utc_now,
 ) -> CampaignOutcome:
-    """Verify the connection, then send to each recipient in order, one event per change."""
+    """Verify the connection, then send to each recipient in order, one event per change.
+
+    transport: one Transport, or several (a pool: one connection each, sending side by side;
+    the first is the one verified before anything is sent). record(sending, outcome) commits
+    to the journal, in one transaction, the recipient about to be sent (before MAIL FROM) and
+    the outcome of the previous one on the same connection; nobody hears of an outcome before
+    it is committed. The rate limiter, the delay, pause and cancel act across the pool.
+    """
+    transports = list(transport) if isinstance(transport, list | tuple) else [transport]
     control = control or Control()
-    wait = sleep or control.wait  # returns early on cancel: no waiting out the delay
     total = len(recipients)
     results = [ResultRow(r.email) for r in recipients]
     started = clock()
     outcome = CampaignOutcome(campaign_id, ok=True, results=results)
 
-    def emit(i: int, status: str, row: ResultRow | None = None) -> None:
-        event = {
-            "type": "email-progress",
-            "campaign": campaign_id,
-            "current": i + 1,
-            "total": total,
-            "recipient": recipients[i].email,
-            "status": status,
-            "category": row.category if row else None,
-            "code": row.smtp_code if row else None,
-            "error": row.error if row else None,
-            "ts": iso(now()),
-        }
-        log.debug("event %s", event)
-        on_event(event)
-
     try:
-        transport.open()
+        transports[0].open()
     except MailerError as exc:
         log.warning("campaign %s: connection check failed: %s", campaign_id, exc.message)
         for row in results:
@@ -241,93 +234,23 @@ def run_campaign(
         outcome.duration_s = clock() - started
         return outcome
 
-    failures_in_a_row = 0
-    retry = retry or RetryPolicy()
-    first_try: dict[int, float] = {}
-    due: dict[int, float] = {}  # deferred recipient -> clock() time of its next attempt
-    waiting = dict(initially_due or {})  # deferred in an earlier run: not before their time
-
-    def attempt(i: int) -> MailerError | None:
-        nonlocal failures_in_a_row
-        if limiter is not None:
-            pause = limiter.wait_time(clock())
-            if pause > max_wait_s:
-                # A day's quota: do not hold the app for hours; stop and say when it can go on.
-                return _quota_halt("the sending limit of this account is reached", pause, now())
-            if pause > 0:
-                wait(pause)
-                if control.cancelled:
-                    return None
-            limiter.record(clock())
-        row = results[i]
-        emit(i, "sending")
-        row.attempts += 1
-        first_try.setdefault(i, clock())
-        halt, asked = _send_one(recipients[i], row, build, transport, now, lambda: on_sending(i))
-        if halt is not None and halt.category == "quota_exceeded" and not isinstance(halt, QuotaHalt):
-            # The server's quota: stop, and say when to come back (its own word, else a guess
-            # from the reply: a daily quota lifts within a day, a short-term one within the hour).
-            halt = _quota_halt(halt.message, asked or quota_wait_s(halt.message), now(), code=row.smtp_code)
-        if halt is not None and row.status == "deferred":
-            # The run stops with this recipient not sent: due again when the run is resumed
-            # (a quota's recipient not before the quota lifts).
-            row.next_attempt = halt.resume_after if isinstance(halt, QuotaHalt) else None
-        elif row.status == "deferred":
-            age = clock() - first_try[i]
-            delay = max(retry.delay(row.attempts), asked or 0.0)  # never sooner than the server asked
-            if row.attempts >= retry.max_attempts or age + delay > retry.max_age_s:
-                row.status = "failed"
-                row.error = f"gave up after {row.attempts} attempts: {row.error}"
-            else:
-                due[i] = clock() + delay
-                row.next_attempt = iso(now() + dt.timedelta(seconds=delay))
-        else:
-            due.pop(i, None)
-            row.next_attempt = None
-        on_outcome(i, row)  # the journal commits the outcome before anyone hears of it
-        emit(i, row.status, row)
-        failures_in_a_row = failures_in_a_row + 1 if row.status == "failed" else 0
-        if halt is None and max_failures_in_a_row and failures_in_a_row >= max_failures_in_a_row:
-            # Something is wrong for everyone (a block, a policy): stop before burning the list.
-            halt = MailerError(
-                f"{failures_in_a_row} messages in a row failed (the last: {row.error}); the campaign "
-                "is stopped so the rest of the list is not burnt; fix the cause and resume it",
-                category=row.category or "message_rejected")
-        return halt
-
+    run = _Pool(
+        recipients, results, outcome, build, control=control, on_event=on_event, on_pause=on_pause,
+        record=record, max_failures_in_a_row=max_failures_in_a_row, retry=retry or RetryPolicy(),
+        limiter=limiter, max_wait_s=max_wait_s, waiting=dict(initially_due or {}), delay_s=delay_s,
+        clock=clock, wait=sleep or control.wait, now=now)
+    extra = transports[1:max(1, min(len(transports), total))]
+    threads = [threading.Thread(target=run.work, args=(t, k + 2, True), name=f"{campaign_id}-conn{k + 2}",
+                                daemon=True) for k, t in enumerate(extra)]
     try:
-        for i in range(total):
-            if i in waiting:
-                due[i] = waiting[i]
-                first_try.setdefault(i, clock())
-                continue
-            if not control.checkpoint(on_pause):
-                outcome.stopped = "cancelled"
-                break
-            halt = attempt(i)
-            if halt is not None:
-                _stop(outcome, halt)
-                break
-            if control.cancelled:
-                continue  # noticed at the next checkpoint
-            if i + 1 < total and delay_s > 0:
-                wait(delay_s)
-        # Then the deferred ones, each when its backoff is over, until sent or given up.
-        while due and outcome.stopped is None:
-            i = min(due, key=due.__getitem__)
-            if clock() < due[i]:
-                wait(due[i] - clock())
-            if not control.checkpoint(on_pause):
-                outcome.stopped = "cancelled"
-                break
-            if clock() < due[i]:
-                continue  # woken early (a pause or a cancel): look again
-            del due[i]
-            halt = attempt(i)
-            if halt is not None:
-                _stop(outcome, halt)
+        for thread in threads:
+            thread.start()
+        run.work(transports[0], 1, False)
+        for thread in threads:
+            thread.join()
     finally:
-        transport.close()
+        for t in transports:
+            t.close()
 
     reason = "campaign cancelled" if outcome.stopped == "cancelled" else None
     if outcome.error is not None:
@@ -341,6 +264,232 @@ def run_campaign(
     outcome.duration_s = clock() - started
     log.info("campaign %s finished: %s", campaign_id, dict(outcome.counts))
     return outcome
+
+
+class _Pool:
+    """One run's shared state: which recipient goes next, on whichever connection is free.
+
+    Each connection's worker asks next() for a recipient (one worker at a time: the delay,
+    the rate limiter, pause and the order of the list hold across the pool), sends it, and
+    records the outcome. An outcome that ends a recipient (sent, failed) is committed with
+    the same connection's next 'sending' mark, or alone before any wait: one commit per
+    message, and at most one recipient per connection in flight (uncertain after a crash).
+    """
+
+    def __init__(self, recipients: Sequence[Recipient], results: list[ResultRow], outcome: CampaignOutcome,
+                 build: Callable[[Recipient], Outgoing], *, control: Control,
+                 on_event: Callable[[dict[str, Any]], None], on_pause: Callable[[bool], None],
+                 record: Record | None, max_failures_in_a_row: int, retry: RetryPolicy,
+                 limiter: RateLimiter | None, max_wait_s: float, waiting: dict[int, float], delay_s: float,
+                 clock: Callable[[], float], wait: Callable[[float], Any],
+                 now: Callable[[], dt.datetime]) -> None:
+        self.recipients, self.results, self.outcome, self.build = recipients, results, outcome, build
+        self.control, self.on_event, self.on_pause = control, on_event, on_pause
+        self.record = record
+        self.max_failures, self.retry, self.limiter, self.max_wait_s = max_failures_in_a_row, retry, limiter, max_wait_s
+        self.waiting, self.delay_s, self.clock, self.wait, self.now = waiting, delay_s, clock, wait, now
+        self.total = len(recipients)
+        self.state = threading.Lock()  # the fields below
+        self.changed = threading.Condition(self.state)
+        self.dispatch = threading.Lock()  # one worker at a time picks the next recipient
+        self.emitting = threading.Lock()  # events leave one at a time, each recipient's in order
+        self.cursor = 0  # the first pass over the list
+        self.dispatched = 0
+        self.in_flight = 0
+        self.due: dict[int, float] = {}  # deferred recipient -> clock() time of its next attempt
+        self.first_try: dict[int, float] = {}
+        self.failures_in_a_row = 0
+        self.halted = False
+
+    # -- events and the journal ---------------------------------------------------------
+
+    def emit(self, i: int, status: str, row: ResultRow | None = None) -> None:
+        event = {
+            "type": "email-progress",
+            "campaign": self.outcome.campaign,
+            "current": i + 1,
+            "total": self.total,
+            "recipient": self.recipients[i].email,
+            "status": status,
+            "category": row.category if row else None,
+            "code": row.smtp_code if row else None,
+            "error": row.error if row else None,
+            "ts": iso(self.now()),
+        }
+        log.debug("event %s", event)
+        with self.emitting:
+            self.on_event(event)
+
+    def commit(self, sending: int | None, pending: list[int]) -> None:
+        """Commit a 'sending' mark and/or the outcome held back in pending, then tell of them."""
+        done = pending.pop() if pending else None
+        if self.record is not None and (sending is not None or done is not None):
+            self.record(sending, (done, self.results[done]) if done is not None else None)
+        if done is not None:
+            self.emit(done, self.results[done].status, self.results[done])
+        if sending is not None:
+            self.emit(sending, "sending")
+
+    # -- the workers ---------------------------------------------------------------------
+
+    def work(self, transport: Transport, number: int, must_open: bool) -> None:
+        """One connection's loop: next recipient, send, record; until none is left."""
+        if must_open:
+            try:
+                transport.open()
+            except MailerError as exc:
+                # The server may allow fewer connections than asked: the others carry on.
+                log.warning("campaign %s: connection %d could not be opened (%s); sending on the others",
+                            self.outcome.campaign, number, exc.message)
+                return
+        pending: list[int] = []  # an outcome not yet committed: at most one
+        try:
+            while True:
+                i = self.next(lambda: self.commit(None, pending))
+                if i is None:
+                    break
+                self.attempt(i, transport, pending)
+        finally:
+            self.commit(None, pending)
+
+    def next(self, before_wait: Callable[[], None]) -> int | None:
+        """The next recipient to send to, after any wait (delay, limit, backoff, pause); None: stop."""
+        if not self.dispatch.acquire(timeout=0.005):
+            before_wait()  # another connection is choosing, maybe waiting: tell what we know first
+            self.dispatch.acquire()
+        try:
+            waited_delay = False
+            while True:
+                if self.halted:
+                    return None
+                if self.control.paused:
+                    before_wait()
+                if not self.control.checkpoint(self.on_pause):
+                    self.stop_cancelled()
+                    return None
+                with self.state:
+                    kind, i, wait_s = self.pick()
+                if kind == "done":
+                    return None
+                if kind == "idle":  # others are sending: their outcome may make one due
+                    before_wait()
+                    with self.state:
+                        if self.in_flight:
+                            self.changed.wait(0.1)
+                    continue
+                if kind == "first" and self.dispatched and self.delay_s > 0 and not waited_delay:
+                    before_wait()
+                    self.wait(self.delay_s)
+                    waited_delay = True
+                    continue
+                if wait_s > 0:
+                    before_wait()
+                    self.wait(wait_s)
+                    continue
+                if self.limiter is not None:
+                    pause = self.limiter.wait_time(self.clock())
+                    if pause > self.max_wait_s:
+                        # A day's quota: do not hold the app for hours; stop and say when it can go on.
+                        self.stop(_quota_halt("the sending limit of this account is reached", pause, self.now()))
+                        return None
+                    if pause > 0:
+                        before_wait()
+                        self.wait(pause)
+                        if self.control.cancelled:
+                            continue
+                    self.limiter.record(self.clock())
+                with self.state:
+                    if kind == "first":
+                        self.cursor += 1
+                    else:
+                        del self.due[i]
+                    self.dispatched += 1
+                    self.in_flight += 1
+                    self.first_try.setdefault(i, self.clock())
+                return i
+        finally:
+            self.dispatch.release()
+
+    def pick(self) -> tuple[str, int, float]:
+        """(first|due|idle|done, recipient, seconds until it is due); under self.state."""
+        while self.cursor < self.total and self.cursor in self.waiting:
+            # Deferred in an earlier run: not before its time, after the first pass.
+            self.due[self.cursor] = self.waiting[self.cursor]
+            self.first_try.setdefault(self.cursor, self.clock())
+            self.cursor += 1
+        if self.cursor < self.total:
+            return "first", self.cursor, 0.0
+        if self.due:
+            i = min(self.due, key=self.due.__getitem__)
+            return "due", i, max(0.0, self.due[i] - self.clock())
+        return ("idle", -1, 0.0) if self.in_flight else ("done", -1, 0.0)
+
+    def stop(self, halt: MailerError) -> None:
+        with self.state:
+            if not self.halted and self.outcome.stopped is None:
+                _stop(self.outcome, halt)
+            self.halted = True
+
+    def stop_cancelled(self) -> None:
+        with self.state:
+            if self.outcome.stopped is None:
+                self.outcome.stopped = "cancelled"
+            self.halted = True
+
+    def attempt(self, i: int, transport: Transport, pending: list[int]) -> None:
+        """Send to recipient i on this connection and settle its row."""
+        row = self.results[i]
+        row.attempts += 1
+        marked = False
+
+        def before_send() -> None:
+            nonlocal marked
+            self.commit(i, pending)  # committed as 'sending' before MAIL FROM
+            marked = True
+
+        halt, asked = _send_one(self.recipients[i], row, self.build, transport, self.now, before_send)
+        if not marked:  # the message could not be built: nothing was in flight
+            self.commit(None, pending)
+            self.emit(i, "sending")
+        if halt is not None and halt.category == "quota_exceeded" and not isinstance(halt, QuotaHalt):
+            # The server's quota: stop, and say when to come back (its own word, else a guess
+            # from the reply: a daily quota lifts within a day, a short-term one within the hour).
+            halt = _quota_halt(halt.message, asked or quota_wait_s(halt.message), self.now(), code=row.smtp_code)
+        due_at = None
+        with self.state:
+            if halt is not None and row.status == "deferred":
+                # The run stops with this recipient not sent: due again when the run is resumed
+                # (a quota's recipient not before the quota lifts).
+                row.next_attempt = halt.resume_after if isinstance(halt, QuotaHalt) else None
+            elif row.status == "deferred":
+                age = self.clock() - self.first_try[i]
+                delay = max(self.retry.delay(row.attempts), asked or 0.0)  # never sooner than asked
+                if row.attempts >= self.retry.max_attempts or age + delay > self.retry.max_age_s:
+                    row.status = "failed"
+                    row.error = f"gave up after {row.attempts} attempts: {row.error}"
+                else:
+                    due_at = self.clock() + delay
+                    row.next_attempt = iso(self.now() + dt.timedelta(seconds=delay))
+            else:
+                row.next_attempt = None
+            self.failures_in_a_row = self.failures_in_a_row + 1 if row.status == "failed" else 0
+            failures = self.failures_in_a_row
+        if halt is None and self.max_failures and failures >= self.max_failures:
+            # Something is wrong for everyone (a block, a policy): stop before burning the list.
+            halt = MailerError(
+                f"{failures} messages in a row failed (the last: {row.error}); the campaign "
+                "is stopped so the rest of the list is not burnt; fix the cause and resume it",
+                category=row.category or "message_rejected")
+        pending.append(i)
+        if halt is not None or row.status not in ("sent", "failed"):
+            self.commit(None, pending)  # rare or final: committed and told at once
+        with self.state:
+            if due_at is not None and halt is None:
+                self.due[i] = due_at
+            self.in_flight -= 1
+            self.changed.notify_all()
+        if halt is not None:
+            self.stop(halt)
 
 
 class QuotaHalt(MailerError):

@@ -106,12 +106,26 @@ def _alive(pid: int | None, host: str | None) -> bool:
     return True
 
 
+class _Ticket:
+    """Statements waiting for a group commit, and how it went."""
+
+    __slots__ = ("done", "error", "ops")
+
+    def __init__(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self.ops = ops
+        self.done = False
+        self.error: BaseException | None = None
+
+
 class Journal:
     """The journal file (data_dir()/journal.sqlite3, mode 0600); safe to share between threads."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or paths.data_dir() / "journal.sqlite3"
         self._lock = threading.Lock()
+        self._queue: list[_Ticket] = []  # waiting for the next group commit
+        self._queue_changed = threading.Condition()
+        self._committing = False
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
@@ -238,15 +252,69 @@ class Journal:
 
     def mark_sending(self, campaign_id: str, index: int) -> None:
         """Committed before MAIL FROM: a crash from here on leaves this row uncertain."""
-        self._write("UPDATE recipients SET status='sending', attempts=attempts+1, updated=? "
-                    "WHERE campaign=? AND idx=?", (iso(utc_now()), campaign_id, index))
+        self.record(campaign_id, sending=index)
 
     def mark_outcome(self, campaign_id: str, index: int, row: ResultRow) -> None:
         """Committed right after the server's reply."""
-        self._write("UPDATE recipients SET status=?, category=?, smtp_code=?, error=?, sent_at=?, message_id=?, "
-                    "next_attempt=?, updated=? WHERE campaign=? AND idx=?",
-                    (row.status, row.category, row.smtp_code, row.error, row.sent_at, row.message_id,
-                     row.next_attempt, iso(utc_now()), campaign_id, index))
+        self.record(campaign_id, outcome=(index, row))
+
+    def record(self, campaign_id: str, *, sending: int | None = None,
+               outcome: tuple[int, ResultRow] | None = None) -> None:
+        """Commit one recipient's outcome and/or the next one's 'sending' mark, in one transaction.
+
+        Returns once committed (WAL, synchronous=FULL). Calls from several threads (one per
+        connection) that arrive while a commit is under way are committed together in the
+        next one: one fsync for all of them, each caller still waiting for its own.
+        """
+        now = iso(utc_now())
+        ops: list[tuple[str, tuple[Any, ...]]] = []
+        if outcome is not None:
+            index, row = outcome
+            ops.append(("UPDATE recipients SET status=?, category=?, smtp_code=?, error=?, sent_at=?, "
+                        "message_id=?, next_attempt=?, updated=? WHERE campaign=? AND idx=?",
+                        (row.status, row.category, row.smtp_code, row.error, row.sent_at, row.message_id,
+                         row.next_attempt, now, campaign_id, index)))
+        if sending is not None:
+            ops.append(("UPDATE recipients SET status='sending', attempts=attempts+1, updated=? "
+                        "WHERE campaign=? AND idx=?", (now, campaign_id, sending)))
+        if ops:
+            self._group_commit(ops)
+
+    def _group_commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
+        ticket = _Ticket(ops)
+        with self._queue_changed:
+            self._queue.append(ticket)
+            while not ticket.done and self._committing:
+                self._queue_changed.wait()
+            if ticket.done:  # a commit led by another thread took it
+                if ticket.error is not None:
+                    raise ticket.error
+                return
+            # Lead: commit everything queued so far, ours included.
+            batch, self._queue = self._queue, []
+            self._committing = True
+        error: BaseException | None = None
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for t in batch:
+                        for sql, args in t.ops:
+                            self._db.execute(sql, args)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        except BaseException as exc:
+            error = exc
+        finally:
+            with self._queue_changed:
+                for t in batch:
+                    t.done, t.error = True, error
+                self._committing = False
+                self._queue_changed.notify_all()
+        if error is not None:
+            raise error
 
     def reset(self, campaign_id: str, statuses: Iterable[str]) -> int:
         """Put rows of these statuses back to pending (resend uncertain/failed); return how many."""

@@ -166,7 +166,7 @@ def verify(settings: SmtpSettings) -> ConnectionInfo:
 
 def send(
     draft: Draft,
-    transport: Transport,
+    transport: Transport | Sequence[Transport],
     *,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     control: Control | None = None,
@@ -186,6 +186,7 @@ def send(
 
     With a journal, every recipient is committed as 'sending' before MAIL FROM and its outcome
     right after the reply. `indices` are the journal rows of draft.recipients when resuming.
+    transport: one, or a pool of several (one connection each; see pool()).
     """
     problems = draft.problems(smtputf8=None)
     if problems and not skip_problem_rows:
@@ -197,11 +198,13 @@ def send(
     if problems:
         exclude_problem_rows(draft, problems)
     log.info("campaign %s: %d recipients", draft.id, len(draft.recipients))
+    first = transport[0] if isinstance(transport, list | tuple) else transport
+
     def build(recipient: Recipient) -> Outgoing:
         # Read per message: once open, the transport knows whether the server offers SMTPUTF8
-        # and how large a message it accepts.
-        out = draft.outgoing(recipient, smtputf8=bool(getattr(transport, "supports_smtputf8", False)))
-        info = getattr(transport, "info", None)
+        # and how large a message it accepts (every connection of a pool goes to one server).
+        out = draft.outgoing(recipient, smtputf8=bool(getattr(first, "supports_smtputf8", False)))
+        info = getattr(first, "info", None)
         limit = attachments.server_size_limit(info.features) if info is not None else None
         if limit and len(out.data) > limit:
             raise AttachmentError(
@@ -219,8 +222,12 @@ def send(
         else:
             journal.claim(draft.id)
         rows = list(indices)
-        hooks = {"on_sending": lambda i: journal.mark_sending(draft.id, rows[i]),
-                 "on_outcome": lambda i, row: journal.mark_outcome(draft.id, rows[i], row)}
+
+        def record(sending: int | None, done: tuple[int, ResultRow] | None) -> None:
+            journal.record(draft.id, sending=rows[sending] if sending is not None else None,
+                           outcome=(rows[done[0]], done[1]) if done is not None else None)
+
+        hooks = {"record": record}
     limiter = None
     if limits is not None and limits.windows():
         earlier: list[float] = []
