@@ -64,6 +64,7 @@ class Draft:
     attach_column: str | None = None  # per-recipient files: this column names them ...
     attach_dir: Path | None = None  # ... relative to this folder
     unsubscribe: compose.Unsubscribe | None = None
+    _skeletons: dict[tuple[Any, ...], compose.Skeleton] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def recipients(self) -> list[Recipient]:
@@ -97,16 +98,36 @@ class Draft:
 
     def outgoing(self, recipient: Recipient, *, smtputf8: bool = False) -> Outgoing:
         """Render one recipient's message to bytes with its envelope."""
-        files = self.attachments
-        if self.attach_column:
-            files = [*files, *attachments.row_attachments(recipient, self.attach_column, self.attach_dir)]
-        msg = compose.render(self.template, recipient, self.sender, reply_to=self.reply_to,
-                             attachments=files, unsubscribe=self.unsubscribe, smtputf8=smtputf8)
+        own = attachments.row_attachments(recipient, self.attach_column, self.attach_dir) if self.attach_column else []
+        skeleton = self.skeleton(smtputf8)
+        if skeleton is None:  # the sender cannot be used: render() says so, naming the row
+            msg = compose.render(self.template, recipient, self.sender, reply_to=self.reply_to,
+                                 attachments=[*self.attachments, *own], unsubscribe=self.unsubscribe,
+                                 smtputf8=smtputf8)
+            data, message_id = msg.as_bytes(), str(msg["Message-ID"])
+        else:
+            data, message_id = skeleton.build(recipient, own)
         return Outgoing(
             Envelope(self.sender.address, (compose.envelope_recipient(recipient, smtputf8=smtputf8),)),
-            msg.as_bytes(),
-            str(msg["Message-ID"]),
+            data,
+            message_id,
         )
+
+    def skeleton(self, smtputf8: bool) -> compose.Skeleton | None:
+        """The campaign's message structure, built once (again only when the draft changed)."""
+        key = (smtputf8, self.template, self.sender, self.reply_to, tuple(map(id, self.attachments)),
+               self.unsubscribe)
+        found = self._skeletons.get(key)
+        if found is None:
+            try:
+                found = compose.Skeleton(self.template, self.sender, reply_to=self.reply_to,
+                                         attachments=self.attachments, unsubscribe=self.unsubscribe,
+                                         smtputf8=smtputf8)
+            except MailerError:
+                return None
+            self._skeletons.clear()
+            self._skeletons[key] = found
+        return found
 
 
 def make_draft(

@@ -42,6 +42,43 @@ from tests.servers import RecordingHandler
 SENDER = Sender("me@sender.example", "Me")
 
 
+class _Sent(email.message.EmailMessage):
+    """A message parsed from the cheap path's bytes; bytes() gives exactly those bytes."""
+
+    raw: bytes = b""
+
+    def as_bytes(self, unixfrom: bool = False, policy=None) -> bytes:
+        return self.raw if policy is None else super().as_bytes(unixfrom, policy)
+
+    __bytes__ = as_bytes
+
+
+def skeleton_render(template, recipient, sender, *, reply_to=None, message_id_domain=None, now=None,
+                    attachments=(), unsubscribe=None, smtputf8=False):
+    """render() through compose.Skeleton, as a campaign builds messages (service.Draft.outgoing):
+    the structure once, then this recipient; the email package when the sender is unusable."""
+    try:
+        skeleton = compose.Skeleton(template, sender, reply_to=reply_to, unsubscribe=unsubscribe,
+                                    smtputf8=smtputf8, message_id_domain=message_id_domain)
+    except (SettingsError, TemplateError):
+        return compose.render(template, recipient, sender, reply_to=reply_to, attachments=attachments,
+                              unsubscribe=unsubscribe, smtputf8=smtputf8, message_id_domain=message_id_domain,
+                              now=now)
+    data, _ = skeleton.build(recipient, attachments, now=now)
+    utf8 = not data.partition(b"\r\n\r\n")[0].isascii()  # UTF-8 headers: addresses (RFC 6532)
+    msg = email.message_from_bytes(data, _class=_Sent, policy=compose.POLICY_UTF8 if utf8 else compose.POLICY)
+    msg.raw = data
+    return msg
+
+
+@pytest.fixture(autouse=True, params=["email-package", "skeleton"])
+def build_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both ways of building a message: render() and the Skeleton."""
+    if request.param == "skeleton":
+        monkeypatch.setitem(globals(), "render", skeleton_render)
+    return request.param
+
+
 def row(line: int = 2, email_addr: str = "bob@example.com", **fields: str) -> Recipient:
     return Recipient(email_addr, {"email": email_addr, **fields}, line)
 
