@@ -60,7 +60,7 @@ class Received:
         return message_from_bytes(self.data, policy=default_policy)  # type: ignore[return-value]
 
 
-@dataclass
+@dataclass(eq=False)
 class RecordingHandler:
     """Records every accepted message and every command seen; injects failures by local part."""
 
@@ -70,6 +70,8 @@ class RecordingHandler:
     once_done: set[str] = field(default_factory=set)
     tries: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pipelining: bool = False  # offer PIPELINING (RFC 2920): clients then send MAIL, RCPT, DATA at once
+    connections: list = field(default_factory=list)  # each client connection that said EHLO, once
 
     def _once(self, key: str) -> bool:
         with self.lock:
@@ -80,7 +82,12 @@ class RecordingHandler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.commands.append("EHLO")
+        with self.lock:
+            if not any(c is server for c in self.connections):  # EHLO comes again after STARTTLS
+                self.connections.append(server)
         session.host_name = hostname
+        if self.pipelining:
+            responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -202,6 +209,11 @@ class Server:
     @property
     def messages(self) -> list[Received]:
         return self.handler.messages
+
+    @property
+    def sessions(self) -> int:
+        """How many connections were opened to this server (and said EHLO)."""
+        return len(self.handler.connections)
 
     def stop(self) -> None:
         if self.controller._thread is not None:

@@ -391,10 +391,13 @@ class SmtpTransport:
         assert smtp is not None
         options = self._mail_options(smtp, envelope, message)
         try:
-            self._command(smtp, "mail", lambda sender: smtp.mail(sender, options), envelope.sender)
-            for rcpt in envelope.recipients:
-                self._command(smtp, "rcpt", smtp.rcpt, rcpt)
-            self._command(smtp, "data", smtp.docmd, "data", expect=354)
+            if smtp.has_extn("pipelining"):
+                self._envelope_pipelined(smtp, envelope, options)
+            else:
+                self._command(smtp, "mail", lambda sender: smtp.mail(sender, options), envelope.sender)
+                for rcpt in envelope.recipients:
+                    self._command(smtp, "rcpt", smtp.rcpt, rcpt)
+                self._command(smtp, "data", smtp.docmd, "data", expect=354)
         except RejectedError:
             self._reset(smtp)
             raise
@@ -464,11 +467,48 @@ class SmtpTransport:
             )
         return ["SMTPUTF8", "BODY=8BITMIME"] if smtp.has_extn("8bitmime") else ["SMTPUTF8"]
 
+    def _envelope_pipelined(self, smtp: smtplib.SMTP, envelope: Envelope, options: list[str]) -> None:
+        """MAIL, RCPT and DATA in one write, then their replies in order (RFC 2920).
+
+        One round trip instead of one per command. Every reply is read before a refusal is
+        raised, so the session stays in step; a DATA accepted after a refusal is ended empty.
+        """
+        if "SMTPUTF8" in options:
+            smtp.command_encoding = "utf-8"  # as smtplib.mail() does for SMTPUTF8
+        steps = [("mail", envelope.sender, f"mail FROM:{smtplib.quoteaddr(envelope.sender)}"
+                  + "".join(" " + o for o in options))]
+        steps += [("rcpt", r, f"rcpt TO:{smtplib.quoteaddr(r)}") for r in envelope.recipients]
+        steps.append(("data", "data", "data"))
+        smtp.send("".join(line + "\r\n" for _, _, line in steps))
+        refused: TransportError | None = None
+        for stage, arg, _ in steps:
+            code, resp = smtp.getreply()
+            if refused is None:
+                try:
+                    self._check(smtp, stage, arg, code, resp, 354 if stage == "data" else 250)
+                except (RejectedError, AuthError) as exc:
+                    refused = exc
+            elif stage == "data" and code == 354:
+                smtp.send(".\r\n")  # RFC 2920: the server took DATA though nothing can go: end it
+                smtp.getreply()
+        if isinstance(refused, AuthError):
+            self._reset(smtp)
+        if refused is not None:
+            raise refused
+
     def _command(self, smtp: smtplib.SMTP, stage: str, fn, arg: str, expect: int = 250) -> None:
         code, resp = fn(arg)
-        # Only envelope commands pass here, never AUTH: nothing secret is logged.
-        log.debug("%s:%s %s %s -> %s %s", self.settings.host, self.settings.port, stage.upper(),
-                  arg, code, _reply_text(resp))
+        try:
+            self._check(smtp, stage, arg, code, resp, expect)
+        except AuthError:
+            self._reset(smtp)
+            raise
+
+    def _check(self, smtp: smtplib.SMTP, stage: str, arg: str, code: int, resp: bytes, expect: int) -> None:
+        """Raise what a reply to an envelope command means, unless it is the one expected."""
+        if log.isEnabledFor(logging.DEBUG):  # only envelope commands pass here, never AUTH
+            log.debug("%s:%s %s %s -> %s %s", self.settings.host, self.settings.port, stage.upper(),
+                      arg, code, _reply_text(resp))
         ok = code == expect or (stage == "rcpt" and code == 251)
         if ok:
             return
@@ -484,7 +524,6 @@ class SmtpTransport:
         what = {"mail": f"sender {arg}", "rcpt": f"recipient {arg}", "data": "message"}[stage]
         category = classify_reply(code, text, stage)
         if category == "auth_failed":
-            self._reset(smtp)
             needs = "requires login" if not self.settings.user else "refused the login for sending"
             raise self._err(AuthError, f"the server {needs}: {code} {text}", "auth_failed", code=code,
                             fix=("Enter the username and password of the account (--user and the password).",)
