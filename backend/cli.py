@@ -22,7 +22,7 @@ from backend.campaign import CampaignOutcome, Control, RateLimits
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.journal import Journal
-from backend.presets import PRESETS
+from backend.presets import MAX_CONNECTIONS, PRESETS, default_connections
 from backend.recipients import load_file
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
 from backend.suppression import SuppressionList
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = send.add_argument_group("run")
     r.add_argument("--delay-ms", type=int, default=service.DEFAULT_DELAY_MS,
                    help="pause between messages in milliseconds (default 1000)")
+    _connections_option(r)
     r.add_argument("--results", help="write one CSV row per recipient to this file")
     r.add_argument("--progress", choices=["jsonl", "bar", "none"],
                    help="jsonl: one progress event per line on stdout; bar: a progress bar on a "
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--results", help="write one CSV row per recipient of the campaign to this file")
     resume.add_argument("--progress", choices=["jsonl", "bar", "none"], help="as for send")
     resume.add_argument("--delay-ms", type=int, help="pause between messages (default: the campaign's)")
+    _connections_option(resume, default_words="the campaign's")
     resume.add_argument("--now", action="store_true",
                         help="resume a campaign stopped by a quota before the time it can continue "
                         "(the server may refuse again)")
@@ -473,17 +475,20 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
 
     assert settings is not None
     n = len(draft.recipients)
+    connections = args.connections or default_connections(settings.provider)
     rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
-             f"{settings.host}:{settings.port} ({_security_words(settings.security)})")
+             f"{settings.host}:{settings.port} ({_security_words(settings.security)})"
+             + (f" on {connections} connections" if connections > 1 else ""))
     if not settings.verify_certificates:
         rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
 
     journal = Journal()
+    spec = service.campaign_spec(draft, settings, attach=args.attach or ())
+    spec["connections"] = connections
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
-        draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal,
+        draft, _pool(settings, connections), on_event=rep.event, control=control, journal=journal,
         account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-        spec=service.campaign_spec(draft, settings, attach=args.attach or ()),
-        limits=_limits(args, settings.provider)))
+        spec=spec, limits=_limits(args, settings.provider)))
     return _finish(args, rep, err, outcome, draft, imported, settings)
 
 
@@ -546,8 +551,9 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     settings = SmtpSettings(**{**saved, "password": _read_password(ns, stdin)}).validated()
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
     rep.line(f"Campaign {draft.id}: resuming with {len(draft.recipients)} recipient(s) not sent yet")
+    connections = args.connections or spec.get("connections") or default_connections(saved.get("provider"))
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
-        draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal, indices=indices,
+        draft, _pool(settings, connections), on_event=rep.event, control=control, journal=journal, indices=indices,
         account=info.account, limits=_limits(args, saved.get("provider")),
         deferred_until=spec.get("deferred_until")))
     return _finish(args, rep, err, outcome, draft, draft.imported, settings,
@@ -574,6 +580,27 @@ def _limits(args: argparse.Namespace, provider: str | None) -> RateLimits:
         per_hour=pick("hour", preset.per_hour if preset else None),
         per_day=pick("day", preset.per_day if preset else None),
     )
+
+
+def _connections(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_CONNECTIONS:
+        raise argparse.ArgumentTypeError(f"give a whole number from 1 to {MAX_CONNECTIONS}")
+    return n
+
+
+def _connections_option(p: Any, default_words: str = "the --provider's, else 1") -> None:
+    p.add_argument("--connections", type=_connections, metavar="N",
+                   help=f"send on N connections at once (1-{MAX_CONNECTIONS}; default: {default_words}: 1 for "
+                   "mailbox providers, 4 for sending services); more is faster where the server allows it")
+
+
+def _pool(settings: SmtpSettings, n: int) -> list[SmtpTransport]:
+    """One transport (one connection) for each of the n connections of a campaign."""
+    return [SmtpTransport(settings) for _ in range(n)]
 
 
 def _limit_options(p: argparse.ArgumentParser) -> None:

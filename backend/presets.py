@@ -42,6 +42,9 @@ class Preset:
     username_hint: str = ""
     regions: tuple[str, ...] = ()
     default_region: str | None = None
+    # SMTP connections a campaign opens at once by default: 1 for a mailbox (providers watch
+    # for parallel logins), more for a sending service built for volume.
+    connections: int = 1
 
 
 def _preset(*, advice: dict[str, tuple[str, ...]], **kw: object) -> Preset:
@@ -612,6 +615,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="sendgrid",
+        connections=4,
         name="SendGrid",
         host="smtp.sendgrid.net",
         port=587,
@@ -656,6 +660,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="mailgun",
+        connections=4,
         name="Mailgun",
         host="smtp.mailgun.org",
         port=587,
@@ -699,6 +704,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="amazon-ses",
+        connections=4,
         name="Amazon SES",
         host="email-smtp.{region}.amazonaws.com",
         port=587,
@@ -785,6 +791,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="postmark",
+        connections=4,
         name="Postmark",
         host="smtp.postmarkapp.com",
         port=587,
@@ -835,6 +842,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="brevo",
+        connections=4,
         name="Brevo (Sendinblue)",
         host="smtp-relay.brevo.com",
         port=587,
@@ -918,3 +926,13 @@ def provider_advice(key: str | None, category: str) -> list[str]:
     if preset is None:
         return []
     return list(preset.advice.get(category, ()))
+
+
+MAX_CONNECTIONS = 16
+
+
+def default_connections(key: str | None) -> int:
+    """How many SMTP connections a campaign opens when the user does not say: the preset's
+    number, else 1 (an unknown server: the safe choice; a relay that allows more is set by hand)."""
+    preset = PRESETS.get(key or "")
+    return preset.connections if preset is not None else 1

@@ -63,10 +63,12 @@ def _cli(args: list[str], home: Path, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-@pytest.mark.parametrize("kill_after", [0, 1, 3, 5, "slow"])
-def test_kill_9_then_resume_delivers_everyone_once(smtp_server, certs, tmp_path, kill_after):
+@pytest.mark.parametrize(("kill_after", "connections"),
+                         [(0, 1), (1, 1), (3, 1), (5, 1), ("slow", 1), (0, 3), (60, 3), ("slow", 3)])
+def test_kill_9_then_resume_delivers_everyone_once(smtp_server, certs, tmp_path, kill_after, connections):
     server = smtp_server("starttls", handler=SlowHandler())
-    emails = [f"p{i}@example.org" for i in range(8)]
+    # On several connections, no delay and a longer list: several messages are in flight at the kill.
+    emails = [f"p{i}@example.org" for i in range(8 if connections == 1 else 200)]
     emails.insert(4, "slow@example.org")
     people = tmp_path / "people.txt"
     people.write_text("\n".join(emails) + "\n")
@@ -76,7 +78,8 @@ def test_kill_9_then_resume_delivers_everyone_once(smtp_server, certs, tmp_path,
     account = ["--host", server.host, "--port", str(server.port), "--security", "starttls", "--user", USER,
                "--ca-file", certs.ca_file, "--timeout", "5"]
     proc = _cli(["send", *account, "--from", "me@example.com", "--to-file", str(people), "--subject", "Hi",
-                 "--text-file", str(body), "--delay-ms", "150"], home)
+                 "--text-file", str(body), "--delay-ms", "150" if connections == 1 else "0",
+                 "--connections", str(connections)], home)
     campaign = proc.stderr.readline().split()[1]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -99,9 +102,9 @@ def test_kill_9_then_resume_delivers_everyone_once(smtp_server, certs, tmp_path,
     (info,) = [c for c in json.loads(out) if c["id"] == campaign]
     assert info["state"] == "interrupted"
     uncertain_before = info["counts"].get("uncertain", 0)
-    assert uncertain_before <= 1  # at most one message was in flight on the one connection
+    assert uncertain_before <= connections  # at most one message was in flight on each connection
     if kill_after == "slow":
-        assert uncertain_before == 1  # killed inside DATA: the journal cannot know, and says so
+        assert uncertain_before >= 1  # killed inside DATA: the journal cannot know, and says so
 
     if uncertain_before:  # resuming asks what to do with them, and lists them
         export = _cli(["export", campaign, str(tmp_path / "before.csv")], home)
@@ -110,14 +113,14 @@ def test_kill_9_then_resume_delivers_everyone_once(smtp_server, certs, tmp_path,
                   if r["status"] == "uncertain"]
         assert len(listed) == uncertain_before
         if kill_after == "slow":
-            assert listed == ["slow@example.org"]
+            assert "slow@example.org" in listed
         plain = _cli(["resume", campaign], home)
         _, err = plain.communicate(timeout=30)
         assert plain.returncode == 2 and "--resend-uncertain" in err
         assert all(email in err for email in listed), (listed, err)
 
     resumed = _cli(["resume", campaign, "--resend-uncertain", "--delay-ms", "0", "--results",
-                    str(tmp_path / "r.csv")], home)
+                    str(tmp_path / "r.csv"), "--connections", str(connections)], home)
     _, err = resumed.communicate(timeout=60)
     assert resumed.returncode in (0, 1), err
     delivered = Counter(m.rcpt_tos[0] for m in server.messages)
