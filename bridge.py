@@ -41,7 +41,7 @@ from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.inbox import LocalInbox
 from backend.journal import Journal
-from backend.presets import PRESETS, preset_host
+from backend.presets import MAX_CONNECTIONS, PRESETS, default_connections, preset_host
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings
 from backend.suppression import SuppressionList
@@ -259,6 +259,7 @@ class _Run:
     counts: Counter[str] = field(default_factory=Counter)
     outcome: CampaignOutcome | None = None
     thread: threading.Thread | None = None
+    connections: int = 1  # SMTP connections sending at once
 
 
 class Bridge:
@@ -449,6 +450,7 @@ class Bridge:
             "notes": ["A mail server on this computer that keeps every message it receives, for "
                       "trying a campaign without sending real mail. No username or password."],
             "limits_note": "", "username_hint": "", "regions": [], "default_region": None, "advice": {},
+            "connections": 1,
         }]
         for preset in PRESETS.values():
             providers.append({
@@ -457,6 +459,7 @@ class Bridge:
                 "limits_note": preset.limits.note, "username_hint": preset.username_hint,
                 "regions": list(preset.regions), "default_region": preset.default_region,
                 "advice": {k: list(v) for k, v in preset.advice.items()},
+                "connections": preset.connections,
             })
         return {
             "version": __version__,
@@ -465,6 +468,7 @@ class Bridge:
             "categories": {c.name: {"title": c.title, "cause": c.cause, "fix": list(c.fix)} for c in CATEGORIES.values()},
             "security_modes": [{"value": m, "label": SECURITY_LABELS[m]} for m in SECURITY_MODES],
             "inbox": {"host": self._inbox.host, "port": self._inbox.port},
+            "max_connections": MAX_CONNECTIONS,
             "password_store": self._store.kind,
         }
 
@@ -477,7 +481,7 @@ class Bridge:
                    "verify_certificates": True, "allow_plaintext_auth": False, "region": None}
         message = {"subject": "Hello {{ name | default('there') }}",
                    "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
-                   "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": []}
+                   "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
         if saved:
             account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
             message.update({k: v for k, v in (saved.get("message") or {}).items() if k in message})
@@ -518,7 +522,8 @@ class Bridge:
         message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
                    "format": m.choice("format", ("html", "text"), "html"),
                    "unsubscribe": self._unsubscribe_values(m),
-                   "delay_ms": m.int("delay_ms", service.DEFAULT_DELAY_MS, 0, 3_600_000)}
+                   "delay_ms": m.int("delay_ms", service.DEFAULT_DELAY_MS, 0, 3_600_000),
+                   "connections": m.int("connections", 0, 0, MAX_CONNECTIONS) or None}
         previous = account_settings.load_saved() or {}
         data: dict[str, Any] = {"remember_settings": remember, "remember_password": remember_password}
         if remember:
@@ -756,7 +761,8 @@ class Bridge:
                 raise err
             if not draft.recipients:
                 raise _NotNow("no recipient is left to send to")
-            run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider)
+            run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider,
+                       connections=self._connections(p, settings.provider))
             run.thread = threading.Thread(target=self._work, args=(run, draft, settings),
                                           name=f"campaign-{draft.id}", daemon=True)
             self._run = run
@@ -780,8 +786,9 @@ class Bridge:
         try:
             spec = service.campaign_spec(draft, settings)
             spec["settings"]["local_inbox"] = (settings.host, settings.port) == (self._inbox.host, self._inbox.port)
+            spec["connections"] = run.connections
             outcome = service.send(
-                draft, SmtpTransport(settings), on_event=on_event, control=run.control, on_pause=on_pause,
+                draft, [SmtpTransport(settings) for _ in range(run.connections)], on_event=on_event, control=run.control, on_pause=on_pause,
                 journal=self._journal(), spec=spec,
                 account=resume[1] if resume else f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
                 indices=resume[0] if resume else None, limits=self._limits(settings.provider),
@@ -809,6 +816,11 @@ class Bridge:
         if run.outcome is not None:
             self._finished = run
         self._state_event(run, error)
+
+    @staticmethod
+    def _connections(p: Params, provider: str | None) -> int:
+        """The Connections setting of the Send section; the provider's default when not given."""
+        return p.int("connections", default_connections(provider), 1, MAX_CONNECTIONS)
 
     @staticmethod
     def _limits(provider: str | None) -> RateLimits | None:
@@ -843,10 +855,10 @@ class Bridge:
         return SmtpSettings(**{**saved, "password": password}).validated()
 
     def _start_from_journal(self, draft: service.Draft, settings: SmtpSettings,
-                            resume: tuple[list[int], str] | None) -> dict[str, Any]:
+                            resume: tuple[list[int], str] | None, connections: int) -> dict[str, Any]:
         if not draft.recipients:
             raise _NotNow("nobody is left to send to in that campaign")
-        run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider)
+        run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider, connections=connections)
         run.thread = threading.Thread(target=self._work, args=(run, draft, settings, resume),
                                       name=f"campaign-{draft.id}", daemon=True)
         self._run = run
@@ -878,7 +890,9 @@ class Bridge:
             draft, indices, spec = service.resume_draft(journal, cid)
             settings = self._settings_from_spec(p, spec)
             self._deferred_until = spec.get("deferred_until") or {}
-            return self._start_from_journal(draft, settings, (indices, info.account))
+            connections = p.int("connections", spec.get("connections") or default_connections(settings.provider),
+                                1, MAX_CONNECTIONS)
+            return self._start_from_journal(draft, settings, (indices, info.account), connections)
 
     @api
     def resend_campaign(self, p: Params) -> dict[str, Any]:
@@ -901,7 +915,10 @@ class Bridge:
                 unsubscribe=m.get("unsubscribe") or ())
             draft.attachments += [a for _, a in self._attachments] if m.get("uploaded_attachments") else []
             service.apply_suppression(draft, self._suppression)
-            return self._start_from_journal(draft, self._settings_from_spec(p, spec), None)
+            settings = self._settings_from_spec(p, spec)
+            connections = p.int("connections", spec.get("connections") or default_connections(settings.provider),
+                                1, MAX_CONNECTIONS)
+            return self._start_from_journal(draft, settings, None, connections)
 
     @api
     def campaign_history(self, p: Params) -> dict[str, Any]:

@@ -197,6 +197,12 @@ export function providerKey() {
   return f.provider.value;
 }
 
+/** How many connections the chosen provider suits (1 for a mailbox or an unknown server). */
+export function presetConnections() {
+  const p = providers.get(f.provider.value);
+  return p && Number.isInteger(p.connections) ? p.connections : 1;
+}
+
 /** Fix steps for a category: the general ones, then the chosen provider's advice. */
 export function fixStepsFor(category, providerKeyAtStart = f.provider.value) {
   const general = (appInfo.categories && appInfo.categories[category] && appInfo.categories[category].fix) || [];

@@ -8,7 +8,7 @@ import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } fro
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
 import { initTemplates } from './templates.js';
-import { initSend, handleProgress, handleState, syncState, getDelay, expectRun, runStarted, isBusy } from './send.js';
+import { initSend, handleProgress, handleState, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy } from './send.js';
 import { initHistory, refreshHistory } from './history.js';
 import { initLog } from './log.js';
 import { initInbox, refreshInbox } from './inbox.js';
@@ -50,7 +50,7 @@ async function main() {
     appStatus(el('p', { class: 'label', text: 'Saved settings could not be loaded; starting with defaults.' }), errorBlock(settingsResult.error));
   }
 
-  const messageForSave = () => ({ ...getMessage(), delay_ms: getDelay() ?? 1000 });
+  const messageForSave = () => ({ ...getMessage(), delay_ms: getDelay() ?? 1000, connections: getConnections() });
   account.initAccount(info, settings, { messageForSave });
 
   const fixStepsFor = (category) => account.fixStepsFor(category, providerAtStart ?? account.providerKey());
@@ -97,6 +97,9 @@ async function main() {
       refreshHistory({ quiet: true });
     },
   }, settings.message);
+  // Connections follow the provider: its default when chosen (a saved setting wins at start).
+  if (!(settings.message && Number.isInteger(settings.message.connections))) setConnections(account.presetConnections());
+  $('#provider').addEventListener('change', () => setConnections(account.presetConnections()));
   initInbox(info);
   const interruptedLine = el('span', { class: 'interrupted-line' });
   initHistory({

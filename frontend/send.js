@@ -36,6 +36,7 @@ let restarting = null;
 export function initSend(dependencies, message) {
   deps = dependencies;
   if (message && Number.isFinite(message.delay_ms)) $('#delay').value = String(message.delay_ms);
+  if (message && Number.isInteger(message.connections)) setConnections(message.connections);
   $('#send').addEventListener('click', () => startCampaign());
   $('#pause').addEventListener('click', () => control('pause_campaign'));
   $('#resume').addEventListener('click', () => control('resume_campaign'));
@@ -53,6 +54,17 @@ export function initSend(dependencies, message) {
   });
   setState('idle');
   renderCounts(log.getCounts());
+}
+
+/** The Connections setting, or null when it is not a whole number from 1 to 16. */
+export function getConnections() {
+  const n = Number($('#connections').value);
+  return Number.isInteger(n) && n >= 1 && n <= 16 ? n : null;
+}
+
+/** Set Connections (the chosen provider's default, or a saved value). */
+export function setConnections(n) {
+  if (Number.isInteger(n) && n >= 1 && n <= 16) $('#connections').value = String(n);
 }
 
 export function getDelay() {
@@ -332,6 +344,12 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
       $('#delay').focus();
       return;
     }
+    const connections = getConnections();
+    if (connections === null) {
+      show(out, errorBlock({ title: 'Check the connections', message: 'Connections must be a whole number from 1 to 16.', fix: ['Enter 1 for a mailbox such as Gmail or Outlook, or e.g. 4 for a sending service.'] }));
+      $('#connections').focus();
+      return;
+    }
     show(out, busyLine('Checking every message…'));
     await deps.saveSettings();
     const message = deps.getMessage();
@@ -353,7 +371,7 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
       return;
     }
     show(out, busyLine('Starting…'), warningsBlock(warnings));
-    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay };
+    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay, connections };
     if (skipProblemRows) params.skip_problem_rows = true;
     const result = await call('start_campaign', params);
     if (!result.ok) {

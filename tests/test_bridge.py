@@ -605,3 +605,27 @@ def test_native_dialogs_are_the_only_source_of_paths(make_bridge, tmp_path):
     assert ok(b.template_import()) is None
     b._window.answers = []
     assert b.export_results()["error"]["category"] == "action_unavailable"  # no run yet
+
+
+def test_a_campaign_on_several_connections_from_the_window(make_bridge, smtp_server):
+    server = smtp_server("plain", auth=False)
+    b, events = make_bridge()
+    info = ok(b.app_info())
+    by_key = {p["key"]: p["connections"] for p in info["providers"]}
+    assert by_key["gmail"] == by_key["outlook"] == by_key["local-inbox"] == 1
+    assert by_key["amazon-ses"] == by_key["sendgrid"] == by_key["postmark"] == 4
+    emails = [f"p{i}@example.org" for i in range(40)]
+    ok(b.import_recipients_text({"text": "\n".join(emails)}))
+    account = {"provider": None, "host": server.host, "port": server.port, "security": "none",
+               "from_address": "me@example.com"}
+    answer = b.start_campaign({"account": account, "message": MESSAGE, "delay_ms": 0, "connections": 99})
+    assert not answer["ok"] and answer["error"]["category"] == "invalid_settings"
+    ok(b.start_campaign({"account": account, "message": MESSAGE, "delay_ms": 0, "connections": 3}))
+    wait_for(lambda: finished(b))
+    b._pump.flush()
+    assert server.sessions == 3
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted(emails)
+    state = ok(b.campaign_state())
+    assert state["counts"] == {"sent": 40} and state["summary"]["sent"] == 40
+    finals = [e["current"] for e in events if e["type"] == "email-progress" and e["status"] == "sent"]
+    assert sorted(finals) == list(range(1, 41))

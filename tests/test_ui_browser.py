@@ -743,3 +743,31 @@ def test_history_resumes_a_paused_campaign_and_nobody_gets_it_twice(isolated_hom
     expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=20_000)
     delivered = [m.rcpt_tos[0] for m in inbox.messages()]
     assert sorted(delivered) == [f"p{i}@example.org" for i in range(6)]  # each exactly once
+
+
+def test_connections_follow_the_provider_and_a_run_uses_them(page, smtp_server):
+    server = smtp_server("plain", auth=False)
+    expect = sync_api.expect
+    connections = page.get_by_label("Connections")
+    page.get_by_label("Provider").select_option(label="Amazon SES")
+    expect(connections).to_have_value("4")
+    page.get_by_label("Provider").select_option(label="Gmail")
+    expect(connections).to_have_value("1")
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill(server.host)
+    page.get_by_label("Port").fill(str(server.port))
+    page.get_by_label("Security").select_option(label="None")
+    page.get_by_label("Username").fill("")
+    page.get_by_label("From").fill("me@example.com")
+    emails = [f"p{i}@example.org" for i in range(30)]
+    page.get_by_label("Paste addresses").fill("\n".join(emails))
+    page.get_by_role("button", name="Use pasted addresses").click()
+    expect(page.locator("#recipients-summary")).to_contain_text("30 valid")
+    connections.fill("0")
+    compose_and_send(page, "Hi", "Plain body")
+    expect(page.locator("#send-status")).to_contain_text("Connections must be a whole number")
+    connections.fill("3")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#count-sent")).to_have_text("Sent 30", timeout=15_000)
+    assert server.sessions == 3
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted(emails)
