@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint screenshot clean
+.PHONY: run test lint screenshot clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check backend tests
 	$(BIN)/ruff format --check backend tests
+
+# Sending speed against smtp-source, smtplib and nodemailer (installs postfix and nodemailer if missing).
+bench: $(VENV)/.installed-dev
+	bash benchmarks/setup.sh
+	$(BIN)/python benchmarks/bench_send.py $(BENCH_ARGS)
 
 screenshot: $(VENV)/.installed-run
 	$(BIN)/python tools/screenshot.py
