@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import io
 import itertools
 import os
@@ -904,11 +905,40 @@ def _check_address(cell: str, what: str) -> tuple[str, str]:
         )
     if len(address) > _MAX_ADDRESS:
         return "", f"{_show(address)} is not a valid email address: it is far too long"
+    quick = _plain_address(address)
+    if quick is not None:
+        return quick, ""
     try:
         info = validate_email(address, check_deliverability=False)
     except ValueError as exc:  # EmailNotValidError, and any odd IDNA/Unicode error
         return "", f"{_show(address)} is not a valid email address: {exc}"
     return info.normalized, ""
+
+
+# An ASCII address whose part before the @ is a plain dot-atom: for these email-validator's
+# verdict depends on the domain (and the lengths) only, so each domain is checked once.
+_DOT_ATOM_AT = re.compile(r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)@([^@]+)")
+
+
+def _plain_address(address: str) -> str | None:
+    """The normalised form of a plain address whose domain is valid; None: ask email-validator."""
+    match = _DOT_ATOM_AT.fullmatch(address)
+    if match is None or len(match[1]) > 64 or len(address) > 254:
+        return None
+    domain = _valid_domain(match[2])
+    if domain is None:
+        return None
+    normalised = f"{match[1]}@{domain}"
+    return normalised if len(normalised) <= 254 else None
+
+
+@functools.lru_cache(maxsize=65536)
+def _valid_domain(domain: str) -> str | None:
+    """The domain as email-validator normalises it, or None when it refuses it."""
+    try:
+        return validate_email(f"a@{domain}", check_deliverability=False).domain
+    except ValueError:
+        return None
 
 
 def _import_table(

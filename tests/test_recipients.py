@@ -1391,3 +1391,45 @@ def test_xlsx_name_columns() -> None:
     assert [r.fields["name"] for r in result.recipients] == ["Ann Lee", "7"]
     result = load_bytes(xlsx(("S", rows)), "n.xlsx", name_column="Last")
     assert [r.fields["name"] for r in result.recipients] == ["Lee", ""]
+
+
+# --- the quick address check (each domain validated once) ------------------------------
+
+_QUICK_CASES = [
+    "Bob.Smith@Example.ORG", "a@xn--bcher-kva.example", "a@b.co", "x@localhost.test", "a@b", "a..b@c.org",
+    ".a@c.org", "a.@c.org", "a@-b.com", "a@b-.com", "a@b.com.", "a@1.2.3.4", "a@[127.0.0.1]",
+    "a@" + "x" * 63 + ".com", "a@" + "x" * 64 + ".com", "l" * 64 + "@example.com", "l" * 65 + "@example.com",
+    "a@" + ".".join(["abcdefghi"] * 25) + ".com", "a@" + ".".join(["abcdefghi"] * 24) + ".com",
+    "o'brien+tag@mail.example.co.uk", "a@b.c", "a@example.invalid", "a@sub.onion", "a@b_c.com", "a@b.123",
+    "user@EXAMPLE.com", "a{b}|c~@example.org", "a@exa mple.com", "a@@b.com", "a@b..com",
+]
+
+
+@pytest.mark.parametrize("address", _QUICK_CASES)
+def test_the_quick_address_check_agrees_with_email_validator(address):
+    from email_validator import validate_email
+
+    from backend import recipients
+
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized
+    except ValueError:
+        expected = None
+    quick = recipients._plain_address(address)
+    assert quick is None or quick == expected
+    assert recipients._check_address(address, "x")[0] == (expected or "")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"[A-Za-z0-9._%+'{}~-]{0,70}@[A-Za-z0-9._-]{0,70}", fullmatch=True))
+def test_the_quick_address_check_agrees_on_any_ascii_address(address):
+    from email_validator import validate_email
+
+    from backend import recipients
+
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized
+    except ValueError:
+        expected = None
+    quick = recipients._plain_address(address)
+    assert quick is None or quick == expected, (address, quick, expected)
