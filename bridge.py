@@ -260,6 +260,7 @@ class _Run:
     outcome: CampaignOutcome | None = None
     thread: threading.Thread | None = None
     connections: int = 1  # SMTP connections sending at once
+    checked: bool = False  # every row was checked when it started (no second pass)
 
 
 class Bridge:
@@ -762,7 +763,7 @@ class Bridge:
             if not draft.recipients:
                 raise _NotNow("no recipient is left to send to")
             run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider,
-                       connections=self._connections(p, settings.provider))
+                       connections=self._connections(p, settings.provider), checked=True)
             run.thread = threading.Thread(target=self._work, args=(run, draft, settings),
                                           name=f"campaign-{draft.id}", daemon=True)
             self._run = run
@@ -792,7 +793,7 @@ class Bridge:
                 journal=self._journal(), spec=spec,
                 account=resume[1] if resume else f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
                 indices=resume[0] if resume else None, limits=self._limits(settings.provider),
-                deferred_until=self._deferred_until if resume else None)
+                deferred_until=self._deferred_until if resume else None, checked=run.checked)
             run.outcome = outcome
             if not outcome.ok:
                 run.state = "failed"

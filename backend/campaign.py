@@ -8,6 +8,7 @@ import logging
 import random
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,7 @@ class Outgoing:
     message_id: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ResultRow:
     """The outcome for one recipient (the results CSV row of DESIGN.md)."""
 
@@ -297,7 +298,9 @@ class _Pool:
         self.dispatched = 0
         self.in_flight = 0
         self.due: dict[int, float] = {}  # deferred recipient -> clock() time of its next attempt
-        self.first_try: dict[int, float] = {}
+        # clock() time of each recipient's first attempt (for the retry policy's age limit);
+        # an array, not a dict: 8 bytes a recipient on a list of 100,000.
+        self.first_try = array("d", [-1.0]) * self.total
         self.failures_in_a_row = 0
         self.halted = False
 
@@ -405,7 +408,8 @@ class _Pool:
                         del self.due[i]
                     self.dispatched += 1
                     self.in_flight += 1
-                    self.first_try.setdefault(i, self.clock())
+                    if self.first_try[i] < 0:
+                        self.first_try[i] = self.clock()
                 return i
         finally:
             self.dispatch.release()
@@ -415,7 +419,8 @@ class _Pool:
         while self.cursor < self.total and self.cursor in self.waiting:
             # Deferred in an earlier run: not before its time, after the first pass.
             self.due[self.cursor] = self.waiting[self.cursor]
-            self.first_try.setdefault(self.cursor, self.clock())
+            if self.first_try[self.cursor] < 0:
+                self.first_try[self.cursor] = self.clock()
             self.cursor += 1
         if self.cursor < self.total:
             return "first", self.cursor, 0.0

@@ -488,7 +488,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
         draft, _pool(settings, connections), on_event=rep.event, control=control, journal=journal,
         account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-        spec=spec, limits=_limits(args, settings.provider)))
+        spec=spec, limits=_limits(args, settings.provider), checked=True))
     return _finish(args, rep, err, outcome, draft, imported, settings)
 
 

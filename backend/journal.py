@@ -8,6 +8,7 @@ resend or skip, never resent blindly.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -156,11 +157,13 @@ class Journal:
                excluded: Iterable[ResultRow] = ()) -> None:
         """Record a new campaign: every recipient pending, the left-out ones skipped."""
         now = iso(utc_now())
-        rows = [(campaign_id, i, r.email, r.line, json.dumps(r.fields, ensure_ascii=False), "pending", None,
-                 None, None, 0, None, None, None, now) for i, r in enumerate(recipients)]
-        base = len(rows)
-        rows += [(campaign_id, base + j, x.email, 0, "{}", "skipped", x.category, None, x.error, 0, None, None,
-                  None, now) for j, x in enumerate(excluded)]
+        base = len(recipients)
+        # Generated as inserted: 100,000 rows never sit in memory twice.
+        rows = itertools.chain(
+            ((campaign_id, i, r.email, r.line, json.dumps(r.fields, ensure_ascii=False), "pending", None,
+              None, None, 0, None, None, None, now) for i, r in enumerate(recipients)),
+            ((campaign_id, base + j, x.email, 0, "{}", "skipped", x.category, None, x.error, 0, None, None,
+              None, now) for j, x in enumerate(excluded)))
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:

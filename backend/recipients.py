@@ -23,7 +23,7 @@ from email_validator import validate_email
 from backend.errors import RecipientFileError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
     """One person to mail: normalised address, the row's other columns, its line in the file."""
 
