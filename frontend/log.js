@@ -1,6 +1,9 @@
 // Activity log: one row per recipient, created on its first event and updated in place.
 // Events are queued and applied once per animation frame, so 10,000 recipients cost one
-// small DOM update per frame, never a re-render of the table.
+// small DOM update per frame, never a re-render of the table. Past VIRTUAL_FROM rows the
+// table is virtual: every recipient is kept as data, only the rows in view (and a few
+// around them) are elements, between two spacers as tall as the rows they stand for, so
+// 100,000 rows scroll as smoothly as 100.
 
 import { call } from './api.js';
 import { $, el, show, errorBlock, busyLine, withBusy, breakable } from './dom.js';
@@ -17,12 +20,24 @@ const LABELS = {
   uncertain: 'Uncertain',
 };
 
+const VIRTUAL_FROM = 500; // rows; fewer are all elements (each can show its fix steps in place)
+const OVERSCAN = 15; // rows rendered above and below the view in the virtual table
+
 let deps = null;
 let tbody = null;
+let table = null;
 let scroller = null;
 let campaignId = null;
 let follow = true;
 const rows = new Map(); // current -> row record
+let order = []; // row records in display order
+let virtual = false;
+let rowHeight = 0; // px, measured once in the virtual table (its rows have one fixed height)
+let failedList = null; // the failed rows in order, while "Failed only" is on in the virtual table
+let windowed = new Set(); // records rendered in the virtual table now
+let scrollFrame = 0;
+const topSpacer = el('tr', { class: 'spacer', 'aria-hidden': 'true' });
+const bottomSpacer = el('tr', { class: 'spacer', 'aria-hidden': 'true' });
 let queue = [];
 let rafId = 0;
 let timerId = 0;
@@ -34,16 +49,20 @@ const flushListeners = [];
 export function initLog(dependencies) {
   deps = dependencies;
   tbody = $('#log');
+  table = $('#log-table');
   scroller = $('#log-scroll');
   // Follow new rows while the log is scrolled to the bottom; stop when the user scrolls up.
   // Tracked on scroll so a flush never has to measure the table.
   scroller.addEventListener('scroll', () => {
     follow = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+    if (virtual && !scrollFrame) scrollFrame = requestAnimationFrame(() => { scrollFrame = 0; renderWindow(); });
   }, { passive: true });
   $('#failed-only').addEventListener('change', (event) => {
     failedOnly = event.currentTarget.checked;
-    $('#log-table').classList.toggle('failed-only', failedOnly);
+    table.classList.toggle('failed-only', failedOnly);
+    failedList = null;
     updateSize();
+    if (virtual) renderWindow();
   });
   // One delegated listener for every "How to fix" button in the table.
   tbody.addEventListener('click', (event) => {
@@ -67,8 +86,13 @@ export function setCampaign(id, { force = false } = {}) {
   if (!id || (id === campaignId && !force)) return;
   campaignId = id;
   rows.clear();
+  order = [];
+  windowed = new Set();
+  failedList = null;
+  setVirtual(false);
   queue = queue.filter((ev) => ev.campaign === id);
   tbody.replaceChildren();
+  $('#log-detail').hidden = true;
   follow = true;
   for (const key of Object.keys(counts)) counts[key] = 0;
   emptyText = NOTHING_YET;
@@ -87,9 +111,71 @@ export function setEnded(state, summary) {
 }
 
 function failedRows() {
+  if (failedList) return failedList.length;
   let n = 0;
   for (const row of rows.values()) if (row.status === 'failed') n += 1;
   return n;
+}
+
+/** The rows the log shows now: all, or the failed ones. */
+function shown() {
+  if (!failedOnly) return order;
+  if (!failedList) failedList = order.filter((row) => row.status === 'failed');
+  return failedList;
+}
+
+function setVirtual(on) {
+  virtual = on;
+  table.classList.toggle('virtual', on);
+  table.setAttribute('aria-rowcount', String(order.length + 1)); // + the header row
+}
+
+/** Switch a grown log to the virtual table: its row elements go, the window renders. */
+function becomeVirtual() {
+  setVirtual(true);
+  for (const row of order) row.tr = null;
+  tbody.replaceChildren();
+  windowed = new Set();
+  renderWindow();
+}
+
+/** The virtual table: the rows in view (and OVERSCAN around them) between the spacers. */
+function renderWindow() {
+  const list = shown();
+  if (!rowHeight) {
+    const probe = list[0] ? rowElement(list[0]) : null;
+    if (probe) {
+      tbody.replaceChildren(probe);
+      rowHeight = probe.getBoundingClientRect().height || 32;
+      probe.remove();
+      list[0].tr = null;
+    }
+  }
+  const height = rowHeight || 32;
+  const view = scroller.clientHeight || 600;
+  const first = Math.max(0, Math.floor(scroller.scrollTop / height) - OVERSCAN);
+  const last = Math.min(list.length, first + Math.ceil(view / height) + 2 * OVERSCAN);
+  const next = new Set();
+  const elements = [];
+  for (let i = first; i < last; i += 1) {
+    const row = list[i];
+    next.add(row);
+    elements.push(rowElement(row));
+  }
+  for (const row of windowed) if (!next.has(row)) row.tr = null; // out of view: data only
+  windowed = next;
+  topSpacer.style.height = `${first * height}px`;
+  bottomSpacer.style.height = `${(list.length - last) * height}px`;
+  tbody.replaceChildren(topSpacer, ...elements, bottomSpacer);
+}
+
+/** A row's element, made (and painted) when it comes into view. */
+function rowElement(row) {
+  if (!row.tr) {
+    Object.assign(row, createRow(row.key));
+    paint(row);
+  }
+  return row.tr;
 }
 
 /**
@@ -146,7 +232,7 @@ export function flush() {
     if (!Number.isFinite(key)) continue;
     let row = rows.get(key);
     if (!row) {
-      row = createRow(key);
+      row = { key, tr: null, status: null, event: null, painted: null };
       rows.set(key, row);
       fresh.push(row);
     }
@@ -158,17 +244,34 @@ export function flush() {
       const t = Date.parse(ev.ts);
       completed.push(Number.isFinite(t) ? t : Date.now());
     }
+    if ((before === 'failed') !== (after === 'failed')) failedList = null;
     row.status = after;
     row.event = ev;
     touched.add(row);
   }
 
-  for (const row of touched) paint(row);
   if (fresh.length) {
     fresh.sort((a, b) => a.key - b.key);
-    const frag = document.createDocumentFragment();
-    for (const row of fresh) frag.append(row.tr);
-    tbody.append(frag);
+    order.push(...fresh);
+    table.setAttribute('aria-rowcount', String(order.length + 1));
+  }
+  if (!virtual && order.length > VIRTUAL_FROM) {
+    becomeVirtual();
+  } else if (virtual) {
+    for (const row of touched) if (row.tr) paint(row);
+    renderWindow();
+    if (follow && fresh.length) {
+      scroller.scrollTop = scroller.scrollHeight;
+      renderWindow();
+    }
+  } else {
+    for (const row of fresh) Object.assign(row, createRow(row.key));
+    for (const row of touched) paint(row);
+    if (fresh.length) {
+      const frag = document.createDocumentFragment();
+      for (const row of fresh) frag.append(row.tr);
+      tbody.append(frag);
+    }
   }
   if (fresh.length || failedOnly) updateSize();
   if (follow && fresh.length) scroller.scrollTop = scroller.scrollHeight;
@@ -182,8 +285,9 @@ function createRow(key) {
   const recipient = el('td', { role: 'cell', class: 'recipient' });
   const statusCell = el('td', { role: 'cell', class: 'status' });
   const details = el('td', { role: 'cell', class: 'details' });
-  const tr = el('tr', { role: 'row', dataset: { current: String(key) } }, num, recipient, statusCell, details);
-  return { key, tr, recipient, statusCell, details, status: null, event: null, painted: null };
+  const tr = el('tr', { role: 'row', 'aria-rowindex': String(key + 1), dataset: { current: String(key) } },
+    num, recipient, statusCell, details);
+  return { tr, recipient, statusCell, details, painted: null };
 }
 
 function paint(row) {
@@ -210,7 +314,7 @@ function detailsFor(key, ev, status) {
         type: 'button',
         class: 'link-button how-to-fix',
         'aria-expanded': 'false',
-        'aria-controls': `fix-${key}`,
+        'aria-controls': virtual ? 'log-detail' : `fix-${key}`,
         dataset: { current: String(key), category: ev.category },
         text: 'How to fix',
       }));
@@ -224,6 +328,10 @@ function detailsFor(key, ev, status) {
 }
 
 function toggleFix(button) {
+  if (virtual) {
+    showDetail(button);
+    return;
+  }
   const id = button.getAttribute('aria-controls');
   let list = document.getElementById(id);
   const open = button.getAttribute('aria-expanded') === 'true';
@@ -237,6 +345,24 @@ function toggleFix(button) {
   }
   list.hidden = open;
   button.setAttribute('aria-expanded', String(!open));
+}
+
+/** The virtual table's rows are one line each: a row's error and fix steps open below the log. */
+function showDetail(button) {
+  const box = $('#log-detail');
+  const row = rows.get(Number(button.dataset.current));
+  const ev = (row && row.event) || {};
+  const category = button.dataset.category;
+  const steps = deps.fixStepsFor(category);
+  const cause = deps.categoryCause(category);
+  box.replaceChildren(
+    el('h3', { text: `#${button.dataset.current} ${ev.recipient ?? ''}: ${deps.categoryTitle(category)}` }),
+    ev.error ? el('p', { class: 'server-reply', text: `${ev.code ? `${ev.code} ` : ''}${ev.error}` }) : null,
+    cause ? el('p', { class: 'error-cause', text: cause }) : null,
+    steps.length ? el('ol', { class: 'fix-steps' }, steps.map((s) => el('li', { text: s }))) : el('p', { text: 'No fix steps are known for this failure.' }));
+  box.hidden = false;
+  for (const other of tbody.querySelectorAll('button.how-to-fix[aria-expanded="true"]')) other.setAttribute('aria-expanded', 'false');
+  button.setAttribute('aria-expanded', 'true');
 }
 
 async function exportResults() {

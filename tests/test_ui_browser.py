@@ -771,3 +771,39 @@ def test_connections_follow_the_provider_and_a_run_uses_them(page, smtp_server):
     expect(page.locator("#count-sent")).to_have_text("Sent 30", timeout=15_000)
     assert server.sessions == 3
     assert sorted(m.rcpt_tos[0] for m in server.messages) == sorted(emails)
+
+
+def test_a_long_log_is_virtual_and_still_scrolls_filters_and_explains(page, smtp_server):
+    server = smtp_server("plain", auth=False)
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill(server.host)
+    page.get_by_label("Port").fill(str(server.port))
+    page.get_by_label("Security").select_option(label="None")
+    page.get_by_label("Username").fill("")
+    page.get_by_label("From").fill("me@example.com")
+    emails = [f"reject550@x{i}.example.org" if i % 150 == 0 else f"p{i}@example.org" for i in range(1200)]
+    page.get_by_label("Paste addresses").fill("\n".join(emails))
+    page.get_by_role("button", name="Use pasted addresses").click()
+    expect(page.locator("#recipients-summary")).to_contain_text("1200 valid")
+    page.get_by_label("Connections").fill("2")
+    compose_and_send(page, "Hi", "Plain body")
+    expect(page.locator("#count-sent")).to_have_text("Sent 1192", timeout=60_000)
+    expect(page.locator("#count-failed")).to_have_text("Failed 8")
+    table = page.locator("#log-table")
+    expect(table).to_have_attribute("aria-rowcount", "1201")
+    rendered = page.locator("#log tr:not(.spacer)")
+    assert 0 < rendered.count() < 200  # only the rows in view are elements
+    scroller = page.locator("#log-scroll")
+    scroller.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    expect(page.locator('#log tr[data-current="1200"]')).to_contain_text("p1199@example.org")
+    scroller.evaluate("el => { el.scrollTop = 0; }")
+    expect(page.locator('#log tr[data-current="1"]')).to_contain_text("reject550@x0.example.org")
+    page.get_by_label("Failed only").check()
+    expect(page.locator('#log tr[data-status="failed"]')).to_have_count(8)
+    expect(page.locator('#log tr[data-status="sent"]')).to_have_count(0)
+    page.locator('#log tr[data-current="151"]').get_by_role("button", name="How to fix").click()
+    detail = page.locator("#log-detail")
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text("reject550@x150.example.org")
+    expect(detail).to_contain_text("Check the address for typos")
