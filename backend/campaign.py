@@ -252,6 +252,8 @@ def run_campaign(
     finally:
         for t in transports:
             t.close()
+    if run.crashed is not None:
+        raise run.crashed  # as on one connection: the caller marks the campaign interrupted
 
     reason = "campaign cancelled" if outcome.stopped == "cancelled" else None
     if outcome.error is not None:
@@ -303,6 +305,7 @@ class _Pool:
         self.first_try = array("d", [-1.0]) * self.total
         self.failures_in_a_row = 0
         self.halted = False
+        self.crashed: BaseException | None = None  # what stopped a connection unexpectedly
 
     # -- events and the journal ---------------------------------------------------------
 
@@ -346,14 +349,24 @@ class _Pool:
                             self.outcome.campaign, number, exc.message)
                 return
         pending: list[int] = []  # an outcome not yet committed: at most one
+        sending = False
         try:
             while True:
                 i = self.next(lambda: self.commit(None, pending))
                 if i is None:
                     break
+                sending = True
                 self.attempt(i, transport, pending)
-        finally:
+                sending = False
             self.commit(None, pending)
+        except BaseException as exc:  # a bug or the journal failing: stop every connection
+            log.exception("campaign %s: connection %d stopped unexpectedly", self.outcome.campaign, number)
+            with self.state:
+                self.crashed = self.crashed or exc
+                self.halted = True
+                if sending:
+                    self.in_flight -= 1
+                self.changed.notify_all()
 
     def next(self, before_wait: Callable[[], None]) -> int | None:
         """The next recipient to send to, after any wait (delay, limit, backoff, pause); None: stop."""

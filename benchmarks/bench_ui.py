@@ -135,6 +135,7 @@ def main() -> int:
             counts = page.evaluate("document.querySelector('#counts').textContent")
             summary = page.evaluate("document.querySelector('#summary .summary-counts').textContent")
             heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0")
+            time.sleep(3)  # the run's last work (journal, summary, garbage collection) settles first
             scrolled = page.evaluate(SCROLL)
             browser.close()
     finally:

@@ -237,3 +237,31 @@ def test_a_pool_of_one_for_a_transport_that_cannot_share(smtp_server, certs):
     (t,) = pool(srv, certs, 1)
     out = run_campaign(people(["a@example.org", "b@example.org"]), build, t, campaign_id="o", delay_s=0)
     assert [r.status for r in out.results] == ["sent", "sent"] and srv.sessions == 1
+
+
+def test_an_error_on_one_connection_stops_them_all_and_is_raised(smtp_server, certs):
+    # The journal failing (a full disk) on one connection: nothing hangs, the error reaches the
+    # caller (which marks the campaign interrupted), and nothing is sent after it.
+    srv = smtp_server("starttls")
+    calls = []
+
+    def record(sending, outcome):
+        calls.append(sending)
+        if len(calls) == 10:
+            raise OSError(28, "No space left on device")
+
+    box: dict = {}
+
+    def run():
+        try:
+            run_campaign(people([f"p{i}@example.org" for i in range(100)]), build, pool(srv, certs, 3),
+                         campaign_id="e", delay_s=0, record=record)
+        except OSError as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive()
+    assert box["error"].errno == 28
+    assert len(srv.messages) < 10 + 3
