@@ -265,3 +265,13 @@ def test_an_error_on_one_connection_stops_them_all_and_is_raised(smtp_server, ce
     assert not thread.is_alive()
     assert box["error"].errno == 28
     assert len(srv.messages) < 10 + 3
+
+
+@pytest.mark.parametrize("address", ["a@b.org", "a.b+c@x-y.example", "jörg@example.com", "a@[1.2.3.4]", "<>",
+                                     "x <a@b.org>", "a.@b.c", '"q q"@b.org', "a..b@c.org", "-@-"])
+def test_pipelined_commands_quote_addresses_as_smtplib_does(address):
+    import smtplib
+
+    from backend.transports.smtp import _quoteaddr
+
+    assert _quoteaddr(address) == smtplib.quoteaddr(address)

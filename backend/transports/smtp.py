@@ -475,9 +475,9 @@ class SmtpTransport:
         """
         if "SMTPUTF8" in options:
             smtp.command_encoding = "utf-8"  # as smtplib.mail() does for SMTPUTF8
-        steps = [("mail", envelope.sender, f"mail FROM:{smtplib.quoteaddr(envelope.sender)}"
+        steps = [("mail", envelope.sender, f"mail FROM:{_quoteaddr(envelope.sender)}"
                   + "".join(" " + o for o in options))]
-        steps += [("rcpt", r, f"rcpt TO:{smtplib.quoteaddr(r)}") for r in envelope.recipients]
+        steps += [("rcpt", r, f"rcpt TO:{_quoteaddr(r)}") for r in envelope.recipients]
         steps.append(("data", "data", "data"))
         smtp.send("".join(line + "\r\n" for _, _, line in steps))
         refused: TransportError | None = None
@@ -557,6 +557,15 @@ class SmtpTransport:
             pass
         finally:
             smtp.close()
+
+
+# A plain address, which smtplib.quoteaddr() (a full RFC 2822 parse) would only put in <>.
+_PLAIN_ADDR = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+
+
+def _quoteaddr(address: str) -> str:
+    """<address> for MAIL FROM / RCPT TO, as smtplib.quoteaddr() writes it, without its parse."""
+    return f"<{address}>" if _PLAIN_ADDR.fullmatch(address) else smtplib.quoteaddr(address)
 
 
 def _dn(parts: object) -> str | None:
