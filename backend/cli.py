@@ -243,6 +243,7 @@ class Reporter:
         self.mode, self.out, self.err = mode, out, err
         self._bar_shown = False
         self._sent = self._failed = 0
+        self._furthest = 0  # on several connections outcomes arrive a little out of order
 
     def line(self, text: str) -> None:
         self._clear_bar()
@@ -263,7 +264,8 @@ class Reporter:
             detail = " ".join(str(x) for x in (event["category"], event["code"]) if x)
             self.line(f"{status:<9} {event['recipient']}  [{detail}] {event['error']}")
         if self.mode == "bar" and status != "sending":
-            self._draw(event["current"], event["total"])
+            self._furthest = max(self._furthest, event["current"])
+            self._draw(self._furthest, event["total"])
 
     def _draw(self, current: int, total: int) -> None:
         width = 30
