@@ -127,6 +127,7 @@ class Journal:
         self._queue: list[_Ticket] = []  # waiting for the next group commit
         self._queue_changed = threading.Condition()
         self._committing = False
+        self.commits = 0  # transactions committed by record(): fewer than its calls when grouped
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
@@ -305,8 +306,10 @@ class Journal:
                         for sql, args in t.ops:
                             self._db.execute(sql, args)
                     self._db.execute("COMMIT")
+                    self.commits += 1
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
                     raise
         except BaseException as exc:
             error = exc

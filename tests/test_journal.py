@@ -255,3 +255,29 @@ def test_resume_keeps_a_deferred_recipients_next_attempt(tmp_path):
     draft, indices, got = service.resume_draft(j, "c")
     assert [r.email for r in draft.recipients] == ["a@example.org", "b@example.org"] and indices == [0, 1]
     assert got["deferred_until"] == {0: "2999-01-01T00:00:00+00:00"}
+
+
+def test_records_from_several_connections_share_one_commit(tmp_path):
+    import threading
+
+    j = Journal(tmp_path / "j.sqlite3")
+    people = [Recipient(f"p{i}@example.org", {}, i + 2) for i in range(10)]
+    j.create("c", account="x", spec={}, recipients=people)
+    j.record("c", sending=0)
+    before = j.commits
+    threads = [threading.Thread(target=j.record, args=("c",), kwargs={
+        "outcome": (i, ResultRow(f"p{i}@example.org", "sent", None, 250, None, 1, "t", f"<{i}@x>")),
+        "sending": i + 5}) for i in range(5)]
+    with j._lock:  # a commit under way: the first caller waits for it, the others queue behind
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(j._queue) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for t in threads:
+        t.join(10)
+    assert j.commits - before == 2  # the first caller's, then one for the four queued behind it
+    rows = {r.index: r.result for r in j.rows("c")}
+    assert [rows[i].status for i in range(10)] == ["sent"] * 5 + ["sending"] * 5
+    assert [rows[i].message_id for i in range(5)] == [f"<{i}@x>" for i in range(5)]
+    assert [rows[i].attempts for i in range(5, 10)] == [1] * 5
