@@ -259,11 +259,19 @@ def machine() -> str:
             f"Python {platform.python_version()}, node {node}")
 
 
-def table(results: list[Result], anchor: Result | None) -> str:
-    lines = ["| sender | connections | msg/s | vs nodemailer pool | peak RSS |", "| --- | ---: | ---: | ---: | ---: |"]
+def ratio(r: Result, anchor: Result | None) -> str:
+    if anchor is None or not anchor.rate:
+        return "n/a"
+    x = r.rate / anchor.rate
+    return f"{x:.2f}x" if x < 0.1 else f"{x:.1f}x"
+
+
+def table(results: list[Result], anchor: Result | None, default: Result | None) -> str:
+    lines = ["| sender | connections | msg/s | vs nodemailer pool | vs nodemailer pool, default sockets | peak RSS |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
-        ratio = f"{r.rate / anchor.rate:.1f}x" if anchor else "n/a"
-        lines.append(f"| {r.label} | {r.connections} | {r.rate:,.0f} | {ratio} | {r.rss_mb:.0f} MB |")
+        lines.append(f"| {r.label} | {r.connections} | {r.rate:,.0f} | {ratio(r, anchor)} | {ratio(r, default)} "
+                     f"| {r.rss_mb:.0f} MB |")
     return "\n".join(lines)
 
 
@@ -322,7 +330,8 @@ def main() -> int:
             sink.stop()
 
     anchor = next((r for r in results if r.label == "nodemailer, pool of 5 connections"), None)
-    print("\n" + table(results, anchor) + "\n")
+    default = next((r for r in results if r.label.endswith("pool of 5 connections, default sockets")), None)
+    print("\n" + table(results, anchor, default) + "\n")
     for r in results:
         if r.first_ms is not None and r.label.startswith("Bulk Mailer"):
             print(f"Time to first message after Send ({r.connections} connection{'s' if r.connections != '1' else ''}): "
