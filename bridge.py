@@ -53,7 +53,7 @@ log = logging.getLogger("bulk_mailer.bridge")
 
 FRONTEND = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent)) / "frontend"
 LOCAL_INBOX = "local-inbox"
-EVENT_TYPES = ("email-progress", "campaign-state")
+EVENT_TYPES = ("email-progress", "campaign-state", "campaign-wait")
 # The one JS template events are delivered with; only json.dumps output is ever put into it.
 DISPATCH_JS = (
     "(function(events){for(var i=0;i<events.length;i++){"
@@ -143,6 +143,24 @@ class Params:
         if not isinstance(value, str) or value not in choices:
             raise self._bad(name, f"must be one of: {', '.join(choices)}")
         return value
+
+    def number(self, name: str, lo: float, hi: float, *, whole: bool = False) -> float | None:
+        """A number in [lo, hi], or None when absent or empty."""
+        value = self._get(name, None)
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise self._bad(name, "must be a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi \
+                or value != value or (whole and not float(value).is_integer()):
+            raise self._bad(name, f"must be a {'whole ' if whole else ''}number from {lo:g} to {hi:g}")
+        return int(value) if whole else float(value)
+
+    def has(self, name: str) -> bool:
+        return self._get(name, None) is not None
 
     def obj(self, name: str) -> Params:
         return Params(self._get(name, None), f"{self._prefix}{name}.")
@@ -259,6 +277,7 @@ class _Run:
     counts: Counter[str] = field(default_factory=Counter)
     outcome: CampaignOutcome | None = None
     thread: threading.Thread | None = None
+    limits: RateLimits | None = None
 
 
 class Bridge:
@@ -455,6 +474,7 @@ class Bridge:
                 "key": preset.key, "name": preset.name, "host": preset_host(preset),
                 "port": preset.port, "security": preset.security, "notes": list(preset.notes),
                 "limits_note": preset.limits.note, "username_hint": preset.username_hint,
+                "limits": {k: getattr(preset.limits, k) for k in ("per_second", "per_minute", "per_hour", "per_day")},
                 "regions": list(preset.regions), "default_region": preset.default_region,
                 "advice": {k: list(v) for k, v in preset.advice.items()},
             })
@@ -757,6 +777,7 @@ class Bridge:
             if not draft.recipients:
                 raise _NotNow("no recipient is left to send to")
             run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider)
+            run.limits = self._chosen_limits(p, settings.provider)
             run.thread = threading.Thread(target=self._work, args=(run, draft, settings),
                                           name=f"campaign-{draft.id}", daemon=True)
             self._run = run
@@ -784,7 +805,7 @@ class Bridge:
                 draft, SmtpTransport(settings), on_event=on_event, control=run.control, on_pause=on_pause,
                 journal=self._journal(), spec=spec,
                 account=resume[1] if resume else f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-                indices=resume[0] if resume else None, limits=self._limits(settings.provider),
+                indices=resume[0] if resume else None, limits=run.limits, on_wait=self._emit,
                 deferred_until=self._deferred_until if resume else None)
             run.outcome = outcome
             if not outcome.ok:
@@ -812,12 +833,22 @@ class Bridge:
 
     @staticmethod
     def _limits(provider: str | None) -> RateLimits | None:
-        """The provider preset's published limits (the window has no fields for them yet)."""
+        """The provider preset's published limits."""
         if provider not in PRESETS:
             return None
         lim = PRESETS[provider].limits
         return RateLimits(per_second=lim.per_second, per_minute=lim.per_minute, per_hour=lim.per_hour,
                           per_day=lim.per_day)
+
+    def _chosen_limits(self, p: Params, provider: str | None) -> RateLimits | None:
+        """The limits the page sent (its Sending limits fields), else the provider's."""
+        if not p.has("limits"):
+            return self._limits(provider)
+        q = p.obj("limits")
+        return RateLimits(per_second=q.number("per_second", 0, 10_000) or None,
+                          per_minute=int(q.number("per_minute", 0, 10_000_000, whole=True) or 0) or None,
+                          per_hour=int(q.number("per_hour", 0, 10_000_000, whole=True) or 0) or None,
+                          per_day=int(q.number("per_day", 0, 100_000_000, whole=True) or 0) or None)
 
     def _journal(self) -> Journal:
         # Opened on first use: the history of window campaigns lives with the CLI's.
@@ -843,10 +874,11 @@ class Bridge:
         return SmtpSettings(**{**saved, "password": password}).validated()
 
     def _start_from_journal(self, draft: service.Draft, settings: SmtpSettings,
-                            resume: tuple[list[int], str] | None) -> dict[str, Any]:
+                            resume: tuple[list[int], str] | None, limits: RateLimits | None) -> dict[str, Any]:
         if not draft.recipients:
             raise _NotNow("nobody is left to send to in that campaign")
         run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider)
+        run.limits = limits
         run.thread = threading.Thread(target=self._work, args=(run, draft, settings, resume),
                                       name=f"campaign-{draft.id}", daemon=True)
         self._run = run
@@ -863,6 +895,10 @@ class Bridge:
             info = journal.get(cid)
             if info.state == "running":
                 raise _NotNow("that campaign is still running in another window or process")
+            lifts = service.quota_lifts(info.resume_after)
+            if lifts and not p.bool("now"):
+                raise _NotNow(f"a sending quota stopped this campaign; it can continue after {lifts}: resume it "
+                              "then, or try now anyway (the server may refuse again)")
             choice = p.choice("uncertain", ("ask", "resend", "skip"), "ask")
             uncertain = journal.rows(cid, ["uncertain"])
             if uncertain and choice == "ask":
@@ -877,8 +913,9 @@ class Bridge:
                 journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
             draft, indices, spec = service.resume_draft(journal, cid)
             settings = self._settings_from_spec(p, spec)
-            self._deferred_until = spec.get("deferred_until") or {}
-            return self._start_from_journal(draft, settings, (indices, info.account))
+            self._deferred_until = service.due_times(spec, info.resume_after if p.bool("now") else None)
+            limits = service.limits_from_spec(spec) if "limits" in spec else self._limits(settings.provider)
+            return self._start_from_journal(draft, settings, (indices, info.account), limits)
 
     @api
     def resend_campaign(self, p: Params) -> dict[str, Any]:
@@ -901,7 +938,9 @@ class Bridge:
                 unsubscribe=m.get("unsubscribe") or ())
             draft.attachments += [a for _, a in self._attachments] if m.get("uploaded_attachments") else []
             service.apply_suppression(draft, self._suppression)
-            return self._start_from_journal(draft, self._settings_from_spec(p, spec), None)
+            settings = self._settings_from_spec(p, spec)
+            limits = service.limits_from_spec(spec) if "limits" in spec else self._limits(settings.provider)
+            return self._start_from_journal(draft, settings, None, limits)
 
     @api
     def campaign_history(self, p: Params) -> dict[str, Any]:

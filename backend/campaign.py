@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import logging
+import math
 import random
 import threading
 import time
@@ -115,9 +116,22 @@ class RateLimits:
     per_day: int | None = None
 
     def windows(self) -> list[tuple[float, float]]:
-        """(window seconds, max messages in it) for each limit set."""
+        """(window seconds, whole number of messages in it) for each limit set; a fractional
+        rate per second becomes its whole equivalent (0.5 a second: 1 in 2 s)."""
         pairs = [(1.0, self.per_second), (60.0, self.per_minute), (3600.0, self.per_hour), (86400.0, self.per_day)]
-        return [(w, float(n)) for w, n in pairs if n]
+        out = []
+        for window, n in pairs:
+            if n:
+                whole = max(1, math.floor(n))
+                out.append((window * whole / n, float(whole)))
+        return out
+
+    def words(self) -> dict[float, str]:
+        """Each window's limit as the user set it ("0.5 a second"), by window length."""
+        names = (("per_second", "a second"), ("per_minute", "a minute"), ("per_hour", "an hour"),
+                 ("per_day", "a day"))
+        windows = iter(self.windows())
+        return {next(windows)[0]: f"{getattr(self, k):g} {name}" for k, name in names if getattr(self, k)}
 
 
 class RateLimiter:
@@ -125,6 +139,7 @@ class RateLimiter:
 
     def __init__(self, limits: RateLimits, earlier: Sequence[float] = ()) -> None:
         self.windows = limits.windows()
+        self._words = limits.words()
         self.longest = max((w for w, _ in self.windows), default=0.0)
         self.sent: list[float] = sorted(earlier)  # clock() times of sends, oldest first
 
@@ -141,6 +156,18 @@ class RateLimiter:
                 # The send that must leave this window before one more fits in it.
                 wait = max(wait, self.sent[first + inside - int(limit)] + window - now)
         return wait
+
+    def binding(self, now: float) -> str:
+        """Which limit makes the next send wait, in words ("30 a minute")."""
+        worst, words = 0.0, ""
+        for window, limit in self.windows:
+            first = bisect.bisect_right(self.sent, now - window)
+            inside = len(self.sent) - first
+            if inside >= limit:
+                wait = self.sent[first + inside - int(limit)] + window - now
+                if wait >= worst:
+                    worst, words = wait, self._words.get(window, f"{limit:g} in {window:g} s")
+        return words
 
     def record(self, now: float) -> None:
         self.sent.append(now)
@@ -196,6 +223,7 @@ def run_campaign(
     on_pause: Callable[[bool], None] = lambda paused: None,
     on_sending: Callable[[int], None] = lambda i: None,
     on_outcome: Callable[[int, ResultRow], None] = lambda i, row: None,
+    on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
     max_failures_in_a_row: int = 20,
     retry: RetryPolicy | None = None,
     limiter: RateLimiter | None = None,
@@ -206,7 +234,11 @@ def run_campaign(
     sleep: Callable[[float], Any] | None = None,
     now: Callable[[], dt.datetime] = utc_now,
 ) -> CampaignOutcome:
-    """Verify the connection, then send to each recipient in order, one event per change."""
+    """Verify the connection, then send to each recipient in order, one event per change.
+
+    on_wait hears of every wait longer than a second that is not the fixed delay: a sending
+    limit or a retry's backoff ({"type": "campaign-wait", "until": ISO, "seconds", "reason"}).
+    """
     control = control or Control()
     wait = sleep or control.wait  # returns early on cancel: no waiting out the delay
     total = len(recipients)
@@ -247,6 +279,12 @@ def run_campaign(
     due: dict[int, float] = {}  # deferred recipient -> clock() time of its next attempt
     waiting = dict(initially_due or {})  # deferred in an earlier run: not before their time
 
+    def announce_wait(seconds: float, reason: str) -> None:
+        if seconds >= 1.0:
+            until = now() + dt.timedelta(seconds=seconds)
+            on_wait({"type": "campaign-wait", "campaign": campaign_id, "until": iso(until),
+                     "seconds": round(seconds, 1), "reason": reason})
+
     def attempt(i: int) -> MailerError | None:
         nonlocal failures_in_a_row
         if limiter is not None:
@@ -255,6 +293,7 @@ def run_campaign(
                 # A day's quota: do not hold the app for hours; stop and say when it can go on.
                 return _quota_halt("the sending limit of this account is reached", pause, now())
             if pause > 0:
+                announce_wait(pause, f"sending limit: {limiter.binding(clock())}")
                 wait(pause)
                 if control.cancelled:
                     return None
@@ -312,10 +351,13 @@ def run_campaign(
                 continue  # noticed at the next checkpoint
             if i + 1 < total and delay_s > 0:
                 wait(delay_s)
+        if control.cancelled and outcome.stopped is None:
+            outcome.stopped = "cancelled"  # cancelled while the last one waited for a limit
         # Then the deferred ones, each when its backoff is over, until sent or given up.
         while due and outcome.stopped is None:
             i = min(due, key=due.__getitem__)
             if clock() < due[i]:
+                announce_wait(due[i] - clock(), f"retrying {recipients[i].email} (the server asked to try later)")
                 wait(due[i] - clock())
             if not control.checkpoint(on_pause):
                 outcome.stopped = "cancelled"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 import json
 import logging
@@ -518,7 +517,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         raise UsageError(f"campaign {args.campaign} is still running in another process", category="action_unavailable")
     if info.state == "finished" and not info.counts.get("uncertain"):
         raise UsageError(f"campaign {args.campaign} is finished; nothing is left to send", category="action_unavailable")
-    waiting = _quota_wait(info.resume_after)
+    waiting = service.quota_lifts(info.resume_after)
     if waiting and not args.now:
         raise UsageError(f"campaign {args.campaign} was stopped by a sending quota and can continue after "
                          f"{waiting}; resume it then, or add --now to try anyway",
@@ -536,9 +535,8 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     draft, indices, spec = service.resume_draft(journal, args.campaign)
     if args.delay_ms is not None:
         draft.delay_ms = args.delay_ms
-    if args.now and info.resume_after:  # the quota's own recipient goes now, with the rest
-        spec["deferred_until"] = {pos: at for pos, at in (spec.get("deferred_until") or {}).items()
-                                  if at != info.resume_after}
+    # --now: the quota's own recipient goes at once, with the rest.
+    spec["deferred_until"] = service.due_times(spec, info.resume_after if args.now else None)
     if not draft.recipients:
         raise UsageError(f"campaign {args.campaign} has nobody left to send to", category="action_unavailable")
     saved = spec["settings"]
@@ -548,23 +546,16 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     rep.line(f"Campaign {draft.id}: resuming with {len(draft.recipients)} recipient(s) not sent yet")
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
         draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal, indices=indices,
-        account=info.account, limits=_limits(args, saved.get("provider")),
+        account=info.account,
+        limits=_limits(args, saved.get("provider"), service.limits_from_spec(spec) if "limits" in spec else None),
         deferred_until=spec.get("deferred_until")))
     return _finish(args, rep, err, outcome, draft, draft.imported, settings,
                    rows=lambda: [row.result for row in journal.rows(args.campaign)])
 
 
-def _quota_wait(resume_after: str | None) -> str | None:
-    """The local time a quota-stopped campaign can continue, while that is still ahead."""
-    if not resume_after:
-        return None
-    when = dt.datetime.fromisoformat(resume_after)
-    return f"{when.astimezone():%Y-%m-%d %H:%M}" if when > dt.datetime.now(dt.UTC) else None
-
-
-def _limits(args: argparse.Namespace, provider: str | None) -> RateLimits:
-    """Sending limits: the flags, else the provider preset's published limits."""
-    preset = PRESETS[provider].limits if provider in PRESETS else None
+def _limits(args: argparse.Namespace, provider: str | None, saved: Any = None) -> RateLimits:
+    """Sending limits: the flags, else the campaign's own (resume), else the provider's."""
+    preset = saved or (PRESETS[provider].limits if provider in PRESETS else None)
     def pick(name: str, preset_value: Any) -> Any:
         value = getattr(args, f"max_per_{name}", None)
         return value if value is not None else preset_value

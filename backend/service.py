@@ -181,6 +181,7 @@ def send(
     retry: RetryPolicy | None = None,
     clock: Callable[[], float] | None = None,
     deferred_until: dict[int, str] | None = None,
+    on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
 
@@ -213,7 +214,8 @@ def send(
     hooks: dict[str, Any] = {}
     if journal is not None:
         if indices is None:
-            journal.create(draft.id, account=account, spec=spec or {}, recipients=recipients,
+            spec = {**(spec or {}), "limits": limits_spec(limits)}  # a resumed run keeps them
+            journal.create(draft.id, account=account, spec=spec, recipients=recipients,
                            excluded=draft.excluded.values())
             indices = range(len(recipients))
         else:
@@ -251,6 +253,7 @@ def send(
             limiter=limiter,
             retry=retry,
             initially_due=due,
+            on_wait=on_wait,
             **({"clock": clock} if clock is not None else {}),
             **hooks,
         )
@@ -296,6 +299,33 @@ def campaign_spec(draft: Draft, settings: SmtpSettings, *, attach: Sequence[str]
         },
         "delay_ms": draft.delay_ms,
     }
+
+
+_LIMIT_KEYS = ("per_second", "per_minute", "per_hour", "per_day")
+
+
+def limits_spec(limits: RateLimits | None) -> dict[str, Any]:
+    """The limits a campaign ran with, for the journal (a resumed run keeps them)."""
+    return {k: getattr(limits, k) if limits else None for k in _LIMIT_KEYS}
+
+
+def limits_from_spec(spec: dict[str, Any]) -> RateLimits:
+    saved = spec.get("limits") or {}
+    return RateLimits(**{k: saved.get(k) for k in _LIMIT_KEYS})
+
+
+def quota_lifts(resume_after: str | None) -> str | None:
+    """The local time a quota-stopped campaign can continue, while that is still ahead."""
+    if not resume_after:
+        return None
+    when = dt.datetime.fromisoformat(resume_after)
+    return f"{when.astimezone():%Y-%m-%d %H:%M}" if when > utc_now() else None
+
+
+def due_times(spec: dict[str, Any], skip_quota: str | None = None) -> dict[int, str]:
+    """When each deferred recipient of a resumed campaign may be tried; with skip_quota (the
+    campaign's resume_after), the quota's own recipient is due at once (resuming "now")."""
+    return {pos: at for pos, at in (spec.get("deferred_until") or {}).items() if at != skip_quota}
 
 
 def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], dict[str, Any]]:

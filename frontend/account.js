@@ -133,6 +133,8 @@ function applyProvider(key, { fill, region } = {}) {
     notes.push(el('p', { class: 'hint', text: 'Enter your mail server’s details as your provider gives them.' }));
   }
   show(f['provider-notes'], notes);
+  // The Send section's limits follow the provider (its published limits; none for a custom server).
+  document.dispatchEvent(new CustomEvent('provider-limits', { detail: (p && p.limits) || {} }));
   const hint = (p && p.username_hint) || '';
   f['user-hint'].textContent = key === 'local-inbox' ? 'The local test inbox needs no username or password.' : hint;
   f.user.placeholder = key === 'local-inbox' ? '' : hint ? '' : 'you@example.com';

@@ -53,6 +53,69 @@ export function initSend(dependencies, message) {
   });
   setState('idle');
   renderCounts(log.getCounts());
+  setLimits(providerLimits);
+  for (const [, selector] of LIMIT_FIELDS) $(selector).addEventListener('input', summariseLimits);
+}
+
+// The Account section announces its provider's limits, possibly before this section is set up.
+let providerLimits = {};
+document.addEventListener('provider-limits', (event) => {
+  providerLimits = event.detail || {};
+  if (deps) setLimits(providerLimits);
+});
+
+/** A sending limit or a retry holds the next message: say until when, and why. */
+export function handleWait(ev) {
+  const until = new Date(ev.until);
+  if (Number.isNaN(until.getTime())) return;
+  const line = $('#next-send');
+  const at = until.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const day = until.toDateString() === new Date().toDateString() ? '' : ` on ${until.toLocaleDateString()}`;
+  line.textContent = `Next message at ${at}${day} (${plainWords(String(ev.reason || 'waiting'))}).`;
+  line.hidden = false;
+}
+
+function clearWait() {
+  const line = $('#next-send');
+  line.hidden = true;
+  line.textContent = '';
+}
+
+const LIMIT_FIELDS = [['per_second', '#limit-second', 'a second'], ['per_minute', '#limit-minute', 'a minute'],
+  ['per_hour', '#limit-hour', 'an hour'], ['per_day', '#limit-day', 'a day']];
+
+/** Fill the limit fields with a provider's published limits. */
+function setLimits(limits) {
+  for (const [key, selector] of LIMIT_FIELDS) {
+    const v = limits && limits[key];
+    $(selector).value = Number.isFinite(v) && v > 0 ? String(v) : '';
+  }
+  summariseLimits();
+}
+
+function summariseLimits() {
+  const parts = [];
+  for (const [, selector, words] of LIMIT_FIELDS) {
+    const v = Number($(selector).value);
+    if ($(selector).value.trim() !== '' && Number.isFinite(v) && v > 0) parts.push(`${v} ${words}`);
+  }
+  $('#limits-summary').textContent = parts.length ? parts.join(', ') : 'none';
+}
+
+/** The limits as the bridge takes them, or {error} naming the field that is not a number. */
+export function getLimits() {
+  const limits = {};
+  for (const [key, selector] of LIMIT_FIELDS) {
+    const raw = $(selector).value.trim();
+    if (raw === '') continue;
+    const v = Number(raw);
+    const whole = key !== 'per_second';
+    if (!Number.isFinite(v) || v < 0 || (whole && !Number.isInteger(v))) {
+      return { error: selector, label: $(`label[for="${selector.slice(1)}"]`).textContent };
+    }
+    if (v > 0) limits[key] = v;
+  }
+  return { limits };
 }
 
 export function getDelay() {
@@ -113,6 +176,7 @@ export function isBusy() {
 /** An 'email-progress' event. */
 export function handleProgress(ev) {
   newRun(ev.campaign);
+  if (ev.status === 'sending') clearWait();
   if (Number.isFinite(ev.total)) total = ev.total;
   if (!BUSY.has(state) && !(ENDED.has(state) && stateCampaign === ev.campaign)) {
     stateCampaign = ev.campaign;
@@ -130,6 +194,7 @@ function ended(stateName, summary, error) {
 /** A 'campaign-state' event. */
 export function handleState(ev) {
   newRun(ev.campaign);
+  if (ENDED.has(ev.state)) clearWait();
   stateCampaign = ev.campaign ?? stateCampaign;
   if (Number.isFinite(ev.total)) total = ev.total;
   if (ENDED.has(ev.state)) {
@@ -353,7 +418,14 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
       return;
     }
     show(out, busyLine('Starting…'), warningsBlock(warnings));
-    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay };
+    const chosen = getLimits();
+    if (chosen.error) {
+      $('#limits-box').open = true;
+      show(out, errorBlock({ title: 'Check the sending limits', message: `${chosen.label} must be a number of messages (0 or empty: no limit).`, fix: ['Enter e.g. 500 in Per day, or leave the field empty.'] }));
+      $(chosen.error).focus();
+      return;
+    }
+    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay, limits: chosen.limits };
     if (skipProblemRows) params.skip_problem_rows = true;
     const result = await call('start_campaign', params);
     if (!result.ok) {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import stat
@@ -575,6 +576,51 @@ def test_resume_and_resend_from_the_history(make_bridge, inbox):
     assert history[0]["id"] == cid and history[0]["state"] == "finished"
     nothing = b.resend_campaign({"id": cid, "account": INBOX})
     assert nothing["ok"] is False and "nobody" in nothing["error"]["message"]
+
+
+def test_the_pages_sending_limits_are_used_and_waits_announced(make_bridge, inbox):
+    b, events = make_bridge()
+    ok(b.import_recipients_text({"text": "a@example.org\nb@example.org\n"}))
+    bad = b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0, "limits": {"per_minute": 2.5}})
+    assert bad["ok"] is False and "limits.per_minute" in bad["error"]["message"]
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0,
+                                   "limits": {"per_second": 0.5, "per_day": ""}}))
+    wait_for(lambda: finished(b))
+    b._pump.flush()
+    (wait,) = [e for e in events if e["type"] == "campaign-wait"]
+    assert wait["campaign"] == started["campaign"] and wait["reason"] == "sending limit: 0.5 a second"
+    assert 1 <= wait["seconds"] <= 2
+    stamps = [dt.datetime.fromisoformat(e["ts"]) for e in events
+              if e["type"] == "email-progress" and e["status"] == "sent"]
+    assert len(stamps) == 2 and (stamps[1] - stamps[0]).total_seconds() >= 1.5
+    # The campaign keeps its limits: a resumed or follow-up run uses them too.
+    from backend.journal import Journal
+    assert Journal().spec(started["campaign"])["limits"] == {
+        "per_second": 0.5, "per_minute": None, "per_hour": None, "per_day": None}
+
+
+def test_a_quota_stopped_campaign_waits_for_its_time_unless_told(make_bridge, inbox):
+    from backend.journal import Journal
+
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "a@example.org\nb@example.org\n"}))
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0,
+                                   "limits": {"per_day": 1}}))
+    wait_for(lambda: finished(b))
+    cid = started["campaign"]
+    (past,) = ok(b.campaign_history())["campaigns"]
+    assert past["state"] == "paused" and past["resume_after"] and past["counts"] == {"sent": 1, "pending": 1}
+    early = b.resume_past_campaign({"id": cid, "account": INBOX})
+    assert early["ok"] is False and "can continue after" in early["error"]["message"]
+    assert len(inbox.messages()) == 1
+    # Lift our own day's limit for the retry: the journal's limits are the campaign's own.
+    journal = Journal()
+    spec = journal.spec(cid)
+    assert spec["limits"]["per_day"] == 1
+    ok(b.resume_past_campaign({"id": cid, "account": INBOX, "now": True}))
+    wait_for(lambda: finished(b))
+    assert len(inbox.messages()) == 1  # the day's limit of 1 still holds across runs: not sent
+    assert ok(b.campaign_history())["campaigns"][0]["state"] == "paused"
 
 
 class DialogWindow(FakeWindow):

@@ -743,3 +743,65 @@ def test_history_resumes_a_paused_campaign_and_nobody_gets_it_twice(isolated_hom
     expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=20_000)
     delivered = [m.rcpt_tos[0] for m in inbox.messages()]
     assert sorted(delivered) == [f"p{i}@example.org" for i in range(6)]  # each exactly once
+
+
+def test_sending_limits_follow_the_provider_and_the_next_send_time_is_shown(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Gmail")
+    page.locator("#limits-box summary").click()
+    expect(page.get_by_label("Per day")).to_have_value("500")
+    expect(page.locator("#limits-summary")).to_contain_text("500 a day")
+    page.get_by_label("Provider").select_option(label="Local test inbox")
+    expect(page.get_by_label("Per day")).to_have_value("")
+    expect(page.locator("#limits-summary")).to_have_text("none")
+
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nb@example.org\nc@example.org")
+    page.get_by_label("Subject").fill("Limited")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.get_by_label("Delay (ms)").fill("0")
+    page.get_by_label("Per minute").fill("2.5")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#send-status")).to_contain_text("Per minute must be a number")
+    expect(page.get_by_label("Per minute")).to_be_focused()
+    page.get_by_label("Per minute").fill("2")
+    expect(page.locator("#limits-summary")).to_have_text("2 a minute")
+    page.get_by_role("button", name="Send", exact=True).click()
+    # Two go at once; the third waits for the minute: the window says until when, and why.
+    expect(page.locator("#next-send")).to_contain_text("Next message at", timeout=10_000)
+    expect(page.locator("#next-send")).to_contain_text("sending limit: 2 a minute")
+    assert len(inbox.messages()) == 2
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "cancelled", timeout=10_000)
+    expect(page.locator("#next-send")).to_be_hidden()
+    assert len(inbox.messages()) == 2
+
+
+def test_history_asks_before_resuming_a_campaign_a_quota_stopped(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nb@example.org")
+    page.get_by_label("Subject").fill("Quota")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.get_by_label("Delay (ms)").fill("0")
+    page.locator("#limits-box summary").click()
+    page.get_by_label("Per day").fill("1")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#summary")).to_contain_text("can continue after", timeout=10_000)
+    page.get_by_role("button", name="Refresh history", exact=True).click()
+    row = page.locator("#history-list tr").first
+    expect(row.locator(".history-state")).to_contain_text("quota: can continue after")
+    row.get_by_role("button", name=re.compile(r"^Resume campaign ")).click()
+    expect(page.locator("#history-quota-confirm")).to_contain_text("Try now anyway?")
+    expect(page.get_by_role("button", name="Wait", exact=True)).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#history-status")).to_contain_text("Not resumed")
+    assert len(inbox.messages()) == 1
+    row.get_by_role("button", name=re.compile(r"^Resume campaign ")).click()
+    page.get_by_role("button", name="Try now anyway", exact=True).click()
+    # Our own day's limit still holds: tried, and stopped again without sending.
+    expect(page.locator("#history-status")).to_contain_text("Resumed", timeout=10_000)
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=10_000)
+    assert len(inbox.messages()) == 1
