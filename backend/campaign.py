@@ -21,7 +21,7 @@ from backend.transports.base import Envelope, Transport
 log = logging.getLogger(__name__)
 
 STATUSES = ("sending", "sent", "failed", "deferred", "skipped", "uncertain")
-RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id")
+RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id", "line")
 
 
 def utc_now() -> dt.datetime:
@@ -55,7 +55,8 @@ class ResultRow:
     attempts: int = 0
     sent_at: str | None = None
     message_id: str | None = None
-    next_attempt: str | None = None  # for a deferred recipient (not a results-file column)
+    next_attempt: str | None = field(default=None, kw_only=True)  # a deferred one's (not a results column)
+    line: int | None = field(default=None, kw_only=True)  # the row's line in the recipient list
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -242,7 +243,7 @@ def run_campaign(
     control = control or Control()
     wait = sleep or control.wait  # returns early on cancel: no waiting out the delay
     total = len(recipients)
-    results = [ResultRow(r.email) for r in recipients]
+    results = [ResultRow(r.email, line=r.line) for r in recipients]
     started = clock()
     outcome = CampaignOutcome(campaign_id, ok=True, results=results)
 

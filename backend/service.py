@@ -74,7 +74,8 @@ class Draft:
 
     def exclude(self, recipient: Recipient, reason: str, category: str | None = None) -> None:
         """Leave a recipient out of the run, reported as skipped with the reason."""
-        self.excluded[(recipient.line, recipient.email)] = ResultRow(recipient.email, "skipped", category, None, reason)
+        self.excluded[(recipient.line, recipient.email)] = ResultRow(recipient.email, "skipped", category, None, reason,
+                                                                     line=recipient.line)
 
     def problems(self, *, smtputf8: bool | None = None, size_limit: int | None = None,
                  recipients: list[Recipient] | None = None) -> list[MailerError]:
@@ -375,11 +376,16 @@ def exclude_problem_rows(draft: Draft, problems: Sequence[MailerError]) -> int:
 
 
 def result_rows(outcome: CampaignOutcome, draft: Draft) -> list[ResultRow]:
-    """The campaign's rows, the rows left out of it, and one per invalid address in the list."""
+    """The campaign's rows, the rows left out of it, one per invalid address in the list and
+    one per duplicate line (sent once, to its first line), each with its line in the list."""
     rows = list(outcome.results) + list(draft.excluded.values())
     for bad in draft.imported.rejected:
-        rows.append(ResultRow(bad.value, "skipped", "invalid_address", None, f"line {bad.line}: {bad.reason}"))
-    return rows
+        rows.append(ResultRow(bad.value, "skipped", "invalid_address", None, f"line {bad.line}: {bad.reason}",
+                              line=bad.line))
+    for dup in draft.imported.duplicates:
+        rows.append(ResultRow(dup.email, "skipped", None, None,
+                              f"duplicate of line {dup.first_line}: sent once, for that line", line=dup.line))
+    return sorted(rows, key=lambda r: r.line if r.line is not None else float("inf"))
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

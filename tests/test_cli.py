@@ -95,8 +95,13 @@ def test_send_end_to_end(smtp_server, certs, campaign_files, tmp_path):
     # results CSV: one row per recipient with the DESIGN.md columns
     with campaign_files["results"].open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id"]
+    assert list(rows[0]) == ["email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id",
+                             "line"]
+    # every line of the list has its row, in list order: the invalid one and the duplicate too
+    assert [r["line"] for r in rows] == ["2", "3", "4", "5", "6"]
     by_email = {r["email"]: r for r in rows}
+    assert by_email["ANN@example.org"]["status"] == "skipped"
+    assert by_email["ANN@example.org"]["error"] == "duplicate of line 2: sent once, for that line"
     assert by_email["ann@example.org"]["status"] == "sent" and by_email["ann@example.org"]["message_id"].startswith("<")
     assert by_email["reject550@example.org"]["smtp_code"] == "550"
     assert by_email["not-an-address"]["category"] == "invalid_address"

@@ -94,8 +94,10 @@ def test_local_inbox_campaign_from_the_form(page, app, tmp_path):
     with page.expect_download() as dl:
         page.get_by_role("button", name="Export results").click()
     rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text(encoding="utf-8"))))
-    assert {r["email"]: r["status"] for r in rows} == {
-        "ann@example.org": "sent", "bob@example.org": "sent", "not-an-address": "skipped"}
+    assert [(r["line"], r["email"], r["status"]) for r in rows] == [
+        ("2", "ann@example.org", "sent"), ("3", "bob@example.org", "sent"), ("4", "not-an-address", "skipped"),
+        ("5", "ANN@example.org", "skipped")]
+    assert rows[3]["error"] == "duplicate of line 2: sent once, for that line"
 
 
 def test_real_smtp_server_with_failures_and_fix_steps(page, smtp_server, tmp_path):
