@@ -216,6 +216,14 @@ def send(
     if journal is not None:
         if indices is None:
             spec = {**(spec or {}), "limits": limits_spec(limits)}  # a resumed run keeps them
+            message = spec.get("message") or {}
+            if message.get("uploaded_attachments"):
+                # Files added in the window exist only in memory: keep a copy with the
+                # campaign, so it can be resumed (or followed up) after a restart.
+                listed = list(message.get("attach") or [])
+                kept = keep_attachments(draft.id, draft.attachments[len(listed):])
+                spec["message"] = {**message, "attach": listed + kept, "uploaded_attachments": False,
+                                   "kept_attachments": True}
             journal.create(draft.id, account=account, spec=spec, recipients=recipients,
                            excluded=draft.excluded.values())
             indices = range(len(recipients))
@@ -305,6 +313,25 @@ def campaign_spec(draft: Draft, settings: SmtpSettings, *, attach: Sequence[str]
 _LIMIT_KEYS = ("per_second", "per_minute", "per_hour", "per_day")
 
 
+def campaign_files_dir(campaign_id: str) -> Path:
+    """Where a campaign's own copies of the files attached in the window are kept."""
+    return paths.data_dir() / "campaign-files" / campaign_id
+
+
+def keep_attachments(campaign_id: str, files: Sequence[Attachment]) -> list[str]:
+    """Write the attachments under campaign_files_dir (folders 0700, files 0600); their paths."""
+    kept = []
+    for n, attachment in enumerate(files, 1):
+        folder = campaign_files_dir(campaign_id) / str(n)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for part in (folder, folder.parent, folder.parent.parent):
+            os.chmod(part, 0o700)
+        target = folder / attachment.filename
+        paths.atomic_write(target, attachment.data)
+        kept.append(str(target))
+    return kept
+
+
 def limits_spec(limits: RateLimits | None) -> dict[str, Any]:
     """The limits a campaign ran with, for the journal (a resumed run keeps them)."""
     return {k: getattr(limits, k) if limits else None for k in _LIMIT_KEYS}
@@ -338,8 +365,8 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
     spec = journal.spec(campaign_id)
     m = spec["message"]
     if m.get("uploaded_attachments"):
-        raise SettingsError("attachments", "this campaign's attachments were added in the window and are not "
-                            "kept; resume it from the window, or send the rest as a new campaign")
+        raise SettingsError("attachments", "this campaign's attachments were added in the window by an older "
+                            "version that did not keep them; send the rest as a new campaign")
     pending = journal.rows(campaign_id, ["pending", "deferred"])
     recipients = [row.recipient for row in pending]
     fields = sorted({k for r in recipients for k in r.fields}) or ["email"]

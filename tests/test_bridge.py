@@ -623,6 +623,33 @@ def test_a_quota_stopped_campaign_waits_for_its_time_unless_told(make_bridge, in
     assert ok(b.campaign_history())["campaigns"][0]["state"] == "paused"
 
 
+def test_a_campaign_with_files_added_in_the_window_resumes_after_a_restart(make_bridge, inbox, isolated_home):
+    import base64 as b64
+
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "\n".join(f"p{i}@example.org" for i in range(4))}))
+    ok(b.add_attachment_data({"name": "Plan.pdf", "data_base64": b64.b64encode(b"%PDF kept").decode()}))
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 300}))
+    wait_for(lambda: len(inbox.messages()) >= 1)
+    ok(b.cancel_campaign())
+    wait_for(lambda: finished(b))
+    cid = started["campaign"]
+    kept = list((isolated_home / "data" / "campaign-files" / cid).rglob("Plan.pdf"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"%PDF kept"
+    assert kept[0].stat().st_mode & 0o777 == 0o600 and kept[0].parent.stat().st_mode & 0o777 == 0o700
+
+    # A new start of the app: nothing attached in memory any more.
+    again, _ = make_bridge()
+    assert ok(again.list_attachments())["attachments"] == []
+    ok(again.resume_past_campaign({"id": cid, "account": INBOX, "uncertain": "skip"}))
+    wait_for(lambda: finished(again))
+    got = inbox.messages()
+    assert sorted(m.rcpt_tos[0] for m in got) == [f"p{i}@example.org" for i in range(4)]
+    for m in got:
+        (attachment,) = m.parsed().iter_attachments()
+        assert attachment.get_filename() == "Plan.pdf" and attachment.get_content() == b"%PDF kept"
+
+
 class DialogWindow(FakeWindow):
     """A window whose native dialogs answer with prepared paths (None: cancelled)."""
 
