@@ -35,7 +35,7 @@ from typing import Any
 from backend import __version__, paths, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
-from backend.campaign import CampaignOutcome, Control, RateLimits
+from backend.campaign import CampaignOutcome, Control, RateLimits, RetryPolicy
 from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
@@ -278,6 +278,8 @@ class _Run:
     outcome: CampaignOutcome | None = None
     thread: threading.Thread | None = None
     limits: RateLimits | None = None
+    retry: RetryPolicy | None = None
+    max_failures_in_a_row: int = 20
 
 
 class Bridge:
@@ -778,6 +780,7 @@ class Bridge:
                 raise _NotNow("no recipient is left to send to")
             run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider)
             run.limits = self._chosen_limits(p, settings.provider)
+            run.retry, run.max_failures_in_a_row = self._chosen_retry(p)
             run.thread = threading.Thread(target=self._work, args=(run, draft, settings),
                                           name=f"campaign-{draft.id}", daemon=True)
             self._run = run
@@ -806,6 +809,7 @@ class Bridge:
                 journal=self._journal(), spec=spec,
                 account=resume[1] if resume else f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
                 indices=resume[0] if resume else None, limits=run.limits, on_wait=self._emit,
+                retry=run.retry, max_failures_in_a_row=run.max_failures_in_a_row,
                 deferred_until=self._deferred_until if resume else None)
             run.outcome = outcome
             if not outcome.ok:
@@ -839,6 +843,22 @@ class Bridge:
         lim = PRESETS[provider].limits
         return RateLimits(per_second=lim.per_second, per_minute=lim.per_minute, per_hour=lim.per_hour,
                           per_day=lim.per_day)
+
+    @staticmethod
+    def _chosen_retry(p: Params) -> tuple[RetryPolicy, int]:
+        """The page's Retries fields, else the defaults."""
+        if not p.has("retry"):
+            return RetryPolicy(), 20
+        q = p.obj("retry")
+        base = q.number("base_s", 1, 86_400) or 60.0
+        cap = q.number("cap_s", 1, 7 * 86_400) or 3600.0
+        if cap < base:
+            raise _Invalid("retry.cap_s", "must be at least the first retry's wait")
+        policy = RetryPolicy(base_s=base, cap_s=cap,
+                             max_attempts=int(q.number("max_attempts", 1, 100, whole=True) or 5),
+                             max_age_s=(q.number("max_age_h", 0.1, 24 * 30) or 24.0) * 3600)
+        failures = q.number("max_failures_in_a_row", 0, 1_000_000, whole=True)
+        return policy, int(20 if failures is None else failures)
 
     def _chosen_limits(self, p: Params, provider: str | None) -> RateLimits | None:
         """The limits the page sent (its Sending limits fields), else the provider's."""
@@ -874,11 +894,14 @@ class Bridge:
         return SmtpSettings(**{**saved, "password": password}).validated()
 
     def _start_from_journal(self, draft: service.Draft, settings: SmtpSettings,
-                            resume: tuple[list[int], str] | None, limits: RateLimits | None) -> dict[str, Any]:
+                            resume: tuple[list[int], str] | None, limits: RateLimits | None,
+                            spec_of: str) -> dict[str, Any]:
+        """Run a past campaign's rest (resume) or a follow-up of it, with its limits and retries."""
         if not draft.recipients:
             raise _NotNow("nobody is left to send to in that campaign")
         run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider)
         run.limits = limits
+        run.retry, run.max_failures_in_a_row = service.retry_from_spec(self._journal().spec(spec_of))
         run.thread = threading.Thread(target=self._work, args=(run, draft, settings, resume),
                                       name=f"campaign-{draft.id}", daemon=True)
         self._run = run
@@ -915,7 +938,7 @@ class Bridge:
             settings = self._settings_from_spec(p, spec)
             self._deferred_until = service.due_times(spec, info.resume_after if p.bool("now") else None)
             limits = service.limits_from_spec(spec) if "limits" in spec else self._limits(settings.provider)
-            return self._start_from_journal(draft, settings, (indices, info.account), limits)
+            return self._start_from_journal(draft, settings, (indices, info.account), limits, cid)
 
     @api
     def resend_campaign(self, p: Params) -> dict[str, Any]:
@@ -940,7 +963,7 @@ class Bridge:
             service.apply_suppression(draft, self._suppression)
             settings = self._settings_from_spec(p, spec)
             limits = service.limits_from_spec(spec) if "limits" in spec else self._limits(settings.provider)
-            return self._start_from_journal(draft, settings, None, limits)
+            return self._start_from_journal(draft, settings, None, limits, cid)
 
     @api
     def campaign_history(self, p: Params) -> dict[str, Any]:

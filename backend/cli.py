@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from backend import __version__, paths, service
-from backend.campaign import CampaignOutcome, Control, RateLimits
+from backend.campaign import CampaignOutcome, Control, RateLimits, RetryPolicy
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, SettingsError
 from backend.journal import Journal
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="addresses never to mail (one a line): added to the kept suppression list, "
                    "which every campaign skips")
     _limit_options(send)
+    _retry_options(send)
     r.add_argument("--preview", type=int, metavar="N",
                    help="print recipient N's message (from 1) exactly as it would be sent, and exit")
     r.add_argument("--skip-bad-rows", action="store_true",
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resume a campaign stopped by a quota before the time it can continue "
                         "(the server may refuse again)")
     _limit_options(resume)
+    _retry_options(resume)
 
     verify = sub.add_parser("verify", help="test the connection and login",
                             description="Connect, secure the connection, EHLO and log in; send nothing.")
@@ -482,7 +484,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal,
         account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
         spec=service.campaign_spec(draft, settings, attach=args.attach or ()),
-        limits=_limits(args, settings.provider)))
+        limits=_limits(args, settings.provider), **_retry(args, None)))
     return _finish(args, rep, err, outcome, draft, imported, settings)
 
 
@@ -548,6 +550,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal, indices=indices,
         account=info.account,
         limits=_limits(args, saved.get("provider"), service.limits_from_spec(spec) if "limits" in spec else None),
+        **_retry(args, spec),
         deferred_until=spec.get("deferred_until")))
     return _finish(args, rep, err, outcome, draft, draft.imported, settings,
                    rows=lambda: [row.result for row in journal.rows(args.campaign)])
@@ -574,6 +577,37 @@ def _limit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-per-hour", type=int, metavar="N", help="at most N messages an hour")
     g.add_argument("--max-per-day", type=int, metavar="N",
                    help="at most N messages in 24 hours, counting earlier campaigns of the same account")
+
+
+def _retry_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("retries of temporary refusals (4xx, dropped connections)")
+    g.add_argument("--retry-base", type=float, metavar="S", help="first retry after S seconds (default 60)")
+    g.add_argument("--retry-cap", type=float, metavar="S",
+                   help="longest wait between two tries, in seconds (default 3600)")
+    g.add_argument("--retry-attempts", type=int, metavar="N", help="at most N tries per recipient (default 5)")
+    g.add_argument("--retry-max-age", type=float, metavar="H",
+                   help="give up on a recipient H hours after its first try (default 24)")
+    g.add_argument("--max-failures-in-a-row", type=int, metavar="N",
+                   help="stop the campaign after N failed recipients in a row (default 20; 0 = never)")
+
+
+def _retry(args: argparse.Namespace, spec: dict[str, Any] | None) -> dict[str, Any]:
+    """The retry policy: the flags, else the campaign's own (resume), else the defaults."""
+    policy, failures = service.retry_from_spec(spec or {})
+    given = {"base_s": args.retry_base, "cap_s": args.retry_cap, "max_attempts": args.retry_attempts,
+             "max_age_s": args.retry_max_age * 3600 if args.retry_max_age is not None else None}
+    values = {k: v if v is not None else getattr(policy, k) for k, v in given.items()}
+    if args.max_failures_in_a_row is not None:
+        failures = args.max_failures_in_a_row
+    checks = [(values["base_s"] > 0, "--retry-base", "must be more than 0 seconds"),
+              (values["cap_s"] >= values["base_s"], "--retry-cap", "must be at least --retry-base"),
+              (values["max_attempts"] >= 1, "--retry-attempts", "must be at least 1"),
+              (values["max_age_s"] > 0, "--retry-max-age", "must be more than 0 hours"),
+              (failures >= 0, "--max-failures-in-a-row", "must be 0 or more")]
+    for fine, flag, words in checks:
+        if not fine:
+            raise UsageError(f"{flag} {words}")
+    return {"retry": RetryPolicy(**values), "max_failures_in_a_row": failures}
 
 
 def _run_in_worker(rep: Reporter, campaign_id: str, run: Any) -> CampaignOutcome:

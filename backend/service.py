@@ -183,6 +183,7 @@ def send(
     clock: Callable[[], float] | None = None,
     deferred_until: dict[int, str] | None = None,
     on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
+    max_failures_in_a_row: int = 20,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
 
@@ -215,7 +216,9 @@ def send(
     hooks: dict[str, Any] = {}
     if journal is not None:
         if indices is None:
-            spec = {**(spec or {}), "limits": limits_spec(limits)}  # a resumed run keeps them
+            # A resumed run keeps the campaign's limits and retry settings.
+            spec = {**(spec or {}), "limits": limits_spec(limits),
+                    "retry": retry_spec(retry or RetryPolicy(), max_failures_in_a_row)}
             message = spec.get("message") or {}
             if message.get("uploaded_attachments"):
                 # Files added in the window exist only in memory: keep a copy with the
@@ -263,6 +266,7 @@ def send(
             retry=retry,
             initially_due=due,
             on_wait=on_wait,
+            max_failures_in_a_row=max_failures_in_a_row,
             **({"clock": clock} if clock is not None else {}),
             **hooks,
         )
@@ -330,6 +334,18 @@ def keep_attachments(campaign_id: str, files: Sequence[Attachment]) -> list[str]
         paths.atomic_write(target, attachment.data)
         kept.append(str(target))
     return kept
+
+
+def retry_spec(retry: RetryPolicy, max_failures_in_a_row: int) -> dict[str, Any]:
+    return {"base_s": retry.base_s, "cap_s": retry.cap_s, "max_attempts": retry.max_attempts,
+            "max_age_s": retry.max_age_s, "max_failures_in_a_row": max_failures_in_a_row}
+
+
+def retry_from_spec(spec: dict[str, Any]) -> tuple[RetryPolicy, int]:
+    """The retry policy and failure threshold a campaign ran with (defaults for older ones)."""
+    saved = dict(spec.get("retry") or {})
+    failures = int(saved.pop("max_failures_in_a_row", 20))
+    return RetryPolicy(**{k: v for k, v in saved.items() if k in ("base_s", "cap_s", "max_attempts", "max_age_s")}), failures
 
 
 def limits_spec(limits: RateLimits | None) -> dict[str, Any]:

@@ -55,6 +55,7 @@ export function initSend(dependencies, message) {
   renderCounts(log.getCounts());
   setLimits(providerLimits);
   for (const [, selector] of LIMIT_FIELDS) $(selector).addEventListener('input', summariseLimits);
+  for (const [, selector] of RETRY_FIELDS) $(selector).addEventListener('input', summariseRetry);
 }
 
 // The Account section announces its provider's limits, possibly before this section is set up.
@@ -100,6 +101,32 @@ function summariseLimits() {
     if ($(selector).value.trim() !== '' && Number.isFinite(v) && v > 0) parts.push(`${v} ${words}`);
   }
   $('#limits-summary').textContent = parts.length ? parts.join(', ') : 'none';
+}
+
+const RETRY_FIELDS = [['base_s', '#retry-base', 1, true], ['cap_s', '#retry-cap', 1, true],
+  ['max_attempts', '#retry-attempts', 1, true], ['max_age_h', '#retry-max-age', 0.1, false],
+  ['max_failures_in_a_row', '#max-failures', 0, true]];
+
+/** The retry settings as the bridge takes them, or {error, label, min} for the first bad field. */
+export function getRetry() {
+  const retry = {};
+  for (const [key, selector, min, whole] of RETRY_FIELDS) {
+    const raw = $(selector).value.trim();
+    const v = Number(raw);
+    if (raw === '' || !Number.isFinite(v) || v < min || (whole && !Number.isInteger(v))) {
+      return { error: selector, label: $(`label[for="${selector.slice(1)}"]`).textContent, min, whole };
+    }
+    retry[key] = v;
+  }
+  if (retry.cap_s < retry.base_s) return { error: '#retry-cap', label: 'Longest wait (s)', min: retry.base_s, whole: true };
+  return { retry };
+}
+
+function summariseRetry() {
+  const r = getRetry().retry;
+  $('#retry-summary').textContent = r
+    ? `up to ${plural(r.max_attempts, 'try', 'tries')}, ${r.max_failures_in_a_row ? `stop after ${r.max_failures_in_a_row} failures in a row` : 'never stop for failures'}`
+    : 'check the values';
 }
 
 /** The limits as the bridge takes them, or {error} naming the field that is not a number. */
@@ -425,7 +452,14 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
       $(chosen.error).focus();
       return;
     }
-    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay, limits: chosen.limits };
+    const retry = getRetry();
+    if (retry.error) {
+      $('#retry-box').open = true;
+      show(out, errorBlock({ title: 'Check the retries', message: `${retry.label} must be ${retry.whole ? 'a whole number' : 'a number'} of at least ${retry.min}.`, fix: ['The defaults: first retry after 60 s, longest wait 3600 s, 5 tries, give up after 24 hours, stop after 20 failures in a row.'] }));
+      $(retry.error).focus();
+      return;
+    }
+    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay, limits: chosen.limits, retry: retry.retry };
     if (skipProblemRows) params.skip_problem_rows = true;
     const result = await call('start_campaign', params);
     if (!result.ok) {

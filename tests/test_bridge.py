@@ -678,3 +678,20 @@ def test_native_dialogs_are_the_only_source_of_paths(make_bridge, tmp_path):
     assert ok(b.template_import()) is None
     b._window.answers = []
     assert b.export_results()["error"]["category"] == "action_unavailable"  # no run yet
+
+
+def test_the_pages_retry_settings_are_used_and_kept(make_bridge, inbox):
+    from backend.journal import Journal
+
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "a@example.org\n"}))
+    bad = b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0,
+                            "retry": {"base_s": 100, "cap_s": 10}})
+    assert bad["ok"] is False and "retry.cap_s" in bad["error"]["message"]
+    bad = b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0, "retry": {"max_attempts": 0}})
+    assert bad["ok"] is False and "retry.max_attempts" in bad["error"]["message"]
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0, "retry": {
+        "base_s": 30, "cap_s": 600, "max_attempts": 3, "max_age_h": 2, "max_failures_in_a_row": 0}}))
+    wait_for(lambda: finished(b))
+    assert Journal().spec(started["campaign"])["retry"] == {
+        "base_s": 30.0, "cap_s": 600.0, "max_attempts": 3, "max_age_s": 7200.0, "max_failures_in_a_row": 0}

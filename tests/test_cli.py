@@ -577,3 +577,46 @@ def test_a_servers_quota_survives_a_restart(smtp_server, certs, tmp_path):
                                                               "quotaonce@example.org"]
     (info,) = json.loads(run_cli("campaigns", "--json", home=home).stdout)
     assert info["state"] == "finished" and info["resume_after"] is None and info["counts"] == {"sent": 3}
+
+
+def test_retry_settings_from_the_command_line_and_kept_for_resume(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("flaky9@example.org\na@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    env = {"BULK_MAILER_PASSWORD": PASSWORD}
+    common = ["send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+              "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0"]
+    bad = run_cli(*common, "--retry-base", "10", "--retry-cap", "5", env=env, home=tmp_path / "h")
+    assert bad.returncode == 2 and "--retry-cap must be at least --retry-base" in bad.stderr
+    assert server.messages == []
+    proc = run_cli(*common, "--retry-base", "0.2", "--retry-cap", "0.5", "--retry-attempts", "2",
+                   "--max-failures-in-a-row", "3", env=env, home=tmp_path / "h")
+    assert proc.returncode == 1, proc.stderr
+    assert "gave up after 2 attempts" in proc.stderr
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]
+    refusals = [c for c in server.handler.commands if c == "RCPT flaky9@example.org"]
+    assert len(refusals) == 2
+    campaign = proc.stderr.split()[1]
+    from backend.journal import Journal
+    os.environ["BULK_MAILER_HOME"] = str(tmp_path / "h")
+    try:
+        spec = Journal().spec(campaign)
+    finally:
+        del os.environ["BULK_MAILER_HOME"]
+    assert spec["retry"] == {"base_s": 0.2, "cap_s": 0.5, "max_attempts": 2, "max_age_s": 86400.0,
+                             "max_failures_in_a_row": 3}
+
+
+def test_failures_in_a_row_threshold_is_the_users(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("reject550@example.org\nreject550@example.net\nreject550@example.com\nz@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0", "--max-failures-in-a-row", "2",
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 2 and "2 messages in a row failed" in proc.stderr  # nothing sent
+    assert server.messages == []

@@ -807,3 +807,25 @@ def test_history_asks_before_resuming_a_campaign_a_quota_stopped(isolated_home, 
     expect(page.locator("#history-status")).to_contain_text("Resumed", timeout=10_000)
     expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=10_000)
     assert len(inbox.messages()) == 1
+
+
+def test_retry_settings_are_checked_and_summarised(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org")
+    page.get_by_label("Subject").fill("Retries")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.locator("#retry-box summary").click()
+    page.get_by_label("Tries per recipient").fill("0")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#send-status")).to_contain_text("Tries per recipient must be a whole number of at least 1")
+    expect(page.get_by_label("Tries per recipient")).to_be_focused()
+    assert inbox.messages() == []
+    page.get_by_label("Tries per recipient").fill("3")
+    page.get_by_label("Stop after failures in a row").fill("0")
+    expect(page.locator("#retry-summary")).to_have_text("up to 3 tries, never stop for failures")
+    page.get_by_label("Delay (ms)").fill("0")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=10_000)
+    assert len(inbox.messages()) == 1

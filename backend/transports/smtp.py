@@ -27,6 +27,7 @@ _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUOTA_WORDS = re.compile(r"daily|quota|per day|sending limit exceeded|exceeded the limit", re.I)
 _RATE_WORDS = re.compile(r"\brate\b|rate.?limit|too many|too fast|throttl|\blimit|slow down", re.I)
 _UNVERIFIED = re.compile(r"\b(not verified|unverified)\b", re.I)
+_LIMIT_WORD = re.compile(r"\blimit", re.I)
 _EXCEEDED = re.compile(r"limit|exceeded|reached", re.I)
 _GREYLIST_WORDS = re.compile(r"grey|gray|come back later|try again in", re.I)
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -100,6 +101,10 @@ def classify_reply(code: int, text: str, stage: str) -> str:
     if "mailbox" in text.lower() and _QUOTA_WORDS.search(text):
         return "recipient_rejected"  # the recipient's mailbox quota, not the sender's
     if status == "5.4.5" or (code >= 450 and _QUOTA_WORDS.search(text) and _EXCEEDED.search(text)):
+        return "quota_exceeded"
+    if code in (421, 454) and status.startswith("4.7") and _LIMIT_WORD.search(text):
+        # "421 4.7.0 ... exceeded the configured limit": the account's allowance, not a hiccup;
+        # retrying every recipient would only burn the list: pause until it lifts.
         return "quota_exceeded"
     if code == 421:
         limited = status.startswith("4.7") or _RATE_WORDS.search(text)
