@@ -220,10 +220,13 @@ _PRESET_LIST: tuple[Preset, ...] = (
             "live.com.au",
         ),
         limits=Limits(
+            per_minute=30,
+            per_day=5000,
             note="Microsoft publishes 5,000 recipients/day, 500 recipients per message and "
             "1,000 new (never-mailed) recipients/day for Microsoft 365 subscribers; free "
             "accounts get lower limits that Microsoft does not publish, and new accounts "
-            "start lower still. No per-minute rate is published for Outlook.com.",
+            "start lower still. 30 a minute is Exchange's rate, which Outlook.com runs on; "
+            "lower the daily limit for a free account.",
         ),
         username_hint="your full Outlook.com / Hotmail address",
         notes=(
