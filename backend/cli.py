@@ -480,6 +480,11 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
 
     journal = Journal()
+    for past in journal.campaigns():
+        if past.state == "interrupted":  # the app died while it was sending: say so at once
+            left = past.counts.get("pending", 0) + past.counts.get("deferred", 0)
+            rep.line(f"Note: campaign {past.id} was interrupted ({left} not sent yet, "
+                     f"{past.counts.get('uncertain', 0)} uncertain); continue it with: bulk-mailer resume {past.id}")
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
         draft, SmtpTransport(settings), on_event=rep.event, control=control, journal=journal,
         account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",

@@ -620,3 +620,31 @@ def test_failures_in_a_row_threshold_is_the_users(smtp_server, certs, tmp_path):
                    env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
     assert proc.returncode == 2 and "2 messages in a row failed" in proc.stderr  # nothing sent
     assert server.messages == []
+
+
+def test_the_next_send_announces_an_interrupted_campaign(smtp_server, certs, tmp_path, monkeypatch):
+    import sqlite3
+
+    from backend.journal import Journal
+    from backend.recipients import Recipient
+
+    monkeypatch.setenv("BULK_MAILER_HOME", str(tmp_path / "h"))
+    journal = Journal()
+    journal.create("20260101-000000-dead", account="x", spec={},
+                   recipients=[Recipient("a@example.org", {}, 2), Recipient("b@example.org", {}, 3)])
+    journal.mark_sending("20260101-000000-dead", 0)
+    journal.close()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with sqlite3.connect(tmp_path / "h" / "data" / "journal.sqlite3") as db:  # its process is gone
+        db.execute("UPDATE campaigns SET pid=?", (int(gone.stdout),))
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("c@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0",
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    assert ("Note: campaign 20260101-000000-dead was interrupted (1 not sent yet, 1 uncertain); continue it "
+            "with: bulk-mailer resume 20260101-000000-dead") in proc.stderr
