@@ -35,7 +35,8 @@ def size(path: Path) -> int:
 def start_once(home: Path) -> tuple[float, float]:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "BULK_MAILER_HOME": str(home)}
     started = time.time()
-    proc = subprocess.run([str(PROGRAM), "--self-test"], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([str(PROGRAM), "--self-test"], capture_output=True, text=True, env=env,  # noqa: S603
+                          timeout=120)
     ended = time.time()
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {}
@@ -46,7 +47,7 @@ def start_once(home: Path) -> tuple[float, float]:
 
 def main() -> int:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    subprocess.run(["make", "--no-print-directory", "dist"], cwd=ROOT, check=True)
+    subprocess.run(["make", "--no-print-directory", "dist"], cwd=ROOT, check=True)  # noqa: S603, S607
     mb = 1024 * 1024
     internal = DIST / "_internal"
     qt = internal / "PyQt6" / "Qt6"
