@@ -1276,8 +1276,13 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
     # previews can be served with a policy of their own; the page talks to Python through the
     # js_api bridge, not HTTP (it has no token).
     webapp, server, _ = web.start(lambda deliver: bridge, FRONTEND, for_window=True)
+    origin = f"http://{web.HOST}:{webapp.port}"
+    if sys.platform == "linux":
+        import appwindow
+
+        appwindow.guard_qt(origin)  # nothing but the app's own origin loads or navigates
     window = webview.create_window(
-        f"Bulk Mailer {__version__}", url=f"http://{web.HOST}:{webapp.port}/", js_api=bridge,
+        f"Bulk Mailer {__version__}", url=f"{origin}/", js_api=bridge,
         width=1280, height=860, min_size=(800, 600), text_select=True,
     )
     bridge._attach_window(window)
@@ -1295,7 +1300,7 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
 def main(argv: Sequence[str] | None = None) -> int:
     """`bulk-mailer`: the window; `--web` the browser UI; a subcommand the command line."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in ("--web", "--window"):
+    if args and args[0] not in ("--web", "--window", "--self-test", "--install-desktop-entry"):
         from backend import cli
 
         return cli.main(args)
@@ -1307,10 +1312,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", action="store_true", help="open the desktop window (the default)")
     parser.add_argument("--port", type=int, default=0, help="with --web: the port (default: a free one)")
     parser.add_argument("--no-browser", action="store_true", help="with --web: do not open a browser")
+    parser.add_argument("--self-test", action="store_true", help="open the window, check that the UI loads "
+                        "and answers, print the result as one JSON line and close (exit 1 if it failed)")
+    parser.add_argument("--install-desktop-entry", action="store_true",
+                        help="add Bulk Mailer with its icon to your desktop's application menu (Linux)")
     ns = parser.parse_args(args)
+    if ns.install_desktop_entry:
+        from backend import desktop_entry
+
+        return desktop_entry.main()
     from backend.cli import setup_logging
 
     setup_logging()
+    if ns.self_test:
+        import appwindow
+
+        result: dict[str, Any] = {"ok": False}
+        open_window(on_started=lambda window, bridge: appwindow.self_check(window, result))
+        return 0 if result.get("ok") else 1
     if ns.web or (not ns.window and not _has_display()):
         from backend import web
 

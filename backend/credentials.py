@@ -147,8 +147,13 @@ class EncryptedFileStore:
         blob = json.dumps({"version": 1, "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
                            "salt": base64.b64encode(salt).decode("ascii"), "token": token.decode("ascii"),
                            "accounts": sorted(data)})  # names only, so has() needs no passphrase
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        paths.atomic_write(self.path, blob.encode("ascii"))  # mode 0600
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            paths.atomic_write(self.path, blob.encode("ascii"))  # mode 0600; the old file stays on failure
+        except OSError as exc:
+            raise CredentialsError(
+                f"the saved passwords file {self.path} cannot be written ({exc.strerror or exc}); "
+                "the passwords saved before are unchanged") from None
 
     def save(self, account: str, password: str, passphrase: str | None = None) -> None:
         if not passphrase or len(passphrase) < MIN_PASSPHRASE:

@@ -22,6 +22,7 @@ several of them:
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import threading
@@ -31,7 +32,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 USER = "me@example.com"
 PASSWORD = "s3cret-Passw0rd!"
@@ -67,6 +68,8 @@ class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     auth_attempts: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    verbs: list[str] = field(default_factory=list)  # every command received, AUTH and STARTTLS too
+    connections: int = 0
     once_done: set[str] = field(default_factory=set)
     tries: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -145,14 +148,42 @@ class RecordingHandler:
         return "250 2.0.0 OK queued"
 
 
-def authenticator(handler: RecordingHandler):
-    """Accept USER/PASSWORD only; a failure must be handled=False or the client hangs."""
+class RecordingSMTP(SMTP):
+    """aiosmtpd's server, noting each connection and the verb of every command it receives."""
+
+    def __init__(self, handler: RecordingHandler, *args, **kwargs) -> None:
+        super().__init__(handler, *args, **kwargs)
+        for verb, method in list(self._smtp_methods.items()):
+            self._smtp_methods[verb] = self._noting(verb, method)
+
+    def _noting(self, verb: str, method):
+        @functools.wraps(method)
+        async def noted(arg):
+            if hasattr(self.event_handler, "verbs"):  # a test's own handler may not keep them
+                self.event_handler.verbs.append(verb)
+            return await method(arg)
+
+        return noted
+
+    def connection_made(self, transport) -> None:
+        if hasattr(self.event_handler, "connections"):
+            self.event_handler.connections += 1
+        super().connection_made(transport)
+
+
+class RecordingController(Controller):
+    def factory(self) -> SMTP:
+        return RecordingSMTP(self.handler, **self.SMTP_kwargs)
+
+
+def authenticator(handler: RecordingHandler, accounts: dict[str, str] | None = None):
+    """Accept the accounts (default ACCOUNTS) only; a failure must be handled=False or the client hangs."""
 
     def check(server, session, envelope, mechanism, auth_data):
         if isinstance(auth_data, LoginPassword):
             login = auth_data.login.decode()
             handler.auth_attempts.append(login)
-            if ACCOUNTS.get(login) == auth_data.password.decode():
+            if (ACCOUNTS if accounts is None else accounts).get(login) == auth_data.password.decode():
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
@@ -172,6 +203,7 @@ class Server:
         handler: RecordingHandler | None = None,
         auth_required: bool = False,
         smtputf8: bool = True,
+        accounts: dict[str, str] | None = None,
     ) -> None:
         self.mode = mode
         self.handler = handler or RecordingHandler()
@@ -185,7 +217,7 @@ class Server:
         # RFC 6531 UTF-8 addresses and headers; aiosmtpd's Controller offers it by default.
         kwargs["enable_SMTPUTF8"] = smtputf8
         if auth:
-            kwargs["authenticator"] = authenticator(self.handler)
+            kwargs["authenticator"] = authenticator(self.handler, accounts)
             kwargs["auth_required"] = auth_required
         if mode == "ssl":
             kwargs["ssl_context"] = ctx
@@ -196,7 +228,7 @@ class Server:
             kwargs["auth_require_tls"] = auth_require_tls
         else:
             kwargs["auth_require_tls"] = auth_require_tls
-        self.controller = Controller(self.handler, **kwargs)
+        self.controller = RecordingController(self.handler, **kwargs)
         self.controller.start()
 
     @property

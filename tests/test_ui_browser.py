@@ -8,6 +8,8 @@ import email.policy
 import io
 import re
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -829,3 +831,86 @@ def test_retry_settings_are_checked_and_summarised(isolated_home, page, app):
     page.get_by_role("button", name="Send", exact=True).click()
     expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=10_000)
     assert len(inbox.messages()) == 1
+
+
+class _Elsewhere(BaseHTTPRequestHandler):
+    """Another origin on 127.0.0.1 that records every request reaching it."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, format, *args) -> None:  # noqa: A002
+        pass
+
+
+def test_links_in_a_preview_open_nowhere(browser, app):
+    webapp, _ = app
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Elsewhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    other = f"http://127.0.0.1:{server.server_port}"
+    context = browser.new_context()
+    popups: list = []
+    requests: list[str] = []
+    pg = context.new_page()
+    context.on("page", lambda p: popups.append(p.url))  # pages opened from now on
+    context.on("request", lambda r: requests.append(r.url))
+    try:
+        pg.goto(webapp.url)
+        pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+        app_url = pg.url
+        pg.get_by_label("Paste addresses").fill("a@example.org")
+        pg.get_by_role("button", name="Use pasted addresses").click()
+        sync_api.expect(pg.locator("#recipients-summary")).to_contain_text("1 valid")
+        pg.get_by_label("Subject").fill("Links")
+        targets = {"plain": "", "blank": ' target="_blank"', "top": ' target="_top"', "self": ' target="_self"',
+                   "parent": ' target="_parent"', "named": ' target="somewhere"'}
+        body = "".join(f'<p><a id="{k}" href="{other}/{k}"{t}>{k} link</a></p>' for k, t in targets.items())
+        body += '<p><a id="app" href="/">the app itself</a></p>'
+        body += f'<form action="{other}/form" method="post"><button id="submit">Submit</button></form>'
+        pg.get_by_label("Message", exact=True).fill(body)
+        pg.get_by_role("button", name="Preview", exact=True).click()
+        frame = pg.frame_locator("#preview-area iframe")
+        sync_api.expect(frame.locator("#plain")).to_be_visible()
+        preview_url = pg.locator("#preview-area iframe").get_attribute("src")
+        for name in [*targets, "app", "submit"]:
+            frame.locator(f"#{name}").click()
+        frame.locator("#plain").focus()
+        pg.keyboard.press("Enter")
+        pg.wait_for_timeout(1500)
+        assert popups == []  # no new window or tab
+        assert pg.url == app_url  # the app's page is still there
+        (child,) = [f for f in pg.frames if f != pg.main_frame]
+        assert child.url.endswith(preview_url)  # the preview did not navigate either
+        sync_api.expect(frame.locator("#plain")).to_be_visible()
+        assert _Elsewhere.hits == []
+        assert [u for u in requests if u.startswith(other)] == []
+    finally:
+        context.close()
+        server.shutdown()
+
+
+def test_the_page_loads_only_its_own_files(browser, app):
+    webapp, _ = app
+    origin = f"http://127.0.0.1:{webapp.port}"
+    context = browser.new_context()
+    requests: list[str] = []
+    context.on("request", lambda r: requests.append(r.url))
+    pg = context.new_page()
+    try:
+        pg.goto(webapp.url)
+        pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+        pg.wait_for_load_state("networkidle")
+        loaded = pg.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+        fonts = pg.evaluate("Array.from(document.fonts).map(f => f.family + ' ' + f.status)")
+    finally:
+        context.close()
+    foreign = [u for u in requests + loaded if not u.startswith((origin + "/", "data:"))]
+    assert foreign == []
+    assert any(u.endswith("/app.js") for u in loaded) and any(u.endswith("/app.css") for u in loaded)
+    assert fonts == []  # system fonts only: no web font is fetched from anywhere
