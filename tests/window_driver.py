@@ -6,6 +6,7 @@ a second webview.start() in one process crashes Qt.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import sys
 import threading
@@ -59,6 +60,8 @@ def drive(window, bridge: Bridge) -> None:
         result["error"] = repr(exc)
     finally:
         print(json.dumps(result), flush=True)
+        # Closing must not hang; if it does, every thread's stack goes to stderr for the test.
+        faulthandler.dump_traceback_later(60, exit=True)
         window.destroy()
 
 
@@ -121,6 +124,8 @@ def guard(window, bridge: Bridge) -> None:
     finally:
         server.shutdown()
         print(json.dumps(result), flush=True)
+        # Closing must not hang; if it does, every thread's stack goes to stderr for the test.
+        faulthandler.dump_traceback_later(60, exit=True)
         window.destroy()
 
 
@@ -141,6 +146,8 @@ def strict_csp(window, bridge: Bridge) -> None:
         result["error"] = repr(exc)
     finally:
         print(json.dumps(result), flush=True)
+        # Closing must not hang; if it does, every thread's stack goes to stderr for the test.
+        faulthandler.dump_traceback_later(60, exit=True)
         window.destroy()
 
 
