@@ -105,6 +105,7 @@ class FakeGoogle:
     always_401: bool = False
     access_ttl: int = 3600
     slow_s: float = 3.0
+    daily_after: int | None = None  # after this many messages, every send hits the daily limit
     sent: list[SentMessage] = field(default_factory=list)
     revoked: list[str] = field(default_factory=list)
     requests_seen: list[str] = field(default_factory=list)
@@ -117,6 +118,7 @@ class FakeGoogle:
         self.refresh: dict[str, Grant] = {}
         self.access: dict[str, tuple[Grant, float]] = {}
         self.once: set[str] = set()
+        self.issued: list[str] = []  # every code, access and refresh token handed out
         self.port = free_port()
         self.base = f"https://127.0.0.1:{self.port}"
         app = bottle.Bottle()
@@ -156,6 +158,13 @@ class FakeGoogle:
             for grant in self.refresh.values():
                 grant.revoked = True
             self.access.clear()
+
+    def token_ok(self, user: str, token: str, scope: str = MAIL_SCOPE) -> bool:
+        """Whether an access token is live, for that user, with that scope (SMTP XOAUTH2)."""
+        with self.lock:
+            found = self.access.get(token)
+        return (found is not None and found[1] > time.time() and not found[0].revoked
+                and found[0].email.lower() == user.lower() and scope in found[0].scopes)
 
     def expire_access_tokens(self) -> None:
         with self.lock:
@@ -204,6 +213,7 @@ class FakeGoogle:
             scopes = [s for s in scopes if s not in (SEND_SCOPE, MAIL_SCOPE)]
         code = secrets.token_urlsafe(24)
         with self.lock:
+            self.issued.append(code)
             self.codes[code] = {"challenge": q["code_challenge"], "redirect_uri": redirect, "scopes": scopes,
                                 "client_id": q["client_id"]}
         bottle.redirect(f"{redirect}?{urllib.parse.urlencode({'code': code, 'state': state, 'scope': ' '.join(scopes)})}",
@@ -227,6 +237,7 @@ class FakeGoogle:
         access = "ya29." + secrets.token_urlsafe(32)
         with self.lock:
             self.access[access] = (grant, time.time() + self.access_ttl)
+            self.issued.append(access)
         return access
 
     def _token(self) -> Any:
@@ -251,6 +262,7 @@ class FakeGoogle:
             refresh = "1//" + secrets.token_urlsafe(32)
             with self.lock:
                 self.refresh[refresh] = grant
+                self.issued.append(refresh)
             return self._json(200, {"access_token": self._issue(grant), "expires_in": self.access_ttl,
                                     "refresh_token": refresh, "scope": " ".join(grant.scopes),
                                     "token_type": "Bearer", "id_token": self._id_token(entry["client_id"])})
@@ -320,7 +332,7 @@ class FakeGoogle:
             return self._api_error(429, "rateLimitExceeded", "Too many requests", {"Retry-After": "7"})
         if local == "rate403" and self._once(to):
             return self._api_error(403, "userRateLimitExceeded", "User Rate Limit Exceeded")
-        if local == "daily403":
+        if local == "daily403" or (self.daily_after is not None and len(self.sent) >= self.daily_after):
             return self._api_error(403, "dailyLimitExceeded", "Daily Limit Exceeded")
         if local == "precondition400":
             return self._api_error(400, "failedPrecondition", "Precondition check failed.")
