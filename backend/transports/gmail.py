@@ -131,38 +131,51 @@ class GmailTransport:
         message, reasons = _google_error(response)
         text = f"Gmail API {status}: {message}" if message else f"Gmail API HTTP {status}"
         wait = _retry_after(response.headers.get("Retry-After"), message)
+        cls, category = classify(status, message, reasons, wait)
         who = ", ".join(envelope.recipients)
-        # Gmail answers its daily sending limit with a 429 "retry after <tomorrow>" too: a wait
-        # of hours is a quota that stops the run, not a pause to sit out.
-        long_wait = wait is not None and wait > LONG_WAIT_S
-        if reasons & _QUOTA_REASONS or (status in (403, 429) and (
-                long_wait or re.search(r"daily|quota|sending limit", message, re.I))):
+        if category == "quota_exceeded":
             return ApiThrottled(f"the daily sending limit of the account is reached ({text})",
-                                category="quota_exceeded", code=status, retry_after=wait)
-        if status == 429 or reasons & _RATE_REASONS:
-            return ApiThrottled(f"Gmail asks to slow down ({text})", category="rate_limited", code=status,
-                                retry_after=wait)
-        if status == 401:
+                                category=category, code=status, retry_after=wait)
+        if category == "rate_limited":
+            return ApiThrottled(f"Gmail asks to slow down ({text})", category=category, code=status, retry_after=wait)
+        if cls is OAuthError and status == 401:
             return OAuthError(f"Google no longer accepts the sign-in of {self.account.email} ({text})", code=status,
                               fix=("Sign in with Google again (in the window, or: bulk-mailer gmail login).",))
-        if status == 403 and (reasons & _SCOPE_REASONS or re.search(r"scope|not been used|disabled", message, re.I)):
+        if cls is OAuthError:
             return OAuthError(f"Google refused access to the Gmail API ({text})", code=status, fix=(
                 "Enable the Gmail API in your Google Cloud project (APIs & Services > Library > Gmail API), "
                 "then sign in again.",
                 "When signing in, tick the box that lets Bulk Mailer send email on your behalf."))
-        if status >= 500:
-            return UncertainDelivery(
-                f"{text} after it received the message; it may or may not have been sent",
-                category="server_error", code=status)
-        if status == 400 and "failedprecondition" in reasons:
-            return ApiRejected(f"Gmail refused to send the message to {who} ({text})", category="message_rejected",
-                               code=status)
-        if status == 400 and _RECIPIENT_WORDS.search(message):
-            return ApiRejected(f"Gmail refused the recipient {who} ({text})", category="recipient_rejected",
-                               code=status)
+        if cls is UncertainDelivery:
+            return UncertainDelivery(f"{text} after it received the message; it may or may not have been sent",
+                                     category=category, code=status)
+        if category == "recipient_rejected":
+            return ApiRejected(f"Gmail refused the recipient {who} ({text})", category=category, code=status)
         if status == 413:
-            return ApiRejected(f"the message is too large for Gmail ({text})", category="message_rejected", code=status)
-        return ApiRejected(f"Gmail refused the message to {who} ({text})", category="message_rejected", code=status)
+            return ApiRejected(f"the message is too large for Gmail ({text})", category=category, code=status)
+        return ApiRejected(f"Gmail refused to send the message to {who} ({text})", category=category, code=status)
+
+
+def classify(status: int, message: str, reasons: set[str], wait: float | None = None) -> tuple[type, str]:
+    """The exception class and category of a Gmail API error answer (status, Google's message,
+    its lower-cased reasons, the wait it asked for)."""
+    # Gmail answers its daily sending limit with a 429 "retry after <tomorrow>" too: a wait
+    # of hours is a quota that stops the run, not a pause to sit out.
+    long_wait = wait is not None and wait > LONG_WAIT_S
+    if reasons & _QUOTA_REASONS or (status in (403, 429) and (
+            long_wait or re.search(r"daily|quota|sending limit", message, re.I))):
+        return ApiThrottled, "quota_exceeded"
+    if status == 429 or reasons & _RATE_REASONS:
+        return ApiThrottled, "rate_limited"
+    if status == 401:
+        return OAuthError, "oauth_error"
+    if status == 403 and (reasons & _SCOPE_REASONS or re.search(r"scope|not been used|disabled", message, re.I)):
+        return OAuthError, "oauth_error"
+    if status >= 500:
+        return UncertainDelivery, "server_error"
+    if status == 400 and "failedprecondition" not in reasons and _RECIPIENT_WORDS.search(message):
+        return ApiRejected, "recipient_rejected"
+    return ApiRejected, "message_rejected"
 
 
 def _google_error(response: Any) -> tuple[str, set[str]]:
