@@ -38,7 +38,7 @@ from backend.attachments import Attachment, check_attachments, guess_content_typ
 from backend.campaign import CampaignOutcome, Control, RateLimits
 from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
 from backend.diagnostics import diagnose
-from backend.errors import CATEGORIES, MailerError, SettingsError
+from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError
 from backend.google_auth import (
     KEY_TOKEN,
     PURPOSES,
@@ -832,17 +832,28 @@ class Bridge:
     def _from_address(self, p: Params) -> str:
         return p.str("from_address") or p.obj("account").str("from_address")
 
+    def _checked_sender(self, p: Params) -> str:
+        """The From for checks and previews: with the Gmail API, the signed-in address (known
+        without unlocking the store)."""
+        if self._channel(p) != "gmail":
+            return self._from_address(p)
+        profile = saved_profile()
+        if profile is None:
+            raise OAuthError("sign in with Google first: the Gmail API sends as the signed-in account",
+                             fix=("Click Sign in with Google in the Account section.",))
+        return service.gmail_sender(self._from_address(p), profile["email"])
+
     @api
     def check_message(self, p: Params) -> dict[str, Any]:
         """Every row whose message cannot be built, by line and field."""
-        draft = self._draft(p, self._from_address(p))
+        draft = self._draft(p, self._checked_sender(p))
         warning = draft.size_warning()
         return {"problems": self._problems(draft.problems()), "warnings": [warning] if warning else []}
 
     @api
     def preview_message(self, p: Params) -> dict[str, Any]:
         """Recipient N's message as it would be sent (1-based N)."""
-        draft = self._draft(p, self._from_address(p))
+        draft = self._draft(p, self._checked_sender(p))
         total = len(draft.recipients)
         index = p.int("index", 1, 1, max(total, 1))
         out = draft.outgoing(draft.recipients[index - 1], smtputf8=True)
