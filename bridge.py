@@ -387,6 +387,8 @@ class Bridge:
         return False
 
     def _shutdown(self) -> None:
+        if self._sign_in is not None:
+            self._sign_in.cancel()  # the loopback listener stops within a fraction of a second
         run = self._run
         if run is not None and run.thread is not None and run.thread.is_alive():
             run.control.cancel()
