@@ -36,16 +36,6 @@ from tests.servers import Server, XOAuth2Handler
 PASSPHRASE = "correct horse battery"
 
 
-@pytest.fixture
-def google(certs, monkeypatch):
-    fake = FakeGoogle(certs.good).start()
-    for key, value in fake.endpoints().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certs.ca_file)  # the fake's certificate authority
-    yield fake
-    fake.stop()
-
-
 def sign_in(fake: FakeGoogle, certs, purpose: str = "api", *, client: str | None = None, timeout_s: float = 10,
             seen: list[str] | None = None):
     flow = SignIn(OAuthClient.parse(client or client_json()), purpose,

@@ -11,21 +11,11 @@ from backend.credentials import EncryptedFileStore
 from backend.inbox import LocalInbox
 from bridge import Bridge
 from tests.conftest import offline_detect
-from tests.fakegoogle import CLIENT_SECRET, FakeGoogle, client_json, play_browser
+from tests.fakegoogle import CLIENT_SECRET, client_json, play_browser
 from tests.test_bridge import ok, wait_for
 
 PASSPHRASE = "bridge passphrase"
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
-
-
-@pytest.fixture
-def google(certs, monkeypatch):
-    fake = FakeGoogle(certs.good).start()
-    for key, value in fake.endpoints().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certs.ca_file)
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -13,16 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fakegoogle import CLIENT_SECRET, FakeGoogle, client_json
+from tests.fakegoogle import CLIENT_SECRET, client_json
 
 PASSPHRASE = "a long passphrase"
-
-
-@pytest.fixture
-def google(certs):
-    fake = FakeGoogle(certs.good).start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

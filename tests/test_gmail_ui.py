@@ -8,22 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakegoogle import CLIENT_SECRET, FakeGoogle, client_json, play_browser
+from tests.fakegoogle import CLIENT_SECRET, client_json, play_browser
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
-
-
-@pytest.fixture
-def google(certs, monkeypatch):
-    fake = FakeGoogle(certs.good).start()
-    for key, value in fake.endpoints().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certs.ca_file)
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
