@@ -456,6 +456,13 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         raise UsageError("give --html-file or --text-file (or both)")
     gmail = args.channel == "gmail"
     if gmail:
+        smtp_only = [flag for flag, given in (("--host", args.host), ("--port", args.port), ("--user", args.user),
+                                               ("--security", args.security), ("--auth", args.auth != "password"),
+                                               ("--password-stdin", args.password_stdin)) if given]
+        if smtp_only or (args.provider and args.provider not in GMAIL_API_LIMITS):
+            what = ", ".join(smtp_only) or f"--provider {args.provider}"
+            raise UsageError(f"{what}: SMTP settings do not go with --channel gmail, which sends as the account "
+                             "signed in with Google (--provider gmail or google-workspace may choose the limits)")
         profile = saved_profile()  # readable while the store is locked: enough for a dry run
         if profile is None:
             raise OAuthError("nobody is signed in with Google", fix=(

@@ -297,9 +297,15 @@ def _network_error(exc: BaseException, what: str) -> OAuthError:
 
 
 class _Quiet(WSGIRequestHandler):
+    timeout = 5  # a connection that says nothing must not hold up the wait (or its cancel)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
         # The request line holds the authorization code: never written anywhere.
         pass
+
+
+class _Listener(WSGIServer):
+    allow_reuse_address = False  # the port is ours alone while we wait
 
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Bulk Mailer</title></head>
@@ -336,7 +342,7 @@ class SignIn:
         """Listen on 127.0.0.1, build the authorization URL, open the browser; return the URL."""
         from google_auth_oauthlib.flow import InstalledAppFlow
 
-        self._server = make_server("127.0.0.1", 0, self._app, handler_class=_Quiet)
+        self._server = make_server("127.0.0.1", 0, self._app, server_class=_Listener, handler_class=_Quiet)
         self._server.timeout = 0.2
         self.redirect_uri = f"http://127.0.0.1:{self._server.server_port}/"
         self._flow = InstalledAppFlow.from_client_config(

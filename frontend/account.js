@@ -147,11 +147,14 @@ function updateChannelUi() {
   f['smtp-oauth-hint'].hidden = !smtpOauthOffered();
   f['password-field'].hidden = smtpOauthOffered() && f['smtp-oauth'].checked;
   f['google-block'].hidden = !googleActive();
+  // The sign-in goes where it is asked for: under the channel, or under the SMTP login choice.
+  const anchor = gmail ? f['channel-smtp'].closest('fieldset') : f['smtp-oauth-hint'];
+  if (anchor.nextElementSibling !== f['google-block']) anchor.after(f['google-block']);
   f['gmail-per-minute-field'].hidden = !gmail;
   f['gmail-limits'].hidden = !gmail;
   f['google-scope-note'].textContent = gmail
     ? 'Sends through the Gmail API as the signed-in account, with permission to send email only (it cannot read your mail).'
-    : 'SMTP with Google asks for full access to your mail (https://mail.google.com/): Google requires it for SMTP.';
+    : '';
   updatePasswordUi();
 }
 

@@ -134,6 +134,8 @@ def test_gmail_errors_on_the_command_line(google, env, certs, tmp_path):
     nobody = cli(*args, env=env)
     assert nobody.returncode == 2 and "[oauth_error]" in nobody.stderr and "gmail login" in nobody.stderr
     assert login(env, certs, tmp_path)[0].returncode == 0
+    mixed = cli(*args, "--host", "smtp.example.com", "--user", "me@example.com", env=env)
+    assert mixed.returncode == 2 and "--host, --user: SMTP settings do not go with --channel gmail" in mixed.stderr
     other = cli(*args, "--from", "someone@example.org", env=env)
     assert other.returncode == 2 and "sends as the signed-in account sender@gmail.com" in other.stderr
     locked = cli(*args, env={**env, "BULK_MAILER_PASSPHRASE": ""})

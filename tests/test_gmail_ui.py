@@ -104,3 +104,22 @@ def test_a_denied_sign_in_shows_the_fix(page, google, tmp_path):
     expect(progress).to_contain_text("oauth_error", timeout=15_000)
     expect(progress).to_contain_text("click Allow")
     expect(pg.locator("#google-status")).to_have_text("Not signed in with Google.")
+
+
+def test_smtp_with_google_asks_for_the_broader_scope(page, google, tmp_path):
+    pg, _ = page
+    expect = sync_api.expect
+    client = tmp_path / "client_secret.json"
+    client.write_text(client_json())
+    pg.get_by_label("Provider").select_option("gmail")
+    pg.get_by_label("Log in with Google instead of a password (OAuth2)").check()
+    expect(pg.get_by_label("Password", exact=True)).to_be_hidden()
+    expect(pg.locator("#smtp-oauth-hint")).to_contain_text("https://mail.google.com/")
+    pg.get_by_label("Passphrase").fill("ui passphrase 1")
+    pg.get_by_label("Google OAuth client file").set_input_files(str(client))
+    expect(pg.locator("#google-status")).to_have_text("Signed in with Google as sender@gmail.com (Gmail API and SMTP).",
+                                                       timeout=15_000)
+    assert "https://mail.google.com/" in google.auth_requests[0]["scope"].split()
+    pg.get_by_label("Provider").select_option("outlook")
+    expect(pg.locator("#google-block")).to_be_hidden()
+    expect(pg.get_by_label("Password", exact=True)).to_be_visible()
