@@ -292,13 +292,17 @@ def _journal_state(outcome: CampaignOutcome) -> tuple[str, str | None]:
     return "finished", None
 
 
-def campaign_spec(draft: Draft, settings: SmtpSettings, *, attach: Sequence[str] = ()) -> dict[str, Any]:
-    """What resuming needs besides the password: account settings and the message (no secrets)."""
+def campaign_spec(draft: Draft, settings: SmtpSettings | None, *, attach: Sequence[str] = (),
+                  gmail: str | None = None) -> dict[str, Any]:
+    """What resuming needs besides the password: the channel, account settings and the message
+    (no secrets). `gmail` is the signed-in address of a Gmail API campaign (then no settings)."""
     unsub = draft.unsubscribe
     return {
+        "channel": "gmail" if gmail else "smtp",
+        "gmail": {"email": gmail} if gmail else None,
         "settings": {k: getattr(settings, k) for k in (
             "host", "port", "security", "user", "from_address", "ca_file", "verify_certificates",
-            "allow_plaintext_auth", "timeout", "provider")},
+            "allow_plaintext_auth", "timeout", "provider", "auth")} if settings is not None else None,
         "message": {
             "subject": draft.template.subject_source, "html": draft.template.html_source,
             "text": draft.template.text_source,
@@ -395,6 +399,33 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
     spec["deferred_until"] = {pos: row.result.next_attempt for pos, row in enumerate(pending)
                               if row.result.status == "deferred" and row.result.next_attempt}
     return draft, [row.index for row in pending], spec
+
+
+def gmail_sender(from_address: str | None, email: str) -> str:
+    """The From of a Gmail API campaign: the signed-in address, with the name given, if any.
+
+    `from_address` may be a name alone. Gmail sends as the signed-in account; a different
+    address in From would be replaced by Gmail (or refused), so it is refused here, before
+    anything is sent.
+    """
+    if not from_address or not from_address.strip():
+        return email
+    if "@" not in from_address and "<" not in from_address:  # just a name
+        from_address = f"{from_address.strip()} <{email}>"
+    sender = compose.parse_sender(from_address)
+    if sender.address.lower() != email.lower():
+        raise SettingsError("from", f"Gmail sends as the signed-in account {email}, not {sender.address}: "
+                            f"leave From empty or use {email} (a name may go with it)")
+    if not sender.name:
+        return email
+    from email.headerregistry import Address
+
+    return str(Address(display_name=sender.name, addr_spec=email))
+
+
+def channel_of(spec: dict[str, Any]) -> str:
+    """A journaled campaign's channel: 'gmail' or 'smtp' (campaigns from before channels: smtp)."""
+    return "gmail" if spec.get("channel") == "gmail" else "smtp"
 
 
 def apply_suppression(draft: Draft, suppression: Any) -> int:

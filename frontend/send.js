@@ -427,7 +427,7 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
     show(out, busyLine('Checking every message…'));
     await deps.saveSettings();
     const message = deps.getMessage();
-    const check = await call('check_message', { message, from_address: deps.getFromAddress() });
+    const check = await call('check_message', { message, from_address: deps.getFromAddress(), account: deps.getAccount() });
     if (!check.ok) {
       show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(check.error));
       return;

@@ -22,7 +22,9 @@ several of them:
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import json
 import socket
 import ssl
 import threading
@@ -174,6 +176,39 @@ class RecordingSMTP(SMTP):
 class RecordingController(Controller):
     def factory(self) -> SMTP:
         return RecordingSMTP(self.handler, **self.SMTP_kwargs)
+
+
+@dataclass
+class XOAuth2Handler(RecordingHandler):
+    """A RecordingHandler whose server also offers AUTH XOAUTH2, as smtp.gmail.com does.
+
+    `accept(user, token)` says whether a bearer token is good for that user; a refused token
+    gets Google's answer: a 334 challenge with a JSON reason, then 535 after the client's
+    empty reply.
+    """
+
+    accept: object = None
+    xoauth2_logins: list[str] = field(default_factory=list)
+
+    async def auth_XOAUTH2(self, server, args):
+        if len(args) < 2:
+            blob = await server.challenge_auth("")
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot Decode response")
+        parts = dict(p.split("=", 1) for p in blob.decode("utf-8", "replace").split("\x01") if "=" in p)
+        user, auth = parts.get("user", ""), parts.get("auth", "")
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        if self.accept is not None and self.accept(user, token):
+            self.xoauth2_logins.append(user)
+            return AuthResult(success=True, auth_data=user)
+        reason = json.dumps({"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"})
+        await server.challenge_auth(reason)
+        return AuthResult(success=False, handled=False,
+                          message="535-5.7.8 Username and Password not accepted. For more information, go to\r\n"
+                          "535 5.7.8  https://support.google.com/mail/?p=BadCredentials")
 
 
 def authenticator(handler: RecordingHandler, accounts: dict[str, str] | None = None):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from backend.errors import (
     AuthError,
     ConnectError,
+    OAuthError,
     RejectedError,
     TransportError,
     UncertainDelivery,
@@ -273,9 +274,13 @@ class SmtpTransport:
         started = time.monotonic()
         if not s.encrypted and not s.allow_plaintext_auth:
             # Checked before any AUTH command: smtplib would happily send the password in clear.
-            raise self._err(AuthError, "refusing to send the password over an unencrypted connection", "plaintext_auth_refused")
+            what = "the Google sign-in's token" if s.auth == "xoauth2" else "the password"
+            raise self._err(AuthError, f"refusing to send {what} over an unencrypted connection", "plaintext_auth_refused")
         if not smtp.has_extn("auth"):
             raise self._err(AuthError, "the server offers no login method (AUTH) on this connection", "auth_not_offered")
+        if s.auth == "xoauth2":
+            self._login_xoauth2(smtp, started)
+            return
         try:
             if s.user.isascii() and s.password.isascii():
                 smtp.login(s.user, s.password)
@@ -300,6 +305,46 @@ class SmtpTransport:
             raise self._disconnected(exc, "during login") from exc
         self.info.authenticated_as = s.user
         self._step("auth", started, True, f"logged in as {s.user}")
+
+    def _login_xoauth2(self, smtp: smtplib.SMTP, started: float) -> None:
+        """AUTH XOAUTH2 with the Google sign-in's access token; one renewal if it is refused."""
+        s = self.settings
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        if "XOAUTH2" not in offered:
+            raise self._err(AuthError, "the server does not offer login with OAuth2 (XOAUTH2; it offers: "
+                            f"{' '.join(offered) or 'none'})", "auth_not_offered",
+                            fix=("Sign in with Google works over SMTP with smtp.gmail.com only; use a password "
+                                 "for other servers.",))
+        last: smtplib.SMTPAuthenticationError | None = None
+        for renew in (False, True):
+            token = s.token_source.access_token(force_refresh=renew)
+
+            def answer(challenge: bytes | None = None, token: str = token) -> str:
+                # Google answers a refused token with a 334 challenge (JSON saying why), to
+                # which the client replies with an empty line; then 535 follows.
+                return "" if challenge else f"user={s.user}\x01auth=Bearer {token}\x01\x01"
+
+            try:
+                smtp.auth("XOAUTH2", answer, initial_response_ok=True)
+            except smtplib.SMTPAuthenticationError as exc:
+                last = exc
+                continue
+            except smtplib.SMTPServerDisconnected as exc:
+                raise self._disconnected(exc, "during login") from exc
+            except (smtplib.SMTPException, OSError) as exc:
+                raise self._disconnected(exc, "during login") from exc
+            self.info.authenticated_as = s.user
+            self._step("auth", started, True, f"logged in as {s.user} with Google (XOAUTH2)")
+            return
+        assert last is not None
+        text = _reply_text(last.smtp_error)
+        self._step("auth", started, False, f"{last.smtp_code} {text}")
+        raise self._err(
+            OAuthError, f"login as '{s.user}' with Google refused: {last.smtp_code} {text}", "oauth_error",
+            code=last.smtp_code,
+            fix=(f"Check that the username is the address you signed in with ({s.user}).",
+                 "Sign in with Google again for SMTP: Google requires full mail access "
+                 "(https://mail.google.com/) for SMTP."))
 
     def _login_utf8(self, smtp: smtplib.SMTP) -> None:
         """AUTH PLAIN with UTF-8 (RFC 4616); smtplib encodes credentials as ASCII only."""
