@@ -138,3 +138,22 @@ def test_frozen_program_installs_its_desktop_entry(frozen, tmp_path):
     assert f"Exec={frozen}\n" in entry and "Icon=bulk-mailer\n" in entry
     svg = data_home / "icons" / "hicolor" / "scalable" / "apps" / "bulk-mailer.svg"
     assert svg.read_bytes() == (ROOT / "frontend" / "icon.svg").read_bytes()
+
+
+def test_frozen_program_signs_in_with_google_and_sends_through_the_gmail_api(frozen, google, certs, tmp_path):
+    from tests.test_gmail_cli import PASSPHRASE, cli, login
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("BULK_MAILER_") and k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(google.endpoints())
+    env.update({"BULK_MAILER_HOME": str(tmp_path / "home"), "REQUESTS_CA_BUNDLE": certs.ca_file,
+                "BULK_MAILER_PASSPHRASE": PASSPHRASE, "PATH": "/usr/bin:/bin",
+                "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    done, _ = login(env, certs, tmp_path, program=[str(frozen)])
+    assert done.returncode == 0, done.stderr
+    people = tmp_path / "people.csv"
+    people.write_text("email\nann@example.org\n")
+    sent = cli("send", "--channel", "gmail", "--to-file", str(people), "--subject", "Frozen",
+               "--text-file", str(people), "--delay-ms", "0", env=env, program=[str(frozen)])
+    assert sent.returncode == 0, sent.stderr
+    assert [m.to for m in google.sent] == ["ann@example.org"] and str(google.sent[0].message["Subject"]) == "Frozen"

@@ -29,16 +29,20 @@ def env(google, certs, tmp_path) -> dict[str, str]:
     return e
 
 
-def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], capture_output=True, text=True, env=env,
+PROGRAM = [sys.executable, "-m", "backend.cli"]
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60, program: list[str] = PROGRAM) -> subprocess.CompletedProcess:
+    return subprocess.run([*program, *args], capture_output=True, text=True, env=env,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def login(env: dict[str, str], certs, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, str]:
+def login(env: dict[str, str], certs, tmp_path: Path, *extra: str,
+          program: list[str] = PROGRAM) -> tuple[subprocess.CompletedProcess, str]:
     """Run `gmail login --no-browser`, read the printed address and play the browser with it."""
     secrets_file = tmp_path / "client_secret.json"
     secrets_file.write_text(client_json())
-    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "--verbose", "gmail", "login", "--client-secrets",
+    proc = subprocess.Popen([*program, "--verbose", "gmail", "login", "--client-secrets",
                              str(secrets_file), "--no-browser", *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL)
     try:
