@@ -688,6 +688,7 @@ class Bridge:
     def google_sign_in(self, p: Params) -> dict[str, Any] | None:
         """Import the OAuth client file (native dialog, or its content from the page), then run
         Google's sign-in in the system browser on a background thread; google_status follows it."""
+        self._ensure_idle()  # a running campaign keeps the sign-in it started with
         purpose = p.choice("purpose", PURPOSES, "api")
         if p.str("client_data_base64", max_len=200_000):
             data, source = self._b64(p, "client_data_base64", 150_000), "the chosen file"

@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -459,7 +460,12 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     if gmail:
         smtp_only = [flag for flag, given in (("--host", args.host), ("--port", args.port), ("--user", args.user),
                                                ("--security", args.security), ("--auth", args.auth != "password"),
-                                               ("--password-stdin", args.password_stdin)) if given]
+                                               ("--password-stdin", args.password_stdin),
+                                               # Google's HTTPS is always verified with the system's
+                                               # authorities: these would be silently ignored.
+                                               ("--ca-file", args.ca_file),
+                                               ("--insecure-skip-verify", args.insecure_skip_verify),
+                                               ("--allow-plaintext-auth", args.allow_plaintext_auth)) if given]
         if smtp_only or (args.provider and args.provider not in GMAIL_API_LIMITS):
             what = ", ".join(smtp_only) or f"--provider {args.provider}"
             raise UsageError(f"{what}: SMTP settings do not go with --channel gmail, which sends as the account "
@@ -782,24 +788,37 @@ def _limits(args: argparse.Namespace, provider: str | None, table: Any = None, s
     )
 
 
+def _count(kind: type) -> Any:
+    """An argparse type: a finite number >= 0 of that kind (a limit of nan or -5 would mean none)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"'{text}' must be 0 (no limit) or more")
+        return value
+    return parse
+
+
 def _limit_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sending limits (default: the --provider's published limits; 0 = none)")
-    g.add_argument("--max-per-second", type=float, metavar="N", help="at most N messages a second")
-    g.add_argument("--max-per-minute", type=int, metavar="N", help="at most N messages a minute")
-    g.add_argument("--max-per-hour", type=int, metavar="N", help="at most N messages an hour")
-    g.add_argument("--max-per-day", type=int, metavar="N",
+    g.add_argument("--max-per-second", type=_count(float), metavar="N", help="at most N messages a second")
+    g.add_argument("--max-per-minute", type=_count(int), metavar="N", help="at most N messages a minute")
+    g.add_argument("--max-per-hour", type=_count(int), metavar="N", help="at most N messages an hour")
+    g.add_argument("--max-per-day", type=_count(int), metavar="N",
                    help="at most N messages in 24 hours, counting earlier campaigns of the same account")
 
 
 def _retry_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("retries of temporary refusals (4xx, dropped connections)")
-    g.add_argument("--retry-base", type=float, metavar="S", help="first retry after S seconds (default 60)")
-    g.add_argument("--retry-cap", type=float, metavar="S",
+    g.add_argument("--retry-base", type=_count(float), metavar="S", help="first retry after S seconds (default 60)")
+    g.add_argument("--retry-cap", type=_count(float), metavar="S",
                    help="longest wait between two tries, in seconds (default 3600)")
-    g.add_argument("--retry-attempts", type=int, metavar="N", help="at most N tries per recipient (default 5)")
-    g.add_argument("--retry-max-age", type=float, metavar="H",
+    g.add_argument("--retry-attempts", type=_count(int), metavar="N", help="at most N tries per recipient (default 5)")
+    g.add_argument("--retry-max-age", type=_count(float), metavar="H",
                    help="give up on a recipient H hours after its first try (default 24)")
-    g.add_argument("--max-failures-in-a-row", type=int, metavar="N",
+    g.add_argument("--max-failures-in-a-row", type=_count(int), metavar="N",
                    help="stop the campaign after N failed recipients in a row (default 20; 0 = never)")
 
 

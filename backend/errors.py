@@ -25,6 +25,7 @@ their causes and fix steps live here, once; the CLI, the UI and the docs read th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,6 +247,9 @@ CATEGORIES: dict[str, Category] = {
 }
 
 
+MAX_RETRY_AFTER_S = 7 * 24 * 3600.0
+
+
 class MailerError(Exception):
     """Base of every error we raise on purpose; carries a category and optional details."""
 
@@ -345,7 +349,10 @@ class TransportError(MailerError):
         self.port = port
         # Seconds the server asked us to wait (an HTTP Retry-After, a quota's reset time);
         # None when it did not say.
-        self.retry_after = retry_after
+        # A server's word is capped (a week) and sanitised: its number feeds date arithmetic.
+        if retry_after is not None and not (retry_after >= 0 and math.isfinite(retry_after)):
+            retry_after = None
+        self.retry_after = min(retry_after, MAX_RETRY_AFTER_S) if retry_after is not None else None
 
     @property
     def transient(self) -> bool:

@@ -36,6 +36,7 @@ import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -304,8 +305,13 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-class _Listener(WSGIServer):
+class _Listener(ThreadingMixIn, WSGIServer):
+    """Each connection on a thread of its own: one that dribbles bytes cannot hold up the wait,
+    its 5-minute limit or its cancel."""
+
     allow_reuse_address = False  # the port is ours alone while we wait
+    daemon_threads = True
+    block_on_close = False
 
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Bulk Mailer</title></head>
@@ -335,6 +341,7 @@ class SignIn:
         self._flow: Any = None
         self._state = ""
         self._answer: dict[str, str] | None = None
+        self._answer_lock = threading.Lock()
         self.url: str | None = None
         self.redirect_uri: str | None = None
 
@@ -369,7 +376,9 @@ class SignIn:
             title, text, status = "Not this sign-in", ("This page does not belong to the sign-in that "
                                                        "Bulk Mailer is waiting for."), "400 Bad Request"
         else:
-            self._answer = got
+            with self._answer_lock:
+                if self._answer is None:  # the first answer counts
+                    self._answer = got
             if "code" in got:
                 title, text, status = "Signed in", "You can close this tab and go back to Bulk Mailer.", "200 OK"
             else:
@@ -581,7 +590,15 @@ class GoogleAccount:
             token.expiry = creds.expiry.replace(tzinfo=dt.UTC).isoformat(timespec="seconds")
         log.info("renewed the Google access token of %s", token.email)
         try:
+            saved = self._store.load(KEY_TOKEN, self._passphrase)
+            if saved and GoogleToken.from_json(saved).refresh_token != token.refresh_token:
+                # Someone signed in again (maybe as another account) since this run started:
+                # the renewed token serves this run only and must not overwrite theirs.
+                log.info("the saved Google sign-in changed meanwhile; the renewed token is not saved")
+                return
             self._store.save(KEY_TOKEN, token.to_json(), self._passphrase)
+        except (ValueError, KeyError, TypeError):
+            log.warning("the saved Google sign-in is damaged; the renewed token is not saved")
         except CredentialsError as exc:  # the next run refreshes again: nothing lost
             log.warning("the renewed Google token could not be saved: %s", exc.message)
 

@@ -330,6 +330,9 @@ class FakeGoogle:
         local = to.split("@")[0]
         if local == "limit429" and self._once(to):
             return self._api_error(429, "rateLimitExceeded", "Too many requests", {"Retry-After": "7"})
+        if local == "minute429" and self._once(to):  # Google's per-minute quota answer
+            return self._api_error(429, "rateLimitExceeded", "Quota exceeded for quota metric 'Queries' and limit "
+                                   "'Queries per minute per user' of service 'gmail.googleapis.com'")
         if local == "rate403" and self._once(to):
             return self._api_error(403, "userRateLimitExceeded", "User Rate Limit Exceeded")
         if local == "daily403" or (self.daily_after is not None and len(self.sent) >= self.daily_after):
@@ -345,6 +348,12 @@ class FakeGoogle:
             self.sent.append(SentMessage(data, token))
         if local == "boom500":
             return self._api_error(500, "backendError", "Backend Error")
+        if local == "noid200":  # a 200 that is not Gmail's answer (a proxy's page)
+            return self._json(200, {"ok": True})
+        if local == "moved302":
+            bottle.response.status = 302
+            bottle.response.set_header("Location", "/elsewhere")
+            return ""
         if local == "slow":
             time.sleep(self.slow_s)
         return self._json(200, {"id": secrets.token_hex(8), "threadId": secrets.token_hex(8), "labelIds": ["SENT"]})

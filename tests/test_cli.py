@@ -648,3 +648,17 @@ def test_the_next_send_announces_an_interrupted_campaign(smtp_server, certs, tmp
     assert proc.returncode == 0, proc.stderr
     assert ("Note: campaign 20260101-000000-dead was interrupted (1 not sent yet, 1 uncertain); continue it "
             "with: bulk-mailer resume 20260101-000000-dead") in proc.stderr
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--max-per-second", "nan"), ("--max-per-minute", "-5"),
+                                             ("--max-per-day", "many"), ("--retry-base", "inf")])
+def test_limits_that_mean_nothing_are_refused(smtp_server, certs, tmp_path, flag, value):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("a@example.org\n")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(people), flag, value,
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 2 and flag in proc.stderr and value in proc.stderr
+    assert "Traceback" not in proc.stderr and server.messages == []
+    assert "Campaign " not in proc.stderr  # refused before any campaign was recorded

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -155,6 +156,33 @@ def test_the_sign_in_waits_five_minutes_by_default_and_can_be_cancelled(google, 
     with pytest.raises(OAuthError) as caught:
         flow.wait()
     assert time.monotonic() - started < 5 and "cancelled" in caught.value.message
+
+
+def test_a_connection_that_dribbles_cannot_hold_up_a_cancel(google, certs):
+    import socket
+    import threading
+
+    flow = SignIn(OAuthClient.parse(client_json()), "api", open_browser=None)
+    flow.start()
+    port = int(flow.redirect_uri.rsplit(":", 1)[1].strip("/"))
+    stop = threading.Event()
+
+    def dribble() -> None:  # another local program, one byte a second for half a minute
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            for ch in b"GET /?state=forged&code=x HTTP/1.1\r\n":
+                if stop.wait(1.0):
+                    return
+                s.send(bytes([ch]))
+
+    threading.Thread(target=dribble, daemon=True).start()
+    time.sleep(0.5)
+    threading.Timer(0.5, flow.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(OAuthError, match="cancelled"):
+        flow.wait()
+    waited = time.monotonic() - started
+    stop.set()
+    assert waited < 4  # the dribble goes on for half a minute: the cancel did not wait for it
 
 
 def test_a_stray_request_to_the_loopback_listener_is_ignored(google, certs):
@@ -311,6 +339,79 @@ def test_every_gmail_error_gets_its_status_and_uncertain_ones_are_not_resent(acc
     assert received.count("boom500@example.org") == 1 and received.count("slow@example.org") == 1
     assert sorted(received) == sorted(["ok1@example.org", "limit429@example.org", "rate403@example.org",
                                        "boom500@example.org", "slow@example.org", "ok2@example.org"])
+
+
+def test_a_per_minute_quota_is_backed_off_not_a_day_long_pause(account, google):
+    draft = draft_for("minute429@example.org\nb@example.org", account)
+    fake = FakeClock()
+    outcome = service.send(draft, GmailTransport(account), sleep=fake.sleep, clock=fake.clock,
+                           retry=RetryPolicy(base_s=30.0, jitter=0.0))
+    assert outcome.stopped is None and outcome.resume_after is None
+    assert [(r.status, r.attempts) for r in outcome.results] == [("sent", 2), ("sent", 1)]
+    assert sorted(m.to for m in google.sent) == ["b@example.org", "minute429@example.org"]
+
+
+def test_an_answer_that_is_not_gmails_is_never_counted_as_sent(account, google):
+    draft = draft_for("noid200@example.org\nmoved302@example.org\nok@example.org", account)
+    outcome = service.send(draft, GmailTransport(account), sleep=lambda s: None)
+    rows = {r.email.split("@")[0]: r for r in outcome.results}
+    assert rows["noid200"].status == "uncertain" and "without a Gmail message id" in rows["noid200"].error
+    assert rows["moved302"].status == "uncertain" and "redirect" in rows["moved302"].error
+    assert rows["ok"].status == "sent"
+
+
+def test_a_tls_error_after_the_message_went_out_is_uncertain(account, certs):
+    """A TLS server that reads the whole POST, then breaks the stream: the message went out."""
+    import json as _json
+    import socket
+    import ssl
+    import threading
+
+    from backend.errors import UncertainDelivery
+    from backend.google_auth import Endpoints
+    from backend.transports.base import Envelope
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*certs.good)
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[str] = []
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        conn = ctx.wrap_socket(raw, server_side=True)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        while len(body) < length:
+            body += conn.recv(65536)
+        received.append(_json.loads(body)["raw"])
+        os.write(conn.fileno(), b"\x17\x03\x03\x00\x10" + b"garbage-garbage!")  # a broken TLS record
+        time.sleep(0.5)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    class Signed:
+        endpoints = Endpoints(api_base=f"https://127.0.0.1:{listener.getsockname()[1]}")
+        email = "sender@gmail.com"
+
+        def access_token(self, force_refresh=False):
+            return "token"
+
+        def require(self, purpose):
+            return self
+
+    import requests
+
+    session = requests.Session()
+    session.verify = certs.ca_file
+    with pytest.raises(UncertainDelivery, match="broke after the message was sent"):
+        GmailTransport(Signed(), session=session, timeout=5).send(
+            Envelope("sender@gmail.com", ("a@example.org",)), b"Subject: hi\r\n\r\nbody\r\n")
+    assert len(received) == 1
+    listener.close()
 
 
 def test_the_daily_limit_stops_the_run_until_it_resets(account, google):

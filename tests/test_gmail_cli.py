@@ -140,6 +140,8 @@ def test_gmail_errors_on_the_command_line(google, env, certs, tmp_path):
     assert login(env, certs, tmp_path)[0].returncode == 0
     mixed = cli(*args, "--host", "smtp.example.com", "--user", "me@example.com", env=env)
     assert mixed.returncode == 2 and "--host, --user: SMTP settings do not go with --channel gmail" in mixed.stderr
+    unverified = cli(*args, "--insecure-skip-verify", env=env)
+    assert unverified.returncode == 2 and "--insecure-skip-verify: SMTP settings do not go" in unverified.stderr
     other = cli(*args, "--from", "someone@example.org", env=env)
     assert other.returncode == 2 and "sends as the signed-in account sender@gmail.com" in other.stderr
     locked = cli(*args, env={**env, "BULK_MAILER_PASSPHRASE": ""})

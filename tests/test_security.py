@@ -200,7 +200,9 @@ def test_secret_file_is_replaced_whole_never_rewritten_in_place(tmp_path):
     inode = store.path.stat().st_ino
     store.save("b", "second", PASSPHRASE)
     assert store.path.stat().st_ino != inode  # a new file took the old one's name
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["secrets.enc"]  # no temporary file left
+    # no temporary file left; the lock file is empty
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secrets.enc", "secrets.enc.lock"]
+    assert (tmp_path / "secrets.enc.lock").stat().st_size == 0
 
 
 def test_a_crash_while_saving_leaves_the_previous_file_intact(tmp_path, monkeypatch):
@@ -218,7 +220,7 @@ def test_a_crash_while_saving_leaves_the_previous_file_intact(tmp_path, monkeypa
     monkeypatch.undo()
     assert store.path.read_bytes() == before
     assert store.load("a", PASSPHRASE) == "first" and store.load("b", PASSPHRASE) is None
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["secrets.enc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secrets.enc", "secrets.enc.lock"]
 
 
 def test_readers_never_see_half_a_secret_file(tmp_path, monkeypatch):
@@ -387,3 +389,24 @@ def test_no_password_in_clear_without_the_explicit_opt_in(smtp_server, tmp_path)
     finally:
         b._shutdown()
     assert server.handler.verbs.count("AUTH") == 1 and server.handler.auth_attempts == [servers.USER]
+
+
+def test_saves_from_many_threads_at_once_lose_nothing(tmp_path):
+    import threading
+
+    from backend.credentials import EncryptedFileStore
+
+    store = EncryptedFileStore(tmp_path / "secrets.enc")
+    store.save("first", "one", "a long passphrase")
+
+    def save(n: int) -> None:
+        EncryptedFileStore(tmp_path / "secrets.enc").save(f"user{n}", f"pw{n}", "a long passphrase")
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for n in range(6):
+        assert store.load(f"user{n}", "a long passphrase") == f"pw{n}"
+    assert store.load("first", "a long passphrase") == "one"

@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 
 GMAIL_MAX_BYTES = 25 * 1024 * 1024  # Gmail refuses larger messages
 LONG_WAIT_S = 3600.0
-_RATE_REASONS = {"ratelimitexceeded", "userratelimitexceeded", "toomanyrequests"}
+_RATE_REASONS = {"ratelimitexceeded", "userratelimitexceeded", "toomanyrequests", "rate_limit_exceeded"}
+# TLS errors that can only happen while the connection is being set up (nothing sent yet).
+_HANDSHAKE = re.compile(r"CERTIFICATE|WRONG_VERSION_NUMBER|HANDSHAKE|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS|"
+                        r"UNKNOWN_PROTOCOL|TLSV1_ALERT_PROTOCOL_VERSION|hostname|doesn't match", re.I)
 _QUOTA_REASONS = {"dailylimitexceeded", "quotaexceeded", "dailylimitexceededunreg", "sendinglimitexceeded"}
 _SCOPE_REASONS = {"insufficientpermissions", "access_token_scope_insufficient", "accessnotconfigured",
                   "service_disabled", "forbidden_scope"}
@@ -90,13 +93,24 @@ class GmailTransport:
         if response.status_code == 401:
             log.info("Gmail answered 401: renewing the access token once")
             response = self._post(body, self.account.access_token(force_refresh=True))
-        if response.status_code == 200:
+        if 200 <= response.status_code < 300:
             try:
-                ident = str(response.json().get("id") or "")
+                answer = response.json()
+                ident = str(answer.get("id") or "") if isinstance(answer, dict) else ""
             except ValueError:
                 ident = ""
+            if not ident:
+                # Not Gmail's answer to a send (a proxy's page, a wrong API address): whether
+                # the message went anywhere is unknown; never count it as sent.
+                raise UncertainDelivery(f"{self.host}: an answer {response.status_code} without a Gmail message "
+                                        "id; the message may or may not have been sent", category="server_error",
+                                        code=response.status_code)
             log.debug("Gmail accepted the message for %s: id %s", ",".join(envelope.recipients), ident)
-            return Receipt(200, f"sent, Gmail message id {ident}" if ident else "sent")
+            return Receipt(200, f"sent, Gmail message id {ident}")
+        if 300 <= response.status_code < 400:
+            raise UncertainDelivery(f"{self.host}: Gmail answered a redirect ({response.status_code}) after the message "
+                                    "was sent; it may or may not have been sent: check BULK_MAILER_GOOGLE_API_BASE",
+                                    category="server_error", code=response.status_code)
         raise self._error(response, envelope)
 
     def _post(self, body: str, access_token: str) -> Any:
@@ -104,12 +118,17 @@ class GmailTransport:
 
         headers = {"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"}
         try:
-            return self._session.post(self.send_url, data=body, headers=headers,
+            return self._session.post(self.send_url, data=body, headers=headers, allow_redirects=False,
                                       timeout=(min(self.timeout, 15.0), self.timeout))
         except requests.exceptions.SSLError as exc:
-            raise ConnectError(f"{self.host}: the secure connection failed ({_reason(exc)})",
-                               category="certificate_invalid" if "CERTIFICATE" in str(exc).upper()
-                               else "tls_handshake_failed") from None
+            if _HANDSHAKE.search(str(exc)):  # the connection was never set up: nothing was sent
+                raise ConnectError(f"{self.host}: the secure connection failed ({_reason(exc)})",
+                                   category="certificate_invalid" if "CERTIFICATE" in str(exc).upper()
+                                   else "tls_handshake_failed") from None
+            # A TLS error while the answer was read: the message went out.
+            raise UncertainDelivery(
+                f"{self.host}: the secure connection broke after the message was sent ({_reason(exc)}); it may "
+                "or may not have been delivered", category="server_disconnected") from None
         except requests.exceptions.ConnectTimeout:
             raise ConnectError(f"{self.host}: no connection within {min(self.timeout, 15.0):g} s; nothing was sent",
                                category="timeout") from None
@@ -134,7 +153,7 @@ class GmailTransport:
         cls, category = classify(status, message, reasons, wait)
         who = ", ".join(envelope.recipients)
         if category == "quota_exceeded":
-            return ApiThrottled(f"the daily sending limit of the account is reached ({text})",
+            return ApiThrottled(f"Gmail's sending limit for the account is reached ({text})",
                                 category=category, code=status, retry_after=wait)
         if category == "rate_limited":
             return ApiThrottled(f"Gmail asks to slow down ({text})", category=category, code=status, retry_after=wait)
@@ -162,10 +181,15 @@ def classify(status: int, message: str, reasons: set[str], wait: float | None = 
     # Gmail answers its daily sending limit with a 429 "retry after <tomorrow>" too: a wait
     # of hours is a quota that stops the run, not a pause to sit out.
     long_wait = wait is not None and wait > LONG_WAIT_S
-    if reasons & _QUOTA_REASONS or (status in (403, 429) and (
-            long_wait or re.search(r"daily|quota|sending limit", message, re.I))):
+    if reasons & _QUOTA_REASONS or (status in (403, 429) and long_wait):
         return ApiThrottled, "quota_exceeded"
-    if status == 429 or reasons & _RATE_REASONS:
+    # A per-minute throttle ("Quota exceeded for ... 'Queries per minute per user'") names
+    # itself by its reason: back off and retry. Words alone decide only without a reason.
+    if reasons & _RATE_REASONS:
+        return ApiThrottled, "rate_limited"
+    if status in (403, 429) and not reasons & _RATE_REASONS and re.search(r"daily|sending limit", message, re.I):
+        return ApiThrottled, "quota_exceeded"
+    if status == 429:
         return ApiThrottled, "rate_limited"
     if status == 401:
         return OAuthError, "oauth_error"
