@@ -485,7 +485,10 @@ def test_secrets_never_reach_logs_events_or_errors(google, certs, tmp_path, capl
     token.expiry = "2000-01-01T00:00:00+00:00"  # forces a refresh
     draft = draft_for("a@example.org\nboom500@example.org\nprecondition400@example.org", acct)
     events: list[dict] = []
-    outcome = service.send(draft, GmailTransport(acct), on_event=events.append)
+    journal = Journal()
+    outcome = service.send(draft, GmailTransport(acct), on_event=events.append, journal=journal,
+                           spec=service.campaign_spec(draft, None, gmail=acct.email), account="sweep")
+    service.write_results_csv(tmp_path / "export.csv", [row.result for row in journal.rows(draft.id)])
     google.revoke_all()
     acct.load().expiry = "2000-01-01T00:00:00+00:00"
     with pytest.raises(OAuthError) as caught:
@@ -497,6 +500,17 @@ def test_secrets_never_reach_logs_events_or_errors(google, certs, tmp_path, capl
     for secret in secrets:
         assert secret not in blob
     assert "refresh_token" not in caplog.text and "code_verifier" not in caplog.text
+    # Every file the app wrote (journal and its WAL, profile, settings, logs, the export), raw
+    # bytes: no secret in any of them; the encrypted store is the one place they live.
+    from backend import paths
+
+    files = [f for root in {paths.data_dir(), paths.config_dir(), paths.log_dir(), tmp_path}
+             for f in root.rglob("*") if f.is_file() and f.name != "s.enc"]
+    assert any(f.name.startswith("journal.sqlite3") for f in files) and (tmp_path / "export.csv") in files
+    for f in files:
+        raw = f.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in raw, f
 
 
 # -- SMTP with XOAUTH2 ----------------------------------------------------------------------
@@ -575,7 +589,21 @@ def test_workspace_and_consumer_presets_have_gmail_api_limits():
     assert gmail_api_limits(True)[1].per_minute == gmail_api_limits(False)[1].per_minute == 150
 
 
-def test_path_of_unused_import_guard():
-    # The client file on disk is read only by the CLI; nothing in the app folder is read for it.
-    assert not list(Path(__file__).resolve().parent.parent.glob("client_secret*.json"))
-    assert not (Path(__file__).resolve().parent.parent / ".env").exists()
+def test_no_client_secret_or_env_file_is_read_from_the_app_folder(tmp_path):
+    """The OAuth client comes only from the file the user imports: a client_secret*.json or a
+    .env lying in the folder the app runs from is never read (and none is committed)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    assert not list(root.glob("client_secret*.json")) and not (root / ".env").exists()
+    (tmp_path / "client_secret.json").write_text(client_json())
+    (tmp_path / ".env").write_text(f"GOOGLE_CLIENT_SECRET={CLIENT_SECRET}\nBULK_MAILER_PASSWORD=planted\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULK_MAILER_")}
+    env.update({"BULK_MAILER_HOME": str(tmp_path / "home"), "PYTHONPATH": str(root),
+                "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    status = subprocess.run([sys.executable, "-m", "backend.cli", "gmail", "status"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 2 and "Not signed in with Google" in status.stderr
+    assert not (tmp_path / "home").exists() or not any(
+        CLIENT_SECRET.encode() in f.read_bytes() for f in (tmp_path / "home").rglob("*") if f.is_file())
