@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint screenshot clean bench
+.PHONY: run test lint screenshot clean dist install-desktop bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,23 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-build: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[build]'
+	touch $@
+
+# The release folder (PyInstaller, one folder): rebuilt when a file it is made from changed.
+DIST_INPUTS := build.spec pyproject.toml bridge.py appwindow.py \
+	$(shell find backend frontend packaging -type f ! -name '*.pyc' ! -path '*/__pycache__/*' 2>/dev/null)
+
+dist: dist/bulk-mailer/bulk-mailer
+
+dist/bulk-mailer/bulk-mailer: $(DIST_INPUTS) | $(VENV)/.installed-build
+	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN build.spec
+	touch $@
+
+install-desktop: dist
+	dist/bulk-mailer/bulk-mailer --install-desktop-entry
 
 run: $(VENV)/.installed-run
 	$(BIN)/bulk-mailer

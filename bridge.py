@@ -35,25 +35,42 @@ from typing import Any
 from backend import __version__, paths, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
-from backend.campaign import CampaignOutcome, Control, RateLimits
+from backend.campaign import CampaignOutcome, Control, RateLimits, RetryPolicy
 from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
 from backend.diagnostics import diagnose
-from backend.errors import CATEGORIES, MailerError, SettingsError
+from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError
+from backend.google_auth import (
+    KEY_TOKEN,
+    PURPOSES,
+    SCOPE_MAIL,
+    GoogleAccount,
+    OAuthClient,
+    SignIn,
+    TokenSource,
+    saved_profile,
+)
 from backend.inbox import LocalInbox
 from backend.journal import Journal
-from backend.presets import MAX_CONNECTIONS, PRESETS, default_connections, preset_host
+from backend.presets import (
+    MAX_CONNECTIONS,
+    PRESETS,
+    default_connections,
+    gmail_api_limits,
+    preset_host,
+)
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
-from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings
+from backend.settings import AUTH_MODES, SECURITY_LABELS, SECURITY_MODES, SmtpSettings
 from backend.suppression import SuppressionList
 from backend.templates import SavedTemplate, TemplateStore
-from backend.transports.base import Envelope
+from backend.transports.base import Envelope, Transport
+from backend.transports.gmail import GmailTransport
 from backend.transports.smtp import SmtpTransport
 
 log = logging.getLogger("bulk_mailer.bridge")
 
 FRONTEND = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent)) / "frontend"
 LOCAL_INBOX = "local-inbox"
-EVENT_TYPES = ("email-progress", "campaign-state")
+EVENT_TYPES = ("email-progress", "campaign-state", "campaign-wait")
 # The one JS template events are delivered with; only json.dumps output is ever put into it.
 DISPATCH_JS = (
     "(function(events){for(var i=0;i<events.length;i++){"
@@ -69,6 +86,8 @@ _PREVIEW_HEADERS = {"from", "to", "reply-to", "subject", "date", "list-unsubscri
 _INT_RE = re.compile(r"-?[0-9]{1,18}")
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 FILE_TYPES = ("Recipient lists (*.csv;*.tsv;*.txt)", "All files (*.*)")
+CLIENT_FILE_TYPES = ("Google OAuth client (*.json)", "All files (*.*)")
+CHANNELS = ("smtp", "gmail")
 
 
 class _Invalid(SettingsError):
@@ -143,6 +162,24 @@ class Params:
         if not isinstance(value, str) or value not in choices:
             raise self._bad(name, f"must be one of: {', '.join(choices)}")
         return value
+
+    def number(self, name: str, lo: float, hi: float, *, whole: bool = False) -> float | None:
+        """A number in [lo, hi], or None when absent or empty."""
+        value = self._get(name, None)
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise self._bad(name, "must be a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi \
+                or value != value or (whole and not float(value).is_integer()):
+            raise self._bad(name, f"must be a {'whole ' if whole else ''}number from {lo:g} to {hi:g}")
+        return int(value) if whole else float(value)
+
+    def has(self, name: str) -> bool:
+        return self._get(name, None) is not None
 
     def obj(self, name: str) -> Params:
         return Params(self._get(name, None), f"{self._prefix}{name}.")
@@ -246,6 +283,21 @@ class EventPump:
 
 
 @dataclass
+class _Plan:
+    """How a run sends: its transport, what the journal keeps, its account label and limits."""
+
+    transport: Callable[[], Transport]
+    spec: dict[str, Any]
+    account: str
+    limits: RateLimits | None
+    provider: str | None
+    gmail: str | None = None  # the signed-in address, for a Gmail API run
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_failures_in_a_row: int = 20
+    connections: int = 1  # transports (connections) sending at once; 1 for the Gmail API
+
+
+@dataclass
 class _Run:
     """The campaign on the worker thread (or the last one, for export)."""
 
@@ -259,7 +311,6 @@ class _Run:
     counts: Counter[str] = field(default_factory=Counter)
     outcome: CampaignOutcome | None = None
     thread: threading.Thread | None = None
-    connections: int = 1  # SMTP connections sending at once
     checked: bool = False  # every row was checked when it started (no second pass)
 
 
@@ -274,8 +325,14 @@ class Bridge:
         store: PasswordStore | None = None,
         deliver: Callable[[list[dict[str, Any]]], None] | None = None,
         detector: Callable[[str], list[Any]] | None = None,
+        open_browser: Callable[[str], Any] | None = None,
     ) -> None:
         self._window: Any = None
+        # Google's sign-in page opens in the system browser (never in the app's own web view,
+        # which Google refuses); tests pass a function that plays the browser.
+        self._open_browser = open_browser
+        self._sign_in: SignIn | None = None
+        self._sign_in_state: dict[str, Any] = {"state": "idle", "url": None, "error": None, "purpose": None}
         self._detector = detector  # tests pass one that never leaves 127.0.0.1
         self._native_dialogs = native_dialogs
         self._inbox = inbox if inbox is not None else LocalInbox()
@@ -359,6 +416,8 @@ class Bridge:
         return False
 
     def _shutdown(self) -> None:
+        if self._sign_in is not None:
+            self._sign_in.cancel()  # the loopback listener stops within a fraction of a second
         run = self._run
         if run is not None and run.thread is not None and run.thread.is_alive():
             run.control.cancel()
@@ -394,6 +453,8 @@ class Bridge:
     @staticmethod
     def _provider_of(params: Any) -> str | None:
         if isinstance(params, dict) and isinstance(params.get("account"), dict):
+            if params["account"].get("channel") == "gmail":
+                return "gmail"  # Google's advice (OAuth client, test users) goes with its errors
             provider = params["account"].get("provider")
             if isinstance(provider, str) and provider in PRESETS:
                 return provider
@@ -412,8 +473,13 @@ class Bridge:
             raise _Invalid("account.provider", f"unknown provider '{provider}'")
         user = a.str("user").strip()
         host = a.str("host", required=True).strip()
+        auth = a.choice("auth", AUTH_MODES, "password")
         password = ""
-        if user and need_password:
+        token_source = None
+        if auth == "xoauth2":
+            token_source = TokenSource(self._google(p), "smtp")
+            user = user or token_source.email
+        elif user and need_password:
             password = self._password(p, user, host)
         return SmtpSettings(
             host=host,
@@ -421,12 +487,27 @@ class Bridge:
             security=a.choice("security", SECURITY_MODES, "starttls"),
             user=user,
             password=password,
+            auth=auth,
+            token_source=token_source,
             from_address=a.str("from_address"),
             verify_certificates=a.bool("verify_certificates", True),
             allow_plaintext_auth=a.bool("allow_plaintext_auth", False),
             provider=provider if provider in PRESETS else None,
             timeout=a.int("timeout", 30, 1, 600),
         ).validated()
+
+    def _google(self, p: Params) -> GoogleAccount:
+        """The saved Google sign-in, unlocked with the passphrase given now or earlier."""
+        given = p.str("passphrase", max_len=MAX_SHORT)
+        passphrase = given or self._passphrase
+        if given and self._store.needs_passphrase:
+            self._store.load(KEY_TOKEN, given)  # a wrong passphrase is refused here, not kept
+            self._passphrase = given
+        return GoogleAccount(self._store, passphrase)
+
+    @staticmethod
+    def _channel(p: Params) -> str:
+        return p.obj("account").choice("channel", CHANNELS, "smtp")
 
     def _password(self, p: Params, user: str, host: str) -> str:
         password = p.str("password", max_len=MAX_SHORT)
@@ -458,6 +539,7 @@ class Bridge:
                 "key": preset.key, "name": preset.name, "host": preset_host(preset),
                 "port": preset.port, "security": preset.security, "notes": list(preset.notes),
                 "limits_note": preset.limits.note, "username_hint": preset.username_hint,
+                "limits": {k: getattr(preset.limits, k) for k in ("per_second", "per_minute", "per_hour", "per_day")},
                 "regions": list(preset.regions), "default_region": preset.default_region,
                 "advice": {k: list(v) for k, v in preset.advice.items()},
                 "connections": preset.connections,
@@ -479,7 +561,8 @@ class Bridge:
         saved = account_settings.load_saved()
         account = {"provider": LOCAL_INBOX, "host": self._inbox.host, "port": self._inbox.start(),
                    "security": "none", "user": "", "from_address": "Me <me@example.com>",
-                   "verify_certificates": True, "allow_plaintext_auth": False, "region": None}
+                   "verify_certificates": True, "allow_plaintext_auth": False, "region": None,
+                   "channel": "smtp", "auth": "password", "max_per_minute": None}
         message = {"subject": "Hello {{ name | default('there') }}",
                    "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
                    "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
@@ -519,6 +602,8 @@ class Bridge:
             "user": a.str("user").strip(), "from_address": a.str("from_address"),
             "verify_certificates": a.bool("verify_certificates", True),
             "allow_plaintext_auth": a.bool("allow_plaintext_auth", False), "region": a.str("region") or None,
+            "channel": self._channel(p), "auth": a.choice("auth", AUTH_MODES, "password"),
+            "max_per_minute": self._per_minute(a),
         }
         message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
                    "format": m.choice("format", ("html", "text"), "html"),
@@ -553,6 +638,16 @@ class Bridge:
     @api
     def test_connection(self, p: Params) -> dict[str, Any]:
         """Diagnose step by step: DNS, TCP, TLS, certificate, EHLO, login (and optional checks)."""
+        if self._channel(p) == "gmail":
+            account = self._google(p)
+            token = account.require("api")
+            started = time.monotonic()
+            account.access_token(force_refresh=True)  # Google confirms the sign-in is still good
+            step = {"name": "auth", "title": "Google sign-in", "status": "ok", "ok": True,
+                    "detail": f"Google renewed the sign-in of {token.email}: the Gmail API will accept it",
+                    "seconds": round(time.monotonic() - started, 3)}
+            return {"steps": [step], "verify_certificates": True, "authenticated_as": token.email,
+                    "channel": "gmail"}
         settings = self._account(p)
         result = diagnose(settings, check_sender=p.bool("check_sender"), check_domain=p.bool("check_domain"))
         steps = [step.as_dict() for step in result.steps]
@@ -583,6 +678,90 @@ class Bridge:
 
             opened = webbrowser.open(folder.as_uri())
         return {"path": str(folder), "opened": opened}
+
+    # -- Sign in with Google ----------------------------------------------------------------
+
+    @api
+    def google_status(self, p: Params) -> dict[str, Any]:
+        """Who is signed in with Google (readable while the store is locked), the sign-in under
+        way (waiting, signed_in, failed, cancelled) and the Gmail API limits."""
+        profile = saved_profile()
+        scopes = list((profile or {}).get("scopes") or [])
+        key, lim = gmail_api_limits(bool((profile or {}).get("workspace")))
+        return {
+            "signed_in": profile is not None, "email": (profile or {}).get("email"),
+            "workspace": bool((profile or {}).get("workspace")), "smtp": SCOPE_MAIL in scopes,
+            "locked": self._store.needs_passphrase and self._passphrase is None,
+            "sign_in": dict(self._sign_in_state),
+            "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note},
+        }
+
+    @api
+    def google_sign_in(self, p: Params) -> dict[str, Any] | None:
+        """Import the OAuth client file (native dialog, or its content from the page), then run
+        Google's sign-in in the system browser on a background thread; google_status follows it."""
+        self._ensure_idle()  # a running campaign keeps the sign-in it started with
+        purpose = p.choice("purpose", PURPOSES, "api")
+        if p.str("client_data_base64", max_len=200_000):
+            data, source = self._b64(p, "client_data_base64", 150_000), "the chosen file"
+        else:
+            chosen = self._dialog("OPEN", file_types=CLIENT_FILE_TYPES,
+                                  refusal="choose the OAuth client file with the file field")
+            if not chosen:
+                return None
+            try:
+                data = Path(chosen[0]).read_bytes()[:150_000]
+            except OSError as exc:
+                raise _Invalid("client", f"'{chosen[0]}' cannot be read ({exc.strerror})") from None
+            source = f"'{Path(chosen[0]).name}'"
+        client = OAuthClient.parse(data, source)
+        account = self._google(p)
+        account.check_store()  # the passphrase is checked before the browser opens
+        if self._sign_in is not None:
+            self._sign_in.cancel()
+        import webbrowser
+
+        flow = SignIn(client, purpose, open_browser=self._open_browser or webbrowser.open)
+        url = flow.start()
+        self._sign_in = flow
+        self._sign_in_state = {"state": "waiting", "url": url, "error": None, "purpose": purpose}
+
+        def wait() -> None:
+            try:
+                token, _ = flow.wait()
+                account.save(client, token)
+                state: dict[str, Any] = {"state": "signed_in", "url": None, "error": None, "email": token.email}
+            except MailerError as exc:
+                cancelled = "cancelled in Bulk Mailer" in exc.message
+                state = {"state": "cancelled" if cancelled else "failed", "url": None, "error": exc.describe()}
+            except Exception:
+                log.exception("Google sign-in failed unexpectedly")
+                state = {"state": "failed", "url": None, "error": {
+                    "category": "internal_error", "title": "Something went wrong",
+                    "message": "The Google sign-in stopped because of an unexpected error.",
+                    "cause": "This is a bug in Bulk Mailer.",
+                    "fix": [f"The details are in the log file in {paths.log_dir()}."]}}
+            if self._sign_in is flow:  # a newer sign-in may have replaced this one
+                self._sign_in_state = {**state, "purpose": purpose}
+
+        threading.Thread(target=wait, name="google-sign-in", daemon=True).start()
+        return {"state": "waiting", "url": url, "purpose": purpose}
+
+    @api
+    def google_cancel_sign_in(self, p: Params) -> dict[str, Any]:
+        """Stop waiting for the browser."""
+        if self._sign_in is None or self._sign_in_state.get("state") != "waiting":
+            raise _NotNow("no Google sign-in is waiting")
+        self._sign_in.cancel()
+        return {"state": "cancelling"}
+
+    @api
+    def google_sign_out(self, p: Params) -> dict[str, Any]:
+        """Revoke the Google sign-in at Google and delete it (and the OAuth client) here."""
+        self._ensure_idle()
+        result = self._google(p).sign_out()
+        self._sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
+        return result
 
     # -- recipients -----------------------------------------------------------------------
 
@@ -690,17 +869,28 @@ class Bridge:
     def _from_address(self, p: Params) -> str:
         return p.str("from_address") or p.obj("account").str("from_address")
 
+    def _checked_sender(self, p: Params) -> str:
+        """The From for checks and previews: with the Gmail API, the signed-in address (known
+        without unlocking the store)."""
+        if self._channel(p) != "gmail":
+            return self._from_address(p)
+        profile = saved_profile()
+        if profile is None:
+            raise OAuthError("sign in with Google first: the Gmail API sends as the signed-in account",
+                             fix=("Click Sign in with Google in the Account section.",))
+        return service.gmail_sender(self._from_address(p), profile["email"])
+
     @api
     def check_message(self, p: Params) -> dict[str, Any]:
         """Every row whose message cannot be built, by line and field."""
-        draft = self._draft(p, self._from_address(p))
+        draft = self._draft(p, self._checked_sender(p))
         warning = draft.size_warning()
         return {"problems": self._problems(draft.problems()), "warnings": [warning] if warning else []}
 
     @api
     def preview_message(self, p: Params) -> dict[str, Any]:
         """Recipient N's message as it would be sent (1-based N)."""
-        draft = self._draft(p, self._from_address(p))
+        draft = self._draft(p, self._checked_sender(p))
         total = len(draft.recipients)
         index = p.int("index", 1, 1, max(total, 1))
         out = draft.outgoing(draft.recipients[index - 1], smtputf8=True)
@@ -723,13 +913,18 @@ class Bridge:
     def send_test(self, p: Params) -> dict[str, Any]:
         """Send recipient N's version to the From address."""
         self._ensure_idle()
-        settings = self._account(p)
-        draft = self._draft(p, settings.from_address or self._from_address(p))
+        if self._channel(p) == "gmail":
+            account = self._google(p)
+            draft = self._draft(p, service.gmail_sender(self._from_address(p), account.require("api").email))
+            transport: Transport = GmailTransport(account)
+        else:
+            settings = self._account(p)
+            draft = self._draft(p, settings.from_address or self._from_address(p))
+            transport = SmtpTransport(settings)
         index = p.int("index", 1, 1, max(len(draft.recipients), 1))
         original = draft.recipients[index - 1]
         me = type(original)(draft.sender.address, {**original.fields}, original.line)
-        out = draft.outgoing(me)
-        transport = SmtpTransport(settings)
+        out = draft.outgoing(me, smtputf8=isinstance(transport, GmailTransport))
         try:
             transport.open()
             transport.send(Envelope(draft.sender.address, (draft.sender.address,)), out.data)
@@ -749,8 +944,15 @@ class Bridge:
         """Check everything, then start sending on the worker thread."""
         with self._lock:
             self._ensure_idle()
-            settings = self._account(p)
-            draft = self._draft(p, settings.from_address or self._from_address(p))
+            if self._channel(p) == "gmail":
+                account = self._google(p)
+                token = account.require("api")
+                draft = self._draft(p, service.gmail_sender(self._from_address(p), token.email))
+                plan = self._gmail_plan(draft, account, self._per_minute(p.obj("account")))
+            else:
+                settings = self._account(p)
+                draft = self._draft(p, settings.from_address or self._from_address(p))
+                plan = self._smtp_plan(draft, settings)
             problems = draft.problems()
             if problems and p.bool("skip_problem_rows"):
                 service.exclude_problem_rows(draft, problems)
@@ -762,15 +964,39 @@ class Bridge:
                 raise err
             if not draft.recipients:
                 raise _NotNow("no recipient is left to send to")
-            run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider,
-                       connections=self._connections(p, settings.provider), checked=True)
-            run.thread = threading.Thread(target=self._work, args=(run, draft, settings),
+            if p.has("limits"):  # the Send section's fields, for either channel
+                plan.limits = self._chosen_limits(p, plan.provider)
+            plan.retry, plan.max_failures_in_a_row = self._chosen_retry(p)
+            self._set_connections(p, plan, default_connections(plan.provider))
+            run = _Run(draft.id, len(draft.recipients), Control(), draft, plan.provider, checked=True)
+            run.thread = threading.Thread(target=self._work, args=(run, draft, plan),
                                           name=f"campaign-{draft.id}", daemon=True)
             self._run = run
             run.thread.start()
         return {"campaign": run.id, "total": run.total}
 
-    def _work(self, run: _Run, draft: service.Draft, settings: SmtpSettings,
+    def _smtp_plan(self, draft: service.Draft, settings: SmtpSettings) -> _Plan:
+        spec = service.campaign_spec(draft, settings)
+        spec["settings"]["local_inbox"] = (settings.host, settings.port) == (self._inbox.host, self._inbox.port)
+        return _Plan(lambda: SmtpTransport(settings), spec,
+                     f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
+                     self._limits(settings.provider), settings.provider)
+
+    @staticmethod
+    def _gmail_plan(draft: service.Draft, account: GoogleAccount, per_minute: int | None) -> _Plan:
+        token = account.require("api")
+        key, lim = gmail_api_limits(token.workspace)
+        limits = RateLimits(per_minute=per_minute or lim.per_minute, per_day=lim.per_day)
+        return _Plan(lambda: GmailTransport(account), service.campaign_spec(draft, None, gmail=token.email),
+                     f"{token.email} (Gmail API)", limits, key, gmail=token.email)
+
+    @staticmethod
+    def _per_minute(a: Params) -> int | None:
+        """The Gmail API campaign's messages-per-minute limit (None: the API's 150)."""
+        value = a.int("max_per_minute", 0, 0, 10_000)
+        return value or None
+
+    def _work(self, run: _Run, draft: service.Draft, plan: _Plan,
               resume: tuple[list[int], str] | None = None) -> None:
         self._state_event(run)
 
@@ -785,14 +1011,12 @@ class Bridge:
 
         error: dict[str, Any] | None = None
         try:
-            spec = service.campaign_spec(draft, settings)
-            spec["settings"]["local_inbox"] = (settings.host, settings.port) == (self._inbox.host, self._inbox.port)
-            spec["connections"] = run.connections
             outcome = service.send(
-                draft, [SmtpTransport(settings) for _ in range(run.connections)], on_event=on_event, control=run.control, on_pause=on_pause,
-                journal=self._journal(), spec=spec,
-                account=resume[1] if resume else f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-                indices=resume[0] if resume else None, limits=self._limits(settings.provider),
+                draft, [plan.transport() for _ in range(plan.connections)], on_event=on_event, control=run.control,
+                on_pause=on_pause, journal=self._journal(), spec=plan.spec,
+                account=resume[1] if resume else plan.account,
+                indices=resume[0] if resume else None, limits=plan.limits, on_wait=self._emit,
+                retry=plan.retry, max_failures_in_a_row=plan.max_failures_in_a_row,
                 deferred_until=self._deferred_until if resume else None, checked=run.checked)
             run.outcome = outcome
             if not outcome.ok:
@@ -819,18 +1043,49 @@ class Bridge:
         self._state_event(run, error)
 
     @staticmethod
-    def _connections(p: Params, provider: str | None) -> int:
-        """The Connections setting of the Send section; the provider's default when not given."""
-        return p.int("connections", default_connections(provider), 1, MAX_CONNECTIONS)
+    def _set_connections(p: Params, plan: _Plan, default: int) -> None:
+        """The Send section's Connections (or a resume's), into the plan and its journal spec.
+        The Gmail API sends on one (a pool of one)."""
+        if plan.gmail is not None:
+            plan.connections = 1
+            return
+        plan.connections = p.int("connections", default, 1, MAX_CONNECTIONS)
+        plan.spec["connections"] = plan.connections
 
     @staticmethod
     def _limits(provider: str | None) -> RateLimits | None:
-        """The provider preset's published limits (the window has no fields for them yet)."""
+        """The provider preset's published limits."""
         if provider not in PRESETS:
             return None
         lim = PRESETS[provider].limits
         return RateLimits(per_second=lim.per_second, per_minute=lim.per_minute, per_hour=lim.per_hour,
                           per_day=lim.per_day)
+
+    @staticmethod
+    def _chosen_retry(p: Params) -> tuple[RetryPolicy, int]:
+        """The page's Retries fields, else the defaults."""
+        if not p.has("retry"):
+            return RetryPolicy(), 20
+        q = p.obj("retry")
+        base = q.number("base_s", 1, 86_400) or 60.0
+        cap = q.number("cap_s", 1, 7 * 86_400) or 3600.0
+        if cap < base:
+            raise _Invalid("retry.cap_s", "must be at least the first retry's wait")
+        policy = RetryPolicy(base_s=base, cap_s=cap,
+                             max_attempts=int(q.number("max_attempts", 1, 100, whole=True) or 5),
+                             max_age_s=(q.number("max_age_h", 0.1, 24 * 30) or 24.0) * 3600)
+        failures = q.number("max_failures_in_a_row", 0, 1_000_000, whole=True)
+        return policy, int(20 if failures is None else failures)
+
+    def _chosen_limits(self, p: Params, provider: str | None) -> RateLimits | None:
+        """The limits the page sent (its Sending limits fields), else the provider's."""
+        if not p.has("limits"):
+            return self._limits(provider)
+        q = p.obj("limits")
+        return RateLimits(per_second=q.number("per_second", 0, 10_000) or None,
+                          per_minute=int(q.number("per_minute", 0, 10_000_000, whole=True) or 0) or None,
+                          per_hour=int(q.number("per_hour", 0, 10_000_000, whole=True) or 0) or None,
+                          per_day=int(q.number("per_day", 0, 100_000_000, whole=True) or 0) or None)
 
     def _journal(self) -> Journal:
         # Opened on first use: the history of window campaigns lives with the CLI's.
@@ -848,19 +1103,46 @@ class Bridge:
         return {"campaign": info.as_dict(), "rows": [
             {"line": r.recipient.line, **r.result.as_dict()} for r in rows[:5000]]}
 
-    def _settings_from_spec(self, p: Params, spec: dict[str, Any]) -> SmtpSettings:
+    def _plan_from_spec(self, p: Params, draft: service.Draft, spec: dict[str, Any]) -> _Plan:
+        """The plan of a journaled campaign: the same channel and account as before."""
+        if service.channel_of(spec) == "gmail":
+            account = self._google(p)
+            email = account.require("api").email
+            was = (spec.get("gmail") or {}).get("email") or ""
+            if email.lower() != was.lower():
+                raise _NotNow(f"this campaign was sent as {was}, but you are signed in with Google as {email}: "
+                              f"sign in as {was} to continue it")
+            return self._as_before(self._gmail_plan(draft, account, self._per_minute(p.obj("account"))), spec)
         saved = {k: v for k, v in spec["settings"].items() if k != "local_inbox"}
         if spec["settings"].get("local_inbox"):
             saved.update(host=self._inbox.host, port=self._inbox.start())  # a new port every run
-        password = self._password(p, saved["user"], saved["host"]) if saved.get("user") else ""
-        return SmtpSettings(**{**saved, "password": password}).validated()
+        if saved.get("auth") == "xoauth2":
+            saved.update(password="", token_source=TokenSource(self._google(p), "smtp"))
+        else:
+            saved["password"] = self._password(p, saved["user"], saved["host"]) if saved.get("user") else ""
+        settings = SmtpSettings(**saved).validated()
+        plan = self._as_before(self._smtp_plan(draft, settings), spec)
+        plan.spec = spec  # resuming keeps the campaign's spec as the journal has it
+        self._set_connections(p, plan, plan.connections)  # the campaign's, unless asked otherwise
+        return plan
 
-    def _start_from_journal(self, draft: service.Draft, settings: SmtpSettings,
-                            resume: tuple[list[int], str] | None, connections: int) -> dict[str, Any]:
+    @staticmethod
+    def _as_before(plan: _Plan, spec: dict[str, Any]) -> _Plan:
+        """A resumed or follow-up run keeps the campaign's own limits and retry settings."""
+        if "limits" in spec:
+            plan.limits = service.limits_from_spec(spec)
+        plan.retry, plan.max_failures_in_a_row = service.retry_from_spec(spec)
+        if plan.gmail is None:  # the Gmail API sends on one
+            plan.connections = int(spec.get("connections") or default_connections(plan.provider))
+        return plan
+
+    def _start_from_journal(self, draft: service.Draft, plan: _Plan,
+                            resume: tuple[list[int], str] | None) -> dict[str, Any]:
+        """Run a past campaign's rest (resume) or a follow-up of it."""
         if not draft.recipients:
             raise _NotNow("nobody is left to send to in that campaign")
-        run = _Run(draft.id, len(draft.recipients), Control(), draft, settings.provider, connections=connections)
-        run.thread = threading.Thread(target=self._work, args=(run, draft, settings, resume),
+        run = _Run(draft.id, len(draft.recipients), Control(), draft, plan.provider)
+        run.thread = threading.Thread(target=self._work, args=(run, draft, plan, resume),
                                       name=f"campaign-{draft.id}", daemon=True)
         self._run = run
         run.thread.start()
@@ -876,6 +1158,10 @@ class Bridge:
             info = journal.get(cid)
             if info.state == "running":
                 raise _NotNow("that campaign is still running in another window or process")
+            lifts = service.quota_lifts(info.resume_after)
+            if lifts and not p.bool("now"):
+                raise _NotNow(f"a sending quota stopped this campaign; it can continue after {lifts}: resume it "
+                              "then, or try now anyway (the server may refuse again)")
             choice = p.choice("uncertain", ("ask", "resend", "skip"), "ask")
             uncertain = journal.rows(cid, ["uncertain"])
             if uncertain and choice == "ask":
@@ -889,11 +1175,9 @@ class Bridge:
             elif choice == "skip":
                 journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
             draft, indices, spec = service.resume_draft(journal, cid)
-            settings = self._settings_from_spec(p, spec)
-            self._deferred_until = spec.get("deferred_until") or {}
-            connections = p.int("connections", spec.get("connections") or default_connections(settings.provider),
-                                1, MAX_CONNECTIONS)
-            return self._start_from_journal(draft, settings, (indices, info.account), connections)
+            plan = self._plan_from_spec(p, draft, spec)
+            self._deferred_until = service.due_times(spec, info.resume_after if p.bool("now") else None)
+            return self._start_from_journal(draft, plan, (indices, info.account))
 
     @api
     def resend_campaign(self, p: Params) -> dict[str, Any]:
@@ -916,10 +1200,7 @@ class Bridge:
                 unsubscribe=m.get("unsubscribe") or ())
             draft.attachments += [a for _, a in self._attachments] if m.get("uploaded_attachments") else []
             service.apply_suppression(draft, self._suppression)
-            settings = self._settings_from_spec(p, spec)
-            connections = p.int("connections", spec.get("connections") or default_connections(settings.provider),
-                                1, MAX_CONNECTIONS)
-            return self._start_from_journal(draft, settings, None, connections)
+            return self._start_from_journal(draft, self._plan_from_spec(p, draft, spec), None)
 
     @api
     def campaign_history(self, p: Params) -> dict[str, Any]:
@@ -1232,8 +1513,13 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
     # previews can be served with a policy of their own; the page talks to Python through the
     # js_api bridge, not HTTP (it has no token).
     webapp, server, _ = web.start(lambda deliver: bridge, FRONTEND, for_window=True)
+    origin = f"http://{web.HOST}:{webapp.port}"
+    if sys.platform == "linux":
+        import appwindow
+
+        appwindow.guard_qt(origin)  # nothing but the app's own origin loads or navigates
     window = webview.create_window(
-        f"Bulk Mailer {__version__}", url=f"http://{web.HOST}:{webapp.port}/", js_api=bridge,
+        f"Bulk Mailer {__version__}", url=f"{origin}/", js_api=bridge,
         width=1280, height=860, min_size=(800, 600), text_select=True,
     )
     bridge._attach_window(window)
@@ -1251,7 +1537,7 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
 def main(argv: Sequence[str] | None = None) -> int:
     """`bulk-mailer`: the window; `--web` the browser UI; a subcommand the command line."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in ("--web", "--window"):
+    if args and args[0] not in ("--web", "--window", "--self-test", "--install-desktop-entry"):
         from backend import cli
 
         return cli.main(args)
@@ -1263,10 +1549,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", action="store_true", help="open the desktop window (the default)")
     parser.add_argument("--port", type=int, default=0, help="with --web: the port (default: a free one)")
     parser.add_argument("--no-browser", action="store_true", help="with --web: do not open a browser")
+    parser.add_argument("--self-test", action="store_true", help="open the window, check that the UI loads "
+                        "and answers, print the result as one JSON line and close (exit 1 if it failed)")
+    parser.add_argument("--install-desktop-entry", action="store_true",
+                        help="add Bulk Mailer with its icon to your desktop's application menu (Linux)")
     ns = parser.parse_args(args)
+    if ns.install_desktop_entry:
+        from backend import desktop_entry
+
+        return desktop_entry.main()
     from backend.cli import setup_logging
 
     setup_logging()
+    if ns.self_test:
+        import appwindow
+
+        result: dict[str, Any] = {"ok": False}
+        open_window(on_started=lambda window, bridge: appwindow.self_check(window, result))
+        return 0 if result.get("ok") else 1
     if ns.web or (not ns.window and not _has_display()):
         from backend import web
 

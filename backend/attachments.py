@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import mimetypes
 import os
@@ -181,11 +182,14 @@ def load_attachment(
     row: int | None = None,
     field: str | None = None,
     follow_symlinks: bool = True,
+    beneath: Path | None = None,
 ) -> Attachment:
     """Read one regular file into an Attachment; RowAttachmentError with the path and reason.
 
     Folders, devices, pipes and sockets are refused from their metadata, before any open:
-    opening a pipe would wait forever and a device could be endless.
+    opening a pipe would wait forever and a device could be endless. With beneath (a resolved
+    folder that path is inside), the file is opened one folder at a time from there, refusing a
+    link at every step: a folder swapped for a link since the path was checked cannot lead out.
     """
     p = Path(path)
     shown = str(path)
@@ -210,10 +214,12 @@ def load_attachment(
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(p, flags)
+        fd = _open_beneath(beneath, p, flags) if beneath is not None and _WALKABLE else os.open(p, flags)
     except PermissionError:
         raise fail("permission denied") from None
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+            raise fail("a folder or file on its path was replaced by a link; refused") from None
         raise fail(f"cannot be opened ({_reason(exc)})") from None
     with os.fdopen(fd, "rb") as fh:
         now = os.fstat(fh.fileno())
@@ -228,6 +234,23 @@ def load_attachment(
     if len(data) > MAX_FILE_BYTES:
         raise fail(f"is larger than {_mb(MAX_FILE_BYTES)}; it cannot be sent by email")
     return Attachment(name, guess_content_type(name), data)
+
+
+_WALKABLE = os.open in os.supports_dir_fd and hasattr(os, "O_NOFOLLOW") and hasattr(os, "O_DIRECTORY")
+
+
+def _open_beneath(root: Path, path: Path, flags: int) -> int:
+    """Open path (inside root) component by component with O_NOFOLLOW: no link is followed."""
+    parts = path.relative_to(root).parts
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            step = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = step
+        return os.open(parts[-1], flags | os.O_NOFOLLOW, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def load_attachments(paths: Iterable[str | os.PathLike[str]]) -> list[Attachment]:
@@ -353,11 +376,12 @@ def row_attachments(
             field=column,
         )
     out = []
+    root = Path(folder).resolve()
     for name, real in resolve_row_attachments(folder, cell, recipient.line, field=column):
-        # The resolved path holds no links any more: refuse one swapped in since the check.
-        out.append(
-            load_attachment(real, filename=name, row=recipient.line, field=column, follow_symlinks=False)
-        )
+        # The resolved path holds no links any more: refuse one swapped in since the check,
+        # at any depth.
+        out.append(load_attachment(real, filename=name, row=recipient.line, field=column,
+                                   follow_symlinks=False, beneath=root))
     return out
 
 

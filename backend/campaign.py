@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import logging
+import math
 import random
 import threading
 import time
@@ -21,7 +22,7 @@ from backend.transports.base import Envelope, Transport
 log = logging.getLogger(__name__)
 
 STATUSES = ("sending", "sent", "failed", "deferred", "skipped", "uncertain")
-RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id")
+RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id", "line")
 
 
 def utc_now() -> dt.datetime:
@@ -55,7 +56,8 @@ class ResultRow:
     attempts: int = 0
     sent_at: str | None = None
     message_id: str | None = None
-    next_attempt: str | None = None  # for a deferred recipient (not a results-file column)
+    next_attempt: str | None = field(default=None, kw_only=True)  # a deferred one's (not a results column)
+    line: int | None = field(default=None, kw_only=True)  # the row's line in the recipient list
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,9 +118,22 @@ class RateLimits:
     per_day: int | None = None
 
     def windows(self) -> list[tuple[float, float]]:
-        """(window seconds, max messages in it) for each limit set."""
+        """(window seconds, whole number of messages in it) for each limit set; a fractional
+        rate per second becomes its whole equivalent (0.5 a second: 1 in 2 s)."""
         pairs = [(1.0, self.per_second), (60.0, self.per_minute), (3600.0, self.per_hour), (86400.0, self.per_day)]
-        return [(w, float(n)) for w, n in pairs if n]
+        out = []
+        for window, n in pairs:
+            if n:
+                whole = max(1, math.floor(n))
+                out.append((window * whole / n, float(whole)))
+        return out
+
+    def words(self) -> dict[float, str]:
+        """Each window's limit as the user set it ("0.5 a second"), by window length."""
+        names = (("per_second", "a second"), ("per_minute", "a minute"), ("per_hour", "an hour"),
+                 ("per_day", "a day"))
+        windows = iter(self.windows())
+        return {next(windows)[0]: f"{getattr(self, k):g} {name}" for k, name in names if getattr(self, k)}
 
 
 class RateLimiter:
@@ -126,6 +141,7 @@ class RateLimiter:
 
     def __init__(self, limits: RateLimits, earlier: Sequence[float] = ()) -> None:
         self.windows = limits.windows()
+        self._words = limits.words()
         self.longest = max((w for w, _ in self.windows), default=0.0)
         self.sent: list[float] = sorted(earlier)  # clock() times of sends, oldest first
 
@@ -142,6 +158,18 @@ class RateLimiter:
                 # The send that must leave this window before one more fits in it.
                 wait = max(wait, self.sent[first + inside - int(limit)] + window - now)
         return wait
+
+    def binding(self, now: float) -> str:
+        """Which limit makes the next send wait, in words ("30 a minute")."""
+        worst, words = 0.0, ""
+        for window, limit in self.windows:
+            first = bisect.bisect_right(self.sent, now - window)
+            inside = len(self.sent) - first
+            if inside >= limit:
+                wait = self.sent[first + inside - int(limit)] + window - now
+                if wait >= worst:
+                    worst, words = wait, self._words.get(window, f"{limit:g} in {window:g} s")
+        return words
 
     def record(self, now: float) -> None:
         self.sent.append(now)
@@ -199,6 +227,7 @@ def run_campaign(
     control: Control | None = None,
     on_pause: Callable[[bool], None] = lambda paused: None,
     record: Record | None = None,
+    on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
     max_failures_in_a_row: int = 20,
     retry: RetryPolicy | None = None,
     limiter: RateLimiter | None = None,
@@ -216,11 +245,13 @@ def run_campaign(
     to the journal, in one transaction, the recipient about to be sent (before MAIL FROM) and
     the outcome of the previous one on the same connection; nobody hears of an outcome before
     it is committed. The rate limiter, the delay, pause and cancel act across the pool.
+    on_wait hears of every wait longer than a second that is not the fixed delay: a sending
+    limit or a retry's backoff ({"type": "campaign-wait", "until": ISO, "seconds", "reason"}).
     """
     transports = list(transport) if isinstance(transport, list | tuple) else [transport]
     control = control or Control()
     total = len(recipients)
-    results = [ResultRow(r.email) for r in recipients]
+    results = [ResultRow(r.email, line=r.line) for r in recipients]
     started = clock()
     outcome = CampaignOutcome(campaign_id, ok=True, results=results)
 
@@ -237,7 +268,7 @@ def run_campaign(
 
     run = _Pool(
         recipients, results, outcome, build, control=control, on_event=on_event, on_pause=on_pause,
-        record=record, max_failures_in_a_row=max_failures_in_a_row, retry=retry or RetryPolicy(),
+        record=record, on_wait=on_wait, max_failures_in_a_row=max_failures_in_a_row, retry=retry or RetryPolicy(),
         limiter=limiter, max_wait_s=max_wait_s, waiting=dict(initially_due or {}), delay_s=delay_s,
         clock=clock, wait=sleep or control.wait, now=now)
     extra = transports[1:max(1, min(len(transports), total))]
@@ -282,13 +313,14 @@ class _Pool:
     def __init__(self, recipients: Sequence[Recipient], results: list[ResultRow], outcome: CampaignOutcome,
                  build: Callable[[Recipient], Outgoing], *, control: Control,
                  on_event: Callable[[dict[str, Any]], None], on_pause: Callable[[bool], None],
-                 record: Record | None, max_failures_in_a_row: int, retry: RetryPolicy,
+                 record: Record | None, on_wait: Callable[[dict[str, Any]], None],
+                 max_failures_in_a_row: int, retry: RetryPolicy,
                  limiter: RateLimiter | None, max_wait_s: float, waiting: dict[int, float], delay_s: float,
                  clock: Callable[[], float], wait: Callable[[float], Any],
                  now: Callable[[], dt.datetime]) -> None:
         self.recipients, self.results, self.outcome, self.build = recipients, results, outcome, build
         self.control, self.on_event, self.on_pause = control, on_event, on_pause
-        self.record = record
+        self.record, self.on_wait = record, on_wait
         self.max_failures, self.retry, self.limiter, self.max_wait_s = max_failures_in_a_row, retry, limiter, max_wait_s
         self.waiting, self.delay_s, self.clock, self.wait, self.now = waiting, delay_s, clock, wait, now
         self.total = len(recipients)
@@ -335,6 +367,12 @@ class _Pool:
             self.emit(done, self.results[done].status, self.results[done])
         if sending is not None:
             self.emit(sending, "sending")
+
+    def announce_wait(self, seconds: float, reason: str) -> None:
+        if seconds >= 1.0:
+            until = self.now() + dt.timedelta(seconds=seconds)
+            self.on_wait({"type": "campaign-wait", "campaign": self.outcome.campaign, "until": iso(until),
+                          "seconds": round(seconds, 1), "reason": reason})
 
     # -- the workers ---------------------------------------------------------------------
 
@@ -400,6 +438,7 @@ class _Pool:
                     continue
                 if wait_s > 0:
                     before_wait()
+                    self.announce_wait(wait_s, f"retrying {self.recipients[i].email} (the server asked to try later)")
                     self.wait(wait_s)
                     continue
                 if self.limiter is not None:
@@ -410,6 +449,7 @@ class _Pool:
                         return None
                     if pause > 0:
                         before_wait()
+                        self.announce_wait(pause, f"sending limit: {self.limiter.binding(self.clock())}")
                         self.wait(pause)
                         if self.control.cancelled:
                             continue

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -18,19 +18,39 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from backend import __version__, paths, service
-from backend.campaign import CampaignOutcome, Control, RateLimits
+from backend.campaign import CampaignOutcome, Control, RateLimits, RetryPolicy
+from backend.credentials import MIN_PASSPHRASE, default_store
 from backend.diagnostics import diagnose
-from backend.errors import CATEGORIES, MailerError, SettingsError
+from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError
+from backend.google_auth import (
+    KEY_TOKEN,
+    SCOPE_MAIL,
+    SIGN_IN_TIMEOUT_S,
+    GoogleAccount,
+    OAuthClient,
+    SignIn,
+    TokenSource,
+    saved_profile,
+)
 from backend.journal import Journal
-from backend.presets import MAX_CONNECTIONS, PRESETS, default_connections
+from backend.presets import (
+    GMAIL_API_LIMITS,
+    MAX_CONNECTIONS,
+    PRESETS,
+    default_connections,
+    gmail_api_limits,
+)
 from backend.recipients import load_file
-from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
+from backend.settings import AUTH_MODES, SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
 from backend.suppression import SuppressionList
+from backend.transports.gmail import GmailTransport
 from backend.transports.smtp import SmtpTransport
 
 PASSWORD_ENV = "BULK_MAILER_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+PASSPHRASE_ENV = "BULK_MAILER_PASSPHRASE"  # noqa: S105 (a variable name: unlocks saved sign-ins)
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+CHANNELS = ("smtp", "gmail")
 
 log = logging.getLogger("bulk_mailer")
 
@@ -54,6 +74,9 @@ def _account_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--user", default="", help="login name, usually your full email address")
     g.add_argument("--password-stdin", action="store_true",
                    help=f"read the password from standard input (else from ${PASSWORD_ENV})")
+    g.add_argument("--auth", choices=AUTH_MODES, default="password",
+                   help="password (default), or xoauth2: log in to smtp.gmail.com with the Google sign-in "
+                   "of `bulk-mailer gmail login --smtp` (no password)")
     tls = g.add_mutually_exclusive_group()
     tls.add_argument("--ca-file", help="also trust this CA certificate file (PEM)")
     tls.add_argument("--insecure-skip-verify", action="store_true",
@@ -84,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                       help="show every connection step, server reply and progress event")
     m = send.add_argument_group("message")
-    m.add_argument("--from", dest="from_address", required=True, help='sender, e.g. "Me <me@example.com>"')
+    send.add_argument("--channel", choices=CHANNELS, default="smtp",
+                      help="smtp (default): through an SMTP server; gmail: through the Gmail API as the "
+                      "account signed in with `bulk-mailer gmail login`")
+    m.add_argument("--from", dest="from_address", help='sender, e.g. "Me <me@example.com>" (required for SMTP; '
+                   "with --channel gmail the signed-in address, to which a name may be given)")
     m.add_argument("--reply-to", help="Reply-To address")
     m.add_argument("--to-file", required=True, help="recipients: .csv, .tsv, .xlsx or .txt (one address a line)")
     m.add_argument("--email-column", help="the column holding the address (name, or number from 1)")
@@ -115,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="addresses never to mail (one a line): added to the kept suppression list, "
                    "which every campaign skips")
     _limit_options(send)
+    _retry_options(send)
     r.add_argument("--preview", type=int, metavar="N",
                    help="print recipient N's message (from 1) exactly as it would be sent, and exit")
     r.add_argument("--skip-bad-rows", action="store_true",
@@ -149,6 +177,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resume a campaign stopped by a quota before the time it can continue "
                         "(the server may refuse again)")
     _limit_options(resume)
+    _retry_options(resume)
+
+    gmail = sub.add_parser("gmail", help="sign in with Google for the Gmail API (or SMTP with OAuth2)",
+                           description="Sign in with Google: the Gmail API channel (send --channel gmail) and "
+                           "SMTP with OAuth2 (--auth xoauth2) use this sign-in instead of a password.")
+    gsub = gmail.add_subparsers(dest="gmail_command", metavar="ACTION", required=True)
+    login = gsub.add_parser("login", help="sign in with Google in the browser",
+                            description="Run Google's sign-in in your browser with your own OAuth client "
+                            "(a Desktop app client's JSON from Google Cloud Console); keep the token in the "
+                            "system keyring or the encrypted file.")
+    login.add_argument("--client-secrets", required=True, metavar="FILE",
+                       help="the OAuth client JSON downloaded from Google Cloud Console (Desktop app type)")
+    login.add_argument("--no-browser", action="store_true",
+                       help="do not open a browser: print the authorization address on one line (stdout) and "
+                       "wait for the answer on 127.0.0.1 (open it in a browser on this computer)")
+    login.add_argument("--smtp", action="store_true",
+                       help="also allow SMTP with OAuth2 (smtp.gmail.com, --auth xoauth2): asks for full mail "
+                       "access (https://mail.google.com/), which Google requires for SMTP")
+    gsub.add_parser("logout", help="revoke the Google sign-in and delete it here",
+                    description="Revoke the sign-in at Google and delete the token and OAuth client saved here.")
+    status = gsub.add_parser("status", help="who is signed in with Google",
+                             description="Who is signed in, with which permissions and sending limits. Exit "
+                             "code 0 when signed in, 2 when not.")
+    status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
 
     verify = sub.add_parser("verify", help="test the connection and login",
                             description="Connect, secure the connection, EHLO and log in; send nothing.")
@@ -185,6 +237,23 @@ def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
     return password
 
 
+def google_account(stdin: TextIO, *, optional: bool = False) -> GoogleAccount:
+    """The saved Google sign-in; the passphrase (no system keyring) from $BULK_MAILER_PASSPHRASE
+    or asked for on a terminal."""
+    store = default_store()
+    passphrase = None
+    if store.needs_passphrase:
+        passphrase = os.environ.get(PASSPHRASE_ENV) or None
+        if passphrase is None and stdin.isatty():
+            passphrase = getpass.getpass("Passphrase of saved passwords and sign-ins: ") or None
+        if passphrase is None and not optional:
+            raise UsageError(
+                f"there is no system keyring here, so the Google sign-in is kept encrypted under a passphrase: "
+                f"set {PASSPHRASE_ENV} (at least {MIN_PASSPHRASE} characters; the same every time)",
+                category="invalid_settings")
+    return GoogleAccount(store, passphrase)
+
+
 def settings_from_args(args: argparse.Namespace, stdin: TextIO) -> SmtpSettings:
     """Build validated SmtpSettings from the account options (a preset fills the gaps)."""
     values: dict[str, Any] = {}
@@ -196,10 +265,16 @@ def settings_from_args(args: argparse.Namespace, stdin: TextIO) -> SmtpSettings:
             raise SettingsError("host", "give --host (or --provider to use a preset)")
         security = args.security or ("ssl" if args.port == 465 else "starttls")
         values = {"host": args.host, "security": security, "port": args.port or DEFAULT_PORTS[security]}
+    token_source = None
+    if args.auth == "xoauth2":
+        token_source = TokenSource(google_account(stdin), "smtp")
+        args.user = args.user or token_source.email
     return SmtpSettings(
         **values,
         user=args.user,
-        password=_read_password(args, stdin),
+        password="" if token_source is not None else _read_password(args, stdin),
+        auth=args.auth,
+        token_source=token_source,
         from_address=getattr(args, "from_address", "") or "",
         ca_file=args.ca_file,
         verify_certificates=not args.insecure_skip_verify,
@@ -391,11 +466,34 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     text = _read_template(args.text_file, "text")
     if html is None and text is None:
         raise UsageError("give --html-file or --text-file (or both)")
+    gmail = args.channel == "gmail"
+    if gmail:
+        smtp_only = [flag for flag, given in (("--host", args.host), ("--port", args.port), ("--user", args.user),
+                                               ("--security", args.security), ("--auth", args.auth != "password"),
+                                               ("--password-stdin", args.password_stdin),
+                                               # Google's HTTPS is always verified with the system's
+                                               # authorities: these would be silently ignored.
+                                               ("--ca-file", args.ca_file),
+                                               ("--insecure-skip-verify", args.insecure_skip_verify),
+                                               ("--allow-plaintext-auth", args.allow_plaintext_auth)) if given]
+        if smtp_only or (args.provider and args.provider not in GMAIL_API_LIMITS):
+            what = ", ".join(smtp_only) or f"--provider {args.provider}"
+            raise UsageError(f"{what}: SMTP settings do not go with --channel gmail, which sends as the account "
+                             "signed in with Google (--provider gmail or google-workspace may choose the limits)")
+        profile = saved_profile()  # readable while the store is locked: enough for a dry run
+        if profile is None:
+            raise OAuthError("nobody is signed in with Google", fix=(
+                "Sign in first: bulk-mailer gmail login --client-secrets FILE",))
+        from_address = service.gmail_sender(args.from_address, profile["email"])
+    elif not args.from_address:
+        raise UsageError("give --from, the sender address (e.g. \"Me <me@example.com>\")")
+    else:
+        from_address = args.from_address
     imported = load_file(args.to_file, email_column=args.email_column, name_column=args.name_column)
     if args.attach_column and not args.attach_dir:
         raise UsageError("--attach-column needs --attach-dir (the folder the file names are relative to)")
     draft = service.make_draft(imported, subject=args.subject, html=html, text=text,
-                               from_address=args.from_address, delay_ms=args.delay_ms,
+                               from_address=from_address, delay_ms=args.delay_ms,
                                reply_to=args.reply_to, attach=args.attach or (),
                                attach_column=args.attach_column, attach_dir=args.attach_dir,
                                unsubscribe=args.unsubscribe or ())
@@ -404,7 +502,15 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     warning = draft.size_warning()
     if warning:
         rep.line(f"warning   {warning}")
-    settings = None if args.dry_run or args.preview is not None else settings_from_args(args, stdin)
+    trial = args.dry_run or args.preview is not None
+    settings = None if trial or gmail else settings_from_args(args, stdin)
+    account = None
+    if gmail and not trial:
+        account = google_account(stdin)
+        email = account.require("api").email
+        if email.lower() != draft.sender.address.lower():  # signed in again as someone else
+            raise OAuthError(f"the saved sign-in is for {email}, not {draft.sender.address}",
+                             fix=("Sign in again: bulk-mailer gmail login --client-secrets FILE",))
     if args.results and not args.dry_run:
         _check_writable(args.results)
 
@@ -475,8 +581,25 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         if not draft.recipients:
             raise UsageError("no row is left to send to", category="template_error")
 
-    assert settings is not None
     n = len(draft.recipients)
+    journal = Journal()
+    for past in journal.campaigns():
+        if past.state == "interrupted":  # the app died while it was sending: say so at once
+            left = past.counts.get("pending", 0) + past.counts.get("deferred", 0)
+            rep.line(f"Note: campaign {past.id} was interrupted ({left} not sent yet, "
+                     f"{past.counts.get('uncertain', 0)} uncertain); continue it with: bulk-mailer resume {past.id}")
+    if account is not None:
+        provider, _ = gmail_api_limits(account.load().workspace)
+        provider = args.provider if args.provider in GMAIL_API_LIMITS else provider
+        rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) through the Gmail API "
+                 f"as {draft.sender.address}")
+        outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
+            draft, GmailTransport(account), on_event=rep.event, control=control, journal=journal,
+            account=f"{draft.sender.address} (Gmail API)",
+            spec=service.campaign_spec(draft, None, attach=args.attach or (), gmail=draft.sender.address),
+            limits=_limits(args, provider, GMAIL_API_LIMITS), **_retry(args, None), checked=True))
+        return _finish(args, rep, err, outcome, draft, imported, provider)
+    assert settings is not None
     connections = args.connections or default_connections(settings.provider)
     rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
              f"{settings.host}:{settings.port} ({_security_words(settings.security)})"
@@ -484,14 +607,13 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     if not settings.verify_certificates:
         rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
 
-    journal = Journal()
     spec = service.campaign_spec(draft, settings, attach=args.attach or ())
     spec["connections"] = connections
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
         draft, _pool(settings, connections), on_event=rep.event, control=control, journal=journal,
         account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-        spec=spec, limits=_limits(args, settings.provider), checked=True))
-    return _finish(args, rep, err, outcome, draft, imported, settings)
+        spec=spec, limits=_limits(args, settings.provider), **_retry(args, None), checked=True))
+    return _finish(args, rep, err, outcome, draft, imported, settings.provider)
 
 
 def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -525,7 +647,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         raise UsageError(f"campaign {args.campaign} is still running in another process", category="action_unavailable")
     if info.state == "finished" and not info.counts.get("uncertain"):
         raise UsageError(f"campaign {args.campaign} is finished; nothing is left to send", category="action_unavailable")
-    waiting = _quota_wait(info.resume_after)
+    waiting = service.quota_lifts(info.resume_after)
     if waiting and not args.now:
         raise UsageError(f"campaign {args.campaign} was stopped by a sending quota and can continue after "
                          f"{waiting}; resume it then, or add --now to try anyway",
@@ -543,36 +665,136 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     draft, indices, spec = service.resume_draft(journal, args.campaign)
     if args.delay_ms is not None:
         draft.delay_ms = args.delay_ms
-    if args.now and info.resume_after:  # the quota's own recipient goes now, with the rest
-        spec["deferred_until"] = {pos: at for pos, at in (spec.get("deferred_until") or {}).items()
-                                  if at != info.resume_after}
+    # --now: the quota's own recipient goes at once, with the rest.
+    spec["deferred_until"] = service.due_times(spec, info.resume_after if args.now else None)
     if not draft.recipients:
         raise UsageError(f"campaign {args.campaign} has nobody left to send to", category="action_unavailable")
-    saved = spec["settings"]
-    ns = argparse.Namespace(user=saved.get("user") or "", password_stdin=args.password_stdin)
-    settings = SmtpSettings(**{**saved, "password": _read_password(ns, stdin)}).validated()
+    connections = args.connections or spec.get("connections") or \
+        default_connections((spec.get("settings") or {}).get("provider"))
+    transports, provider, limits = _resume_transport(args, spec, stdin, connections)
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
     rep.line(f"Campaign {draft.id}: resuming with {len(draft.recipients)} recipient(s) not sent yet")
-    connections = args.connections or spec.get("connections") or default_connections(saved.get("provider"))
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
-        draft, _pool(settings, connections), on_event=rep.event, control=control, journal=journal, indices=indices,
-        account=info.account, limits=_limits(args, saved.get("provider")),
-        deferred_until=spec.get("deferred_until")))
-    return _finish(args, rep, err, outcome, draft, draft.imported, settings,
+        draft, transports, on_event=rep.event, control=control, journal=journal, indices=indices,
+        account=info.account, limits=limits, deferred_until=spec.get("deferred_until"), **_retry(args, spec)))
+    return _finish(args, rep, err, outcome, draft, draft.imported, provider,
                    rows=lambda: [row.result for row in journal.rows(args.campaign)])
 
 
-def _quota_wait(resume_after: str | None) -> str | None:
-    """The local time a quota-stopped campaign can continue, while that is still ahead."""
-    if not resume_after:
-        return None
-    when = dt.datetime.fromisoformat(resume_after)
-    return f"{when.astimezone():%Y-%m-%d %H:%M}" if when > dt.datetime.now(dt.UTC) else None
+def _resume_transport(args: argparse.Namespace, spec: dict[str, Any], stdin: TextIO,
+                      connections: int = 1) -> tuple[list[Any], str | None, RateLimits]:
+    """The transports (one per connection; one for the Gmail API), provider and limits a
+    journaled campaign was sent with (SMTP or Gmail API)."""
+    if service.channel_of(spec) == "gmail":
+        account = google_account(stdin)
+        token = account.require("api")
+        was = (spec.get("gmail") or {}).get("email") or ""
+        if token.email.lower() != was.lower():
+            raise OAuthError(f"this campaign was sent as {was}, but the Google sign-in here is for {token.email}",
+                             fix=(f"Sign in as {was} (bulk-mailer gmail login) and resume again.",))
+        provider, _ = gmail_api_limits(token.workspace)
+        return [GmailTransport(account)], provider, _limits(args, provider, GMAIL_API_LIMITS, _saved_limits(spec))
+    saved = dict(spec["settings"])
+    token_source = None
+    if saved.get("auth") == "xoauth2":
+        token_source = TokenSource(google_account(stdin), "smtp")
+        password = ""
+    else:
+        ns = argparse.Namespace(user=saved.get("user") or "", password_stdin=args.password_stdin)
+        password = _read_password(ns, stdin)
+    settings = SmtpSettings(**{**saved, "password": password, "token_source": token_source}).validated()
+    return (_pool(settings, connections), settings.provider,
+            _limits(args, saved.get("provider"), saved=_saved_limits(spec)))
 
 
-def _limits(args: argparse.Namespace, provider: str | None) -> RateLimits:
-    """Sending limits: the flags, else the provider preset's published limits."""
-    preset = PRESETS[provider].limits if provider in PRESETS else None
+def _saved_limits(spec: dict[str, Any]) -> RateLimits | None:
+    """The limits a journaled campaign ran with (None for one journaled before they were kept)."""
+    return service.limits_from_spec(spec) if "limits" in spec else None
+
+
+def cmd_gmail(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    return {"login": _gmail_login, "logout": _gmail_logout, "status": _gmail_status}[args.gmail_command](
+        args, stdin, out, err)
+
+
+def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    path = Path(args.client_secrets)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read --client-secrets '{path}': {exc.strerror or exc}", category="file_error") from None
+    client = OAuthClient.parse(data, f"'{path}'")
+    account = google_account(stdin)
+    account.check_store()  # a wrong passphrase fails now, not after the browser
+    purpose = "smtp" if args.smtp else "api"
+    import webbrowser
+
+    flow = SignIn(client, purpose, open_browser=None if args.no_browser else webbrowser.open)
+    url = flow.start()
+    if args.no_browser:
+        print("Open this address in a browser on this computer and allow access "
+              f"(waiting up to {SIGN_IN_TIMEOUT_S / 60:g} minutes; Ctrl-C cancels):", file=err, flush=True)
+        out.write(url + "\n")
+        out.flush()
+    else:
+        print("Your browser shows Google's sign-in; allow access there (waiting up to "
+              f"{SIGN_IN_TIMEOUT_S / 60:g} minutes; Ctrl-C cancels). If no browser opened, open:", file=err)
+        print(url, file=err, flush=True)
+    if args.smtp:
+        print("Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.", file=err)
+    try:
+        token, _ = flow.wait()
+    except KeyboardInterrupt:
+        raise OAuthError("the sign-in was cancelled (Ctrl-C)", fix=("Run bulk-mailer gmail login again.",)) from None
+    account.save(client, token)
+    key, limits = gmail_api_limits(token.workspace)
+    kind = "Google Workspace" if token.workspace else "Gmail"
+    print(f"Signed in as {token.email} ({kind}): send with --channel gmail"
+          + (" or --provider gmail --auth xoauth2" if args.smtp else "") + ".", file=err)
+    print(f"Limits: {limits.note}", file=err)
+    return EXIT_OK
+
+
+def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    if saved_profile() is None and not default_store().has(KEY_TOKEN):
+        print("Nobody is signed in with Google.", file=err)
+        return EXIT_OK
+    result = google_account(stdin).sign_out()
+    who = result["email"] or "Google"
+    if result["revoked"]:
+        print(f"Signed out of {who}: the sign-in was revoked at Google and deleted here.", file=err)
+    elif result["revoked"] is None:
+        print("The saved Google sign-in was deleted.", file=err)
+    else:
+        print(f"Signed out of {who} here, but {result['problem']}: remove Bulk Mailer's access at "
+              "myaccount.google.com/permissions.", file=err)
+    return EXIT_OK
+
+
+def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    profile = saved_profile()
+    if args.json:
+        out.write(json.dumps({"signed_in": profile is not None, **(profile or {})}) + "\n")
+    if profile is None:
+        print("Not signed in with Google: bulk-mailer gmail login --client-secrets FILE", file=err)
+        return EXIT_NOTHING_SENT
+    scopes = profile.get("scopes") or []
+    what = ("the Gmail API and SMTP (full mail access)" if SCOPE_MAIL in scopes
+            else "the Gmail API (permission to send only)")
+    _, limits = gmail_api_limits(bool(profile.get("workspace")))
+    print(f"Signed in with Google as {profile['email']} for {what}, since {profile.get('signed_in', '?')}.", file=err)
+    print(f"Limits: {limits.note}", file=err)
+    return EXIT_OK
+
+
+def _limits(args: argparse.Namespace, provider: str | None, table: Any = None, saved: Any = None) -> RateLimits:
+    """Sending limits: the flags, else the campaign's own (resume), else the provider's."""
+    if saved is not None:
+        preset = saved
+    elif table is not None:
+        preset = table.get(provider)
+    else:
+        preset = PRESETS[provider].limits if provider in PRESETS else None
     def pick(name: str, preset_value: Any) -> Any:
         value = getattr(args, f"max_per_{name}", None)
         return value if value is not None else preset_value
@@ -605,13 +827,57 @@ def _pool(settings: SmtpSettings, n: int) -> list[SmtpTransport]:
     return [SmtpTransport(settings) for _ in range(n)]
 
 
+def _count(kind: type) -> Any:
+    """An argparse type: a finite number >= 0 of that kind (a limit of nan or -5 would mean none)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"'{text}' must be 0 (no limit) or more")
+        return value
+    return parse
+
+
 def _limit_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sending limits (default: the --provider's published limits; 0 = none)")
-    g.add_argument("--max-per-second", type=float, metavar="N", help="at most N messages a second")
-    g.add_argument("--max-per-minute", type=int, metavar="N", help="at most N messages a minute")
-    g.add_argument("--max-per-hour", type=int, metavar="N", help="at most N messages an hour")
-    g.add_argument("--max-per-day", type=int, metavar="N",
+    g.add_argument("--max-per-second", type=_count(float), metavar="N", help="at most N messages a second")
+    g.add_argument("--max-per-minute", type=_count(int), metavar="N", help="at most N messages a minute")
+    g.add_argument("--max-per-hour", type=_count(int), metavar="N", help="at most N messages an hour")
+    g.add_argument("--max-per-day", type=_count(int), metavar="N",
                    help="at most N messages in 24 hours, counting earlier campaigns of the same account")
+
+
+def _retry_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("retries of temporary refusals (4xx, dropped connections)")
+    g.add_argument("--retry-base", type=_count(float), metavar="S", help="first retry after S seconds (default 60)")
+    g.add_argument("--retry-cap", type=_count(float), metavar="S",
+                   help="longest wait between two tries, in seconds (default 3600)")
+    g.add_argument("--retry-attempts", type=_count(int), metavar="N", help="at most N tries per recipient (default 5)")
+    g.add_argument("--retry-max-age", type=_count(float), metavar="H",
+                   help="give up on a recipient H hours after its first try (default 24)")
+    g.add_argument("--max-failures-in-a-row", type=_count(int), metavar="N",
+                   help="stop the campaign after N failed recipients in a row (default 20; 0 = never)")
+
+
+def _retry(args: argparse.Namespace, spec: dict[str, Any] | None) -> dict[str, Any]:
+    """The retry policy: the flags, else the campaign's own (resume), else the defaults."""
+    policy, failures = service.retry_from_spec(spec or {})
+    given = {"base_s": args.retry_base, "cap_s": args.retry_cap, "max_attempts": args.retry_attempts,
+             "max_age_s": args.retry_max_age * 3600 if args.retry_max_age is not None else None}
+    values = {k: v if v is not None else getattr(policy, k) for k, v in given.items()}
+    if args.max_failures_in_a_row is not None:
+        failures = args.max_failures_in_a_row
+    checks = [(values["base_s"] > 0, "--retry-base", "must be more than 0 seconds"),
+              (values["cap_s"] >= values["base_s"], "--retry-cap", "must be at least --retry-base"),
+              (values["max_attempts"] >= 1, "--retry-attempts", "must be at least 1"),
+              (values["max_age_s"] > 0, "--retry-max-age", "must be more than 0 hours"),
+              (failures >= 0, "--max-failures-in-a-row", "must be 0 or more")]
+    for fine, flag, words in checks:
+        if not fine:
+            raise UsageError(f"{flag} {words}")
+    return {"retry": RetryPolicy(**values), "max_failures_in_a_row": failures}
 
 
 def _run_in_worker(rep: Reporter, campaign_id: str, run: Any) -> CampaignOutcome:
@@ -646,7 +912,7 @@ def _run_in_worker(rep: Reporter, campaign_id: str, run: Any) -> CampaignOutcome
 
 
 def _finish(args: argparse.Namespace, rep: Reporter, err: TextIO, outcome: CampaignOutcome,
-            draft: service.Draft, imported: Any, settings: SmtpSettings, rows: Any = None) -> int:
+            draft: service.Draft, imported: Any, provider: str | None, rows: Any = None) -> int:
     """Results file, summary and exit code of a send or resume."""
     if args.results:
         try:
@@ -658,9 +924,9 @@ def _finish(args: argparse.Namespace, rep: Reporter, err: TextIO, outcome: Campa
                      f"{exc.strerror or exc}; the summary below is all there is.")
     if not outcome.ok:
         assert outcome.error is not None
-        _print_error(outcome.error, err, settings.provider)
+        _print_error(outcome.error, err, provider)
         return EXIT_NOTHING_SENT
-    _print_summary(outcome, rep, settings.provider)
+    _print_summary(outcome, rep, provider)
     if imported.rejected:
         rep.line(f"{len(imported.rejected)} row(s) of the list had no valid address and were not sent "
                  "(listed above as 'skipped'); that is why the exit code is 1.")
@@ -716,7 +982,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
-                   "resume": cmd_resume}[args.command]
+                   "resume": cmd_resume, "gmail": cmd_gmail}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)

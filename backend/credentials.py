@@ -10,9 +10,13 @@ passphrase the user sets once; file mode 0600, replaced atomically.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import os
 import secrets
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +25,13 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from backend import paths
 from backend.errors import MailerError
+
+try:
+    import fcntl
+except ImportError:  # Windows: the in-process lock only
+    fcntl = None  # type: ignore[assignment]
+
+_FILE_LOCK = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +152,33 @@ class EncryptedFileStore:
             raise CredentialsError(f"the saved passwords file {self.path} is damaged")
         return {str(k): str(v) for k, v in data.items()}, salt
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One read-modify-write at a time, across threads and processes (window and CLI):
+        two saves at once must not lose one of them."""
+        with _FILE_LOCK:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # closing releases the flock
+
     def _write_all(self, data: dict[str, str], passphrase: str, salt: bytes | None) -> None:
         salt = salt or secrets.token_bytes(16)
         token = self._fernet(passphrase, salt).encrypt(json.dumps(data).encode("utf-8"))
         blob = json.dumps({"version": 1, "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
                            "salt": base64.b64encode(salt).decode("ascii"), "token": token.decode("ascii"),
                            "accounts": sorted(data)})  # names only, so has() needs no passphrase
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        paths.atomic_write(self.path, blob.encode("ascii"))  # mode 0600
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            paths.atomic_write(self.path, blob.encode("ascii"))  # mode 0600; the old file stays on failure
+        except OSError as exc:
+            raise CredentialsError(
+                f"the saved passwords file {self.path} cannot be written ({exc.strerror or exc}); "
+                "the passwords saved before are unchanged") from None
 
     def save(self, account: str, password: str, passphrase: str | None = None) -> None:
         if not passphrase or len(passphrase) < MIN_PASSPHRASE:
@@ -157,9 +187,10 @@ class EncryptedFileStore:
                 fix=("There is no system keyring here, so the password is saved encrypted under a "
                      "passphrase you choose; you enter it once per start of the app.",),
             )
-        data, salt = self._read_all(passphrase)
-        data[account] = password
-        self._write_all(data, passphrase, salt)
+        with self._locked():
+            data, salt = self._read_all(passphrase)
+            data[account] = password
+            self._write_all(data, passphrase, salt)
 
     def load(self, account: str, passphrase: str | None = None) -> str | None:
         if self._header() is None:
@@ -180,9 +211,10 @@ class EncryptedFileStore:
                 "enter the passphrase to forget this password (other saved passwords stay)",
                 fix=("Enter the passphrase you chose when you saved the password.",),
             )
-        data, salt = self._read_all(passphrase)
-        data.pop(account, None)
-        self._write_all(data, passphrase, salt)
+        with self._locked():
+            data, salt = self._read_all(passphrase)
+            data.pop(account, None)
+            self._write_all(data, passphrase, salt)
 
     def has(self, account: str) -> bool:
         header = self._header()

@@ -10,17 +10,22 @@
     +-- TransportError               talking to the server went wrong (.code, .host, .port)
         +-- ConnectError             DNS, refused, timed out, dropped, TLS, certificate
         +-- AuthError                auth_failed, auth_not_offered, plaintext_auth_refused
+        |   +-- OAuthError           oauth_error: Google sign-in failed, was cancelled or revoked
         +-- RejectedError            the server answered MAIL/RCPT/DATA with an error code
-        +-- UncertainDelivery        the connection dropped after the message's final dot:
-                                     the server may or may not have accepted it
+        |   +-- ApiRejected          an HTTP API refused the message (4xx: final, not retried)
+        +-- ApiThrottled             an HTTP API asked to slow down or hit a quota (429, 403)
+        +-- UncertainDelivery        the connection dropped after the message's final dot (or
+                                     an HTTP API failed after receiving the request): the
+                                     server may or may not have accepted it
 
-Library exceptions (smtplib, ssl, socket) are translated to these only at the transport
+Library exceptions (smtplib, ssl, socket, requests, oauthlib) are translated to these only at the transport
 boundary, with ``raise ... from exc`` and ``host:port`` in the message.  The categories and
 their causes and fix steps live here, once; the CLI, the UI and the docs read them from here.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,9 +206,17 @@ CATEGORIES: dict[str, Category] = {
             "oauth_error",
             "Google sign-in failed",
             "Signing in with Google did not complete or is no longer valid.",
-            "Sign in again.",
-            "Check that the OAuth client file comes from your Google Cloud project and allows "
-            "the Gmail API.",
+            "Sign in again (Sign in with Google in the window, or bulk-mailer gmail login).",
+            "Check that the OAuth client file comes from your Google Cloud project, is of type "
+            "Desktop app, and that the Gmail API is enabled in that project.",
+        ),
+        _c(
+            "server_error",
+            "The server failed while handling the message",
+            "The server answered with an internal error (HTTP 5xx) after it had received the "
+            "message, so it may or may not have been sent.",
+            "Look in the Sent folder of the account before sending to this recipient again.",
+            "Try again later: Google's outages are listed at www.google.com/appsstatus.",
         ),
         _c(
             "invalid_settings",
@@ -232,6 +245,9 @@ CATEGORIES: dict[str, Category] = {
         ),
     )
 }
+
+
+MAX_RETRY_AFTER_S = 7 * 24 * 3600.0
 
 
 class MailerError(Exception):
@@ -333,7 +349,10 @@ class TransportError(MailerError):
         self.port = port
         # Seconds the server asked us to wait (an HTTP Retry-After, a quota's reset time);
         # None when it did not say.
-        self.retry_after = retry_after
+        # A server's word is capped (a week) and sanitised: its number feeds date arithmetic.
+        if retry_after is not None and not (retry_after >= 0 and math.isfinite(retry_after)):
+            retry_after = None
+        self.retry_after = min(retry_after, MAX_RETRY_AFTER_S) if retry_after is not None else None
 
     @property
     def transient(self) -> bool:
@@ -357,6 +376,34 @@ class RejectedError(TransportError):
     """The server answered MAIL FROM, RCPT TO or DATA with an error reply."""
 
     default_category = "message_rejected"
+
+
+class OAuthError(AuthError):
+    """Google sign-in failed, was cancelled, timed out or was revoked; .fix says what to do."""
+
+    default_category = "oauth_error"
+
+
+class _HttpStatus:
+    """HTTP's reading of a status code, unlike SMTP's: a 4xx is final except a rate limit."""
+
+    category: str
+    code: int | None
+
+    @property
+    def transient(self) -> bool:
+        return self.category in ("rate_limited", "quota_exceeded") or self.code == 429 or (self.code or 0) >= 500
+
+
+class ApiRejected(_HttpStatus, RejectedError):
+    """An HTTP API refused this message (400, 404, 413, ...): sending it again will not help."""
+
+
+class ApiThrottled(_HttpStatus, TransportError):
+    """An HTTP API asked to slow down (429, 403 rate limits) or hit a quota; .retry_after says
+    how long it asked to wait, when it did."""
+
+    default_category = "rate_limited"
 
 
 class UncertainDelivery(TransportError):

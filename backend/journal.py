@@ -163,8 +163,8 @@ class Journal:
         rows = itertools.chain(
             ((campaign_id, i, r.email, r.line, json.dumps(r.fields, ensure_ascii=False), "pending", None,
               None, None, 0, None, None, None, now) for i, r in enumerate(recipients)),
-            ((campaign_id, base + j, x.email, 0, "{}", "skipped", x.category, None, x.error, 0, None, None,
-              None, now) for j, x in enumerate(excluded)))
+            ((campaign_id, base + j, x.email, x.line or 0, "{}", "skipped", x.category, None, x.error, 0, None,
+              None, None, now) for j, x in enumerate(excluded)))
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -350,6 +350,7 @@ class Journal:
         with self._lock:
             found = self._db.execute(sql + " ORDER BY idx", args).fetchall()
         return [JournalRow(idx, Recipient(email, json.loads(fields), line),
-                           ResultRow(email, status, category, code, error, attempts, sent_at, message_id, nxt))
+                           ResultRow(email, status, category, code, error, attempts, sent_at, message_id,
+                                     next_attempt=nxt, line=line or None))
                 for idx, email, line, fields, status, category, code, error, attempts, sent_at, message_id, nxt
                 in found]

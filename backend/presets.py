@@ -66,6 +66,12 @@ _GOOGLE_WEB_SIGNIN = (
     "If the reply mentions 534-5.7.9 or 534-5.7.14, or Google sent you a security alert, sign "
     "in at mail.google.com in a browser, confirm it was you, then try again."
 )
+_GOOGLE_OAUTH_STEPS = (
+    "The OAuth client must be your own, of type 'Desktop app' (Google Cloud Console > APIs & "
+    "Services > Credentials), in a project where the Gmail API is enabled.",
+    "While the project's OAuth consent screen is in 'Testing', add your address as a test user; "
+    "Google then ends each sign-in after 7 days, so sign in again or publish the app.",
+)
 _GOOGLE_PORT_465 = "If port 587 is blocked on your network, try port 465 with SSL/TLS."
 _GOOGLE_ATTACHMENTS = (
     "Gmail refuses messages larger than 25 MB and attachments it considers dangerous, such as "
@@ -130,6 +136,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
                 "Gmail throttles fast senders (421 4.7.0 or 454 4.7.0 replies): increase the "
                 "delay between messages and resume later.",
             ),
+            "oauth_error": _GOOGLE_OAUTH_STEPS,
             "quota_exceeded": (
                 "Gmail allows about 500 recipients per 24 hours for personal accounts and "
                 "answers 550 5.4.5 when the limit is reached; sending stays blocked for up to "
@@ -184,6 +191,10 @@ _PRESET_LIST: tuple[Preset, ...] = (
                 "Google throttles fast senders (421 4.7.0 or 454 4.7.0 replies): increase the "
                 "delay between messages and resume later.",
             ),
+            "oauth_error": _GOOGLE_OAUTH_STEPS + (
+                "Your Workspace administrator may restrict which apps can use Google sign-in: ask "
+                "them to allow your OAuth client (Admin console > Security > API controls).",
+            ),
             "quota_exceeded": (
                 "Google Workspace allows 2,000 messages and 10,000 recipients a day per user "
                 "(500 messages on trial accounts); after that, sending is blocked for up to 24 "
@@ -223,10 +234,13 @@ _PRESET_LIST: tuple[Preset, ...] = (
             "live.com.au",
         ),
         limits=Limits(
+            per_minute=30,
+            per_day=5000,
             note="Microsoft publishes 5,000 recipients/day, 500 recipients per message and "
             "1,000 new (never-mailed) recipients/day for Microsoft 365 subscribers; free "
             "accounts get lower limits that Microsoft does not publish, and new accounts "
-            "start lower still. No per-minute rate is published for Outlook.com.",
+            "start lower still. 30 a minute is Exchange's rate, which Outlook.com runs on; "
+            "lower the daily limit for a free account.",
         ),
         username_hint="your full Outlook.com / Hotmail address",
         notes=(
@@ -885,6 +899,28 @@ _PRESET_LIST: tuple[Preset, ...] = (
 )
 
 PRESETS: dict[str, Preset] = {p.key: p for p in _PRESET_LIST}
+
+# The Gmail API channel (Sign in with Google): the same daily sending limits as Gmail's SMTP,
+# and the API's own rate limit: 15,000 quota units per user per minute, 100 per message sent.
+GMAIL_API_LIMITS: Mapping[str, Limits] = MappingProxyType({
+    "gmail": Limits(
+        per_day=500, per_minute=150,
+        note="500 recipients per rolling 24 hours for personal Gmail accounts (going over blocks "
+        "sending for up to 24 hours); the Gmail API allows 150 messages a minute per user "
+        "(15,000 quota units, 100 per message).",
+    ),
+    "google-workspace": Limits(
+        per_day=2000, per_minute=150,
+        note="2,000 messages per day per user (500 on trial accounts); the Gmail API allows 150 "
+        "messages a minute per user (15,000 quota units, 100 per message).",
+    ),
+})
+
+
+def gmail_api_limits(workspace: bool) -> tuple[str, Limits]:
+    """The Gmail API limits of a personal (gmail.com) or a Google Workspace account."""
+    key = "google-workspace" if workspace else "gmail"
+    return key, GMAIL_API_LIMITS[key]
 
 _BY_DOMAIN: dict[str, Preset] = {d: p for p in _PRESET_LIST for d in p.domains}
 

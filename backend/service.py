@@ -75,7 +75,8 @@ class Draft:
 
     def exclude(self, recipient: Recipient, reason: str, category: str | None = None) -> None:
         """Leave a recipient out of the run, reported as skipped with the reason."""
-        self.excluded[(recipient.line, recipient.email)] = ResultRow(recipient.email, "skipped", category, None, reason)
+        self.excluded[(recipient.line, recipient.email)] = ResultRow(recipient.email, "skipped", category, None, reason,
+                                                                     line=recipient.line)
 
     def problems(self, *, smtputf8: bool | None = None, size_limit: int | None = None,
                  recipients: list[Recipient] | None = None) -> list[MailerError]:
@@ -202,6 +203,8 @@ def send(
     retry: RetryPolicy | None = None,
     clock: Callable[[], float] | None = None,
     deferred_until: dict[int, str] | None = None,
+    on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
+    max_failures_in_a_row: int = 20,
     checked: bool = False,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
@@ -240,7 +243,18 @@ def send(
     hooks: dict[str, Any] = {}
     if journal is not None:
         if indices is None:
-            journal.create(draft.id, account=account, spec=spec or {}, recipients=recipients,
+            # A resumed run keeps the campaign's limits and retry settings.
+            spec = {**(spec or {}), "limits": limits_spec(limits),
+                    "retry": retry_spec(retry or RetryPolicy(), max_failures_in_a_row)}
+            message = spec.get("message") or {}
+            if message.get("uploaded_attachments"):
+                # Files added in the window exist only in memory: keep a copy with the
+                # campaign, so it can be resumed (or followed up) after a restart.
+                listed = list(message.get("attach") or [])
+                kept = keep_attachments(draft.id, draft.attachments[len(listed):])
+                spec["message"] = {**message, "attach": listed + kept, "uploaded_attachments": False,
+                                   "kept_attachments": True}
+            journal.create(draft.id, account=account, spec=spec, recipients=recipients,
                            excluded=draft.excluded.values())
             indices = range(len(recipients))
         else:
@@ -282,6 +296,8 @@ def send(
             limiter=limiter,
             retry=retry,
             initially_due=due,
+            on_wait=on_wait,
+            max_failures_in_a_row=max_failures_in_a_row,
             **({"clock": clock} if clock is not None else {}),
             **hooks,
         )
@@ -307,13 +323,17 @@ def _journal_state(outcome: CampaignOutcome) -> tuple[str, str | None]:
     return "finished", None
 
 
-def campaign_spec(draft: Draft, settings: SmtpSettings, *, attach: Sequence[str] = ()) -> dict[str, Any]:
-    """What resuming needs besides the password: account settings and the message (no secrets)."""
+def campaign_spec(draft: Draft, settings: SmtpSettings | None, *, attach: Sequence[str] = (),
+                  gmail: str | None = None) -> dict[str, Any]:
+    """What resuming needs besides the password: the channel, account settings and the message
+    (no secrets). `gmail` is the signed-in address of a Gmail API campaign (then no settings)."""
     unsub = draft.unsubscribe
     return {
+        "channel": "gmail" if gmail else "smtp",
+        "gmail": {"email": gmail} if gmail else None,
         "settings": {k: getattr(settings, k) for k in (
             "host", "port", "security", "user", "from_address", "ca_file", "verify_certificates",
-            "allow_plaintext_auth", "timeout", "provider")},
+            "allow_plaintext_auth", "timeout", "provider", "auth")} if settings is not None else None,
         "message": {
             "subject": draft.template.subject_source, "html": draft.template.html_source,
             "text": draft.template.text_source,
@@ -329,6 +349,64 @@ def campaign_spec(draft: Draft, settings: SmtpSettings, *, attach: Sequence[str]
     }
 
 
+_LIMIT_KEYS = ("per_second", "per_minute", "per_hour", "per_day")
+
+
+def campaign_files_dir(campaign_id: str) -> Path:
+    """Where a campaign's own copies of the files attached in the window are kept."""
+    return paths.data_dir() / "campaign-files" / campaign_id
+
+
+def keep_attachments(campaign_id: str, files: Sequence[Attachment]) -> list[str]:
+    """Write the attachments under campaign_files_dir (folders 0700, files 0600); their paths."""
+    kept = []
+    for n, attachment in enumerate(files, 1):
+        folder = campaign_files_dir(campaign_id) / str(n)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for part in (folder, folder.parent, folder.parent.parent):
+            os.chmod(part, 0o700)
+        target = folder / attachment.filename
+        paths.atomic_write(target, attachment.data)
+        kept.append(str(target))
+    return kept
+
+
+def retry_spec(retry: RetryPolicy, max_failures_in_a_row: int) -> dict[str, Any]:
+    return {"base_s": retry.base_s, "cap_s": retry.cap_s, "max_attempts": retry.max_attempts,
+            "max_age_s": retry.max_age_s, "max_failures_in_a_row": max_failures_in_a_row}
+
+
+def retry_from_spec(spec: dict[str, Any]) -> tuple[RetryPolicy, int]:
+    """The retry policy and failure threshold a campaign ran with (defaults for older ones)."""
+    saved = dict(spec.get("retry") or {})
+    failures = int(saved.pop("max_failures_in_a_row", 20))
+    return RetryPolicy(**{k: v for k, v in saved.items() if k in ("base_s", "cap_s", "max_attempts", "max_age_s")}), failures
+
+
+def limits_spec(limits: RateLimits | None) -> dict[str, Any]:
+    """The limits a campaign ran with, for the journal (a resumed run keeps them)."""
+    return {k: getattr(limits, k) if limits else None for k in _LIMIT_KEYS}
+
+
+def limits_from_spec(spec: dict[str, Any]) -> RateLimits:
+    saved = spec.get("limits") or {}
+    return RateLimits(**{k: saved.get(k) for k in _LIMIT_KEYS})
+
+
+def quota_lifts(resume_after: str | None) -> str | None:
+    """The local time a quota-stopped campaign can continue, while that is still ahead."""
+    if not resume_after:
+        return None
+    when = dt.datetime.fromisoformat(resume_after)
+    return f"{when.astimezone():%Y-%m-%d %H:%M}" if when > utc_now() else None
+
+
+def due_times(spec: dict[str, Any], skip_quota: str | None = None) -> dict[int, str]:
+    """When each deferred recipient of a resumed campaign may be tried; with skip_quota (the
+    campaign's resume_after), the quota's own recipient is due at once (resuming "now")."""
+    return {pos: at for pos, at in (spec.get("deferred_until") or {}).items() if at != skip_quota}
+
+
 def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], dict[str, Any]]:
     """The draft of a journaled campaign's pending recipients, their journal rows, the spec.
 
@@ -338,8 +416,8 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
     spec = journal.spec(campaign_id)
     m = spec["message"]
     if m.get("uploaded_attachments"):
-        raise SettingsError("attachments", "this campaign's attachments were added in the window and are not "
-                            "kept; resume it from the window, or send the rest as a new campaign")
+        raise SettingsError("attachments", "this campaign's attachments were added in the window by an older "
+                            "version that did not keep them; send the rest as a new campaign")
     pending = journal.rows(campaign_id, ["pending", "deferred"])
     recipients = [row.recipient for row in pending]
     fields = sorted({k for r in recipients for k in r.fields}) or ["email"]
@@ -352,6 +430,33 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
     spec["deferred_until"] = {pos: row.result.next_attempt for pos, row in enumerate(pending)
                               if row.result.status == "deferred" and row.result.next_attempt}
     return draft, [row.index for row in pending], spec
+
+
+def gmail_sender(from_address: str | None, email: str) -> str:
+    """The From of a Gmail API campaign: the signed-in address, with the name given, if any.
+
+    `from_address` may be a name alone. Gmail sends as the signed-in account; a different
+    address in From would be replaced by Gmail (or refused), so it is refused here, before
+    anything is sent.
+    """
+    if not from_address or not from_address.strip():
+        return email
+    if "@" not in from_address and "<" not in from_address:  # just a name
+        from_address = f"{from_address.strip()} <{email}>"
+    sender = compose.parse_sender(from_address)
+    if sender.address.lower() != email.lower():
+        raise SettingsError("from", f"Gmail sends as the signed-in account {email}, not {sender.address}: "
+                            f"leave From empty or use {email} (a name may go with it)")
+    if not sender.name:
+        return email
+    from email.headerregistry import Address
+
+    return str(Address(display_name=sender.name, addr_spec=email))
+
+
+def channel_of(spec: dict[str, Any]) -> str:
+    """A journaled campaign's channel: 'gmail' or 'smtp' (campaigns from before channels: smtp)."""
+    return "gmail" if spec.get("channel") == "gmail" else "smtp"
 
 
 def apply_suppression(draft: Draft, suppression: Any) -> int:
@@ -376,11 +481,16 @@ def exclude_problem_rows(draft: Draft, problems: Sequence[MailerError]) -> int:
 
 
 def result_rows(outcome: CampaignOutcome, draft: Draft) -> list[ResultRow]:
-    """The campaign's rows, the rows left out of it, and one per invalid address in the list."""
+    """The campaign's rows, the rows left out of it, one per invalid address in the list and
+    one per duplicate line (sent once, to its first line), each with its line in the list."""
     rows = list(outcome.results) + list(draft.excluded.values())
     for bad in draft.imported.rejected:
-        rows.append(ResultRow(bad.value, "skipped", "invalid_address", None, f"line {bad.line}: {bad.reason}"))
-    return rows
+        rows.append(ResultRow(bad.value, "skipped", "invalid_address", None, f"line {bad.line}: {bad.reason}",
+                              line=bad.line))
+    for dup in draft.imported.duplicates:
+        rows.append(ResultRow(dup.email, "skipped", None, None,
+                              f"duplicate of line {dup.first_line}: sent once, for that line", line=dup.line))
+    return sorted(rows, key=lambda r: r.line if r.line is not None else float("inf"))
 
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -8,6 +8,7 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backend import paths
 from backend.errors import SettingsError
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 SECURITY_MODES = ("starttls", "ssl", "none")
+AUTH_MODES = ("password", "xoauth2")  # xoauth2: log in with the Google sign-in (SMTP OAuth2)
 SECURITY_LABELS = {"starttls": "STARTTLS", "ssl": "SSL/TLS", "none": "None"}
 
 # A host name or an IP literal; the resolver has the last word, this only catches typos
@@ -48,6 +50,10 @@ class SmtpSettings:
     timeout: float = 30.0
     provider: str | None = None
     helo_name: str | None = None
+    auth: str = "password"
+    # For auth="xoauth2": an object with .access_token(force_refresh=False) -> str (the Google
+    # sign-in); never saved, never shown.
+    token_source: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def validated(self) -> SmtpSettings:
         """Return self if every field is usable, else raise SettingsError naming the field."""
@@ -77,6 +83,14 @@ class SmtpSettings:
                 raise SettingsError(name, "must be text without line breaks or control characters")
         if self.password and not self.user:
             raise SettingsError("user", "a password is set but the username is empty")
+        if self.auth not in AUTH_MODES:
+            raise SettingsError("auth", f"{self.auth!r} is not one of {', '.join(AUTH_MODES)}")
+        if self.auth == "xoauth2":
+            if not self.user:
+                raise SettingsError("user", "signing in with Google (XOAUTH2) needs the account's address as username")
+            if self.token_source is None:
+                raise SettingsError("auth", "signing in with Google (XOAUTH2) needs a Google sign-in",
+                                    category="oauth_error")
         if not isinstance(self.timeout, int | float) or not 1 <= self.timeout <= 600:
             raise SettingsError("timeout", "must be between 1 and 600 seconds")
         if self.ca_file is not None:

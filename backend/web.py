@@ -7,11 +7,14 @@ import hmac
 import json
 import logging
 import queue
+import re
 import secrets
 import socket
 import threading
 import webbrowser
 from collections.abc import Iterator
+from html import escape
+from html.parser import HTMLParser
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -30,6 +33,11 @@ PREVIEW_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; fo
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "frame-src 'self' about: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "form-action 'none'; frame-ancestors 'none'")
+# The desktop window's page: the same, plus 'unsafe-eval' for pywebview's own JavaScript, which
+# builds window.pywebview.api with `new Function` and runs every evaluate_js (our event
+# deliveries) through eval(); without it the bridge never appears (tests/test_window.py shows
+# it). Our own code uses neither. No 'unsafe-inline' anywhere.
+WINDOW_CSP = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-eval'")
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -78,9 +86,8 @@ class WebApp:
     def __init__(self, bridge: Any, frontend: Path, subscribers: Subscribers, token: str | None = None,
                  *, for_window: bool = False) -> None:
         self.bridge = bridge
-        # pywebview's evaluate_js runs through eval(): the window's page needs 'unsafe-eval';
-        # a browser's does not, and does not get it.
-        self.csp = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-eval'") if for_window else CSP
+        # Only the window's page gets 'unsafe-eval' (see WINDOW_CSP); a browser's does not.
+        self.csp = WINDOW_CSP if for_window else CSP
         self.frontend = frontend
         self.subscribers = subscribers
         self.token = token or secrets.token_urlsafe(32)
@@ -145,7 +152,7 @@ class WebApp:
         if html is None:
             bottle.abort(404, "no such preview")
         bottle.response.content_type = "text/html; charset=utf-8"
-        return html
+        return links_open_nowhere(html)
 
     def _check_host(self) -> None:
         # A page on another site that rebinds its DNS name to 127.0.0.1 still sends its own Host.
@@ -202,6 +209,61 @@ class WebApp:
                 self.subscribers.remove(q)
 
         return stream()
+
+
+class _LinkTags(HTMLParser):
+    """Finds where each link (<a>, <area>) start tag of a document is, with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[int, int, str, list[tuple[str, str | None]]]] = []  # line, col, tag, attrs
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("a", "area"):
+            line, col = self.getpos()
+            self.found.append((line, col, tag, attrs))
+
+    handle_startendtag = handle_starttag
+
+
+def links_open_nowhere(html: str) -> str:
+    """A message's HTML for its preview, every link aimed at a new window (target=_blank).
+
+    The preview frame is sandboxed without allow-popups or allow-top-navigation, so such a
+    link opens nothing when clicked, and the preview stays as it is (a link to the frame
+    itself would otherwise replace the preview). Only the targets change: the message looks
+    the same, and what is sent is never touched.
+    """
+    parser = _LinkTags()
+    try:
+        parser.feed(html)
+        parser.close()
+    except AssertionError:  # html.parser gives up on some broken markup: then change nothing
+        return html
+    if not parser.found:
+        return html
+    starts = [0] + [m.end() for m in re.finditer("\n", html)]  # html.parser counts lines by \n
+    out, done = [], 0
+    for line, col, tag, attrs in parser.found:
+        begin, end = starts[line - 1] + col, -1
+        quote = None  # the tag ends at the first '>' outside quotes
+        for i in range(begin, len(html)):
+            ch = html[i]
+            if quote:
+                quote = None if ch == quote else quote
+            elif ch in "\"'":
+                quote = ch
+            elif ch == ">":
+                end = i
+                break
+        if end < begin:
+            break
+        kept = "".join(f' {name}="{escape(value, quote=True)}"' if value is not None else f" {name}"
+                       for name, value in attrs if name not in ("target", "rel"))
+        out.append(html[done:begin] + f'<{tag}{kept} target="_blank" rel="noopener noreferrer">')
+        done = end + 1
+    out.append(html[done:])
+    return "".join(out)
 
 
 def _free_port() -> int:

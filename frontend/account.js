@@ -1,10 +1,14 @@
-// Account section: provider presets, server fields, password handling, remember boxes and
-// the step-by-step connection test.
+// Account section: the channel (SMTP server or Gmail API), provider presets, server fields,
+// password handling, Sign in with Google, remember boxes and the step-by-step connection test.
 
 import { call } from './api.js';
-import { el, show, errorBlock, busyLine, withBusy, uniq, plainWords, focusLost } from './dom.js';
+import { el, show, errorBlock, busyLine, withBusy, uniq, plainWords, focusLost, fileToBase64 } from './dom.js';
 
 const CUSTOM = 'custom';
+const GOOGLE_PROVIDERS = new Set(['gmail', 'google-workspace']);
+// The Google sign-in under way is followed by asking the bridge (it runs on its own thread).
+const POLL_MS = 400;
+let google = { status: null, timer: null };
 
 let appInfo = { providers: [], categories: {}, password_store: 'system' };
 const providers = new Map();
@@ -20,7 +24,10 @@ export function initAccount(info, settings, { messageForSave }) {
     'password', 'password-hint', 'show-password', 'passphrase', 'passphrase-field', 'passphrase-hint', 'from',
     'remember-settings', 'remember-password', 'forget-password', 'settings-status', 'verify-certificates',
     'verify-warning', 'allow-plaintext', 'plaintext-warning', 'test-connection', 'connection-result', 'advanced',
-    'from-suggestion', 'check-sender', 'check-domain', 'open-log-folder']) {
+    'from-suggestion', 'check-sender', 'check-domain', 'open-log-folder', 'channel-smtp', 'channel-gmail',
+    'google-block', 'google-status', 'google-scope-note', 'google-sign-in', 'google-cancel', 'google-sign-out',
+    'google-client-file', 'google-progress', 'gmail-limits',
+    'smtp-fields', 'smtp-oauth', 'smtp-oauth-field', 'smtp-oauth-hint', 'password-field']) {
     f[id] = document.getElementById(id);
   }
 
@@ -38,6 +45,7 @@ export function initAccount(info, settings, { messageForSave }) {
 
   fillFromSettings(settings || {});
   wire();
+  refreshGoogle();
 }
 
 function fillFromSettings(settings) {
@@ -55,6 +63,9 @@ function fillFromSettings(settings) {
   f['remember-password'].checked = !!settings.remember_password;
   saved.has_saved_password = !!settings.has_saved_password;
   saved.password_locked = !!settings.password_locked;
+  f['channel-gmail'].checked = account.channel === 'gmail';
+  f['channel-smtp'].checked = account.channel !== 'gmail';
+  f['smtp-oauth'].checked = account.auth === 'xoauth2';
 
   // The local inbox listens on a new port each run: its preset always wins.
   applyProvider(key, { fill: key === 'local-inbox' || !account.host, region: account.region });
@@ -63,7 +74,7 @@ function fillFromSettings(settings) {
 }
 
 function wire() {
-  f.provider.addEventListener('change', () => applyProvider(f.provider.value, { fill: true }));
+  f.provider.addEventListener('change', () => { applyProvider(f.provider.value, { fill: true }); updateChannelUi(); });
   f.region.addEventListener('change', () => {
     const p = providers.get(f.provider.value);
     if (p) f.host.value = hostFor(p, f.region.value);
@@ -94,6 +105,166 @@ function wire() {
   f['test-connection'].addEventListener('click', () => withBusy(f['test-connection'], testConnection));
   f.from.addEventListener('change', () => suggestSettings());
   f['open-log-folder'].addEventListener('click', () => withBusy(f['open-log-folder'], openLogFolder));
+  for (const radio of [f['channel-smtp'], f['channel-gmail']]) {
+    radio.addEventListener('change', () => { updateChannelUi(); refreshGoogle(); });
+  }
+  f['smtp-oauth'].addEventListener('change', () => { updateChannelUi(); refreshGoogle(); });
+  f['google-sign-in'].addEventListener('click', () => startSignIn());
+  f['google-client-file'].addEventListener('change', async () => {
+    const file = f['google-client-file'].files && f['google-client-file'].files[0];
+    f['google-client-file'].value = '';
+    if (file) await signInWith({ client_data_base64: await fileToBase64(file) });
+  });
+  f['google-cancel'].addEventListener('click', () => withBusy(f['google-cancel'], () => call('google_cancel_sign_in')));
+  f['google-sign-out'].addEventListener('click', () => withBusy(f['google-sign-out'], signOut));
+}
+
+// -- the channel and Sign in with Google ------------------------------------------------------
+
+/** Tell the Send section the limits of the way this account sends: the Gmail API's, or the
+ * SMTP provider's published ones (none for a custom server). */
+function announceLimits() {
+  let limits = {};
+  if (channel() === 'gmail') {
+    const g = (google.status && google.status.limits) || {};
+    limits = { per_minute: g.per_minute, per_day: g.per_day };
+  } else {
+    const p = providers.get(f.provider.value);
+    limits = (p && p.limits) || {};
+  }
+  // Only a change of provider or channel refills the fields: never the user's own edits.
+  const key = JSON.stringify(limits);
+  if (key === announcedLimits) return;
+  announcedLimits = key;
+  document.dispatchEvent(new CustomEvent('provider-limits', { detail: limits }));
+}
+let announcedLimits = null;
+
+function channel() {
+  return f['channel-gmail'].checked ? 'gmail' : 'smtp';
+}
+
+function smtpOauthOffered() {
+  return channel() === 'smtp' && GOOGLE_PROVIDERS.has(f.provider.value);
+}
+
+/** Whether this account uses the Google sign-in: the Gmail API, or SMTP with OAuth2. */
+function googleActive() {
+  return channel() === 'gmail' || (smtpOauthOffered() && f['smtp-oauth'].checked);
+}
+
+function purpose() {
+  return channel() === 'gmail' ? 'api' : 'smtp';
+}
+
+function updateChannelUi() {
+  const gmail = channel() === 'gmail';
+  f['smtp-fields'].hidden = gmail;
+  f.advanced.hidden = gmail;
+  f['smtp-oauth-field'].hidden = !smtpOauthOffered();
+  f['smtp-oauth-hint'].hidden = !smtpOauthOffered();
+  f['password-field'].hidden = smtpOauthOffered() && f['smtp-oauth'].checked;
+  f['google-block'].hidden = !googleActive();
+  // The sign-in goes where it is asked for: under the channel, or under the SMTP login choice.
+  const anchor = gmail ? f['channel-smtp'].closest('fieldset') : f['smtp-oauth-hint'];
+  if (anchor.nextElementSibling !== f['google-block']) anchor.after(f['google-block']);
+  f['gmail-limits'].hidden = !gmail;
+  announceLimits();
+  f['google-scope-note'].textContent = gmail
+    ? 'Sends through the Gmail API as the signed-in account, with permission to send email only (it cannot read your mail).'
+    : '';
+  updatePasswordUi();
+}
+
+async function refreshGoogle() {
+  updateChannelUi();
+  if (!googleActive()) return;
+  const result = await call('google_status');
+  if (result.ok) renderGoogle(result.data || {});
+}
+
+function renderGoogle(st) {
+  google.status = st;
+  const signIn = st.sign_in || {};
+  const waiting = signIn.state === 'waiting';
+  const wanted = purpose() === 'smtp' ? !!st.smtp : true;
+  let line = 'Not signed in with Google.';
+  if (st.signed_in) {
+    line = `Signed in with Google as ${st.email}${st.smtp ? ' (Gmail API and SMTP)' : ' (Gmail API)'}.`;
+    if (!wanted) line += ' Sign in again to allow SMTP.';
+  }
+  f['google-status'].textContent = line;
+  f['google-status'].dataset.signedIn = String(!!st.signed_in);
+  f['google-sign-in'].hidden = waiting;
+  f['google-sign-in'].textContent = st.signed_in ? 'Sign in again' : 'Sign in with Google';
+  f['google-cancel'].hidden = !waiting;
+  f['google-sign-out'].hidden = !st.signed_in || waiting;
+  const progress = f['google-progress'];
+  if (waiting) {
+    const link = el('a', { href: signIn.url, target: '_blank', rel: 'noopener noreferrer', text: 'Google’s sign-in page' });
+    show(progress, busyLine('Waiting for you to allow access in your browser (up to 5 minutes)…'),
+      el('p', { class: 'hint' }, 'If no browser window opened, open ', link, ' in your browser on this computer.'));
+  } else if (signIn.state === 'failed' && signIn.error) {
+    show(progress, errorBlock(signIn.error));
+  } else if (signIn.state === 'cancelled') {
+    show(progress, el('p', { text: 'The sign-in was cancelled.' }));
+  } else if (signIn.state === 'signed_in') {
+    show(progress, el('p', { class: 'ok-line', text: `Signed in as ${signIn.email || st.email}.` }));
+  } else {
+    show(progress);
+  }
+  const limits = st.limits || {};
+  f['gmail-limits'].textContent = limits.note ? `Limits: ${limits.note}` : '';
+  announceLimits();
+  if (channel() === 'gmail' && st.signed_in && st.email) {
+    f.from.placeholder = `Your Name (sent as ${st.email})`;
+    // Gmail sends as the signed-in account: another address in From would be refused.
+    const current = f.from.value.trim();
+    if (current.includes('@') && !current.toLowerCase().includes(st.email.toLowerCase())) f.from.value = st.email;
+    else if (!current) f.from.value = st.email;
+  }
+  google.locked = !!st.locked;
+  updatePasswordUi();
+  clearTimeout(google.timer);
+  if (waiting) google.timer = setTimeout(refreshGoogle, POLL_MS);
+}
+
+function startSignIn() {
+  if (appInfo.native_dialogs) {
+    withBusy(f['google-sign-in'], () => signInWith({}));
+  } else {
+    f['google-client-file'].click(); // the page cannot read a path: the file comes from the picker
+  }
+}
+
+async function signInWith(extra) {
+  const result = await call('google_sign_in', { purpose: purpose(), ...getCredentials(), ...extra });
+  if (!result.ok) {
+    show(f['google-progress'], errorBlock(result.error));
+    if (/passphrase/i.test(result.error && result.error.message)) {
+      google.locked = true;
+      updatePasswordUi();
+      f.passphrase.focus();
+    }
+    return;
+  }
+  if (!result.data) return; // the dialog was cancelled
+  await refreshGoogle();
+}
+
+async function signOut() {
+  const result = await call('google_sign_out', getCredentials());
+  if (!result.ok) {
+    show(f['google-progress'], errorBlock(result.error));
+    return;
+  }
+  const d = result.data || {};
+  await refreshGoogle();
+  const text = d.revoked === false
+    ? `Signed out here, but ${d.problem || 'Google could not be told'}: remove Bulk Mailer at myaccount.google.com/permissions.`
+    : 'Signed out: the sign-in was revoked at Google and deleted here.';
+  show(f['google-progress'], el('p', { class: d.revoked === false ? 'warning' : 'ok-line', text }));
+  if (focusLost()) f['google-sign-in'].focus();
 }
 
 function hostFor(provider, region) {
@@ -133,6 +304,7 @@ function applyProvider(key, { fill, region } = {}) {
     notes.push(el('p', { class: 'hint', text: 'Enter your mail server’s details as your provider gives them.' }));
   }
   show(f['provider-notes'], notes);
+  announceLimits();
   const hint = (p && p.username_hint) || '';
   f['user-hint'].textContent = key === 'local-inbox' ? 'The local test inbox needs no username or password.' : hint;
   f.user.placeholder = key === 'local-inbox' ? '' : hint ? '' : 'you@example.com';
@@ -147,9 +319,12 @@ function updateWarnings() {
 
 function updatePasswordUi() {
   const encryptedFile = appInfo.password_store === 'encrypted-file';
-  const needsPassphrase = saved.password_locked || (encryptedFile && f['remember-password'].checked);
+  const forGoogle = encryptedFile && googleActive() && google.locked !== false;
+  const needsPassphrase = forGoogle || saved.password_locked || (encryptedFile && f['remember-password'].checked);
   f['passphrase-field'].hidden = !needsPassphrase;
-  if (saved.password_locked) {
+  if (forGoogle) {
+    f['passphrase-hint'].textContent = 'The Google sign-in is kept encrypted under this passphrase (there is no system keyring here): the one of your saved passwords, or a new one of at least 8 characters.';
+  } else if (saved.password_locked) {
     f['passphrase-hint'].textContent = 'Your saved password is locked: enter your passphrase to use it, or type the password above.';
   } else if (saved.has_saved_password) {
     f['passphrase-hint'].textContent = 'The passphrase that protects your saved password.';
@@ -172,6 +347,8 @@ export function getAccount() {
   const key = f.provider.value;
   const port = Number.parseInt(f.port.value, 10);
   return {
+    channel: channel(),
+    auth: smtpOauthOffered() && f['smtp-oauth'].checked ? 'xoauth2' : 'password',
     provider: key === CUSTOM ? null : key,
     host: f.host.value.trim(),
     port: Number.isFinite(port) ? port : 0,
@@ -194,7 +371,7 @@ export function getCredentials() {
 }
 
 export function providerKey() {
-  return f.provider.value;
+  return channel() === 'gmail' ? 'gmail' : f.provider.value;
 }
 
 /** How many connections the chosen provider suits (1 for a mailbox or an unknown server). */
@@ -204,7 +381,7 @@ export function presetConnections() {
 }
 
 /** Fix steps for a category: the general ones, then the chosen provider's advice. */
-export function fixStepsFor(category, providerKeyAtStart = f.provider.value) {
+export function fixStepsFor(category, providerKeyAtStart = channel() === 'gmail' ? 'gmail' : f.provider.value) {
   const general = (appInfo.categories && appInfo.categories[category] && appInfo.categories[category].fix) || [];
   const p = providers.get(providerKeyAtStart);
   const advice = (p && p.advice && p.advice[category]) || [];
@@ -376,6 +553,7 @@ async function testConnection() {
       let line = tls ? 'Connection works.' : 'Connection works, with no encryption.';
       if (tls) line += ` Encrypted with ${tls.version}${tls.cipher ? ` (${tls.cipher})` : ''}.`;
       if (d.authenticated_as) line += ` Logged in as ${d.authenticated_as}.`;
+      if (d.channel === 'gmail') line = `Google sign-in works: sending through the Gmail API as ${d.authenticated_as}.`;
       parts.unshift(el('p', { class: 'ok-line', text: line }));
       if (d.certificate_subject) parts.push(el('p', { class: 'hint', text: `Certificate: ${d.certificate_subject}` }));
       if (d.verify_certificates === false) parts.push(el('p', { class: 'warning', text: 'The certificate was not verified (Verify certificates is off).' }));

@@ -8,7 +8,7 @@ import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } fro
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
 import { initTemplates } from './templates.js';
-import { initSend, handleProgress, handleState, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy } from './send.js';
+import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy } from './send.js';
 import { initHistory, refreshHistory } from './history.js';
 import { initLog } from './log.js';
 import { initInbox, refreshInbox } from './inbox.js';
@@ -20,6 +20,7 @@ const early = [];
 let started = false;
 onEvent('email-progress', (detail) => (started ? handleProgress(detail) : early.push(['p', detail])));
 onEvent('campaign-state', (detail) => (started ? handleState(detail) : early.push(['s', detail])));
+onEvent('campaign-wait', (detail) => { if (started) handleWait(detail); });
 
 function appStatus(...children) {
   show($('#app-status'), ...children);

@@ -165,6 +165,7 @@ async function preview() {
   const result = await call('preview_message', {
     message: getMessage(),
     from_address: deps.getFromAddress(),
+    account: deps.getAccount(),
     index: previewIndex(),
   });
   if (!result.ok) {

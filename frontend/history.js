@@ -58,6 +58,12 @@ function formatTime(value) {
   return Number.isFinite(t) ? new Date(t).toLocaleString() : String(value ?? '');
 }
 
+/** The time a quota-stopped campaign can continue, while that is still ahead; else null. */
+function quotaLifts(c) {
+  const t = Date.parse(c && c.resume_after);
+  return Number.isFinite(t) && t > Date.now() ? new Date(t) : null;
+}
+
 function interruptedWords(c) {
   const t = tally(c);
   return `A campaign was interrupted (${t.sent} sent, ${t.notSent} not sent, ${t.uncertain} uncertain). Resume it?`;
@@ -98,7 +104,8 @@ function campaignRow(c) {
   return el('tr', { dataset: { id, state: String(c.state ?? '') } },
     el('td', { class: 'nowrap', text: formatTime(c.created) }),
     el('td', { class: 'address' }, breakable(c.account ?? '')),
-    el('td', { class: 'history-state', text: STATE_WORDS[c.state] || String(c.state ?? '') }),
+    el('td', { class: 'history-state', text: (STATE_WORDS[c.state] || String(c.state ?? ''))
+      + (quotaLifts(c) ? ` (quota: can continue after ${quotaLifts(c).toLocaleString()})` : '') }),
     el('td', { class: 'num history-sent', text: String(t.sent) }),
     el('td', { class: 'num history-failed', text: String(t.failed) }),
     el('td', { text: rest.length ? rest.join(' · ') : '0' }),
@@ -167,18 +174,23 @@ function busyRefusal() {
   return true;
 }
 
-async function resume(id, uncertain) {
+async function resume(id, uncertain, now = false) {
   if (busyRefusal()) return;
   const out = $('#history-status');
+  const lifts = quotaLifts(campaigns.get(id));
+  if (lifts && !now) {
+    askQuota(id, uncertain, lifts);
+    return;
+  }
   show(out, busyLine('Resuming…'));
   deps.expectRun(id);
-  const result = await call('resume_past_campaign', { id, uncertain, ...credentials() });
+  const result = await call('resume_past_campaign', { id, uncertain, now, ...credentials() });
   if (!result.ok) {
     deps.runStarted(null);
     const steps = result.error && Array.isArray(result.error.steps) ? result.error.steps : [];
     const who = steps.filter((s) => s && typeof s === 'object' && s.field === 'uncertain');
     if (uncertain === 'ask' && who.length) {
-      askUncertain(id, who);
+      askUncertain(id, who, now);
       return;
     }
     show(out, el('p', { class: 'fail-line', text: 'Not resumed.' }), errorBlock(result.error));
@@ -187,11 +199,29 @@ async function resume(id, uncertain) {
   started(result.data, 'Resumed: follow it in Send and the Activity log.');
 }
 
-function askUncertain(id, who) {
+function askQuota(id, uncertain, lifts) {
+  const now = el('button', { type: 'button', id: 'history-quota-now', text: 'Try now anyway' });
+  const wait = el('button', { type: 'button', id: 'history-quota-wait', text: 'Wait' });
+  now.addEventListener('click', () => withBusy(now, () => resume(id, uncertain, true), { focusAfter: () => $('#history-refresh') }));
+  const waitIt = () => {
+    show($('#history-status'), el('p', { class: 'hint', text: `Not resumed. Resume it after ${lifts.toLocaleString()}.` }));
+    $('#history-refresh').focus();
+  };
+  wait.addEventListener('click', waitIt);
+  show($('#history-status'), confirmBox({
+    id: 'history-quota-confirm',
+    question: `A sending quota stopped this campaign; it can continue after ${lifts.toLocaleString()}. Before then the server will probably refuse again. Try now anyway?`,
+    buttons: [now, wait],
+    onEscape: waitIt,
+  }));
+  wait.focus();
+}
+
+function askUncertain(id, who, now = false) {
   const again = el('button', { type: 'button', id: 'history-resend-uncertain', text: 'Send to them again' });
   const skip = el('button', { type: 'button', id: 'history-skip-uncertain', text: 'Skip them' });
-  again.addEventListener('click', () => withBusy(again, () => resume(id, 'resend'), { focusAfter: () => $('#history-refresh') }));
-  skip.addEventListener('click', () => withBusy(skip, () => resume(id, 'skip'), { focusAfter: () => $('#history-refresh') }));
+  again.addEventListener('click', () => withBusy(again, () => resume(id, 'resend', now), { focusAfter: () => $('#history-refresh') }));
+  skip.addEventListener('click', () => withBusy(skip, () => resume(id, 'skip', now), { focusAfter: () => $('#history-refresh') }));
   const list = el('ul', { class: 'history-uncertain' }, who.slice(0, UNCERTAIN_SHOWN).map((s) => el('li', {},
     s.line !== null && s.line !== undefined ? `line ${s.line}: ` : '', breakable(s.message ?? ''))));
   const rest = who.length > UNCERTAIN_SHOWN ? el('p', { class: 'hint', text: `and ${who.length - UNCERTAIN_SHOWN} more` }) : null;

@@ -54,6 +54,96 @@ export function initSend(dependencies, message) {
   });
   setState('idle');
   renderCounts(log.getCounts());
+  setLimits(providerLimits);
+  for (const [, selector] of LIMIT_FIELDS) $(selector).addEventListener('input', summariseLimits);
+  for (const [, selector] of RETRY_FIELDS) $(selector).addEventListener('input', summariseRetry);
+}
+
+// The Account section announces its provider's limits, possibly before this section is set up.
+let providerLimits = {};
+document.addEventListener('provider-limits', (event) => {
+  providerLimits = event.detail || {};
+  if (deps) setLimits(providerLimits);
+});
+
+/** A sending limit or a retry holds the next message: say until when, and why. */
+export function handleWait(ev) {
+  const until = new Date(ev.until);
+  if (Number.isNaN(until.getTime())) return;
+  const line = $('#next-send');
+  const at = until.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+  const day = until.toDateString() === new Date().toDateString() ? '' : ` on ${until.toLocaleDateString()}`;
+  line.textContent = `Next message at ${at}${day} (${plainWords(String(ev.reason || 'waiting'))}).`;
+  line.hidden = false;
+}
+
+function clearWait() {
+  const line = $('#next-send');
+  line.hidden = true;
+  line.textContent = '';
+}
+
+const LIMIT_FIELDS = [['per_second', '#limit-second', 'a second'], ['per_minute', '#limit-minute', 'a minute'],
+  ['per_hour', '#limit-hour', 'an hour'], ['per_day', '#limit-day', 'a day']];
+
+/** Fill the limit fields with a provider's published limits. */
+function setLimits(limits) {
+  for (const [key, selector] of LIMIT_FIELDS) {
+    const v = limits && limits[key];
+    $(selector).value = Number.isFinite(v) && v > 0 ? String(v) : '';
+  }
+  summariseLimits();
+}
+
+function summariseLimits() {
+  const parts = [];
+  for (const [, selector, words] of LIMIT_FIELDS) {
+    const v = Number($(selector).value);
+    if ($(selector).value.trim() !== '' && Number.isFinite(v) && v > 0) parts.push(`${v} ${words}`);
+  }
+  $('#limits-summary').textContent = parts.length ? parts.join(', ') : 'none';
+}
+
+const RETRY_FIELDS = [['base_s', '#retry-base', 1, true], ['cap_s', '#retry-cap', 1, true],
+  ['max_attempts', '#retry-attempts', 1, true], ['max_age_h', '#retry-max-age', 0.1, false],
+  ['max_failures_in_a_row', '#max-failures', 0, true]];
+
+/** The retry settings as the bridge takes them, or {error, label, min} for the first bad field. */
+export function getRetry() {
+  const retry = {};
+  for (const [key, selector, min, whole] of RETRY_FIELDS) {
+    const raw = $(selector).value.trim();
+    const v = Number(raw);
+    if (raw === '' || !Number.isFinite(v) || v < min || (whole && !Number.isInteger(v))) {
+      return { error: selector, label: $(`label[for="${selector.slice(1)}"]`).textContent, min, whole };
+    }
+    retry[key] = v;
+  }
+  if (retry.cap_s < retry.base_s) return { error: '#retry-cap', label: 'Longest wait (s)', min: retry.base_s, whole: true };
+  return { retry };
+}
+
+function summariseRetry() {
+  const r = getRetry().retry;
+  $('#retry-summary').textContent = r
+    ? `up to ${plural(r.max_attempts, 'try', 'tries')}, ${r.max_failures_in_a_row ? `stop after ${r.max_failures_in_a_row} failures in a row` : 'never stop for failures'}`
+    : 'check the values';
+}
+
+/** The limits as the bridge takes them, or {error} naming the field that is not a number. */
+export function getLimits() {
+  const limits = {};
+  for (const [key, selector] of LIMIT_FIELDS) {
+    const raw = $(selector).value.trim();
+    if (raw === '') continue;
+    const v = Number(raw);
+    const whole = key !== 'per_second';
+    if (!Number.isFinite(v) || v < 0 || (whole && !Number.isInteger(v))) {
+      return { error: selector, label: $(`label[for="${selector.slice(1)}"]`).textContent };
+    }
+    if (v > 0) limits[key] = v;
+  }
+  return { limits };
 }
 
 /** The Connections setting, or null when it is not a whole number from 1 to 16. */
@@ -125,6 +215,7 @@ export function isBusy() {
 /** An 'email-progress' event. */
 export function handleProgress(ev) {
   newRun(ev.campaign);
+  if (ev.status === 'sending') clearWait();
   if (Number.isFinite(ev.total)) total = ev.total;
   if (!BUSY.has(state) && !(ENDED.has(state) && stateCampaign === ev.campaign)) {
     stateCampaign = ev.campaign;
@@ -142,6 +233,7 @@ function ended(stateName, summary, error) {
 /** A 'campaign-state' event. */
 export function handleState(ev) {
   newRun(ev.campaign);
+  if (ENDED.has(ev.state)) clearWait();
   stateCampaign = ev.campaign ?? stateCampaign;
   if (Number.isFinite(ev.total)) total = ev.total;
   if (ENDED.has(ev.state)) {
@@ -353,7 +445,7 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
     show(out, busyLine('Checking every message…'));
     await deps.saveSettings();
     const message = deps.getMessage();
-    const check = await call('check_message', { message, from_address: deps.getFromAddress() });
+    const check = await call('check_message', { message, from_address: deps.getFromAddress(), account: deps.getAccount() });
     if (!check.ok) {
       show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(check.error));
       return;
@@ -371,7 +463,21 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
       return;
     }
     show(out, busyLine('Starting…'), warningsBlock(warnings));
-    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay, connections };
+    const chosen = getLimits();
+    if (chosen.error) {
+      $('#limits-box').open = true;
+      show(out, errorBlock({ title: 'Check the sending limits', message: `${chosen.label} must be a number of messages (0 or empty: no limit).`, fix: ['Enter e.g. 500 in Per day, or leave the field empty.'] }));
+      $(chosen.error).focus();
+      return;
+    }
+    const retry = getRetry();
+    if (retry.error) {
+      $('#retry-box').open = true;
+      show(out, errorBlock({ title: 'Check the retries', message: `${retry.label} must be ${retry.whole ? 'a whole number' : 'a number'} of at least ${retry.min}.`, fix: ['The defaults: first retry after 60 s, longest wait 3600 s, 5 tries, give up after 24 hours, stop after 20 failures in a row.'] }));
+      $(retry.error).focus();
+      return;
+    }
+    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay, connections, limits: chosen.limits, retry: retry.retry };
     if (skipProblemRows) params.skip_problem_rows = true;
     const result = await call('start_campaign', params);
     if (!result.ok) {

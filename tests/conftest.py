@@ -166,3 +166,17 @@ def web_app(tmp_path: Path):
     )
     yield webapp, inbox
     web.stop(webapp, server)
+
+
+@pytest.fixture
+def google(certs: Certs, monkeypatch: pytest.MonkeyPatch):
+    """The local fake of Google's OAuth and Gmail endpoints (tests/fakegoogle.py), with the app's
+    environment pointed at it and its certificate authority trusted."""
+    from tests.fakegoogle import FakeGoogle
+
+    fake = FakeGoogle(certs.good).start()
+    for key, value in fake.endpoints().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certs.ca_file)
+    yield fake
+    fake.stop()

@@ -22,6 +22,9 @@ several of them:
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
+import json
 import socket
 import ssl
 import threading
@@ -31,7 +34,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 USER = "me@example.com"
 PASSWORD = "s3cret-Passw0rd!"
@@ -67,11 +70,13 @@ class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     auth_attempts: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    verbs: list[str] = field(default_factory=list)  # every command received, AUTH and STARTTLS too
+    connections: int = 0
     once_done: set[str] = field(default_factory=set)
     tries: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     pipelining: bool = False  # offer PIPELINING (RFC 2920): clients then send MAIL, RCPT, DATA at once
-    connections: list = field(default_factory=list)  # each client connection that said EHLO, once
+    sessions: list = field(default_factory=list)  # each client session that said EHLO, once
 
     def _once(self, key: str) -> bool:
         with self.lock:
@@ -83,8 +88,8 @@ class RecordingHandler:
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.commands.append("EHLO")
         with self.lock:
-            if not any(c is server for c in self.connections):  # EHLO comes again after STARTTLS
-                self.connections.append(server)
+            if not any(c is server for c in self.sessions):  # EHLO comes again after STARTTLS
+                self.sessions.append(server)
         session.host_name = hostname
         if self.pipelining:
             responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
@@ -152,14 +157,75 @@ class RecordingHandler:
         return "250 2.0.0 OK queued"
 
 
-def authenticator(handler: RecordingHandler):
-    """Accept USER/PASSWORD only; a failure must be handled=False or the client hangs."""
+class RecordingSMTP(SMTP):
+    """aiosmtpd's server, noting each connection and the verb of every command it receives."""
+
+    def __init__(self, handler: RecordingHandler, *args, **kwargs) -> None:
+        super().__init__(handler, *args, **kwargs)
+        for verb, method in list(self._smtp_methods.items()):
+            self._smtp_methods[verb] = self._noting(verb, method)
+
+    def _noting(self, verb: str, method):
+        @functools.wraps(method)
+        async def noted(arg):
+            if hasattr(self.event_handler, "verbs"):  # a test's own handler may not keep them
+                self.event_handler.verbs.append(verb)
+            return await method(arg)
+
+        return noted
+
+    def connection_made(self, transport) -> None:
+        if hasattr(self.event_handler, "connections"):
+            self.event_handler.connections += 1
+        super().connection_made(transport)
+
+
+class RecordingController(Controller):
+    def factory(self) -> SMTP:
+        return RecordingSMTP(self.handler, **self.SMTP_kwargs)
+
+
+@dataclass
+class XOAuth2Handler(RecordingHandler):
+    """A RecordingHandler whose server also offers AUTH XOAUTH2, as smtp.gmail.com does.
+
+    `accept(user, token)` says whether a bearer token is good for that user; a refused token
+    gets Google's answer: a 334 challenge with a JSON reason, then 535 after the client's
+    empty reply.
+    """
+
+    accept: object = None
+    xoauth2_logins: list[str] = field(default_factory=list)
+
+    async def auth_XOAUTH2(self, server, args):
+        if len(args) < 2:
+            blob = await server.challenge_auth("")
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot Decode response")
+        parts = dict(p.split("=", 1) for p in blob.decode("utf-8", "replace").split("\x01") if "=" in p)
+        user, auth = parts.get("user", ""), parts.get("auth", "")
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        if self.accept is not None and self.accept(user, token):
+            self.xoauth2_logins.append(user)
+            return AuthResult(success=True, auth_data=user)
+        reason = json.dumps({"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"})
+        await server.challenge_auth(reason)
+        return AuthResult(success=False, handled=False,
+                          message="535-5.7.8 Username and Password not accepted. For more information, go to\r\n"
+                          "535 5.7.8  https://support.google.com/mail/?p=BadCredentials")
+
+
+def authenticator(handler: RecordingHandler, accounts: dict[str, str] | None = None):
+    """Accept the accounts (default ACCOUNTS) only; a failure must be handled=False or the client hangs."""
 
     def check(server, session, envelope, mechanism, auth_data):
         if isinstance(auth_data, LoginPassword):
             login = auth_data.login.decode()
             handler.auth_attempts.append(login)
-            if ACCOUNTS.get(login) == auth_data.password.decode():
+            if (ACCOUNTS if accounts is None else accounts).get(login) == auth_data.password.decode():
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
@@ -179,6 +245,7 @@ class Server:
         handler: RecordingHandler | None = None,
         auth_required: bool = False,
         smtputf8: bool = True,
+        accounts: dict[str, str] | None = None,
     ) -> None:
         self.mode = mode
         self.handler = handler or RecordingHandler()
@@ -192,7 +259,7 @@ class Server:
         # RFC 6531 UTF-8 addresses and headers; aiosmtpd's Controller offers it by default.
         kwargs["enable_SMTPUTF8"] = smtputf8
         if auth:
-            kwargs["authenticator"] = authenticator(self.handler)
+            kwargs["authenticator"] = authenticator(self.handler, accounts)
             kwargs["auth_required"] = auth_required
         if mode == "ssl":
             kwargs["ssl_context"] = ctx
@@ -203,7 +270,7 @@ class Server:
             kwargs["auth_require_tls"] = auth_require_tls
         else:
             kwargs["auth_require_tls"] = auth_require_tls
-        self.controller = Controller(self.handler, **kwargs)
+        self.controller = RecordingController(self.handler, **kwargs)
         self.controller.start()
 
     @property
@@ -212,8 +279,8 @@ class Server:
 
     @property
     def sessions(self) -> int:
-        """How many connections were opened to this server (and said EHLO)."""
-        return len(self.handler.connections)
+        """How many client sessions said EHLO to this server (one per connection used)."""
+        return len(self.handler.sessions)
 
     def stop(self) -> None:
         if self.controller._thread is not None:

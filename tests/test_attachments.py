@@ -580,3 +580,21 @@ def test_file_name_property_no_injection_and_exact_round_trip(name: str, utf8: b
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert b"Bcc" not in head
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+@pytest.mark.skipif(not attachments._WALKABLE, reason="needs openat with O_NOFOLLOW")
+def test_a_folder_swapped_for_a_link_after_the_check_cannot_lead_out(folder: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "c.csv").write_text("secret")
+    (folder / "a" / "deep").mkdir(parents=True)
+    (folder / "a" / "deep" / "c.csv").write_text("fine")
+    root = folder.resolve()
+    real = resolve_row_attachment(folder, "a/deep/c.csv", 2)
+    # Between the check and the open, a folder high on the path becomes a link leading out.
+    (folder / "a").rename(tmp_path / "moved")
+    (folder / "a").symlink_to(outside)
+    with pytest.raises(AttachmentError, match="replaced by a link"):
+        load_attachment(real, filename="c.csv", row=2, follow_symlinks=False, beneath=root)
+    # The same open without the walk would have read the file outside: the walk is what refuses it.
+    assert load_attachment(real, filename="c.csv", row=2).data == b"secret"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import stat
@@ -31,6 +32,7 @@ EXPECTED_API = {
     "template_import_data", "set_name_column", "choose_attachments", "add_attachment_data",
     "remove_attachment", "list_attachments", "choose_attachment_folder", "set_attachment_column",
     "campaign_history", "campaign_details", "resume_past_campaign", "resend_campaign",
+    "google_status", "google_sign_in", "google_cancel_sign_in", "google_sign_out",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
@@ -129,7 +131,7 @@ def test_campaign_through_the_local_inbox(make_bridge, inbox):
     detail = ok(b.inbox_message({"id": listed[0]["id"]}))
     assert "<p>Hello" in detail["html"] and detail["text"].strip().startswith("Hello")
     csv_text = ok(b.export_results())["csv"]
-    assert csv_text.splitlines()[0] == "email,status,category,smtp_code,error,attempts,sent_at,message_id"
+    assert csv_text.splitlines()[0] == "email,status,category,smtp_code,error,attempts,sent_at,message_id,line"
     (past,) = ok(b.campaign_history())["campaigns"]
     assert past["id"] == started["campaign"] and past["state"] == "finished" and past["counts"] == {"sent": 2}
     assert "nope,skipped,invalid_address" in csv_text
@@ -577,6 +579,78 @@ def test_resume_and_resend_from_the_history(make_bridge, inbox):
     assert nothing["ok"] is False and "nobody" in nothing["error"]["message"]
 
 
+def test_the_pages_sending_limits_are_used_and_waits_announced(make_bridge, inbox):
+    b, events = make_bridge()
+    ok(b.import_recipients_text({"text": "a@example.org\nb@example.org\n"}))
+    bad = b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0, "limits": {"per_minute": 2.5}})
+    assert bad["ok"] is False and "limits.per_minute" in bad["error"]["message"]
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0,
+                                   "limits": {"per_second": 0.5, "per_day": ""}}))
+    wait_for(lambda: finished(b))
+    b._pump.flush()
+    (wait,) = [e for e in events if e["type"] == "campaign-wait"]
+    assert wait["campaign"] == started["campaign"] and wait["reason"] == "sending limit: 0.5 a second"
+    assert 1 <= wait["seconds"] <= 2
+    stamps = [dt.datetime.fromisoformat(e["ts"]) for e in events
+              if e["type"] == "email-progress" and e["status"] == "sent"]
+    assert len(stamps) == 2 and (stamps[1] - stamps[0]).total_seconds() >= 1.5
+    # The campaign keeps its limits: a resumed or follow-up run uses them too.
+    from backend.journal import Journal
+    assert Journal().spec(started["campaign"])["limits"] == {
+        "per_second": 0.5, "per_minute": None, "per_hour": None, "per_day": None}
+
+
+def test_a_quota_stopped_campaign_waits_for_its_time_unless_told(make_bridge, inbox):
+    from backend.journal import Journal
+
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "a@example.org\nb@example.org\n"}))
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0,
+                                   "limits": {"per_day": 1}}))
+    wait_for(lambda: finished(b))
+    cid = started["campaign"]
+    (past,) = ok(b.campaign_history())["campaigns"]
+    assert past["state"] == "paused" and past["resume_after"] and past["counts"] == {"sent": 1, "pending": 1}
+    early = b.resume_past_campaign({"id": cid, "account": INBOX})
+    assert early["ok"] is False and "can continue after" in early["error"]["message"]
+    assert len(inbox.messages()) == 1
+    # Lift our own day's limit for the retry: the journal's limits are the campaign's own.
+    journal = Journal()
+    spec = journal.spec(cid)
+    assert spec["limits"]["per_day"] == 1
+    ok(b.resume_past_campaign({"id": cid, "account": INBOX, "now": True}))
+    wait_for(lambda: finished(b))
+    assert len(inbox.messages()) == 1  # the day's limit of 1 still holds across runs: not sent
+    assert ok(b.campaign_history())["campaigns"][0]["state"] == "paused"
+
+
+def test_a_campaign_with_files_added_in_the_window_resumes_after_a_restart(make_bridge, inbox, isolated_home):
+    import base64 as b64
+
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "\n".join(f"p{i}@example.org" for i in range(4))}))
+    ok(b.add_attachment_data({"name": "Plan.pdf", "data_base64": b64.b64encode(b"%PDF kept").decode()}))
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 300}))
+    wait_for(lambda: len(inbox.messages()) >= 1)
+    ok(b.cancel_campaign())
+    wait_for(lambda: finished(b))
+    cid = started["campaign"]
+    kept = list((isolated_home / "data" / "campaign-files" / cid).rglob("Plan.pdf"))
+    assert len(kept) == 1 and kept[0].read_bytes() == b"%PDF kept"
+    assert kept[0].stat().st_mode & 0o777 == 0o600 and kept[0].parent.stat().st_mode & 0o777 == 0o700
+
+    # A new start of the app: nothing attached in memory any more.
+    again, _ = make_bridge()
+    assert ok(again.list_attachments())["attachments"] == []
+    ok(again.resume_past_campaign({"id": cid, "account": INBOX, "uncertain": "skip"}))
+    wait_for(lambda: finished(again))
+    got = inbox.messages()
+    assert sorted(m.rcpt_tos[0] for m in got) == [f"p{i}@example.org" for i in range(4)]
+    for m in got:
+        (attachment,) = m.parsed().iter_attachments()
+        assert attachment.get_filename() == "Plan.pdf" and attachment.get_content() == b"%PDF kept"
+
+
 class DialogWindow(FakeWindow):
     """A window whose native dialogs answer with prepared paths (None: cancelled)."""
 
@@ -629,3 +703,20 @@ def test_a_campaign_on_several_connections_from_the_window(make_bridge, smtp_ser
     assert state["counts"] == {"sent": 40} and state["summary"]["sent"] == 40
     finals = [e["current"] for e in events if e["type"] == "email-progress" and e["status"] == "sent"]
     assert sorted(finals) == list(range(1, 41))
+
+
+def test_the_pages_retry_settings_are_used_and_kept(make_bridge, inbox):
+    from backend.journal import Journal
+
+    b, _ = make_bridge()
+    ok(b.import_recipients_text({"text": "a@example.org\n"}))
+    bad = b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0,
+                            "retry": {"base_s": 100, "cap_s": 10}})
+    assert bad["ok"] is False and "retry.cap_s" in bad["error"]["message"]
+    bad = b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0, "retry": {"max_attempts": 0}})
+    assert bad["ok"] is False and "retry.max_attempts" in bad["error"]["message"]
+    started = ok(b.start_campaign({"account": INBOX, "message": MESSAGE, "delay_ms": 0, "retry": {
+        "base_s": 30, "cap_s": 600, "max_attempts": 3, "max_age_h": 2, "max_failures_in_a_row": 0}}))
+    wait_for(lambda: finished(b))
+    assert Journal().spec(started["campaign"])["retry"] == {
+        "base_s": 30.0, "cap_s": 600.0, "max_attempts": 3, "max_age_s": 7200.0, "max_failures_in_a_row": 0}

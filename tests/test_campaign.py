@@ -381,6 +381,27 @@ def test_rate_limits_never_exceed_any_window(smtp_server, certs):
     assert sends[-1] - sends[0] >= 120  # 12 messages at 5 a minute need at least two more minutes
 
 
+def test_every_long_wait_is_announced_with_its_time_and_reason(smtp_server, certs):
+    from backend.campaign import RateLimiter, RateLimits, RetryPolicy
+
+    server = smtp_server("starttls")
+    clock = FakeClock()
+    waits: list[dict] = []
+    at = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    out = run_campaign(people("a@example.org", "b@example.org", "flaky1@example.org"), build,
+                       transport_for(server, certs), campaign_id="w", delay_s=0.5, clock=clock,
+                       sleep=clock.sleep, limiter=RateLimiter(RateLimits(per_minute=2)), on_wait=waits.append,
+                       retry=RetryPolicy(base_s=300, jitter=0), now=lambda: at)
+    assert out.counts["sent"] == 3
+    limit = [w for w in waits if w["reason"].startswith("sending limit")]
+    retry = [w for w in waits if w["reason"].startswith("retrying")]
+    assert limit and limit[0]["reason"] == "sending limit: 2 a minute" and limit[0]["campaign"] == "w"
+    assert 59 <= limit[0]["seconds"] <= 60.5
+    assert dt.datetime.fromisoformat(limit[0]["until"]) == at + dt.timedelta(seconds=limit[0]["seconds"])
+    assert retry and "flaky1@example.org" in retry[0]["reason"]
+    assert all(w["seconds"] >= 1 for w in waits)  # the fixed 0.5 s delay is not announced
+
+
 def test_a_day_quota_counts_earlier_sends_and_stops_with_a_time(smtp_server, certs):
     from backend.campaign import RateLimiter, RateLimits
 
@@ -412,3 +433,24 @@ def test_a_recipient_deferred_in_an_earlier_run_waits_for_its_time(smtp_server, 
     assert sent_at["b@example.org"] < sent_at["late@example.org"]
     assert sent_at["late@example.org"] >= 1000 + 300  # not before its stored time
     assert [m.rcpt_tos for m in server.messages] == [["b@example.org"], ["late@example.org"]]
+
+
+def test_cancel_while_the_last_one_waits_for_a_limit_is_a_cancel(smtp_server, certs):
+    from backend.campaign import RateLimiter, RateLimits
+
+    server = smtp_server("starttls")
+    control = Control()
+    clock = FakeClock()
+
+    def sleep(seconds):
+        if seconds > 1:
+            control.cancel()  # the user cancels during the wait; the wait ends early
+        else:
+            clock.sleep(seconds)
+
+    out = run_campaign(people("a@example.org", "b@example.org"), build, transport_for(server, certs),
+                       campaign_id="cl", control=control, delay_s=0, clock=clock, sleep=sleep,
+                       limiter=RateLimiter(RateLimits(per_minute=1)))
+    assert out.stopped == "cancelled"
+    assert [r.status for r in out.results] == ["sent", "skipped"]
+    assert out.results[1].error == "not sent: campaign cancelled"

@@ -95,8 +95,13 @@ def test_send_end_to_end(smtp_server, certs, campaign_files, tmp_path):
     # results CSV: one row per recipient with the DESIGN.md columns
     with campaign_files["results"].open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id"]
+    assert list(rows[0]) == ["email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id",
+                             "line"]
+    # every line of the list has its row, in list order: the invalid one and the duplicate too
+    assert [r["line"] for r in rows] == ["2", "3", "4", "5", "6"]
     by_email = {r["email"]: r for r in rows}
+    assert by_email["ANN@example.org"]["status"] == "skipped"
+    assert by_email["ANN@example.org"]["error"] == "duplicate of line 2: sent once, for that line"
     assert by_email["ann@example.org"]["status"] == "sent" and by_email["ann@example.org"]["message_id"].startswith("<")
     assert by_email["reject550@example.org"]["smtp_code"] == "550"
     assert by_email["not-an-address"]["category"] == "invalid_address"
@@ -572,3 +577,88 @@ def test_a_servers_quota_survives_a_restart(smtp_server, certs, tmp_path):
                                                               "quotaonce@example.org"]
     (info,) = json.loads(run_cli("campaigns", "--json", home=home).stdout)
     assert info["state"] == "finished" and info["resume_after"] is None and info["counts"] == {"sent": 3}
+
+
+def test_retry_settings_from_the_command_line_and_kept_for_resume(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("flaky9@example.org\na@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    env = {"BULK_MAILER_PASSWORD": PASSWORD}
+    common = ["send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+              "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0"]
+    bad = run_cli(*common, "--retry-base", "10", "--retry-cap", "5", env=env, home=tmp_path / "h")
+    assert bad.returncode == 2 and "--retry-cap must be at least --retry-base" in bad.stderr
+    assert server.messages == []
+    proc = run_cli(*common, "--retry-base", "0.2", "--retry-cap", "0.5", "--retry-attempts", "2",
+                   "--max-failures-in-a-row", "3", env=env, home=tmp_path / "h")
+    assert proc.returncode == 1, proc.stderr
+    assert "gave up after 2 attempts" in proc.stderr
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]
+    refusals = [c for c in server.handler.commands if c == "RCPT flaky9@example.org"]
+    assert len(refusals) == 2
+    campaign = proc.stderr.split()[1]
+    from backend.journal import Journal
+    os.environ["BULK_MAILER_HOME"] = str(tmp_path / "h")
+    try:
+        spec = Journal().spec(campaign)
+    finally:
+        del os.environ["BULK_MAILER_HOME"]
+    assert spec["retry"] == {"base_s": 0.2, "cap_s": 0.5, "max_attempts": 2, "max_age_s": 86400.0,
+                             "max_failures_in_a_row": 3}
+
+
+def test_failures_in_a_row_threshold_is_the_users(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("reject550@example.org\nreject550@example.net\nreject550@example.com\nz@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0", "--max-failures-in-a-row", "2",
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 2 and "2 messages in a row failed" in proc.stderr  # nothing sent
+    assert server.messages == []
+
+
+def test_the_next_send_announces_an_interrupted_campaign(smtp_server, certs, tmp_path, monkeypatch):
+    import sqlite3
+
+    from backend.journal import Journal
+    from backend.recipients import Recipient
+
+    monkeypatch.setenv("BULK_MAILER_HOME", str(tmp_path / "h"))
+    journal = Journal()
+    journal.create("20260101-000000-dead", account="x", spec={},
+                   recipients=[Recipient("a@example.org", {}, 2), Recipient("b@example.org", {}, 3)])
+    journal.mark_sending("20260101-000000-dead", 0)
+    journal.close()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with sqlite3.connect(tmp_path / "h" / "data" / "journal.sqlite3") as db:  # its process is gone
+        db.execute("UPDATE campaigns SET pid=?", (int(gone.stdout),))
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("c@example.org\n")
+    body = tmp_path / "b.txt"
+    body.write_text("x")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0",
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 0, proc.stderr
+    assert ("Note: campaign 20260101-000000-dead was interrupted (1 not sent yet, 1 uncertain); continue it "
+            "with: bulk-mailer resume 20260101-000000-dead") in proc.stderr
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--max-per-second", "nan"), ("--max-per-minute", "-5"),
+                                             ("--max-per-day", "many"), ("--retry-base", "inf")])
+def test_limits_that_mean_nothing_are_refused(smtp_server, certs, tmp_path, flag, value):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.txt"
+    people.write_text("a@example.org\n")
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file", str(people),
+                   "--subject", "Hi", "--text-file", str(people), flag, value,
+                   env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert proc.returncode == 2 and flag in proc.stderr and value in proc.stderr
+    assert "Traceback" not in proc.stderr and server.messages == []
+    assert "Campaign " not in proc.stderr  # refused before any campaign was recorded

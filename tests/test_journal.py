@@ -251,7 +251,7 @@ def test_resume_keeps_a_deferred_recipients_next_attempt(tmp_path):
             "delay_ms": 0}
     j.create("c", account="x", spec=spec, recipients=people)
     j.mark_outcome("c", 0, ResultRow("a@example.org", "deferred", "greylisted", 451, "later", 1, None, None,
-                                     "2999-01-01T00:00:00+00:00"))
+                                     next_attempt="2999-01-01T00:00:00+00:00"))
     draft, indices, got = service.resume_draft(j, "c")
     assert [r.email for r in draft.recipients] == ["a@example.org", "b@example.org"] and indices == [0, 1]
     assert got["deferred_until"] == {0: "2999-01-01T00:00:00+00:00"}

@@ -135,7 +135,7 @@ class FewConnections(RecordingHandler):
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
-        return responses if len(self.connections) <= 2 else ["421 4.7.0 Too many connections from your host"]
+        return responses if len(self.sessions) <= 2 else ["421 4.7.0 Too many connections from your host"]
 
 
 def test_connections_the_server_refuses_leave_the_others_sending(smtp_server, certs):

@@ -246,6 +246,9 @@ def test_drop_after_final_dot_is_uncertain_not_resent(smtp_server, certs, to):
     [
         (550, "5.4.5 Daily user sending limit exceeded", "rcpt", "quota_exceeded"),
         (421, "4.7.0 Try again later, closing connection", "mail", "rate_limited"),
+        (421, "4.7.0 Message submission rate for this client has exceeded the configured limit", "mail",
+         "quota_exceeded"),
+        (454, "4.7.0 Hourly sending limit reached", "rcpt", "quota_exceeded"),
         (454, "4.7.0 Too many login attempts", "rcpt", "rate_limited"),
         (550, "5.1.1 User unknown", "rcpt", "recipient_rejected"),
         (553, "5.7.1 Sender not allowed", "mail", "sender_rejected"),

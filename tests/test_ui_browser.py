@@ -8,6 +8,8 @@ import email.policy
 import io
 import re
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -94,8 +96,10 @@ def test_local_inbox_campaign_from_the_form(page, app, tmp_path):
     with page.expect_download() as dl:
         page.get_by_role("button", name="Export results").click()
     rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text(encoding="utf-8"))))
-    assert {r["email"]: r["status"] for r in rows} == {
-        "ann@example.org": "sent", "bob@example.org": "sent", "not-an-address": "skipped"}
+    assert [(r["line"], r["email"], r["status"]) for r in rows] == [
+        ("2", "ann@example.org", "sent"), ("3", "bob@example.org", "sent"), ("4", "not-an-address", "skipped"),
+        ("5", "ANN@example.org", "skipped")]
+    assert rows[3]["error"] == "duplicate of line 2: sent once, for that line"
 
 
 def test_real_smtp_server_with_failures_and_fix_steps(page, smtp_server, tmp_path):
@@ -807,3 +811,170 @@ def test_a_long_log_is_virtual_and_still_scrolls_filters_and_explains(page, smtp
     expect(detail).to_be_visible()
     expect(detail).to_contain_text("reject550@x150.example.org")
     expect(detail).to_contain_text("Check the address for typos")
+
+
+def test_sending_limits_follow_the_provider_and_the_next_send_time_is_shown(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Gmail")
+    page.locator("#limits-box summary").click()
+    expect(page.get_by_label("Per day")).to_have_value("500")
+    expect(page.locator("#limits-summary")).to_contain_text("500 a day")
+    page.get_by_label("Provider").select_option(label="Local test inbox")
+    expect(page.get_by_label("Per day")).to_have_value("")
+    expect(page.locator("#limits-summary")).to_have_text("none")
+
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nb@example.org\nc@example.org")
+    page.get_by_label("Subject").fill("Limited")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.get_by_label("Delay (ms)").fill("0")
+    page.get_by_label("Per minute").fill("2.5")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#send-status")).to_contain_text("Per minute must be a number")
+    expect(page.get_by_label("Per minute")).to_be_focused()
+    page.get_by_label("Per minute").fill("2")
+    expect(page.locator("#limits-summary")).to_have_text("2 a minute")
+    page.get_by_role("button", name="Send", exact=True).click()
+    # Two go at once; the third waits for the minute: the window says until when, and why.
+    expect(page.locator("#next-send")).to_contain_text("Next message at", timeout=10_000)
+    expect(page.locator("#next-send")).to_contain_text("sending limit: 2 a minute")
+    assert len(inbox.messages()) == 2
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "cancelled", timeout=10_000)
+    expect(page.locator("#next-send")).to_be_hidden()
+    assert len(inbox.messages()) == 2
+
+
+def test_history_asks_before_resuming_a_campaign_a_quota_stopped(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nb@example.org")
+    page.get_by_label("Subject").fill("Quota")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.get_by_label("Delay (ms)").fill("0")
+    page.locator("#limits-box summary").click()
+    page.get_by_label("Per day").fill("1")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#summary")).to_contain_text("can continue after", timeout=10_000)
+    page.get_by_role("button", name="Refresh history", exact=True).click()
+    row = page.locator("#history-list tr").first
+    expect(row.locator(".history-state")).to_contain_text("quota: can continue after")
+    row.get_by_role("button", name=re.compile(r"^Resume campaign ")).click()
+    expect(page.locator("#history-quota-confirm")).to_contain_text("Try now anyway?")
+    expect(page.get_by_role("button", name="Wait", exact=True)).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#history-status")).to_contain_text("Not resumed")
+    assert len(inbox.messages()) == 1
+    row.get_by_role("button", name=re.compile(r"^Resume campaign ")).click()
+    page.get_by_role("button", name="Try now anyway", exact=True).click()
+    # Our own day's limit still holds: tried, and stopped again without sending.
+    expect(page.locator("#history-status")).to_contain_text("Resumed", timeout=10_000)
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=10_000)
+    assert len(inbox.messages()) == 1
+
+
+def test_retry_settings_are_checked_and_summarised(isolated_home, page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org")
+    page.get_by_label("Subject").fill("Retries")
+    page.get_by_label("Message", exact=True).fill("Hello")
+    page.locator("#retry-box summary").click()
+    page.get_by_label("Tries per recipient").fill("0")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#send-status")).to_contain_text("Tries per recipient must be a whole number of at least 1")
+    expect(page.get_by_label("Tries per recipient")).to_be_focused()
+    assert inbox.messages() == []
+    page.get_by_label("Tries per recipient").fill("3")
+    page.get_by_label("Stop after failures in a row").fill("0")
+    expect(page.locator("#retry-summary")).to_have_text("up to 3 tries, never stop for failures")
+    page.get_by_label("Delay (ms)").fill("0")
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=10_000)
+    assert len(inbox.messages()) == 1
+
+
+class _Elsewhere(BaseHTTPRequestHandler):
+    """Another origin on 127.0.0.1 that records every request reaching it."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_GET
+
+    def log_message(self, format, *args) -> None:  # noqa: A002
+        pass
+
+
+def test_links_in_a_preview_open_nowhere(browser, app):
+    webapp, _ = app
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Elsewhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    other = f"http://127.0.0.1:{server.server_port}"
+    context = browser.new_context()
+    popups: list = []
+    requests: list[str] = []
+    pg = context.new_page()
+    context.on("page", lambda p: popups.append(p.url))  # pages opened from now on
+    context.on("request", lambda r: requests.append(r.url))
+    try:
+        pg.goto(webapp.url)
+        pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+        app_url = pg.url
+        pg.get_by_label("Paste addresses").fill("a@example.org")
+        pg.get_by_role("button", name="Use pasted addresses").click()
+        sync_api.expect(pg.locator("#recipients-summary")).to_contain_text("1 valid")
+        pg.get_by_label("Subject").fill("Links")
+        targets = {"plain": "", "blank": ' target="_blank"', "top": ' target="_top"', "self": ' target="_self"',
+                   "parent": ' target="_parent"', "named": ' target="somewhere"'}
+        body = "".join(f'<p><a id="{k}" href="{other}/{k}"{t}>{k} link</a></p>' for k, t in targets.items())
+        body += '<p><a id="app" href="/">the app itself</a></p>'
+        body += f'<form action="{other}/form" method="post"><button id="submit">Submit</button></form>'
+        pg.get_by_label("Message", exact=True).fill(body)
+        pg.get_by_role("button", name="Preview", exact=True).click()
+        frame = pg.frame_locator("#preview-area iframe")
+        sync_api.expect(frame.locator("#plain")).to_be_visible()
+        preview_url = pg.locator("#preview-area iframe").get_attribute("src")
+        for name in [*targets, "app", "submit"]:
+            frame.locator(f"#{name}").click()
+        frame.locator("#plain").focus()
+        pg.keyboard.press("Enter")
+        pg.wait_for_timeout(1500)
+        assert popups == []  # no new window or tab
+        assert pg.url == app_url  # the app's page is still there
+        (child,) = [f for f in pg.frames if f != pg.main_frame]
+        assert child.url.endswith(preview_url)  # the preview did not navigate either
+        sync_api.expect(frame.locator("#plain")).to_be_visible()
+        assert _Elsewhere.hits == []
+        assert [u for u in requests if u.startswith(other)] == []
+    finally:
+        context.close()
+        server.shutdown()
+
+
+def test_the_page_loads_only_its_own_files(browser, app):
+    webapp, _ = app
+    origin = f"http://127.0.0.1:{webapp.port}"
+    context = browser.new_context()
+    requests: list[str] = []
+    context.on("request", lambda r: requests.append(r.url))
+    pg = context.new_page()
+    try:
+        pg.goto(webapp.url)
+        pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+        pg.wait_for_load_state("networkidle")
+        loaded = pg.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+        fonts = pg.evaluate("Array.from(document.fonts).map(f => f.family + ' ' + f.status)")
+    finally:
+        context.close()
+    foreign = [u for u in requests + loaded if not u.startswith((origin + "/", "data:"))]
+    assert foreign == []
+    assert any(u.endswith("/app.js") for u in loaded) and any(u.endswith("/app.css") for u in loaded)
+    assert fonts == []  # system fonts only: no web font is fetched from anywhere

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,53 @@ def test_previews_are_served_with_their_own_strict_policy(served):
     # the app page itself stays strict
     resp, _ = request(served, "GET", "/")
     assert "unsafe-inline" not in resp.getheader("Content-Security-Policy")
+
+
+def directives(csp: str) -> dict[str, str]:
+    return {d.split()[0]: d.strip() for d in csp.split(";") if d.strip()}
+
+
+def test_window_policy_differs_from_the_browser_one_only_by_unsafe_eval_in_scripts():
+    from backend import web
+
+    window, browser = directives(web.WINDOW_CSP), directives(web.CSP)
+    assert "unsafe-inline" not in web.WINDOW_CSP + web.CSP
+    assert window["script-src"] == "script-src 'self' 'unsafe-eval'"
+    assert {k: v for k, v in window.items() if k != "script-src"} == {
+        k: v for k, v in browser.items() if k != "script-src"}
+    assert browser["default-src"] == "default-src 'self'" and browser["object-src"] == "object-src 'none'"
+    assert web.WebApp(type("B", (), {"_api_names": staticmethod(list)})(), Path("."), web.Subscribers(),
+                      for_window=True).csp == web.WINDOW_CSP
+
+
+def test_page_meta_policy_and_files_name_no_other_site():
+    from bridge import FRONTEND
+
+    index = (FRONTEND / "index.html").read_text()
+    meta = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', index).group(1)
+    assert "unsafe-inline" not in meta and "default-src 'self'" in meta
+    # Nothing the page loads is named by a full address: no CDN script, style sheet or font.
+    for path in FRONTEND.rglob("*"):
+        if path.suffix in (".html", ".css", ".js"):
+            text = path.read_text()
+            assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), path.name
+            assert not re.search(r"""(@import|url\()\s*["']?(https?:)?//""", text), path.name
+            assert not re.search(r"""\bimport\b[^;\n]*["'](https?:)?//""", text), path.name
+
+
+def test_previews_aim_every_link_at_a_blocked_new_window(served):
+    from backend.web import links_open_nowhere
+
+    html = ('<p>x</p>\r\n<a href="https://e.example/?a=1&amp;b=2" target=_self>A</a>'
+            "<div><a\nhref='/' title=\"a>b\" target=_top>B</a><area href=x target=_parent/></div>"
+            "<style>a{color:red}</style><script>var s='<a href=/>';</script><!-- <a href=/> -->")
+    out = links_open_nowhere(html)
+    assert out.count('target="_blank" rel="noopener noreferrer"') == 3
+    assert "_self" not in out and "_top" not in out and "_parent" not in out
+    assert '<a href="https://e.example/?a=1&amp;b=2" target="_blank"' in out
+    assert 'title="a&gt;b"' in out and "<style>a{color:red}</style>" in out
+    assert "var s='<a href=/>';" in out and "<!-- <a href=/> -->" in out  # not links
+    assert links_open_nowhere("<p>no links</p>") == "<p>no links</p>"
+    url = served.bridge._register_preview('<a href="/">home</a>')
+    _, body = request(served, "GET", url)
+    assert body == b'<a href="/" target="_blank" rel="noopener noreferrer">home</a>'

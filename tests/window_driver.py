@@ -6,9 +6,12 @@ a second webview.start() in one process crashes Qt.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from backend.credentials import EncryptedFileStore
 from backend.inbox import LocalInbox
@@ -57,12 +60,105 @@ def drive(window, bridge: Bridge) -> None:
         result["error"] = repr(exc)
     finally:
         print(json.dumps(result), flush=True)
+        # Closing must not hang; if it does, every thread's stack goes to stderr for the test.
+        faulthandler.dump_traceback_later(60, exit=True)
+        window.destroy()
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Another origin on 127.0.0.1: records every request that reaches it."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<title>elsewhere</title>")
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+JS_ESCAPE = """
+(function (o) {
+  function add(tag, attrs) { var e = document.createElement(tag);
+    for (var k in attrs) e.setAttribute(k, attrs[k]); document.body.appendChild(e); }
+  add('img', {src: o + '/image.png'});
+  add('link', {rel: 'stylesheet', href: o + '/style.css'});
+  add('script', {src: o + '/script.js'});
+  add('iframe', {src: o + '/frame.html'});
+  try { new FontFace('Elsewhere', 'url(' + o + '/font.woff2)').load().catch(function () {}); } catch (e) {}
+  fetch(o + '/fetch').catch(function () {});
+  setTimeout(function () { location.href = o + '/navigated.html'; }, 300);
+  return true;
+})(%s)
+"""
+
+
+def guard(window, bridge: Bridge) -> None:
+    """Try to load from and navigate to another origin; report what got through."""
+    result: dict = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    other = f"http://127.0.0.1:{server.server_port}"
+    try:
+        if not window.events.loaded.wait(60):
+            raise RuntimeError("the page did not load")
+        deadline = time.monotonic() + 30
+        while window.evaluate_js("document.body.dataset.ready") != "true":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the UI did not get ready")
+            time.sleep(0.05)
+        result["origin"] = window.evaluate_js("location.origin")
+        window.evaluate_js("window.__marker = 'still the same page'; true")
+        window.evaluate_js(JS_ESCAPE % json.dumps(other))
+        time.sleep(2.5)
+        result["after_origin"] = window.evaluate_js("location.origin")
+        result["marker"] = window.evaluate_js("window.__marker || null")
+        result["title"] = window.evaluate_js("document.title")
+        result["hits"] = list(_Recorder.hits)
+    except Exception as exc:
+        result["error"] = repr(exc)
+    finally:
+        server.shutdown()
+        print(json.dumps(result), flush=True)
+        # Closing must not hang; if it does, every thread's stack goes to stderr for the test.
+        faulthandler.dump_traceback_later(60, exit=True)
+        window.destroy()
+
+
+def strict_csp(window, bridge: Bridge) -> None:
+    """With the browser-mode policy (no 'unsafe-eval'): does pywebview's bridge still come up?"""
+    result: dict = {}
+    try:
+        result["loaded"] = window.events.loaded.wait(60)
+        time.sleep(3)  # time enough for the UI to start if it can
+        result["api_type"] = window.run_js(
+            "typeof (window.pywebview && window.pywebview.api && window.pywebview.api.app_info)")
+        result["ready"] = window.run_js("document.body.dataset.ready || 'no'")
+        try:
+            result["eval"] = window.evaluate_js("1 + 1")
+        except Exception as exc:  # pywebview's evaluate_js wraps the script in eval()
+            result["eval_error"] = repr(exc)
+    except Exception as exc:
+        result["error"] = repr(exc)
+    finally:
+        print(json.dumps(result), flush=True)
+        # Closing must not hang; if it does, every thread's stack goes to stderr for the test.
+        faulthandler.dump_traceback_later(60, exit=True)
         window.destroy()
 
 
 def main() -> int:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "campaign"
+    if mode == "strict-csp":
+        from backend import web
+
+        web.WINDOW_CSP = web.CSP
     bridge = Bridge(native_dialogs=True, inbox=LocalInbox(), store=EncryptedFileStore())
-    return open_window(bridge, on_started=drive)
+    return open_window(bridge, on_started={"campaign": drive, "guard": guard, "strict-csp": strict_csp}[mode])
 
 
 if __name__ == "__main__":

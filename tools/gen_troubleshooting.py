@@ -19,8 +19,9 @@ if str(ROOT) not in sys.path:
 from backend import paths  # noqa: E402
 from backend.cli import PASSWORD_ENV, build_parser  # noqa: E402
 from backend.errors import CATEGORIES, AuthError, Category  # noqa: E402
-from backend.presets import PRESETS, Preset  # noqa: E402
+from backend.presets import GMAIL_API_LIMITS, PRESETS, Preset  # noqa: E402
 from backend.settings import SECURITY_LABELS  # noqa: E402
+from backend.transports.gmail import classify as classify_api  # noqa: E402
 from backend.transports.smtp import classify_reply  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "troubleshooting.md"
@@ -93,6 +94,53 @@ REPLIES: tuple[Reply, ...] = (
     Reply(554, "Message rejected: Email address is not verified.", "data",
           "The From address is not a verified identity.", "Amazon SES"),
 )
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """A typical Gmail API error answer; its category is whatever the Gmail transport makes of it."""
+
+    status: int
+    reason: str
+    text: str
+    meaning: str
+    wait: float | None = None
+
+    @property
+    def kind(self) -> tuple[type, str]:
+        return classify_api(self.status, self.text, {self.reason.lower()}, self.wait)
+
+
+API_ANSWERS: tuple[ApiAnswer, ...] = (
+    ApiAnswer(429, "rateLimitExceeded", "Too many requests", "Sending faster than the API allows."),
+    ApiAnswer(403, "userRateLimitExceeded", "User Rate Limit Exceeded",
+              "More than 15,000 quota units a minute for this user (150 messages)."),
+    ApiAnswer(403, "rateLimitExceeded", "Rate Limit Exceeded", "The Cloud project's own rate limit."),
+    ApiAnswer(403, "dailyLimitExceeded", "Daily Limit Exceeded", "The account's daily sending limit."),
+    ApiAnswer(429, "rateLimitExceeded", "User-rate limit exceeded.  Retry after 2026-01-02T08:00:00.000Z",
+              "Gmail's sending limit, with the time it lifts.", wait=10 * 3600.0),
+    ApiAnswer(400, "failedPrecondition", "Precondition check failed.",
+              "Gmail will not send this message (often: the account cannot send yet, or the message breaks a rule)."),
+    ApiAnswer(400, "invalidArgument", "Invalid To header", "The recipient address is not acceptable."),
+    ApiAnswer(401, "authError", "Request had invalid authentication credentials.",
+              "The sign-in is no longer valid (after one automatic renewal)."),
+    ApiAnswer(403, "insufficientPermissions", "Request had insufficient authentication scopes.",
+              "The permission to send was not granted."),
+    ApiAnswer(403, "accessNotConfigured", "Gmail API has not been used in project 123 before or it is disabled.",
+              "The Gmail API is not enabled in the Cloud project."),
+    ApiAnswer(500, "backendError", "Backend Error", "Google failed after receiving the message."),
+    ApiAnswer(503, "backendError", "The service is currently unavailable.", "Google is overloaded or down."),
+)
+_WHAT_HAPPENS = {
+    ("ApiThrottled", "rate_limited"): "deferred: tried again later in the run, not before the wait Google asks for "
+                                      "(Retry-After), with backoff and jitter",
+    ("ApiThrottled", "quota_exceeded"): "the run stops (the recipient stays due) and says when it can continue; "
+                                        "resume then",
+    ("ApiRejected", "recipient_rejected"): "failed",
+    ("ApiRejected", "message_rejected"): "failed",
+    ("OAuthError", "oauth_error"): "the run stops (the recipient stays due): sign in again, then resume",
+    ("UncertainDelivery", "server_error"): "uncertain: it may have been sent, so it is never resent by itself",
+}
 
 
 # -- Markdown helpers --------------------------------------------------------------------------
@@ -204,7 +252,7 @@ def _toc(categories: list[Category], presets: list[Preset]) -> list[str]:
     lines += [f"- [{md_text(c.title)} — `{c.name}`](#{c.name})" for c in categories]
     lines += ["- [Providers](#providers)"]
     lines += [f"  - [{md_text(p.name)}](#{provider_anchor(p)})" for p in presets]
-    lines += ["- [SMTP reply codes](#smtp-reply-codes)", ""]
+    lines += ["- [Gmail API (Sign in with Google)](#gmail-api)", "- [SMTP reply codes](#smtp-reply-codes)", ""]
     return lines
 
 
@@ -288,6 +336,46 @@ def _providers(presets: list[Preset]) -> list[str]:
     return lines
 
 
+def _gmail_api() -> list[str]:
+    lines = [
+        '<a id="gmail-api"></a>',
+        "",
+        "## Gmail API (Sign in with Google)",
+        "",
+        "Instead of SMTP and an app password, a Gmail or Google Workspace account can send through "
+        "the Gmail API after **Sign in with Google** (in the window) or `bulk-mailer gmail login "
+        "--client-secrets FILE` (on the command line); `bulk-mailer gmail status` says who is signed "
+        "in. Every sign-in problem (cancelled, timed out, an OAuth client of the wrong type, a "
+        "revoked sign-in) is [`oauth_error`](#oauth_error), with the fix.",
+        "",
+        "Limits applied to Gmail API campaigns (give your own with `--max-per-minute`, "
+        "`--max-per-hour` or `--max-per-day`):",
+        "",
+    ]
+    for key, limits in GMAIL_API_LIMITS.items():
+        lines.append(f"- {md_text(PRESETS[key].name)}: {md_text(limits.note)}")
+    lines += [
+        "",
+        "What Google's answers to sending a message mean (the last columns are what Bulk Mailer "
+        "makes of them):",
+        "",
+        "| Answer | Usually means | Category | The recipient |",
+        "| --- | --- | --- | --- |",
+    ]
+    for a in API_ANSWERS:
+        cls, category = a.kind
+        lines.append(f"| `{a.status} {a.reason}: {a.text}` | {_cell(a.meaning)} | [`{category}`](#{category}) "
+                     f"| {_cell(_WHAT_HAPPENS[(cls.__name__, category)])} |")
+    lines += [
+        "",
+        "A request that times out, or whose connection drops, after the message went out is "
+        "`uncertain` too ([`timeout`](#timeout) or [`server_disconnected`](#server_disconnected)); "
+        "one that never reached Google is not sent and the run stops, to be resumed.",
+        "",
+    ]
+    return lines
+
+
 def _replies() -> list[str]:
     lines = [
         '<a id="smtp-reply-codes"></a>',
@@ -329,7 +417,7 @@ def generate() -> str:
     lines = _intro() + _toc(categories, presets)
     for cat in categories:
         lines += _category(cat, presets)
-    lines += _providers(presets) + _replies()
+    lines += _providers(presets) + _gmail_api() + _replies()
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines) + "\n"

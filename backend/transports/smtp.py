@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from backend.errors import (
     AuthError,
     ConnectError,
+    OAuthError,
     RejectedError,
     TransportError,
     UncertainDelivery,
@@ -27,6 +28,7 @@ _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 _QUOTA_WORDS = re.compile(r"daily|quota|per day|sending limit exceeded|exceeded the limit", re.I)
 _RATE_WORDS = re.compile(r"\brate\b|rate.?limit|too many|too fast|throttl|\blimit|slow down", re.I)
 _UNVERIFIED = re.compile(r"\b(not verified|unverified)\b", re.I)
+_LIMIT_WORD = re.compile(r"\blimit", re.I)
 _EXCEEDED = re.compile(r"limit|exceeded|reached", re.I)
 _GREYLIST_WORDS = re.compile(r"grey|gray|come back later|try again in", re.I)
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -100,6 +102,10 @@ def classify_reply(code: int, text: str, stage: str) -> str:
     if "mailbox" in text.lower() and _QUOTA_WORDS.search(text):
         return "recipient_rejected"  # the recipient's mailbox quota, not the sender's
     if status == "5.4.5" or (code >= 450 and _QUOTA_WORDS.search(text) and _EXCEEDED.search(text)):
+        return "quota_exceeded"
+    if code in (421, 454) and status.startswith("4.7") and _LIMIT_WORD.search(text):
+        # "421 4.7.0 ... exceeded the configured limit": the account's allowance, not a hiccup;
+        # retrying every recipient would only burn the list: pause until it lifts.
         return "quota_exceeded"
     if code == 421:
         limited = status.startswith("4.7") or _RATE_WORDS.search(text)
@@ -268,9 +274,13 @@ class SmtpTransport:
         started = time.monotonic()
         if not s.encrypted and not s.allow_plaintext_auth:
             # Checked before any AUTH command: smtplib would happily send the password in clear.
-            raise self._err(AuthError, "refusing to send the password over an unencrypted connection", "plaintext_auth_refused")
+            what = "the Google sign-in's token" if s.auth == "xoauth2" else "the password"
+            raise self._err(AuthError, f"refusing to send {what} over an unencrypted connection", "plaintext_auth_refused")
         if not smtp.has_extn("auth"):
             raise self._err(AuthError, "the server offers no login method (AUTH) on this connection", "auth_not_offered")
+        if s.auth == "xoauth2":
+            self._login_xoauth2(smtp, started)
+            return
         try:
             if s.user.isascii() and s.password.isascii():
                 smtp.login(s.user, s.password)
@@ -295,6 +305,46 @@ class SmtpTransport:
             raise self._disconnected(exc, "during login") from exc
         self.info.authenticated_as = s.user
         self._step("auth", started, True, f"logged in as {s.user}")
+
+    def _login_xoauth2(self, smtp: smtplib.SMTP, started: float) -> None:
+        """AUTH XOAUTH2 with the Google sign-in's access token; one renewal if it is refused."""
+        s = self.settings
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        if "XOAUTH2" not in offered:
+            raise self._err(AuthError, "the server does not offer login with OAuth2 (XOAUTH2; it offers: "
+                            f"{' '.join(offered) or 'none'})", "auth_not_offered",
+                            fix=("Sign in with Google works over SMTP with smtp.gmail.com only; use a password "
+                                 "for other servers.",))
+        last: smtplib.SMTPAuthenticationError | None = None
+        for renew in (False, True):
+            token = s.token_source.access_token(force_refresh=renew)
+
+            def answer(challenge: bytes | None = None, token: str = token) -> str:
+                # Google answers a refused token with a 334 challenge (JSON saying why), to
+                # which the client replies with an empty line; then 535 follows.
+                return "" if challenge else f"user={s.user}\x01auth=Bearer {token}\x01\x01"
+
+            try:
+                smtp.auth("XOAUTH2", answer, initial_response_ok=True)
+            except smtplib.SMTPAuthenticationError as exc:
+                last = exc
+                continue
+            except smtplib.SMTPServerDisconnected as exc:
+                raise self._disconnected(exc, "during login") from exc
+            except (smtplib.SMTPException, OSError) as exc:
+                raise self._disconnected(exc, "during login") from exc
+            self.info.authenticated_as = s.user
+            self._step("auth", started, True, f"logged in as {s.user} with Google (XOAUTH2)")
+            return
+        assert last is not None
+        text = _reply_text(last.smtp_error)
+        self._step("auth", started, False, f"{last.smtp_code} {text}")
+        raise self._err(
+            OAuthError, f"login as '{s.user}' with Google refused: {last.smtp_code} {text}", "oauth_error",
+            code=last.smtp_code,
+            fix=(f"Check that the username is the address you signed in with ({s.user}).",
+                 "Sign in with Google again for SMTP: Google requires full mail access "
+                 "(https://mail.google.com/) for SMTP."))
 
     def _login_utf8(self, smtp: smtplib.SMTP) -> None:
         """AUTH PLAIN with UTF-8 (RFC 4616); smtplib encodes credentials as ASCII only."""

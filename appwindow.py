@@ -1,0 +1,121 @@
+"""The desktop window's own rules and its self-check.
+
+``guard_qt(origin)`` makes Qt WebEngine load nothing but the app's own pages: every request
+to another origin is blocked (scripts, styles, fonts, images, frames), and a navigation of the
+window or of a frame to another origin is refused, so the page can never be replaced by a
+remote one. The Content-Security-Policy says the same; this holds even if the page's policy
+were lost. New windows (target=_blank, window.open) are pywebview's: they open in the system
+browser, and the sandboxed message previews cannot ask for them.
+
+``self_check`` is ``bulk-mailer --self-test``: it opens the real window, waits until the UI
+has loaded and talked to Python, asks the bridge once more from the page, prints one JSON line
+and closes. It takes no input, so it opens nothing to anyone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+log = logging.getLogger("bulk_mailer.window")
+
+# Schemes a page of the app uses without a request leaving it: inline images (img-src data:),
+# empty frames, object URLs, and Qt's built-in QWebChannel script.
+_LOCAL_SCHEMES = ("data:", "about:", "blob:", "qrc:")
+_origin = [""]  # the app's origin, for the guard (one window per process)
+
+
+def allowed_url(url: str, origin: str) -> bool:
+    """True for the app's own origin (exactly: scheme, host and port) and local-only schemes."""
+    return url.startswith(_LOCAL_SCHEMES) or url == origin or url.startswith(origin + "/")
+
+
+def guard_qt(origin: str) -> None:
+    """Install the request and navigation guard into pywebview's Qt backend (before start)."""
+    from webview.platforms import qt as qt_platform
+
+    view = qt_platform.BrowserView
+    _origin[0] = origin
+    if getattr(view.WebPage, "_bulk_mailer_guarded", False):
+        return
+    # Methods set on pywebview's own classes (before any page exists), not subclasses: its code
+    # names these classes in super() calls. PyQt calls a Python method of that name in place
+    # of Qt's virtual one.
+    passthrough = view.RequestInterceptor.interceptRequest
+
+    def intercept_request(self: Any, info: Any) -> None:
+        url = info.requestUrl().toString()
+        if not allowed_url(url, _origin[0]):
+            log.warning("blocked a request to another origin: %.200s", url)
+            info.block(True)
+            return
+        passthrough(self, info)
+
+    def accept_navigation_request(self: Any, url: Any, kind: Any, is_main_frame: bool) -> bool:
+        target = url.toString()
+        if allowed_url(target, _origin[0]):
+            return True
+        log.warning("refused to navigate %s to %.200s", "the window" if is_main_frame else "a frame", target)
+        return False
+
+    view.RequestInterceptor.interceptRequest = intercept_request
+    view.WebPage.acceptNavigationRequest = accept_navigation_request
+    view.WebPage._bulk_mailer_guarded = True
+
+
+# -- bulk-mailer --self-test ---------------------------------------------------------------
+
+_ASK_BRIDGE = (
+    "window.__selfTest = null;"
+    "window.pywebview.api.app_info().then(function (r) { window.__selfTest = r; },"
+    " function (e) { window.__selfTest = {ok: false, error: {message: String(e)}}; }); true"
+)
+_ORIGINS = (
+    "Array.from(new Set(performance.getEntriesByType('resource')"
+    ".map(function (e) { return new URL(e.name).origin; })))"
+)
+
+
+def _poll(window: Any, script: str, deadline: float) -> Any:
+    while time.monotonic() < deadline:
+        value = window.evaluate_js(script)
+        if value:
+            return value
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for: {script}")
+
+
+def self_check(window: Any, result: dict[str, Any], *, timeout: float = 60.0) -> None:
+    """Run by webview.start on its own thread: fill result, print it as JSON, close the window."""
+    from backend import __version__
+
+    deadline = time.monotonic() + timeout
+    try:
+        if not window.events.loaded.wait(timeout):
+            raise TimeoutError("the page did not load")
+        # app.js sets data-ready once app_info and load_settings came back over the bridge.
+        _poll(window, "document.body && document.body.dataset.ready === 'true'", deadline)
+        result["ui_ready_at"] = time.time()
+        window.evaluate_js(_ASK_BRIDGE)
+        answer = _poll(window, "window.__selfTest", deadline)
+        result.update({
+            "title": window.evaluate_js("document.title"),
+            "origin": window.evaluate_js("location.origin"),
+            "resource_origins": window.evaluate_js(_ORIGINS),
+            "version_shown": window.evaluate_js("document.getElementById('version').textContent"),
+            "bridge_ok": bool(answer.get("ok")),
+            "bridge_version": (answer.get("data") or {}).get("version"),
+            "version": __version__,
+            "frozen": bool(getattr(sys, "frozen", False)),
+        })
+        result["ok"] = (result["bridge_ok"] and result["bridge_version"] == __version__
+                        and __version__ in (result["version_shown"] or ""))
+    except Exception as exc:  # reported in the JSON line and by the exit code
+        result["ok"] = False
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        print(json.dumps(result), flush=True)
+        window.destroy()
