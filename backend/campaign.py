@@ -12,7 +12,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from backend.errors import AuthError, ConnectError, MailerError, TransportError, UncertainDelivery
@@ -329,6 +329,7 @@ class _Pool:
         self.dispatch = threading.Lock()  # one worker at a time picks the next recipient
         self.emitting = threading.Lock()  # events leave one at a time, each recipient's in order
         self.cursor = 0  # the first pass over the list
+        self.returned: list[int] = []  # taken back before sending (a cancel or pause): next in line
         self.dispatched = 0
         self.in_flight = 0
         self.due: dict[int, float] = {}  # deferred recipient -> clock() time of its next attempt
@@ -358,15 +359,27 @@ class _Pool:
         with self.emitting:
             self.on_event(event)
 
-    def commit(self, sending: int | None, pending: list[int]) -> None:
-        """Commit a 'sending' mark and/or the outcome held back in pending, then tell of them."""
+    def commit(self, sending: int | None, pending: list[int]) -> bool:
+        """Commit a 'sending' mark and/or the outcome held back in pending, then tell of them.
+
+        False when a cancel or a pause came as the held-back outcome was told: 'sending' is
+        taken back then (its mark undone, nothing sent), so they act after that message, as
+        they would have without the holding back.
+        """
         done = pending.pop() if pending else None
         if self.record is not None and (sending is not None or done is not None):
             self.record(sending, (done, self.results[done]) if done is not None else None)
         if done is not None:
             self.emit(done, self.results[done].status, self.results[done])
+            if sending is not None and (self.control.cancelled or self.control.paused):
+                if self.record is not None:
+                    row = self.results[sending]
+                    # Back to what the journal had: pending (a first try) or deferred (a retry).
+                    self.record(None, (sending, replace(row, status="pending") if row.status == "skipped" else row))
+                return False
         if sending is not None:
             self.emit(sending, "sending")
+        return True
 
     def announce_wait(self, seconds: float, reason: str) -> None:
         if seconds >= 1.0:
@@ -431,7 +444,7 @@ class _Pool:
                         if self.in_flight:
                             self.changed.wait(0.1)
                     continue
-                if kind == "first" and self.dispatched and self.delay_s > 0 and not waited_delay:
+                if kind in ("first", "returned") and self.dispatched and self.delay_s > 0 and not waited_delay:
                     before_wait()
                     self.wait(self.delay_s)
                     waited_delay = True
@@ -457,6 +470,8 @@ class _Pool:
                 with self.state:
                     if kind == "first":
                         self.cursor += 1
+                    elif kind == "returned":
+                        self.returned.remove(i)
                     else:
                         del self.due[i]
                     self.dispatched += 1
@@ -468,13 +483,15 @@ class _Pool:
             self.dispatch.release()
 
     def pick(self) -> tuple[str, int, float]:
-        """(first|due|idle|done, recipient, seconds until it is due); under self.state."""
+        """(returned|first|due|idle|done, recipient, seconds until it is due); under self.state."""
         while self.cursor < self.total and self.cursor in self.waiting:
             # Deferred in an earlier run: not before its time, after the first pass.
             self.due[self.cursor] = self.waiting[self.cursor]
             if self.first_try[self.cursor] < 0:
                 self.first_try[self.cursor] = self.clock()
             self.cursor += 1
+        if self.returned:
+            return "returned", self.returned[0], 0.0
         if self.cursor < self.total:
             return "first", self.cursor, 0.0
         if self.due:
@@ -499,13 +516,27 @@ class _Pool:
         row = self.results[i]
         row.attempts += 1
         marked = False
+        message_id = row.message_id
 
         def before_send() -> None:
             nonlocal marked
-            self.commit(i, pending)  # committed as 'sending' before MAIL FROM
+            if not self.commit(i, pending):  # committed as 'sending' before MAIL FROM
+                raise _TakenBack
             marked = True
 
-        halt, asked = _send_one(self.recipients[i], row, self.build, transport, self.now, before_send)
+        try:
+            halt, asked = _send_one(self.recipients[i], row, self.build, transport, self.now, before_send)
+        except _TakenBack:
+            row.attempts -= 1
+            row.message_id = message_id
+            with self.state:
+                if row.status == "deferred":
+                    self.due[i] = self.clock()  # a retry: due again at once
+                else:
+                    self.returned.append(i)  # first in line again
+                self.in_flight -= 1
+                self.changed.notify_all()
+            return
         if not marked:  # the message could not be built: nothing was in flight
             self.commit(None, pending)
             self.emit(i, "sending")
@@ -548,6 +579,10 @@ class _Pool:
             self.changed.notify_all()
         if halt is not None:
             self.stop(halt)
+
+
+class _TakenBack(Exception):
+    """A recipient about to be sent was taken back: a cancel or a pause came first."""
 
 
 class QuotaHalt(MailerError):

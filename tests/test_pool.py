@@ -275,3 +275,63 @@ def test_pipelined_commands_quote_addresses_as_smtplib_does(address):
     from backend.transports.smtp import _quoteaddr
 
     assert _quoteaddr(address) == smtplib.quoteaddr(address)
+
+
+@pytest.mark.parametrize("connections", [1, 3])
+def test_cancel_on_an_outcome_event_sends_nothing_more_and_the_journal_agrees(smtp_server, certs, tmp_path,
+                                                                             connections):
+    # With no delay an outcome is committed with the next recipient's 'sending' mark: a cancel
+    # that comes as the outcome is told takes that next one back (its mark undone, not sent).
+    from backend import service
+    from backend.journal import Journal
+    from backend.recipients import parse_text
+
+    srv = smtp_server("starttls")
+    emails = [f"p{i}@example.org" for i in range(30)]
+    draft = service.make_draft(parse_text("\n".join(emails)), subject="S", html=None, text="x",
+                               from_address="me@example.com", delay_ms=0)
+    journal = Journal(tmp_path / "j.sqlite3")
+    control = Control()
+    sent: list[str] = []
+
+    def on_event(event):
+        if event["status"] == "sent":
+            sent.append(event["recipient"])
+            if len(sent) == 2:
+                control.cancel()
+
+    out = service.send(draft, pool(srv, certs, connections), journal=journal, on_event=on_event, control=control,
+                       account="x", spec={})
+    assert out.stopped == "cancelled"
+    on_server = sorted(m.rcpt_tos[0] for m in srv.messages)
+    assert on_server == sorted(r.email for r in out.results if r.status == "sent")
+    assert 2 <= len(on_server) <= 2 + (connections - 1)  # others already on their way finish
+    if connections == 1:
+        assert on_server == emails[:2]
+    rows = journal.rows(draft.id)
+    assert {r.result.status for r in rows} == {"sent", "pending"}  # nothing left 'sending'
+    assert sorted(r.recipient.email for r in rows if r.result.status == "sent") == on_server
+    left = journal.rows(draft.id, ["pending", "deferred"])  # what a resume sends
+    assert sorted(r.recipient.email for r in left) == sorted(set(emails) - set(on_server))
+
+
+def test_pause_on_an_outcome_event_holds_the_next_one_back_in_order(smtp_server, certs):
+    srv = smtp_server("starttls")
+    control = Control()
+    held: list[int] = []
+
+    def on_event(event):
+        if event["status"] == "sent" and event["current"] == 3:
+            control.pause()
+
+    def on_pause(paused):
+        if paused:
+            held.append(len(srv.messages))
+            threading.Timer(0.2, lambda: (held.append(len(srv.messages)), control.resume())).start()
+
+    emails = [f"p{i}@example.org" for i in range(10)]
+    out = run_campaign(people(emails), build, pool(srv, certs, 1), campaign_id="q", delay_s=0,
+                       on_event=on_event, control=control, on_pause=on_pause, record=lambda s, o: None)
+    assert held == [3, 3]  # the fourth was taken back, not sent, while paused
+    assert [m.rcpt_tos[0] for m in srv.messages] == emails  # and went first after the pause
+    assert [r.status for r in out.results] == ["sent"] * 10 and out.results[3].attempts == 1
