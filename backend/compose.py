@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
+import jinja2.nodes
 from email_validator import EmailNotValidError, validate_email
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
@@ -146,6 +147,13 @@ class Template:
         self.fields: frozenset[str] = frozenset(
             (subject_fields | html_fields | text_fields) - set(_PLAIN_ENV.globals)
         )
+        # Parts that only print fields ("Hi {{ name }}"): check_all can tell from the values
+        # alone that they render, without rendering them for each of 100,000 rows.
+        self._plans = {
+            "subject": _plain_plan(_PLAIN_ENV, subject or "", header=True),
+            "html": _plain_plan(_HTML_ENV, html, header=False) if html else None,
+            "text": _plain_plan(_PLAIN_ENV, text, header=False) if text else None,
+        }
 
     def __repr__(self) -> str:
         return f"Template(subject={self.subject_source!r}, fields={sorted(self.fields)!r})"
@@ -579,15 +587,19 @@ def check_all(
             problems.append(TemplateError(exc.message, field=field, category=exc.category))
         except TemplateError as exc:
             problems.append(exc)
-    parts = [(t, p) for t, p in ((template._html, "html"), (template._text, "text")) if t]
+    parts = [(t, p, template._plans[p]) for t, p in ((template._html, "html"), (template._text, "text")) if t]
+    subject_plan = template._plans["subject"]
     for recipient in recipients:
         row, fields = recipient.line, recipient.fields
-        try:
-            subject = _render(template._subject, "subject", fields, row)
-            _check_header(subject, "subject", row, "subject")
-        except TemplateError as exc:
-            problems.append(exc)
-        for tmpl, part in parts:
+        if subject_plan is None or not _renders(subject_plan, fields):
+            try:
+                subject = _render(template._subject, "subject", fields, row)
+                _check_header(subject, "subject", row, "subject")
+            except TemplateError as exc:
+                problems.append(exc)
+        for tmpl, part, plan in parts:
+            if plan is not None and _renders(plan, fields):
+                continue
             try:
                 _render(tmpl, part, fields, row)
             except TemplateError as exc:
@@ -604,6 +616,53 @@ def check_all(
 
 
 # --- templates ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PlainPlan:
+    """A template part that only prints fields: its names (once per use), literal length, and
+    whether it is a header (its values must hold no line break or control character)."""
+
+    names: tuple[str, ...]
+    literal: int
+    header: bool
+
+
+def _plain_plan(env: SandboxedEnvironment, source: str, *, header: bool) -> _PlainPlan | None:
+    """The plan of a part made of text and {{ field }} only; None for anything else (filters,
+    tests, loops, ...), which check_all renders row by row."""
+    try:
+        ast = env.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return None
+    names: list[str] = []
+    literal = 0
+    for node in ast.body:
+        if not isinstance(node, jinja2.nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, jinja2.nodes.TemplateData):
+                if (_FORBIDDEN if header else _SURROGATE).search(child.data):
+                    return None
+                literal += len(child.data)
+            elif isinstance(child, jinja2.nodes.Name) and child.ctx == "load":
+                names.append(child.name)
+            else:
+                return None
+    return _PlainPlan(tuple(names), literal, header)
+
+
+def _renders(plan: _PlainPlan, fields: Mapping[str, str]) -> bool:
+    """True when the part surely renders for these values (and, for a header, passes the header
+    check); False means only "render it to find out", which gives the exact error."""
+    size = plan.literal
+    bad = _FORBIDDEN if plan.header else _SURROGATE
+    for name in plan.names:
+        value = fields.get(name)
+        if not isinstance(value, str) or bad.search(value):
+            return False
+        size += 6 * len(value)  # HTML escaping makes a character at most 6 ("&#39;" and the like)
+    return size <= MAX_RENDERED
 
 
 def _compile(env: SandboxedEnvironment, source: str, part: str) -> tuple[jinja2.Template, set[str]]:

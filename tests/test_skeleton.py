@@ -182,3 +182,45 @@ def test_messages_differ_in_their_random_parts_only() -> None:
 def test_policy_constants_are_what_the_skeleton_assumes() -> None:
     # The Skeleton writes CRLF lines, 78-column folds and 7-bit bodies, as POLICY does.
     assert (compose.POLICY.linesep, compose.POLICY.max_line_length, compose.POLICY.cte_type) == ("\r\n", 78, "7bit")
+
+
+# --- check_all's shortcut for parts that only print fields ----------------------------------
+
+
+def _problems_both_ways(template: Template, rows: list[Recipient]) -> tuple[list, list]:
+    quick = compose.check_all(template, rows, Sender("me@example.com"))
+    plans = template._plans
+    template._plans = dict.fromkeys(plans)  # no shortcut: every part rendered for every row
+    try:
+        slow = compose.check_all(template, rows, Sender("me@example.com"))
+    finally:
+        template._plans = plans
+    as_tuples = lambda found: [(p.message, p.row, p.field, p.category) for p in found]  # noqa: E731
+    return as_tuples(quick), as_tuples(slow)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["name", "code", "other"]), st.text(max_size=30), max_size=3),
+                min_size=1, max_size=5))
+def test_the_check_shortcut_finds_exactly_what_rendering_finds(values):
+    template = Template("Hi {{ name }} {{ code }}", html="<p>{{ name }} &amp; {{ code }}</p>", text="{{ code }}")
+    assert all(plan is not None for plan in template._plans.values())  # the shortcut applies here
+    rows = [Recipient(f"p{i}@example.org", v, i + 2) for i, v in enumerate(values)]
+    quick, slow = _problems_both_ways(template, rows)
+    assert quick == slow
+
+
+def test_the_check_shortcut_leaves_filters_and_logic_to_rendering():
+    template = Template("{{ name | upper }}", html="{% if name %}<p>x</p>{% endif %}", text="{{ n + 1 }}")
+    assert template._plans == {"subject": None, "html": None, "text": None}
+    rows = [Recipient("a@example.org", {"name": "a\nb", "n": "x"}, 2), Recipient("b@example.org", {}, 3)]
+    quick, slow = _problems_both_ways(template, rows)
+    assert quick == slow and quick  # the same problems, found by rendering
+
+
+def test_a_control_in_a_subjects_own_text_is_found_for_every_row():
+    template = Template("Hi\r\nBcc: x@example.org {{ name }}", text="x")
+    assert template._plans["subject"] is None
+    rows = [Recipient("a@example.org", {"name": "A"}, 2), Recipient("b@example.org", {"name": "B"}, 3)]
+    quick, slow = _problems_both_ways(template, rows)
+    assert quick == slow and [row for _, row, _, _ in quick] == [2, 3]
