@@ -348,6 +348,7 @@ class Bridge:
         self._suppression = SuppressionList()
         self._journal_db: Journal | None = None
         self._deferred_until: dict[int, str] = {}  # for the run being resumed
+        self._attempts_before: dict[int, int] = {}  # its recipients' tries in earlier runs
         self._attachments: list[tuple[str, Attachment]] = []  # files for everyone, with an id
         self._attach_column: str | None = None
         self._previews: OrderedDict[str, str] = OrderedDict()  # id -> HTML, served at /preview/<id>
@@ -1017,7 +1018,8 @@ class Bridge:
                 account=resume[1] if resume else plan.account,
                 indices=resume[0] if resume else None, limits=plan.limits, on_wait=self._emit,
                 retry=plan.retry, max_failures_in_a_row=plan.max_failures_in_a_row,
-                deferred_until=self._deferred_until if resume else None, checked=run.checked)
+                deferred_until=self._deferred_until if resume else None,
+                attempts_before=self._attempts_before if resume else None, checked=run.checked)
             run.outcome = outcome
             if not outcome.ok:
                 run.state = "failed"
@@ -1162,22 +1164,30 @@ class Bridge:
             if lifts and not p.bool("now"):
                 raise _NotNow(f"a sending quota stopped this campaign; it can continue after {lifts}: resume it "
                               "then, or try now anyway (the server may refuse again)")
-            choice = p.choice("uncertain", ("ask", "resend", "skip"), "ask")
-            uncertain = journal.rows(cid, ["uncertain"])
-            if uncertain and choice == "ask":
-                err = _NotNow(f"{len(uncertain)} recipient(s) may or may not have got the message (the app stopped "
-                              "while sending to them): choose to send to them again or to skip them")
-                err.steps = [{"line": r.recipient.line, "field": "uncertain", "message": r.recipient.email}  # type: ignore[attr-defined]
-                             for r in uncertain[:1000]]
-                raise err
-            if choice == "resend":
-                journal.reset(cid, ["uncertain"])
-            elif choice == "skip":
-                journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
-            draft, indices, spec = service.resume_draft(journal, cid)
-            plan = self._plan_from_spec(p, draft, spec)
-            self._deferred_until = service.due_times(spec, info.resume_after if p.bool("now") else None)
-            return self._start_from_journal(draft, plan, (indices, info.account))
+            # Ours from here on (another window or the command line is refused), and every row
+            # is read after the claim: nothing sent meanwhile by another run is sent again.
+            journal.claim(cid)
+            try:
+                choice = p.choice("uncertain", ("ask", "resend", "skip"), "ask")
+                uncertain = journal.rows(cid, ["uncertain"])
+                if uncertain and choice == "ask":
+                    err = _NotNow(f"{len(uncertain)} recipient(s) may or may not have got the message (the app stopped "
+                                  "while sending to them): choose to send to them again or to skip them")
+                    err.steps = [{"line": r.recipient.line, "field": "uncertain", "message": r.recipient.email}  # type: ignore[attr-defined]
+                                 for r in uncertain[:1000]]
+                    raise err
+                if choice == "resend":
+                    journal.reset(cid, ["uncertain"])
+                elif choice == "skip":
+                    journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
+                draft, indices, spec = service.resume_draft(journal, cid)
+                plan = self._plan_from_spec(p, draft, spec)
+                self._deferred_until = service.due_times(spec, info.resume_after if p.bool("now") else None)
+                self._attempts_before = spec.get("attempts_before") or {}
+                return self._start_from_journal(draft, plan, (indices, info.account))
+            except BaseException:
+                journal.set_state(cid, info.state, info.reason, info.resume_after)  # as it was
+                raise
 
     @api
     def resend_campaign(self, p: Params) -> dict[str, Any]:

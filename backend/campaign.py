@@ -233,6 +233,7 @@ def run_campaign(
     limiter: RateLimiter | None = None,
     max_wait_s: float = 3600.0,
     initially_due: dict[int, float] | None = None,
+    attempts_before: dict[int, int] | None = None,
     delay_s: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
@@ -252,6 +253,8 @@ def run_campaign(
     control = control or Control()
     total = len(recipients)
     results = [ResultRow(r.email, line=r.line) for r in recipients]
+    for i, n in (attempts_before or {}).items():  # tries in earlier runs count towards the limit
+        results[i].attempts = n
     started = clock()
     outcome = CampaignOutcome(campaign_id, ok=True, results=results)
 
@@ -337,6 +340,7 @@ class _Pool:
         # an array, not a dict: 8 bytes a recipient on a list of 100,000.
         self.first_try = array("d", [-1.0]) * self.total
         self.failures_in_a_row = 0
+        self.uncertain_in_a_row = 0
         self.halted = False
         self.crashed: BaseException | None = None  # what stopped a connection unexpectedly
 
@@ -563,6 +567,15 @@ class _Pool:
                 row.next_attempt = None
             self.failures_in_a_row = self.failures_in_a_row + 1 if row.status == "failed" else 0
             failures = self.failures_in_a_row
+            self.uncertain_in_a_row = self.uncertain_in_a_row + 1 if row.status == "uncertain" else 0
+            uncertain = self.uncertain_in_a_row
+        if halt is None and uncertain >= MAX_UNCERTAIN_IN_A_ROW:
+            # The server keeps failing after it has the message (an outage, a broken link):
+            # each more one is a message the user must decide about; stop and let them.
+            halt = MailerError(
+                f"{uncertain} messages in a row may or may not have been delivered (the last: {row.error}); "
+                "the campaign is stopped until the server works again: resume it then, and choose "
+                "what to do with the uncertain ones", category=row.category or "server_disconnected")
         if halt is None and self.max_failures and failures >= self.max_failures:
             # Something is wrong for everyone (a block, a policy): stop before burning the list.
             halt = MailerError(
@@ -675,6 +688,7 @@ def _send_one(
 
 
 _STOPPERS = ("auth_failed", "quota_exceeded")
+MAX_UNCERTAIN_IN_A_ROW = 3  # "may or may not have arrived" is the user's call: not many at once
 
 
 def _fill(row: ResultRow, status: str, exc: MailerError) -> None:

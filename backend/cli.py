@@ -652,31 +652,39 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         raise UsageError(f"campaign {args.campaign} was stopped by a sending quota and can continue after "
                          f"{waiting}; resume it then, or add --now to try anyway",
                          category="action_unavailable")
-    uncertain = journal.rows(args.campaign, ["uncertain"])
-    if uncertain and not (args.resend_uncertain or args.skip_uncertain):
-        for row in uncertain:
-            print(f"uncertain {row.recipient.email} (line {row.recipient.line}): {row.result.error}", file=err)
-        raise UsageError(f"{len(uncertain)} recipient(s) may or may not have got the message (listed above): "
-                         "add --resend-uncertain or --skip-uncertain", category="action_unavailable")
-    if args.resend_uncertain:
-        journal.reset(args.campaign, ["uncertain"])
-    elif args.skip_uncertain:
-        journal.skip(args.campaign, "uncertain", "not resent: it may or may not have arrived (--skip-uncertain)")
-    draft, indices, spec = service.resume_draft(journal, args.campaign)
-    if args.delay_ms is not None:
-        draft.delay_ms = args.delay_ms
-    # --now: the quota's own recipient goes at once, with the rest.
-    spec["deferred_until"] = service.due_times(spec, info.resume_after if args.now else None)
-    if not draft.recipients:
-        raise UsageError(f"campaign {args.campaign} has nobody left to send to", category="action_unavailable")
-    connections = args.connections or spec.get("connections") or \
-        default_connections((spec.get("settings") or {}).get("provider"))
-    transports, provider, limits = _resume_transport(args, spec, stdin, connections)
+    # Ours from here on (a second resume, in the window or here, is refused), and every row is
+    # read after the claim: nothing another run sent meanwhile is sent again.
+    journal.claim(args.campaign)
+    try:
+        uncertain = journal.rows(args.campaign, ["uncertain"])
+        if uncertain and not (args.resend_uncertain or args.skip_uncertain):
+            for row in uncertain:
+                print(f"uncertain {row.recipient.email} (line {row.recipient.line}): {row.result.error}", file=err)
+            raise UsageError(f"{len(uncertain)} recipient(s) may or may not have got the message (listed above): "
+                             "add --resend-uncertain or --skip-uncertain", category="action_unavailable")
+        if args.resend_uncertain:
+            journal.reset(args.campaign, ["uncertain"])
+        elif args.skip_uncertain:
+            journal.skip(args.campaign, "uncertain", "not resent: it may or may not have arrived (--skip-uncertain)")
+        draft, indices, spec = service.resume_draft(journal, args.campaign)
+        if args.delay_ms is not None:
+            draft.delay_ms = args.delay_ms
+        # --now: the quota's own recipient goes at once, with the rest.
+        spec["deferred_until"] = service.due_times(spec, info.resume_after if args.now else None)
+        if not draft.recipients:
+            raise UsageError(f"campaign {args.campaign} has nobody left to send to", category="action_unavailable")
+        connections = args.connections or spec.get("connections") or \
+            default_connections((spec.get("settings") or {}).get("provider"))
+        transports, provider, limits = _resume_transport(args, spec, stdin, connections)
+    except BaseException:
+        journal.set_state(args.campaign, info.state, info.reason, info.resume_after)  # as it was
+        raise
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
     rep.line(f"Campaign {draft.id}: resuming with {len(draft.recipients)} recipient(s) not sent yet")
     outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
         draft, transports, on_event=rep.event, control=control, journal=journal, indices=indices,
-        account=info.account, limits=limits, deferred_until=spec.get("deferred_until"), **_retry(args, spec)))
+        account=info.account, limits=limits, deferred_until=spec.get("deferred_until"),
+        attempts_before=spec.get("attempts_before"), **_retry(args, spec)))
     return _finish(args, rep, err, outcome, draft, draft.imported, provider,
                    rows=lambda: [row.result for row in journal.rows(args.campaign)])
 

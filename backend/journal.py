@@ -59,7 +59,7 @@ CREATE INDEX IF NOT EXISTS recipients_status ON recipients(campaign, status);
 """
 
 # Columns added after the first release of the schema: added to an older journal on open.
-_LATER_COLUMNS = {"campaigns": {"resume_after": "TEXT"}, "recipients": {"next_attempt": "TEXT"}}
+_LATER_COLUMNS = {"campaigns": {"resume_after": "TEXT", "pid_start": "TEXT"}, "recipients": {"next_attempt": "TEXT"}}
 
 class JournalError(MailerError):
     """The journal cannot be read or written, or a campaign is not in it."""
@@ -95,7 +95,19 @@ class JournalRow:
     result: ResultRow
 
 
-def _alive(pid: int | None, host: str | None) -> bool:
+def _process_start(pid: int) -> str | None:
+    """When a process started (Linux: its start time in clock ticks since boot, with the boot
+    id), so a pid that was reused by another process is not taken for ours; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None
+
+
+def _alive(pid: int | None, host: str | None, started: str | None = None) -> bool:
     if not pid or host != socket.gethostname():
         return False
     try:
@@ -103,8 +115,9 @@ def _alive(pid: int | None, host: str | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    # The same number, but another process (a reboot, a container's pid 1): ours is gone.
+    return not (started and _process_start(pid) not in (None, started))
 
 
 class _Ticket:
@@ -169,10 +182,10 @@ class Journal:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT INTO campaigns(id, created, updated, state, reason, account, spec, pid, host) "
-                    "VALUES (?, ?, ?, 'running', NULL, ?, ?, ?, ?)",
+                    "INSERT INTO campaigns(id, created, updated, state, reason, account, spec, pid, host, pid_start) "
+                    "VALUES (?, ?, ?, 'running', NULL, ?, ?, ?, ?, ?)",
                     (campaign_id, now, now, account, json.dumps(spec, ensure_ascii=False), os.getpid(),
-                     socket.gethostname()))
+                     socket.gethostname(), _process_start(os.getpid())))
                 self._db.executemany("INSERT INTO recipients VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
@@ -180,10 +193,21 @@ class Journal:
                 raise
 
     def claim(self, campaign_id: str) -> None:
-        """This process now runs the campaign (resume)."""
-        self._write("UPDATE campaigns SET state='running', reason=NULL, resume_after=NULL, pid=?, host=?, "
-                    "updated=? WHERE id=?",
-                    (os.getpid(), socket.gethostname(), iso(utc_now()), campaign_id))
+        """This process now runs the campaign (resume); JournalError when another one does.
+
+        One statement decides, so two resumes at once (the window and the command line) cannot
+        both send the rest. Claiming again from the process that holds it is fine.
+        """
+        self.recover_dead()
+        me, host = os.getpid(), socket.gethostname()
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE campaigns SET state='running', reason=NULL, pid=?, host=?, pid_start=?, updated=? "
+                "WHERE id=? AND (state != 'running' OR (pid=? AND host=?))",
+                (me, host, _process_start(me), iso(utc_now()), campaign_id, me, host))
+        if cur.rowcount == 0:
+            raise JournalError(f"campaign {campaign_id} is being sent by another window or process; "
+                               "wait for it to finish", category="action_unavailable")
 
     def set_state(self, campaign_id: str, state: str, reason: str | None = None,
                   resume_after: str | None = None) -> None:
@@ -223,8 +247,8 @@ class Journal:
         """Campaigns left running by a process that died: in-flight rows become uncertain."""
         with self._lock:
             active = self._db.execute(
-                "SELECT id, pid, host FROM campaigns WHERE state = 'running'").fetchall()
-        dead = [cid for cid, pid, host in active if not _alive(pid, host)]
+                "SELECT id, pid, host, pid_start FROM campaigns WHERE state = 'running'").fetchall()
+        dead = [cid for cid, pid, host, started in active if not _alive(pid, host, started)]
         for cid in dead:
             self.mark_interrupted(cid, "the app stopped while this campaign was sending")
         return dead

@@ -203,6 +203,7 @@ def send(
     retry: RetryPolicy | None = None,
     clock: Callable[[], float] | None = None,
     deferred_until: dict[int, str] | None = None,
+    attempts_before: dict[int, int] | None = None,
     on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
     max_failures_in_a_row: int = 20,
     checked: bool = False,
@@ -296,6 +297,7 @@ def send(
             limiter=limiter,
             retry=retry,
             initially_due=due,
+            attempts_before=attempts_before,
             on_wait=on_wait,
             max_failures_in_a_row=max_failures_in_a_row,
             **({"clock": clock} if clock is not None else {}),
@@ -303,7 +305,9 @@ def send(
         )
     except BaseException:
         if journal is not None:
-            journal.set_state(draft.id, "interrupted", "the run stopped unexpectedly")
+            # A message between its 'sending' mark and its outcome may have gone out: uncertain,
+            # listed at the resume, never silently skipped or resent.
+            journal.mark_interrupted(draft.id, "the run stopped unexpectedly")
         raise
     if journal is not None:
         journal.set_state(draft.id, *_journal_state(outcome), resume_after=outcome.resume_after)
@@ -427,6 +431,7 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
                        attach=m.get("attach") or (), attach_column=m.get("attach_column"),
                        attach_dir=m.get("attach_dir"), unsubscribe=m.get("unsubscribe") or ())
     draft.id = campaign_id
+    spec["attempts_before"] = {pos: row.result.attempts for pos, row in enumerate(pending) if row.result.attempts}
     spec["deferred_until"] = {pos: row.result.next_attempt for pos, row in enumerate(pending)
                               if row.result.status == "deferred" and row.result.next_attempt}
     return draft, [row.index for row in pending], spec

@@ -454,3 +454,13 @@ def test_cancel_while_the_last_one_waits_for_a_limit_is_a_cancel(smtp_server, ce
     assert out.stopped == "cancelled"
     assert [r.status for r in out.results] == ["sent", "skipped"]
     assert out.results[1].error == "not sent: campaign cancelled"
+
+
+def test_three_uncertain_in_a_row_stop_the_run(smtp_server, certs):
+    server = smtp_server("starttls")
+    recipients = people("dropdata@example.org", "dropdata@example.net", "dropdata@example.com", "z@example.org")
+    out = run_campaign(recipients, build, transport_for(server, certs, timeout=1), campaign_id="u3",
+                       sleep=lambda s: None)
+    assert [r.status for r in out.results] == ["uncertain", "uncertain", "uncertain", "skipped"]
+    assert out.stopped == "server_disconnected"
+    assert "3 messages in a row may or may not have been delivered" in out.error.message

@@ -281,3 +281,106 @@ def test_records_from_several_connections_share_one_commit(tmp_path):
     assert [rows[i].status for i in range(10)] == ["sent"] * 5 + ["sending"] * 5
     assert [rows[i].message_id for i in range(5)] == [f"<{i}@x>" for i in range(5)]
     assert [rows[i].attempts for i in range(5, 10)] == [1] * 5
+
+
+def _running_elsewhere(j: Journal, cid: str, pid: int, started: str | None) -> None:
+    """Pretend another process (pid) runs the campaign."""
+    import socket
+
+    with j._lock:
+        j._db.execute("UPDATE campaigns SET state='running', pid=?, host=?, pid_start=? WHERE id=?",
+                      (pid, socket.gethostname(), started, cid))
+
+
+def test_only_one_process_can_claim_a_campaign(tmp_path):
+    from backend.journal import JournalError, _process_start
+
+    j = Journal(tmp_path / "j.sqlite3")
+    j.create("c", account="x", spec={}, recipients=[Recipient("a@example.org", {}, 2)])
+    j.set_state("c", "paused")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _running_elsewhere(j, "c", other.pid, _process_start(other.pid))
+        with pytest.raises(JournalError, match="being sent by another window or process"):
+            j.claim("c")
+        assert j.get("c").state == "running"  # still the other one's
+    finally:
+        other.kill()
+        other.wait()
+    j.claim("c")  # the other one is gone: interrupted, then ours
+    j.claim("c")  # claiming again from the holder is fine
+    assert j.get("c").state == "running"
+
+
+def test_a_reused_pid_is_not_taken_for_the_campaigns_process(tmp_path):
+    j = Journal(tmp_path / "j.sqlite3")
+    j.create("c", account="x", spec={}, recipients=[Recipient("a@example.org", {}, 2)])
+    j.record("c", sending=0)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        # The number of a living process, but it started at another time: not the campaign's.
+        _running_elsewhere(j, "c", alive.pid, "another-boot:12345")
+        info = j.get("c")
+    finally:
+        alive.kill()
+        alive.wait()
+    assert info.state == "interrupted" and info.counts == {"uncertain": 1}
+
+
+def test_an_unexpected_stop_leaves_the_message_in_flight_uncertain_not_lost(tmp_path, isolated_home):
+    from backend import service
+    from backend.recipients import parse_text
+    from backend.transports.base import Receipt
+
+    class Breaks:
+        sent = 0
+
+        def open(self):
+            pass
+
+        def close(self):
+            pass
+
+        def send(self, envelope, message):
+            Breaks.sent += 1
+            if Breaks.sent == 2:
+                raise KeyboardInterrupt  # the process is told to stop mid-send
+            return Receipt(250, "ok")
+
+    draft = service.make_draft(parse_text("a@example.org\nb@example.org\nc@example.org"), subject="s", html=None,
+                               text="t", from_address="me@example.com", delay_ms=0)
+    j = Journal()
+    with pytest.raises(KeyboardInterrupt):
+        service.send(draft, Breaks(), journal=j, account="x", spec={"message": {
+            "subject": "s", "html": None, "text": "t", "from": "me@example.com"}})
+    info = j.get(draft.id)
+    assert info.state == "interrupted" and info.counts == {"sent": 1, "uncertain": 1, "pending": 1}
+    _, indices, _ = service.resume_draft(j, draft.id)
+    assert indices == [2]  # the uncertain one waits for the user's choice; the pending one goes
+
+
+def test_tries_in_earlier_runs_count_towards_the_limit(tmp_path, isolated_home, smtp_server, certs):
+    from backend import service
+    from backend.campaign import RetryPolicy
+    from backend.settings import SmtpSettings
+    from backend.transports.smtp import SmtpTransport
+
+    server = smtp_server("starttls")
+    j = Journal()
+    people = [Recipient("flaky9@example.org", {}, 2)]
+    j.create("c", account="x", spec={"message": {"subject": "s", "html": None, "text": "t",
+                                                 "from": "me@example.com"}}, recipients=people)
+    for _ in range(4):  # four tries in earlier runs, each marked before its MAIL FROM
+        j.mark_sending("c", 0)
+        j.mark_outcome("c", 0, ResultRow("flaky9@example.org", "deferred", "greylisted", 451, "later", 4, None,
+                                         None))
+    j.set_state("c", "paused")
+    draft, indices, spec = service.resume_draft(j, "c")
+    assert spec["attempts_before"] == {0: 4}
+    transport = SmtpTransport(SmtpSettings(host=server.host, port=server.port, user=USER, password=PASSWORD,
+                                           ca_file=certs.ca_file, timeout=5))
+    out = service.send(draft, transport, journal=j, indices=indices, account="x", sleep=lambda s: None,
+                       retry=RetryPolicy(max_attempts=5), attempts_before=spec["attempts_before"])
+    (row,) = out.results
+    assert row.status == "failed" and row.attempts == 5 and "gave up after 5 attempts" in row.error
+    assert [c for c in server.handler.commands if c.startswith("RCPT")] == ["RCPT flaky9@example.org"]
