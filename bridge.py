@@ -1181,6 +1181,10 @@ class Bridge:
                 elif choice == "skip":
                     journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
                 draft, indices, spec = service.resume_draft(journal, cid)
+                if not draft.recipients:  # e.g. the uncertain ones skipped: it is done
+                    journal.set_state(cid, "finished")
+                    info = journal.get(cid)  # what the restore below puts back: finished
+                    raise _NotNow("nobody is left to send to in that campaign; it is marked finished")
                 plan = self._plan_from_spec(p, draft, spec)
                 self._deferred_until = service.due_times(spec, info.resume_after if p.bool("now") else None)
                 self._attempts_before = spec.get("attempts_before") or {}
@@ -1554,7 +1558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="bulk-mailer", description="Bulk Mailer desktop app. "
-                                     "Subcommands (send, verify, ...): bulk-mailer --help-cli.")
+                                     "Subcommands (send, verify, ...): bulk-mailer --help.")
     parser.add_argument("--web", action="store_true", help="serve the UI to a browser on 127.0.0.1")
     parser.add_argument("--window", action="store_true", help="open the desktop window (the default)")
     parser.add_argument("--port", type=int, default=0, help="with --web: the port (default: a free one)")
@@ -1582,8 +1586,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if not ns.web:
             print("No display found: serving the app to your browser instead.", file=sys.stderr)
-        return web.serve(lambda deliver: Bridge(native_dialogs=False, deliver=deliver), FRONTEND,
-                         port=ns.port, open_browser=not ns.no_browser)
+        try:
+            return web.serve(lambda deliver: Bridge(native_dialogs=False, deliver=deliver), FRONTEND,
+                             port=ns.port, open_browser=not ns.no_browser)
+        except OSError as exc:  # the port is taken, or not ours to use
+            print(f"bulk-mailer: error [connection_refused]: cannot serve on 127.0.0.1:{ns.port or 'a free port'} "
+                  f"({exc.strerror or exc})", file=sys.stderr)
+            if ns.port:
+                print("  1. Choose another port with --port, or leave --port out to use a free one.",
+                      file=sys.stderr)
+            return 2
     return open_window()
 
 

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -92,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bulk-mailer",
         description="Send one personalised email to each person on a list through your SMTP account.",
         epilog="Exit codes: 0 every recipient sent, 1 some failed, 2 nothing sent. "
-        f"The password comes from ${PASSWORD_ENV} or --password-stdin, never from a flag.",
+        f"The password comes from ${PASSWORD_ENV} or --password-stdin, never from a flag. "
+        "With no command, bulk-mailer opens the window (with no display: serves it to your browser); "
+        "bulk-mailer --web [--port N] [--no-browser] serves it to a browser (see bulk-mailer --web --help).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -176,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--now", action="store_true",
                         help="resume a campaign stopped by a quota before the time it can continue "
                         "(the server may refuse again)")
-    _limit_options(resume)
-    _retry_options(resume)
+    _limit_options(resume, resume=True)
+    _retry_options(resume, resume=True)
 
     gmail = sub.add_parser("gmail", help="sign in with Google for the Gmail API (or SMTP with OAuth2)",
                            description="Sign in with Google: the Gmail API channel (send --channel gmail) and "
@@ -306,6 +309,15 @@ def _check_writable(path: str) -> None:
         raise UsageError(f"--results: '{folder}' is not a folder", category="file_error")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise UsageError(f"--results '{path}' cannot be written (permission denied)", category="file_error")
+    if folder == target.absolute().parent:
+        # Write access is not the whole story (a read-only or special file system): try it.
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".check")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise UsageError(f"--results '{path}' cannot be written ({exc.strerror or exc})",
+                             category="file_error") from None
 
 
 # -- output ------------------------------------------------------------------------------
@@ -584,8 +596,9 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     n = len(draft.recipients)
     journal = Journal()
     for past in journal.campaigns():
-        if past.state == "interrupted":  # the app died while it was sending: say so at once
-            left = past.counts.get("pending", 0) + past.counts.get("deferred", 0)
+        left = past.counts.get("pending", 0) + past.counts.get("deferred", 0)
+        if past.state == "interrupted" and left + past.counts.get("uncertain", 0):
+            # the app died while it was sending, and something is left: say so at once
             rep.line(f"Note: campaign {past.id} was interrupted ({left} not sent yet, "
                      f"{past.counts.get('uncertain', 0)} uncertain); continue it with: bulk-mailer resume {past.id}")
     if account is not None:
@@ -641,6 +654,8 @@ def cmd_export(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
 
 
 def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    if args.results:
+        _check_writable(args.results)
     journal = Journal()
     info = journal.get(args.campaign)
     if info.state == "running":
@@ -671,8 +686,10 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
             draft.delay_ms = args.delay_ms
         # --now: the quota's own recipient goes at once, with the rest.
         spec["deferred_until"] = service.due_times(spec, info.resume_after if args.now else None)
-        if not draft.recipients:
-            raise UsageError(f"campaign {args.campaign} has nobody left to send to", category="action_unavailable")
+        if not draft.recipients:  # e.g. the uncertain ones skipped: nothing more to do, it is done
+            journal.set_state(args.campaign, "finished")
+            print(f"Campaign {args.campaign}: nobody is left to send to; it is marked finished.", file=err)
+            return EXIT_OK
         connections = args.connections or spec.get("connections") or \
             default_connections((spec.get("settings") or {}).get("provider"))
         transports, provider, limits = _resume_transport(args, spec, stdin, connections)
@@ -848,8 +865,9 @@ def _count(kind: type) -> Any:
     return parse
 
 
-def _limit_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sending limits (default: the --provider's published limits; 0 = none)")
+def _limit_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
+    g = p.add_argument_group("sending limits (default: " + (
+        "the campaign's own" if resume else "the --provider's published limits") + "; 0 = none)")
     g.add_argument("--max-per-second", type=_count(float), metavar="N", help="at most N messages a second")
     g.add_argument("--max-per-minute", type=_count(int), metavar="N", help="at most N messages a minute")
     g.add_argument("--max-per-hour", type=_count(int), metavar="N", help="at most N messages an hour")
@@ -857,8 +875,9 @@ def _limit_options(p: argparse.ArgumentParser) -> None:
                    help="at most N messages in 24 hours, counting earlier campaigns of the same account")
 
 
-def _retry_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("retries of temporary refusals (4xx, dropped connections)")
+def _retry_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
+    g = p.add_argument_group("retries of temporary refusals (4xx, dropped connections)" + (
+        "; default: the campaign's own, else as below" if resume else ""))
     g.add_argument("--retry-base", type=_count(float), metavar="S", help="first retry after S seconds (default 60)")
     g.add_argument("--retry-cap", type=_count(float), metavar="S",
                    help="longest wait between two tries, in seconds (default 3600)")

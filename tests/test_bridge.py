@@ -720,3 +720,24 @@ def test_the_pages_retry_settings_are_used_and_kept(make_bridge, inbox):
     wait_for(lambda: finished(b))
     assert Journal().spec(started["campaign"])["retry"] == {
         "base_s": 30.0, "cap_s": 600.0, "max_attempts": 3, "max_age_s": 7200.0, "max_failures_in_a_row": 0}
+
+
+def test_resuming_with_nobody_left_marks_the_campaign_finished(make_bridge, inbox):
+    from backend.campaign import ResultRow
+    from backend.journal import Journal
+    from backend.recipients import Recipient
+
+    b, _ = make_bridge()
+    journal = Journal()
+    journal.create("c-left", account="x", spec={"message": {"subject": "s", "html": None, "text": "t",
+                                                            "from": "me@example.com"}},
+                   recipients=[Recipient("a@example.org", {}, 2), Recipient("b@example.org", {}, 3)])
+    journal.record("c-left", sending=0)
+    journal.mark_outcome("c-left", 0, ResultRow("a@example.org", "sent", None, 250, None, 1, "t", "<a>"))
+    journal.record("c-left", sending=1)
+    journal.mark_interrupted("c-left", "the app stopped")
+    answer = b.resume_past_campaign({"id": "c-left", "uncertain": "skip", "account": INBOX})
+    assert answer["ok"] is False and "marked finished" in answer["error"]["message"]
+    (past,) = ok(b.campaign_history())["campaigns"]
+    assert past["state"] == "finished" and past["counts"] == {"sent": 1, "skipped": 1}
+    assert inbox.messages() == []

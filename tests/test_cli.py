@@ -662,3 +662,34 @@ def test_limits_that_mean_nothing_are_refused(smtp_server, certs, tmp_path, flag
     assert proc.returncode == 2 and flag in proc.stderr and value in proc.stderr
     assert "Traceback" not in proc.stderr and server.messages == []
     assert "Campaign " not in proc.stderr  # refused before any campaign was recorded
+
+
+def test_skipping_the_last_uncertain_one_finishes_the_campaign(tmp_path, monkeypatch):
+    import sqlite3
+
+    from backend.campaign import ResultRow
+    from backend.journal import Journal
+    from backend.recipients import Recipient
+
+    monkeypatch.setenv("BULK_MAILER_HOME", str(tmp_path / "h"))
+    journal = Journal()
+    journal.create("20260101-000000-left", account="x", spec={"message": {
+        "subject": "s", "html": None, "text": "t", "from": "me@example.com"}},
+        recipients=[Recipient("a@example.org", {}, 2), Recipient("b@example.org", {}, 3)])
+    journal.record("20260101-000000-left", sending=0)
+    journal.mark_outcome("20260101-000000-left", 0, ResultRow("a@example.org", "sent", None, 250, None, 1, "t", "<a>"))
+    journal.record("20260101-000000-left", sending=1)
+    journal.close()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with sqlite3.connect(tmp_path / "h" / "data" / "journal.sqlite3") as db:
+        db.execute("UPDATE campaigns SET pid=?", (int(gone.stdout),))
+    done = run_cli("resume", "20260101-000000-left", "--skip-uncertain", home=tmp_path / "h")
+    assert done.returncode == 0 and "nobody is left to send to; it is marked finished" in done.stderr
+    (info,) = json.loads(run_cli("campaigns", "--json", home=tmp_path / "h").stdout)
+    assert info["state"] == "finished" and info["counts"] == {"sent": 1, "skipped": 1}
+    people = tmp_path / "p.txt"
+    people.write_text("c@example.org\n")
+    later = run_cli("send", "--host", "127.0.0.1", "--port", "1", "--security", "none", "--from", "me@example.com",
+                    "--to-file", str(people), "--subject", "s", "--text-file", str(people), "--dry-run",
+                    home=tmp_path / "h")
+    assert "was interrupted" not in later.stderr  # nothing left to nag about

@@ -191,3 +191,22 @@ def test_previews_aim_every_link_at_a_blocked_new_window(served):
     url = served.bridge._register_preview('<a href="/">home</a>')
     _, body = request(served, "GET", url)
     assert body == b'<a href="/" target="_blank" rel="noopener noreferrer">home</a>'
+
+
+def test_a_port_in_use_is_a_clear_error_not_a_traceback(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        proc = subprocess.run([sys.executable, "-c", "import bridge, sys; sys.exit(bridge.main(sys.argv[1:]))",
+                               "--web", "--port", str(port), "--no-browser"], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "BULK_MAILER_HOME": str(tmp_path / "home")},
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    finally:
+        taken.close()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in proc.stderr and "Choose another port" in proc.stderr
