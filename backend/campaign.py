@@ -289,7 +289,7 @@ def run_campaign(
     if run.crashed is not None:
         raise run.crashed  # as on one connection: the caller marks the campaign interrupted
 
-    reason = "campaign cancelled" if outcome.stopped == "cancelled" else None
+    reason = "stopped by the user; resume the campaign to send it" if outcome.stopped == "cancelled" else None
     if outcome.error is not None:
         reason = f"run stopped: {outcome.error.message}"
     for row in results:

@@ -133,7 +133,7 @@ def test_cancel_between_messages(smtp_server, certs):
                        campaign_id="c4", on_event=on_event, control=control, delay_s=5)
     assert out.stopped == "cancelled"
     assert [r.status for r in out.results] == ["sent", "sent", "skipped", "skipped", "skipped"]
-    assert out.results[4].error == "not sent: campaign cancelled"
+    assert out.results[4].error == "not sent: stopped by the user; resume the campaign to send it"
     assert len(server.messages) == 2
 
 
@@ -453,7 +453,7 @@ def test_cancel_while_the_last_one_waits_for_a_limit_is_a_cancel(smtp_server, ce
                        limiter=RateLimiter(RateLimits(per_minute=1)))
     assert out.stopped == "cancelled"
     assert [r.status for r in out.results] == ["sent", "skipped"]
-    assert out.results[1].error == "not sent: campaign cancelled"
+    assert out.results[1].error == "not sent: stopped by the user; resume the campaign to send it"
 
 
 def test_three_uncertain_in_a_row_stop_the_run(smtp_server, certs):

@@ -165,7 +165,7 @@ def test_cancel_stops_every_connection_after_its_current_message(smtp_server, ce
     assert 10 <= len(sent) <= 10 + 3 * 2  # what was in flight, or dispatched, on each connection
     assert sorted(m.rcpt_tos[0] for m in srv.messages) == sorted(sent)
     rest = [r for r in out.results if r.status != "sent"]
-    assert rest and all(r.status == "skipped" and r.error == "not sent: campaign cancelled" for r in rest)
+    assert rest and all(r.status == "skipped" and r.error == "not sent: stopped by the user; resume the campaign to send it" for r in rest)
     events.check_order(200)
 
 
