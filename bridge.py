@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -1182,15 +1182,14 @@ class Bridge:
                     journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
                 draft, indices, spec = service.resume_draft(journal, cid)
                 if not draft.recipients:  # e.g. the uncertain ones skipped: it is done
-                    journal.set_state(cid, "finished")
-                    info = journal.get(cid)  # what the restore below puts back: finished
+                    info = replace(info, state="finished", reason=None, resume_after=None)
                     raise _NotNow("nobody is left to send to in that campaign; it is marked finished")
                 plan = self._plan_from_spec(p, draft, spec)
                 self._deferred_until = service.due_times(spec, info.resume_after if p.bool("now") else None)
                 self._attempts_before = spec.get("attempts_before") or {}
                 return self._start_from_journal(draft, plan, (indices, info.account))
             except BaseException:
-                journal.set_state(cid, info.state, info.reason, info.resume_after)  # as it was
+                journal.set_state(cid, info.state, info.reason, info.resume_after)  # as it was, or finished
                 raise
 
     @api

@@ -390,6 +390,13 @@ def fill_message(page, subject: str, body: str) -> None:
     page.get_by_label("Message", exact=True).fill(body)
 
 
+def prepare_run(page, addresses: str, subject: str) -> None:
+    """From, a pasted list and a plain message: ready for Send."""
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, addresses)
+    fill_message(page, subject, "Hello")
+
+
 def received(inbox) -> list[email.message.EmailMessage]:
     return [email.message_from_bytes(m.data, policy=email.policy.default) for m in inbox.messages()]
 
@@ -824,10 +831,7 @@ def test_sending_limits_follow_the_provider_and_the_next_send_time_is_shown(isol
     expect(page.get_by_label("Per day")).to_have_value("")
     expect(page.locator("#limits-summary")).to_have_text("none")
 
-    page.get_by_label("From").fill("me@example.com")
-    paste_list(page, "a@example.org\nb@example.org\nc@example.org")
-    page.get_by_label("Subject").fill("Limited")
-    page.get_by_label("Message", exact=True).fill("Hello")
+    prepare_run(page, "a@example.org\nb@example.org\nc@example.org", "Limited")
     page.get_by_label("Delay (ms)").fill("0")
     page.get_by_label("Per minute").fill("2.5")
     page.get_by_role("button", name="Send", exact=True).click()
@@ -849,10 +853,7 @@ def test_sending_limits_follow_the_provider_and_the_next_send_time_is_shown(isol
 def test_history_asks_before_resuming_a_campaign_a_quota_stopped(isolated_home, page, app):
     _, inbox = app
     expect = sync_api.expect
-    page.get_by_label("From").fill("me@example.com")
-    paste_list(page, "a@example.org\nb@example.org")
-    page.get_by_label("Subject").fill("Quota")
-    page.get_by_label("Message", exact=True).fill("Hello")
+    prepare_run(page, "a@example.org\nb@example.org", "Quota")
     page.get_by_label("Delay (ms)").fill("0")
     page.locator("#limits-box summary").click()
     page.get_by_label("Per day").fill("1")
@@ -878,10 +879,7 @@ def test_history_asks_before_resuming_a_campaign_a_quota_stopped(isolated_home, 
 def test_retry_settings_are_checked_and_summarised(isolated_home, page, app):
     _, inbox = app
     expect = sync_api.expect
-    page.get_by_label("From").fill("me@example.com")
-    paste_list(page, "a@example.org")
-    page.get_by_label("Subject").fill("Retries")
-    page.get_by_label("Message", exact=True).fill("Hello")
+    prepare_run(page, "a@example.org", "Retries")
     page.locator("#retry-box summary").click()
     page.get_by_label("Tries per recipient").fill("0")
     page.get_by_role("button", name="Send", exact=True).click()
