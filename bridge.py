@@ -1057,11 +1057,7 @@ class Bridge:
     @staticmethod
     def _limits(provider: str | None) -> RateLimits | None:
         """The provider preset's published limits."""
-        if provider not in PRESETS:
-            return None
-        lim = PRESETS[provider].limits
-        return RateLimits(per_second=lim.per_second, per_minute=lim.per_minute, per_hour=lim.per_hour,
-                          per_day=lim.per_day)
+        return service.preset_limits(provider)
 
     @staticmethod
     def _chosen_retry(p: Params) -> tuple[RetryPolicy, int]:

@@ -14,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, TextIO
@@ -815,20 +816,13 @@ def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 def _limits(args: argparse.Namespace, provider: str | None, table: Any = None, saved: Any = None) -> RateLimits:
     """Sending limits: the flags, else the campaign's own (resume), else the provider's."""
     if saved is not None:
-        preset = saved
+        base = saved
     elif table is not None:
-        preset = table.get(provider)
+        base = service.rate_limits(table.get(provider))
     else:
-        preset = PRESETS[provider].limits if provider in PRESETS else None
-    def pick(name: str, preset_value: Any) -> Any:
-        value = getattr(args, f"max_per_{name}", None)
-        return value if value is not None else preset_value
-    return RateLimits(
-        per_second=pick("second", preset.per_second if preset else None),
-        per_minute=pick("minute", preset.per_minute if preset else None),
-        per_hour=pick("hour", preset.per_hour if preset else None),
-        per_day=pick("day", preset.per_day if preset else None),
-    )
+        base = service.preset_limits(provider)
+    given = {f"per_{n}": getattr(args, f"max_per_{n}", None) for n in ("second", "minute", "hour", "day")}
+    return replace(base or RateLimits(), **{k: v for k, v in given.items() if v is not None})
 
 
 def _connections(text: str) -> int:

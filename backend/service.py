@@ -387,6 +387,20 @@ def retry_from_spec(spec: dict[str, Any]) -> tuple[RetryPolicy, int]:
     return RetryPolicy(**{k: v for k, v in saved.items() if k in ("base_s", "cap_s", "max_attempts", "max_age_s")}), failures
 
 
+def rate_limits(published: Any) -> RateLimits | None:
+    """A provider's published limits (presets.Limits) as the limits the loop keeps."""
+    if published is None:
+        return None
+    return RateLimits(**{k: getattr(published, k) for k in _LIMIT_KEYS})
+
+
+def preset_limits(provider: str | None) -> RateLimits | None:
+    """The provider preset's published limits; None for a server without a preset."""
+    from backend.presets import PRESETS
+
+    return rate_limits(PRESETS[provider].limits) if provider in PRESETS else None
+
+
 def limits_spec(limits: RateLimits | None) -> dict[str, Any]:
     """The limits a campaign ran with, for the journal (a resumed run keeps them)."""
     return {k: getattr(limits, k) if limits else None for k in _LIMIT_KEYS}
