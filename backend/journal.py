@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths
-from backend.campaign import ResultRow, iso, utc_now
 from backend.errors import MailerError
+from backend.model import ResultRow, iso, utc_now
 from backend.recipients import Recipient
 
 SCHEMA = """

@@ -231,9 +231,8 @@ def send(
     def build(recipient: Recipient) -> Outgoing:
         # Read per message: once open, the transport knows whether the server offers SMTPUTF8
         # and how large a message it accepts (every connection of a pool goes to one server).
-        out = draft.outgoing(recipient, smtputf8=bool(getattr(first, "supports_smtputf8", False)))
-        info = getattr(first, "info", None)
-        limit = attachments.server_size_limit(info.features) if info is not None else None
+        out = draft.outgoing(recipient, smtputf8=first.supports_smtputf8)
+        limit = first.size_limit
         if limit and len(out.data) > limit:
             raise AttachmentError(
                 f"line {recipient.line}: the message is {len(out.data) / 1e6:.1f} MB and the server accepts "

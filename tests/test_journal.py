@@ -334,6 +334,8 @@ def test_an_unexpected_stop_leaves_the_message_in_flight_uncertain_not_lost(tmp_
 
     class Breaks:
         sent = 0
+        supports_smtputf8 = False  # the seam's two facts
+        size_limit = None
 
         def open(self):
             pass

@@ -1,4 +1,5 @@
-"""The transport seam: open(), send(envelope, message) -> Receipt, close(); nothing else."""
+"""The transport seam: open(), send(envelope, message) -> Receipt, close(), and the two facts the
+loop reads of an open transport (SMTPUTF8 support, the largest message accepted)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ class Receipt:
 
 class Transport(Protocol):
     """Hands finished messages to a mail system; raises backend.errors.TransportError."""
+
+    @property
+    def supports_smtputf8(self) -> bool:
+        """Whether UTF-8 addresses and headers may be sent (known once open)."""
+
+    @property
+    def size_limit(self) -> int | None:
+        """The largest message accepted, in bytes (known once open); None when none is stated."""
 
     def open(self) -> None:
         """Connect, secure and log in; raise ConnectError/AuthError with the cause."""

@@ -62,6 +62,7 @@ class GmailTransport:
     """One signed-in Gmail account; open() makes sure the token is valid, send() posts one message."""
 
     supports_smtputf8 = True  # Gmail takes RFC 6532 (UTF-8) headers and addresses
+    size_limit = GMAIL_MAX_BYTES
 
     def __init__(self, account: GoogleAccount, *, timeout: float = HTTP_TIMEOUT_S, session: Any = None) -> None:
         self.account = account

@@ -19,6 +19,7 @@ from backend.errors import (
     TransportError,
     UncertainDelivery,
 )
+from backend.attachments import server_size_limit
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope, Receipt
 
@@ -491,6 +492,11 @@ class SmtpTransport:
     def supports_smtputf8(self) -> bool:
         """Whether the server offered SMTPUTF8 on the open connection (False before open())."""
         return "smtputf8" in self.info.features
+
+    @property
+    def size_limit(self) -> int | None:
+        """The SIZE the server stated in EHLO (None before open(), or when it states none)."""
+        return server_size_limit(self.info.features)
 
     def _mail_options(self, smtp: smtplib.SMTP, envelope: Envelope, message: bytes) -> list[str]:
         """MAIL FROM options: SMTPUTF8 (+ BODY=8BITMIME) for UTF-8 addresses or headers."""
