@@ -15,6 +15,7 @@ from typing import Any
 
 from backend.errors import AuthError, ConnectError, MailerError, TransportError, UncertainDelivery
 from backend.model import (  # noqa: F401 (re-exported: the loop's own vocabulary)
+    DEFAULT_MAX_FAILURES,
     RESULT_FIELDS,
     STATUSES,
     CampaignOutcome,
@@ -123,7 +124,7 @@ def run_campaign(
     on_pause: Callable[[bool], None] = lambda paused: None,
     record: Record | None = None,
     on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
-    max_failures_in_a_row: int = 20,
+    max_failures_in_a_row: int = DEFAULT_MAX_FAILURES,
     retry: RetryPolicy | None = None,
     limiter: RateLimiter | None = None,
     max_wait_s: float = 3600.0,

@@ -214,6 +214,11 @@ class Journal:
         self._write("UPDATE campaigns SET state=?, reason=?, resume_after=?, updated=? WHERE id=?",
                     (state, reason, resume_after, iso(utc_now()), campaign_id))
 
+    def set_spec(self, campaign_id: str, spec: dict[str, Any]) -> None:
+        """Replace what a campaign is resumed with (the account settings the user corrected)."""
+        self._write("UPDATE campaigns SET spec=?, updated=? WHERE id=?",
+                    (json.dumps(spec, ensure_ascii=False), iso(utc_now()), campaign_id))
+
     def spec(self, campaign_id: str) -> dict[str, Any]:
         with self._lock:
             found = self._db.execute("SELECT spec FROM campaigns WHERE id=?", (campaign_id,)).fetchone()

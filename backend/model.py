@@ -14,6 +14,7 @@ from backend.errors import MailerError
 from backend.transports.base import Envelope
 
 STATUSES = ("sending", "sent", "failed", "deferred", "skipped", "uncertain")
+DEFAULT_MAX_FAILURES = 20  # failed recipients in a row that stop a campaign (0: never)
 RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id", "line")
 
 

@@ -30,7 +30,9 @@ from backend.campaign import (
     utc_now,
 )
 from backend.errors import AttachmentError, MailerError, SettingsError, TemplateError
+from backend.inputs import DEFAULT_DELAY_MS
 from backend.journal import Journal
+from backend.model import DEFAULT_MAX_FAILURES
 from backend.recipients import ImportResult, Recipient
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope, Transport
@@ -38,7 +40,6 @@ from backend.transports.smtp import ConnectionInfo, SmtpTransport
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DELAY_MS = 1000
 
 
 def new_campaign_id(now: dt.datetime | None = None) -> str:
@@ -205,7 +206,7 @@ def send(
     deferred_until: dict[int, str] | None = None,
     attempts_before: dict[int, int] | None = None,
     on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
-    max_failures_in_a_row: int = 20,
+    max_failures_in_a_row: int = DEFAULT_MAX_FAILURES,
     checked: bool = False,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
@@ -255,7 +256,7 @@ def send(
                 spec["message"] = {**message, "attach": listed + kept, "uploaded_attachments": False,
                                    "kept_attachments": True}
             journal.create(draft.id, account=account, spec=spec, recipients=recipients,
-                           excluded=draft.excluded.values())
+                           excluded=left_out_rows(draft))
             indices = range(len(recipients))
         else:
             journal.claim(draft.id)
@@ -382,7 +383,7 @@ def retry_spec(retry: RetryPolicy, max_failures_in_a_row: int) -> dict[str, Any]
 def retry_from_spec(spec: dict[str, Any]) -> tuple[RetryPolicy, int]:
     """The retry policy and failure threshold a campaign ran with (defaults for older ones)."""
     saved = dict(spec.get("retry") or {})
-    failures = int(saved.pop("max_failures_in_a_row", 20))
+    failures = int(saved.pop("max_failures_in_a_row", DEFAULT_MAX_FAILURES))
     return RetryPolicy(**{k: v for k, v in saved.items() if k in ("base_s", "cap_s", "max_attempts", "max_age_s")}), failures
 
 
@@ -498,16 +499,23 @@ def exclude_problem_rows(draft: Draft, problems: Sequence[MailerError]) -> int:
     return excluded
 
 
-def result_rows(outcome: CampaignOutcome, draft: Draft) -> list[ResultRow]:
-    """The campaign's rows, the rows left out of it, one per invalid address in the list and
-    one per duplicate line (sent once, to its first line), each with its line in the list."""
-    rows = list(outcome.results) + list(draft.excluded.values())
+def left_out_rows(draft: Draft) -> list[ResultRow]:
+    """The lines of the list nobody is sent to for: left out of the run (suppressed, or a
+    problem), one per invalid address and one per duplicate line (sent once, to its first line)."""
+    rows = list(draft.excluded.values())
     for bad in draft.imported.rejected:
         rows.append(ResultRow(bad.value, "skipped", "invalid_address", None, f"line {bad.line}: {bad.reason}",
                               line=bad.line))
     for dup in draft.imported.duplicates:
         rows.append(ResultRow(dup.email, "skipped", None, None,
                               f"duplicate of line {dup.first_line}: sent once, for that line", line=dup.line))
+    return rows
+
+
+def result_rows(outcome: CampaignOutcome, draft: Draft) -> list[ResultRow]:
+    """A run's rows and the lines left out of it, each with its line in the list, in list order
+    (the journal keeps the same rows: App.results reads them from there)."""
+    rows = list(outcome.results) + left_out_rows(draft)
     return sorted(rows, key=lambda r: r.line if r.line is not None else float("inf"))
 
 

@@ -133,7 +133,7 @@ def test_campaign_through_the_local_inbox(make_bridge, inbox):
     csv_text = ok(b.export_results())["csv"]
     assert csv_text.splitlines()[0] == "email,status,category,smtp_code,error,attempts,sent_at,message_id,line"
     (past,) = ok(b.campaign_history())["campaigns"]
-    assert past["id"] == started["campaign"] and past["state"] == "finished" and past["counts"] == {"sent": 2}
+    assert past["id"] == started["campaign"] and past["state"] == "finished" and past["counts"] == {"sent": 2, "skipped": 1}  # the invalid line is kept too
     assert "nope,skipped,invalid_address" in csv_text
 
 

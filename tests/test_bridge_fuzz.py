@@ -156,7 +156,7 @@ def test_arbitrary_json_gets_a_structured_answer_and_no_side_effect(world, name)
             answer = method(*args)
         except Exception as exc:  # pragma: no cover - the failure itself is the report
             pytest.fail(f"{name}{tuple(args)!r} raised {exc!r}")
-        run = b._run
+        run = b._app.run
         if run is not None and run.thread is not None:
             run.thread.join(30)  # a started campaign finishes before the files are compared
         check_answer(name, answer)

@@ -78,7 +78,7 @@ def test_sign_in_failures_reach_the_window_as_oauth_error(gmail_bridge, google):
     assert err["category"] == "oauth_error" and "denied" in err["message"] and err["fix"]
     web = b.google_sign_in({"client_data_base64": client_b64("web"), "passphrase": PASSPHRASE})
     assert web["ok"] is False and "Web application" in web["error"]["message"]
-    b._passphrase = None  # a new start of the app: the passphrase is not known yet
+    b._app._passphrase = None  # a new start of the app: the passphrase is not known yet
     locked = b.google_sign_in({"client_data_base64": client_b64()})
     assert locked["ok"] is False and "passphrase" in locked["error"]["message"]
     short = b.google_sign_in({"client_data_base64": client_b64(), "passphrase": "short"})

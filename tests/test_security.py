@@ -86,7 +86,7 @@ def test_no_secret_in_any_log_export_journal_setting_or_event(
         answers.append(ok_answer(b.save_settings({
             "account": acct, "message": {"subject": "s", "body": "b"}, "remember_settings": True,
             "remember_password": True, "password": SWEEP_PASSWORD, "passphrase": PASSPHRASE})))
-        b._store.save(f"oauth:gmail:{SWEEP_USER}", OAUTH_TOKEN, PASSPHRASE)  # an OAuth token, stored
+        b._app.store.save(f"oauth:gmail:{SWEEP_USER}", OAUTH_TOKEN, PASSPHRASE)  # an OAuth token, stored
         answers.append(ok_answer(b.import_recipients_text(
             {"text": "email,name\nann@example.org,Ann\nreject550@example.org,Rex\nbob@example.org,Bob\n"})))
         message = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}
@@ -151,7 +151,7 @@ def test_no_secret_in_any_log_export_journal_setting_or_event(
         }
         assert find_secrets(captured) == []
         # the search can find them: the server was told the password, and the store keeps the token
-        assert b._store.load(f"oauth:gmail:{SWEEP_USER}", PASSPHRASE) == OAUTH_TOKEN
+        assert b._app.store.load(f"oauth:gmail:{SWEEP_USER}", PASSPHRASE) == OAUTH_TOKEN
         assert find_secrets({"probe": f"x{SWEEP_PASSWORD}y".encode()}) == [("probe", "password")]
         # what holds recipients or secrets is for this user only
         for path in (data / "secrets.enc", data / "journal.sqlite3", data / "journal.sqlite3-wal",
@@ -301,8 +301,8 @@ def test_verification_and_refusing_clear_passwords_are_the_defaults():
     assert settings.verify_certificates is True and settings.allow_plaintext_auth is False
     b = Bridge(inbox=LocalInbox(), store=EncryptedFileStore(), detector=offline_detect)
     try:
-        built = b._account(_params({"account": {"provider": "custom", "host": "smtp.example.com"}}),
-                           need_password=False)
+        given = b._account_input(_params({"account": {"provider": "custom", "host": "smtp.example.com"}}))
+        built, _ = b._app.smtp_settings(given, need_password=False)
     finally:
         b._shutdown()
     assert built.verify_certificates is True and built.allow_plaintext_auth is False

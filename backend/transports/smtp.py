@@ -11,6 +11,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 
+from backend.attachments import server_size_limit
 from backend.errors import (
     AuthError,
     ConnectError,
@@ -19,7 +20,6 @@ from backend.errors import (
     TransportError,
     UncertainDelivery,
 )
-from backend.attachments import server_size_limit
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope, Receipt
 

@@ -1,0 +1,829 @@
+"""App: the composition root. Every use case once, as a short method; the window, browser mode
+and the command line parse their input into backend.inputs, call these and word the answer.
+
+It owns the journal, the password store, the suppression list, the templates, the local test
+inbox, the imported list and attachments of this session, the Google sign-in under way and the
+campaign being sent. Events (progress, state, waits) go to the ``emit`` callback it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.policy
+import logging
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+from backend import __version__, plans, service
+from backend import settings as account_settings
+from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
+from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
+from backend.diagnostics import diagnose
+from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError
+from backend.google_auth import (
+    KEY_TOKEN,
+    SCOPE_MAIL,
+    GoogleAccount,
+    OAuthClient,
+    SignIn,
+    TokenSource,
+    saved_profile,
+)
+from backend.inbox import LocalInbox
+from backend.inputs import (
+    AccountInput,
+    CheckFailed,
+    MessageInput,
+    NothingLeft,
+    NotNow,
+    ResumeRequest,
+    RowProblems,
+    SendOptions,
+    SettingsChanged,
+    UncertainLeft,
+)
+from backend.journal import Journal
+from backend.model import ResultRow
+from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, preset_host
+from backend.recipients import ImportResult, load_bytes, load_file, parse_text
+from backend.runs import Run, internal_error
+from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
+from backend.suppression import SuppressionList
+from backend.templates import SavedTemplate, TemplateStore
+from backend.transports.base import Envelope, Transport
+from backend.transports.gmail import GmailTransport
+from backend.transports.smtp import SmtpTransport
+
+log = logging.getLogger(__name__)
+
+LOCAL_INBOX = "local-inbox"
+DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+_PREVIEW_HEADERS = {"from", "to", "reply-to", "subject", "date", "list-unsubscribe", "list-unsubscribe-post"}
+
+
+def left_to_send(counts: dict[str, int]) -> int:
+    """Recipients of a journaled campaign not sent yet (pending or deferred)."""
+    return counts.get("pending", 0) + counts.get("deferred", 0)
+
+
+def resumable(state: str, counts: dict[str, int]) -> bool:
+    """Whether a journaled campaign can be resumed: not running, and someone is left to send to
+    or uncertain."""
+    return state != "running" and bool(left_to_send(counts) + counts.get("uncertain", 0))
+
+
+def campaign_dict(info: Any) -> dict[str, Any]:
+    """A journaled campaign as the faces show it, with what the core decides about it."""
+    d = info.as_dict()
+    d["left_to_send"] = left_to_send(info.counts)
+    d["resumable"] = resumable(info.state, info.counts)
+    d["quota_lifts"] = service.quota_lifts(info.resume_after)
+    return d
+
+
+class App:
+    """Bulk Mailer's use cases, shared by every face."""
+
+    def __init__(self, *, inbox: LocalInbox | None = None, store: PasswordStore | None = None,
+                 emit: Callable[[dict[str, Any]], None] = lambda event: None,
+                 detector: Callable[[str], list[Any]] | None = None,
+                 open_browser: Callable[[str], Any] | None = None, journal_path: Path | None = None) -> None:
+        self.inbox = inbox if inbox is not None else LocalInbox()
+        self.store = store if store is not None else default_store()
+        self.emit = emit
+        self._detector = detector  # tests pass one that never leaves 127.0.0.1
+        # Google's sign-in page opens in the system browser (never in an embedded web view,
+        # which Google refuses); tests pass a function that plays the browser.
+        self._open_browser = open_browser
+        self._journal_path = journal_path
+        self._journal_db: Journal | None = None
+        self._suppression: SuppressionList | None = None
+        self.templates = TemplateStore()
+        self._lock = threading.Lock()
+        self.run: Run | None = None
+        self.finished: Run | None = None  # the last run with results
+        self._passphrase: str | None = None  # kept in memory for this run of the app only
+        self._sign_in: SignIn | None = None
+        self.sign_in_state: dict[str, Any] = {"state": "idle", "url": None, "error": None, "purpose": None}
+        self._sign_in_done = threading.Event()
+        self._sign_in_error: MailerError | None = None
+        # this session's list and files (the window's; the command line imports once)
+        self.imported: ImportResult | None = None
+        self._source: tuple[str, Any] | None = None
+        self.columns: tuple[str | None, str | None] = (None, None)
+        self.attachments: list[tuple[str, Attachment]] = []
+        self.attach_column: str | None = None
+        self.attach_dir: Path | None = None
+
+    # -- what the app has ------------------------------------------------------------------
+
+    @property
+    def journal(self) -> Journal:
+        # Opened on first use: every face's campaigns share one history.
+        if self._journal_db is None:
+            self._journal_db = Journal(self._journal_path)
+        return self._journal_db
+
+    @property
+    def suppression(self) -> SuppressionList:
+        if self._suppression is None:
+            self._suppression = SuppressionList()
+        return self._suppression
+
+    def shutdown(self) -> None:
+        if self._sign_in is not None:
+            self._sign_in.cancel()  # the loopback listener stops within a fraction of a second
+        run = self.run
+        if run is not None and run.thread.is_alive():
+            run.control.cancel()
+            run.thread.join(60)
+        self.inbox.stop()
+
+    def info(self, *, native_dialogs: bool = False) -> dict[str, Any]:
+        """Version, provider presets (host rules, limits, advice), error categories, modes."""
+        providers = [{
+            "key": LOCAL_INBOX, "name": "Local test inbox", "host": self.inbox.host, "port": self.inbox.start(),
+            "security": "none",
+            "notes": ["A mail server on this computer that keeps every message it receives, for "
+                      "trying a campaign without sending real mail. No username or password."],
+            "limits_note": "", "username_hint": "", "regions": [], "default_region": None, "advice": {},
+            "connections": 1, "hosts": {},
+        }]
+        for preset in PRESETS.values():
+            providers.append({
+                "key": preset.key, "name": preset.name, "host": preset_host(preset), "port": preset.port,
+                "security": preset.security, "notes": list(preset.notes), "limits_note": preset.limits.note,
+                "username_hint": preset.username_hint,
+                "limits": {k: getattr(preset.limits, k) for k in ("per_second", "per_minute", "per_hour", "per_day")},
+                "regions": list(preset.regions), "default_region": preset.default_region,
+                "hosts": {r: preset_host(preset, r) for r in preset.regions},
+                "advice": {k: list(v) for k, v in preset.advice.items()}, "connections": preset.connections,
+            })
+        return {
+            "version": __version__, "native_dialogs": native_dialogs, "providers": providers,
+            "categories": {c.name: {"title": c.title, "cause": c.cause, "fix": list(c.fix)} for c in CATEGORIES.values()},
+            "security_modes": [{"value": m, "label": SECURITY_LABELS[m]} for m in SECURITY_MODES],
+            "default_ports": DEFAULT_PORTS, "inbox": {"host": self.inbox.host, "port": self.inbox.port},
+            "max_connections": MAX_CONNECTIONS, "password_store": self.store.kind,
+        }
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    def use_passphrase(self, given: str | None) -> str | None:
+        """The passphrase of the encrypted store: the one given now (checked, then kept for this
+        run of the app) or the one given earlier."""
+        if given and self.store.needs_passphrase and given != self._passphrase and self.store.has(KEY_TOKEN):
+            self.store.load(KEY_TOKEN, given)  # a wrong passphrase is refused here, not kept
+        if given:
+            self._passphrase = given
+        return self._passphrase
+
+    @property
+    def locked(self) -> bool:
+        return self.store.needs_passphrase and self._passphrase is None
+
+    def google(self, passphrase: str | None = None) -> GoogleAccount:
+        """The saved Google sign-in, unlocked with the passphrase given now or earlier."""
+        return GoogleAccount(self.store, self.use_passphrase(passphrase))
+
+    def password(self, user: str, host: str, given: str = "", passphrase: str | None = None) -> str:
+        """The password given now, else the one saved for this account."""
+        if given:
+            return given
+        key = account_key(user, host)
+        phrase = passphrase or self._passphrase
+        if self.store.has(key):
+            saved = self.store.load(key, phrase)
+            if saved:
+                if passphrase:
+                    self._passphrase = passphrase
+                return saved
+        raise SettingsError("password", f"enter the password for '{user}'")
+
+    def smtp_settings(self, a: AccountInput, *, need_password: bool = True,
+                      passphrase: str | None = None) -> tuple[SmtpSettings, bool]:
+        """Validated SMTP settings (a preset fills what is not given); whether it is the local inbox."""
+        if a.provider == LOCAL_INBOX:
+            return SmtpSettings(host=self.inbox.host, port=self.inbox.start(), security="none",
+                                from_address=a.from_address, timeout=10).validated(), True
+        if a.provider not in (None, "", "custom") and a.provider not in PRESETS:
+            raise SettingsError("provider", f"unknown provider '{a.provider}'")
+        if a.provider in PRESETS:
+            values = apply_preset(a.provider, region=a.region, host=a.host or None, port=a.port,
+                                  security=a.security)
+        else:
+            if not a.host.strip():
+                raise SettingsError("host", "give the SMTP server's host name (or choose a provider)")
+            security = a.security or ("ssl" if a.port == 465 else "starttls")
+            values = {"host": a.host.strip(), "security": security, "port": a.port or DEFAULT_PORTS[security]}
+        user, password, token_source = a.user.strip(), "", None
+        if a.auth == "xoauth2":
+            token_source = TokenSource(self.google(passphrase), "smtp")
+            user = user or token_source.email
+        elif user and need_password:
+            password = self.password(user, str(values["host"]), a.password, passphrase)
+        return SmtpSettings(**values, user=user, password=password, auth=a.auth, token_source=token_source,
+                            from_address=a.from_address, ca_file=a.ca_file,
+                            verify_certificates=a.verify_certificates, allow_plaintext_auth=a.allow_plaintext_auth,
+                            timeout=a.timeout).validated(), False
+
+    # -- settings --------------------------------------------------------------------------
+
+    def load_settings(self) -> dict[str, Any]:
+        """The saved settings, or the first-start defaults (the local test inbox)."""
+        saved = account_settings.load_saved()
+        account = {"provider": LOCAL_INBOX, "host": self.inbox.host, "port": self.inbox.start(),
+                   "security": "none", "user": "", "from_address": "Me <me@example.com>",
+                   "verify_certificates": True, "allow_plaintext_auth": False, "region": None,
+                   "channel": "smtp", "auth": "password", "max_per_minute": None}
+        message = {"subject": "Hello {{ name | default('there') }}",
+                   "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
+                   "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
+        if saved:
+            account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
+            message.update({k: v for k, v in (saved.get("message") or {}).items() if k in message})
+            if account["provider"] == LOCAL_INBOX:
+                account["port"] = self.inbox.port
+        key = account_key(str(account.get("user") or ""), str(account.get("host") or ""))
+        store_error = None
+        try:
+            has_saved = bool(account.get("user")) and self.store.has(key)
+        except CredentialsError as exc:  # the settings still load; the password is re-entered
+            has_saved, store_error = False, exc.message
+        return {"account": account, "message": message,
+                "remember_settings": bool(saved and saved.get("remember_settings")),
+                "remember_password": bool(saved and saved.get("remember_password")),
+                "has_saved_password": has_saved, "password_locked": has_saved and self.locked,
+                "first_start": saved is None, "password_store_error": store_error}
+
+    def save_settings(self, account: dict[str, Any], message: dict[str, Any], *, remember: bool,
+                      remember_password: bool, password: str = "", passphrase: str | None = None) -> dict[str, Any]:
+        """Save the non-secret settings; the password goes to the password store when asked."""
+        previous = account_settings.load_saved() or {}
+        data: dict[str, Any] = {"remember_settings": remember, "remember_password": remember_password}
+        if remember:
+            data.update({"account": account, "message": message})
+        account_settings.save(data)
+        key = account_key(account["user"], account["host"])
+        phrase = passphrase or self._passphrase
+        if remember_password and account["user"] and password:
+            self.store.save(key, password, phrase)
+            if passphrase:
+                self._passphrase = passphrase
+        elif not remember_password and previous.get("remember_password") and account["user"]:
+            self.store.delete(key, phrase)  # the box was ticked before and is not now
+        return {"has_saved_password": bool(account["user"]) and self.store.has(key)}
+
+    def forget_password(self, user: str, host: str, passphrase: str | None = None) -> None:
+        self.store.delete(account_key(user.strip(), host.strip()), passphrase or self._passphrase)
+
+    # -- connection ------------------------------------------------------------------------
+
+    def verify(self, a: AccountInput, *, check_sender: bool = False, check_domain: bool = False,
+               passphrase: str | None = None) -> dict[str, Any]:
+        """Diagnose step by step (DNS, TCP, TLS, certificate, EHLO, login); CheckFailed with every
+        step when one fails."""
+        if a.channel == "gmail":
+            account = self.google(passphrase)
+            token = account.require("api")
+            started = time.monotonic()
+            account.access_token(force_refresh=True)  # Google confirms the sign-in is still good
+            step = {"name": "auth", "title": "Google sign-in", "status": "ok", "ok": True,
+                    "detail": f"Google renewed the sign-in of {token.email}: the Gmail API will accept it",
+                    "seconds": round(time.monotonic() - started, 3)}
+            return {"steps": [step], "verify_certificates": True, "authenticated_as": token.email,
+                    "channel": "gmail"}
+        settings, _ = self.smtp_settings(a, passphrase=passphrase)
+        result = diagnose(settings, check_sender=check_sender, check_domain=check_domain)
+        if result.error is not None:
+            raise CheckFailed(result.error, [step.as_dict() for step in result.steps])
+        return {"steps": [step.as_dict() for step in result.steps], "verify_certificates": settings.verify_certificates,
+                "authenticated_as": settings.user or None}
+
+    def diagnose(self, a: AccountInput, *, check_sender: bool = False, check_domain: bool = False) -> Any:
+        """The connection check's full result (for a face that prints every step itself)."""
+        settings, _ = self.smtp_settings(a)
+        return settings, diagnose(settings, check_sender=check_sender, check_domain=check_domain)
+
+    def detect(self, address: str, ca_file: str | None = None) -> list[Any]:
+        """Server settings for an address: presets, then MX records, then probing."""
+        from backend.autodetect import detect
+
+        return self._detector(address) if self._detector else detect(address, ca_file=ca_file)
+
+    # -- Sign in with Google ---------------------------------------------------------------
+
+    def google_status(self) -> dict[str, Any]:
+        profile = saved_profile()
+        scopes = list((profile or {}).get("scopes") or [])
+        key, lim = gmail_api_limits(bool((profile or {}).get("workspace")))
+        return {"signed_in": profile is not None, "email": (profile or {}).get("email"),
+                "workspace": bool((profile or {}).get("workspace")), "smtp": SCOPE_MAIL in scopes,
+                "signed_in_at": (profile or {}).get("signed_in"), "locked": self.locked,
+                "sign_in": dict(self.sign_in_state),
+                "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
+
+    def google_sign_in(self, client_data: bytes, source: str, purpose: str, *, passphrase: str | None = None,
+                       open_browser: bool = True) -> str:
+        """Start Google's sign-in in the system browser (or not: the face shows the address);
+        the sign-in is saved when it completes. Returns the address; google_status follows it
+        and wait_sign_in() blocks until it ends."""
+        self.ensure_idle()  # a running campaign keeps the sign-in it started with
+        client = OAuthClient.parse(client_data, source)
+        account = self.google(passphrase)
+        account.check_store()  # the passphrase is checked before the browser opens
+        if self._sign_in is not None:
+            self._sign_in.cancel()
+        import webbrowser
+
+        flow = SignIn(client, purpose, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
+        url = flow.start()
+        self._sign_in, self._sign_in_error = flow, None
+        self._sign_in_done.clear()
+        self.sign_in_state = {"state": "waiting", "url": url, "error": None, "purpose": purpose}
+        threading.Thread(target=self._finish_sign_in, args=(flow, client, account, purpose),
+                         name="google-sign-in", daemon=True).start()
+        return url
+
+    def _finish_sign_in(self, flow: SignIn, client: OAuthClient, account: GoogleAccount, purpose: str) -> None:
+        error: MailerError | None = None
+        try:
+            token, _ = flow.wait()
+            account.save(client, token)
+            state: dict[str, Any] = {"state": "signed_in", "url": None, "error": None, "email": token.email,
+                                     "workspace": token.workspace}
+        except MailerError as exc:
+            cancelled = "cancelled in Bulk Mailer" in exc.message
+            state, error = {"state": "cancelled" if cancelled else "failed", "url": None, "error": exc.describe()}, exc
+        except Exception:
+            log.exception("Google sign-in failed unexpectedly")
+            state = {"state": "failed", "url": None,
+                     "error": internal_error("The Google sign-in stopped because of an unexpected error.")}
+            error = OAuthError("the Google sign-in stopped because of an unexpected error", category="internal_error")
+        if self._sign_in is flow:  # a newer sign-in may have replaced this one
+            self.sign_in_state, self._sign_in_error = {**state, "purpose": purpose}, error
+            self._sign_in_done.set()
+
+    def wait_sign_in(self) -> dict[str, Any]:
+        """Block until the sign-in under way ends; its state (raises what made it fail)."""
+        while not self._sign_in_done.wait(0.2):
+            pass
+        if self._sign_in_error is not None:
+            raise self._sign_in_error
+        return dict(self.sign_in_state)
+
+    def google_cancel_sign_in(self) -> None:
+        if self._sign_in is None or self.sign_in_state.get("state") != "waiting":
+            raise NotNow("no Google sign-in is waiting")
+        self._sign_in.cancel()
+
+    def google_sign_out(self, passphrase: str | None = None) -> dict[str, Any]:
+        """Revoke the Google sign-in at Google and delete it (and the OAuth client) here."""
+        self.ensure_idle()
+        if saved_profile() is None and not self.store.has(KEY_TOKEN):
+            return {"email": None, "revoked": None, "problem": None, "signed_in": False}
+        result = self.google(passphrase).sign_out()
+        self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
+        return result
+
+    # -- recipients ------------------------------------------------------------------------
+
+    def import_recipients(self, source: tuple[str, Any], email_column: str | None = None,
+                          name_column: str | None = None) -> ImportResult:
+        """Read a list: ("file", path), ("data", (bytes, name)) or ("text", pasted text)."""
+        kind, value = source
+        if kind == "file":
+            imported = load_file(value, email_column=email_column, name_column=name_column)
+        elif kind == "data":
+            imported = load_bytes(value[0], value[1], email_column=email_column, name_column=name_column)
+        else:
+            imported = parse_text(value, email_column=email_column, name_column=name_column)
+        self.imported, self._source, self.columns = imported, source, (email_column, name_column)
+        return imported
+
+    def reread_recipients(self, *, email_column: str | None | bool = False,
+                          name_column: str | None | bool = False) -> ImportResult:
+        """Read the last list again with another email or name column (False: keep it)."""
+        if self._source is None:
+            raise NotNow("import a recipient list first")
+        email_col = self.columns[0] if email_column is False else email_column
+        name_col = self.columns[1] if name_column is False else name_column
+        return self.import_recipients(self._source, email_col, name_col)  # type: ignore[arg-type]
+
+    def suppressed(self, imported: ImportResult) -> list[tuple[Any, str]]:
+        return self.suppression.apply(imported.recipients)[1]
+
+    # -- attachments (this session's files for everyone, and per-recipient files) ----------
+
+    def add_attachment_files(self, files: list[str]) -> None:
+        self.attachments += [(secrets.token_hex(8), a) for a in load_attachments(files)]
+
+    def add_attachment_data(self, name: str, data: bytes) -> None:
+        """A file for everyone from its content (browser mode's file field)."""
+        self.attachments.append((secrets.token_hex(8), Attachment(name, guess_content_type(name), data)))
+
+    def remove_attachment(self, attachment_id: str) -> None:
+        self.attachments = [(i, a) for i, a in self.attachments if i != attachment_id]
+
+    def set_attachment_column(self, column: str | None) -> dict[str, Any]:
+        """The column naming each recipient's own files (None: off); every row's files checked."""
+        imported = self.imported
+        if imported is None or not imported.recipients:
+            raise NotNow("add recipients first: paste addresses or import a file")
+        if column is not None and column not in imported.fields:
+            raise SettingsError("column", f"there is no column '{column}'")
+        self.attach_column = column
+        problems: list[MailerError] = []
+        if column and self.attach_dir is not None:
+            problems = check_attachments(imported.recipients, column, self.attach_dir, ())
+        return {"column": column, "folder": str(self.attach_dir) if self.attach_dir else None,
+                "problems": RowProblems(problems).rows() if problems else []}
+
+    # -- drafts, checks, previews ----------------------------------------------------------
+
+    def sender(self, a: AccountInput, m: MessageInput, *, signed_in: bool = False) -> str:
+        """The From of a campaign: as given for SMTP; for the Gmail API, the signed-in address
+        (known without unlocking the store) with the name given."""
+        from_address = m.from_address or a.from_address
+        if a.channel != "gmail":
+            return from_address
+        profile = saved_profile()
+        if profile is None:
+            raise OAuthError("sign in with Google first: the Gmail API sends as the signed-in account",
+                             fix=("Click Sign in with Google in the Account section, or run "
+                                  "bulk-mailer gmail login --client-secrets FILE.",))
+        return service.gmail_sender(from_address, profile["email"])
+
+    def draft(self, m: MessageInput, from_address: str, imported: ImportResult | None = None) -> service.Draft:
+        """The campaign's draft from this session's list and files, the suppression list applied."""
+        imported = imported or self.imported
+        if imported is None or not imported.recipients:
+            raise NotNow("add recipients first: paste addresses or import a file")
+        if not m.subject.strip():
+            raise SettingsError("message.subject", "enter a subject")
+        if not ((m.html or "").strip() or (m.text or "").strip()):
+            raise SettingsError("message.body", "write the message")
+        draft = service.make_draft(
+            imported, subject=m.subject, html=m.html, text=m.text, from_address=from_address,
+            delay_ms=m.delay_ms, reply_to=m.reply_to, attach=m.attach,
+            attach_column=m.attach_column or self.attach_column, attach_dir=m.attach_dir or self.attach_dir,
+            unsubscribe=m.unsubscribe)
+        draft.attachments += [a for _, a in self.attachments]
+        service.apply_suppression(draft, self.suppression)  # preview and checks see who gets it
+        return draft
+
+    def check(self, a: AccountInput, m: MessageInput) -> dict[str, Any]:
+        """Every row whose message cannot be built (each with its own category), and warnings."""
+        draft = self.draft(m, self.sender(a, m))
+        warning = draft.size_warning()
+        problems = draft.problems()
+        return {"problems": RowProblems(problems).rows() if problems else [], "warnings": [warning] if warning else []}
+
+    def dry_run(self, draft: service.Draft) -> list[MailerError]:
+        """Build every message as it would be sent, without connecting; every problem."""
+        return service.dry_run(draft)
+
+    def preview(self, a: AccountInput, m: MessageInput, index: int) -> dict[str, Any]:
+        """Recipient N's message (1-based) as it would be sent, taken apart for showing."""
+        draft = self.draft(m, self.sender(a, m))
+        total = len(draft.recipients)
+        if not 1 <= index <= max(total, 1):
+            raise SettingsError("index", f"there are {total} recipients to send to; give a number from 1 to {total}")
+        out = draft.outgoing(draft.recipients[index - 1], smtputf8=True)
+        msg = message_from_bytes(out.data, policy=email.policy.default)
+        html, text = msg.get_body(("html",)), msg.get_body(("plain",))
+        return {
+            "index": index, "total": total, "to": str(msg["To"]), "from": str(msg["From"]),
+            "subject": str(msg["Subject"]),
+            "headers": [[k, str(v)] for k, v in msg.items() if k.lower() in _PREVIEW_HEADERS],
+            "html": html.get_content() if html is not None else None,
+            "text": text.get_content() if text is not None else None,
+            "attachments": [{"filename": x.get_filename(), "content_type": x.get_content_type(),
+                             "size": len(x.get_payload(decode=True) or b"")} for x in msg.iter_attachments()],
+            "size": len(out.data), "raw": out.data,
+        }
+
+    def send_test(self, a: AccountInput, m: MessageInput, index: int, passphrase: str | None = None) -> dict[str, Any]:
+        """Send recipient N's version to the From address."""
+        self.ensure_idle()
+        transport: Transport
+        if a.channel == "gmail":
+            account = self.google(passphrase)
+            draft = self.draft(m, service.gmail_sender(m.from_address or a.from_address, account.require("api").email))
+            transport = GmailTransport(account)
+        else:
+            settings, _ = self.smtp_settings(a, passphrase=passphrase)
+            draft = self.draft(m, settings.from_address or m.from_address or a.from_address)
+            transport = SmtpTransport(settings)
+        index = min(max(index, 1), max(len(draft.recipients), 1))
+        original = draft.recipients[index - 1]
+        me = type(original)(draft.sender.address, {**original.fields}, original.line)
+        out = draft.outgoing(me, smtputf8=a.channel == "gmail")
+        try:
+            transport.open()
+            transport.send(Envelope(draft.sender.address, (draft.sender.address,)), out.data)
+        finally:
+            transport.close()
+        return {"to": draft.sender.address, "message_id": out.message_id}
+
+    # -- campaigns -------------------------------------------------------------------------
+
+    def ensure_idle(self) -> None:
+        if self.run is not None and self.run.active:
+            raise NotNow("a campaign is running; wait for it to finish or cancel it")
+
+    def plan(self, a: AccountInput, draft_for: Callable[[str], service.Draft], *, attach: tuple[str, ...] = (),
+             passphrase: str | None = None) -> tuple[service.Draft, plans.Plan]:
+        """The draft (made once the sender is known) and how it is sent, for either channel."""
+        if a.channel == "gmail":
+            account = self.google(passphrase)
+            token = account.require("api")
+            draft = draft_for(token.email)
+            if draft.sender.address.lower() != token.email.lower():  # signed in again as someone else
+                raise OAuthError(f"the saved sign-in is for {token.email}, not {draft.sender.address}",
+                                 fix=("Sign in again with Google.",))
+            return draft, plans.gmail_plan(draft, account, token.email, token.workspace, provider=a.provider,
+                                           attach=attach)
+        settings, local = self.smtp_settings(a, passphrase=passphrase)
+        draft = draft_for(settings.from_address)
+        return draft, plans.smtp_plan(draft, settings, local_inbox=local, attach=attach)
+
+    def prepare(self, a: AccountInput, m: MessageInput, options: SendOptions, *, imported: ImportResult | None = None,
+                passphrase: str | None = None) -> tuple[service.Draft, plans.Plan]:
+        """Everything a new campaign needs, checked: the draft (rows that cannot be built refused,
+        or left out when asked) and its plan."""
+        def draft_for(signed_in: str) -> service.Draft:
+            sender = service.gmail_sender(m.from_address or a.from_address, signed_in) if a.channel == "gmail" \
+                else (m.from_address or a.from_address)
+            return self.draft(m, sender, imported)
+
+        draft, plan = self.plan(a, draft_for, attach=m.attach, passphrase=passphrase)
+        problems = draft.problems()
+        if problems and options.skip_problem_rows:
+            service.exclude_problem_rows(draft, problems)
+        elif problems:
+            raise RowProblems(problems)
+        if not draft.recipients:
+            raise NothingLeft("no recipient is left to send to")
+        return draft, plans.with_options(plan, options)
+
+    def start(self, draft: service.Draft, plan: plans.Plan) -> Run:
+        """Send a prepared campaign on a worker thread."""
+        with self._lock:
+            self.ensure_idle()
+            return self._start(Run(draft, plan, self.journal, self.emit, checked=True))
+
+    def _start(self, run: Run) -> Run:
+        self.run = run
+        self.finished = run
+        return run.start()
+
+    def control(self, action: str) -> str:
+        """pause, resume or cancel the running campaign."""
+        if self.run is None or not self.run.active:
+            raise NotNow("no campaign is running")
+        return self.run.control_action(action)
+
+    def state(self) -> dict[str, Any]:
+        if self.run is None:
+            return {"campaign": None, "state": "idle", "total": 0, "counts": {}, "summary": None, "error": None}
+        return self.run.snapshot()
+
+    # -- the journal: history, export, resume, follow-up ----------------------------------
+
+    def history(self) -> list[dict[str, Any]]:
+        """Past campaigns, newest first (one whose app was killed is 'interrupted')."""
+        return [campaign_dict(c) for c in self.journal.campaigns()]
+
+    def campaign_id(self, given: str) -> str:
+        """A campaign id, or 'latest' for the newest."""
+        if given != "latest":
+            return self.journal.get(given).id
+        found = self.journal.campaigns()
+        if not found:
+            raise NothingLeft("there are no campaigns yet")
+        return found[0].id
+
+    def details(self, cid: str, limit: int = 5000) -> dict[str, Any]:
+        info = self.journal.get(self.campaign_id(cid))
+        return {"campaign": campaign_dict(info), "rows": [r.as_dict() for r in self.results(info.id)[:limit]]}
+
+    def results(self, cid: str) -> list[ResultRow]:
+        """A campaign's results: the journal's rows, one per line of its list (invalid, duplicate,
+        suppressed and problem rows as skipped with their reason), in list order."""
+        rows = [row.result for row in self.journal.rows(self.campaign_id(cid))]
+        return sorted(rows, key=lambda r: r.line if r.line is not None else float("inf"))
+
+    def export(self, cid: str, path: str | None = None) -> tuple[str, int]:
+        """The results CSV: written to path (atomically), or returned as text (path None)."""
+        rows = self.results(cid)
+        if path is None:
+            return service.results_csv_text(rows), len(rows)
+        return str(service.write_results_csv(path, rows)), len(rows)
+
+    def settings_of(self, spec: dict[str, Any]) -> str:
+        s = spec.get("settings") or {}
+        return "the local test inbox" if s.get("local_inbox") else f"{s.get('host')}:{s.get('port')}"
+
+    def _plan_from_spec(self, draft: service.Draft, spec: dict[str, Any], req: ResumeRequest,
+                        passphrase: str | None) -> plans.Plan:
+        """The plan of a journaled campaign: the same channel and account as before, or the
+        account settings given now when the user chose them."""
+        if service.channel_of(spec) == "gmail":
+            account = self.google(passphrase)
+            token = account.require("api")
+            was = (spec.get("gmail") or {}).get("email") or ""
+            if token.email.lower() != was.lower():
+                raise OAuthError(f"this campaign was sent as {was}, but you are signed in with Google as "
+                                 f"{token.email}", fix=(f"Sign in with Google as {was} and resume again.",))
+            plan = plans.gmail_plan(draft, account, token.email, token.workspace)
+            plan.spec = spec
+            return plans.as_before(plan, spec)
+        if req.account is not None and req.account.channel == "smtp" and self._use_current(spec, req):
+            settings, local = self.smtp_settings(req.account, passphrase=passphrase)
+            fresh = plans.smtp_plan(draft, settings, local_inbox=local)
+            spec["settings"] = fresh.spec["settings"]
+            self.journal.set_spec(draft.id, {k: v for k, v in spec.items()
+                                             if k not in ("attempts_before", "deferred_until")})
+            return plans.as_before(dataclasses.replace(fresh, spec=spec), spec)
+        saved = {k: v for k, v in spec["settings"].items() if k != "local_inbox"}
+        if spec["settings"].get("local_inbox"):
+            saved.update(host=self.inbox.host, port=self.inbox.start())  # a new port every run
+        if saved.get("auth") == "xoauth2":
+            saved.update(password="", token_source=TokenSource(self.google(passphrase), "smtp"))
+        else:
+            given = req.account.password if req.account is not None else ""
+            saved["password"] = self.password(saved["user"], saved["host"], given, passphrase) if saved.get("user") else ""
+        settings = SmtpSettings(**saved).validated()
+        plan = plans.smtp_plan(draft, settings, local_inbox=bool(spec["settings"].get("local_inbox")))
+        plan.spec = spec  # resuming keeps the campaign's spec as the journal has it
+        return plans.as_before(plan, spec)
+
+    def _use_current(self, spec: dict[str, Any], req: ResumeRequest) -> bool:
+        """Whether to resume with the account settings given now: when they differ from the
+        campaign's, only if the user said so (else SettingsChanged asks)."""
+        assert req.account is not None
+        a, s = req.account, spec.get("settings") or {}
+        if a.provider == LOCAL_INBOX:
+            differs, now = not s.get("local_inbox"), "the local test inbox"
+        else:
+            mine = self.smtp_settings(a, need_password=False)[0]
+            now = f"{mine.host}:{mine.port}"
+            differs = bool(s.get("local_inbox")) or any(
+                getattr(mine, k) != s.get(k) for k in ("host", "port", "security", "user"))
+        if not differs:
+            return False
+        if req.use_current_settings is None:
+            raise SettingsChanged(self.settings_of(spec), now)
+        return req.use_current_settings
+
+    def resume(self, cid: str, req: ResumeRequest, passphrase: str | None = None) -> Run:
+        """Continue an interrupted, paused, stopped or failed campaign with the recipients not
+        sent yet; one implementation for every face."""
+        with self._lock:
+            self.ensure_idle()
+            journal = self.journal
+            info = journal.get(self.campaign_id(cid))
+            cid = info.id
+            if info.state == "running":
+                raise NotNow(f"campaign {cid} is still running in another window or process")
+            if not resumable(info.state, info.counts):
+                raise NothingLeft(f"campaign {cid} is {info.state}; nothing is left to send")
+            lifts = service.quota_lifts(info.resume_after)
+            if lifts and not req.now:
+                raise NotNow(f"a sending quota stopped campaign {cid}; it can continue after {lifts}: resume it "
+                             "then, or try now anyway (the server may refuse again)")
+            # Ours from here on (another window or process is refused), and every row is read
+            # after the claim: nothing sent meanwhile by another run is sent again.
+            journal.claim(cid)
+            try:
+                return self._resume_claimed(info, req, passphrase)
+            except BaseException:
+                if journal.get(cid).state == "running":
+                    journal.set_state(cid, info.state, info.reason, info.resume_after)  # as it was
+                raise
+
+    def _resume_claimed(self, info: Any, req: ResumeRequest, passphrase: str | None) -> Run:
+        journal, cid = self.journal, info.id
+        uncertain = journal.rows(cid, ["uncertain"])
+        if uncertain and req.uncertain == "ask":
+            raise UncertainLeft(uncertain)
+        if req.uncertain == "resend":
+            journal.reset(cid, ["uncertain"])
+        elif req.uncertain == "skip":
+            journal.skip(cid, "uncertain", "not resent: it may or may not have arrived")
+        draft, indices, spec = service.resume_draft(journal, cid)
+        if not draft.recipients:  # e.g. the uncertain ones skipped: it is done
+            journal.set_state(cid, "finished")
+            raise NothingLeft(f"campaign {cid}: nobody is left to send to; it is marked finished", finished=True)
+        if req.options.delay_ms is not None:
+            draft.delay_ms = req.options.delay_ms
+        plan = plans.with_options(self._plan_from_spec(draft, spec, req, passphrase), req.options)
+        deferred = service.due_times(spec, info.resume_after if req.now else None)
+        return self._start(Run(draft, plan, journal, self.emit, resume=(indices, info.account),
+                               deferred_until=deferred, attempts_before=spec.get("attempts_before") or {}))
+
+    def resend(self, cid: str, *, include_uncertain: bool = False, account: AccountInput | None = None,
+               passphrase: str | None = None) -> Run:
+        """A follow-up campaign to a past campaign's failed (and optionally uncertain) recipients."""
+        with self._lock:
+            self.ensure_idle()
+            cid = self.campaign_id(cid)
+            statuses = ["failed"] + (["uncertain"] if include_uncertain else [])
+            rows = self.journal.rows(cid, statuses)
+            spec = self.journal.spec(cid)
+            m = spec["message"]
+            recipients = [r.recipient for r in rows]
+            fields = sorted({k for r in recipients for k in r.fields}) or ["email"]
+            imported = ImportResult(recipients, [], [], fields, "email", f"follow-up of {cid}")
+            draft = service.make_draft(
+                imported, subject=m["subject"], html=m["html"], text=m["text"], from_address=m["from"],
+                delay_ms=spec.get("delay_ms", service.DEFAULT_DELAY_MS), reply_to=m.get("reply_to"),
+                attach=m.get("attach") or (), attach_column=m.get("attach_column"), attach_dir=m.get("attach_dir"),
+                unsubscribe=m.get("unsubscribe") or ())
+            draft.attachments += [a for _, a in self.attachments] if m.get("uploaded_attachments") else []
+            service.apply_suppression(draft, self.suppression)
+            if not draft.recipients:
+                raise NothingLeft("nobody is left to send to in that campaign")
+            req = ResumeRequest(account=account, use_current_settings=False)
+            plan = self._plan_from_spec(draft, {**spec, "settings": spec.get("settings")}, req, passphrase)
+            plan.spec = {k: v for k, v in spec.items() if k not in ("attempts_before", "deferred_until")}
+            return self._start(Run(draft, plan, self.journal, self.emit))
+
+    def interrupted(self) -> list[dict[str, Any]]:
+        """Campaigns the app died in while sending, with something left: to announce at once."""
+        return [c for c in self.history() if c["state"] == "interrupted" and c["resumable"]]
+
+    # -- suppression -----------------------------------------------------------------------
+
+    def suppression_add(self, text: str, reason: str = "added by hand") -> dict[str, Any]:
+        """Add pasted addresses (one a line, or separated by commas, semicolons or spaces)."""
+        pieces: list[str] = []
+        line_of: list[int] = []  # the pasted line of each piece, for the report
+        for number, line in enumerate(text.splitlines(), 1):
+            for piece in re.split(r"[\s,;]+", line):
+                if piece:
+                    pieces.append(piece)
+                    line_of.append(number)
+        added = self.suppression.add(pieces, reason=reason)
+        return {"added": int(added), "already": added.already,
+                "invalid": [{"line": line_of[n - 1] if 0 < n <= len(line_of) else n, "value": v, "reason": why}
+                            for n, v, why in added.invalid]}
+
+    def suppression_for_trial(self) -> SuppressionList:
+        """A copy of the kept list for a trial run (dry run, preview), which must not change it."""
+        trial = Path(tempfile.mkdtemp(prefix="bm-suppress-")) / "suppression.txt"
+        if self.suppression.path.exists():
+            shutil.copyfile(self.suppression.path, trial)
+        self._suppression = SuppressionList(trial)
+        return self._suppression
+
+    # -- saved templates -------------------------------------------------------------------
+
+    def template_list(self) -> list[dict[str, Any]]:
+        return [{"name": t.name, "subject": t.subject, "format": t.format, "updated": t.updated}
+                for t in self.templates.list()]
+
+    def template_save(self, name: str, *, subject: str, body: str, fmt: str, unsubscribe: list[str],
+                      overwrite: bool = False) -> str:
+        """Save the message as a named template (the attachments by name: files are added again)."""
+        saved = self.templates.save(SavedTemplate(
+            name=name, subject=subject, body=body, format=fmt, unsubscribe=list(unsubscribe),
+            attachments=[a.filename for _, a in self.attachments]), overwrite=overwrite)
+        return saved.name
+
+    def template_load(self, name: str) -> dict[str, Any]:
+        t = self.templates.get(name)
+        return {"name": t.name, "message": {"subject": t.subject, "body": t.body, "format": t.format,
+                                            "unsubscribe": list(t.unsubscribe)},
+                "attachments": list(t.attachments)}
+
+    def template_filename(self, name: str) -> str:
+        return re.sub(r"[^\w.-]+", "-", self.templates.get(name).name).strip("-") + ".bmtemplate.json"
+
+    def template_export(self, name: str, path: str | None = None) -> str:
+        """Write a template file to path (its path), or return the file's JSON text (path None)."""
+        if path is not None:
+            return str(self.templates.export(name, Path(path)))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = self.templates.export(name, Path(tmp) / self.template_filename(name))
+            return Path(out).read_text(encoding="utf-8")
+
+    def template_import(self, source: Path | bytes, *, overwrite: bool = False) -> dict[str, Any]:
+        """Import a template file (a path, or its content)."""
+        if isinstance(source, bytes):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "import.json"
+                path.write_bytes(source)
+                t = self.templates.import_file(path, overwrite=overwrite)
+        else:
+            t = self.templates.import_file(source, overwrite=overwrite)
+        return {"name": t.name, "subject": t.subject, "format": t.format}

@@ -1,0 +1,148 @@
+"""Typed requests the faces build and the core takes, and typed outcomes the faces word.
+
+A face (the window's bridge, browser mode, the command line) parses its own input into these,
+calls ``backend.app.App`` and words what comes back; no rule is written in a face.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.errors import MailerError
+from backend.settings import AUTH_MODES, SECURITY_LABELS, SECURITY_MODES  # noqa: F401 (for the faces)
+
+DEFAULT_DELAY_MS = 1000
+CHANNELS = ("smtp", "gmail")
+UNCERTAIN_CHOICES = ("ask", "resend", "skip")
+LIMIT_KEYS = ("per_second", "per_minute", "per_hour", "per_day")
+RETRY_KEYS = ("base_s", "cap_s", "max_attempts", "max_age_s", "max_failures_in_a_row")
+
+
+@dataclass(frozen=True)
+class AccountInput:
+    """The account a campaign goes through: an SMTP server, or the Google sign-in (channel gmail).
+
+    ``password`` is the one given now; empty means the saved one (if any). It is never shown.
+    """
+
+    channel: str = "smtp"
+    provider: str | None = None
+    host: str = ""
+    port: int | None = None
+    security: str | None = None
+    user: str = ""
+    password: str = field(default="", repr=False)
+    auth: str = "password"
+    from_address: str = ""
+    verify_certificates: bool = True
+    allow_plaintext_auth: bool = False
+    ca_file: str | None = None
+    timeout: float = 30.0
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class MessageInput:
+    """What is sent: subject and bodies (templates), sender, attachments, unsubscribe, pace."""
+
+    subject: str
+    html: str | None = None
+    text: str | None = None
+    from_address: str = ""
+    reply_to: str | None = None
+    attach: tuple[str, ...] = ()  # files for everyone, by path (the window adds its own in memory)
+    attach_column: str | None = None
+    attach_dir: str | None = None
+    unsubscribe: tuple[str, ...] = ()
+    delay_ms: int = DEFAULT_DELAY_MS
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How a run sends. Each given limit or retry value replaces the default's (the provider's, or a
+    resumed campaign's own); a limit of 0 or None means none."""
+
+    limits: dict[str, float | int | None] = field(default_factory=dict)
+    retry: dict[str, float | int | None] = field(default_factory=dict)
+    connections: int | None = None
+    delay_ms: int | None = None  # a resume's new pace (None: the campaign's)
+    skip_problem_rows: bool = False
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """Continue a journaled campaign: what to do with uncertain recipients, whether to go before
+    a quota lifts, and (optionally) the account settings to use instead of the campaign's."""
+
+    uncertain: str = "ask"
+    now: bool = False
+    account: AccountInput | None = None
+    use_current_settings: bool | None = None  # None: refuse with SettingsChanged when they differ
+    options: SendOptions = field(default_factory=SendOptions)
+
+
+# -- outcomes the faces word ------------------------------------------------------------------
+
+
+class NotNow(MailerError):
+    """An action that does not fit the current state (nothing imported, a run in progress)."""
+
+    default_category = "action_unavailable"
+
+
+class RowProblems(MailerError):
+    """Rows whose message cannot be built; each problem keeps its own category, line and fix."""
+
+    def __init__(self, problems: Sequence[MailerError]) -> None:
+        rows = len({getattr(p, "row", None) for p in problems})
+        first = problems[0]
+        super().__init__(f"{rows} row(s) cannot be built; first: {first.message}", category=first.category,
+                         fix=first.extra_fix)
+        self.problems = list(problems)
+
+    def rows(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Each problem as data: line, field, message, category and its own fix steps."""
+        return [{"line": getattr(p, "row", None), "field": getattr(p, "field", None), "message": p.message,
+                 "category": p.category, "fix": p.fix_steps()} for p in self.problems[:limit]]
+
+
+class UncertainLeft(MailerError):
+    """A resume met recipients that may or may not have got the message: the user chooses."""
+
+    default_category = "action_unavailable"
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        super().__init__(f"{len(rows)} recipient(s) may or may not have got the message (the app stopped while "
+                         "sending to them): choose to send to them again or to skip them")
+        self.uncertain = list(rows)  # journal rows: .recipient (email, line), .result (error)
+
+
+class NothingLeft(MailerError):
+    """Nobody is left to send to; ``finished`` when the campaign was marked finished for it."""
+
+    default_category = "action_unavailable"
+
+    def __init__(self, message: str, *, finished: bool = False) -> None:
+        super().__init__(message)
+        self.finished = finished
+
+
+class SettingsChanged(MailerError):
+    """The account settings given differ from the campaign's: resume with which?"""
+
+    default_category = "action_unavailable"
+
+    def __init__(self, was: str, now: str) -> None:
+        super().__init__(f"this campaign was sent through {was}; the settings now given are {now}: "
+                         "choose whether to resume with the settings now given")
+        self.was, self.now = was, now
+
+
+class CheckFailed(MailerError):
+    """A connection check failed at one of its steps; ``steps`` lists every step's result."""
+
+    def __init__(self, error: MailerError, steps: list[dict[str, Any]]) -> None:
+        super().__init__(error.message, category=error.category, fix=error.extra_fix)
+        self.error, self.steps = error, steps

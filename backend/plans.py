@@ -1,0 +1,129 @@
+"""How a campaign sends, decided once: account + draft -> Plan (transports, journal spec, the
+account key its daily quota counts by, limits, retries, connections); also from a journal spec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from backend import service
+from backend.errors import SettingsError
+from backend.inputs import LIMIT_KEYS, SendOptions
+from backend.model import DEFAULT_MAX_FAILURES, RateLimits, RetryPolicy
+from backend.presets import GMAIL_API_LIMITS, MAX_CONNECTIONS, default_connections, gmail_api_limits
+from backend.settings import SmtpSettings
+from backend.transports.base import Transport
+from backend.transports.gmail import GmailTransport
+from backend.transports.smtp import SmtpTransport
+
+
+@dataclass
+class Plan:
+    """How a run sends: its transports, what the journal keeps, its account key and limits."""
+
+    transport: Callable[[], Transport]
+    spec: dict[str, Any]
+    account: str  # the journal's account key: the daily quota counts every campaign with it
+    limits: RateLimits | None
+    provider: str | None
+    gmail: str | None = None  # the signed-in address, for a Gmail API run
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_failures_in_a_row: int = DEFAULT_MAX_FAILURES
+    connections: int = 1  # transports (connections) sending at once; 1 for the Gmail API
+
+    def transports(self) -> list[Transport]:
+        return [self.transport() for _ in range(self.connections)]
+
+    def where(self) -> str:
+        """The server (or API) the messages go through, in words."""
+        if self.gmail:
+            return f"the Gmail API as {self.gmail}"
+        s = self.spec["settings"]
+        return f"{s['host']}:{s['port']}"
+
+
+def smtp_account_key(settings: SmtpSettings) -> str:
+    return f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}"
+
+
+def gmail_account_key(email: str) -> str:
+    return f"{email} (Gmail API)"
+
+
+def smtp_plan(draft: service.Draft, settings: SmtpSettings, *, local_inbox: bool = False,
+              attach: tuple[str, ...] = ()) -> Plan:
+    spec = service.campaign_spec(draft, settings, attach=attach)
+    spec["settings"]["local_inbox"] = local_inbox
+    connections = 1 if local_inbox else default_connections(settings.provider)
+    spec["connections"] = connections
+    return Plan(lambda: SmtpTransport(settings), spec, smtp_account_key(settings),
+                service.preset_limits(settings.provider), settings.provider, connections=connections)
+
+
+def gmail_plan(draft: service.Draft, account: Any, email: str, workspace: bool, *, provider: str | None = None,
+               attach: tuple[str, ...] = ()) -> Plan:
+    """A Gmail API run: Google's limits for the account (or for the provider named, gmail or
+    google-workspace); one connection."""
+    key, _ = gmail_api_limits(workspace)
+    provider = provider if provider in GMAIL_API_LIMITS else key
+    return Plan(lambda: GmailTransport(account), service.campaign_spec(draft, None, attach=attach, gmail=email),
+                gmail_account_key(email), service.rate_limits(GMAIL_API_LIMITS[provider]), provider, gmail=email)
+
+
+def limits_with(base: RateLimits | None, given: dict[str, Any]) -> RateLimits | None:
+    """The base limits with the given ones in their place (0 or None: no limit)."""
+    if not given:
+        return base
+    unknown = set(given) - set(LIMIT_KEYS)
+    if unknown:
+        raise SettingsError(f"limits.{sorted(unknown)[0]}", "is not a sending limit")
+    values = {}
+    for key, value in given.items():
+        if value is not None and (value != value or value < 0):  # nan or negative would mean none
+            raise SettingsError(f"limits.{key}", "must be 0 (no limit) or more")
+        values[key] = (value if key == "per_second" else int(value)) if value else None
+    return replace(base or RateLimits(), **values)
+
+
+def retry_with(policy: RetryPolicy, failures: int, given: dict[str, Any]) -> tuple[RetryPolicy, int]:
+    """The policy with the given retry values in place, checked together."""
+    values = {k: given.get(k) if given.get(k) is not None else getattr(policy, k)
+              for k in ("base_s", "cap_s", "max_attempts", "max_age_s")}
+    if given.get("max_failures_in_a_row") is not None:
+        failures = int(given["max_failures_in_a_row"])
+    checks = [(values["base_s"] > 0, "retry.base_s", "must be more than 0 seconds"),
+              (values["cap_s"] >= values["base_s"], "retry.cap_s", "must be at least the first retry's wait"),
+              (values["max_attempts"] >= 1, "retry.max_attempts", "must be at least 1"),
+              (values["max_age_s"] > 0, "retry.max_age_s", "must be more than 0"),
+              (failures >= 0, "retry.max_failures_in_a_row", "must be 0 or more")]
+    for fine, name, words in checks:
+        if not fine:
+            raise SettingsError(name, words)
+    values["max_attempts"] = int(values["max_attempts"])
+    return RetryPolicy(**values), failures
+
+
+def with_options(plan: Plan, options: SendOptions) -> Plan:
+    """The face's limits, retries and connections on top of the plan's own; kept in its spec."""
+    plan.limits = limits_with(plan.limits, options.limits)
+    plan.retry, plan.max_failures_in_a_row = retry_with(plan.retry, plan.max_failures_in_a_row, options.retry)
+    if plan.gmail is not None:
+        plan.connections = 1  # the Gmail API sends on one
+    elif options.connections is not None:
+        if not 1 <= options.connections <= MAX_CONNECTIONS:
+            raise SettingsError("connections", f"give a whole number from 1 to {MAX_CONNECTIONS}")
+        plan.connections = options.connections
+        plan.spec["connections"] = plan.connections
+    return plan
+
+
+def as_before(plan: Plan, spec: dict[str, Any]) -> Plan:
+    """A resumed or follow-up run keeps the campaign's own limits, retries and connections."""
+    if "limits" in spec:
+        plan.limits = service.limits_from_spec(spec)
+    plan.retry, plan.max_failures_in_a_row = service.retry_from_spec(spec)
+    if plan.gmail is None:
+        plan.connections = int(spec.get("connections") or default_connections(plan.provider))
+        plan.spec["connections"] = plan.connections
+    return plan
