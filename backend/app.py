@@ -25,12 +25,19 @@ from typing import Any
 from backend import __version__, plans, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
-from backend.credentials import CredentialsError, PasswordStore, account_key, default_store
+from backend.credentials import (
+    MIN_PASSPHRASE,
+    CredentialsError,
+    PasswordStore,
+    account_key,
+    default_store,
+)
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError
-from backend.google_auth import (
+from backend.google_auth import (  # noqa: I001
     KEY_TOKEN,
     SCOPE_MAIL,
+    SIGN_IN_TIMEOUT_S,
     GoogleAccount,
     OAuthClient,
     SignIn,
@@ -44,6 +51,7 @@ from backend.inputs import (
     MessageInput,
     NothingLeft,
     NotNow,
+    QuotaNotLifted,
     ResumeRequest,
     RowProblems,
     SendOptions,
@@ -63,6 +71,7 @@ from backend.transports.gmail import GmailTransport
 from backend.transports.smtp import SmtpTransport
 
 log = logging.getLogger(__name__)
+__all__ = ["MIN_PASSPHRASE", "SIGN_IN_TIMEOUT_S", "App", "LOCAL_INBOX"]
 
 LOCAL_INBOX = "local-inbox"
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
@@ -97,7 +106,7 @@ class App:
                  detector: Callable[[str], list[Any]] | None = None,
                  open_browser: Callable[[str], Any] | None = None, journal_path: Path | None = None) -> None:
         self.inbox = inbox if inbox is not None else LocalInbox()
-        self.store = store if store is not None else default_store()
+        self._store = store  # opened on first use: a command that needs no secret works without it
         self.emit = emit
         self._detector = detector  # tests pass one that never leaves 127.0.0.1
         # Google's sign-in page opens in the system browser (never in an embedded web view,
@@ -106,7 +115,7 @@ class App:
         self._journal_path = journal_path
         self._journal_db: Journal | None = None
         self._suppression: SuppressionList | None = None
-        self.templates = TemplateStore()
+        self._templates: TemplateStore | None = None
         self._lock = threading.Lock()
         self.run: Run | None = None
         self.finished: Run | None = None  # the last run with results
@@ -131,6 +140,18 @@ class App:
         if self._journal_db is None:
             self._journal_db = Journal(self._journal_path)
         return self._journal_db
+
+    @property
+    def store(self) -> PasswordStore:
+        if self._store is None:
+            self._store = default_store()
+        return self._store
+
+    @property
+    def templates(self) -> TemplateStore:
+        if self._templates is None:
+            self._templates = TemplateStore()
+        return self._templates
 
     @property
     def suppression(self) -> SuppressionList:
@@ -327,7 +348,7 @@ class App:
         key, lim = gmail_api_limits(bool((profile or {}).get("workspace")))
         return {"signed_in": profile is not None, "email": (profile or {}).get("email"),
                 "workspace": bool((profile or {}).get("workspace")), "smtp": SCOPE_MAIL in scopes,
-                "signed_in_at": (profile or {}).get("signed_in"), "locked": self.locked,
+                "signed_in_at": (profile or {}).get("signed_in"), "locked": self.locked, "profile": profile or {},
                 "sign_in": dict(self.sign_in_state),
                 "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
 
@@ -379,6 +400,9 @@ class App:
         if self._sign_in_error is not None:
             raise self._sign_in_error
         return dict(self.sign_in_state)
+
+    def has_google_token(self) -> bool:
+        return self.store.has(KEY_TOKEN)
 
     def google_cancel_sign_in(self) -> None:
         if self._sign_in is None or self.sign_in_state.get("state") != "waiting":
@@ -462,8 +486,10 @@ class App:
                                   "bulk-mailer gmail login --client-secrets FILE.",))
         return service.gmail_sender(from_address, profile["email"])
 
-    def draft(self, m: MessageInput, from_address: str, imported: ImportResult | None = None) -> service.Draft:
-        """The campaign's draft from this session's list and files, the suppression list applied."""
+    def draft(self, m: MessageInput, from_address: str, imported: ImportResult | None = None, *,
+              suppress: bool = True) -> service.Draft:
+        """The campaign's draft from this session's list and files, the suppression list applied
+        (suppress=False only for a dry run when the list cannot be read)."""
         imported = imported or self.imported
         if imported is None or not imported.recipients:
             raise NotNow("add recipients first: paste addresses or import a file")
@@ -477,7 +503,8 @@ class App:
             attach_column=m.attach_column or self.attach_column, attach_dir=m.attach_dir or self.attach_dir,
             unsubscribe=m.unsubscribe)
         draft.attachments += [a for _, a in self.attachments]
-        service.apply_suppression(draft, self.suppression)  # preview and checks see who gets it
+        if suppress:
+            service.apply_suppression(draft, self.suppression)  # preview and checks see who gets it
         return draft
 
     def check(self, a: AccountInput, m: MessageInput) -> dict[str, Any]:
@@ -556,14 +583,16 @@ class App:
         draft = draft_for(settings.from_address)
         return draft, plans.smtp_plan(draft, settings, local_inbox=local, attach=attach)
 
-    def prepare(self, a: AccountInput, m: MessageInput, options: SendOptions, *, imported: ImportResult | None = None,
+    def prepare(self, a: AccountInput, m: MessageInput, options: SendOptions, *, draft: service.Draft | None = None,
                 passphrase: str | None = None) -> tuple[service.Draft, plans.Plan]:
-        """Everything a new campaign needs, checked: the draft (rows that cannot be built refused,
-        or left out when asked) and its plan."""
+        """Everything a new campaign needs, checked: the draft (made here, or the one given; rows
+        that cannot be built refused, or left out when asked) and its plan."""
         def draft_for(signed_in: str) -> service.Draft:
+            if draft is not None:
+                return draft
             sender = service.gmail_sender(m.from_address or a.from_address, signed_in) if a.channel == "gmail" \
                 else (m.from_address or a.from_address)
-            return self.draft(m, sender, imported)
+            return self.draft(m, sender)
 
         draft, plan = self.plan(a, draft_for, attach=m.attach, passphrase=passphrase)
         problems = draft.problems()
@@ -647,7 +676,7 @@ class App:
             plan = plans.gmail_plan(draft, account, token.email, token.workspace)
             plan.spec = spec
             return plans.as_before(plan, spec)
-        if req.account is not None and req.account.channel == "smtp" and self._use_current(spec, req):
+        if req.account is not None and req.use_current_settings is not False and self._use_current(spec, req):
             settings, local = self.smtp_settings(req.account, passphrase=passphrase)
             fresh = plans.smtp_plan(draft, settings, local_inbox=local)
             spec["settings"] = fresh.spec["settings"]
@@ -699,8 +728,7 @@ class App:
                 raise NothingLeft(f"campaign {cid} is {info.state}; nothing is left to send")
             lifts = service.quota_lifts(info.resume_after)
             if lifts and not req.now:
-                raise NotNow(f"a sending quota stopped campaign {cid}; it can continue after {lifts}: resume it "
-                             "then, or try now anyway (the server may refuse again)")
+                raise QuotaNotLifted(cid, lifts)
             # Ours from here on (another window or process is refused), and every row is read
             # after the claim: nothing sent meanwhile by another run is sent again.
             journal.claim(cid)

@@ -1,8 +1,13 @@
-"""The `bulk-mailer` command line: argv <-> service.py, human lines on stderr, data on stdout."""
+"""The `bulk-mailer` command line: argv -> backend.app.App -> human lines on stderr, data on stdout.
+
+Every use case is App's; this module parses arguments into the core's inputs (backend.inputs),
+reads the password and passphrase the terminal's way, and words the answers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
 import logging
@@ -11,48 +16,35 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, TextIO
 
-from backend import __version__, paths, service
-from backend.campaign import CampaignOutcome, Control, RateLimits, RetryPolicy
-from backend.credentials import MIN_PASSPHRASE, default_store
-from backend.diagnostics import diagnose
-from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError
-from backend.google_auth import (
-    KEY_TOKEN,
-    SCOPE_MAIL,
-    SIGN_IN_TIMEOUT_S,
-    GoogleAccount,
-    OAuthClient,
-    SignIn,
-    TokenSource,
-    saved_profile,
+from backend import __version__, paths
+from backend.app import MIN_PASSPHRASE, SIGN_IN_TIMEOUT_S, App
+from backend.errors import CATEGORIES, MailerError, OAuthError
+from backend.inputs import (
+    AUTH_MODES,
+    CHANNELS,
+    DEFAULT_DELAY_MS,
+    SECURITY_LABELS,
+    SECURITY_MODES,
+    AccountInput,
+    MessageInput,
+    NothingLeft,
+    QuotaNotLifted,
+    ResumeRequest,
+    RowProblems,
+    SendOptions,
+    UncertainLeft,
 )
-from backend.journal import Journal
-from backend.presets import (
-    GMAIL_API_LIMITS,
-    MAX_CONNECTIONS,
-    PRESETS,
-    default_connections,
-    gmail_api_limits,
-)
-from backend.recipients import load_file
-from backend.settings import AUTH_MODES, SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
-from backend.suppression import SuppressionList
-from backend.transports.gmail import GmailTransport
-from backend.transports.smtp import SmtpTransport
+from backend.presets import GMAIL_API_LIMITS, MAX_CONNECTIONS, PRESETS
 
 PASSWORD_ENV = "BULK_MAILER_PASSWORD"  # noqa: S105 (a variable name, not a secret)
 PASSPHRASE_ENV = "BULK_MAILER_PASSPHRASE"  # noqa: S105 (a variable name: unlocks saved sign-ins)
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
-DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
-CHANNELS = ("smtp", "gmail")
 
 log = logging.getLogger("bulk_mailer")
 
@@ -73,7 +65,8 @@ def _account_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--port", type=int, help="SMTP port (default: 587 STARTTLS, 465 SSL/TLS, 25 none)")
     g.add_argument("--security", choices=SECURITY_MODES,
                    help="starttls (usually 587), ssl = implicit TLS (usually 465), none")
-    g.add_argument("--user", default="", help="login name, usually your full email address")
+    g.add_argument("--user", "--username", dest="user", default="",
+                   help="login name, usually your full email address")
     g.add_argument("--password-stdin", action="store_true",
                    help=f"read the password from standard input (else from ${PASSWORD_ENV})")
     g.add_argument("--auth", choices=AUTH_MODES, default="password",
@@ -91,7 +84,7 @@ def _account_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = argparse.ArgumentParser(
-        prog="bulk-mailer",
+        prog="bulk-mailer", allow_abbrev=False,
         description="Send one personalised email to each person on a list through your SMTP account.",
         epilog="Exit codes: 0 every recipient sent, 1 some failed, 2 nothing sent. "
         f"The password comes from ${PASSWORD_ENV} or --password-stdin, never from a flag. "
@@ -105,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show every connection step, server reply and progress event on the "
                         "terminal (and log them); passwords are never shown")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        made = add(name, allow_abbrev=False, **kw)
+        made.set_defaults(subparser=made)  # a subcommand's own usage goes with its errors
+        return made
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     send = sub.add_parser("send", help="send a campaign", description="Send one message to each recipient.")
     _account_options(send)
@@ -125,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--html-file", help="HTML body template")
     m.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted)")
     r = send.add_argument_group("run")
-    r.add_argument("--delay-ms", type=int, default=service.DEFAULT_DELAY_MS,
+    r.add_argument("--delay-ms", type=int, default=DEFAULT_DELAY_MS,
                    help="pause between messages in milliseconds (default 1000)")
     _connections_option(r)
     r.add_argument("--results", help="write one CSV row per recipient to this file")
@@ -154,25 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     campaigns = sub.add_parser("campaigns", help="list past and interrupted campaigns",
                                description="Every campaign in the journal, newest first, with its state and counts.")
+    campaigns.add_argument("campaign", nargs="?", help="show only this campaign (an id, or latest)")
     campaigns.add_argument("--json", action="store_true", help="print the list as JSON on stdout")
 
     export = sub.add_parser("export", help="write a campaign's results as CSV",
                             description="One row per recipient of the campaign, as --results writes them.")
-    export.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them)")
-    export.add_argument("path", help="the CSV file to write")
+    export.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
+    export.add_argument("path", help="the CSV file to write, or - for standard output")
 
     resume = sub.add_parser("resume", help="continue a paused, stopped or interrupted campaign",
                             description="Send to the recipients of a campaign that have not been sent to yet. "
                             "Recipients whose message was in flight when the app stopped are 'uncertain': "
                             "choose --resend-uncertain or --skip-uncertain.")
-    resume.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them)")
+    resume.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
     choice = resume.add_mutually_exclusive_group()
     choice.add_argument("--resend-uncertain", action="store_true",
                         help="send again to the uncertain ones (they may get the message twice)")
     choice.add_argument("--skip-uncertain", action="store_true",
                         help="do not send to the uncertain ones (they may not have got it)")
-    resume.add_argument("--password-stdin", action="store_true",
-                        help=f"read the password from standard input (else from ${PASSWORD_ENV})")
+    _account_options(resume)
+    resume.add_argument("--use-current-settings", action="store_true",
+                        help="resume with the account options given here (as for send) instead of the "
+                        "campaign's own settings, e.g. a corrected host, port or security")
     resume.add_argument("--results", help="write one CSV row per recipient of the campaign to this file")
     resume.add_argument("--progress", choices=["jsonl", "bar", "none"], help="as for send")
     resume.add_argument("--delay-ms", type=int, help="pause between messages (default: the campaign's)")
@@ -222,69 +226,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- settings from arguments -------------------------------------------------------------
+# -- the terminal's inputs -----------------------------------------------------------------
 
 
-def _read_password(args: argparse.Namespace, stdin: TextIO) -> str:
-    if not args.user:
+def _read_password(user: str, password_stdin: bool, stdin: TextIO) -> str:
+    if not user:
         return ""
-    if args.password_stdin and stdin.isatty():
-        password = getpass.getpass(f"Password for {args.user}: ")
-    elif args.password_stdin:
+    if password_stdin and stdin.isatty():
+        password = getpass.getpass(f"Password for {user}: ")
+    elif password_stdin:
         line = stdin.readline()
         password = line[:-1] if line.endswith("\n") else line
         password = password.rstrip("\r")
     else:
         password = os.environ.get(PASSWORD_ENV, "")
     if not password:
-        raise UsageError(f"no password for '{args.user}': set {PASSWORD_ENV} or use --password-stdin")
+        raise UsageError(f"no password for '{user}': set {PASSWORD_ENV} or use --password-stdin")
     return password
 
 
-def google_account(stdin: TextIO, *, optional: bool = False) -> GoogleAccount:
-    """The saved Google sign-in; the passphrase (no system keyring) from $BULK_MAILER_PASSPHRASE
-    or asked for on a terminal."""
-    store = default_store()
-    passphrase = None
-    if store.needs_passphrase:
-        passphrase = os.environ.get(PASSPHRASE_ENV) or None
-        if passphrase is None and stdin.isatty():
-            passphrase = getpass.getpass("Passphrase of saved passwords and sign-ins: ") or None
-        if passphrase is None and not optional:
-            raise UsageError(
-                f"there is no system keyring here, so the Google sign-in is kept encrypted under a passphrase: "
-                f"set {PASSPHRASE_ENV} (at least {MIN_PASSPHRASE} characters; the same every time)",
-                category="invalid_settings")
-    return GoogleAccount(store, passphrase)
+def _passphrase(app: App, stdin: TextIO, *, optional: bool = False) -> str | None:
+    """The passphrase of the encrypted store (no system keyring): $BULK_MAILER_PASSPHRASE, or
+    asked for on a terminal."""
+    if not app.store.needs_passphrase:
+        return None
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    if passphrase is None and stdin.isatty():
+        passphrase = getpass.getpass("Passphrase of saved passwords and sign-ins: ") or None
+    if passphrase is None and not optional:
+        raise UsageError(
+            f"there is no system keyring here, so the Google sign-in is kept encrypted under a passphrase: "
+            f"set {PASSPHRASE_ENV} (at least {MIN_PASSPHRASE} characters; the same every time)",
+            category="invalid_settings")
+    return app.use_passphrase(passphrase)
 
 
-def settings_from_args(args: argparse.Namespace, stdin: TextIO) -> SmtpSettings:
-    """Build validated SmtpSettings from the account options (a preset fills the gaps)."""
-    values: dict[str, Any] = {}
-    if args.provider:
-        values = apply_preset(args.provider, region=args.region, host=args.host, port=args.port,
-                              security=args.security)
-    else:
-        if not args.host:
-            raise SettingsError("host", "give --host (or --provider to use a preset)")
-        security = args.security or ("ssl" if args.port == 465 else "starttls")
-        values = {"host": args.host, "security": security, "port": args.port or DEFAULT_PORTS[security]}
-    token_source = None
-    if args.auth == "xoauth2":
-        token_source = TokenSource(google_account(stdin), "smtp")
-        args.user = args.user or token_source.email
-    return SmtpSettings(
-        **values,
-        user=args.user,
-        password="" if token_source is not None else _read_password(args, stdin),
-        auth=args.auth,
-        token_source=token_source,
-        from_address=getattr(args, "from_address", "") or "",
-        ca_file=args.ca_file,
-        verify_certificates=not args.insecure_skip_verify,
-        allow_plaintext_auth=args.allow_plaintext_auth,
-        timeout=args.timeout,
-    ).validated()
+def _account(args: argparse.Namespace, stdin: TextIO, app: App, *, need_password: bool = True) -> AccountInput:
+    """The account options as the core's input; the password from $BULK_MAILER_PASSWORD or stdin."""
+    channel = getattr(args, "channel", "smtp")
+    if args.auth == "xoauth2" or channel == "gmail":
+        _passphrase(app, stdin, optional=not need_password)
+    password = _read_password(args.user, args.password_stdin, stdin) \
+        if need_password and args.auth == "password" and channel == "smtp" else ""
+    return AccountInput(
+        channel=channel, provider=args.provider, host=args.host or "", port=args.port, security=args.security,
+        user=args.user, password=password, auth=args.auth, from_address=getattr(args, "from_address", "") or "",
+        verify_certificates=not args.insecure_skip_verify, allow_plaintext_auth=args.allow_plaintext_auth,
+        ca_file=args.ca_file, timeout=args.timeout, region=args.region)
+
+
+def _options(args: argparse.Namespace, *, skip: bool = False) -> SendOptions:
+    """Only the flags given: each replaces the default (the provider's, or the campaign's own)."""
+    limits = {f"per_{n}": getattr(args, f"max_per_{n}") for n in ("second", "minute", "hour", "day")}
+    retry = {"base_s": args.retry_base, "cap_s": args.retry_cap, "max_attempts": args.retry_attempts,
+             "max_age_s": args.retry_max_age * 3600 if args.retry_max_age is not None else None,
+             "max_failures_in_a_row": args.max_failures_in_a_row}
+    return SendOptions(limits={k: v for k, v in limits.items() if v is not None},
+                       retry={k: v for k, v in retry.items() if v is not None}, connections=args.connections,
+                       delay_ms=args.delay_ms if args.command == "resume" else None, skip_problem_rows=skip)
+
+
+_FLAGS = {"retry.base_s": "--retry-base", "retry.cap_s": "--retry-cap must be at least --retry-base",
+          "retry.max_attempts": "--retry-attempts", "retry.max_age_s": "--retry-max-age must be more than 0 hours",
+          "retry.max_failures_in_a_row": "--max-failures-in-a-row", "connections": "--connections"}
 
 
 def _read_template(path: str | None, what: str) -> str | None:
@@ -298,18 +302,20 @@ def _read_template(path: str | None, what: str) -> str | None:
         raise UsageError(f"cannot read {what} file '{path}': {exc.strerror}", category="file_error") from None
 
 
-def _check_writable(path: str) -> None:
+def _check_writable(path: str, flag: str = "") -> None:
     """Refuse a results path that cannot be written before anything is sent."""
+    if path == "-":
+        return
     target = Path(path)
     if target.is_dir():
-        raise UsageError(f"--results '{path}' is a folder; give a file name", category="file_error")
+        raise UsageError(f"{flag} '{path}' is a folder; give a file name".lstrip(), category="file_error")
     folder = target.absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # missing folders are created when the file is written
     if not folder.is_dir():
-        raise UsageError(f"--results: '{folder}' is not a folder", category="file_error")
+        raise UsageError(f"{flag}: '{folder}' is not a folder", category="file_error")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise UsageError(f"--results '{path}' cannot be written (permission denied)", category="file_error")
+        raise UsageError(f"{flag} '{path}' cannot be written (permission denied)", category="file_error")
     if folder == target.absolute().parent:
         # Write access is not the whole story (a read-only or special file system): try it.
         try:
@@ -317,8 +323,7 @@ def _check_writable(path: str) -> None:
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            raise UsageError(f"--results '{path}' cannot be written ({exc.strerror or exc})",
-                             category="file_error") from None
+            raise UsageError(f"{flag} '{path}' cannot be written ({exc.strerror or exc})", category="file_error") from None
 
 
 # -- output ------------------------------------------------------------------------------
@@ -338,6 +343,8 @@ class Reporter:
         print(text, file=self.err, flush=True)
 
     def event(self, event: dict[str, Any]) -> None:
+        if event.get("type") != "email-progress":
+            return  # state and wait events are the window's
         if self.mode == "jsonl":
             self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
             self.out.flush()
@@ -401,7 +408,7 @@ def _line_list(lines: list[int], show: int = 8) -> str:
     return f"line{'s' if len(lines) > 1 else ''} {shown}{more}"
 
 
-def _print_summary(outcome: CampaignOutcome, rep: Reporter, provider: str | None) -> None:
+def _print_summary(outcome: Any, rep: Reporter, provider: str | None) -> None:
     s = outcome.summary()
     parts = [f"{s['sent']} sent", f"{s['failed']} failed"]
     if s["uncertain"]:
@@ -423,8 +430,7 @@ def _print_summary(outcome: CampaignOutcome, rep: Reporter, provider: str | None
     for category, count in by_category.items():
         cat = CATEGORIES[category]
         rep.line(f"{count} x {category}: {cat.title}. {cat.cause}")
-        fix = MailerError(cat.title, category=category).fix_steps(provider)
-        for n, step in enumerate(fix, 1):
+        for n, step in enumerate(MailerError(cat.title, category=category).fix_steps(provider), 1):
             rep.line(f"   {n}. {step}")
 
 
@@ -432,14 +438,15 @@ def _print_summary(outcome: CampaignOutcome, rep: Reporter, provider: str | None
 
 
 def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    app = App()
     if args.detect:
-        return _detect(args, out, err)
-    settings = settings_from_args(args, stdin)
-    if args.check_sender and not settings.from_address:
+        return _detect(app, args, out, err)
+    if args.check_sender and not args.from_address:
         raise UsageError("--check-sender needs --from (the address to check)")
+    settings, result = app.diagnose(_account(args, stdin, app), check_sender=args.check_sender,
+                                    check_domain=args.check_domain)
     if not settings.verify_certificates:
         print("WARNING: certificate verification is OFF (--insecure-skip-verify).", file=err)
-    result = diagnose(settings, check_sender=args.check_sender, check_domain=args.check_domain)
     if args.json:
         out.write(json.dumps(result.as_dict(settings.provider)) + "\n")
     marks = {"ok": "ok", "failed": "FAILED", "warning": "warning", "skipped": "skipped"}
@@ -453,10 +460,8 @@ def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     return EXIT_OK
 
 
-def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from backend.autodetect import detect
-
-    found = detect(args.detect, ca_file=args.ca_file)
+def _detect(app: App, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    found = app.detect(args.detect, ca_file=args.ca_file)
     if args.json:
         out.write(json.dumps([vars(s) | {"notes": list(s.notes)} for s in found]) + "\n")
     if not found:
@@ -472,270 +477,254 @@ def _detect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    progress = args.progress or ("bar" if err.isatty() else "none")
-    rep = Reporter(progress, out, err)
-    html = _read_template(args.html_file, "HTML")
-    text = _read_template(args.text_file, "text")
-    if html is None and text is None:
-        raise UsageError("give --html-file or --text-file (or both)")
-    gmail = args.channel == "gmail"
-    if gmail:
-        smtp_only = [flag for flag, given in (("--host", args.host), ("--port", args.port), ("--user", args.user),
-                                               ("--security", args.security), ("--auth", args.auth != "password"),
-                                               ("--password-stdin", args.password_stdin),
-                                               # Google's HTTPS is always verified with the system's
-                                               # authorities: these would be silently ignored.
-                                               ("--ca-file", args.ca_file),
-                                               ("--insecure-skip-verify", args.insecure_skip_verify),
-                                               ("--allow-plaintext-auth", args.allow_plaintext_auth)) if given]
-        if smtp_only or (args.provider and args.provider not in GMAIL_API_LIMITS):
-            what = ", ".join(smtp_only) or f"--provider {args.provider}"
-            raise UsageError(f"{what}: SMTP settings do not go with --channel gmail, which sends as the account "
-                             "signed in with Google (--provider gmail or google-workspace may choose the limits)")
-        profile = saved_profile()  # readable while the store is locked: enough for a dry run
-        if profile is None:
-            raise OAuthError("nobody is signed in with Google", fix=(
-                "Sign in first: bulk-mailer gmail login --client-secrets FILE",))
-        from_address = service.gmail_sender(args.from_address, profile["email"])
-    elif not args.from_address:
-        raise UsageError("give --from, the sender address (e.g. \"Me <me@example.com>\")")
-    else:
-        from_address = args.from_address
-    imported = load_file(args.to_file, email_column=args.email_column, name_column=args.name_column)
-    if args.attach_column and not args.attach_dir:
-        raise UsageError("--attach-column needs --attach-dir (the folder the file names are relative to)")
-    draft = service.make_draft(imported, subject=args.subject, html=html, text=text,
-                               from_address=from_address, delay_ms=args.delay_ms,
-                               reply_to=args.reply_to, attach=args.attach or (),
-                               attach_column=args.attach_column, attach_dir=args.attach_dir,
-                               unsubscribe=args.unsubscribe or ())
-    if not args.dry_run and args.preview is None:
-        rep.line(f"Campaign {draft.id}")
-    warning = draft.size_warning()
-    if warning:
-        rep.line(f"warning   {warning}")
-    trial = args.dry_run or args.preview is not None
-    settings = None if trial or gmail else settings_from_args(args, stdin)
-    account = None
-    if gmail and not trial:
-        account = google_account(stdin)
-        email = account.require("api").email
-        if email.lower() != draft.sender.address.lower():  # signed in again as someone else
-            raise OAuthError(f"the saved sign-in is for {email}, not {draft.sender.address}",
-                             fix=("Sign in again: bulk-mailer gmail login --client-secrets FILE",))
-    if args.results and not args.dry_run:
-        _check_writable(args.results)
+def _refuse_smtp_flags_with_gmail(args: argparse.Namespace) -> None:
+    smtp_only = [flag for flag, given in (("--host", args.host), ("--port", args.port), ("--user", args.user),
+                                           ("--security", args.security), ("--auth", args.auth != "password"),
+                                           ("--password-stdin", args.password_stdin),
+                                           # Google's HTTPS is always verified with the system's
+                                           # authorities: these would be silently ignored.
+                                           ("--ca-file", args.ca_file),
+                                           ("--insecure-skip-verify", args.insecure_skip_verify),
+                                           ("--allow-plaintext-auth", args.allow_plaintext_auth)) if given]
+    if smtp_only or (args.provider and args.provider not in GMAIL_API_LIMITS):
+        what = ", ".join(smtp_only) or f"--provider {args.provider}"
+        raise UsageError(f"{what}: SMTP settings do not go with --channel gmail, which sends as the account "
+                         "signed in with Google (--provider gmail or google-workspace may choose the limits)")
 
+
+def _suppression(app: App, args: argparse.Namespace, rep: Reporter, trial: bool) -> bool:
+    """Load the kept suppression list (a trial run works on a copy); whether it could be read."""
     try:
-        suppression: SuppressionList | None = SuppressionList()
+        app.suppression.reload()
     except OSError as exc:
         # Sending without the list could mail someone who unsubscribed: only a dry run goes on.
         if not args.dry_run:
             raise UsageError(f"the suppression list cannot be read ({exc.strerror or exc}); nothing was sent",
                              category="file_error") from None
         rep.line(f"warning   the suppression list cannot be read ({exc.strerror or exc})")
-        suppression = None
-    if args.suppress and suppression is not None:
-        if args.dry_run or args.preview is not None:
-            # A trial run must not change the kept list: use a copy for this run only.
-            import shutil
-            import tempfile
-
-            trial = Path(tempfile.mkdtemp(prefix="bm-suppress-")) / "suppression.txt"
-            if suppression.path.exists():
-                shutil.copyfile(suppression.path, trial)
-            suppression = SuppressionList(trial)
-        report = suppression.import_file(args.suppress)
-        kept = "for this trial run only" if args.dry_run or args.preview is not None else "kept for every campaign"
+        return False
+    if args.suppress:
+        report = (app.suppression_for_trial() if trial else app.suppression).import_file(args.suppress)
+        kept = "for this trial run only" if trial else "kept for every campaign"
         rep.line(f"suppression list: {report.summary()} from {args.suppress} ({kept})")
         for line, value, reason in report.invalid:
             rep.line(f"skipped   {args.suppress} line {line}: {value!r}: {reason}")
+    return True
+
+
+def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
+    html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
+    if html is None and text is None:
+        raise UsageError("give --html-file or --text-file (or both)")
+    gmail = args.channel == "gmail"
+    if gmail:
+        _refuse_smtp_flags_with_gmail(args)
+    elif not args.from_address:
+        raise UsageError("give --from, the sender address (e.g. \"Me <me@example.com>\")")
+    if args.attach_column and not args.attach_dir:
+        raise UsageError("--attach-column needs --attach-dir (the folder the file names are relative to)")
+    app = App(emit=rep.event)
+    trial = args.dry_run or args.preview is not None
+    message = MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address or "",
+                           reply_to=args.reply_to, attach=tuple(args.attach or ()), attach_column=args.attach_column,
+                           attach_dir=args.attach_dir, unsubscribe=tuple(args.unsubscribe or ()),
+                           delay_ms=args.delay_ms)
+    account = _account(args, stdin, app, need_password=not trial)
+    sender = app.sender(account, message)  # the Gmail API: the signed-in address (store still locked)
+    imported = app.import_recipients(("file", args.to_file), args.email_column, args.name_column)
+    if args.results and not args.dry_run:
+        _check_writable(args.results, "--results")
+    readable = _suppression(app, args, rep, trial)
     for warning in imported.warnings:
         rep.line(f"warning   {warning}")
     for bad in imported.rejected:
         rep.line(f"skipped   line {bad.line}: {bad.reason}")
     for dup in imported.duplicates:
         rep.line(f"duplicate line {dup.line}: {dup.email} (already on line {dup.first_line}; sent once)")
-    if suppression is not None and service.apply_suppression(draft, suppression):
-        for row in draft.excluded.values():
-            rep.line(f"suppressed {row.email}: {row.error}")
+    draft = app.draft(message, sender, imported, suppress=readable)
+    for row in draft.excluded.values():
+        rep.line(f"suppressed {row.email}: {row.error}")
+    if not trial:
+        rep.line(f"Campaign {draft.id}")
+    warning = draft.size_warning()
+    if warning:
+        rep.line(f"warning   {warning}")
     if not draft.recipients:
         raise UsageError(f"no recipients left to send to in '{args.to_file}' ({imported.summary()}"
                          f"{', ' + str(len(draft.excluded)) + ' suppressed' if draft.excluded else ''})",
                          category="invalid_address")
-
     if args.preview is not None:
-        recipients = draft.recipients
-        if not 1 <= args.preview <= len(recipients):
-            raise UsageError(f"--preview {args.preview}: there are {len(recipients)} recipients to send to; "
-                             f"give a number from 1 to {len(recipients)}")
+        if not 1 <= args.preview <= len(draft.recipients):
+            raise UsageError(f"--preview {args.preview}: there are {len(draft.recipients)} recipients to send to; "
+                             f"give a number from 1 to {len(draft.recipients)}")
         # Whether the server offers SMTPUTF8 is not known without connecting: assume it does.
-        out.write(draft.outgoing(recipients[args.preview - 1], smtputf8=True).data.decode("utf-8", "replace"))
+        out.write(draft.outgoing(draft.recipients[args.preview - 1], smtputf8=True).data.decode("utf-8", "replace"))
         out.flush()
         return EXIT_OK
-
     if args.dry_run:
-        problems = service.dry_run(draft)
+        problems = app.dry_run(draft)
         _print_problems(problems, rep)
         ok = len(draft.recipients) - len({p.row for p in problems})
         rep.line(f"Dry run: {ok} of {len(draft.recipients)} messages render; {len(problems)} problem(s); nothing sent.")
         return EXIT_NOTHING_SENT if problems else EXIT_OK
+    return _send(app, args, rep, err, account, message, draft, imported)
 
-    problems = draft.problems()
-    if problems:
-        _print_problems(problems, rep)
-        rows = len({p.row for p in problems})
-        if not args.skip_bad_rows:
-            raise UsageError(f"{rows} row(s) cannot be built; fix them (see above), or add --skip-bad-rows "
-                             "to send to the others", category="template_error")
-        rows = service.exclude_problem_rows(draft, problems)
-        rep.line(f"Skipping {rows} row(s) that cannot be built (--skip-bad-rows); they are reported as not sent.")
-        if not draft.recipients:
-            raise UsageError("no row is left to send to", category="template_error")
 
+def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, account: AccountInput,
+          message: MessageInput, draft: Any, imported: Any) -> int:
+    before = len(draft.recipients)
+    try:
+        draft, plan = app.prepare(account, message, _options(args, skip=args.skip_bad_rows), draft=draft)
+    except RowProblems as exc:
+        _print_problems(exc.problems, rep)
+        raise UsageError(f"{len({p.row for p in exc.problems})} row(s) cannot be built; fix them (see above), or "
+                         "add --skip-bad-rows to send to the others", category=exc.category) from None
+    except NothingLeft:
+        raise UsageError("no row is left to send to", category="template_error") from None
+    if len(draft.recipients) < before:
+        rep.line(f"Skipping {before - len(draft.recipients)} row(s) that cannot be built (--skip-bad-rows); "
+                 "they are reported as not sent.")
+    for past in app.interrupted():
+        # the app died while it was sending, and something is left: say so at once
+        rep.line(f"Note: campaign {past['id']} was interrupted ({past['left_to_send']} not sent yet, "
+                 f"{past['counts'].get('uncertain', 0)} uncertain); continue it with: bulk-mailer resume {past['id']}")
     n = len(draft.recipients)
-    journal = Journal()
-    for past in journal.campaigns():
-        left = past.counts.get("pending", 0) + past.counts.get("deferred", 0)
-        if past.state == "interrupted" and left + past.counts.get("uncertain", 0):
-            # the app died while it was sending, and something is left: say so at once
-            rep.line(f"Note: campaign {past.id} was interrupted ({left} not sent yet, "
-                     f"{past.counts.get('uncertain', 0)} uncertain); continue it with: bulk-mailer resume {past.id}")
-    if account is not None:
-        provider, _ = gmail_api_limits(account.load().workspace)
-        provider = args.provider if args.provider in GMAIL_API_LIMITS else provider
+    if plan.gmail:
         rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) through the Gmail API "
                  f"as {draft.sender.address}")
-        outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
-            draft, GmailTransport(account), on_event=rep.event, control=control, journal=journal,
-            account=f"{draft.sender.address} (Gmail API)",
-            spec=service.campaign_spec(draft, None, attach=args.attach or (), gmail=draft.sender.address),
-            limits=_limits(args, provider, GMAIL_API_LIMITS), **_retry(args, None), checked=True))
-        return _finish(args, rep, err, outcome, draft, imported, provider)
-    assert settings is not None
-    connections = args.connections or default_connections(settings.provider)
-    rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
-             f"{settings.host}:{settings.port} ({_security_words(settings.security)})"
-             + (f" on {connections} connections" if connections > 1 else ""))
-    if not settings.verify_certificates:
-        rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
+    else:
+        s = plan.spec["settings"]
+        rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
+                 f"{plan.where()} ({_security_words(s['security'])})"
+                 + (f" on {plan.connections} connections" if plan.connections > 1 else ""))
+        if not s["verify_certificates"]:
+            rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
+    outcome = _wait(app.start(draft, plan), rep)
+    return _finish(app, args, rep, err, outcome, draft, imported, plan.provider)
 
-    spec = service.campaign_spec(draft, settings, attach=args.attach or ())
-    spec["connections"] = connections
-    outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
-        draft, _pool(settings, connections), on_event=rep.event, control=control, journal=journal,
-        account=f"{settings.user or '(no login)'} @ {settings.host}:{settings.port}",
-        spec=spec, limits=_limits(args, settings.provider), **_retry(args, None), checked=True))
-    return _finish(args, rep, err, outcome, draft, imported, settings.provider)
+
+def _wait(run: Any, rep: Reporter) -> Any:
+    """The run's outcome; Ctrl-C pauses after the current message."""
+    return run.wait(on_interrupt=lambda: rep.line("Pausing after the current message (Ctrl-C again does not "
+                                                  "skip this)..."))
+
+
+def _finish(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, outcome: Any, draft: Any, imported: Any,
+            provider: str | None) -> int:
+    """Results file, summary and exit code of a send or resume."""
+    if args.results:
+        try:
+            written, _ = app.export(outcome.campaign, args.results)
+            rep.line(f"Results written to {written}")
+        except OSError as exc:
+            rep.line(f"bulk-mailer: error [file_error]: could not write the results to '{args.results}': "
+                     f"{exc.strerror or exc}; the summary below is all there is.")
+    if not outcome.ok:
+        assert outcome.error is not None
+        _print_error(outcome.error, err, provider)
+        return EXIT_NOTHING_SENT
+    _print_summary(outcome, rep, provider)
+    if imported.rejected:
+        rep.line(f"{len(imported.rejected)} row(s) of the list had no valid address and were not sent "
+                 "(listed above as 'skipped'); that is why the exit code is 1.")
+    counts = outcome.counts
+    if counts.get("sent", 0) == 0 and counts.get("uncertain", 0) == 0:
+        return EXIT_NOTHING_SENT
+    # Suppressed addresses were left out on purpose: everyone who should get it did.
+    left_out = [row for row in draft.excluded.values() if "suppressed" not in (row.error or "")]
+    if counts.get("sent", 0) == len(outcome.results) and not imported.rejected and not left_out:
+        return EXIT_OK
+    return EXIT_SOME_FAILED
+
+
+def _local(iso_time: str | None) -> str:
+    return f"{dt.datetime.fromisoformat(iso_time).astimezone():%Y-%m-%d %H:%M}" if iso_time else ""
 
 
 def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    found = Journal().campaigns()
+    app = App()
+    found = app.history()
+    if args.campaign:
+        wanted = app.campaign_id(args.campaign)
+        found = [c for c in found if c["id"] == wanted]
     if args.json:
-        out.write(json.dumps([c.as_dict() for c in found]) + "\n")
+        out.write(json.dumps(found) + "\n")
         return EXIT_OK
     if not found:
         print("No campaigns yet.", file=err)
+        return EXIT_OK
+    print(f"{'CAMPAIGN':<21} {'STATE':<11} {'CREATED':<16}  {'SUBJECT':<30}  ACCOUNT  COUNTS", file=out)
     for c in found:
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(c.counts.items()))
-        print(f"{c.id}  {c.state:<11} {c.created}  {c.account}  {counts}"
-              + (f"  ({c.reason})" if c.reason else ""), file=out)
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(c["counts"].items()))
+        subject = (c.get("subject") or "").replace("\n", " ")
+        subject = subject if len(subject) <= 30 else subject[:29] + "…"
+        extra = f"  ({c['reason']})" if c["reason"] else ""
+        if c["quota_lifts"]:
+            extra += f"  (can continue after {c['quota_lifts']})"
+        print(f"{c['id']:<21} {c['state']:<11} {_local(c['created']):<16}  {subject:<30}  {c['account']}  "
+              f"{counts}{extra}", file=out)
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    journal = Journal()
-    journal.get(args.campaign)
-    rows = [row.result for row in journal.rows(args.campaign)]
+    app = App()
+    cid = app.campaign_id(args.campaign)
+    if args.path == "-":
+        text, count = app.export(cid)
+        out.write(text)
+        out.flush()
+        print(f"{count} rows of campaign {cid} written to standard output", file=err)
+        return EXIT_OK
     _check_writable(args.path)
-    written = service.write_results_csv(args.path, rows)
-    print(f"{len(rows)} rows written to {written}", file=err)
+    written, count = app.export(cid, args.path)
+    print(f"{count} rows of campaign {cid} written to {written}", file=err)
     return EXIT_OK
+
+
+_ACCOUNT_FLAGS = ("provider", "region", "host", "port", "security", "user", "ca_file", "insecure_skip_verify",
+                  "allow_plaintext_auth")
 
 
 def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     if args.results:
-        _check_writable(args.results)
-    journal = Journal()
-    info = journal.get(args.campaign)
-    if info.state == "running":
-        raise UsageError(f"campaign {args.campaign} is still running in another process", category="action_unavailable")
-    if info.state == "finished" and not info.counts.get("uncertain"):
-        raise UsageError(f"campaign {args.campaign} is finished; nothing is left to send", category="action_unavailable")
-    waiting = service.quota_lifts(info.resume_after)
-    if waiting and not args.now:
-        raise UsageError(f"campaign {args.campaign} was stopped by a sending quota and can continue after "
-                         f"{waiting}; resume it then, or add --now to try anyway",
-                         category="action_unavailable")
-    # Ours from here on (a second resume, in the window or here, is refused), and every row is
-    # read after the claim: nothing another run sent meanwhile is sent again.
-    journal.claim(args.campaign)
-    try:
-        uncertain = journal.rows(args.campaign, ["uncertain"])
-        if uncertain and not (args.resend_uncertain or args.skip_uncertain):
-            for row in uncertain:
-                print(f"uncertain {row.recipient.email} (line {row.recipient.line}): {row.result.error}", file=err)
-            raise UsageError(f"{len(uncertain)} recipient(s) may or may not have got the message (listed above): "
-                             "add --resend-uncertain or --skip-uncertain", category="action_unavailable")
-        if args.resend_uncertain:
-            journal.reset(args.campaign, ["uncertain"])
-        elif args.skip_uncertain:
-            journal.skip(args.campaign, "uncertain", "not resent: it may or may not have arrived (--skip-uncertain)")
-        draft, indices, spec = service.resume_draft(journal, args.campaign)
-        if args.delay_ms is not None:
-            draft.delay_ms = args.delay_ms
-        # --now: the quota's own recipient goes at once, with the rest.
-        spec["deferred_until"] = service.due_times(spec, info.resume_after if args.now else None)
-        if not draft.recipients:  # e.g. the uncertain ones skipped: nothing more to do, it is done
-            journal.set_state(args.campaign, "finished")
-            print(f"Campaign {args.campaign}: nobody is left to send to; it is marked finished.", file=err)
-            return EXIT_OK
-        connections = args.connections or spec.get("connections") or \
-            default_connections((spec.get("settings") or {}).get("provider"))
-        transports, provider, limits = _resume_transport(args, spec, stdin, connections)
-    except BaseException:
-        journal.set_state(args.campaign, info.state, info.reason, info.resume_after)  # as it was
-        raise
+        _check_writable(args.results, "--results")
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
-    rep.line(f"Campaign {draft.id}: resuming with {len(draft.recipients)} recipient(s) not sent yet")
-    outcome = _run_in_worker(rep, draft.id, lambda control: service.send(
-        draft, transports, on_event=rep.event, control=control, journal=journal, indices=indices,
-        account=info.account, limits=limits, deferred_until=spec.get("deferred_until"),
-        attempts_before=spec.get("attempts_before"), **_retry(args, spec)))
-    return _finish(args, rep, err, outcome, draft, draft.imported, provider,
-                   rows=lambda: [row.result for row in journal.rows(args.campaign)])
-
-
-def _resume_transport(args: argparse.Namespace, spec: dict[str, Any], stdin: TextIO,
-                      connections: int = 1) -> tuple[list[Any], str | None, RateLimits]:
-    """The transports (one per connection; one for the Gmail API), provider and limits a
-    journaled campaign was sent with (SMTP or Gmail API)."""
-    if service.channel_of(spec) == "gmail":
-        account = google_account(stdin)
-        token = account.require("api")
-        was = (spec.get("gmail") or {}).get("email") or ""
-        if token.email.lower() != was.lower():
-            raise OAuthError(f"this campaign was sent as {was}, but the Google sign-in here is for {token.email}",
-                             fix=(f"Sign in as {was} (bulk-mailer gmail login) and resume again.",))
-        provider, _ = gmail_api_limits(token.workspace)
-        return [GmailTransport(account)], provider, _limits(args, provider, GMAIL_API_LIMITS, _saved_limits(spec))
-    saved = dict(spec["settings"])
-    token_source = None
-    if saved.get("auth") == "xoauth2":
-        token_source = TokenSource(google_account(stdin), "smtp")
-        password = ""
-    else:
-        ns = argparse.Namespace(user=saved.get("user") or "", password_stdin=args.password_stdin)
-        password = _read_password(ns, stdin)
-    settings = SmtpSettings(**{**saved, "password": password, "token_source": token_source}).validated()
-    return (_pool(settings, connections), settings.provider,
-            _limits(args, saved.get("provider"), saved=_saved_limits(spec)))
-
-
-def _saved_limits(spec: dict[str, Any]) -> RateLimits | None:
-    """The limits a journaled campaign ran with (None for one journaled before they were kept)."""
-    return service.limits_from_spec(spec) if "limits" in spec else None
+    app = App(emit=rep.event)
+    given = [f"--{f.replace('_', '-')}" for f in _ACCOUNT_FLAGS if getattr(args, f) not in (None, "", False)]
+    if given and not args.use_current_settings:
+        raise UsageError(f"{', '.join(given)}: add --use-current-settings to resume with these account settings "
+                         "instead of the campaign's")
+    cid = app.campaign_id(args.campaign)
+    spec = app.journal.spec(cid)
+    uses_password = (spec.get("settings") or {}).get("user") and (spec.get("settings") or {}).get("auth") != "xoauth2"
+    account = _account(args, stdin, app) if args.use_current_settings else AccountInput(
+        password=_read_password(spec["settings"]["user"], args.password_stdin, stdin) if uses_password else "")
+    if spec.get("channel") == "gmail" or (spec.get("settings") or {}).get("auth") == "xoauth2":
+        _passphrase(app, stdin)
+    uncertain = "resend" if args.resend_uncertain else "skip" if args.skip_uncertain else "ask"
+    req = ResumeRequest(uncertain=uncertain, now=args.now, account=account,
+                        use_current_settings=bool(args.use_current_settings),
+                        options=_options(args))
+    try:
+        run = app.resume(cid, req)
+    except UncertainLeft as exc:
+        for row in exc.uncertain:
+            print(f"uncertain {row.recipient.email} (line {row.recipient.line}): {row.result.error}", file=err)
+        raise UsageError(f"{len(exc.uncertain)} recipient(s) may or may not have got the message (listed above): "
+                         "add --resend-uncertain or --skip-uncertain", category="action_unavailable") from None
+    except NothingLeft as exc:
+        if not exc.finished:
+            raise
+        print(f"Campaign {cid}: nobody is left to send to; it is marked finished.", file=err)
+        return EXIT_OK
+    except QuotaNotLifted as exc:
+        raise UsageError(f"campaign {exc.campaign} was stopped by a sending quota and can continue after {exc.lifts}; "
+                         "resume it then, or add --now to try anyway", category="action_unavailable") from None
+    rep.line(f"Campaign {run.id}: resuming with {run.total} recipient(s) not sent yet"
+             + (f" through {run.plan.where()}" if args.use_current_settings else ""))
+    outcome = _wait(run, rep)
+    return _finish(app, args, rep, err, outcome, run.draft, run.draft.imported, run.provider)
 
 
 def cmd_gmail(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -749,43 +738,41 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read --client-secrets '{path}': {exc.strerror or exc}", category="file_error") from None
-    client = OAuthClient.parse(data, f"'{path}'")
-    account = google_account(stdin)
-    account.check_store()  # a wrong passphrase fails now, not after the browser
-    purpose = "smtp" if args.smtp else "api"
-    import webbrowser
-
-    flow = SignIn(client, purpose, open_browser=None if args.no_browser else webbrowser.open)
-    url = flow.start()
+    app = App()
+    passphrase = _passphrase(app, stdin)
+    url = app.google_sign_in(data, f"'{path}'", "smtp" if args.smtp else "api", passphrase=passphrase,
+                             open_browser=not args.no_browser)
+    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
     if args.no_browser:
-        print("Open this address in a browser on this computer and allow access "
-              f"(waiting up to {SIGN_IN_TIMEOUT_S / 60:g} minutes; Ctrl-C cancels):", file=err, flush=True)
+        print(f"Open this address in a browser on this computer and allow access (waiting up to {minutes} minutes; "
+              "Ctrl-C cancels):", file=err, flush=True)
         out.write(url + "\n")
         out.flush()
     else:
-        print("Your browser shows Google's sign-in; allow access there (waiting up to "
-              f"{SIGN_IN_TIMEOUT_S / 60:g} minutes; Ctrl-C cancels). If no browser opened, open:", file=err)
+        print(f"Your browser shows Google's sign-in; allow access there (waiting up to {minutes} minutes; "
+              "Ctrl-C cancels). If no browser opened, open:", file=err)
         print(url, file=err, flush=True)
     if args.smtp:
         print("Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.", file=err)
     try:
-        token, _ = flow.wait()
+        state = app.wait_sign_in()
     except KeyboardInterrupt:
+        app.google_cancel_sign_in()
         raise OAuthError("the sign-in was cancelled (Ctrl-C)", fix=("Run bulk-mailer gmail login again.",)) from None
-    account.save(client, token)
-    key, limits = gmail_api_limits(token.workspace)
-    kind = "Google Workspace" if token.workspace else "Gmail"
-    print(f"Signed in as {token.email} ({kind}): send with --channel gmail"
+    status = app.google_status()
+    kind = "Google Workspace" if status["workspace"] else "Gmail"
+    print(f"Signed in as {state['email']} ({kind}): send with --channel gmail"
           + (" or --provider gmail --auth xoauth2" if args.smtp else "") + ".", file=err)
-    print(f"Limits: {limits.note}", file=err)
+    print(f"Limits: {status['limits']['note']}", file=err)
     return EXIT_OK
 
 
 def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    if saved_profile() is None and not default_store().has(KEY_TOKEN):
+    app = App()
+    if not app.google_status()["signed_in"] and not app.has_google_token():
         print("Nobody is signed in with Google.", file=err)
         return EXIT_OK
-    result = google_account(stdin).sign_out()
+    result = app.google_sign_out(_passphrase(app, stdin))
     who = result["email"] or "Google"
     if result["revoked"]:
         print(f"Signed out of {who}: the sign-in was revoked at Google and deleted here.", file=err)
@@ -798,31 +785,17 @@ def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 
 
 def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    profile = saved_profile()
+    status = App().google_status()
     if args.json:
-        out.write(json.dumps({"signed_in": profile is not None, **(profile or {})}) + "\n")
-    if profile is None:
+        out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"]}) + "\n")
+    if not status["signed_in"]:
         print("Not signed in with Google: bulk-mailer gmail login --client-secrets FILE", file=err)
         return EXIT_NOTHING_SENT
-    scopes = profile.get("scopes") or []
-    what = ("the Gmail API and SMTP (full mail access)" if SCOPE_MAIL in scopes
+    what = ("the Gmail API and SMTP (full mail access)" if status["smtp"]
             else "the Gmail API (permission to send only)")
-    _, limits = gmail_api_limits(bool(profile.get("workspace")))
-    print(f"Signed in with Google as {profile['email']} for {what}, since {profile.get('signed_in', '?')}.", file=err)
-    print(f"Limits: {limits.note}", file=err)
+    print(f"Signed in with Google as {status['email']} for {what}, since {status['signed_in_at'] or '?'}.", file=err)
+    print(f"Limits: {status['limits']['note']}", file=err)
     return EXIT_OK
-
-
-def _limits(args: argparse.Namespace, provider: str | None, table: Any = None, saved: Any = None) -> RateLimits:
-    """Sending limits: the flags, else the campaign's own (resume), else the provider's."""
-    if saved is not None:
-        base = saved
-    elif table is not None:
-        base = service.rate_limits(table.get(provider))
-    else:
-        base = service.preset_limits(provider)
-    given = {f"per_{n}": getattr(args, f"max_per_{n}", None) for n in ("second", "minute", "hour", "day")}
-    return replace(base or RateLimits(), **{k: v for k, v in given.items() if v is not None})
 
 
 def _connections(text: str) -> int:
@@ -839,11 +812,6 @@ def _connections_option(p: Any, default_words: str = "the --provider's, else 1")
     p.add_argument("--connections", type=_connections, metavar="N",
                    help=f"send on N connections at once (1-{MAX_CONNECTIONS}; default: {default_words}: 1 for "
                    "mailbox providers, 4 for sending services); more is faster where the server allows it")
-
-
-def _pool(settings: SmtpSettings, n: int) -> list[SmtpTransport]:
-    """One transport (one connection) for each of the n connections of a campaign."""
-    return [SmtpTransport(settings) for _ in range(n)]
 
 
 def _count(kind: type) -> Any:
@@ -882,85 +850,6 @@ def _retry_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
                    help="stop the campaign after N failed recipients in a row (default 20; 0 = never)")
 
 
-def _retry(args: argparse.Namespace, spec: dict[str, Any] | None) -> dict[str, Any]:
-    """The retry policy: the flags, else the campaign's own (resume), else the defaults."""
-    policy, failures = service.retry_from_spec(spec or {})
-    given = {"base_s": args.retry_base, "cap_s": args.retry_cap, "max_attempts": args.retry_attempts,
-             "max_age_s": args.retry_max_age * 3600 if args.retry_max_age is not None else None}
-    values = {k: v if v is not None else getattr(policy, k) for k, v in given.items()}
-    if args.max_failures_in_a_row is not None:
-        failures = args.max_failures_in_a_row
-    checks = [(values["base_s"] > 0, "--retry-base", "must be more than 0 seconds"),
-              (values["cap_s"] >= values["base_s"], "--retry-cap", "must be at least --retry-base"),
-              (values["max_attempts"] >= 1, "--retry-attempts", "must be at least 1"),
-              (values["max_age_s"] > 0, "--retry-max-age", "must be more than 0 hours"),
-              (failures >= 0, "--max-failures-in-a-row", "must be 0 or more")]
-    for fine, flag, words in checks:
-        if not fine:
-            raise UsageError(f"{flag} {words}")
-    return {"retry": RetryPolicy(**values), "max_failures_in_a_row": failures}
-
-
-def _run_in_worker(rep: Reporter, campaign_id: str, run: Any) -> CampaignOutcome:
-    """Run the campaign on a worker thread; Ctrl-C pauses after the current message."""
-    control = Control()
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def work() -> None:
-        try:
-            box["outcome"] = run(control)
-        except BaseException as exc:  # handed to the main thread, which reports it
-            box["error"] = exc
-        finally:
-            done.set()
-
-    worker = threading.Thread(target=work, name=f"campaign-{campaign_id}")
-    worker.start()
-    # Wait on our own event: a Ctrl-C that interrupts Thread.join can leave is_alive() False
-    # while the worker still runs.
-    while not done.is_set():
-        try:
-            done.wait(0.2)
-        except KeyboardInterrupt:
-            if not control.cancelled:
-                rep.line("Pausing after the current message (Ctrl-C again does not skip this)...")
-            control.cancel()
-    worker.join()
-    if "error" in box:
-        raise box["error"]
-    return box["outcome"]
-
-
-def _finish(args: argparse.Namespace, rep: Reporter, err: TextIO, outcome: CampaignOutcome,
-            draft: service.Draft, imported: Any, provider: str | None, rows: Any = None) -> int:
-    """Results file, summary and exit code of a send or resume."""
-    if args.results:
-        try:
-            written = service.write_results_csv(
-                args.results, rows() if rows is not None else service.result_rows(outcome, draft))
-            rep.line(f"Results written to {written}")
-        except OSError as exc:
-            rep.line(f"bulk-mailer: error [file_error]: could not write the results to '{args.results}': "
-                     f"{exc.strerror or exc}; the summary below is all there is.")
-    if not outcome.ok:
-        assert outcome.error is not None
-        _print_error(outcome.error, err, provider)
-        return EXIT_NOTHING_SENT
-    _print_summary(outcome, rep, provider)
-    if imported.rejected:
-        rep.line(f"{len(imported.rejected)} row(s) of the list had no valid address and were not sent "
-                 "(listed above as 'skipped'); that is why the exit code is 1.")
-    counts = outcome.counts
-    if counts.get("sent", 0) == 0 and counts.get("uncertain", 0) == 0:
-        return EXIT_NOTHING_SENT
-    # Suppressed addresses were left out on purpose: everyone who should get it did.
-    left_out = [row for row in draft.excluded.values() if "suppressed" not in (row.error or "")]
-    if counts.get("sent", 0) == len(outcome.results) and not imported.rejected and not left_out:
-        return EXIT_OK
-    return EXIT_SOME_FAILED
-
-
 LOG_FILE = "bulk-mailer.log"
 LOG_BYTES, LOG_BACKUPS = 5_000_000, 5
 
@@ -995,7 +884,9 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     """Entry point of the `bulk-mailer` console script; returns the exit code."""
     stdin, out, err = stdin or sys.stdin, out or sys.stdout, err or sys.stderr
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # argparse would answer with the top-level usage: the subcommand's is the useful one
+        (getattr(args, "subparser", None) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help(err)
         return EXIT_NOTHING_SENT
@@ -1007,6 +898,10 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)
+        field = getattr(exc, "field", None)
+        if field in _FLAGS:  # a rule of the core, worded with the flag that broke it
+            words = _FLAGS[field]
+            exc = UsageError(words if " " in words else f"{words} {exc.message.split(': ', 1)[-1]}")
         _print_error(exc, err, getattr(args, "provider", None))
         return EXIT_NOTHING_SENT
     except Exception:

@@ -92,6 +92,15 @@ class NotNow(MailerError):
     default_category = "action_unavailable"
 
 
+class QuotaNotLifted(NotNow):
+    """A campaign stopped by a sending quota, resumed before the time the quota lifts."""
+
+    def __init__(self, campaign: str, lifts: str) -> None:
+        super().__init__(f"a sending quota stopped campaign {campaign}; it can continue after {lifts}: resume it "
+                         "then, or try now anyway (the server may refuse again)")
+        self.campaign, self.lifts = campaign, lifts
+
+
 class RowProblems(MailerError):
     """Rows whose message cannot be built; each problem keeps its own category, line and fix."""
 
