@@ -81,6 +81,13 @@ def _account_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
 
 
+def _add(sub: Any, name: str, **kw: Any) -> argparse.ArgumentParser:
+    """A subcommand's parser: no abbreviated flags, and its own usage with its errors."""
+    made = sub.add_parser(name, allow_abbrev=False, **kw)
+    made.set_defaults(subparser=made)
+    return made
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -98,16 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show every connection step, server reply and progress event on the "
                         "terminal (and log them); passwords are never shown")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add = sub.add_parser
 
-    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
-        made = add(name, allow_abbrev=False, **kw)
-        made.set_defaults(subparser=made)  # a subcommand's own usage goes with its errors
-        return made
+    _send_parser(sub)
+    _history_parsers(sub)
+    _resume_parser(sub)
+    _gmail_parser(sub)
+    _verify_parser(sub)
+    return parser
 
-    sub.add_parser = add_parser  # type: ignore[method-assign]
 
-    send = sub.add_parser("send", help="send a campaign", description="Send one message to each recipient.")
+def _send_parser(sub: Any) -> None:
+    """send: the account, the message, the run."""
+    send = _add(sub, "send", help="send a campaign", description="Send one message to each recipient.")
     _account_options(send)
     send.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                       help="show every connection step, server reply and progress event")
@@ -153,17 +162,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--skip-bad-rows", action="store_true",
                    help="send to the rows whose message can be built; list the others and leave them out")
 
-    campaigns = sub.add_parser("campaigns", help="list past and interrupted campaigns",
+
+def _history_parsers(sub: Any) -> None:
+    """campaigns and export: the journal."""
+    campaigns = _add(sub, "campaigns", help="list past and interrupted campaigns",
                                description="Every campaign in the journal, newest first, with its state and counts.")
     campaigns.add_argument("campaign", nargs="?", help="show only this campaign (an id, or latest)")
     campaigns.add_argument("--json", action="store_true", help="print the list as JSON on stdout")
 
-    export = sub.add_parser("export", help="write a campaign's results as CSV",
+    export = _add(sub, "export", help="write a campaign's results as CSV",
                             description="One row per recipient of the campaign, as --results writes them.")
     export.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
     export.add_argument("path", help="the CSV file to write, or - for standard output")
 
-    resume = sub.add_parser("resume", help="continue a paused, stopped or interrupted campaign",
+
+def _resume_parser(sub: Any) -> None:
+    """resume: a journaled campaign, as it was or with the account options given."""
+    resume = _add(sub, "resume", help="continue a paused, stopped or interrupted campaign",
                             description="Send to the recipients of a campaign that have not been sent to yet. "
                             "Recipients whose message was in flight when the app stopped are 'uncertain': "
                             "choose --resend-uncertain or --skip-uncertain.")
@@ -187,11 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     _limit_options(resume, resume=True)
     _retry_options(resume, resume=True)
 
-    gmail = sub.add_parser("gmail", help="sign in with Google for the Gmail API (or SMTP with OAuth2)",
+
+def _gmail_parser(sub: Any) -> None:
+    """gmail login, logout and status."""
+    gmail = _add(sub, "gmail", help="sign in with Google for the Gmail API (or SMTP with OAuth2)",
                            description="Sign in with Google: the Gmail API channel (send --channel gmail) and "
                            "SMTP with OAuth2 (--auth xoauth2) use this sign-in instead of a password.")
     gsub = gmail.add_subparsers(dest="gmail_command", metavar="ACTION", required=True)
-    login = gsub.add_parser("login", help="sign in with Google in the browser",
+    login = _add(gsub, "login", help="sign in with Google in the browser",
                             description="Run Google's sign-in in your browser with your own OAuth client "
                             "(a Desktop app client's JSON from Google Cloud Console); keep the token in the "
                             "system keyring or the encrypted file.")
@@ -203,14 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--smtp", action="store_true",
                        help="also allow SMTP with OAuth2 (smtp.gmail.com, --auth xoauth2): asks for full mail "
                        "access (https://mail.google.com/), which Google requires for SMTP")
-    gsub.add_parser("logout", help="revoke the Google sign-in and delete it here",
+    _add(gsub, "logout", help="revoke the Google sign-in and delete it here",
                     description="Revoke the sign-in at Google and delete the token and OAuth client saved here.")
-    status = gsub.add_parser("status", help="who is signed in with Google",
+    status = _add(gsub, "status", help="who is signed in with Google",
                              description="Who is signed in, with which permissions and sending limits. Exit "
                              "code 0 when signed in, 2 when not.")
     status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
 
-    verify = sub.add_parser("verify", help="test the connection and login",
+
+def _verify_parser(sub: Any) -> None:
+    """verify: the connection check (or --detect)."""
+    verify = _add(sub, "verify", help="test the connection and login",
                             description="Connect, secure the connection, EHLO and log in; send nothing.")
     _account_options(verify)
     verify.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -223,7 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also look up the --from domain's MX, SPF and DMARC records")
     verify.add_argument("--detect", metavar="ADDRESS",
                         help="suggest server settings for this address (presets, MX records, probing)")
-    return parser
 
 
 # -- the terminal's inputs -----------------------------------------------------------------
@@ -512,39 +532,34 @@ def _suppression(app: App, args: argparse.Namespace, rep: Reporter, trial: bool)
     return True
 
 
-def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
+def _message(args: argparse.Namespace) -> MessageInput:
+    """The message options as the core's input (the template files read)."""
     html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
     if html is None and text is None:
         raise UsageError("give --html-file or --text-file (or both)")
-    gmail = args.channel == "gmail"
-    if gmail:
+    if args.channel == "gmail":
         _refuse_smtp_flags_with_gmail(args)
     elif not args.from_address:
         raise UsageError("give --from, the sender address (e.g. \"Me <me@example.com>\")")
     if args.attach_column and not args.attach_dir:
         raise UsageError("--attach-column needs --attach-dir (the folder the file names are relative to)")
+    return MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address or "",
+                        reply_to=args.reply_to, attach=tuple(args.attach or ()), attach_column=args.attach_column,
+                        attach_dir=args.attach_dir, unsubscribe=tuple(args.unsubscribe or ()), delay_ms=args.delay_ms)
+
+
+def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
+    message = _message(args)
     app = App(emit=rep.event)
     trial = args.dry_run or args.preview is not None
-    message = MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address or "",
-                           reply_to=args.reply_to, attach=tuple(args.attach or ()), attach_column=args.attach_column,
-                           attach_dir=args.attach_dir, unsubscribe=tuple(args.unsubscribe or ()),
-                           delay_ms=args.delay_ms)
     account = _account(args, stdin, app, need_password=not trial)
     sender = app.sender(account, message)  # the Gmail API: the signed-in address (store still locked)
     imported = app.import_recipients(("file", args.to_file), args.email_column, args.name_column)
     if args.results and not args.dry_run:
         _check_writable(args.results, "--results")
-    readable = _suppression(app, args, rep, trial)
-    for warning in imported.warnings:
-        rep.line(f"warning   {warning}")
-    for bad in imported.rejected:
-        rep.line(f"skipped   line {bad.line}: {bad.reason}")
-    for dup in imported.duplicates:
-        rep.line(f"duplicate line {dup.line}: {dup.email} (already on line {dup.first_line}; sent once)")
-    draft = app.draft(message, sender, imported, suppress=readable)
-    for row in draft.excluded.values():
-        rep.line(f"suppressed {row.email}: {row.error}")
+    draft = app.draft(message, sender, imported, suppress=_suppression(app, args, rep, trial))
+    _echo_list(imported, draft, rep)
     if not trial:
         rep.line(f"Campaign {draft.id}")
     warning = draft.size_warning()
@@ -554,6 +569,25 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         raise UsageError(f"no recipients left to send to in '{args.to_file}' ({imported.summary()}"
                          f"{', ' + str(len(draft.excluded)) + ' suppressed' if draft.excluded else ''})",
                          category="invalid_address")
+    if trial:
+        return _trial(app, args, rep, out, draft)
+    return _send(app, args, rep, err, account, message, draft, imported)
+
+
+def _echo_list(imported: Any, draft: Any, rep: Reporter) -> None:
+    """What reading the list found: warnings, invalid and duplicate lines, suppressed addresses."""
+    for warning in imported.warnings:
+        rep.line(f"warning   {warning}")
+    for bad in imported.rejected:
+        rep.line(f"skipped   line {bad.line}: {bad.reason}")
+    for dup in imported.duplicates:
+        rep.line(f"duplicate line {dup.line}: {dup.email} (already on line {dup.first_line}; sent once)")
+    for row in draft.excluded.values():
+        rep.line(f"suppressed {row.email}: {row.error}")
+
+
+def _trial(app: App, args: argparse.Namespace, rep: Reporter, out: TextIO, draft: Any) -> int:
+    """--preview N: recipient N's message as it would be sent; --dry-run: every problem."""
     if args.preview is not None:
         if not 1 <= args.preview <= len(draft.recipients):
             raise UsageError(f"--preview {args.preview}: there are {len(draft.recipients)} recipients to send to; "
@@ -562,13 +596,11 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
         out.write(draft.outgoing(draft.recipients[args.preview - 1], smtputf8=True).data.decode("utf-8", "replace"))
         out.flush()
         return EXIT_OK
-    if args.dry_run:
-        problems = app.dry_run(draft)
-        _print_problems(problems, rep)
-        ok = len(draft.recipients) - len({p.row for p in problems})
-        rep.line(f"Dry run: {ok} of {len(draft.recipients)} messages render; {len(problems)} problem(s); nothing sent.")
-        return EXIT_NOTHING_SENT if problems else EXIT_OK
-    return _send(app, args, rep, err, account, message, draft, imported)
+    problems = app.dry_run(draft)
+    _print_problems(problems, rep)
+    ok = len(draft.recipients) - len({p.row for p in problems})
+    rep.line(f"Dry run: {ok} of {len(draft.recipients)} messages render; {len(problems)} problem(s); nothing sent.")
+    return EXIT_NOTHING_SENT if problems else EXIT_OK
 
 
 def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, account: AccountInput,

@@ -79,11 +79,12 @@ class CampaignInfo:
     account: str
     counts: dict[str, int]
     resume_after: str | None = None  # a quota stopped it: when it can continue
+    subject: str | None = None  # the message's subject (its template)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "created": self.created, "updated": self.updated, "state": self.state,
                 "reason": self.reason, "account": self.account, "counts": self.counts,
-                "total": sum(self.counts.values()), "resume_after": self.resume_after}
+                "total": sum(self.counts.values()), "resume_after": self.resume_after, "subject": self.subject}
 
 
 @dataclass(frozen=True)
@@ -232,14 +233,15 @@ class Journal:
         self.recover_dead()
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, created, updated, state, reason, account, resume_after FROM campaigns "
+                "SELECT id, created, updated, state, reason, account, resume_after, "
+                "json_extract(spec, '$.message.subject') FROM campaigns "
                 "ORDER BY created DESC, id DESC"
             ).fetchall()
             counts: dict[str, Counter[str]] = {}
             for cid, status, n in self._db.execute(
                     "SELECT campaign, status, COUNT(*) FROM recipients GROUP BY campaign, status"):
                 counts.setdefault(cid, Counter())[status] = n
-        return [CampaignInfo(r[0], r[1], r[2], r[3], r[4], r[5], dict(counts.get(r[0], {})), r[6]) for r in rows]
+        return [CampaignInfo(r[0], r[1], r[2], r[3], r[4], r[5], dict(counts.get(r[0], {})), r[6], r[7]) for r in rows]
 
     def get(self, campaign_id: str) -> CampaignInfo:
         for info in self.campaigns():
