@@ -171,7 +171,7 @@ class Bridge:
         """The error shape, with the data the page shows: the rows, steps or settings it is about."""
         error = exc.describe(provider)
         if isinstance(exc, RowProblems):
-            error["steps"] = exc.rows()
+            error["steps"], error["row_count"] = exc.rows(), len({p["line"] for p in exc.rows(len(exc.problems))})
         elif isinstance(exc, CheckFailed):
             error["steps"] = exc.steps
         elif isinstance(exc, UncertainLeft):

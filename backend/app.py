@@ -689,7 +689,9 @@ class App:
         if saved.get("auth") == "xoauth2":
             saved.update(password="", token_source=TokenSource(self.google(passphrase), "smtp"))
         else:
-            given = req.account.password if req.account is not None else ""
+            # The password given now only goes to the server it was given for.
+            mine = req.account is not None and (req.account.user, req.account.host) == (saved["user"], saved["host"])
+            given = req.account.password if mine and req.account is not None else ""
             saved["password"] = self.password(saved["user"], saved["host"], given, passphrase) if saved.get("user") else ""
         settings = SmtpSettings(**saved).validated()
         plan = plans.smtp_plan(draft, settings, local_inbox=bool(spec["settings"].get("local_inbox")))
@@ -701,6 +703,8 @@ class App:
         campaign's, only if the user said so (else SettingsChanged asks)."""
         assert req.account is not None
         a, s = req.account, spec.get("settings") or {}
+        if a.channel != "smtp":
+            return False  # a campaign keeps its channel
         if a.provider == LOCAL_INBOX:
             differs, now = not s.get("local_inbox"), "the local test inbox"
         else:

@@ -11,7 +11,6 @@ import datetime as dt
 import getpass
 import json
 import logging
-import math
 import os
 import re
 import sys
@@ -22,15 +21,12 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, TextIO
 
-from backend import __version__, paths
+from backend import paths
 from backend.app import MIN_PASSPHRASE, SIGN_IN_TIMEOUT_S, App
+from backend.cli_parser import PASSPHRASE_ENV, PASSWORD_ENV, UsageError, build_parser
 from backend.errors import CATEGORIES, MailerError, OAuthError
 from backend.inputs import (
-    AUTH_MODES,
-    CHANNELS,
-    DEFAULT_DELAY_MS,
     SECURITY_LABELS,
-    SECURITY_MODES,
     AccountInput,
     MessageInput,
     NothingLeft,
@@ -40,210 +36,11 @@ from backend.inputs import (
     SendOptions,
     UncertainLeft,
 )
-from backend.presets import GMAIL_API_LIMITS, MAX_CONNECTIONS, PRESETS
+from backend.presets import GMAIL_API_LIMITS
 
-PASSWORD_ENV = "BULK_MAILER_PASSWORD"  # noqa: S105 (a variable name, not a secret)
-PASSPHRASE_ENV = "BULK_MAILER_PASSPHRASE"  # noqa: S105 (a variable name: unlocks saved sign-ins)
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
 
 log = logging.getLogger("bulk_mailer")
-
-
-class UsageError(MailerError):
-    """A command-line problem found after argparse (exit 2)."""
-
-
-# -- argument parsing --------------------------------------------------------------------
-
-
-def _account_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("account")
-    g.add_argument("--provider", choices=list(PRESETS), metavar="NAME",
-                   help="fill host, port and security from a preset: " + ", ".join(PRESETS))
-    g.add_argument("--region", help="region for presets that need one (amazon-ses), e.g. eu-west-1")
-    g.add_argument("--host", help="SMTP server name, e.g. smtp.example.com")
-    g.add_argument("--port", type=int, help="SMTP port (default: 587 STARTTLS, 465 SSL/TLS, 25 none)")
-    g.add_argument("--security", choices=SECURITY_MODES,
-                   help="starttls (usually 587), ssl = implicit TLS (usually 465), none")
-    g.add_argument("--user", "--username", dest="user", default="",
-                   help="login name, usually your full email address")
-    g.add_argument("--password-stdin", action="store_true",
-                   help=f"read the password from standard input (else from ${PASSWORD_ENV})")
-    g.add_argument("--auth", choices=AUTH_MODES, default="password",
-                   help="password (default), or xoauth2: log in to smtp.gmail.com with the Google sign-in "
-                   "of `bulk-mailer gmail login --smtp` (no password)")
-    tls = g.add_mutually_exclusive_group()
-    tls.add_argument("--ca-file", help="also trust this CA certificate file (PEM)")
-    tls.add_argument("--insecure-skip-verify", action="store_true",
-                     help="do NOT verify the server's certificate (test servers only)")
-    g.add_argument("--allow-plaintext-auth", action="store_true",
-                   help="allow sending the password over an unencrypted connection")
-    g.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server (default 30)")
-
-
-def _add(sub: Any, name: str, **kw: Any) -> argparse.ArgumentParser:
-    """A subcommand's parser: no abbreviated flags, and its own usage with its errors."""
-    made = sub.add_parser(name, allow_abbrev=False, **kw)
-    made.set_defaults(subparser=made)
-    return made
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="bulk-mailer", allow_abbrev=False,
-        description="Send one personalised email to each person on a list through your SMTP account.",
-        epilog="Exit codes: 0 every recipient sent, 1 some failed, 2 nothing sent. "
-        f"The password comes from ${PASSWORD_ENV} or --password-stdin, never from a flag. "
-        "With no command, bulk-mailer opens the window (with no display: serves it to your browser); "
-        "bulk-mailer --web [--port N] [--no-browser] serves it to a browser (see bulk-mailer --web --help).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="level of the log file in the app's log folder (default INFO)")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show every connection step, server reply and progress event on the "
-                        "terminal (and log them); passwords are never shown")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    _send_parser(sub)
-    _history_parsers(sub)
-    _resume_parser(sub)
-    _gmail_parser(sub)
-    _verify_parser(sub)
-    return parser
-
-
-def _send_parser(sub: Any) -> None:
-    """send: the account, the message, the run."""
-    send = _add(sub, "send", help="send a campaign", description="Send one message to each recipient.")
-    _account_options(send)
-    send.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                      help="show every connection step, server reply and progress event")
-    m = send.add_argument_group("message")
-    send.add_argument("--channel", choices=CHANNELS, default="smtp",
-                      help="smtp (default): through an SMTP server; gmail: through the Gmail API as the "
-                      "account signed in with `bulk-mailer gmail login`")
-    m.add_argument("--from", dest="from_address", help='sender, e.g. "Me <me@example.com>" (required for SMTP; '
-                   "with --channel gmail the signed-in address, to which a name may be given)")
-    m.add_argument("--reply-to", help="Reply-To address")
-    m.add_argument("--to-file", required=True, help="recipients: .csv, .tsv, .xlsx or .txt (one address a line)")
-    m.add_argument("--email-column", help="the column holding the address (name, or number from 1)")
-    m.add_argument("--name-column", help="the column holding the name (for {{ name }} and the To line); "
-                   "found by itself when it is called name, full name, or first and last name")
-    m.add_argument("--subject", required=True, help='subject; may use fields: "Hello {{ name }}"')
-    m.add_argument("--html-file", help="HTML body template")
-    m.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted)")
-    r = send.add_argument_group("run")
-    r.add_argument("--delay-ms", type=int, default=DEFAULT_DELAY_MS,
-                   help="pause between messages in milliseconds (default 1000)")
-    _connections_option(r)
-    r.add_argument("--results", help="write one CSV row per recipient to this file")
-    r.add_argument("--progress", choices=["jsonl", "bar", "none"],
-                   help="jsonl: one progress event per line on stdout; bar: a progress bar on a "
-                   "terminal (default when stderr is a terminal); none")
-    r.add_argument("--dry-run", action="store_true", help="render every message and report problems; send nothing")
-    m.add_argument("--attach", metavar="FILE", action="append",
-                   help="attach this file to every message (repeat for several)")
-    m.add_argument("--attach-column", metavar="NAME",
-                   help="a column naming each recipient's own files (several separated by ;)")
-    m.add_argument("--attach-dir", metavar="DIR",
-                   help="the folder the --attach-column file names are relative to; nothing outside it is sent")
-    m.add_argument("--unsubscribe", metavar="URI", action="append",
-                   help="List-Unsubscribe address: mailto:... and/or https://... (one-click; may use "
-                   "{{ email }}); repeat for both")
-    m.add_argument("--suppress", metavar="FILE",
-                   help="addresses never to mail (one a line): added to the kept suppression list, "
-                   "which every campaign skips")
-    _limit_options(send)
-    _retry_options(send)
-    r.add_argument("--preview", type=int, metavar="N",
-                   help="print recipient N's message (from 1) exactly as it would be sent, and exit")
-    r.add_argument("--skip-bad-rows", action="store_true",
-                   help="send to the rows whose message can be built; list the others and leave them out")
-
-
-def _history_parsers(sub: Any) -> None:
-    """campaigns and export: the journal."""
-    campaigns = _add(sub, "campaigns", help="list past and interrupted campaigns",
-                               description="Every campaign in the journal, newest first, with its state and counts.")
-    campaigns.add_argument("campaign", nargs="?", help="show only this campaign (an id, or latest)")
-    campaigns.add_argument("--json", action="store_true", help="print the list as JSON on stdout")
-
-    export = _add(sub, "export", help="write a campaign's results as CSV",
-                            description="One row per recipient of the campaign, as --results writes them.")
-    export.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
-    export.add_argument("path", help="the CSV file to write, or - for standard output")
-
-
-def _resume_parser(sub: Any) -> None:
-    """resume: a journaled campaign, as it was or with the account options given."""
-    resume = _add(sub, "resume", help="continue a paused, stopped or interrupted campaign",
-                            description="Send to the recipients of a campaign that have not been sent to yet. "
-                            "Recipients whose message was in flight when the app stopped are 'uncertain': "
-                            "choose --resend-uncertain or --skip-uncertain.")
-    resume.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
-    choice = resume.add_mutually_exclusive_group()
-    choice.add_argument("--resend-uncertain", action="store_true",
-                        help="send again to the uncertain ones (they may get the message twice)")
-    choice.add_argument("--skip-uncertain", action="store_true",
-                        help="do not send to the uncertain ones (they may not have got it)")
-    _account_options(resume)
-    resume.add_argument("--use-current-settings", action="store_true",
-                        help="resume with the account options given here (as for send) instead of the "
-                        "campaign's own settings, e.g. a corrected host, port or security")
-    resume.add_argument("--results", help="write one CSV row per recipient of the campaign to this file")
-    resume.add_argument("--progress", choices=["jsonl", "bar", "none"], help="as for send")
-    resume.add_argument("--delay-ms", type=int, help="pause between messages (default: the campaign's)")
-    _connections_option(resume, default_words="the campaign's")
-    resume.add_argument("--now", action="store_true",
-                        help="resume a campaign stopped by a quota before the time it can continue "
-                        "(the server may refuse again)")
-    _limit_options(resume, resume=True)
-    _retry_options(resume, resume=True)
-
-
-def _gmail_parser(sub: Any) -> None:
-    """gmail login, logout and status."""
-    gmail = _add(sub, "gmail", help="sign in with Google for the Gmail API (or SMTP with OAuth2)",
-                           description="Sign in with Google: the Gmail API channel (send --channel gmail) and "
-                           "SMTP with OAuth2 (--auth xoauth2) use this sign-in instead of a password.")
-    gsub = gmail.add_subparsers(dest="gmail_command", metavar="ACTION", required=True)
-    login = _add(gsub, "login", help="sign in with Google in the browser",
-                            description="Run Google's sign-in in your browser with your own OAuth client "
-                            "(a Desktop app client's JSON from Google Cloud Console); keep the token in the "
-                            "system keyring or the encrypted file.")
-    login.add_argument("--client-secrets", required=True, metavar="FILE",
-                       help="the OAuth client JSON downloaded from Google Cloud Console (Desktop app type)")
-    login.add_argument("--no-browser", action="store_true",
-                       help="do not open a browser: print the authorization address on one line (stdout) and "
-                       "wait for the answer on 127.0.0.1 (open it in a browser on this computer)")
-    login.add_argument("--smtp", action="store_true",
-                       help="also allow SMTP with OAuth2 (smtp.gmail.com, --auth xoauth2): asks for full mail "
-                       "access (https://mail.google.com/), which Google requires for SMTP")
-    _add(gsub, "logout", help="revoke the Google sign-in and delete it here",
-                    description="Revoke the sign-in at Google and delete the token and OAuth client saved here.")
-    status = _add(gsub, "status", help="who is signed in with Google",
-                             description="Who is signed in, with which permissions and sending limits. Exit "
-                             "code 0 when signed in, 2 when not.")
-    status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
-
-
-def _verify_parser(sub: Any) -> None:
-    """verify: the connection check (or --detect)."""
-    verify = _add(sub, "verify", help="test the connection and login",
-                            description="Connect, secure the connection, EHLO and log in; send nothing.")
-    _account_options(verify)
-    verify.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="show every connection step and server reply")
-    verify.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    verify.add_argument("--from", dest="from_address", default="", help="the sender address (for the checks below)")
-    verify.add_argument("--check-sender", action="store_true",
-                        help="also try MAIL FROM with the --from address (then RSET; nothing is sent)")
-    verify.add_argument("--check-domain", action="store_true",
-                        help="also look up the --from domain's MX, SPF and DMARC records")
-    verify.add_argument("--detect", metavar="ADDRESS",
-                        help="suggest server settings for this address (presets, MX records, probing)")
 
 
 # -- the terminal's inputs -----------------------------------------------------------------
@@ -718,6 +515,19 @@ _ACCOUNT_FLAGS = ("provider", "region", "host", "port", "security", "user", "ca_
                   "allow_plaintext_auth")
 
 
+def _resume_account(args: argparse.Namespace, stdin: TextIO, app: App, spec: dict[str, Any]) -> AccountInput:
+    """The account options given (--use-current-settings), else the campaign's account with the
+    password read the terminal's way."""
+    saved = spec.get("settings") or {}
+    if spec.get("channel") == "gmail" or saved.get("auth") == "xoauth2":
+        _passphrase(app, stdin)
+    if args.use_current_settings:
+        return _account(args, stdin, app)
+    uses_password = saved.get("user") and saved.get("auth") != "xoauth2"
+    return AccountInput(user=saved.get("user") or "", host=saved.get("host") or "",
+                        password=_read_password(saved["user"], args.password_stdin, stdin) if uses_password else "")
+
+
 def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     if args.results:
         _check_writable(args.results, "--results")
@@ -728,12 +538,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         raise UsageError(f"{', '.join(given)}: add --use-current-settings to resume with these account settings "
                          "instead of the campaign's")
     cid = app.campaign_id(args.campaign)
-    spec = app.journal.spec(cid)
-    uses_password = (spec.get("settings") or {}).get("user") and (spec.get("settings") or {}).get("auth") != "xoauth2"
-    account = _account(args, stdin, app) if args.use_current_settings else AccountInput(
-        password=_read_password(spec["settings"]["user"], args.password_stdin, stdin) if uses_password else "")
-    if spec.get("channel") == "gmail" or (spec.get("settings") or {}).get("auth") == "xoauth2":
-        _passphrase(app, stdin)
+    account = _resume_account(args, stdin, app, app.journal.spec(cid))
     uncertain = "resend" if args.resend_uncertain else "skip" if args.skip_uncertain else "ask"
     req = ResumeRequest(uncertain=uncertain, now=args.now, account=account,
                         use_current_settings=bool(args.use_current_settings),
@@ -828,58 +633,6 @@ def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
     print(f"Signed in with Google as {status['email']} for {what}, since {status['signed_in_at'] or '?'}.", file=err)
     print(f"Limits: {status['limits']['note']}", file=err)
     return EXIT_OK
-
-
-def _connections(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if not 1 <= n <= MAX_CONNECTIONS:
-        raise argparse.ArgumentTypeError(f"give a whole number from 1 to {MAX_CONNECTIONS}")
-    return n
-
-
-def _connections_option(p: Any, default_words: str = "the --provider's, else 1") -> None:
-    p.add_argument("--connections", type=_connections, metavar="N",
-                   help=f"send on N connections at once (1-{MAX_CONNECTIONS}; default: {default_words}: 1 for "
-                   "mailbox providers, 4 for sending services); more is faster where the server allows it")
-
-
-def _count(kind: type) -> Any:
-    """An argparse type: a finite number >= 0 of that kind (a limit of nan or -5 would mean none)."""
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a {'whole ' if kind is int else ''}number") from None
-        if not math.isfinite(value) or value < 0:
-            raise argparse.ArgumentTypeError(f"'{text}' must be 0 (no limit) or more")
-        return value
-    return parse
-
-
-def _limit_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
-    g = p.add_argument_group("sending limits (default: " + (
-        "the campaign's own" if resume else "the --provider's published limits") + "; 0 = none)")
-    g.add_argument("--max-per-second", type=_count(float), metavar="N", help="at most N messages a second")
-    g.add_argument("--max-per-minute", type=_count(int), metavar="N", help="at most N messages a minute")
-    g.add_argument("--max-per-hour", type=_count(int), metavar="N", help="at most N messages an hour")
-    g.add_argument("--max-per-day", type=_count(int), metavar="N",
-                   help="at most N messages in 24 hours, counting earlier campaigns of the same account")
-
-
-def _retry_options(p: argparse.ArgumentParser, resume: bool = False) -> None:
-    g = p.add_argument_group("retries of temporary refusals (4xx, dropped connections)" + (
-        "; default: the campaign's own, else as below" if resume else ""))
-    g.add_argument("--retry-base", type=_count(float), metavar="S", help="first retry after S seconds (default 60)")
-    g.add_argument("--retry-cap", type=_count(float), metavar="S",
-                   help="longest wait between two tries, in seconds (default 3600)")
-    g.add_argument("--retry-attempts", type=_count(int), metavar="N", help="at most N tries per recipient (default 5)")
-    g.add_argument("--retry-max-age", type=_count(float), metavar="H",
-                   help="give up on a recipient H hours after its first try (default 24)")
-    g.add_argument("--max-failures-in-a-row", type=_count(int), metavar="N",
-                   help="stop the campaign after N failed recipients in a row (default 20; 0 = never)")
 
 
 LOG_FILE = "bulk-mailer.log"

@@ -267,9 +267,10 @@ async function signOut() {
   if (focusLost()) f['google-sign-in'].focus();
 }
 
+/** The provider's host for a region, as the core gives it (app_info's hosts by region). */
 function hostFor(provider, region) {
   const chosen = region || provider.default_region || (provider.regions || [])[0] || '';
-  return String(provider.host || '').replace('{region}', chosen);
+  return String((provider.hosts && provider.hosts[chosen]) || provider.host || '');
 }
 
 function applyProvider(key, { fill, region } = {}) {

@@ -5,7 +5,6 @@
 import { call } from './api.js';
 import { $, el, show, errorBlock, busyLine, withBusy, actionButton, confirmBox, plural, breakable } from './dom.js';
 
-const RESUMABLE = new Set(['paused', 'stopped', 'interrupted', 'failed']);
 const DETAIL_ROWS = 200;
 const UNCERTAIN_SHOWN = 50;
 const STATE_WORDS = {
@@ -44,13 +43,13 @@ function tally(c) {
   const failed = num(counts.failed);
   const uncertain = num(counts.uncertain);
   const total = num(c && c.total) || Object.values(counts).reduce((a, b) => a + num(b), 0);
-  const left = num(counts.pending) + num(counts.deferred) + num(counts.sending);
+  const left = num(c && c.left_to_send);  // the core's count: pending and deferred
   return { sent, failed, uncertain, left, notSent: Math.max(0, total - sent - failed - uncertain) };
 }
 
+/** Whether a campaign can be resumed is the core's answer, not a rule of the page. */
 function canResume(c) {
-  const t = tally(c);
-  return RESUMABLE.has(c.state) && (t.left > 0 || t.uncertain > 0);
+  return Boolean(c && c.resumable);
 }
 
 function formatTime(value) {
@@ -174,7 +173,7 @@ function busyRefusal() {
   return true;
 }
 
-async function resume(id, uncertain, now = false) {
+async function resume(id, uncertain, now = false, useCurrent = undefined) {
   if (busyRefusal()) return;
   const out = $('#history-status');
   const lifts = quotaLifts(campaigns.get(id));
@@ -184,9 +183,15 @@ async function resume(id, uncertain, now = false) {
   }
   show(out, busyLine('Resuming…'));
   deps.expectRun(id);
-  const result = await call('resume_past_campaign', { id, uncertain, now, ...credentials() });
+  const params = { id, uncertain, now, ...credentials() };
+  if (useCurrent !== undefined) params.use_current_settings = useCurrent;
+  const result = await call('resume_past_campaign', params);
   if (!result.ok) {
     deps.runStarted(null);
+    if (result.error && result.error.settings) {
+      askSettings(id, uncertain, now, result.error.settings);
+      return;
+    }
     const steps = result.error && Array.isArray(result.error.steps) ? result.error.steps : [];
     const who = steps.filter((s) => s && typeof s === 'object' && s.field === 'uncertain');
     if (uncertain === 'ask' && who.length) {
@@ -197,6 +202,19 @@ async function resume(id, uncertain, now = false) {
     return;
   }
   started(result.data, 'Resumed: follow it in Send and the Activity log.');
+}
+
+function askSettings(id, uncertain, now, settings) {
+  const use = el('button', { type: 'button', id: 'history-use-current', text: 'Use the settings now in Account' });
+  const keep = el('button', { type: 'button', id: 'history-keep-settings', text: "Keep the campaign's settings" });
+  use.addEventListener('click', () => withBusy(use, () => resume(id, uncertain, now, true), { focusAfter: () => $('#history-refresh') }));
+  keep.addEventListener('click', () => withBusy(keep, () => resume(id, uncertain, now, false), { focusAfter: () => $('#history-refresh') }));
+  show($('#history-status'), confirmBox({
+    id: 'history-settings-confirm',
+    question: `Resume with the settings now in Account (${settings.now})? The campaign was sent through ${settings.was}.`,
+    buttons: [use, keep],
+  }));
+  use.focus();
 }
 
 function askQuota(id, uncertain, lifts) {

@@ -484,10 +484,10 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
       const steps = result.error && Array.isArray(result.error.steps) ? result.error.steps : [];
       const rowProblems = steps.filter((s) => s && typeof s === 'object' && 'line' in s && 'message' in s);
       let error = result.error;
-      const counted = /^(\d+) row\(s\) cannot be built/.exec(String((error && error.message) || ''));
-      if (rowProblems.length && counted) {
-        // The bridge's one line repeats the first problem: the grouped list below says it better.
-        error = { ...error, message: `${plural(Number(counted[1]), 'message')} cannot be built (${plural(problemCount(rowProblems), 'problem')}, listed below).` };
+      const counted = error && Number.isFinite(error.row_count) ? error.row_count : null;
+      if (rowProblems.length && counted !== null) {
+        // The one line repeats the first problem: the grouped list below says it better.
+        error = { ...error, message: `${plural(counted, 'message')} cannot be built (${plural(problemCount(rowProblems), 'problem')}, listed below).` };
       }
       show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(error),
         rowProblems.length ? [problemsList(rowProblems), skipOffer(rowProblems, problemRows(rowProblems))] : null,
