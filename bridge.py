@@ -678,6 +678,14 @@ class Bridge:
         return {}
 
 
+def web_face(bridge: Bridge) -> Any:
+    """The bridge as browser mode serves it: its API methods by name, its previews, its events."""
+    from backend import web
+
+    return web.Face(methods={n: getattr(bridge, n) for n in bridge._api_names()}, preview=bridge._preview_html,
+                    ready=bridge._pump.ready, shutdown=bridge._shutdown, owner=bridge)
+
+
 # -- entry point --------------------------------------------------------------------------
 
 
@@ -705,7 +713,7 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
     # The window's pages come from the app's own server on 127.0.0.1 (as in browser mode), so
     # previews can be served with a policy of their own; the page talks to Python through the
     # js_api bridge, not HTTP (it has no token).
-    webapp, server, _ = web.start(lambda deliver: bridge, FRONTEND, for_window=True)
+    webapp, server, _ = web.start(lambda deliver: web_face(bridge), FRONTEND, for_window=True)
     origin = f"http://{web.HOST}:{webapp.port}"
     if sys.platform == "linux":
         import appwindow
@@ -766,7 +774,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ns.web:
             print("No display found: serving the app to your browser instead.", file=sys.stderr)
         try:
-            return web.serve(lambda deliver: Bridge(native_dialogs=False, deliver=deliver), FRONTEND,
+            return web.serve(lambda deliver: web_face(Bridge(native_dialogs=False, deliver=deliver)), FRONTEND,
                              port=ns.port, open_browser=not ns.no_browser)
         except OSError as exc:  # the port is taken, or not ours to use
             print(f"bulk-mailer: error [connection_refused]: cannot serve on 127.0.0.1:{ns.port or 'a free port'} "

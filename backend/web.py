@@ -12,7 +12,8 @@ import secrets
 import socket
 import threading
 import webbrowser
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -80,12 +81,25 @@ class Subscribers:
                 q.put(None)
 
 
-class WebApp:
-    """The bottle app around one Bridge; `url` carries the token in its fragment."""
+@dataclass(frozen=True)
+class Face:
+    """What browser mode serves, handed over at construction: the API's methods by name (one
+    JSON object in, a JSON-able answer out), previews by id, and the event pump's start and end."""
 
-    def __init__(self, bridge: Any, frontend: Path, subscribers: Subscribers, token: str | None = None,
+    methods: dict[str, Callable[[Any], Any]]
+    preview: Callable[[str], str | None]
+    ready: Callable[[], None]
+    shutdown: Callable[[], None]
+    owner: Any = None  # the object behind it (the window's Bridge)
+
+
+class WebApp:
+    """The bottle app around one Face; `url` carries the token in its fragment."""
+
+    def __init__(self, face: Face, frontend: Path, subscribers: Subscribers, token: str | None = None,
                  *, for_window: bool = False) -> None:
-        self.bridge = bridge
+        self.face = face
+        self.bridge = face.owner
         # Only the window's page gets 'unsafe-eval' (see WINDOW_CSP); a browser's does not.
         self.csp = WINDOW_CSP if for_window else CSP
         self.frontend = frontend
@@ -101,7 +115,7 @@ class WebApp:
         self.app.route("/api/<method>", "POST", self._call)
         self.app.route("/<path:path>", "GET", self._static)
         self.app.add_hook("after_request", self._headers)
-        self._methods = set(bridge._api_names())
+        self._methods = set(face.methods)
 
     @property
     def url(self) -> str:
@@ -148,7 +162,7 @@ class WebApp:
     def _preview(self, pid: str) -> Any:
         # The id is a random 32-byte secret handed only to the page that asked for the preview.
         self._check_host()
-        html = self.bridge._preview_html(pid)
+        html = self.face.preview(pid)
         if html is None:
             bottle.abort(404, "no such preview")
         bottle.response.content_type = "text/html; charset=utf-8"
@@ -182,7 +196,7 @@ class WebApp:
             params = json.loads(body or b"null")
         except ValueError:
             params = "not JSON"  # answered as a structured error by the bridge
-        result = getattr(self.bridge, method)(params)
+        result = self.face.methods[method](params)
         bottle.response.content_type = "application/json"
         return json.dumps(result)
 
@@ -272,16 +286,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(bridge_factory: Any, frontend: Path, port: int = 0, *,
+def start(face_factory: Callable[[Callable[[list[dict[str, Any]]], None]], Face], frontend: Path, port: int = 0, *,
           for_window: bool = False) -> tuple[WebApp, WSGIServer, threading.Thread]:
-    """Start serving on a background thread (browser mode, tests, and the window's pages)."""
+    """Start serving on a background thread (browser mode, tests, and the window's pages);
+    face_factory(deliver) makes the Face, given where events go."""
     subscribers = Subscribers()
-    bridge = bridge_factory(subscribers.deliver)
-    webapp = WebApp(bridge, frontend, subscribers, for_window=for_window)
+    face = face_factory(subscribers.deliver)
+    webapp = WebApp(face, frontend, subscribers, for_window=for_window)
     server = make_server(HOST, port or _free_port(), webapp.app, server_class=_Server, handler_class=_QuietHandler)
     webapp.port = server.server_port
     if not for_window:  # the window's pump starts when its page has loaded
-        bridge._pump.ready()
+        face.ready()
     thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
     thread.start()
     return webapp, server, thread
@@ -292,7 +307,7 @@ def stop(webapp: WebApp, server: WSGIServer) -> None:
     webapp.subscribers.close()
     server.shutdown()
     server.server_close()
-    webapp.bridge._shutdown()
+    webapp.face.shutdown()
 
 
 def serve(bridge_factory: Any, frontend: Path, *, port: int = 0, open_browser: bool = True) -> int:

@@ -28,7 +28,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from backend import web  # noqa: E402
 from backend.credentials import EncryptedFileStore  # noqa: E402
 from backend.inbox import LocalInbox  # noqa: E402
-from bridge import FRONTEND, Bridge  # noqa: E402
+from bridge import FRONTEND, Bridge, web_face  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_send import SMTP_SINK, Sink  # noqa: E402
@@ -93,7 +93,7 @@ def main() -> int:
     inbox = LocalInbox(limit=n + 10)
     sink = Sink() if args.server == "sink" else None
     webapp, server, _ = web.start(
-        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(Path(home) / "s.enc"), deliver=counting(deliver)),
+        lambda deliver: web_face(Bridge(inbox=inbox, store=EncryptedFileStore(Path(home) / "s.enc"), deliver=counting(deliver))),
         FRONTEND,
     )
     try:

@@ -156,12 +156,12 @@ def web_app(tmp_path: Path):
     from backend import web
     from backend.credentials import EncryptedFileStore
     from backend.inbox import LocalInbox
-    from bridge import FRONTEND, Bridge
+    from bridge import FRONTEND, Bridge, web_face
 
     inbox = LocalInbox()
     webapp, server, _ = web.start(
-        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
-                               detector=offline_detect),
+        lambda deliver: web_face(Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
+                               detector=offline_detect)),
         FRONTEND,
     )
     yield webapp, inbox

@@ -21,14 +21,14 @@ def page(google, certs, tmp_path):
     from backend import web
     from backend.credentials import EncryptedFileStore
     from backend.inbox import LocalInbox
-    from bridge import FRONTEND, Bridge
+    from bridge import FRONTEND, Bridge, web_face
     from tests.conftest import offline_detect
 
     inbox = LocalInbox()
     opened: list[str] = []
     webapp, server, _ = web.start(
-        lambda deliver: Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
-                               detector=offline_detect, open_browser=play_browser(certs.ca_file, record=opened)),
+        lambda deliver: web_face(Bridge(inbox=inbox, store=EncryptedFileStore(tmp_path / "s.enc"), deliver=deliver,
+                               detector=offline_detect, open_browser=play_browser(certs.ca_file, record=opened))),
         FRONTEND)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[

@@ -156,8 +156,8 @@ def test_window_policy_differs_from_the_browser_one_only_by_unsafe_eval_in_scrip
     assert {k: v for k, v in window.items() if k != "script-src"} == {
         k: v for k, v in browser.items() if k != "script-src"}
     assert browser["default-src"] == "default-src 'self'" and browser["object-src"] == "object-src 'none'"
-    assert web.WebApp(type("B", (), {"_api_names": staticmethod(list)})(), Path("."), web.Subscribers(),
-                      for_window=True).csp == web.WINDOW_CSP
+    face = web.Face(methods={}, preview=lambda pid: None, ready=lambda: None, shutdown=lambda: None)
+    assert web.WebApp(face, Path("."), web.Subscribers(), for_window=True).csp == web.WINDOW_CSP
 
 
 def test_page_meta_policy_and_files_name_no_other_site():
