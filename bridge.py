@@ -31,7 +31,7 @@ from typing import Any
 
 from backend import __version__, paths
 from backend.app import LOCAL_INBOX, App
-from backend.errors import MailerError
+from backend.errors import MailerError, internal_error
 from backend.inputs import (
     AUTH_MODES,
     CHANNELS,
@@ -160,11 +160,7 @@ class Bridge:
             return {"ok": False, "error": self._word_error(exc, self._provider_of(params))}
         except Exception:
             log.exception("unexpected error in bridge method %s", name)
-            return {"ok": False, "error": {
-                "category": "internal_error", "title": "Something went wrong",
-                "message": f"An unexpected error happened in {name}; nothing was sent by it.",
-                "cause": "This is a bug in Bulk Mailer.",
-                "fix": [f"The details are in the log file in {paths.log_dir()}; please report it."]}}
+            return {"ok": False, "error": internal_error(f"An unexpected error happened in {name}; nothing was sent by it.")}
 
     @staticmethod
     def _word_error(exc: MailerError, provider: str | None) -> dict[str, Any]:
@@ -777,7 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return web.serve(lambda deliver: web_face(Bridge(native_dialogs=False, deliver=deliver)), FRONTEND,
                              port=ns.port, open_browser=not ns.no_browser)
         except OSError as exc:  # the port is taken, or not ours to use
-            print(f"bulk-mailer: error [connection_refused]: cannot serve on 127.0.0.1:{ns.port or 'a free port'} "
+            print(f"bulk-mailer: error [action_unavailable]: cannot serve on 127.0.0.1:{ns.port or 'a free port'} "
                   f"({exc.strerror or exc})", file=sys.stderr)
             if ns.port:
                 print("  1. Choose another port with --port, or leave --port out to use a free one.",

@@ -33,7 +33,7 @@ from backend.credentials import (
     default_store,
 )
 from backend.diagnostics import diagnose
-from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError
+from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError, internal_error
 from backend.google_auth import (  # noqa: I001
     KEY_TOKEN,
     SCOPE_MAIL,
@@ -59,10 +59,10 @@ from backend.inputs import (
     UncertainLeft,
 )
 from backend.journal import Journal
-from backend.model import ResultRow
+from backend.model import DEFAULT_MAX_FAILURES, ResultRow, RetryPolicy
 from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, preset_host
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
-from backend.runs import Run, internal_error
+from backend.runs import Run
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
 from backend.suppression import SuppressionList
 from backend.templates import SavedTemplate, TemplateStore
@@ -194,6 +194,7 @@ class App:
             "security_modes": [{"value": m, "label": SECURITY_LABELS[m]} for m in SECURITY_MODES],
             "default_ports": DEFAULT_PORTS, "inbox": {"host": self.inbox.host, "port": self.inbox.port},
             "max_connections": MAX_CONNECTIONS, "password_store": self.store.kind,
+            "retry_defaults": {**dataclasses.asdict(RetryPolicy()), "max_failures_in_a_row": DEFAULT_MAX_FAILURES},
         }
 
     # -- secrets ---------------------------------------------------------------------------

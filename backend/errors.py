@@ -412,6 +412,15 @@ class UncertainDelivery(TransportError):
     default_category = "server_disconnected"
 
 
+def internal_error(what: str) -> dict[str, Any]:
+    """The error shape of a bug: the details go to the log, never to the page or terminal."""
+    from backend import paths
+
+    return {"category": "internal_error", "title": CATEGORIES["internal_error"].title, "message": what,
+            "cause": "This is a bug in Bulk Mailer.",
+            "fix": [f"The details are in the log file in {paths.log_dir()}; please report it."]}
+
+
 def category_names() -> list[str]:
     """All category names, for docs and for the UI's lookup of fix steps."""
     return list(CATEGORIES)

@@ -39,7 +39,7 @@ class Outgoing:
 
 @dataclass(slots=True)
 class ResultRow:
-    """The outcome for one recipient (the results CSV row of DESIGN.md)."""
+    """The outcome for one recipient: one row of the results CSV."""
 
     email: str
     status: str = "skipped"

@@ -9,9 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from backend import paths, service
+from backend import service
 from backend.campaign import Control
-from backend.errors import MailerError
+from backend.errors import MailerError, internal_error
 from backend.journal import Journal
 from backend.model import CampaignOutcome
 from backend.plans import Plan
@@ -19,13 +19,6 @@ from backend.plans import Plan
 log = logging.getLogger(__name__)
 
 ACTIVE = ("running", "paused")
-
-
-def internal_error(what: str) -> dict[str, Any]:
-    """The error shape of a bug: the details go to the log, never to the page or terminal."""
-    return {"category": "internal_error", "title": "Something went wrong", "message": what,
-            "cause": "This is a bug in Bulk Mailer.",
-            "fix": [f"The details are in the log file in {paths.log_dir()}; please report it."]}
 
 
 class Run:

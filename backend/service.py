@@ -36,7 +36,6 @@ from backend.model import DEFAULT_MAX_FAILURES
 from backend.recipients import ImportResult, Recipient
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope, Transport
-from backend.transports.smtp import ConnectionInfo, SmtpTransport
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +174,6 @@ def dry_run(draft: Draft) -> list[MailerError]:
         except (TemplateError, AttachmentError) as exc:
             problems.append(exc)
     return problems
-
-
-def verify(settings: SmtpSettings) -> ConnectionInfo:
-    """Connect, secure, EHLO and log in, then hang up; raise MailerError with the cause."""
-    transport = SmtpTransport(settings)
-    try:
-        transport.open()
-    finally:
-        transport.close()
-    return transport.info
 
 
 def send(

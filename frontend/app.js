@@ -97,7 +97,7 @@ async function main() {
       refreshIfLocal();
       refreshHistory({ quiet: true });
     },
-  }, settings.message);
+  }, settings.message, info.retry_defaults);
   // Connections follow the provider: its default when chosen (a saved setting wins at start).
   if (!(settings.message && Number.isInteger(settings.message.connections))) setConnections(account.presetConnections());
   $('#provider').addEventListener('change', () => setConnections(account.presetConnections()));

@@ -33,8 +33,20 @@ let focusWanted = false;
 // A past campaign being resumed from History (same id as a run this page may have shown).
 let restarting = null;
 
-export function initSend(dependencies, message) {
+let retryDefaultsWords = '';
+
+/** The retry fields start at the core's defaults (app_info's retry_defaults): one definition. */
+function setRetryDefaults(d) {
+  if (!d) return;
+  const values = { base_s: d.base_s, cap_s: d.cap_s, max_attempts: d.max_attempts, max_age_h: d.max_age_s / 3600,
+    max_failures_in_a_row: d.max_failures_in_a_row };
+  for (const [key, selector] of RETRY_FIELDS) if (Number.isFinite(values[key])) $(selector).value = String(values[key]);
+  retryDefaultsWords = `The defaults: first retry after ${values.base_s} s, longest wait ${values.cap_s} s, ${values.max_attempts} tries, give up after ${values.max_age_h} hours, stop after ${values.max_failures_in_a_row} failures in a row.`;
+}
+
+export function initSend(dependencies, message, retryDefaults) {
   deps = dependencies;
+  setRetryDefaults(retryDefaults);
   if (message && Number.isFinite(message.delay_ms)) $('#delay').value = String(message.delay_ms);
   if (message && Number.isInteger(message.connections)) setConnections(message.connections);
   $('#send').addEventListener('click', () => startCampaign());
@@ -57,6 +69,7 @@ export function initSend(dependencies, message) {
   setLimits(providerLimits);
   for (const [, selector] of LIMIT_FIELDS) $(selector).addEventListener('input', summariseLimits);
   for (const [, selector] of RETRY_FIELDS) $(selector).addEventListener('input', summariseRetry);
+  summariseRetry();
 }
 
 // The Account section announces its provider's limits, possibly before this section is set up.
@@ -473,7 +486,7 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
     const retry = getRetry();
     if (retry.error) {
       $('#retry-box').open = true;
-      show(out, errorBlock({ title: 'Check the retries', message: `${retry.label} must be ${retry.whole ? 'a whole number' : 'a number'} of at least ${retry.min}.`, fix: ['The defaults: first retry after 60 s, longest wait 3600 s, 5 tries, give up after 24 hours, stop after 20 failures in a row.'] }));
+      show(out, errorBlock({ title: 'Check the retries', message: `${retry.label} must be ${retry.whole ? 'a whole number' : 'a number'} of at least ${retry.min}.`, fix: retryDefaultsWords ? [retryDefaultsWords] : [] }));
       $(retry.error).focus();
       return;
     }

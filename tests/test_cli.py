@@ -92,7 +92,7 @@ def test_send_end_to_end(smtp_server, certs, campaign_files, tmp_path):
     assert "duplicate" in proc.stderr and "line 6" in proc.stderr
     assert "Done: 2 sent, 1 failed" in proc.stderr
     assert PASSWORD not in proc.stderr + proc.stdout
-    # results CSV: one row per recipient with the DESIGN.md columns
+    # results CSV: one row per recipient with the documented columns
     with campaign_files["results"].open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id",
@@ -694,3 +694,36 @@ def test_skipping_the_last_uncertain_one_finishes_the_campaign(tmp_path, monkeyp
                     "--to-file", str(people), "--subject", "s", "--text-file", str(people), "--dry-run",
                     home=tmp_path / "h")
     assert "was interrupted" not in later.stderr  # nothing left to nag about
+
+
+def test_no_abbreviated_flags_and_username_is_user(tmp_path):
+    # --password is not --password-stdin: a password never goes on the command line.
+    proc = run_cli("verify", "--host", "localhost", "--user", "me@example.com", "--password", "secret",
+                   home=tmp_path / "h")
+    assert proc.returncode == 2 and "unrecognized arguments: --password secret" in proc.stderr
+    assert proc.stderr.startswith("usage: bulk-mailer verify")  # the subcommand's own usage
+    proc = run_cli("verify", "--host", "localhost", "--username", "me@example.com", home=tmp_path / "h")
+    assert proc.returncode == 2 and "no password for 'me@example.com'" in proc.stderr
+    proc = run_cli("send", "--to", "x", home=tmp_path / "h")
+    assert proc.returncode == 2 and "--to" in proc.stderr and "usage: bulk-mailer send" in proc.stderr
+
+
+def test_campaigns_and_export_of_the_latest(smtp_server, certs, campaign_files, tmp_path):
+    server = smtp_server("starttls")
+    home = tmp_path / "home"
+    proc = run_cli("send", *account(server, certs), "--from", "me@example.com", "--to-file",
+                   str(campaign_files["people"]), "--subject", "Hello {{ name }}", "--html-file",
+                   str(campaign_files["html"]), "--delay-ms", "0", env={"BULK_MAILER_PASSWORD": PASSWORD}, home=home)
+    assert proc.returncode in (0, 1), proc.stderr
+    listed = run_cli("campaigns", home=home)
+    header, line = listed.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["CAMPAIGN", "STATE", "CREATED", "SUBJECT"] and "Hello {{ name }}" in line
+    created = line.split()[2] + " " + line.split()[3]
+    assert dt.datetime.strptime(created, "%Y-%m-%d %H:%M")  # local time, to the minute
+    latest = run_cli("campaigns", "latest", "--json", home=home)
+    (only,) = json.loads(latest.stdout)
+    to_stdout = run_cli("export", "latest", "-", home=home)
+    assert to_stdout.returncode == 0 and not (home / "-").exists() and not Path("-").exists()
+    to_file = run_cli("export", only["id"], str(tmp_path / "r.csv"), home=home)
+    assert to_file.returncode == 0 and (tmp_path / "r.csv").read_text(encoding="utf-8") == to_stdout.stdout
+    assert to_stdout.stdout.splitlines()[0].startswith("email,status,category")

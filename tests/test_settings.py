@@ -8,7 +8,7 @@ from backend import paths
 from backend.errors import CATEGORIES, AuthError, MailerError, SettingsError
 from backend.settings import SmtpSettings, apply_preset
 
-DESIGN_CATEGORIES = {
+DOCUMENTED_CATEGORIES = {
     "auth_failed", "auth_not_offered", "plaintext_auth_refused", "connection_refused", "timeout",
     "dns_failure", "tls_handshake_failed", "tls_mode_mismatch", "certificate_invalid",
     "sender_rejected", "recipient_rejected", "message_rejected", "rate_limited", "quota_exceeded",
@@ -66,7 +66,7 @@ def test_apply_preset_and_overrides():
 
 
 def test_every_design_category_has_cause_and_numbered_fixes():
-    assert set(CATEGORIES) >= DESIGN_CATEGORIES
+    assert set(CATEGORIES) >= DOCUMENTED_CATEGORIES
     for cat in CATEGORIES.values():
         assert cat.title and cat.cause.endswith(".")
         assert cat.fix and all(step.strip() for step in cat.fix)
