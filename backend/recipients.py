@@ -321,8 +321,8 @@ class _Run:
             raise RecipientFileError(
                 f"{self.source}: refused, reading the workbook took more than "
                 f"{self.cpu_seconds:g} seconds of CPU time (stopped at row {number:,}): its "
-                f"cells cost far more to read than usual; {_SAVE_AS}, or raise the limit with "
-                f"the {_ENV_CPU_SECONDS} environment variable"
+                "cells cost far more to read than usual; save it as .csv and import that, or "
+                f"raise the limit with the {_ENV_CPU_SECONDS} environment variable"
             )
 
 
@@ -341,7 +341,8 @@ def _setting(given: float | None, env: str, default: float, name: str) -> float:
             value = 0
     if isinstance(value, bool) or not value > 0 or value == float("inf"):
         raise RecipientFileError(
-            f"{origin} must be a positive number, not {str(given if given is not None else raw)!r}",
+            f"{origin} must be a positive {'number' if isinstance(default, float) else 'whole number'}, "
+            f"not {str(given if given is not None else raw)!r}",
             category="invalid_settings",
         )
     return value

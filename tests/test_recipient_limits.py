@@ -221,7 +221,7 @@ def test_too_many_rows_refuse_the_file_naming_the_line(monkeypatch: pytest.Monke
     with pytest.raises(RecipientFileError, match="more than 10 rows"):
         parse_text(" ".join(f"u{i}@example.com" for i in range(20)))  # list entries count
     monkeypatch.setenv("BULK_MAILER_MAX_ROWS", "lots")
-    with pytest.raises(RecipientFileError, match="BULK_MAILER_MAX_ROWS environment variable must be a positive number, not 'lots'") as info:
+    with pytest.raises(RecipientFileError, match="BULK_MAILER_MAX_ROWS environment variable must be a positive whole number, not 'lots'") as info:
         parse_text(text)
     assert info.value.category == "invalid_settings"
 
