@@ -29,6 +29,10 @@ _DEFAULT_BODY_BYTES = 16 * 1024
 
 # Same set as compose's header check: C0, DEL, C1, U+2028/9 and lone surrogates.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Bidirectional controls (LRM, RLM, ALM, the embeddings, overrides and isolates): U+202E
+# shows "invoice\u202efdp.exe" as "invoiceexe.pdf", so the reader would see another name. The
+# same set as template names refuse, with U+061C.
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _ENCODED_WORD = re.compile(r"=\?.*\?=")
 _MIME_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*"
 _CONTENT_TYPE = re.compile(rf"{_MIME_NAME}/{_MIME_NAME}")
@@ -123,6 +127,16 @@ def check_filename(name: str, *, row: int | None = None, field: str | None = Non
         raise RowAttachmentError(
             f"the file name {name!r} contains a control character (U+{ord(bad.group()):04X}); "
             "rename the file",
+            row=row,
+            field=field,
+            path=name,
+        )
+    bidi = BIDI_CONTROLS.search(name)
+    if bidi:
+        raise RowAttachmentError(
+            f"the file name {name!r} contains a bidirectional text control "
+            f"(U+{ord(bidi.group()):04X}), which makes mail programs show the name in another "
+            "order (a .exe can look like a .pdf); rename the file",
             row=row,
             field=field,
             path=name,

@@ -7,13 +7,15 @@ import datetime
 import functools
 import io
 import itertools
+import json
 import os
 import re
+import time
 import unicodedata
 import warnings as warnings_module
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,9 @@ from typing import Any
 from email_validator import validate_email
 
 from backend.errors import RecipientFileError
+
+PREVIEW_VALUE_CHARS = 200  # a value shown in ImportResult.preview()
+PREVIEW_MAX_BYTES = 2 * 1024 * 1024  # the JSON of one preview, about
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,59 @@ class ImportResult:
             f"{dup} duplicate{'' if dup == 1 else 's'}"
         )
 
+    def preview(
+        self,
+        rows: int = 100,
+        rejects: int = 500,
+        *,
+        value_chars: int = PREVIEW_VALUE_CHARS,
+        max_bytes: int = PREVIEW_MAX_BYTES,
+    ) -> dict[str, Any]:
+        """What the UI shows of an import, JSON-ready and bounded whatever the list holds.
+
+        At most `rows` recipients and `rejects` rejected rows and duplicates; each value cut
+        to value_chars characters; recipients stop once the answer would pass max_bytes of
+        JSON ("truncated" then says so; "counts" always has the full numbers).
+        """
+        out: dict[str, Any] = {
+            "source": _clip(self.source, 1000),
+            "summary": self.summary(),
+            "counts": {
+                "valid": len(self.recipients),
+                "invalid": len(self.rejected),
+                "duplicates": len(self.duplicates),
+            },
+            "name_column": self.name_column,
+            "columns": list(self.columns or [f for f in self.fields if f != "email"]),
+            "email_column": self.email_column,
+            "fields": list(self.fields),
+            "encoding": self.encoding,
+            "warnings": [_clip(w, 2000) for w in self.warnings[:100]],
+            "rejected": [
+                {"line": r.line, "value": _clip(r.value, value_chars), "reason": _clip(r.reason, 1000)}
+                for r in self.rejected[:rejects]
+            ],
+            "duplicates": [
+                {"line": d.line, "email": _clip(d.email, value_chars), "first_line": d.first_line}
+                for d in self.duplicates[:rejects]
+            ],
+            "rows": [],
+            "truncated": False,
+        }
+        size = len(json.dumps(out))
+        for r in self.recipients[:rows]:
+            row = {
+                "line": r.line,
+                "email": r.email,
+                "fields": {k: _clip(v, value_chars) for k, v in r.fields.items()},
+            }
+            size += len(json.dumps(row)) + 2
+            if size > max_bytes:
+                out["truncated"] = True
+                break
+            out["rows"].append(row)
+        return out
+
 
 PASTED = "pasted text"
 
@@ -154,28 +212,177 @@ _SAVE_AS = "save it as .xlsx or .csv and import that"
 # The declared sizes are binding: zipfile stops reading a member at its file_size.
 _XLSX_MAX_UNPACKED = 200 * 1024 * 1024  # all members, uncompressed
 _XLSX_MAX_MEMBERS = 10_000
-_XLSX_MAX_ROWS = 1_000_000  # rows with content
 _XLSX_SHEET_ROWS = 1_048_576  # Excel's own limit; a row number past it means a damaged file
 _XLSX_MAX_CELLS = 20_000_000  # cells read, empty ones included
+# openpyxl reads the whole shared strings part into memory before the first row.
+_XLSX_MAX_SHARED_STRINGS = 100 * 1024 * 1024  # uncompressed
+
+# Caps on what one import may hold, checked while the rows are read, so that a small file
+# cannot become a huge list: an 11 KB workbook whose rows all name one 9 MB shared string,
+# or a CSV row with a 50 MB name, once made 11 MB To headers and a 900 MB preview. Lengths
+# are in characters. A cell or a row over its cap rejects that row (the import goes on); a
+# list over its caps is refused whole. The last three can be changed per call (max_rows=,
+# max_bytes=, cpu_seconds=) or by environment variable (BULK_MAILER_MAX_ROWS, ...).
+MAX_NAME = 1024  # a name: it travels in the To header of every message
+MAX_FIELD = 64 * 1024  # any other cell
+MAX_ROW = 256 * 1024  # all the cells of one row together
+MAX_ROWS = 1_000_000  # rows with content (or list entries) read, rejected ones included
+MAX_BYTES = 500 * 1024 * 1024  # the file (or pasted text), and the text of all rows kept
+XLSX_CPU_SECONDS = 180.0  # CPU time to read one workbook (a legit 1M-row sheet: ~100 s)
+_ENV_MAX_ROWS = "BULK_MAILER_MAX_ROWS"
+_ENV_MAX_BYTES = "BULK_MAILER_MAX_BYTES"
+_ENV_CPU_SECONDS = "BULK_MAILER_XLSX_CPU_SECONDS"
+_TICK = 1000  # work units (lines, rows) between progress reports and cancel checks
+
+Progress = Callable[[int, int], None]  # (done, total): see load_bytes
+Cancelled = Callable[[], bool]  # True: stop the import (e.g. a threading.Event's is_set)
+
+
+class ImportCancelled(RecipientFileError):
+    """The caller's cancel check answered True during an import; nothing was imported."""
+
+
+class _Run:
+    """One import's limits and counters; reports progress and honours the cancel check."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        max_rows: int | None = None,
+        max_bytes: int | None = None,
+        cpu_seconds: float | None = None,
+        progress: Progress | None = None,
+        cancelled: Cancelled | None = None,
+    ) -> None:
+        self.source = source
+        self.max_rows = int(_setting(max_rows, _ENV_MAX_ROWS, MAX_ROWS, "max_rows"))
+        self.max_bytes = int(_setting(max_bytes, _ENV_MAX_BYTES, MAX_BYTES, "max_bytes"))
+        self.cpu_seconds = _setting(cpu_seconds, _ENV_CPU_SECONDS, XLSX_CPU_SECONDS, "cpu_seconds")
+        self.progress = progress
+        self.cancelled = cancelled
+        self.unit = "line"  # what a row's number is: a line of a text file, a sheet's row
+        self.rows = 0  # rows with content read
+        self.size = 0  # characters in the rows kept
+        self.done = 0  # work units done: lines or sheet rows read, then rows checked
+        self.total = 0  # the units expected in all; 0 while unknown
+        self._next = 0
+        self._cpu_start = time.thread_time()
+
+    def step(self, units: int = 1) -> None:
+        self.done += max(units, 0)
+        if self.done >= self._next:
+            self._next = self.done + _TICK
+            self.check()
+
+    def check(self) -> None:
+        """Stop if cancelled; else tell the caller how far the import is."""
+        if self.cancelled is not None and self.cancelled():
+            raise ImportCancelled(
+                f"{self.source}: the import was cancelled; nothing was imported",
+                fix=("Import the list again when you want to use it.",),
+            )
+        if self.progress is not None:
+            self.progress(min(self.done, self.total) if self.total else self.done, self.total)
+
+    def finish(self) -> None:
+        self.total = self.done = max(self.done, self.total)
+        self.check()
+
+    def file_size(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise RecipientFileError(
+                f"{self.source}: refused, the file is {_size(size)}; at most "
+                f"{_size(self.max_bytes)} can be imported; split the list into smaller files, "
+                f"or raise the limit with the {_ENV_MAX_BYTES} environment variable"
+            )
+
+    def row(self, number: int, size: int) -> None:
+        """Count a row with content (rejected or not) and the characters kept from it."""
+        self.rows += 1
+        if self.rows > self.max_rows:
+            raise RecipientFileError(
+                f"{self.source}: refused, the list has more than {self.max_rows:,} rows "
+                f"({self.unit} {number:,} is past the limit); split it into smaller lists, or "
+                f"raise the limit with the {_ENV_MAX_ROWS} environment variable"
+            )
+        self.size += size
+        if self.size > self.max_bytes:
+            raise RecipientFileError(
+                f"{self.source}: refused, the rows up to {self.unit} {number:,} hold more than "
+                f"{_size(self.max_bytes)} of text (the file is small, but its cells repeat long "
+                f"values); split the list into smaller files, or raise the limit with the "
+                f"{_ENV_MAX_BYTES} environment variable"
+            )
+
+    def cpu(self, number: int) -> None:
+        """Refuse a workbook that has cost more CPU time than its budget so far."""
+        if time.thread_time() - self._cpu_start > self.cpu_seconds:
+            raise RecipientFileError(
+                f"{self.source}: refused, reading the workbook took more than "
+                f"{self.cpu_seconds:g} seconds of CPU time (stopped at row {number:,}): its "
+                "cells cost far more to read than usual; save it as .csv and import that, or "
+                f"raise the limit with the {_ENV_CPU_SECONDS} environment variable"
+            )
+
+
+def _setting(given: float | None, env: str, default: float, name: str) -> float:
+    """A limit: the caller's value, else the environment variable's, else the default."""
+    if given is not None:
+        value, origin = given, name
+    else:
+        raw = os.environ.get(env, "").strip()
+        if not raw:
+            return default
+        origin = f"the {env} environment variable"
+        try:
+            value = float(raw) if isinstance(default, float) else int(raw.replace("_", ""))
+        except ValueError:
+            value = 0
+    if isinstance(value, bool) or not value > 0 or value == float("inf"):
+        raise RecipientFileError(
+            f"{origin} must be a positive {'number' if isinstance(default, float) else 'whole number'}, "
+            f"not {str(given if given is not None else raw)!r}",
+            category="invalid_settings",
+        )
+    return value
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 2**20 else f"{n / 2**20:,.0f} MB"
 
 
 def load_file(
-    path: str | os.PathLike[str], email_column: _Column = None, name_column: _Column = None
+    path: str | os.PathLike[str],
+    email_column: _Column = None,
+    name_column: _Column = None,
+    *,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
+    cpu_seconds: float | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> ImportResult:
     """Read a .csv/.tsv/.txt/.xlsx recipient file; raise RecipientFileError if it cannot be used.
 
     email_column and name_column pick columns by header, alias ("first_name"), colN or
     1-based number; None means detect them. The name column is copied into each recipient's
-    "name" field (see ImportResult.name_column).
+    "name" field (see ImportResult.name_column). A file larger than max_bytes is refused
+    before it is read; the other keywords are load_bytes'.
     """
     p = Path(path)
     source = str(p)
+    run = _Run(
+        source, max_rows=max_rows, max_bytes=max_bytes, cpu_seconds=cpu_seconds,
+        progress=progress, cancelled=cancelled,
+    )
     try:
         if p.is_dir():
             raise RecipientFileError(f"{source}: is a folder, not a file")
         if p.exists() and not p.is_file():
             # a FIFO or a device would block or never end
             raise RecipientFileError(f"{source}: is not a regular file")
+        run.file_size(p.stat().st_size)
         data = p.read_bytes()
     except FileNotFoundError as exc:
         raise RecipientFileError(f"{source}: file not found") from exc
@@ -185,17 +392,50 @@ def load_file(
         raise RecipientFileError(f"{source}: cannot be read ({exc.strerror or exc})") from exc
     except ValueError as exc:  # e.g. a NUL byte in the path
         raise RecipientFileError(f"{source!r}: not a usable file path ({exc})") from exc
-    return load_bytes(data, source, email_column, name_column)
+    return _load_bytes(data, source, email_column, name_column, run)
 
 
 def load_bytes(
-    data: bytes, name: str, email_column: _Column = None, name_column: _Column = None
+    data: bytes,
+    name: str,
+    email_column: _Column = None,
+    name_column: _Column = None,
+    *,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
+    cpu_seconds: float | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> ImportResult:
     """Import a file's content (e.g. uploaded in browser mode); the name's suffix picks the format.
 
     A ZIP file is read as an Excel workbook whatever its name; an old binary .xls (or an
     encrypted workbook) is refused with what to do instead.
+
+    Limits (None: the environment variable named, else the module default): max_rows, the
+    rows read (BULK_MAILER_MAX_ROWS, MAX_ROWS); max_bytes, the file's size and the text of
+    the rows kept (BULK_MAILER_MAX_BYTES, MAX_BYTES); cpu_seconds, the CPU time a workbook
+    may take to read (BULK_MAILER_XLSX_CPU_SECONDS, XLSX_CPU_SECONDS). Past them the whole
+    file is refused. A row with a cell over MAX_FIELD characters (MAX_NAME for the name, 1000
+    for the address) or over MAX_ROW in all is rejected, naming its line and column.
+
+    progress(done, total) is called every thousand lines or rows and at the end: done counts
+    the lines (or sheet rows) read and then the rows checked, total is what is expected in
+    all (0 while unknown; it may be revised); the last call has done == total. cancelled()
+    is asked as often (from the same thread); when it answers True, ImportCancelled is
+    raised. Both run in the importing thread.
     """
+    run = _Run(
+        name, max_rows=max_rows, max_bytes=max_bytes, cpu_seconds=cpu_seconds,
+        progress=progress, cancelled=cancelled,
+    )
+    return _load_bytes(data, name, email_column, name_column, run)
+
+
+def _load_bytes(
+    data: bytes, name: str, email_column: _Column, name_column: _Column, run: _Run
+) -> ImportResult:
+    run.file_size(len(data))
     if not data:
         raise RecipientFileError(f"{name}: the file is empty")
     suffix = Path(name).suffix.lower()
@@ -213,7 +453,8 @@ def load_bytes(
     ):
         raise RecipientFileError(f"{name}: {suffix} files cannot be read; {_SAVE_AS}")
     if suffix in _XLSX_SUFFIXES or data.startswith(_ZIP_MAGIC):
-        return _load_xlsx(data, name, _given(email_column), _given(name_column))
+        return _load_xlsx(data, name, _given(email_column), _given(name_column), run)
+    run.check()
     text, encoding, warnings = _decode(data)
     if not text.strip():
         raise RecipientFileError(f"{name}: the file is empty")
@@ -224,23 +465,45 @@ def load_bytes(
     else:
         # .txt and anything else: a list of addresses, unless it turns out to be a table
         delimiter, table = None, None
-    result = _import(text, name, email_column, name_column, delimiter=delimiter, table=table)
+    result = _import(
+        text, name, email_column, name_column, run, delimiter=delimiter, table=table
+    )
     result.encoding = encoding
     result.warnings[:0] = warnings
     return result
 
 
-def parse_text(text: str, email_column: _Column = None, name_column: _Column = None) -> ImportResult:
-    """Import pasted text: a CSV/TSV table, or addresses split by newlines, commas, ; or spaces."""
+def parse_text(
+    text: str,
+    email_column: _Column = None,
+    name_column: _Column = None,
+    *,
+    max_rows: int | None = None,
+    max_bytes: int | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
+) -> ImportResult:
+    """Import pasted text: a CSV/TSV table, or addresses split by newlines, commas, ; or spaces.
+
+    The keywords are load_bytes' (max_bytes counts the text's characters).
+    """
+    run = _Run(
+        PASTED, max_rows=max_rows, max_bytes=max_bytes, progress=progress, cancelled=cancelled
+    )
+    run.file_size(len(text))
     text = text.lstrip("\ufeff")
     if not text.strip():
         raise RecipientFileError(f"{PASTED}: nothing to import, the text is empty")
-    return _import(text, PASTED, email_column, name_column, delimiter=None, table=None)
+    return _import(text, PASTED, email_column, name_column, run, delimiter=None, table=None)
 
 
-def _load_xlsx(data: bytes, name: str, chosen: str | None, name_chosen: str | None) -> ImportResult:
+def _load_xlsx(
+    data: bytes, name: str, chosen: str | None, name_chosen: str | None, run: _Run
+) -> ImportResult:
     """The first sheet of a workbook, through the same table logic as a CSV file."""
     _check_zip(data, name)
+    run.unit = "row"
+    run.check()
     try:
         import openpyxl  # noqa: PLC0415 - slow to import, and only needed for workbooks
     except ImportError as exc:
@@ -262,11 +525,11 @@ def _load_xlsx(data: bytes, name: str, chosen: str | None, name_chosen: str | No
                     raise RecipientFileError(f"{name}: the workbook has no worksheet")
                 budget = [_XLSX_MAX_CELLS]
                 title = str(sheets[0].title)
-                rows = _sheet_rows(sheets[0], name, budget)
+                rows, rejected = _sheet_rows(sheets[0], name, budget, run)
                 others = [
                     str(sheet.title)
                     for sheet in sheets[1:]
-                    if _sheet_has_content(sheet, name, budget)
+                    if _sheet_has_content(sheet, name, budget, run)
                 ]
             finally:
                 book.close()
@@ -278,9 +541,10 @@ def _load_xlsx(data: bytes, name: str, chosen: str | None, name_chosen: str | No
             f"{name}: cannot be read as an Excel workbook ({detail}); the file may be damaged: "
             "open it in Excel and save it again, or save it as .csv and import that"
         ) from exc
-    if not rows:
+    if not rows and not rejected:
         raise RecipientFileError(f"{name}: the first sheet, {title!r}, is empty")
-    result = _import_table(rows, [], name, chosen, ", ", name_chosen)
+    run.total = run.done + len(rows)
+    result = _import_table(rows, rejected, name, chosen, ", ", name_chosen, run)
     result.encoding = "xlsx"
     if others:
         ignored = _clip(", ".join(repr(t) for t in others), 200)
@@ -313,6 +577,16 @@ def _check_zip(data: bytes, name: str) -> None:
             f"{name}: refused, the workbook would unpack to {unpacked / 2**20:,.0f} MB (at most "
             f"{_XLSX_MAX_UNPACKED // 2**20} MB); {_SAVE_AS}"
         )
+    for member in members:
+        if (
+            member.filename.rsplit("/", 1)[-1].casefold() == "sharedstrings.xml"
+            and member.file_size > _XLSX_MAX_SHARED_STRINGS
+        ):
+            raise RecipientFileError(
+                f"{name}: refused, the workbook's shared text ({member.filename}) would unpack "
+                f"to {_size(member.file_size)} (at most {_size(_XLSX_MAX_SHARED_STRINGS)}); "
+                f"{_SAVE_AS}"
+            )
     if any(member.flag_bits & 0x1 for member in members):
         raise RecipientFileError(f"{name}: the workbook is password-protected; {_SAVE_AS}")
     if "[Content_Types].xml" not in {member.filename for member in members}:
@@ -321,33 +595,53 @@ def _check_zip(data: bytes, name: str) -> None:
         )
 
 
-def _sheet_rows(sheet: Any, name: str, budget: list[int]) -> list[_Row]:
-    """Non-blank rows as text, each with its row number in the sheet; trailing empty cells cut."""
+def _sheet_rows(
+    sheet: Any, name: str, budget: list[int], run: _Run
+) -> tuple[list[_Row], list[Rejected]]:
+    """Non-blank rows as text, each with its row number in the sheet; trailing empty cells cut.
+
+    Also the rows rejected because a cell or the row is too long (see MAX_FIELD). A shared
+    string is one object however many cells name it, so nothing here copies it.
+    """
     rows: list[_Row] = []
+    rejected: list[Rejected] = []
+    try:
+        declared = int(sheet.max_row or 0)  # the stored size: a guess for progress only
+    except Exception:  # noqa: BLE001 - absent or damaged: progress without a total
+        declared = 0
+    run.total = 2 * declared if 0 < declared <= _XLSX_SHEET_ROWS else 0
     sheet.reset_dimensions()  # the stored size may be wrong; never pad rows out to it
     for number, values in enumerate(sheet.iter_rows(values_only=True), 1):
         _charge(number, len(values), name, budget)
+        run.cpu(number)
+        run.step()
         if not values:
             continue
         cells = ["" if value is None else _cell_text(value) for value in values]
         while cells and not cells[-1]:
             cells.pop()
+        # lengths first: strip() below would scan a long blank cell
+        too_long = _too_long(cells, number, _column_letter)
+        if too_long is not None:
+            run.row(number, 0)
+            too_long.value = _cells_shown(cells)
+            rejected.append(too_long)
+            continue
         if not any(cell.strip() for cell in cells):
             continue
-        if len(rows) >= _XLSX_MAX_ROWS:
-            raise RecipientFileError(
-                f"{name}: refused, the first sheet has more than {_XLSX_MAX_ROWS:,} rows"
-            )
+        run.row(number, sum(len(cell) for cell in cells))
         rows.append((number, cells))
-    return rows
+    return rows, rejected
 
 
-def _sheet_has_content(sheet: Any, name: str, budget: list[int]) -> bool:
+def _sheet_has_content(sheet: Any, name: str, budget: list[int], run: _Run) -> bool:
     """Whether a sheet holds any value (Excel's default empty "Sheet2" earns no warning)."""
     try:
         sheet.reset_dimensions()
         for number, values in enumerate(sheet.iter_rows(values_only=True), 1):
             _charge(number, len(values), name, budget)
+            run.cpu(number)
+            run.step()
             if any(value is not None and _cell_text(value).strip() for value in values):
                 return True
     except RecipientFileError:
@@ -355,6 +649,63 @@ def _sheet_has_content(sheet: Any, name: str, budget: list[int]) -> bool:
     except Exception:  # noqa: BLE001 - a sheet that is not read must not stop the import
         return True  # something is there: say it was not read
     return False
+
+
+@dataclass
+class _TooLong(Rejected):
+    """A row rejected while reading for a cell (index) or the whole row (None) being too long."""
+
+    index: int | None = None
+    column: str = ""  # "column 3", "column C": the header's name is added once known
+
+    def named(self, names: list[str]) -> Rejected:
+        """A plain Rejected whose reason also gives the column's header name."""
+        reason = self.reason
+        if self.index is not None and self.index < len(names):
+            header = names[self.index]
+            if header != f"col{self.index + 1}":
+                reason = reason.replace(self.column, f"{self.column} ({_show(header)})", 1)
+        return Rejected(self.line, self.value, reason)
+
+
+def _too_long(cells: list[str], line: int, label: Callable[[int], str]) -> _TooLong | None:
+    """The rejection of a row with a cell over MAX_FIELD or over MAX_ROW in all, else None."""
+    total = 0
+    for i, cell in enumerate(cells):
+        size = len(cell)
+        total += size
+        if size > MAX_FIELD:
+            column = label(i)
+            return _TooLong(
+                line, "",
+                f"{column} holds {size:,} characters, more than the {MAX_FIELD:,} a cell may "
+                "hold; this row was not imported",
+                i, column,
+            )
+    if total > MAX_ROW:
+        return _TooLong(
+            line, "",
+            f"this row holds {total:,} characters, more than the {MAX_ROW:,} a row may hold; "
+            "this row was not imported",
+        )
+    return None
+
+
+def _column_number(index: int) -> str:
+    return f"column {index + 1}"
+
+
+def _column_letter(index: int) -> str:
+    letters, n = "", index + 1
+    while n:
+        n, rest = divmod(n - 1, 26)
+        letters = chr(65 + rest) + letters
+    return f"column {letters}"
+
+
+def _cells_shown(cells: list[str]) -> str:
+    """A short view of a row, without joining its long cells."""
+    return _clip(", ".join(_clip(cell, 40) for cell in cells[:10]), 200)
 
 
 def _charge(number: int, cells: int, name: str, budget: list[int]) -> None:
@@ -458,6 +809,7 @@ def _import(
     source: str,
     email_column: _Column,
     name_column: _Column,
+    run: _Run,
     *,
     delimiter: str | None,
     table: bool | None,
@@ -465,21 +817,26 @@ def _import(
     # io's universal newlines split lines exactly as csv.reader counts them (\r, \n, \r\n),
     # so list index + 1 is the physical line number csv reports.
     lines = io.StringIO(text, newline="").readlines()
+    run.total = 2 * len(lines)  # each line read, then each row checked
+    run.check()
     _ensure_field_limit(len(text) + 2)
     chosen = _given(email_column)
     name_chosen = _given(name_column)
     if delimiter is None:
         delimiter = _sniff(lines)
-    rows, broken, warnings = _read_csv(lines, delimiter)
+    rows, broken, warnings = _read_csv(lines, delimiter, run)
     if table is None:
         # naming a column (other than a list's own "name") means the text is a table
         named = name_chosen is not None and name_chosen.casefold() != "name"
         table = chosen is not None or named or _is_table(rows, lines)
     if table:
-        result = _import_table(rows, broken, source, chosen, delimiter, name_chosen)
+        run.total = run.done + len(rows)
+        result = _import_table(rows, broken, source, chosen, delimiter, name_chosen, run)
         result.warnings.extend(warnings)
         return result
-    return _import_list(lines, source)
+    run.total = run.done + len(lines)
+    run.rows = run.size = 0  # the list's entries are counted instead
+    return _import_list(lines, source, run)
 
 
 def _given(column: _Column) -> str | None:
@@ -498,13 +855,14 @@ def _ensure_field_limit(size: int) -> None:
 
 
 def _read_csv(
-    lines: list[str], delimiter: str
+    lines: list[str], delimiter: str, run: _Run | None = None
 ) -> tuple[list[_Row], list[Rejected], list[str]]:
     """Parse lines into non-blank rows with their start line; unreadable rows are rejected.
 
     Returns (rows, rejected, warnings). No line vanishes without a trace: a quote that runs
     on and swallows rows is rejected (see "A broken quote" below), and one that only might
-    be missing its closing quote is named in a warning.
+    be missing its closing quote is named in a warning. With a run (not when sniffing), rows
+    are counted against its limits and rows too long (MAX_FIELD, MAX_ROW) are rejected.
     """
     rows: list[_Row] = []
     rejected: list[Rejected] = []
@@ -535,6 +893,8 @@ def _read_csv(
             start = pos + done + 1
             done = reader.line_num
             end = pos + done  # the row's last physical line
+            if run is not None:
+                run.step(end - start + 1)
             if end > total:
                 if cells and start <= total:
                     restarts += 1
@@ -586,7 +946,17 @@ def _read_csv(
                         f"{_show(swallowed)}, which looks like a row of its own; if a closing "
                         'quote (") is missing, fix the file and import it again'
                     )
+            if run is not None:
+                # lengths first: strip() below would scan a long blank cell
+                too_long = _too_long(cells, start, _column_number)
+                if too_long is not None:
+                    run.row(start, 0)
+                    too_long.value = _line_text(lines, start)
+                    rejected.append(too_long)
+                    continue
             if any(cell.strip() for cell in cells):
+                if run is not None:
+                    run.row(start, sum(len(cell) for cell in cells))
                 rows.append((start, cells))
         if resume is None:
             break
@@ -673,7 +1043,11 @@ def _show(value: str) -> str:
 
 def _sniff(lines: list[str]) -> str:
     """Pick , ; or tab: the one giving a column of addresses and consistent column counts."""
-    sample = lines[:_SNIFF_LINES]
+    # a line longer than a row may be is cut: its row is rejected anyway, and parsing it
+    # three times here would cost seconds
+    sample = [
+        line if len(line) <= MAX_ROW else line[:MAX_ROW] + "\n" for line in lines[:_SNIFF_LINES]
+    ]
     best, best_score = ",", (False, False, 0.0, 0)
     for delimiter in (",", ";", "\t"):
         rows, _, _ = _read_csv(sample, delimiter)
@@ -904,7 +1278,10 @@ def _check_address(cell: str, what: str) -> tuple[str, str]:
             "or a control character"
         )
     if len(address) > _MAX_ADDRESS:
-        return "", f"{_show(address)} is not a valid email address: it is far too long"
+        return "", (
+            f"{_show(address)} in {what} is not a valid email address: it is {len(address):,} "
+            f"characters long, far too long (at most {_MAX_ADDRESS:,})"
+        )
     quick = _plain_address(address)
     if quick is not None:
         return quick, ""
@@ -947,7 +1324,8 @@ def _import_table(
     source: str,
     chosen: str | None,
     delimiter: str,
-    name_chosen: str | None = None,
+    name_chosen: str | None,
+    run: _Run,
 ) -> ImportResult:
     if not rows:
         raise RecipientFileError(f"{source}: no rows found, only blank or unreadable lines")
@@ -961,9 +1339,16 @@ def _import_table(
     name_column, name_indexes = _find_name_columns(names, aliases, header, name_chosen, source)
     column = names[index]
     what = f"column {column!r}"
+    if name_column is None:
+        name_what = ""
+    elif len(name_indexes) == 1:
+        name_what = f"the name in column {_show(name_column)}"
+    else:
+        name_what = "the name in columns " + " + ".join(_show(names[i]) for i in name_indexes)
     out = _Collector()
-    out.rejected.extend(broken)
+    out.rejected.extend(r.named(names) if isinstance(r, _TooLong) else r for r in broken)
     for line, cells in data:
+        run.step()
         if len(cells) < width:
             cells = cells + [""] * (width - len(cells))
         fields = dict(zip(names, cells, strict=True))
@@ -977,6 +1362,11 @@ def _import_table(
             )
         # an empty address cell: show the whole row, so the user can find it
         value = cells[index].strip() or delimiter.join(cells).rstrip(delimiter)
+        if name_indexes and len(fields["name"]) > MAX_NAME:
+            out.rejected.append(Rejected(line, _clip(value, 200), _name_too_long(
+                name_what, len(fields["name"])
+            )))
+            continue
         out.add(line, cells[index], value, fields, what)
     out.rejected.sort(key=lambda r: r.line)
     keys = [*names, *(a for a, _ in aliases)]
@@ -984,6 +1374,7 @@ def _import_table(
         keys.append("email")
     if name_indexes and "name" not in keys:
         keys.append("name")
+    run.finish()
     return ImportResult(
         out.recipients, out.rejected, out.duplicates, keys, column, source,
         columns=list(names), name_column=name_column,
@@ -1019,12 +1410,29 @@ def _unquote(name: str) -> str:
     return name
 
 
-def _import_list(lines: list[str], source: str) -> ImportResult:
+def _name_too_long(what: str, size: int) -> str:
+    return (
+        f"{what} is {size:,} characters long, more than the {MAX_NAME:,} a name may have; "
+        "this row was not imported"
+    )
+
+
+def _import_list(lines: list[str], source: str, run: _Run) -> ImportResult:
     out = _Collector()
+    last = 0
     for line, address, name, piece in _list_entries(lines):
+        run.step(line - last)
+        last = line
+        run.row(line, 0)  # the text's size was checked before reading
+        if len(name) > MAX_NAME:
+            out.rejected.append(Rejected(line, _clip(piece, 200), _name_too_long(
+                "the name of this entry", len(name)
+            )))
+            continue
         out.add(line, address, piece, {"name": name}, "this entry")
     if not (out.recipients or out.rejected or out.duplicates):
         raise RecipientFileError(f"{source}: no email addresses found")
+    run.finish()
     return ImportResult(
         out.recipients, out.rejected, out.duplicates, ["email", "name"], "email", source,
         columns=["email", "name"], name_column="name",

@@ -217,6 +217,40 @@ def test_load_attachment_refuses_a_control_character_in_the_name_before_reading(
     assert opens.paths == []
 
 
+BIDI = ["\u202e", "\u202a", "\u202b", "\u202c", "\u202d", "\u2066", "\u2067", "\u2068",
+        "\u2069", "\u200e", "\u200f", "\u061c"]
+
+
+@pytest.mark.parametrize("control", BIDI)
+def test_bidi_controls_in_attachment_names_are_refused(control: str) -> None:
+    # "invoice\u202efdp.exe" shows as "invoiceexe.pdf": the reader would open a program
+    name = f"invoice{control}fdp.exe"
+    with pytest.raises(RowAttachmentError) as info:
+        Attachment(name, "application/octet-stream", b"MZ")
+    assert f"U+{ord(control):04X}" in info.value.message
+    assert "bidirectional" in info.value.message
+    assert info.value.category == "attachment_error"
+    with pytest.raises(RowAttachmentError, match="bidirectional"):
+        check_filename(name, row=4, field="file")
+
+
+def test_bidi_names_are_refused_from_disk_and_from_a_row_before_reading(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evil = folder / "invoice\u202efdp.exe"
+    evil.write_bytes(b"MZ")
+    monkeypatch.chdir(folder)
+    with pytest.raises(RowAttachmentError, match="U\\+202E"):
+        load_attachment(evil)
+    with pytest.raises(RowAttachmentError, match="U\\+202E") as info:
+        row_attachments(person(7, file="invoice\u202efdp.exe"), "file", folder)
+    assert info.value.row == 7
+    # names around the controls still work: Arabic and Hebrew letters are fine
+    (folder / "\u0641\u0627\u062a\u0648\u0631\u0629.pdf").write_bytes(b"%PDF")
+    [ok] = row_attachments(person(8, file="\u0641\u0627\u062a\u0648\u0631\u0629.pdf"), "file", folder)
+    assert ok.filename == "\u0641\u0627\u062a\u0648\u0631\u0629.pdf"
+
+
 def test_load_attachments_reports_every_missing_file(tmp_path: Path) -> None:
     (tmp_path / "ok.txt").write_bytes(b"ok")
     with pytest.raises(RowAttachmentError) as info:

@@ -808,10 +808,14 @@ def test_huge_fields(tmp_path: Path) -> None:
     big = "x" * 3_000_000
     text = f"name,email\n{big},ann@example.com\nBob,{big}@example.com\n\"{big}\n{big}\",cy@example.com\nDee,dee@example.com\n"
     result = load_file(write(tmp_path, "big.csv", text))
-    assert lines(result) == {"ann@example.com": 2, "cy@example.com": 4, "dee@example.com": 6}
-    assert result.recipients[0].fields["name"] == big
-    [bad] = result.rejected
-    assert bad.line == 3 and len(bad.value) <= 200 and len(bad.reason) < 300
+    # a cell over MAX_FIELD (64 KB) rejects its row, naming the column; the line count
+    # stays right past a multi-line one
+    assert lines(result) == {"dee@example.com": 6}
+    assert [r.line for r in result.rejected] == [2, 3, 4]
+    assert all(len(r.value) <= 200 and len(r.reason) < 300 for r in result.rejected)
+    assert [r.reason.split(" holds")[0] for r in result.rejected] == [
+        "column 1 ('name')", "column 2 ('email')", "column 1 ('name')"
+    ]
 
 
 def test_no_rows_only_unreadable_content(tmp_path: Path) -> None:
@@ -1254,12 +1258,12 @@ def test_member_unpacking_to_more_than_it_declares_is_cut_off() -> None:
 def test_xlsx_row_and_cell_caps(monkeypatch: pytest.MonkeyPatch) -> None:
     rows: list[list[object]] = [["email", "n"], *([f"u{i}@example.com", i] for i in range(5))]
     data = xlsx(("S", rows))
-    monkeypatch.setattr("backend.recipients._XLSX_MAX_ROWS", 6)
+    monkeypatch.setattr("backend.recipients.MAX_ROWS", 6)
     assert len(load_bytes(data, "l.xlsx").recipients) == 5
-    monkeypatch.setattr("backend.recipients._XLSX_MAX_ROWS", 5)
+    monkeypatch.setattr("backend.recipients.MAX_ROWS", 5)
     with pytest.raises(RecipientFileError, match="more than 5 rows"):
         load_bytes(data, "l.xlsx")
-    monkeypatch.setattr("backend.recipients._XLSX_MAX_ROWS", 1000)
+    monkeypatch.setattr("backend.recipients.MAX_ROWS", 1000)
     monkeypatch.setattr("backend.recipients._XLSX_MAX_CELLS", 11)
     with pytest.raises(RecipientFileError, match="more than 11 cells"):
         load_bytes(data, "l.xlsx")
