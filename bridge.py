@@ -53,7 +53,7 @@ from backend.presets import MAX_CONNECTIONS, PRESETS
 log = logging.getLogger("bulk_mailer.bridge")
 
 FRONTEND = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent)) / "frontend"
-EVENT_TYPES = ("email-progress", "campaign-state", "campaign-wait")
+EVENT_TYPES = ("email-progress", "campaign-state", "campaign-wait", "import-progress")
 # The one JS template events are delivered with; only json.dumps output is ever put into it.
 DISPATCH_JS = (
     "(function(events){for(var i=0;i<events.length;i++){"
@@ -371,22 +371,7 @@ class Bridge:
     # -- recipients -----------------------------------------------------------------------
 
     def _preview(self, imported: Any) -> dict[str, Any]:
-        suppressed = self._app.suppressed(imported)
-        return {
-            "source": imported.source, "summary": imported.summary(),
-            "counts": {"valid": len(imported.recipients), "invalid": len(imported.rejected),
-                       "duplicates": len(imported.duplicates), "suppressed": len(suppressed)},
-            "suppressed": [{"line": r.line, "email": r.email, "reason": why} for r, why in suppressed[:PREVIEW_REJECTS]],
-            "name_column": imported.name_column,
-            "columns": imported.columns or [f for f in imported.fields if f != "email"],
-            "email_column": imported.email_column, "fields": list(imported.fields), "encoding": imported.encoding,
-            "warnings": list(imported.warnings),
-            "rejected": [{"line": r.line, "value": r.value[:200], "reason": r.reason}
-                         for r in imported.rejected[:PREVIEW_REJECTS]],
-            "duplicates": [{"line": d.line, "email": d.email, "first_line": d.first_line}
-                           for d in imported.duplicates[:PREVIEW_REJECTS]],
-            "rows": [{"line": r.line, "email": r.email, "fields": r.fields} for r in imported.recipients[:PREVIEW_ROWS]],
-        }
+        return self._app.list_preview(imported, PREVIEW_ROWS, PREVIEW_REJECTS)
 
     def _import(self, source: tuple[str, Any], p: Params) -> dict[str, Any]:
         return self._preview(self._app.import_recipients(source, p.column("email_column"), p.column("name_column")))
@@ -407,6 +392,12 @@ class Bridge:
     def import_recipients_text(self, p: Params) -> dict[str, Any]:
         """Import pasted addresses or a pasted table."""
         return self._import(("text", p.str("text", max_len=MAX_TEXT, required=True)), p)
+
+    @api
+    def cancel_import(self, p: Params) -> dict[str, Any]:
+        """Stop the list import under way (the list read before stays)."""
+        self._app.cancel_import()
+        return {}
 
     @api
     def set_email_column(self, p: Params) -> dict[str, Any]:

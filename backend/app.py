@@ -127,6 +127,7 @@ class App:
         # this session's list and files (the window's; the command line imports once)
         self.imported: ImportResult | None = None
         self._source: tuple[str, Any] | None = None
+        self._import_cancel = threading.Event()
         self.columns: tuple[str | None, str | None] = (None, None)
         self.attachments: list[tuple[str, Attachment]] = []
         self.attach_column: str | None = None
@@ -423,16 +424,32 @@ class App:
 
     def import_recipients(self, source: tuple[str, Any], email_column: str | None = None,
                           name_column: str | None = None) -> ImportResult:
-        """Read a list: ("file", path), ("data", (bytes, name)) or ("text", pasted text)."""
+        """Read a list: ("file", path), ("data", (bytes, name)) or ("text", pasted text); its
+        progress goes out as import-progress events and cancel_import() stops it."""
         kind, value = source
+        self._import_cancel.clear()
+        hooks = {"email_column": email_column, "name_column": name_column, "cancelled": self._import_cancel.is_set,
+                 "progress": lambda done, total: self.emit({"type": "import-progress", "done": done, "total": total})}
         if kind == "file":
-            imported = load_file(value, email_column=email_column, name_column=name_column)
+            imported = load_file(value, **hooks)
         elif kind == "data":
-            imported = load_bytes(value[0], value[1], email_column=email_column, name_column=name_column)
+            imported = load_bytes(value[0], value[1], **hooks)
         else:
-            imported = parse_text(value, email_column=email_column, name_column=name_column)
+            imported = parse_text(value, **hooks)
         self.imported, self._source, self.columns = imported, source, (email_column, name_column)
         return imported
+
+    def cancel_import(self) -> None:
+        """Stop the import under way (it raises ImportCancelled; the list read before stays)."""
+        self._import_cancel.set()
+
+    def list_preview(self, imported: ImportResult, rows: int = 100, rejects: int = 500) -> dict[str, Any]:
+        """What a face shows of an import (bounded whatever the list holds), suppressed ones included."""
+        shown = imported.preview(rows, rejects)
+        suppressed = self.suppressed(imported)
+        shown["counts"]["suppressed"] = len(suppressed)
+        shown["suppressed"] = [{"line": r.line, "email": r.email, "reason": why} for r, why in suppressed[:rejects]]
+        return shown
 
     def reread_recipients(self, *, email_column: str | None | bool = False,
                           name_column: str | None | bool = False) -> ImportResult:

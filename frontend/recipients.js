@@ -69,6 +69,25 @@ function status() {
   return $('#recipients-summary');
 }
 
+/** "Reading …" with the core's progress (import-progress events) and a Cancel button. */
+function reading(text) {
+  const done = el('span', { id: 'import-progress', text: '' });
+  const cancel = el('button', { type: 'button', id: 'import-cancel', class: 'link-button', text: 'Cancel import' });
+  cancel.addEventListener('click', () => {
+    cancel.disabled = true;
+    call('cancel_import', {});
+  });
+  return el('p', { class: 'busy' }, text, ' ', done, ' ', cancel);
+}
+
+window.addEventListener('import-progress', (event) => {
+  const d = event.detail || {};
+  const shown = document.getElementById('import-progress');
+  if (shown && Number.isFinite(d.done) && Number.isFinite(d.total) && d.total > 0) {
+    shown.textContent = `${Math.min(100, Math.floor((100 * d.done) / d.total))}% read`;
+  }
+});
+
 async function usePasted() {
   const text = $('#paste').value;
   if (!text.trim()) {
@@ -76,7 +95,7 @@ async function usePasted() {
     $('#paste').focus();
     return;
   }
-  show(status(), busyLine('Reading the pasted addresses…'));
+  show(status(), reading('Reading the pasted addresses…'));
   handle(await call('import_recipients_text', { text, email_column: null }), { fresh: true });
 }
 
@@ -102,7 +121,7 @@ function toBase64(buffer) {
 }
 
 async function importFile(file) {
-  show(status(), busyLine(`Reading ${file.name}…`));
+  show(status(), reading(`Reading ${file.name}…`));
   let data;
   try {
     data = toBase64(await file.arrayBuffer());

@@ -191,3 +191,24 @@ def test_the_window_and_the_cli_give_the_same_results(smtp_server, certs, tmp_pa
     assert len(listed) == 2 and listed[0]["account"] == listed[1]["account"]
     since = "2000-01-01T00:00:00+00:00"
     assert len(App().journal.sent_since(listed[0]["account"], since)) == 4  # one quota: 2 sent by each
+
+
+def test_an_import_reports_progress_and_can_be_cancelled_keeping_the_list_before(app):
+    from backend.recipients import ImportCancelled
+
+    events: list[dict] = []
+    app.emit = events.append
+    kept = app.import_recipients(("text", "\n".join(f"p{i}@example.org" for i in range(5000))))
+    done = [e for e in events if e["type"] == "import-progress"]
+    assert done and done[-1]["done"] == done[-1]["total"] and len(kept.recipients) == 5000
+
+    def cancel_on_progress(event: dict) -> None:
+        if event["type"] == "import-progress":
+            app.cancel_import()  # as the page's Cancel import button does, from another call
+
+    app.emit = cancel_on_progress
+    with pytest.raises(ImportCancelled) as caught:
+        app.import_recipients(("text", "\n".join(f"q{i}@example.org" for i in range(50_000))))
+    assert caught.value.category == "file_error" and "cancelled" in caught.value.message
+    assert app.imported is kept  # the list read before stays
+    assert len(app.list_preview(kept)["rows"]) == 100

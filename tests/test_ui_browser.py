@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
+
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
@@ -976,3 +978,28 @@ def test_the_page_loads_only_its_own_files(browser, app):
     assert foreign == []
     assert any(u.endswith("/app.js") for u in loaded) and any(u.endswith("/app.css") for u in loaded)
     assert fonts == []  # system fonts only: no web font is fetched from anywhere
+
+
+def test_history_resumes_a_failed_campaign_with_the_settings_now_in_account(isolated_home, page, smtp_server):
+    server = smtp_server("plain", auth=False)
+    expect = sync_api.expect
+    closed = free_port()
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill("127.0.0.1")
+    page.get_by_label("Port").fill(str(closed))  # nothing listens there: the run fails at once
+    page.get_by_label("Security").select_option(label="None")
+    page.get_by_label("Username").fill("")
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nb@example.org")
+    compose_and_send(page, "Hi", "Body")
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "failed", timeout=15_000)
+    page.get_by_label("Port").fill(str(server.port))  # the user corrects the port
+    page.get_by_role("button", name="Refresh history", exact=True).click()
+    page.locator("#history-list tr").first.get_by_role("button", name=re.compile(r"^Resume campaign ")).click()
+    ask = page.locator("#history-settings-confirm")
+    expect(ask).to_contain_text(f"Resume with the settings now in Account (127.0.0.1:{server.port})?")
+    expect(ask).to_contain_text(f"127.0.0.1:{closed}")
+    assert not server.messages
+    ask.get_by_role("button", name="Use the settings now in Account").click()
+    expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=20_000)
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == ["a@example.org", "b@example.org"]
