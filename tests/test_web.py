@@ -69,7 +69,46 @@ def test_api_call_and_bad_json(served):
     assert resp.status == 200 and data["ok"] and data["data"]["native_dialogs"] is False
     resp, body = request(served, "POST", "/api/import_recipients_text", "{not json",
                          {"Content-Type": "application/json", "X-Token": served.token})
-    assert json.loads(body)["ok"] is False
+    assert resp.status == 400 and json.loads(body)["ok"] is False
+
+
+ERROR_SHAPE = {"category", "title", "message", "cause", "fix"}
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000,
+                                  b'{"text": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+                                  b"{not json", b'{"text": "\xc3\x28"}'],
+                         ids=["deep-list", "deep-field", "broken", "not-utf8"])
+def test_json_that_does_not_parse_is_a_structured_400_not_a_traceback(served, capfd, body):
+    resp, data = request(served, "POST", "/api/import_recipients_text", body,
+                         {"Content-Type": "application/json", "X-Token": served.token})
+    answer = json.loads(data)
+    assert resp.status == 400 and resp.getheader("Content-Type") == "application/json"
+    assert answer["ok"] is False and set(answer["error"]) == ERROR_SHAPE
+    assert answer["error"]["message"].startswith("params: the request ")
+    resp, data = request(served, "POST", "/session", body, {"Content-Type": "application/json"})
+    assert resp.status == 400 and json.loads(data)["ok"] is False
+    assert capfd.readouterr().err == ""  # no traceback, nothing at all
+    assert api(served, "app_info")[0].status == 200  # and the server carries on
+
+
+def test_a_body_over_the_limit_is_a_structured_413_before_it_is_read(served):
+    from backend import web
+    from bridge import MAX_FILE
+
+    assert web.MAX_BODY > (MAX_FILE + 2) // 3 * 4 + 100_000  # a recipient file of MAX_FILE, in base64, fits
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
+    conn.putrequest("POST", "/api/import_recipients_data", skip_host=True)
+    for name, value in (("Host", f"127.0.0.1:{served.port}"), ("Content-Type", "application/json"),
+                        ("X-Token", served.token), ("Content-Length", str(web.MAX_BODY + 1))):
+        conn.putheader(name, value)
+    conn.endheaders()
+    conn.send(b'{"data_base64": "' + b"A" * 65_536)  # the rest never comes: the answer must not wait for it
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 413 and answer["ok"] is False and set(answer["error"]) == ERROR_SHAPE
+    assert "80.0 MB" in answer["error"]["message"] and "80 MB" in answer["error"]["message"]
 
 
 def test_events_stream_carries_a_campaign(served):
