@@ -56,6 +56,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 WINDOW_CSP = CSP.replace("script-src 'self'", "script-src 'self' 'unsafe-eval'")
 
 
+_SECRET_QUERY = re.compile(r"\b(token|code)=[^\s&\"]+")
+
+
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # an open event stream must not keep the process alive
 
@@ -64,7 +67,8 @@ class _QuietHandler(WSGIRequestHandler):
     timeout = 60  # an idle connection must not hold a thread forever
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
-        log.debug("http: " + format, *args)
+        # The event stream's request line carries the token (?token=...): never into the log.
+        log.debug("http: %s", _SECRET_QUERY.sub(r"\1=...", format % args))
 
 
 class Subscribers:

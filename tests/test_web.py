@@ -472,3 +472,18 @@ def test_a_local_watcher_of_command_lines_gets_nothing_from_the_browser_launch(t
     assert got["page_left_after_use"] is False
     assert not any(Path(got["page"]).parent.iterdir())
     assert app.returncode == 0 and "Traceback" not in err and token not in err and code not in err
+
+
+def test_the_request_log_never_holds_the_token(served, caplog):
+    import logging
+    import time
+
+    caplog.set_level(logging.DEBUG, logger="backend.web")
+    # (an event stream's line is logged when the stream ends: these end at once)
+    assert request(served, "GET", f"/?token={served.token}")[0].status == 200
+    assert request(served, "GET", f"/api/events?x=1&token={served.token[:-1]}&y=2")[0].status == 403
+    deadline = time.monotonic() + 5  # the server logs a request just after its answer is out
+    while "/api/events?" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "GET /?token=... HTTP" in caplog.text and "/api/events?x=1&token=...&y=2" in caplog.text
+    assert served.token[:-1] not in caplog.text
