@@ -409,11 +409,12 @@ def remove_stale_pages(folder: Path) -> None:
             pass
 
 
-def open_browser_on(webapp: WebApp, folder: Path, browser: Any = webbrowser.open) -> bool:
+def open_browser_on(webapp: WebApp, folder: Path | None = None, browser: Any = webbrowser.open) -> bool:
     """Open the user's browser on a private launch page (only its file name goes on the
-    browser's command line). False, with a word on stderr, when no browser could be started."""
+    browser's command line), in `folder`, by default the app's data folder's "launch".
+    False, with a word on stderr, when no browser could be started."""
     try:
-        page = webapp.launch_page(folder)
+        page = webapp.launch_page(folder or paths.data_dir() / "launch")
     except (OSError, MailerError) as exc:
         print(f"bulk-mailer: could not write the page that opens your browser ({exc}); "
               "open the address above in your browser.", file=sys.stderr)
@@ -463,7 +464,7 @@ def serve(bridge_factory: Any, frontend: Path, *, port: int = 0, open_browser: b
     print(webapp.url, flush=True)
     try:
         if open_browser:
-            open_browser_on(webapp, launch_folder or paths.data_dir() / "launch")
+            open_browser_on(webapp, launch_folder)
         thread.join()
     except KeyboardInterrupt:
         pass

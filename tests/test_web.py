@@ -487,3 +487,16 @@ def test_the_request_log_never_holds_the_token(served, caplog):
         time.sleep(0.02)
     assert "GET /?token=... HTTP" in caplog.text and "/api/events?x=1&token=...&y=2" in caplog.text
     assert served.token[:-1] not in caplog.text
+
+
+def test_when_no_browser_starts_the_user_is_told_on_stderr_without_a_secret(served, tmp_path, capsys):
+    from backend.web import open_browser_on
+
+    opened: list[str] = []
+    assert open_browser_on(served, tmp_path / "launch", browser=lambda uri: opened.append(uri) or False) is False
+    assert opened[0].startswith("file://") and "code=" not in opened[0]
+    (tmp_path / "blocked").write_text("a file where the folder would go")
+    assert open_browser_on(served, tmp_path / "blocked", browser=opened.append) is False and len(opened) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("open the address above in your browser") == 2
+    assert served.token not in err and "code=" not in err
