@@ -19,14 +19,14 @@ let token = null;
 let readyPromise = null;
 let eventSource = null;
 let connected = null;
-let launchCode = null; // single-use code from the URL the app opened the browser with
+let launchCode = null; // single-use code from the launch page the app opened the browser on
 
 function detectMode() {
   const hash = location.hash.startsWith('#') ? location.hash.slice(1) : location.hash;
   const code = hash.includes('code=') ? new URLSearchParams(hash).get('code') : null;
   if (code) {
-    // The browser was started with this URL on its command line, visible to other local
-    // users: it carries a one-time code that is swapped for the real token below.
+    // The browser was sent here by the app's private launch page: a one-time code (it works
+    // once, within 30 seconds) that is swapped for the real token below.
     launchCode = code;
     history.replaceState(history.state, '', location.pathname + location.search);
     mode = 'http';

@@ -741,3 +741,25 @@ def test_resuming_with_nobody_left_marks_the_campaign_finished(make_bridge, inbo
     (past,) = ok(b.campaign_history())["campaigns"]
     assert past["state"] == "finished" and past["counts"] == {"sent": 1, "skipped": 1}
     assert inbox.messages() == []
+
+
+def test_deeply_nested_arguments_get_structured_answers(make_bridge):
+    # pywebview hands js_api methods already-parsed objects; however deep they are, every
+    # method answers in its own shape (nothing walks them recursively).
+    import inspect
+    import re
+
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    getter = r'\.(?:str|obj|int|bool|choice|number|column|list|_b64)\((?:p, )?"(\w+)"'
+    fields = set(re.findall(getter, inspect.getsource(bridge_mod)))  # every field name a method reads
+    assert {"account", "message", "text", "data_base64", "name"} <= fields
+    b, _ = make_bridge()
+    for name in sorted(EXPECTED_API - {"open_log_folder", "google_sign_in"}):  # these open a browser
+        for params in (deep, {field: deep for field in fields}):
+            answer = getattr(b, name)(params)
+            assert isinstance(answer["ok"], bool), name
+            if not answer["ok"]:
+                assert set(answer["error"]) >= {"category", "title", "message", "cause", "fix"}, name
+                assert answer["error"]["category"] != "internal_error", (name, answer)

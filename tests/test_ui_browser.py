@@ -164,13 +164,14 @@ def test_import_warnings_are_shown(page, tmp_path):
     sync_api.expect(page.locator("#recipients-summary")).to_contain_text("Warning: line 3", ignore_case=True)
 
 
-def test_launch_code_url_works_and_a_dropped_file_is_imported(browser, app):
+def test_launch_page_leads_to_the_app_and_a_dropped_file_is_imported(browser, app, tmp_path):
     webapp, _ = app
     context = browser.new_context()
     pg = context.new_page()
-    pg.goto(webapp.launch_url())
+    launch = webapp.launch_page(tmp_path / "launch")  # what the browser is opened on
+    pg.goto(launch.as_uri())
     pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
-    assert "code=" not in pg.url
+    assert "code=" not in pg.url and not launch.exists()  # the code was swapped, the page deleted
     pg.evaluate("""() => {
         const dt = new DataTransfer();
         dt.items.add(new File(['email,name\\ndrop@example.org,Drop\\n'], 'dropped.csv', {type: 'text/csv'}));
