@@ -1,0 +1,181 @@
+"""Generate docs/cli.md from the `bulk-mailer` argparse parser.
+
+The reference is never edited by hand: change the parser (backend.cli.build_parser, and the
+window's options in bridge.main) and run `python tools/gen_cli_docs.py`.  `--check` exits 1 when
+the file on disk differs from what would be generated (tests/test_cli_docs.py runs the same
+comparison).  The help is formatted 100 columns wide whatever the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from backend import google_auth, paths  # noqa: E402
+from backend.cli import (  # noqa: E402
+    EXIT_NOTHING_SENT,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    PASSPHRASE_ENV,
+    PASSWORD_ENV,
+    build_parser,
+)
+
+OUTPUT = ROOT / "docs" / "cli.md"
+REGENERATE = "python tools/gen_cli_docs.py"
+WIDTH = 100  # COLUMNS while formatting: the same text on every terminal
+
+
+@contextlib.contextmanager
+def fixed_width() -> Iterator[None]:
+    """argparse wraps help to $COLUMNS (shutil.get_terminal_size); pin it while generating."""
+    before = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(WIDTH)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = before
+
+
+def commands(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.ArgumentParser, str]]:
+    """(parser, one-line help) of the parser and every subcommand under it, depth first, in the
+    order they were added."""
+    yield parser, ""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help or "" for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                for inner, words in commands(sub):
+                    yield inner, words or helps.get(name, "")
+
+
+def window_help() -> str:
+    """`bulk-mailer --web --help`: the options of the window and browser mode (bridge.main)."""
+    import bridge
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        bridge.main(["--web", "--help"])
+    return out.getvalue()
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def block(text: str) -> list[str]:
+    return ["```text", text.rstrip("\n"), "```", ""]
+
+
+def exit_codes() -> list[str]:
+    return [
+        "## Exit codes",
+        "",
+        "| code | meaning |",
+        "| --- | --- |",
+        f"| {EXIT_OK} | every recipient was sent (for the other commands: done) |",
+        f"| {EXIT_SOME_FAILED} | some were sent, some failed (or the list had invalid addresses) |",
+        f"| {EXIT_NOTHING_SENT} | nothing was sent: a usage, settings, file, template or connection error, "
+        "explained on the line that starts with `bulk-mailer: error [category]`, followed by the fix steps "
+        "(`gmail status`: nobody is signed in) |",
+        "",
+        f"With `--dry-run`: {EXIT_OK} when every message can be built, {EXIT_NOTHING_SENT} when any row cannot "
+        "(each problem is listed once, with the lines it affects); invalid addresses are listed but do not "
+        "change the code, since they would simply not be sent.",
+        "",
+    ]
+
+
+def environment() -> list[str]:
+    google = ", ".join(f"`{name}`" for name in (google_auth.AUTH_URI_ENV, google_auth.TOKEN_URI_ENV,
+                                                 google_auth.REVOKE_URI_ENV, google_auth.API_BASE_ENV))
+    return [
+        "## Environment variables",
+        "",
+        "| variable | what it does |",
+        "| --- | --- |",
+        f"| `{PASSWORD_ENV}` | the SMTP password of `send`, `verify` and `resume` (or `--password-stdin`; "
+        "there is no password flag: it would show in the process list and the shell history) |",
+        f"| `{PASSPHRASE_ENV}` | the passphrase of the encrypted file of saved passwords and Google sign-ins, "
+        "where there is no system keyring (else asked for on a terminal) |",
+        f"| `{paths.HOME_ENV}` | keep everything the app writes (settings, data, logs) under this one folder "
+        "(portable installs, tests) |",
+        f"| {google} | for tests and development: Google's sign-in, token, revocation and Gmail API endpoints "
+        "(default: Google's) |",
+        "",
+    ]
+
+
+def generate() -> str:
+    with fixed_width():
+        found = list(commands(build_parser()))
+        helps = [(p.prog, words, p.format_help()) for p, words in found]
+        window = window_help()
+    window_heading = "bulk-mailer --web: the window and browser mode"
+    lines = [
+        "# Command line reference",
+        "",
+        "<!-- Generated by tools/gen_cli_docs.py from the argparse parser (backend/cli.py's "
+        f"build_parser and bridge.main). Do not edit by hand: change the parser and run `{REGENERATE}`. -->",
+        "",
+        "Every command is `bulk-mailer COMMAND [options]` (from a checkout: `.venv/bin/bulk-mailer`). "
+        "Options are never abbreviated: give each one in full. The same text is what "
+        "`bulk-mailer COMMAND --help` prints. A first campaign, step by step, is in the "
+        "[README](../README.md#your-first-campaign); what each option means in practice is in the "
+        "[user guide](guide.md#the-command-line).",
+        "",
+        "## Contents",
+        "",
+    ]
+    for prog, words, _ in helps:
+        lines.append(f"- [{prog}](#{slug(prog)})" + (f": {words}" if words else ""))
+    lines += [f"- [{window_heading}](#{slug(window_heading)})", "- [Exit codes](#exit-codes)",
+              "- [Environment variables](#environment-variables)", ""]
+    for prog, words, text in helps:
+        lines += [f"## {prog}", ""]
+        if words:
+            lines += [words[0].upper() + words[1:] + ".", ""]
+        lines += block(text)
+    lines += [f"## {window_heading}", "",
+              "With no command, `bulk-mailer` opens the desktop window (on a machine with no display it "
+              "serves the same app to your browser instead); these options choose:", ""]
+    lines += block(window)
+    lines += exit_codes()
+    lines += environment()
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if docs/cli.md is not up to date; write nothing")
+    args = parser.parse_args(argv)
+    text = generate()
+    if args.check:
+        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else None
+        if current != text:
+            print(f"docs/cli.md is out of date: run {REGENERATE}", file=sys.stderr)
+            return 1
+        return 0
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(text, encoding="utf-8", newline="\n")
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
