@@ -55,7 +55,7 @@ def drive(window, bridge: Bridge) -> None:
         result["started"] = window.evaluate_js("window.__started")
         result["events"] = window.evaluate_js("window.__got")
         result["states"] = window.evaluate_js("window.__states")
-        result["inbox"] = [m.summary()["subject"] for m in bridge._inbox.messages()]
+        result["inbox"] = [m.summary()["subject"] for m in bridge._app.inbox.messages()]
     except Exception as exc:  # reported to the test, which fails with it
         result["error"] = repr(exc)
     finally:
