@@ -34,7 +34,7 @@ from backend.google_auth import (
     TokenSource,
     saved_profile,
 )
-from backend.journal import Journal
+from backend.journal import Journal, repair_journal
 from backend.presets import (
     GMAIL_API_LIMITS,
     MAX_CONNECTIONS,
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                             description="One row per recipient of the campaign, as --results writes them.")
     export.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them)")
     export.add_argument("path", help="the CSV file to write")
+
+    sub.add_parser("repair-journal", help="set a damaged campaign journal aside and save what can be read of it",
+                   description="Rename the journal to journal.sqlite3.damaged-<time> (the next campaign starts "
+                   "a new one) and write each campaign's readable rows as CSV into a folder beside it.")
 
     resume = sub.add_parser("resume", help="continue a paused, stopped or interrupted campaign",
                             description="Send to the recipients of a campaign that have not been sent to yet. "
@@ -654,6 +658,11 @@ def cmd_export(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     return EXIT_OK
 
 
+def cmd_repair_journal(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    print("\n".join(repair_journal().lines()), file=err)
+    return EXIT_OK
+
+
 def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     if args.results:
         _check_writable(args.results)
@@ -1003,7 +1012,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
-                   "resume": cmd_resume, "gmail": cmd_gmail}[args.command]
+                   "resume": cmd_resume, "gmail": cmd_gmail, "repair-journal": cmd_repair_journal}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)
