@@ -429,7 +429,8 @@ class _Pool:
         except DiskFullError as exc:
             # The journal cannot record more: the run pauses (every connection stops before its
             # next message), keeping what is recorded; it is resumed once there is room.
-            log.warning("campaign %s: %s", self.outcome.campaign, exc.message)
+            if not isinstance(self.outcome.error, DiskFullError):  # said once
+                log.warning("campaign %s: %s", self.outcome.campaign, exc.message)
             with self.state:
                 if sending:
                     self.in_flight -= 1
@@ -579,7 +580,8 @@ class _Pool:
                 self.in_flight -= 1
                 self.changed.notify_all()
             if isinstance(exc, DiskFullError):
-                log.warning("campaign %s: %s", self.outcome.campaign, exc.message)
+                if not isinstance(self.outcome.error, DiskFullError):  # said once
+                    log.warning("campaign %s: %s", self.outcome.campaign, exc.message)
                 self.stop(exc)  # the held-back outcome is recorded as the worker stops
             return
         if not marked:  # the message could not be built: nothing was in flight
