@@ -4,6 +4,12 @@ A recipient is committed as `sending` before MAIL FROM and its outcome right aft
 server's reply (WAL, synchronous=FULL), so after a crash or kill -9 the journal says who got
 the message, who did not, and who was in flight: those are `uncertain`, listed for the user to
 resend or skip, never resent blindly.
+
+Storage that fails is a MailerError, never a crash: a damaged file is JournalDamaged (set it
+aside with repair_journal(), which reads what it can row by row); a full disk is DiskFullError,
+which pauses a run (a 1 MB reserve beside the journal is given back so the outcomes in flight
+and the campaign's state can still be recorded; the WAL is checkpointed and cut at the next
+open). The journal and its -wal/-shm are never opened through a symbolic link.
 """
 
 from __future__ import annotations
@@ -235,12 +241,22 @@ class Journal:
         try:
             self._open()
         except JournalError:
+            self._close_quietly()
             raise
         except (OSError, sqlite3.Error) as exc:
             better = self._translate(exc)
+            self._close_quietly()
             if better is not None:
                 raise better from exc
             raise JournalError(f"the campaign journal {self.path} cannot be opened: {exc}") from None
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
 
     def _open(self) -> None:
         # Never through a link: a journal linked to another file (/etc/passwd) would have that
