@@ -58,7 +58,7 @@ from backend.inputs import (
     SettingsChanged,
     UncertainLeft,
 )
-from backend.journal import Journal
+from backend.journal import Journal, repair_journal
 from backend.model import DEFAULT_MAX_FAILURES, ResultRow, RetryPolicy
 from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, preset_host
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
@@ -675,6 +675,15 @@ class App:
         if path is None:
             return service.results_csv_text(rows), len(rows)
         return str(service.write_results_csv(path, rows)), len(rows)
+
+    def repair_journal(self) -> list[str]:
+        """Set a damaged journal aside (new campaigns get a new one) and save what can be read of
+        it as results CSVs beside it; what was done, in lines."""
+        self.ensure_idle()
+        if self._journal_db is not None:
+            self._journal_db.close()
+            self._journal_db = None
+        return repair_journal(self._journal_path).lines()
 
     def settings_of(self, spec: dict[str, Any]) -> str:
         s = spec.get("settings") or {}

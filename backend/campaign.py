@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from backend.errors import AuthError, ConnectError, MailerError, TransportError, UncertainDelivery
+from backend.errors import (
+    AuthError,
+    ConnectError,
+    DiskFullError,
+    MailerError,
+    TransportError,
+    UncertainDelivery,
+)
 from backend.model import (  # noqa: F401 (re-exported: the loop's own vocabulary)
     DEFAULT_MAX_FAILURES,
     RESULT_FIELDS,
@@ -268,7 +275,12 @@ class _Pool:
         """
         done = pending.pop() if pending else None
         if self.record is not None and (sending is not None or done is not None):
-            self.record(sending, (done, self.results[done]) if done is not None else None)
+            try:
+                self.record(sending, (done, self.results[done]) if done is not None else None)
+            except DiskFullError:
+                if done is not None:
+                    pending.append(done)  # still to be recorded: tried again as the run stops
+                raise
         if done is not None:
             self.emit(done, self.results[done].status, self.results[done])
             if sending is not None and (self.control.cancelled or self.control.paused):
@@ -310,6 +322,17 @@ class _Pool:
                 self.attempt(i, transport, pending)
                 sending = False
             self.commit(None, pending)
+        except DiskFullError as exc:
+            # The journal cannot record more: the run pauses (every connection stops before its
+            # next message), keeping what is recorded; it is resumed once there is room.
+            if not isinstance(self.outcome.error, DiskFullError):  # said once
+                log.warning("campaign %s: %s", self.outcome.campaign, exc.message)
+            with self.state:
+                if sending:
+                    self.in_flight -= 1
+                self.changed.notify_all()
+            self.stop(exc)
+            self.settle(pending)
         except BaseException as exc:  # a bug or the journal failing: stop every connection
             log.exception("campaign %s: connection %d stopped unexpectedly", self.outcome.campaign, number)
             with self.state:
@@ -318,6 +341,21 @@ class _Pool:
                 if sending:
                     self.in_flight -= 1
                 self.changed.notify_all()
+
+    def settle(self, pending: list[int]) -> None:
+        """Record the outcome held back on a connection as its run pauses for a full disk.
+
+        The journal has made room by then if it can (its WAL written again from the start);
+        if not, the recipient stays 'sending' there and is listed as uncertain: never silently
+        lost or sent twice.
+        """
+        try:
+            self.commit(None, pending)
+        except DiskFullError as exc:
+            for i in pending:
+                log.warning("campaign %s: the outcome for %s (%s) could not be recorded (%s); the journal "
+                            "lists it as uncertain", self.outcome.campaign, self.recipients[i].email,
+                            self.results[i].status, exc.message)
 
     def next(self, before_wait: Callable[[], None]) -> int | None:
         """The next recipient to send to, after any wait (delay, limit, backoff, pause); None: stop."""
@@ -426,7 +464,8 @@ class _Pool:
 
         try:
             halt, asked = _send_one(self.recipients[i], row, self.build, transport, self.now, before_send)
-        except _TakenBack:
+        except (_TakenBack, DiskFullError) as exc:
+            # Not sent: its 'sending' mark was taken back, or could not be recorded at all.
             row.attempts -= 1
             row.message_id = message_id
             with self.state:
@@ -436,6 +475,10 @@ class _Pool:
                     self.returned.append(i)  # first in line again
                 self.in_flight -= 1
                 self.changed.notify_all()
+            if isinstance(exc, DiskFullError):
+                if not isinstance(self.outcome.error, DiskFullError):  # said once
+                    log.warning("campaign %s: %s", self.outcome.campaign, exc.message)
+                self.stop(exc)  # the held-back outcome is recorded as the worker stops
             return
         if not marked:  # the message could not be built: nothing was in flight
             self.commit(None, pending)

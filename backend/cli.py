@@ -528,6 +528,11 @@ def _resume_account(args: argparse.Namespace, stdin: TextIO, app: App, spec: dic
                         password=_read_password(saved["user"], args.password_stdin, stdin) if uses_password else "")
 
 
+def cmd_repair_journal(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    print("\n".join(App().repair_journal()), file=err)
+    return EXIT_OK
+
+
 def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     if args.results:
         _check_writable(args.results, "--results")
@@ -679,7 +684,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
-                   "resume": cmd_resume, "gmail": cmd_gmail}[args.command]
+                   "resume": cmd_resume, "gmail": cmd_gmail, "repair-journal": cmd_repair_journal}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)

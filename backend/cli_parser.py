@@ -144,6 +144,10 @@ def _history_parsers(sub: Any) -> None:
 
 def _resume_parser(sub: Any) -> None:
     """resume: a journaled campaign, as it was or with the account options given."""
+    _add(sub, "repair-journal", help="set a damaged campaign journal aside and save what can be read of it",
+         description="Rename the journal to journal.sqlite3.damaged-<time> (the next campaign starts "
+         "a new one) and write each campaign's readable rows as CSV into a folder beside it.")
+
     resume = _add(sub, "resume", help="continue a paused, stopped or interrupted campaign",
                             description="Send to the recipients of a campaign that have not been sent to yet. "
                             "Recipients whose message was in flight when the app stopped are 'uncertain': "

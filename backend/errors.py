@@ -7,6 +7,7 @@
     |   +-- TemplateError            a template fails to compile or render (.row, .field)
     |   +-- HeaderValueError         CR/LF/NUL or another control in a header value (.row, .field)
     |   +-- AttachmentError          an attachment cannot be read or is refused
+    +-- DiskFullError                the disk is full: a run pauses, nothing is lost (.folder)
     +-- TransportError               talking to the server went wrong (.code, .host, .port)
         +-- ConnectError             DNS, refused, timed out, dropped, TLS, certificate
         +-- AuthError                auth_failed, auth_not_offered, plaintext_auth_refused
@@ -323,6 +324,18 @@ class AttachmentError(InputError):
     """An attachment cannot be read or is refused."""
 
     default_category = "attachment_error"
+
+
+class DiskFullError(MailerError):
+    """The disk holding .folder is full (SQLITE_FULL, ENOSPC): a campaign pauses, keeping what it
+    recorded; .needed is the free space (bytes) to make before resuming."""
+
+    default_category = "file_error"
+
+    def __init__(self, message: str, *, folder: str, needed: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.folder = folder
+        self.needed = needed
 
 
 class TransportError(MailerError):

@@ -4,26 +4,41 @@ A recipient is committed as `sending` before MAIL FROM and its outcome right aft
 server's reply (WAL, synchronous=FULL), so after a crash or kill -9 the journal says who got
 the message, who did not, and who was in flight: those are `uncertain`, listed for the user to
 resend or skip, never resent blindly.
+
+Storage that fails is a MailerError, never a crash: a damaged file is JournalDamaged (set it
+aside with repair_journal(), which reads what it can row by row); a full disk is DiskFullError,
+which pauses a run (a 1 MB reserve beside the journal is given back so the outcomes in flight
+and the campaign's state can still be recorded; the WAL is checkpointed and cut at the next
+open). The journal and its -wal/-shm are never opened through a symbolic link.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import itertools
 import json
+import logging
+import math
 import os
+import re
+import shutil
 import socket
 import sqlite3
+import stat
 import threading
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from backend import paths
-from backend.errors import MailerError
+from backend.errors import DiskFullError, MailerError
 from backend.model import ResultRow, iso, utc_now
 from backend.recipients import Recipient
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -65,6 +80,68 @@ class JournalError(MailerError):
     """The journal cannot be read or written, or a campaign is not in it."""
 
     default_category = "file_error"
+
+
+class JournalDamaged(JournalError):
+    """The journal file is damaged (SQLite: malformed, or not a database); .path names it."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        name = path.name
+        super().__init__(
+            f"the campaign journal {path} is damaged ({detail}): the campaigns in it cannot be listed, "
+            "sent or resumed as they are; new campaigns work again once it is set aside",
+            fix=(f"Close the app's window and any other bulk-mailer command, then set the damaged journal "
+                 f"aside: bulk-mailer repair-journal. It renames {name} to {name}.damaged-<date and time> and "
+                 "writes what can still be read of each campaign to CSV files in a folder beside it.",
+                 "Then send as usual: a new campaign starts a new journal. The campaigns of the damaged one "
+                 "cannot be resumed; their CSV files say who was sent to (status sent), so a new campaign "
+                 "can go to the others.",
+                 f"Without the command: rename {path} (and {name}-wal beside it, if there is one) yourself; "
+                 "the next campaign starts a new journal.",
+                 "A damaged file often comes from a failing disk or a power cut while writing: check the "
+                 "disk, and keep a copy of the app's data folder."))
+        self.path = path
+
+
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 11, 13, 26
+RESERVE_BYTES = 1 << 20  # kept aside on the journal's disk for its last words when the disk fills
+_WAL_HEADROOM_PAGES = 256  # beyond the auto-checkpoint's WAL, for the database to grow into
+
+
+def _failure(exc: BaseException) -> str | None:
+    """'damaged', 'full' or None: what a SQLite or OS error says about the journal file."""
+    if isinstance(exc, OSError):
+        return "full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    base = code & 0xFF if isinstance(code, int) else None
+    text = str(exc).lower()
+    if base in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in text or "not a database" in text:
+        return "damaged"
+    if base == SQLITE_FULL or "database or disk is full" in text:
+        return "full"
+    return None
+
+
+_DIED = "the app stopped while this campaign was sending"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(method: _F) -> _F:
+    """A damaged file or a full disk, met anywhere in the method, becomes a clear MailerError."""
+
+    @functools.wraps(method)
+    def run(self: Journal, *args: Any, **kw: Any) -> Any:
+        try:
+            return method(self, *args, **kw)
+        except (sqlite3.Error, OSError) as exc:
+            better = self._translate(exc)
+            if better is None:
+                raise
+            raise better from exc
+
+    return run  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -121,6 +198,25 @@ def _alive(pid: int | None, host: str | None, started: str | None = None) -> boo
     return not (started and _process_start(pid) not in (None, started))
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _refuse_link(path: Path) -> None:
+    """JournalError when path is a symbolic link (the app never opens its files through one)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode):
+        raise JournalError(
+            f"the campaign journal file {path} is a symbolic link: refused, so the file it points to is "
+            "neither opened nor changed",
+            fix=(f"Remove the link {path} (the next campaign starts a new journal), or put the real "
+                 "journal file in its place.",
+                 "If you did not make this link, another program or user changed the app's data folder: "
+                 "check who can write to it."))
+
+
 class _Ticket:
     """Statements waiting for a group commit, and how it went."""
 
@@ -142,21 +238,162 @@ class Journal:
         self._queue_changed = threading.Condition()
         self._committing = False
         self.commits = 0  # transactions committed by record(): fewer than its calls when grouped
+        self._needed = 4096 * (1000 + _WAL_HEADROOM_PAGES) + RESERVE_BYTES  # free space to ask for when the disk is full
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
-            os.chmod(self.path, 0o600)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-            for table, columns in _LATER_COLUMNS.items():
-                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-                for name, kind in columns.items():
-                    if name not in have:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            self._open()
+        except JournalError:
+            self._close_quietly()
+            raise
         except (OSError, sqlite3.Error) as exc:
+            better = self._translate(exc)
+            self._close_quietly()
+            if better is not None:
+                raise better from exc
             raise JournalError(f"the campaign journal {self.path} cannot be opened: {exc}") from None
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
+
+    def _open(self) -> None:
+        # Never through a link: a journal linked to another file (/etc/passwd) would have that
+        # file's mode changed and be opened by SQLite as ours.
+        for extra in ("", "-wal", "-shm"):
+            _refuse_link(Path(f"{self.path}{extra}"))
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # made a link since the check above
+                _refuse_link(self.path)
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise JournalError(f"the campaign journal {self.path} is not a regular file; move it away",
+                                   category="file_error")
+            if st.st_nlink > 1:
+                raise JournalError(
+                    f"the campaign journal {self.path} has other names (hard links): refused, it may be "
+                    "another file; move it away (the next campaign starts a new journal)")
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o600)  # the file opened above, never a path that could be swapped
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            now = os.stat(self.path, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+                self._db.close()
+                raise JournalError(f"the campaign journal {self.path} was replaced while it was being opened; "
+                                   "refused (another program is changing the app's data folder)")
+        finally:
+            os.close(fd)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        for table, columns in _LATER_COLUMNS.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        page = self._db.execute("PRAGMA page_size").fetchone()[0]
+        wal_pages = self._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        self._needed = page * (max(wal_pages, 0) + _WAL_HEADROOM_PAGES) + RESERVE_BYTES
+        # A WAL left large by a full disk (or a crash) is folded into the file and cut to nothing
+        # when space has returned; a short wait only, another process may be sending.
+        self._checkpoint("TRUNCATE")
+        self._keep_reserve()
+
+    @property
+    def reserve_path(self) -> Path:
+        return Path(f"{self.path}-reserve")
+
+    def _keep_reserve(self) -> None:
+        """Keep RESERVE_BYTES of the disk for the journal's last words (best effort).
+
+        When the disk fills, the reserve is given back: the WAL can then be folded into the
+        file (pages split during the run need room there) and the outcomes in flight and the
+        campaign's state recorded. Made again once the disk has room (at an open, a new run).
+        """
+        target = self.reserve_path
+        try:
+            if os.path.lexists(target):
+                _refuse_link(target)
+                return
+            if shutil.disk_usage(self.path.parent).free < 2 * RESERVE_BYTES:
+                return  # not now: taking the last of the space would only make the disk fill sooner
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                         0o600)
+        except (OSError, JournalError) as exc:
+            log.info("journal reserve not made: %s", exc)
+            return
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            else:
+                os.write(fd, b"\0" * RESERVE_BYTES)
+            os.fsync(fd)
+        except OSError as exc:
+            log.info("journal reserve not made: %s", exc)
+            target.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def _give_back_reserve(self) -> bool:
+        try:
+            _refuse_link(self.reserve_path)
+            self.reserve_path.unlink()
+        except (OSError, JournalError):
+            return False
+        log.warning("the disk holding %s is full: the journal's reserve of %d bytes is given back",
+                    self.path.parent, RESERVE_BYTES)
+        return True
+
+    def _checkpoint(self, mode: str) -> None:
+        try:
+            self._db.execute("PRAGMA busy_timeout=200")
+            try:
+                busy, frames, done = self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+                log.debug("journal checkpoint (%s): busy %s, %s of %s frames", mode, busy, done, frames)
+            finally:
+                self._db.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.Error as exc:  # busy, or still no room: the next one tries again
+            log.info("journal checkpoint (%s) not done: %s", mode, exc)
+
+    def _translate(self, exc: BaseException) -> MailerError | None:
+        """The MailerError a damaged file or a full disk means (None for other errors)."""
+        kind = _failure(exc)
+        if kind == "damaged":
+            return JournalDamaged(self.path, str(exc))
+        if kind != "full":
+            return None
+        folder = self.path.parent
+        try:
+            free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "no room left"
+        if hasattr(self, "_db"):
+            # What is in the WAL goes into the file, and the WAL is written again from its start
+            # by the next transaction: room for the last outcomes and the campaign's state.
+            with self._lock:
+                if self._db.in_transaction:  # left open by the failed statement: nothing of it is kept
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                self._give_back_reserve()
+                self._checkpoint("RESTART")
+        needed = math.ceil(self._needed / 1e6)
+        return DiskFullError(
+            f"the disk holding {folder} is full ({free}): the campaign journal {self.path.name} cannot "
+            f"record more. A campaign that was sending is paused, with every result recorded so far "
+            f"kept; free at least {needed} MB there and resume it",
+            folder=str(folder), needed=self._needed,
+            fix=(f"Free at least {needed} MB on the disk holding {folder}: delete or move files there "
+                 "(or empty the trash).",
+                 "Then resume the campaign (bulk-mailer resume <campaign>, or Resume in History): "
+                 "nobody recorded as sent is sent to again."))
 
     def close(self) -> None:
         with self._lock:
@@ -168,6 +405,7 @@ class Journal:
 
     # -- campaigns ----------------------------------------------------------------------------
 
+    @_guarded
     def create(self, campaign_id: str, *, account: str, spec: dict[str, Any], recipients: list[Recipient],
                excluded: Iterable[ResultRow] = ()) -> None:
         """Record a new campaign: every recipient pending, the left-out ones skipped."""
@@ -190,9 +428,16 @@ class Journal:
                 self._db.executemany("INSERT INTO recipients VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    self._db.execute("ROLLBACK")
                 raise
+            # The new rows go into the file now, while there is room: should the disk fill during
+            # the run, folding the WAL back in then only rewrites pages the file already has, so
+            # the last outcomes and the campaign's state can still be recorded.
+            self._checkpoint("TRUNCATE")
+        self._keep_reserve()
 
+    @_guarded
     def claim(self, campaign_id: str) -> None:
         """This process now runs the campaign (resume); JournalError when another one does.
 
@@ -200,6 +445,7 @@ class Journal:
         both send the rest. Claiming again from the process that holds it is fine.
         """
         self.recover_dead()
+        self._keep_reserve()  # given back when the disk filled: made again if there is room now
         me, host = os.getpid(), socket.gethostname()
         with self._lock:
             cur = self._db.execute(
@@ -211,15 +457,28 @@ class Journal:
                                "wait for it to finish", category="action_unavailable")
 
     def set_state(self, campaign_id: str, state: str, reason: str | None = None,
-                  resume_after: str | None = None) -> None:
+                  resume_after: str | None = None) -> bool:
+        """Record a campaign's state; False when the disk is full (it stays as it was: a run that
+        stopped then reads as interrupted once its process is gone, and resumes the same way)."""
+        try:
+            self._set_state(campaign_id, state, reason, resume_after)
+        except DiskFullError as exc:
+            log.warning("campaign %s: state %s not recorded: %s", campaign_id, state, exc.message)
+            return False
+        return True
+
+    @_guarded
+    def _set_state(self, campaign_id: str, state: str, reason: str | None, resume_after: str | None) -> None:
         self._write("UPDATE campaigns SET state=?, reason=?, resume_after=?, updated=? WHERE id=?",
                     (state, reason, resume_after, iso(utc_now()), campaign_id))
 
+    @_guarded
     def set_spec(self, campaign_id: str, spec: dict[str, Any]) -> None:
         """Replace what a campaign is resumed with (the account settings the user corrected)."""
         self._write("UPDATE campaigns SET spec=?, updated=? WHERE id=?",
                     (json.dumps(spec, ensure_ascii=False), iso(utc_now()), campaign_id))
 
+    @_guarded
     def spec(self, campaign_id: str) -> dict[str, Any]:
         with self._lock:
             found = self._db.execute("SELECT spec FROM campaigns WHERE id=?", (campaign_id,)).fetchone()
@@ -228,9 +487,10 @@ class Journal:
                                category="invalid_settings")
         return json.loads(found[0])
 
+    @_guarded
     def campaigns(self) -> list[CampaignInfo]:
         """Every campaign, newest first; an active one whose process is gone is 'interrupted'."""
-        self.recover_dead()
+        dead = set(self.recover_dead())
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, created, updated, state, reason, account, resume_after, "
@@ -241,7 +501,17 @@ class Journal:
             for cid, status, n in self._db.execute(
                     "SELECT campaign, status, COUNT(*) FROM recipients GROUP BY campaign, status"):
                 counts.setdefault(cid, Counter())[status] = n
-        return [CampaignInfo(r[0], r[1], r[2], r[3], r[4], r[5], dict(counts.get(r[0], {})), r[6], r[7]) for r in rows]
+        listed = []
+        for r in rows:
+            info = CampaignInfo(r[0], r[1], r[2], r[3], r[4], r[5], dict(counts.get(r[0], {})), r[6], r[7])
+            if r[0] in dead and r[3] == "running":  # a full disk kept recover_dead from writing it
+                count = info.counts
+                if count.get("sending"):
+                    count["uncertain"] = count.get("uncertain", 0) + count.pop("sending")
+                info = CampaignInfo(info.id, info.created, info.updated, "interrupted", _DIED, info.account,
+                                    count, info.resume_after, info.subject)
+            listed.append(info)
+        return listed
 
     def get(self, campaign_id: str) -> CampaignInfo:
         for info in self.campaigns():
@@ -250,6 +520,7 @@ class Journal:
         raise JournalError(f"there is no campaign '{campaign_id}' (bulk-mailer campaigns lists them)",
                            category="invalid_settings")
 
+    @_guarded
     def recover_dead(self) -> list[str]:
         """Campaigns left running by a process that died: in-flight rows become uncertain."""
         with self._lock:
@@ -257,23 +528,33 @@ class Journal:
                 "SELECT id, pid, host, pid_start FROM campaigns WHERE state = 'running'").fetchall()
         dead = [cid for cid, pid, host, started in active if not _alive(pid, host, started)]
         for cid in dead:
-            self.mark_interrupted(cid, "the app stopped while this campaign was sending")
+            try:
+                self.mark_interrupted(cid, _DIED)
+            except DiskFullError as exc:  # listed as interrupted all the same; written when there is room
+                log.warning("campaign %s: %s", cid, exc.message)
         return dead
 
+    @_guarded
     def mark_interrupted(self, campaign_id: str, reason: str) -> int:
         """Rows in flight become uncertain (the server may have the message); return how many."""
         now = iso(utc_now())
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            cur = self._db.execute(
-                "UPDATE recipients SET status='uncertain', category='server_disconnected', updated=?, "
-                "error='the app stopped while this message was being sent: it may or may not have arrived' "
-                "WHERE campaign=? AND status='sending'", (now, campaign_id))
-            self._db.execute("UPDATE campaigns SET state='interrupted', reason=?, updated=? WHERE id=?",
-                             (reason, now, campaign_id))
-            self._db.execute("COMMIT")
+            try:
+                cur = self._db.execute(
+                    "UPDATE recipients SET status='uncertain', category='server_disconnected', updated=?, "
+                    "error='the app stopped while this message was being sent: it may or may not have arrived' "
+                    "WHERE campaign=? AND status='sending'", (now, campaign_id))
+                self._db.execute("UPDATE campaigns SET state='interrupted', reason=?, updated=? WHERE id=?",
+                                 (reason, now, campaign_id))
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
             return cur.rowcount
 
+    @_guarded
     def sent_since(self, account: str, since: str) -> list[str]:
         """When this account's messages were sent since an ISO time (for daily quotas across runs)."""
         with self._lock:
@@ -293,6 +574,7 @@ class Journal:
         """Committed right after the server's reply."""
         self.record(campaign_id, outcome=(index, row))
 
+    @_guarded
     def record(self, campaign_id: str, *, sending: int | None = None,
                outcome: tuple[int, ResultRow] | None = None) -> None:
         """Commit one recipient's outcome and/or the next one's 'sending' mark, in one transaction.
@@ -353,6 +635,7 @@ class Journal:
         if error is not None:
             raise error
 
+    @_guarded
     def reset(self, campaign_id: str, statuses: Iterable[str]) -> int:
         """Put rows of these statuses back to pending (resend uncertain/failed); return how many."""
         wanted = tuple(statuses)
@@ -363,12 +646,14 @@ class Journal:
                 f"WHERE campaign=? AND status IN ({marks})", (campaign_id, *wanted))
             return cur.rowcount
 
+    @_guarded
     def skip(self, campaign_id: str, status: str, reason: str) -> int:
         with self._lock:
             cur = self._db.execute("UPDATE recipients SET status='skipped', error=? WHERE campaign=? AND status=?",
                                    (reason, campaign_id, status))
             return cur.rowcount
 
+    @_guarded
     def rows(self, campaign_id: str, statuses: Iterable[str] | None = None) -> list[JournalRow]:
         """The campaign's recipients in order (optionally only these statuses)."""
         sql = ("SELECT idx, email, line, fields, status, category, smtp_code, error, attempts, sent_at, message_id, "
@@ -385,3 +670,155 @@ class Journal:
                                      next_attempt=nxt, line=line or None))
                 for idx, email, line, fields, status, category, code, error, attempts, sent_at, message_id, nxt
                 in found]
+
+
+# -- a damaged journal: set it aside, read what can be read -------------------------------------
+
+
+@dataclass
+class Salvage:
+    """What could be read of a (damaged) journal, row by row."""
+
+    source: Path
+    campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> created, state, account
+    rows: dict[str, list[ResultRow]] = field(default_factory=dict)  # campaign id -> rows, in list order
+    lost: int = 0  # rows that could not be read (on damaged pages)
+    complete: bool = True  # False: the end of a table could not be found, more may have been lost
+
+    @property
+    def read(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
+
+
+_PROBE_PAST_END = 5000  # rowids tried past the last one found when a table's end cannot be read
+
+
+def _probe(db: sqlite3.Connection, table: str, columns: str) -> tuple[list[tuple[Any, ...]], int, bool]:
+    """Every readable row of table, one rowid at a time: (rows, rowids unreadable, end known).
+
+    A damaged page fails the rows on it (and the lookups it leads to); the others still read.
+    """
+    try:
+        top = db.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0  # noqa: S608 (our names)
+    except sqlite3.DatabaseError:
+        top = None
+    found: list[tuple[Any, ...]] = []
+    bad, rowid, since, bad_since = 0, 0, 0, 0
+    while True:
+        rowid += 1
+        if top is not None and rowid > top:
+            break
+        if top is None and since >= _PROBE_PAST_END:
+            bad -= bad_since  # failures past the last row found: counted as the unknown end instead
+            break
+        try:
+            row = db.execute(f"SELECT {columns} FROM {table} WHERE rowid=?", (rowid,)).fetchone()  # noqa: S608
+        except sqlite3.DatabaseError:
+            bad, since, bad_since = bad + 1, since + 1, bad_since + 1
+            continue
+        if row is None:
+            since += 1
+            continue
+        found.append(row)
+        since = bad_since = 0
+    return found, bad, top is not None
+
+
+def salvage(path: Path) -> Salvage:
+    """Read what can be read from a journal file, skipping damaged pages, without writing to it."""
+    out = Salvage(path)
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise JournalError(f"{path} cannot be opened at all: {exc}") from None
+    try:
+        try:
+            found, _, _ = _probe(db, "campaigns", "id, created, state, account")
+        except sqlite3.DatabaseError as exc:  # the schema itself is unreadable
+            raise JournalError(f"nothing can be read from {path}: {exc}") from None
+        for cid, created, state, account in found:
+            if isinstance(cid, str):
+                out.campaigns[cid] = {"created": created, "state": state, "account": account}
+        rows, bad, end_known = _probe(
+            db, "recipients",
+            "campaign, idx, email, status, category, smtp_code, error, attempts, sent_at, message_id, line")
+        out.lost, out.complete = bad, end_known
+        kept: dict[str, list[tuple[int, ResultRow]]] = {}
+        for cid, idx, email, status, category, code, error, attempts, sent_at, message_id, line in rows:
+            if not (isinstance(cid, str) and isinstance(idx, int) and isinstance(email, str)):
+                out.lost += 1  # a row torn by the damage
+                continue
+            kept.setdefault(cid, []).append(
+                (idx, ResultRow(email, str(status), category, code, error, attempts or 0, sent_at, message_id,
+                                line=line or None)))
+        for cid, pairs in kept.items():
+            out.rows[cid] = [row for _, row in sorted(pairs, key=lambda p: p[0])]
+            out.campaigns.setdefault(cid, {"created": None, "state": "unknown", "account": None})
+    finally:
+        db.close()
+    return out
+
+
+def set_aside(path: Path | None = None) -> Path:
+    """Rename the journal (and its WAL) to journal.sqlite3.damaged-<UTC time>: the next campaign
+    starts a new journal. Returns the new name. Links are renamed, never followed."""
+    path = path or paths.data_dir() / "journal.sqlite3"
+    if not os.path.lexists(path):
+        raise JournalError(f"there is no journal at {path}", category="action_unavailable")
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while os.path.lexists(target):
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    os.rename(path, target)
+    if os.path.lexists(f"{path}-wal"):  # committed transactions not yet in the file: they go with it
+        os.rename(f"{path}-wal", f"{target}-wal")
+    Path(f"{path}-shm").unlink(missing_ok=True)  # an index of the WAL, rebuilt when opened
+    return target
+
+
+@dataclass
+class Repair:
+    """What repair_journal() did: where the journal went, what was read of it, and where to."""
+
+    moved_to: Path
+    folder: Path
+    salvage: Salvage
+    files: dict[str, Path]
+
+    def lines(self) -> list[str]:
+        s = self.salvage
+        said = [f"The journal was moved to {self.moved_to}; the next campaign starts a new journal.",
+                f"Read {s.read} recipient row(s) of {len(self.files)} "
+                f"campaign(s) into {self.folder}"
+                + (f"; {s.lost} row(s) were on damaged pages and could not be read" if s.lost else "")
+                + ("" if s.complete else "; the end of the list could not be found, a few more may be missing")
+                + "."]
+        for cid, target in self.files.items():
+            info = s.campaigns.get(cid, {})
+            counts = Counter(row.status for row in s.rows.get(cid, []))
+            said.append(f"  {cid} ({info.get('state')}, {info.get('account') or 'account unknown'}): "
+                        + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + f" -> {target.name}")
+        return said
+
+
+def _file_name(campaign_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", campaign_id)[:120] or "campaign"
+
+
+def repair_journal(path: Path | None = None) -> Repair:
+    """Set the journal aside and write what can be read of each campaign as a results CSV
+    (the columns `export` writes) into a folder beside it, mode 0700."""
+    from backend.service import results_csv_text  # service imports this module
+
+    moved = set_aside(path)
+    got = salvage(moved)
+    folder = moved.with_name(f"{moved.name}-read")
+    folder.mkdir(mode=0o700)
+    files: dict[str, Path] = {}
+    for cid, rows in got.rows.items():
+        target = folder / f"{_file_name(cid)}.csv"
+        paths.atomic_write(target, results_csv_text(rows).encode("utf-8"))
+        files[cid] = target
+    return Repair(moved, folder, got, files)
