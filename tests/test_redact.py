@@ -19,7 +19,7 @@ from backend.transports.base import Envelope
 from backend.transports.gmail import GmailTransport
 from backend.transports.smtp import SmtpTransport
 from tests.fakegoogle import client_json
-from tests.servers import PASSWORD, USER, XOAuth2Handler
+from tests.servers import PASSWORD, USER, RecordingHandler, XOAuth2Handler
 from tests.test_cli import run_cli
 from tests.test_gmail import PASSPHRASE, sign_in
 
@@ -54,19 +54,30 @@ def leaks(blobs: dict[str, bytes], forms: dict[str, bytes]) -> list[tuple[str, s
     return [(where, name) for where, data in blobs.items() for name, form in forms.items() if form in data]
 
 
-def echoing_authenticator(seen: list[str]):
-    """aiosmtpd authenticator refusing every login with a reply that repeats what it was sent."""
+def echo_of(login: str, password: str) -> str:
+    """A 535 reply repeating the credentials in every form they were sent in."""
+    return (f"535 5.7.8 bad credentials {b64(chr(0) + login + chr(0) + password)} "
+            f"{b64(password)} {b64(login)} {b64(login + chr(0) + login + chr(0) + password)} "
+            f"({password}) [{urllib.parse.quote(password, safe='')}]")
 
-    def check(server, session, envelope, mechanism, auth_data):
+
+class EchoingServer(RecordingHandler):
+    """Accepts the first login, then answers MAIL with a 535 echoing the credentials (a row's
+    reason, in the journal and the results); every later login is refused with the same echo."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logins: list[tuple[str, str]] = []
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
         assert isinstance(auth_data, LoginPassword)
-        login, password = auth_data.login.decode(), auth_data.password.decode()
-        seen.append(f"{mechanism} {login}")
-        echo = (f"535 5.7.8 bad credentials {b64(chr(0) + login + chr(0) + password)} "
-                f"{b64(password)} {b64(login)} {b64(login + chr(0) + login + chr(0) + password)} "
-                f"({password}) [{urllib.parse.quote(password, safe='')}]")
-        return AuthResult(success=False, handled=False, message=echo)
+        self.logins.append((auth_data.login.decode(), auth_data.password.decode()))
+        if len(self.logins) == 1:
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False, message=echo_of(*self.logins[-1]))
 
-    return check
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        return echo_of(*self.logins[-1])
 
 
 # -- the scrubbing itself ----------------------------------------------------------------------
@@ -92,9 +103,9 @@ def test_a_short_password_is_replaced_only_where_it_stands_alone():
 
 @pytest.mark.parametrize("mode", ["starttls", "plain"])
 def test_a_server_echoing_the_password_leaves_it_nowhere(smtp_server, certs, tmp_path, mode):
-    seen: list[str] = []
+    echo = EchoingServer()
     kw = {} if mode == "starttls" else {"auth_require_tls": False}
-    server = smtp_server(mode, authenticate=echoing_authenticator(seen), **kw)
+    server = smtp_server(mode, handler=echo, authenticate=echo.authenticate, **kw)
     home = tmp_path / "home"
     people = tmp_path / "people.csv"
     people.write_text("email,name\nann@example.org,Ann\nbob@example.org,Bob\n")
@@ -106,11 +117,11 @@ def test_a_server_echoing_the_password_leaves_it_nowhere(smtp_server, certs, tmp
                 else ["--security", "none", "--allow-plaintext-auth"])
     env = {"BULK_MAILER_PASSWORD": PASSWORD}
     send = run_cli("--log-level", "DEBUG", "--verbose", "send", *account, "--from", USER, "--to-file", str(people),
-                   "--subject", "Hi", "--text", str(body), "--delay-ms", "0", "--results", str(results),
+                   "--subject", "Hi", "--text-file", str(body), "--delay-ms", "0", "--results", str(results),
                    "--progress", "jsonl", env=env, home=home)
     verify = run_cli("--log-level", "DEBUG", "verify", *account, "--json", env=env, home=home)
     assert send.returncode == 2 and verify.returncode != 0, (send.stderr[-600:], verify.stderr[-600:])
-    assert seen, "the server was asked to log in"
+    assert len(echo.logins) >= 2 and echo.logins[0] == (USER, PASSWORD)  # the echo had the real thing
 
     answer = json.loads(verify.stdout)
     assert answer["error"]["category"] == "auth_failed"
