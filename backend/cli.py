@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +35,7 @@ from backend.inputs import (
     SendOptions,
     UncertainLeft,
 )
+from backend.logs import LOG_FILE, setup_logging
 from backend.presets import GMAIL_API_LIMITS
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
@@ -638,35 +638,6 @@ def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
     print(f"Signed in with Google as {status['email']} for {what}, since {status['signed_in_at'] or '?'}.", file=err)
     print(f"Limits: {status['limits']['note']}", file=err)
     return EXIT_OK
-
-
-LOG_FILE = "bulk-mailer.log"
-LOG_BYTES, LOG_BACKUPS = 5_000_000, 5
-
-
-def setup_logging(level: str = "INFO", *, verbose_to: TextIO | None = None) -> None:
-    """Log to a rotating bulk-mailer.log in the log folder; --verbose also to the terminal."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    try:
-        handler: logging.Handler = RotatingFileHandler(
-            paths.log_dir() / LOG_FILE, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
-    except OSError as exc:
-        home = os.environ.get(paths.HOME_ENV)
-        where = f"{paths.HOME_ENV}={home}" if home else "the log folder"
-        print(f"bulk-mailer: warning: cannot write the log file ({where}): {exc.strerror or exc}; "
-              "logging to the terminal only", file=sys.stderr)
-        handler = logging.StreamHandler(sys.stderr)
-        level = "WARNING" if level in ("DEBUG", "INFO") and verbose_to is None else level
-    handler.setFormatter(fmt)
-    root.addHandler(handler)
-    if verbose_to is not None:
-        terminal = logging.StreamHandler(verbose_to)
-        terminal.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
-        root.addHandler(terminal)
-        level = "DEBUG"
-    root.setLevel(level)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd (the local inbox)
 
 
 def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None,

@@ -4,13 +4,22 @@ keyring without a desktop session falls back to a backend that raises, and keyri
 would store passwords in plain text, so the keyring is used only when
 ``keyring.core.recommended`` says the backend is a real one. Otherwise passwords live in
 ``secrets.enc``: Fernet (AES-128-CBC + HMAC-SHA256) under a key derived with scrypt from a
-passphrase the user sets once; file mode 0600, replaced atomically.
+passphrase the user sets once; file mode 0600, replaced atomically, never read or written
+through a symbolic link.
+
+The file does not say which accounts have a saved password: the whole mapping is inside the
+encrypted token, and beside it only keyed HMACs of the account names (so has() needs no
+passphrase). Someone holding the file can test a guessed account name against them, but
+cannot list the names. Files of version 1 (names in clear) are read as before and rewritten
+as version 2 at the next save or delete.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -108,16 +117,22 @@ class EncryptedFileStore:
 
     def _header(self) -> dict[str, object] | None:
         try:
-            raw = self.path.read_bytes()
+            raw = paths.read_private(self.path)  # never through a link
         except FileNotFoundError:
             return None
+        except paths.AppFileError as exc:
+            raise CredentialsError(exc.message, fix=exc.extra_fix) from None
         except OSError as exc:
             raise CredentialsError(f"the saved passwords file {self.path} cannot be read ({exc.strerror})") from None
         try:
             header = json.loads(raw)
-            if not isinstance(header, dict) or header.get("version") != 1:
+            if not isinstance(header, dict) or header.get("version") not in (1, 2):
                 raise ValueError("unknown format")
             base64.b64decode(header["salt"], validate=True)
+            if header["version"] == 2:
+                base64.b64decode(header["index_key"], validate=True)
+            if not isinstance(header.get("accounts") or [], list):
+                raise ValueError("accounts is not a list")
             return header
         except (ValueError, KeyError, TypeError):
             raise CredentialsError(
@@ -158,7 +173,10 @@ class EncryptedFileStore:
         two saves at once must not lose one of them."""
         with _FILE_LOCK:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fd = paths.open_private(f"{self.path}.lock", os.O_CREAT | os.O_RDWR)
+            except paths.AppFileError as exc:
+                raise CredentialsError(exc.message, fix=exc.extra_fix) from None
             try:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -166,12 +184,29 @@ class EncryptedFileStore:
             finally:
                 os.close(fd)  # closing releases the flock
 
+    @staticmethod
+    def _tag(index_key: bytes, account: str) -> str:
+        return hmac.new(index_key, account.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def _listed(self, header: dict[str, object], account: str) -> bool:
+        """Whether the file holds a password for account (from the header, no passphrase)."""
+        listed = header.get("accounts") or []
+        if header.get("version") == 1:
+            return account in listed  # type: ignore[operator]
+        key = base64.b64decode(str(header["index_key"]))
+        return self._tag(key, account) in listed  # type: ignore[operator]
+
     def _write_all(self, data: dict[str, str], passphrase: str, salt: bytes | None) -> None:
         salt = salt or secrets.token_bytes(16)
+        header = self._header()
+        old_key = header.get("index_key") if header and header.get("version") == 2 else None
+        index_key = base64.b64decode(str(old_key)) if old_key else secrets.token_bytes(32)
         token = self._fernet(passphrase, salt).encrypt(json.dumps(data).encode("utf-8"))
-        blob = json.dumps({"version": 1, "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
+        blob = json.dumps({"version": 2, "kdf": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P,
                            "salt": base64.b64encode(salt).decode("ascii"), "token": token.decode("ascii"),
-                           "accounts": sorted(data)})  # names only, so has() needs no passphrase
+                           "index_key": base64.b64encode(index_key).decode("ascii"),
+                           # keyed HMACs, not names: has() needs no passphrase, the file lists nobody
+                           "accounts": sorted(self._tag(index_key, name) for name in data)})
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             paths.atomic_write(self.path, blob.encode("ascii"))  # mode 0600; the old file stays on failure
@@ -201,9 +236,9 @@ class EncryptedFileStore:
     def delete(self, account: str, passphrase: str | None = None) -> None:
         """Forget one account's password; the others stay (that needs the passphrase)."""
         header = self._header()
-        if header is None or account not in (header.get("accounts") or []):
+        if header is None or not self._listed(header, account):
             return
-        if set(header.get("accounts") or []) == {account}:
+        if len(header.get("accounts") or []) == 1:  # type: ignore[arg-type]
             self.path.unlink(missing_ok=True)  # the only one: no passphrase needed
             return
         if not passphrase:
@@ -218,7 +253,7 @@ class EncryptedFileStore:
 
     def has(self, account: str) -> bool:
         header = self._header()
-        return header is not None and account in (header.get("accounts") or [])
+        return header is not None and self._listed(header, account)
 
 
 def default_store() -> PasswordStore:

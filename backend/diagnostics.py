@@ -19,7 +19,7 @@ from typing import Any
 
 from backend.errors import ConnectError, MailerError, RejectedError, TransportError
 from backend.settings import SECURITY_LABELS, SmtpSettings
-from backend.transports.smtp import SmtpTransport, _reply_text, classify_reply
+from backend.transports.smtp import SmtpTransport, classify_reply
 
 log = logging.getLogger(__name__)
 
@@ -317,9 +317,9 @@ def _sender(run: _Run, s: SmtpSettings, transport: SmtpTransport) -> None:
         smtp.rset()
     except (smtplib.SMTPException, OSError) as exc:
         run.add("sender", "failed", f"the connection broke while checking {address}")
-        raise ConnectError(f"the connection broke while checking the sender: {exc}", category="server_disconnected",
-                           host=s.host, port=s.port) from exc
-    text = _reply_text(resp)
+        raise ConnectError(f"the connection broke while checking the sender: {transport.reply_text(str(exc))}",
+                           category="server_disconnected", host=s.host, port=s.port) from None
+    text = transport.reply_text(resp)  # scrubbed of the login's secrets
     if code != 250:
         run.add("sender", "failed", f"MAIL FROM:<{address}> refused: {code} {text}")
         raise RejectedError(f"sender {address} refused: {code} {text}", category=classify_reply(code, text, "mail"),

@@ -43,6 +43,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from backend import paths
 from backend.credentials import MIN_PASSPHRASE, CredentialsError, PasswordStore
 from backend.errors import OAuthError
+from backend.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -582,7 +583,10 @@ class GoogleAccount:
             if code is None:
                 text = str(exc.args[0]) if exc.args else ""
                 code = text.split(":", 1)[0].strip() if ":" in text else "server_error"
-            raise oauth_error(code, data.get("error_description")) from None
+            # Google's words may echo what it was sent: no token or client secret past here.
+            redact = Redactor(tokens=(token.refresh_token, token.access_token or "", client.client_secret or ""))
+            description = data.get("error_description")
+            raise oauth_error(redact(str(code)), redact(str(description)) if description else None) from None
         except google.auth.exceptions.TransportError as exc:
             raise _network_error(exc, "renewing the sign-in") from None
         token.access_token = creds.token

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import ssl
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from typing import Any
 from backend import paths
 from backend.errors import SettingsError
 from backend.presets import PRESETS, Preset, get_preset, preset_host, provider_advice
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "PRESETS",
@@ -154,9 +157,12 @@ def load_saved() -> dict[str, object] | None:
     """The saved settings, or None on first start (or when the file is unreadable)."""
 
     try:
-        data = json.loads(settings_path().read_text(encoding="utf-8"))
+        data = json.loads(paths.read_private(settings_path()).decode("utf-8"))  # never through a link
     except FileNotFoundError:
         return None
+    except paths.AppFileError as exc:
+        log.warning("the saved settings are not used: %s", exc.message)
+        return {}  # the next save replaces the link with a file of our own
     except (OSError, ValueError):
         return {}  # damaged: start from defaults, but it is not a first start
     return data if isinstance(data, dict) else {}

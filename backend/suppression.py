@@ -128,9 +128,10 @@ def _signature(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 @contextmanager
-def _locked(path: Path, timeout: float) -> Iterator[None]:
-    """An exclusive lock on a sidecar file, shared with every other process using the list."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def _locked(path: Path, timeout: float, private: bool = False) -> Iterator[None]:
+    """An exclusive lock on a sidecar file, shared with every other process using the list.
+    private: a file in the app's own folder, opened without following a link."""
+    fd = paths.open_private(path) if private else os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout
         if os.name == "nt":  # pragma: no cover - exercised on Windows only
@@ -173,6 +174,9 @@ class SuppressionList:
     """Addresses never to mail, with a reason each; kept in data_dir()/suppression.txt."""
 
     def __init__(self, path: Path | str | None = None, *, lock_timeout: float = LOCK_TIMEOUT) -> None:
+        # The list in the app's folder is never written through a link; a file the user
+        # chose is theirs to link where they like.
+        self._private = path is None
         if path is None:
             path = paths.data_dir() / FILE_NAME
         self.path = Path(path)
@@ -270,7 +274,7 @@ class SuppressionList:
         with self._mutex:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                lock = _locked(self.lock_path, self._lock_timeout)
+                lock = _locked(self.lock_path, self._lock_timeout, self._private)
                 lock.__enter__()
             except BlockingIOError as exc:
                 raise SuppressionError(
@@ -290,7 +294,8 @@ class SuppressionList:
     def _append(self, entries: builtins.list[tuple[str, str]]) -> None:
         lines = "".join(f"{address}\t{reason}\n" for address, reason in entries)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+            fd = paths.open_private(self.path, flags) if self._private else os.open(self.path, flags, 0o600)
             try:
                 size = os.fstat(fd).st_size
                 prefix = HEADER if size == 0 else ""

@@ -323,6 +323,7 @@ class TemplateStore:
     """Named templates in a folder (default: data_dir()/templates), one JSON file each."""
 
     def __init__(self, folder: Path | str | None = None, *, clock: Callable[[], str] = _now) -> None:
+        self._own = folder is None  # the app's folder: this user's alone (paths.check_folder)
         if folder is None:
             folder = paths.data_dir() / FOLDER
         self.folder = Path(folder)
@@ -388,6 +389,8 @@ class TemplateStore:
         target = self.folder / file_name(template.name)
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if self._own:
+                paths.check_folder(self.folder)
             paths.atomic_write(target, data)
         except OSError as exc:
             raise TemplateFileError(

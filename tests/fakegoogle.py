@@ -15,6 +15,7 @@ for SMTP:
     badrcpt400@...     400 Invalid To header
     expire401@...      401 (first time only): the access token is dropped, as when it expires
     boom500@...        500 after the message was received (and recorded)
+    echo400@...        400 whose message echoes the bearer token, raw and in base64
     slow@...           answers only after `slow_s` seconds (recorded when it arrived)
 
 Switches on the instance inject the OAuth failures: `consent` ("allow", "deny",
@@ -339,6 +340,9 @@ class FakeGoogle:
             return self._api_error(403, "dailyLimitExceeded", "Daily Limit Exceeded")
         if local == "precondition400":
             return self._api_error(400, "failedPrecondition", "Precondition check failed.")
+        if local == "echo400":  # a server that repeats what it was sent
+            return self._api_error(400, "invalidArgument", f"Invalid To header for token {token} "
+                                   f"({base64.b64encode(token.encode()).decode()})")
         if local == "badrcpt400":
             return self._api_error(400, "invalidArgument", "Invalid To header")
         if local == "expire401" and self._once(to):

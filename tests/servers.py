@@ -246,6 +246,7 @@ class Server:
         auth_required: bool = False,
         smtputf8: bool = True,
         accounts: dict[str, str] | None = None,
+        authenticate=None,
     ) -> None:
         self.mode = mode
         self.handler = handler or RecordingHandler()
@@ -259,7 +260,8 @@ class Server:
         # RFC 6531 UTF-8 addresses and headers; aiosmtpd's Controller offers it by default.
         kwargs["enable_SMTPUTF8"] = smtputf8
         if auth:
-            kwargs["authenticator"] = authenticator(self.handler, accounts)
+            # authenticate: aiosmtpd's authenticator signature, to answer logins another way
+            kwargs["authenticator"] = authenticate or authenticator(self.handler, accounts)
             kwargs["auth_required"] = auth_required
         if mode == "ssl":
             kwargs["ssl_context"] = ctx

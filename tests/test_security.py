@@ -260,7 +260,7 @@ def _tamper(kind: str, blob: dict, other: dict) -> str:
     elif kind == "token from another file":
         blob["token"] = other["token"]
     elif kind == "other version":
-        blob["version"] = 2
+        blob["version"] = 99  # a future format this version cannot read
     elif kind == "not JSON":
         return "garbage"
     return json.dumps(blob)

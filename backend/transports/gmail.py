@@ -33,6 +33,7 @@ from backend.errors import (
     UncertainDelivery,
 )
 from backend.google_auth import HTTP_TIMEOUT_S, GoogleAccount, _clean, _http_session
+from backend.redact import Redactor
 from backend.transports.base import Envelope, Receipt
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,14 @@ class GmailTransport:
         base = account.endpoints.api_base
         self.send_url = f"{base}/gmail/v1/users/me/messages/send"
         self.host = base.split("://", 1)[-1].split("/", 1)[0]
+        # Google's answers pass here before they become errors: they may echo a token.
+        self.redact = Redactor()
 
     def open(self) -> None:
         """Load the sign-in and renew the access token if it is about to end (OAuthError if not)."""
         token = self.account.require("api")
-        self.account.access_token()
+        self.redact.add_token(token.refresh_token, token.email)
+        self.redact.add_token(self.account.access_token(), token.email)
         self.info = GmailInfo(authenticated_as=token.email)
 
     def close(self) -> None:
@@ -97,7 +101,7 @@ class GmailTransport:
         if 200 <= response.status_code < 300:
             try:
                 answer = response.json()
-                ident = str(answer.get("id") or "") if isinstance(answer, dict) else ""
+                ident = self.redact(_clean(answer.get("id") or "")[:200]) if isinstance(answer, dict) else ""
             except ValueError:
                 ident = ""
             if not ident:
@@ -117,18 +121,19 @@ class GmailTransport:
     def _post(self, body: str, access_token: str) -> Any:
         import requests
 
+        self.redact.add_token(access_token)
         headers = {"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"}
         try:
             return self._session.post(self.send_url, data=body, headers=headers, allow_redirects=False,
                                       timeout=(min(self.timeout, 15.0), self.timeout))
         except requests.exceptions.SSLError as exc:
             if _HANDSHAKE.search(str(exc)):  # the connection was never set up: nothing was sent
-                raise ConnectError(f"{self.host}: the secure connection failed ({_reason(exc)})",
+                raise ConnectError(f"{self.host}: the secure connection failed ({self._reason(exc)})",
                                    category="certificate_invalid" if "CERTIFICATE" in str(exc).upper()
                                    else "tls_handshake_failed") from None
             # A TLS error while the answer was read: the message went out.
             raise UncertainDelivery(
-                f"{self.host}: the secure connection broke after the message was sent ({_reason(exc)}); it may "
+                f"{self.host}: the secure connection broke after the message was sent ({self._reason(exc)}); it may "
                 "or may not have been delivered", category="server_disconnected") from None
         except requests.exceptions.ConnectTimeout:
             raise ConnectError(f"{self.host}: no connection within {min(self.timeout, 15.0):g} s; nothing was sent",
@@ -140,15 +145,19 @@ class GmailTransport:
         except requests.exceptions.ConnectionError as exc:
             if _before_sending(exc):
                 dns = "NameResolution" in repr(exc) or "getaddrinfo" in repr(exc)
-                raise ConnectError(f"{self.host}: could not connect ({_reason(exc)}); nothing was sent",
+                raise ConnectError(f"{self.host}: could not connect ({self._reason(exc)}); nothing was sent",
                                    category="dns_failure" if dns else "connection_refused") from None
             raise UncertainDelivery(
-                f"{self.host}: the connection dropped after the message was sent ({_reason(exc)}); it may "
+                f"{self.host}: the connection dropped after the message was sent ({self._reason(exc)}); it may "
                 "or may not have been delivered", category="server_disconnected") from None
+
+    def _reason(self, exc: BaseException) -> str:
+        return self.redact(_reason(exc))
 
     def _error(self, response: Any, envelope: Envelope) -> TransportError:
         status = int(response.status_code)
         message, reasons = _google_error(response)
+        message = self.redact(message)
         text = f"Gmail API {status}: {message}" if message else f"Gmail API HTTP {status}"
         wait = _retry_after(response.headers.get("Retry-After"), message)
         cls, category = classify(status, message, reasons, wait)

@@ -20,6 +20,7 @@ from backend.errors import (
     TransportError,
     UncertainDelivery,
 )
+from backend.redact import Redactor
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope, Receipt
 
@@ -134,6 +135,14 @@ class SmtpTransport:
         self._local_hostname = local_hostname or self.settings.helo_name
         self._smtp: smtplib.SMTP | None = None
         self.info = ConnectionInfo()
+        # Every text a server sends passes here before it is kept: a reply may echo the password.
+        self.redact = Redactor(self.settings.user, self.settings.password)
+
+    def reply_text(self, resp: bytes | str | None) -> str:
+        """A server's reply as one clean line, scrubbed of the login's secrets (redact.py)."""
+        if isinstance(resp, bytes):
+            resp = resp.decode("utf-8", "replace")
+        return self.redact(_reply_text(self.redact(resp or "")))
 
     # -- opening -------------------------------------------------------------------------
 
@@ -218,7 +227,7 @@ class SmtpTransport:
                 raise self._err(ConnectError, f"no greeting from the server within {s.timeout:g} s", "timeout") from exc
             raise self._err(ConnectError, f"the server closed the connection before greeting ({exc})", "server_disconnected") from exc
         except smtplib.SMTPConnectError as exc:
-            text = _reply_text(exc.smtp_error)
+            text = self.reply_text(exc.smtp_error)
             code = exc.smtp_code
             if code == 421:
                 category, fix = classify_reply(code, text, "connect"), ("Wait a few minutes and try again.",)
@@ -228,7 +237,7 @@ class SmtpTransport:
                        "Often this computer's internet address is on a spam blocklist (common for home and "
                        "cloud connections): send through your provider's server on port 587 or 465 instead.",)
             raise self._err(ConnectError, f"the server refused the session: {code} {text}", category,
-                            code=code, fix=fix) from exc
+                            code=code, fix=fix) from None  # smtplib's exception holds the raw reply
         except OSError as exc:
             raise self._err(ConnectError, f"could not connect ({exc.strerror or exc})", "connection_refused") from exc
         return smtp
@@ -241,7 +250,7 @@ class SmtpTransport:
             if code != 250:
                 code, resp = smtp.helo()
                 if code != 250:
-                    raise self._err(ConnectError, f"the server refused EHLO and HELO: {code} {_reply_text(resp)}", "server_disconnected", code=code)
+                    raise self._err(ConnectError, f"the server refused EHLO and HELO: {code} {self.reply_text(resp)}", "server_disconnected", code=code)
             if s.security == "starttls":
                 if not smtp.has_extn("starttls"):
                     raise self._err(
@@ -256,15 +265,15 @@ class SmtpTransport:
                 self._step("tls", started, True, f"{self.info.tls_version} {self.info.cipher}")
                 started = time.monotonic()
                 smtp.ehlo()
-            self.info.features = dict(smtp.esmtp_features)
-            self._step("ehlo", started, True, " ".join(sorted(smtp.esmtp_features)))
+            self.info.features = {name: self.reply_text(value) for name, value in smtp.esmtp_features.items()}
+            self._step("ehlo", started, True, " ".join(sorted(self.info.features)))
         except ssl.SSLCertVerificationError as exc:
             raise self._certificate_error(exc) from exc
         except ssl.SSLError as exc:
             raise self._err(ConnectError, f"TLS handshake failed: {exc}", "tls_handshake_failed") from exc
         except smtplib.SMTPResponseException as exc:
-            text = _reply_text(exc.smtp_error)
-            raise self._err(ConnectError, f"STARTTLS refused: {exc.smtp_code} {text}", "tls_handshake_failed", code=exc.smtp_code) from exc
+            text = self.reply_text(exc.smtp_error)
+            raise self._err(ConnectError, f"STARTTLS refused: {exc.smtp_code} {text}", "tls_handshake_failed", code=exc.smtp_code) from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise self._disconnected(exc, "while setting up the session") from exc
         if s.user:
@@ -288,7 +297,7 @@ class SmtpTransport:
             else:
                 self._login_utf8(smtp)
         except smtplib.SMTPAuthenticationError as exc:
-            text = _reply_text(exc.smtp_error)
+            text = self.reply_text(exc.smtp_error)
             fix: tuple[str, ...] = ()
             if "application-specific password" in text.lower() or "app password" in text.lower():
                 fix = ("The server asks for an app password: create one in your account's security "
@@ -319,6 +328,7 @@ class SmtpTransport:
         last: smtplib.SMTPAuthenticationError | None = None
         for renew in (False, True):
             token = s.token_source.access_token(force_refresh=renew)
+            self.redact.add_token(token, s.user)  # before the server can echo it
 
             def answer(challenge: bytes | None = None, token: str = token) -> str:
                 # Google answers a refused token with a 334 challenge (JSON saying why), to
@@ -338,7 +348,7 @@ class SmtpTransport:
             self._step("auth", started, True, f"logged in as {s.user} with Google (XOAUTH2)")
             return
         assert last is not None
-        text = _reply_text(last.smtp_error)
+        text = self.reply_text(last.smtp_error)
         self._step("auth", started, False, f"{last.smtp_code} {text}")
         raise self._err(
             OAuthError, f"login as '{s.user}' with Google refused: {last.smtp_code} {text}", "oauth_error",
@@ -476,7 +486,7 @@ class SmtpTransport:
                 f"{what} after the whole message was sent; it may or may not have been delivered",
                 "timeout" if timed_out else "server_disconnected",
             ) from exc
-        text = _reply_text(resp)
+        text = self.reply_text(resp)
         log.debug("%s:%s end of DATA -> %s %s", self.settings.host, self.settings.port, code, text)
         if code != 250:
             if code == 421:
@@ -564,11 +574,11 @@ class SmtpTransport:
         """Raise what a reply to an envelope command means, unless it is the one expected."""
         if log.isEnabledFor(logging.DEBUG):  # only envelope commands pass here, never AUTH
             log.debug("%s:%s %s %s -> %s %s", self.settings.host, self.settings.port, stage.upper(),
-                      arg, code, _reply_text(resp))
+                      arg, code, self.reply_text(resp))
         ok = code == expect or (stage == "rcpt" and code == 251)
         if ok:
             return
-        text = _reply_text(resp)
+        text = self.reply_text(resp)
         if code == 421:
             # The server is closing the session: reconnecting is the remedy, not a rejection.
             self._abort(smtp)
