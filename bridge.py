@@ -746,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from backend import desktop_entry
 
         return desktop_entry.main()
-    from backend.cli import setup_logging
+    from backend.logs import setup_logging
 
     setup_logging()
     if ns.self_test:

@@ -356,8 +356,13 @@ def keep_attachments(campaign_id: str, files: Sequence[Attachment]) -> list[str]
     for n, attachment in enumerate(files, 1):
         folder = campaign_files_dir(campaign_id) / str(n)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for part in (folder, folder.parent, folder.parent.parent):
-            os.chmod(part, 0o700)
+        for part in (folder.parent.parent, folder.parent, folder):
+            # never through a link: the mode is set on the folder opened without following one
+            fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchmod(fd, 0o700)
+            finally:
+                os.close(fd)
         target = folder / attachment.filename
         paths.atomic_write(target, attachment.data)
         kept.append(str(target))
