@@ -577,21 +577,28 @@ def check_all(
             problems.append(exc)
     parts = [(t, p, template._plans[p]) for t, p in ((template._html, "html"), (template._text, "text")) if t]
     subject_plan = template._plans["subject"]
+    # A part that ran out of time for one row is not rendered again for the next rows:
+    # 100,000 rows of 2 s each would be days. The first row's error says what went wrong.
+    timed_out: set[str] = set()
     for recipient in recipients:
         row, fields = recipient.line, recipient.fields
-        if subject_plan is None or not _renders(subject_plan, fields):
+        if "subject" not in timed_out and (subject_plan is None or not _renders(subject_plan, fields)):
             try:
                 subject = _render(template._subject, "subject", fields, row)
                 _check_header(subject, "subject", row, "subject")
             except TemplateError as exc:
                 problems.append(exc)
+                if isinstance(exc.__cause__, sandbox.TimeBudgetExceeded):
+                    timed_out.add("subject")
         for tmpl, part, plan in parts:
-            if plan is not None and _renders(plan, fields):
+            if part in timed_out or (plan is not None and _renders(plan, fields)):
                 continue
             try:
                 _render(tmpl, part, fields, row)
             except TemplateError as exc:
                 problems.append(exc)
+                if isinstance(exc.__cause__, sandbox.TimeBudgetExceeded):
+                    timed_out.add(part)
         try:
             _recipient_address(recipient, build=False, smtputf8=smtputf8)
         except TemplateError as exc:

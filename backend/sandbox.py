@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import math
 import re
 import string
@@ -37,7 +36,7 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
-from jinja2.utils import generate_lorem_ipsum
+from jinja2.utils import _PassArg, generate_lorem_ipsum
 from markupsafe import Markup
 
 __all__ = [
@@ -48,6 +47,7 @@ __all__ = [
     "TIME_BUDGET",
     "LimitExceeded",
     "LimitedSandbox",
+    "TimeBudgetExceeded",
     "budget",
 ]
 
@@ -71,14 +71,18 @@ class TimeBudgetExceeded(LimitExceeded):
 
 # --- the time budget ---------------------------------------------------------------------
 
-_state = threading.local()
+class _State(threading.local):
+    deadline: tuple[float, float] | None = None  # (time.monotonic() deadline, seconds allowed)
+
+
+_state = _State()
 
 
 @contextlib.contextmanager
 def budget(seconds: float = TIME_BUDGET) -> Iterator[None]:
     """Give the renders made inside (in this thread) `seconds` in all; nested budgets share the
     outer deadline when it comes first."""
-    outer = getattr(_state, "deadline", None)
+    outer = _state.deadline
     if outer is None or time.monotonic() + seconds < outer[0]:
         _state.deadline = (time.monotonic() + seconds, seconds)
     try:
@@ -87,8 +91,18 @@ def budget(seconds: float = TIME_BUDGET) -> Iterator[None]:
         _state.deadline = outer
 
 
+_ticks = 0
+
+
 def _tick() -> None:
-    deadline = getattr(_state, "deadline", None)
+    # The clock is read every 32nd step only: reading it (and the thread's deadline) on every
+    # filter call and loop turn would slow normal templates measurably. The counter is shared
+    # by threads and not locked; a lost increment only moves a check by a step.
+    global _ticks
+    _ticks += 1
+    if _ticks & 31:
+        return
+    deadline = _state.deadline
     if deadline is not None and time.monotonic() > deadline[0]:
         seconds = deadline[1]
         raise TimeBudgetExceeded(
@@ -100,6 +114,18 @@ def _tick() -> None:
 def _budgeted(iterable: Iterable[Any]) -> Iterator[Any]:
     for item in iterable:
         _tick()
+        yield item
+
+
+def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
+    """The items, within the time budget and stopping past MAX_ITEMS of them."""
+    for count, item in enumerate(iterable, 1):
+        _tick()
+        if count > MAX_ITEMS:
+            raise LimitExceeded(
+                f"asks for a list of more than {MAX_ITEMS:,} items, which is too large: the limit "
+                f"is {MAX_ITEMS:,} items"
+            )
         yield item
 
 
@@ -139,13 +165,19 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_STRINGS = (str, bytes, bytearray)
+_COLLECTIONS = (list, tuple, dict, set, frozenset)
+
+
 def _check_result(value: Any) -> Any:
     """The value, once it is known to be within the limits."""
-    if isinstance(value, str | bytes | bytearray):
-        _check_string(len(value))
-    elif isinstance(value, list | tuple | dict | set | frozenset):
-        _check_items(len(value))
-    elif _is_int(value) and value.bit_length() > 3 * MAX_DIGITS:
+    if isinstance(value, _STRINGS):
+        if len(value) > MAX_STRING:
+            _check_string(len(value))
+    elif isinstance(value, _COLLECTIONS):
+        if len(value) > MAX_ITEMS:
+            _check_items(len(value))
+    elif isinstance(value, int) and value.bit_length() > 3 * MAX_DIGITS:
         _check_digits(int(value.bit_length() * _LOG10_2) + 1)
     return value
 
@@ -244,7 +276,7 @@ def _filter_estimate(name: str, a: dict[str, Any]) -> None:
     elif name == "format":
         value = a.get("value")
         if isinstance(value, str):
-            _check_string(_percent_size(value, a.get("kwargs") or tuple(a.get("args", ()))))
+            _check_string(_percent_size(value, a["kwargs"] or a["args"]))
     elif name == "batch":
         _check_items(_width(a.get("linecount")))
     elif name == "slice":
@@ -260,15 +292,17 @@ def _filter_estimate(name: str, a: dict[str, Any]) -> None:
 
 def _materialise(name: str, a: dict[str, Any]) -> dict[str, Any]:
     """join and sum get their items as a list, counted before the work is done."""
-    key = "value" if name == "join" else "iterable"
+    key = "iterable" if name == "sum" else "value"
     items = a.get(key)
-    if items is None or isinstance(items, str):
+    if items is None or isinstance(items, str | bytes):
         return a
     if not isinstance(items, list | tuple):
-        items = list(_budgeted(items))
+        items = list(_counted(items))
         a = {**a, key: items}
     _check_items(len(items))
-    if name == "join":
+    if name == "list":
+        pass
+    elif name == "join":
         sep = _size(a.get("d"))
         _check_string(sep * max(0, len(items) - 1) + (0 if a.get("attribute") is not None else sum(map(_size, items))))
     else:  # sum: adding lists or tuples copies the total so far each time (quadratic)
@@ -280,30 +314,96 @@ def _materialise(name: str, a: dict[str, Any]) -> dict[str, Any]:
     return a
 
 
-_ESTIMATED = frozenset(
-    {"center", "indent", "wordwrap", "truncate", "replace", "format", "batch", "slice", "tojson"}
-)
-_MATERIALISED = frozenset({"join", "sum"})
+# The arguments of the filters checked above, by name, as Jinja's filters take them (the first
+# parameter of some is the environment or eval context Jinja passes). Binding by calling is
+# much cheaper than inspect.signature().bind on every call.
+def _b_center(value: Any, width: Any = 80) -> dict[str, Any]:
+    return locals()
+
+
+def _b_indent(s: Any, width: Any = 4, first: Any = False, blank: Any = False) -> dict[str, Any]:
+    return locals()
+
+
+def _b_wordwrap(s: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None, break_on_hyphens: Any = True) -> dict[str, Any]:
+    return locals()
+
+
+def _b_truncate(s: Any, length: Any = 255, killwords: Any = False, end: Any = "...",
+                leeway: Any = None) -> dict[str, Any]:
+    return locals()
+
+
+def _b_replace(s: Any, old: Any, new: Any, count: Any = None) -> dict[str, Any]:
+    return locals()
+
+
+def _b_format(value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return locals()
+
+
+def _b_batch(value: Any, linecount: Any, fill_with: Any = None) -> dict[str, Any]:
+    return locals()
+
+
+def _b_slice(value: Any, slices: Any, fill_with: Any = None) -> dict[str, Any]:
+    return locals()
+
+
+def _b_tojson(value: Any, indent: Any = None) -> dict[str, Any]:
+    return locals()
+
+
+def _b_join(value: Any, d: Any = "", attribute: Any = None) -> dict[str, Any]:
+    return locals()
+
+
+def _b_sum(iterable: Any, attribute: Any = None, start: Any = 0) -> dict[str, Any]:
+    return locals()
+
+
+def _b_list(value: Any) -> dict[str, Any]:
+    return locals()
+
+
+_BINDERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "center": _b_center, "indent": _b_indent, "wordwrap": _b_wordwrap, "truncate": _b_truncate,
+    "replace": _b_replace, "format": _b_format, "batch": _b_batch, "slice": _b_slice,
+    "tojson": _b_tojson, "join": _b_join, "sum": _b_sum, "list": _b_list,
+}
+_MATERIALISED = {"join": ("value", "d", "attribute"), "sum": ("iterable", "attribute", "start"), "list": ("value",)}
+
+
+# Filters whose result is never much longer than what they are given (or a number): they
+# run unwrapped, as the wrapper would cost more than the filter on every normal message.
+_PLAIN_FILTERS = frozenset({
+    "abs", "attr", "capitalize", "count", "d", "default", "first", "float", "int", "last",
+    "length", "lower", "max", "min", "random", "round", "safe", "striptags", "title", "trim",
+    "upper", "wordcount",
+})
 
 
 def _limited_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    signature = inspect.signature(func) if name in _ESTIMATED | _MATERIALISED else None
+    if name in _PLAIN_FILTERS:
+        return func
+    binder = _BINDERS.get(name)
+    order = _MATERIALISED.get(name)
+    # Jinja passes the environment, eval context or context first to some filters (and to
+    # every filter with an async variant); the binders take the filter's own arguments.
+    passed = 1 if _PassArg.from_obj(func) is not None else 0
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _tick()
-        if signature is not None:
+        if binder is not None:
             try:
-                bound = signature.bind(*args, **kwargs)
+                arguments = binder(*args[passed:], **kwargs)
             except TypeError:
-                pass  # the filter itself says what is wrong with the arguments
-            else:
-                bound.apply_defaults()
-                arguments = dict(bound.arguments)
-                if name in _MATERIALISED:
+                arguments = None  # the filter itself says what is wrong with the arguments
+            if arguments is not None:
+                if order is not None:
                     arguments = _materialise(name, arguments)
-                    bound.arguments.update(arguments)
-                    args, kwargs = bound.args, bound.kwargs
+                    args, kwargs = (*args[:passed], *(arguments[k] for k in order)), {}
                 else:
                     _filter_estimate(name, arguments)
         return _check_result(func(*args, **kwargs))
@@ -326,13 +426,13 @@ def _method_estimate(target: Any, name: str, args: tuple[Any, ...], kwargs: dict
             count = args[2] if len(args) > 2 else kwargs.get("count", -1)
             _check_string(_replace_size(target, args[0], args[1], count))
         elif name == "join" and args:
-            items = args[0] if isinstance(args[0], list | tuple) else list(_budgeted(args[0]))
+            items = args[0] if isinstance(args[0], list | tuple) else list(_counted(args[0]))
             _check_items(len(items))
             _check_string(len(target) * max(0, len(items) - 1) + sum(map(_size, items)))
             args = (items, *args[1:])
     elif isinstance(target, list):
         if name == "extend" and args:
-            items = args[0] if isinstance(args[0], list | tuple) else list(_budgeted(args[0]))
+            items = args[0] if isinstance(args[0], list | tuple) else list(_counted(args[0]))
             _check_items(len(target) + len(items))
             args = (items, *args[1:])
         elif name in ("append", "insert"):
@@ -373,6 +473,14 @@ class _LimitedCodeGenerator(CodeGenerator):
                 lineno=node.lineno,
             )
         super().visit_For(node, frame)
+
+    def visit_Call(self, node: nodes.Call, frame: Frame, forward_caller: bool = False) -> None:
+        if isinstance(node.node, nodes.EnvironmentAttribute) and node.node.name == "budgeted":
+            self.write("environment.budgeted(")  # ours, straight: not through sandboxed call()
+            self.visit(node.args[0], frame)
+            self.write(")")
+            return
+        super().visit_Call(node, frame, forward_caller=forward_caller)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         # Jinja's visit_Concat, with the pieces counted before they are joined (a ~ b ~ c).
@@ -429,7 +537,7 @@ class LimitedSandbox(SandboxedEnvironment):
                 _check_digits(int((left.bit_length() + right.bit_length()) * _LOG10_2))
         elif operator == "**":
             if _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
-                _check_digits(int(min(right, 10**18) * (left.bit_length() - 1) * _LOG10_2) + 1)
+                _check_digits(int(min(right, 10**18) * math.log10(abs(left))) + 1)
         elif operator == "+":
             if isinstance(left, str | bytes) and isinstance(right, str | bytes):
                 _check_string(len(left) + len(right))
