@@ -32,9 +32,11 @@ from jinja2.exceptions import SecurityError
 from jinja2.filters import do_urlencode
 from jinja2.sandbox import SandboxedEnvironment
 
+from backend import sandbox
 from backend.attachments import Attachment
 from backend.errors import HeaderValueError, SettingsError, TemplateError
 from backend.recipients import Recipient
+from backend.sandbox import LimitedSandbox
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +49,11 @@ POLICY = email.policy.SMTP.clone(cte_type="7bit")
 POLICY_UTF8 = POLICY.clone(utf8=True)
 
 # Subject and text body are not HTML: escaping them would show "&amp;" to the reader.
-MAX_RENDERED = 10_000_000  # characters one part of one message may grow to
+MAX_RENDERED = sandbox.MAX_STRING  # characters one part of one message may grow to
 
 
-class _LimitedSandbox(SandboxedEnvironment):
-    """The sandbox, plus a cap on '*' and '**' so {{ "x" * 2000000000 }} cannot eat the memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and isinstance(left, int) and abs(right) > 100:
-            raise SecurityError("the exponent is too large")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(times, int) and len(seq) * times > MAX_RENDERED:
-                    raise SecurityError(f"the result would be longer than {MAX_RENDERED:,} characters")
-        return super().call_binop(context, operator, left, right)
-
-
-_PLAIN_ENV = _LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
-_HTML_ENV = _LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=True)
+_PLAIN_ENV = LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701
+_HTML_ENV = LimitedSandbox(undefined=jinja2.StrictUndefined, autoescape=True)
 
 
 class _UrlEncoded(str):
@@ -81,7 +68,7 @@ def _url_finalize(value: Any) -> str:
     return urllib.parse.quote(str(value), safe="")
 
 
-_URL_ENV = _LimitedSandbox(  # noqa: S701 - a URL, not HTML; values are percent-encoded
+_URL_ENV = LimitedSandbox(  # noqa: S701 - a URL, not HTML; values are percent-encoded
     undefined=jinja2.StrictUndefined, autoescape=False, finalize=_url_finalize
 )
 _URL_ENV.filters["urlencode"] = lambda value: _UrlEncoded(do_urlencode(value))
@@ -286,9 +273,10 @@ def parse_unsubscribe(values: Iterable[str]) -> Unsubscribe | None:
 def render_parts(template: Template, recipient: Recipient) -> Rendered:
     """Fill in the subject and bodies for one recipient; TemplateError naming line and field."""
     fields = recipient.fields
-    subject = _render(template._subject, "subject", fields, recipient.line)
-    html = _render(template._html, "html", fields, recipient.line) if template._html else None
-    text = _render(template._text, "text", fields, recipient.line) if template._text else None
+    with sandbox.budget():  # one time budget for the whole message
+        subject = _render(template._subject, "subject", fields, recipient.line)
+        html = _render(template._html, "html", fields, recipient.line) if template._html else None
+        text = _render(template._text, "text", fields, recipient.line) if template._text else None
     return Rendered(subject, html, text)
 
 
@@ -589,21 +577,28 @@ def check_all(
             problems.append(exc)
     parts = [(t, p, template._plans[p]) for t, p in ((template._html, "html"), (template._text, "text")) if t]
     subject_plan = template._plans["subject"]
+    # A part that ran out of time for one row is not rendered again for the next rows:
+    # 100,000 rows of 2 s each would be days. The first row's error says what went wrong.
+    timed_out: set[str] = set()
     for recipient in recipients:
         row, fields = recipient.line, recipient.fields
-        if subject_plan is None or not _renders(subject_plan, fields):
+        if "subject" not in timed_out and (subject_plan is None or not _renders(subject_plan, fields)):
             try:
                 subject = _render(template._subject, "subject", fields, row)
                 _check_header(subject, "subject", row, "subject")
             except TemplateError as exc:
                 problems.append(exc)
+                if isinstance(exc.__cause__, sandbox.TimeBudgetExceeded):
+                    timed_out.add("subject")
         for tmpl, part, plan in parts:
-            if plan is not None and _renders(plan, fields):
+            if part in timed_out or (plan is not None and _renders(plan, fields)):
                 continue
             try:
                 _render(tmpl, part, fields, row)
             except TemplateError as exc:
                 problems.append(exc)
+                if isinstance(exc.__cause__, sandbox.TimeBudgetExceeded):
+                    timed_out.add(part)
         try:
             _recipient_address(recipient, build=False, smtputf8=smtputf8)
         except TemplateError as exc:
@@ -693,6 +688,17 @@ def _render(tmpl: jinja2.Template, part: str, fields: Mapping[str, str], row: in
         raise TemplateError(
             f"the {_LABELS[part]} could not be filled in: {exc}", row=row, field=part
         ) from exc
+    except sandbox.LimitExceeded as exc:
+        raise TemplateError(
+            f"the {_LABELS[part]} {exc}",
+            row=row,
+            field=part,
+            fix=(
+                f"Check the {_LABELS[part]} for a very large number (a width, a repeat count, "
+                "an exponent) or a loop that runs too many times; templates from others may "
+                "be built to exhaust the computer.",
+            ),
+        ) from exc
     except SecurityError as exc:
         raise TemplateError(
             f"the {_LABELS[part]} uses something templates are not allowed to do: {exc}",
@@ -718,14 +724,19 @@ def _render(tmpl: jinja2.Template, part: str, fields: Mapping[str, str], row: in
 
 
 def _bounded_render(tmpl: jinja2.Template, fields: Mapping[str, str]) -> str:
-    # Render piece by piece so a loop cannot build gigabytes before anyone notices.
+    # Render piece by piece so a loop cannot build gigabytes before anyone notices, within
+    # the time budget (shared with the message's other parts when render_parts set one).
     pieces: list[str] = []
     size = 0
-    for piece in tmpl.generate(fields):
-        size += len(piece)
-        if size > MAX_RENDERED:
-            raise SecurityError(f"the result would be longer than {MAX_RENDERED:,} characters")
-        pieces.append(piece)
+    with sandbox.budget():
+        for piece in tmpl.generate(fields):
+            size += len(piece)
+            if size > MAX_RENDERED:
+                raise sandbox.LimitExceeded(
+                    f"would be longer than {MAX_RENDERED:,} characters, which is too large: the "
+                    f"limit is {MAX_RENDERED:,} characters"
+                )
+            pieces.append(piece)
     return "".join(pieces)
 
 
