@@ -44,7 +44,8 @@ function tally(c) {
   const uncertain = num(counts.uncertain);
   const total = num(c && c.total) || Object.values(counts).reduce((a, b) => a + num(b), 0);
   const left = num(c && c.left_to_send);  // the core's count: pending and deferred
-  return { sent, failed, uncertain, left, notSent: Math.max(0, total - sent - failed - uncertain) };
+  const skipped = num(counts.skipped);  // invalid, duplicate, suppressed lines and the ones left out
+  return { sent, failed, uncertain, left, skipped, notSent: Math.max(0, total - sent - failed - uncertain - skipped) };
 }
 
 /** Whether a campaign can be resumed is the core's answer, not a rule of the page. */
@@ -83,7 +84,8 @@ export async function refreshHistory({ quiet = false } = {}) {
   for (const c of list) frag.append(campaignRow(c));
   $('#history-list').replaceChildren(frag);
   $('.history-scroll').hidden = list.length === 0;
-  if (!quiet || !list.length) show(out, el('p', { class: 'hint', text: list.length ? `${plural(list.length, 'campaign')}.` : 'No campaigns yet.' }));
+  const stale = out.textContent === 'No campaigns yet.' && list.length;  // a run has ended since
+  if (!quiet || !list.length || stale) show(out, el('p', { class: 'hint', text: list.length ? `${plural(list.length, 'campaign')}.` : 'No campaigns yet.' }));
   const interrupted = list.find((c) => c.state === 'interrupted') || null;
   renderNotice(interrupted);
   if (deps.onInterrupted) deps.onInterrupted(interrupted ? `${interruptedWords(interrupted)} See History.` : null);
@@ -99,7 +101,8 @@ function campaignRow(c) {
   if (t.uncertain > 0) {
     buttons.push(actionButton('Resend to failed and uncertain', `of campaign ${id}`, { dataset: { action: 'resend-uncertain', id } }));
   }
-  const rest = [t.notSent ? `${t.notSent} not sent` : null, t.uncertain ? `${t.uncertain} uncertain` : null].filter(Boolean);
+  const rest = [t.notSent ? `${t.notSent} not sent` : null, t.uncertain ? `${t.uncertain} uncertain` : null,
+    t.skipped ? `${t.skipped} skipped` : null].filter(Boolean);
   return el('tr', { dataset: { id, state: String(c.state ?? '') } },
     el('td', { class: 'nowrap', text: formatTime(c.created) }),
     el('td', { class: 'address' }, breakable(c.account ?? '')),
