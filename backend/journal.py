@@ -426,7 +426,9 @@ class Journal:
                     "VALUES (?, ?, ?, 'running', NULL, ?, ?, ?, ?, ?)",
                     (campaign_id, now, now, account, json.dumps(spec, ensure_ascii=False), os.getpid(),
                      socket.gethostname(), _process_start(os.getpid())))
-                self._db.executemany("INSERT INTO recipients VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.executemany("INSERT INTO recipients(campaign, idx, email, line, fields, status, category, smtp_code, "
+                                     "error, attempts, sent_at, message_id, next_attempt, updated) "
+                                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)

@@ -26,11 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import free_port
+from tests.servers import (  # the SMTP test server's login: IMAP uses it too
+    PASSWORD,
+    USER,
+    free_port,
+)
 
 DOVECOT = "/usr/sbin/dovecot"
-USER = "me@example.com"
-PASSWORD = "imap-Passw0rd!"  # noqa: S105 (a test account)
 
 
 def available() -> bool:

@@ -152,6 +152,7 @@ class SentCopies:
                 return
             if len(self._done) >= 50:
                 self._record()
+        self._record()  # a killed run keeps what it filed (the end of a run marks everything again)
 
     def _connected(self) -> ImapClient:
         if self._client is None or self._client._imap is None:
