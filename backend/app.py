@@ -270,7 +270,7 @@ class App:
         account = {"provider": LOCAL_INBOX, "host": self.inbox.host, "port": self.inbox.start(),
                    "security": "none", "user": "", "from_address": "Me <me@example.com>",
                    "verify_certificates": True, "allow_plaintext_auth": False, "region": None,
-                   "channel": "smtp", "auth": "password", "max_per_minute": None}
+                   "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True}
         message = {"subject": "Hello {{ name | default('there') }}",
                    "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
                    "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
