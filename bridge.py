@@ -238,7 +238,7 @@ class Bridge:
                      "max_failures_in_a_row": q.number("max_failures_in_a_row", 0, 1_000_000, whole=True)}
         connections = p.int("connections", 0, 0, MAX_CONNECTIONS) or None
         return SendOptions(limits=limits, retry=retry, connections=connections,
-                           skip_problem_rows=p.bool("skip_problem_rows"))
+                           skip_problem_rows=p.bool("skip_problem_rows"), skip_sent_in=p.str("skip_sent_in") or None)
 
     @staticmethod
     def _unsubscribe_values(m: Params) -> list[str]:
@@ -440,6 +440,11 @@ class Bridge:
                                         passphrase=self._phrase(p))
         run = self._app.start(draft, plan)
         return {"campaign": run.id, "total": run.total}
+
+    @api
+    def already_sent(self, p: Params) -> dict[str, Any]:
+        """Whether this list went to this account in the last 30 days (the core decides)."""
+        return {"campaign": self._app.already_sent(self._account_input(p))}
 
     @api
     def campaign_details(self, p: Params) -> dict[str, Any]:

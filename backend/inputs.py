@@ -69,6 +69,7 @@ class SendOptions:
     connections: int | None = None
     delay_ms: int | None = None  # a resume's new pace (None: the campaign's)
     skip_problem_rows: bool = False
+    skip_sent_in: str | None = None  # a campaign id: leave out whoever it already sent to
 
 
 @dataclass(frozen=True)

@@ -222,43 +222,67 @@ def test_a_failed_run_does_not_look_finished(page):
     assert page.evaluate("document.activeElement.id") == "send"
 
 
-def test_sending_the_same_list_again_asks_first(page, app):
+def test_sending_the_same_list_again_asks_first_but_not_after_a_practice_run(page, app, smtp_server):
     _, inbox = app
+    server = smtp_server("plain", auth=False)
     expect = sync_api.expect
     page.get_by_label("From").fill("me@example.com")
-    paste_list(page, "a@example.org\nb@example.org")
+    paste_list(page, "a@example.org\nb@example.org\nreject550@example.org")
+    # a practice run into the local test inbox, then the real send: no question
     compose_and_send(page, "Hi", "Once")
-    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
-    assert len(inbox.messages()) == 2
+    expect(page.locator("#send-state")).to_have_text("Finished: 3 sent.", timeout=10_000)
+    assert len(inbox.messages()) == 3
+    use_custom_server(page, server.host, server.port)
     send = page.get_by_role("button", name="Send", exact=True)
     send.click()
-    confirm = page.get_by_role("group", name="This list was already sent in the last campaign (2 sent). Send it again to everyone?")
+    expect(page.locator("#send-state")).to_contain_text("Finished: 2 sent", timeout=10_000)
+    assert len(server.messages) == 2  # reject550 refused
+    confirm = page.locator("#resend-confirm")
+    expect(confirm).to_have_count(0)
+    # the second real send asks, the safe choice focused
+    send.click()
     expect(confirm).to_be_visible()
-    keep = confirm.get_by_role("button", name="Keep")
-    expect(keep).to_be_focused()
-    page.keyboard.press("Enter")  # Keep: nothing is sent
+    expect(confirm).to_contain_text("This list was already sent through this account")
+    expect(confirm).to_contain_text("1 recipient of this list did not get it yet")
+    cancel = confirm.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_focused()
+    page.keyboard.press("Enter")  # Cancel: nothing is sent
     expect(confirm).to_have_count(0)
     expect(send).to_be_focused()
-    assert page.evaluate("document.body.dataset.campaignState") == "finished"
-    assert len(inbox.messages()) == 2
-    # Escape keeps too; "Send again" sends
+    assert len(server.messages) == 2
     send.click()
     page.keyboard.press("Escape")
     expect(confirm).to_have_count(0)
+    # only those not yet sent: a and b do not get it twice
     send.click()
-    confirm.get_by_role("button", name="Send again").click()
-    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
-    expect(page.locator("#summary")).to_be_visible()
-    assert len(inbox.messages()) == 4
-    # a changed message is a new campaign: no question
-    page.get_by_label("Message", exact=True).fill("Twice")
+    confirm.get_by_role("button", name="Send only to those not yet sent").click()
+    expect(page.locator("#send-state")).to_contain_text("Finished: 0 sent", timeout=10_000)
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"], ["b@example.org"]]
+    # everyone again
     send.click()
+    confirm.get_by_role("button", name="Send to everyone again").click()
     for _ in range(100):
-        if len(inbox.messages()) == 6:
+        if len(server.messages) == 4:
             break
         page.wait_for_timeout(100)
-    assert len(inbox.messages()) == 6
-    expect(confirm).to_have_count(0)
+    assert len(server.messages) == 4
+
+
+def test_an_empty_field_is_a_warning_before_sending(page, app):
+    _, inbox = app
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "email,name\nann@example.org,Ann\nbob@example.org,\n")
+    compose_and_send(page, "Hi {{ name }}", "Hello")
+    expect(page.locator("#send-status .warning")).to_contain_text(
+        '1 recipient has an empty name (line 3): use a default, e.g. {{ name | default("there") }}, or skip them',
+        timeout=10_000)
+    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
+    # with the default the warning goes, and the empty row gets the default
+    compose_and_send(page, 'Hi {{ name | default("there") }}', "Hello")
+    wait_for_messages(page, inbox, 4)
+    expect(page.locator("#send-status .warning")).to_have_count(0)
+    assert sorted(m["Subject"] for m in received(inbox)) == ["Hi ", "Hi Ann", "Hi Ann", "Hi there"]
 
 
 def test_insert_field_inserts_only_on_the_button(page):

@@ -1,0 +1,122 @@
+"""Issue 14's warnings before mistakes, in the core and its faces: empty fields the message
+prints, and the same list sent again to the same account."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend import compose
+from backend.app import LOCAL_INBOX, App
+from backend.credentials import EncryptedFileStore
+from backend.inbox import LocalInbox
+from backend.inputs import AccountInput, MessageInput, SendOptions
+from backend.recipients import parse_text
+from tests.conftest import offline_detect
+from tests.servers import PASSWORD
+from tests.test_cli import account, run_cli
+
+NAMES = "email,name\nann@example.org,Ann\nbob@example.org,\ncy@example.org,  \ndee@example.org,Dee\n"
+INBOX = AccountInput(provider=LOCAL_INBOX, from_address="Me <me@example.com>")
+
+
+@pytest.fixture
+def app(tmp_path):
+    made = App(inbox=LocalInbox(), store=EncryptedFileStore(tmp_path / "s.enc"), detector=offline_detect)
+    yield made
+    made.shutdown()
+
+
+# -- A. empty fields ---------------------------------------------------------------------------
+
+
+def test_an_empty_field_the_message_prints_is_a_warning_with_count_and_lines(app):
+    app.import_recipients(("text", NAMES))
+    found = app.check(INBOX, MessageInput(subject="Hi {{ name }}", text="Hello", delay_ms=0))
+    assert found["problems"] == []
+    assert found["warnings"] == ['2 recipients have an empty name (lines 3, 4): use a default, e.g. '
+                                 '{{ name | default("there") }}, or skip them']
+
+
+@pytest.mark.parametrize("subject, body", [
+    ("Hi {{ name | default('there') }}", "Hello {{ name|d('you')|title }}"),
+    ("Hi", "{% if name %}Dear {{ name }},{% endif %} {{ 'x' if not name else name }}"),
+    ("Hi {{ email }}", "no fields"),
+])
+def test_no_warning_for_a_field_wrapped_in_a_default_or_tested(app, subject, body):
+    app.import_recipients(("text", NAMES))
+    assert app.check(INBOX, MessageInput(subject=subject, text=body, delay_ms=0))["warnings"] == []
+
+
+def test_one_bare_use_among_defaulted_ones_still_warns():
+    t = compose.Template("Hi {{ name | default('there') }}", text="Bye {{ name }}")
+    assert t.bare_fields == {"name"}
+
+
+def test_the_suggested_default_fills_an_empty_cell():
+    row = parse_text(NAMES).recipients[1]
+    t = compose.Template('Hi {{ name | default("there") }}', text="x")
+    assert compose.render(t, row, compose.parse_sender("me@example.com"))["Subject"] == "Hi there"
+
+
+def test_cli_dry_run_and_send_warn_and_strict_fields_refuses(smtp_server, certs, tmp_path):
+    server = smtp_server("starttls")
+    people = tmp_path / "p.csv"
+    people.write_text(NAMES)
+    body = tmp_path / "b.txt"
+    body.write_text("Hello {{ name }}")
+    common = ["--from", "me@example.com", "--to-file", str(people), "--subject", "Hi", "--text-file", str(body),
+              "--delay-ms", "0"]
+    words = "warning   2 recipients have an empty name (lines 3, 4): use a default"
+    dry = run_cli("send", "--host", "smtp.nowhere.invalid", *common, "--dry-run", home=tmp_path / "h")
+    assert dry.returncode == 0 and words in dry.stderr, dry.stderr
+    strict = run_cli("send", *account(server, certs), *common, "--strict-fields",
+                     env={"BULK_MAILER_PASSWORD": PASSWORD}, home=tmp_path / "h")
+    assert strict.returncode == 2 and "empty name" in strict.stderr and server.messages == [], strict.stderr
+    sent = run_cli("send", *account(server, certs), *common, env={"BULK_MAILER_PASSWORD": PASSWORD},
+                   home=tmp_path / "h")
+    assert sent.returncode == 0 and words in sent.stderr, sent.stderr
+    assert len(server.messages) == 4
+
+
+# -- B. the same list sent again ----------------------------------------------------------------
+
+
+def plain(server) -> AccountInput:
+    return AccountInput(host=server.host, port=server.port, security="none", from_address="me@example.com",
+                        timeout=5)
+
+
+def test_a_practice_run_never_counts_and_a_real_send_asks_the_next_time(app, smtp_server):
+    server = smtp_server("plain", auth=False)
+    message = MessageInput(subject="Hi", text="Hello", delay_ms=0)
+    app.import_recipients(("text", "a@example.org\nb@example.org\nreject550@example.org"))
+    practice = app.prepare(INBOX, message, SendOptions())
+    app.start(*practice).wait()
+    assert len(app.inbox.messages()) == 3
+    assert app.already_sent(INBOX) is None  # the local inbox: never asks
+    assert app.already_sent(plain(server)) is None  # the practice run does not count for the real account
+    app.start(*app.prepare(plain(server), message, SendOptions())).wait()
+    assert len(server.messages) == 2
+    earlier = app.already_sent(plain(server))
+    assert earlier is not None and (earlier["sent"], earlier["total"], earlier["not_yet"]) == (2, 3, 1)
+    # another list, or another account: no question
+    other = smtp_server("plain", auth=False)
+    assert app.already_sent(plain(other)) is None
+    app.import_recipients(("text", "a@example.org\nnew@example.org"))
+    assert app.already_sent(plain(server)) is None
+    # the same list again: only those not yet sent
+    app.import_recipients(("text", "a@example.org\nb@example.org\nreject550@example.org"))
+    draft, plan = app.prepare(plain(server), message, SendOptions(skip_sent_in=earlier["campaign"]))
+    assert [r.email for r in draft.recipients] == ["reject550@example.org"]
+    app.start(draft, plan).wait()
+    assert len(server.messages) == 2  # a and b did not get it twice
+
+
+def test_a_campaign_older_than_30_days_does_not_ask(app, smtp_server):
+    server = smtp_server("plain", auth=False)
+    app.import_recipients(("text", "a@example.org"))
+    run = app.start(*app.prepare(plain(server), MessageInput(subject="Hi", text="Hello", delay_ms=0), SendOptions()))
+    run.wait()
+    assert app.already_sent(plain(server)) is not None
+    app.journal._db.execute("UPDATE campaigns SET created = '2020-01-01T00:00:00+00:00'")
+    assert app.already_sent(plain(server)) is None
