@@ -268,6 +268,30 @@ def test_sending_the_same_list_again_asks_first_but_not_after_a_practice_run(pag
     assert len(server.messages) == 4
 
 
+def test_switching_provider_resets_the_server_fields_and_the_connection_result(page):
+    expect = sync_api.expect
+    expect(page.get_by_label("Provider")).to_have_value("local-inbox")
+    page.get_by_role("button", name="Test connection").click()
+    result = page.locator("#connection-result")
+    expect(result).to_contain_text("Connection works", timeout=10_000)
+    page.get_by_label("Provider").select_option(label="Custom server")
+    expect(page.get_by_label("Host")).to_have_value("")
+    expect(page.get_by_label("Port")).to_have_value("587")
+    expect(page.get_by_label("Security")).to_have_value("starttls")
+    expect(result).to_be_empty()
+    page.get_by_label("Host").fill("127.0.0.1")
+    page.get_by_label("Port").fill("1")
+    page.get_by_role("button", name="Test connection").click()
+    expect(result).to_contain_text("Connection failed", timeout=10_000)
+    page.get_by_label("Provider").select_option("gmail")
+    expect(page.get_by_label("Host")).to_have_value("smtp.gmail.com")
+    expect(page.get_by_label("Port")).to_have_value("587")
+    expect(page.get_by_label("Security")).to_have_value("starttls")
+    expect(result).to_be_empty()
+    page.get_by_label("Provider").select_option(label="Custom server")
+    expect(page.get_by_label("Host")).to_have_value("")
+
+
 def test_an_empty_field_is_a_warning_before_sending(page, app):
     _, inbox = app
     expect = sync_api.expect
