@@ -730,6 +730,10 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
 def main(argv: Sequence[str] | None = None) -> int:
     """`bulk-mailer`: the window; `--web` the browser UI; a subcommand the command line."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--probe-window"]:  # the frozen app's child that tries Qt (appwindow.window_problem)
+        import appwindow
+
+        return appwindow.probe_main()
     if args and args[0] not in ("--web", "--window", "--self-test", "--install-desktop-entry"):
         from backend import cli
 
@@ -754,28 +758,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     from backend.logs import setup_logging
 
     setup_logging()
+    import appwindow
+
+    problem = appwindow.window_problem() if sys.platform == "linux" and not (ns.web or not _has_display()) else None
     if ns.self_test:
-        import appwindow
-
-        result: dict[str, Any] = {"ok": False}
-        open_window(on_started=lambda window, bridge: appwindow.self_check(window, result))
+        result: dict[str, Any] = {"ok": False, "error": problem}
+        if not problem:
+            open_window(on_started=lambda window, bridge: appwindow.self_check(window, result))
+        else:
+            print(json.dumps(result), flush=True)
         return 0 if result.get("ok") else 1
-    if ns.web or (not ns.window and not _has_display()):
-        from backend import web
-
-        if not ns.web:
-            print("No display found: serving the app to your browser instead.", file=sys.stderr)
-        try:
-            return web.serve(lambda deliver: web_face(Bridge(native_dialogs=False, deliver=deliver)), FRONTEND,
-                             port=ns.port, open_browser=not ns.no_browser)
-        except OSError as exc:  # the port is taken, or not ours to use
-            print(f"bulk-mailer: error [action_unavailable]: cannot serve on 127.0.0.1:{ns.port or 'a free port'} "
-                  f"({exc.strerror or exc})", file=sys.stderr)
-            if ns.port:
-                print("  1. Choose another port with --port, or leave --port out to use a free one.",
-                      file=sys.stderr)
-            return 2
+    if ns.web or (not ns.window and not _has_display()) or problem:
+        # The window always opens something: without it, the same app in the browser.
+        print(f"bulk-mailer: {problem}. Serving the app to your browser instead." if problem else
+              "" if ns.web else "No display found: serving the app to your browser instead.", file=sys.stderr)
+        return _serve(ns)
     return open_window()
+
+
+def _serve(ns: Any) -> int:
+    """Browser mode until Ctrl-C (the address printed on standard output)."""
+    from backend import web
+
+    try:
+        return web.serve(lambda deliver: web_face(Bridge(native_dialogs=False, deliver=deliver)), FRONTEND,
+                         port=ns.port, open_browser=not ns.no_browser)
+    except OSError as exc:  # the port is taken, or not ours to use
+        print(f"bulk-mailer: error [action_unavailable]: cannot serve on 127.0.0.1:{ns.port or 'a free port'} "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        if ns.port:
+            print("  1. Choose another port with --port, or leave --port out to use a free one.", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

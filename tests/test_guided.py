@@ -3,8 +3,18 @@ prints, and the same list sent again to the same account."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
 import pytest
 
+import appwindow
 from backend import compose
 from backend.app import LOCAL_INBOX, App
 from backend.credentials import EncryptedFileStore
@@ -120,3 +130,47 @@ def test_a_campaign_older_than_30_days_does_not_ask(app, smtp_server):
     assert app.already_sent(plain(server)) is not None
     app.journal._db.execute("UPDATE campaigns SET created = '2020-01-01T00:00:00+00:00'")
     assert app.already_sent(plain(server)) is None
+
+
+# -- D. the window always opens something -------------------------------------------------------
+
+
+def test_without_a_usable_display_the_app_falls_back_to_browser_mode(tmp_path):
+    """DISPLAY names a display that does not exist: Qt would abort (exit 134); the app says why
+    and serves the same UI to the browser instead (BROWSER=true: the "browser" does nothing)."""
+    root = Path(__file__).resolve().parents[1]
+    number = next(n for n in range(99, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY", "PYTHONPATH")}
+    env.update(DISPLAY=f":{number}", BROWSER="true", BULK_MAILER_HOME=str(tmp_path / "home"),
+               QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox", PYTHONPATH=str(root))
+    proc = subprocess.Popen([sys.executable, str(root / "bridge.py")], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(60)
+        assert lines and lines[0].startswith("http://127.0.0.1:"), (lines, proc.poll())
+        with urllib.request.urlopen(lines[0].strip(), timeout=10) as page:  # noqa: S310 (127.0.0.1)
+            assert page.status == 200 and b"Bulk Mailer" in page.read()
+        assert proc.poll() is None  # still serving
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    assert "the desktop window cannot start" in err and "Serving the app to your browser instead" in err, err
+    if not shutil.which("ldd") or "=> not found" not in subprocess.run(
+            ["ldd", str(Path(appwindow._xcb_plugin() or "/nonexistent"))], capture_output=True, text=True).stdout:
+        assert f"no usable display :{number}" in err, err
+    else:  # this machine lacks Qt's xcb libraries: they are named
+        assert "these system packages are missing: " in err and "sudo apt install lib" in err, err
+
+
+def test_missing_libraries_are_named_as_debian_packages():
+    qt_says = ("qt.core.library: Cannot load library /x/libqxcb.so: libxcb-icccm.so.4: cannot open shared object "
+               "file: No such file or directory\n"
+               "\tlibxkbcommon-x11.so.0 => not found\n\tlibxcb-keysyms.so.1 => not found\n")
+    assert appwindow.missing_packages(qt_says) == ["libxcb-icccm4", "libxkbcommon-x11-0", "libxcb-keysyms1"]
