@@ -94,6 +94,17 @@ def _poll(window: Any, script: str, deadline: float) -> Any:
     raise TimeoutError(f"timed out waiting for: {script}")
 
 
+def self_test(open_window: Any, problem: str | None) -> int:
+    """bulk-mailer --self-test: 0 when the window opened and the UI answered; a window that
+    cannot start fails it, saying why, in the same JSON line."""
+    result: dict[str, Any] = {"ok": False, "error": problem}
+    if problem:
+        print(json.dumps(result), flush=True)
+    else:
+        open_window(on_started=lambda window, bridge: self_check(window, result))
+    return 0 if result.get("ok") else 1
+
+
 def self_check(window: Any, result: dict[str, Any], *, timeout: float = 60.0) -> None:
     """Run by webview.start on its own thread: fill result, print it as JSON, close the window."""
     from backend import __version__
@@ -135,6 +146,14 @@ PROBE_TIMEOUT_S = 30.0
 _MISSING_LIB = re.compile(r"(lib[\w.+-]+?)\.so\.(\d+)(?:\.[\d.]*)?(?::\s*cannot open shared object file| => not found)")
 # Qt 6.5+: "xcb-cursor0 or libxcb-cursor0 is needed to load the Qt xcb platform plugin"
 _NEEDED = re.compile(r"\b(lib[\w-]+?\d+) is needed to load the Qt (\w+) platform plugin")
+
+
+def has_display() -> bool:
+    """Whether a window could be shown at all (Linux: a display, or Qt's offscreen platform)."""
+    if sys.platform != "linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal"))
 
 
 def probe_main() -> int:

@@ -36,6 +36,7 @@ from backend.inputs import (
     AUTH_MODES,
     CHANNELS,
     DEFAULT_DELAY_MS,
+    DRAFT_SEND_FIELDS,
     SECURITY_MODES,
     AccountInput,
     CheckFailed,
@@ -43,6 +44,7 @@ from backend.inputs import (
     NotNow,
     ResumeRequest,
     RowProblems,
+    SavedDraft,
     SendOptions,
     SettingsChanged,
     UncertainLeft,
@@ -447,6 +449,19 @@ class Bridge:
         return {"campaign": self._app.already_sent(self._account_input(p))}
 
     @api
+    def draft(self, p: Params) -> dict[str, Any]:
+        """The campaign being written: save it as typed (never a password), load it at start, or
+        clear it (Start a new campaign)."""
+        action = p.choice("action", ("save", "load", "clear"), "load")
+        if action == "save":
+            m, send = p.obj("draft").obj("message"), p.obj("draft").obj("send")
+            return self._app.save_draft(SavedDraft(
+                subject=m.str("subject", max_len=MAX_TEXT), body=m.str("body", max_len=MAX_TEXT),
+                format=m.choice("format", ("html", "text"), "html"), unsubscribe=tuple(self._unsubscribe_values(m)),
+                send={k: send.str(k, max_len=40) for k in DRAFT_SEND_FIELDS if send.has(k)}))
+        return {"draft": self._app.load_draft() if action == "load" else self._app.clear_draft()}
+
+    @api
     def campaign_details(self, p: Params) -> dict[str, Any]:
         """One past campaign and every line's result (the first 5,000)."""
         return self._app.details(p.str("id", required=True))
@@ -681,13 +696,6 @@ def web_face(bridge: Bridge) -> Any:
 # -- entry point --------------------------------------------------------------------------
 
 
-def _has_display() -> bool:
-    if sys.platform != "linux":
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                or os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal"))
-
-
 def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Bridge], None] | None = None) -> int:
     """Open the desktop window (blocks until it is closed)."""
     import webview
@@ -731,9 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`bulk-mailer`: the window; `--web` the browser UI; a subcommand the command line."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--probe-window"]:  # the frozen app's child that tries Qt (appwindow.window_problem)
-        import appwindow
-
-        return appwindow.probe_main()
+        return __import__("appwindow").probe_main()
     if args and args[0] not in ("--web", "--window", "--self-test", "--install-desktop-entry"):
         from backend import cli
 
@@ -760,15 +766,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     import appwindow
 
-    problem = appwindow.window_problem() if sys.platform == "linux" and not (ns.web or not _has_display()) else None
+    display = appwindow.has_display()
+    problem = appwindow.window_problem() if sys.platform == "linux" and display and not ns.web else None
     if ns.self_test:
-        result: dict[str, Any] = {"ok": False, "error": problem}
-        if not problem:
-            open_window(on_started=lambda window, bridge: appwindow.self_check(window, result))
-        else:
-            print(json.dumps(result), flush=True)
-        return 0 if result.get("ok") else 1
-    if ns.web or (not ns.window and not _has_display()) or problem:
+        return appwindow.self_test(open_window, problem)
+    if ns.web or (not ns.window and not display) or problem:
         # The window always opens something: without it, the same app in the browser.
         print(f"bulk-mailer: {problem}. Serving the app to your browser instead." if problem else
               "" if ns.web else "No display found: serving the app to your browser instead.", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.policy
+import json
 import logging
 import re
 import secrets
@@ -23,7 +24,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-from backend import __version__, plans, service
+from backend import __version__, paths, plans, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
 from backend.credentials import (
@@ -47,6 +48,7 @@ from backend.google_auth import (  # noqa: I001
 )
 from backend.inbox import LocalInbox
 from backend.inputs import (
+    DRAFT_SEND_FIELDS,
     AccountInput,
     CheckFailed,
     MessageInput,
@@ -55,6 +57,7 @@ from backend.inputs import (
     QuotaNotLifted,
     ResumeRequest,
     RowProblems,
+    SavedDraft,
     SendOptions,
     SettingsChanged,
     UncertainLeft,
@@ -306,6 +309,42 @@ class App:
         elif not remember_password and previous.get("remember_password") and account["user"]:
             self.store.delete(key, phrase)  # the box was ticked before and is not now
         return {"has_saved_password": bool(account["user"]) and self.store.has(key)}
+
+    # -- the draft: what is being written survives a restart ----------------------------
+
+    @staticmethod
+    def _draft_path() -> Path:
+        return paths.data_dir() / "draft.json"
+
+    def save_draft(self, d: SavedDraft) -> dict[str, Any]:
+        """Keep the campaign being written (the message and the Send settings; never a
+        password), replaced at once: a crash leaves the previous one."""
+        saved = iso(utc_now())
+        data = {"saved": saved, "message": {"subject": d.subject, "body": d.body, "format": d.format,
+                                            "unsubscribe": list(d.unsubscribe)},
+                "send": {k: v for k, v in d.send.items() if k in DRAFT_SEND_FIELDS}}
+        paths.atomic_write(self._draft_path(), json.dumps(data, ensure_ascii=False).encode("utf-8"))
+        return {"saved": saved}
+
+    def load_draft(self) -> dict[str, Any] | None:
+        """The draft kept last time, or None (none, or one that cannot be read: it is ignored)."""
+        try:
+            data = json.loads(paths.read_private(self._draft_path()))
+            m, send = data["message"], data.get("send") or {}
+            return {"saved": str(data["saved"]),
+                    "message": {"subject": str(m["subject"]), "body": str(m["body"]),
+                                "format": "text" if m.get("format") == "text" else "html",
+                                "unsubscribe": [str(u) for u in m.get("unsubscribe") or []][:2]},
+                    "send": {k: str(v) for k, v in send.items() if k in DRAFT_SEND_FIELDS}}
+        except FileNotFoundError:
+            return None
+        except (OSError, MailerError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("the saved draft cannot be read, so it is not restored: %s", exc)
+            return None
+
+    def clear_draft(self) -> None:
+        """Start a new campaign: the kept draft goes."""
+        self._draft_path().unlink(missing_ok=True)
 
     def forget_password(self, user: str, host: str, passphrase: str | None = None) -> None:
         self.store.delete(account_key(user.strip(), host.strip()), passphrase or self._passphrase)

@@ -72,6 +72,23 @@ class SendOptions:
     skip_sent_in: str | None = None  # a campaign id: leave out whoever it already sent to
 
 
+# The Send section's fields a draft keeps, as the page has them (text; checked when sending).
+DRAFT_SEND_FIELDS = ("delay", "connections", "limit-second", "limit-minute", "limit-hour", "limit-day",
+                     "retry-base", "retry-cap", "retry-attempts", "retry-max-age", "max-failures")
+
+
+@dataclass(frozen=True)
+class SavedDraft:
+    """The campaign being written, kept as the user types so it survives a restart: the
+    message and the Send settings. Never a password."""
+
+    subject: str = ""
+    body: str = ""
+    format: str = "html"
+    unsubscribe: tuple[str, ...] = ()
+    send: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class ResumeRequest:
     """Continue a journaled campaign: what to do with uncertain recipients, whether to go before

@@ -3,6 +3,7 @@
 import { call, onEvent, ready, transportMode, onConnectionChange } from './api.js';
 import { $, el, show, errorBlock } from './dom.js';
 import * as account from './account.js';
+import { initDraft } from './draft.js';
 import { initRecipients, templateFields, refreshPreview, recipientCount } from './recipients.js';
 import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } from './compose.js';
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
@@ -116,6 +117,7 @@ async function main() {
     },
   });
 
+  await initDraft({ getMessage, setMessage });
   if (settingsResult.ok) appStatus();
   await syncState();
   started = true;

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import appwindow
-from backend import compose
+from backend import compose, paths
 from backend.app import LOCAL_INBOX, App
 from backend.credentials import EncryptedFileStore
 from backend.inbox import LocalInbox
@@ -174,3 +174,27 @@ def test_missing_libraries_are_named_as_debian_packages():
                "file: No such file or directory\n"
                "\tlibxkbcommon-x11.so.0 => not found\n\tlibxcb-keysyms.so.1 => not found\n")
     assert appwindow.missing_packages(qt_says) == ["libxcb-icccm4", "libxkbcommon-x11-0", "libxcb-keysyms1"]
+
+
+# -- E. drafts survive ----------------------------------------------------------------------------
+
+
+def test_the_draft_is_kept_privately_restored_and_cleared(app, isolated_home):
+    from backend.inputs import SavedDraft
+
+    assert app.load_draft() is None
+    saved = app.save_draft(SavedDraft(subject="Hi {{ name }}", body="<p>News</p>", format="html",
+                                      unsubscribe=("https://example.com/u",),
+                                      send={"delay": "250", "limit-day": "400", "password": "hunter2"}))
+    again = App(inbox=LocalInbox(), store=EncryptedFileStore(isolated_home / "s.enc"))  # the next start
+    draft = again.load_draft()
+    assert draft == {"saved": saved["saved"], "send": {"delay": "250", "limit-day": "400"},
+                     "message": {"subject": "Hi {{ name }}", "body": "<p>News</p>", "format": "html",
+                                 "unsubscribe": ["https://example.com/u"]}}
+    found = paths.data_dir() / "draft.json"
+    assert found.stat().st_mode & 0o077 == 0 and b"hunter2" not in found.read_bytes()
+    found.write_text("{not json")  # a damaged draft is ignored, not fatal
+    assert again.load_draft() is None
+    again.save_draft(SavedDraft(subject="x"))
+    again.clear_draft()
+    assert again.load_draft() is None and not found.exists()

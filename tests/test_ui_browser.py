@@ -1052,3 +1052,50 @@ def test_history_resumes_a_failed_campaign_with_the_settings_now_in_account(isol
     ask.get_by_role("button", name="Use the settings now in Account").click()
     expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=20_000)
     assert sorted(m.rcpt_tos[0] for m in server.messages) == ["a@example.org", "b@example.org"]
+
+
+def test_the_draft_survives_a_restart_and_a_new_campaign_clears_it(browser, app, tmp_path, isolated_home):
+    """Two page loads against two app instances sharing BULK_MAILER_HOME: a restart."""
+    from backend import web
+    from backend.credentials import EncryptedFileStore
+    from backend.inbox import LocalInbox
+    from bridge import FRONTEND, Bridge, web_face
+
+    expect = sync_api.expect
+    first, _ = app
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.goto(first.url)
+    pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+    expect(pg.locator("#draft-status")).not_to_contain_text("Restored")
+    pg.get_by_label("Subject").fill("Spring news for {{ name }}")
+    pg.get_by_label("Message", exact=True).fill("Hello {{ name }}, the garden opens on Monday.")
+    pg.get_by_label("Plain text").check()
+    pg.get_by_label("Delay (ms)").fill("250")
+    pg.wait_for_timeout(1200)  # the save waits for the typing to pause
+    context.close()
+
+    inbox = LocalInbox()
+    second, server, _ = web.start(lambda deliver: web_face(Bridge(
+        inbox=inbox, store=EncryptedFileStore(tmp_path / "s2.enc"), deliver=deliver)), FRONTEND)
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.goto(second.url)
+        pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+        expect(pg.get_by_label("Subject")).to_have_value("Spring news for {{ name }}")
+        expect(pg.get_by_label("Message", exact=True)).to_have_value("Hello {{ name }}, the garden opens on Monday.")
+        expect(pg.get_by_label("Plain text")).to_be_checked()
+        expect(pg.get_by_label("Delay (ms)")).to_have_value("250")
+        status = pg.locator("#draft-status")
+        expect(status).to_contain_text(re.compile(r"Restored your draft from \d\d:\d\d"))
+        pg.get_by_role("button", name="Start a new campaign").click()
+        expect(pg.get_by_label("Subject")).to_have_value("")
+        expect(pg.get_by_label("Message", exact=True)).to_have_value("")
+        pg.reload()
+        pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+        expect(status).not_to_contain_text("Restored")
+        context.close()
+    finally:
+        web.stop(second, server)
+        inbox.stop()
