@@ -240,7 +240,8 @@ class Bridge:
                      "max_failures_in_a_row": q.number("max_failures_in_a_row", 0, 1_000_000, whole=True)}
         connections = p.int("connections", 0, 0, MAX_CONNECTIONS) or None
         return SendOptions(limits=limits, retry=retry, connections=connections,
-                           skip_problem_rows=p.bool("skip_problem_rows"), skip_sent_in=p.str("skip_sent_in") or None)
+                           skip_problem_rows=p.bool("skip_problem_rows"), skip_sent_in=p.str("skip_sent_in") or None,
+                           sent_copy="auto" if p.obj("account").bool("sent_copy", True) else "never")
 
     @staticmethod
     def _unsubscribe_values(m: Params) -> list[str]:
@@ -289,6 +290,7 @@ class Bridge:
             "allow_plaintext_auth": a.bool("allow_plaintext_auth", False), "region": a.str("region") or None,
             "channel": a.choice("channel", CHANNELS, "smtp"), "auth": a.choice("auth", AUTH_MODES, "password"),
             "max_per_minute": a.int("max_per_minute", 0, 0, 10_000) or None,
+            "sent_copy": a.bool("sent_copy", True),
         }
         message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
                    "format": m.choice("format", ("html", "text"), "html"),

@@ -13,6 +13,7 @@ import datetime as dt
 import email.policy
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -63,8 +64,11 @@ from backend.inputs import (
     UncertainLeft,
 )
 from backend.journal import Journal, repair_journal
+from backend.mailbox.imap import DEFAULT_IMAP_PORTS, ImapSettings
+from backend.mailbox.sent import FILES_ITS_OWN
+from backend.mailbox.sent import MODES as SENT_COPY_MODES
 from backend.model import DEFAULT_MAX_FAILURES, ResultRow, RetryPolicy, iso, utc_now
-from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, preset_host
+from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, imap_server, preset_host
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.runs import Run
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
@@ -271,7 +275,7 @@ class App:
         account = {"provider": LOCAL_INBOX, "host": self.inbox.host, "port": self.inbox.start(),
                    "security": "none", "user": "", "from_address": "Me <me@example.com>",
                    "verify_certificates": True, "allow_plaintext_auth": False, "region": None,
-                   "channel": "smtp", "auth": "password", "max_per_minute": None}
+                   "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True}
         message = {"subject": "Hello {{ name | default('there') }}",
                    "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
                    "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
@@ -634,7 +638,7 @@ class App:
             raise NotNow("a campaign is running; wait for it to finish or cancel it")
 
     def plan(self, a: AccountInput, draft_for: Callable[[str], service.Draft], *, attach: tuple[str, ...] = (),
-             passphrase: str | None = None) -> tuple[service.Draft, plans.Plan]:
+             passphrase: str | None = None, sent_copy: str = "auto") -> tuple[service.Draft, plans.Plan]:
         """The draft (made once the sender is known) and how it is sent, for either channel."""
         if a.channel == "gmail":
             account = self.google(passphrase)
@@ -646,8 +650,46 @@ class App:
             return draft, plans.gmail_plan(draft, account, token.email, token.workspace, provider=a.provider,
                                            attach=attach)
         settings, local = self.smtp_settings(a, passphrase=passphrase)
+        imap = self.sent_copy_settings(a, settings, local, sent_copy)
         draft = draft_for(settings.from_address)
-        return draft, plans.smtp_plan(draft, settings, local_inbox=local, attach=attach)
+        return draft, plans.with_sent_copy(plans.smtp_plan(draft, settings, local_inbox=local, attach=attach), imap)
+
+    def sent_copy_settings(self, a: AccountInput, settings: SmtpSettings, local: bool,
+                           mode: str = "auto") -> ImapSettings | None:
+        """Where a copy of each sent message is filed in Sent, or None. auto: off for the local
+        test inbox and where the provider's server files one itself (Gmail, Microsoft 365), on
+        where the IMAP server is known (the provider's, or the one given)."""
+        if mode not in SENT_COPY_MODES:
+            raise SettingsError("sent_copy", f"{mode!r} is not one of {', '.join(SENT_COPY_MODES)}")
+        if mode == "never":
+            return None
+        known = imap_server(settings.provider) if not local else None
+        host = a.imap_host.strip() or (known[0] if known else "")
+        if mode == "auto" and (local or settings.provider in FILES_ITS_OWN or not host):
+            return None
+        if not host:
+            raise SettingsError("imap_host", "a copy in Sent needs the mailbox's IMAP server: give --imap-host "
+                                "(e.g. imap.example.com), or choose --sent-copy never")
+        if settings.auth == "xoauth2":
+            raise SettingsError("sent_copy", "with Sign in with Google, Gmail files the copy in Sent itself: "
+                                "choose --sent-copy auto or never")
+        security = a.imap_security or (known[2] if known and not a.imap_host.strip() else None) \
+            or ("starttls" if a.imap_port == 143 else "ssl")
+        port = a.imap_port or (known[1] if known and not a.imap_host.strip() else DEFAULT_IMAP_PORTS.get(security, 993))
+        password = os.environ.get("BULK_MAILER_IMAP_PASSWORD") or settings.password
+        return ImapSettings(host=host, port=port, security=security, user=settings.user, password=password,
+                            ca_file=settings.ca_file, verify_certificates=settings.verify_certificates,
+                            timeout=settings.timeout, provider=settings.provider).validated()
+
+    @staticmethod
+    def _sent_copy_as_before(plan: plans.Plan, spec: dict[str, Any], settings: SmtpSettings,
+                             mode: str) -> plans.Plan:
+        """A resumed campaign files its copies where it did (never: not any more)."""
+        kept = spec.get("sent_copy")
+        if not kept or mode == "never" or plan.gmail is not None:
+            return plans.with_sent_copy(plan, None)
+        password = os.environ.get("BULK_MAILER_IMAP_PASSWORD") or settings.password
+        return plans.with_sent_copy(plan, ImapSettings(**kept, password=password, timeout=settings.timeout).validated())
 
     def prepare(self, a: AccountInput, m: MessageInput, options: SendOptions, *, draft: service.Draft | None = None,
                 passphrase: str | None = None) -> tuple[service.Draft, plans.Plan]:
@@ -660,7 +702,7 @@ class App:
                 else (m.from_address or a.from_address)
             return self.draft(m, sender)
 
-        draft, plan = self.plan(a, draft_for, attach=m.attach, passphrase=passphrase)
+        draft, plan = self.plan(a, draft_for, attach=m.attach, passphrase=passphrase, sent_copy=options.sent_copy)
         if options.skip_sent_in:
             self._skip_sent(draft, options.skip_sent_in)
         problems = draft.problems()
@@ -801,7 +843,8 @@ class App:
             spec["settings"] = fresh.spec["settings"]
             self.journal.set_spec(draft.id, {k: v for k, v in spec.items()
                                              if k not in ("attempts_before", "deferred_until")})
-            return plans.as_before(dataclasses.replace(fresh, spec=spec), spec)
+            return self._sent_copy_as_before(plans.as_before(dataclasses.replace(fresh, spec=spec), spec), spec,
+                                             settings, req.options.sent_copy)
         saved = {k: v for k, v in spec["settings"].items() if k != "local_inbox"}
         if spec["settings"].get("local_inbox"):
             saved.update(host=self.inbox.host, port=self.inbox.start())  # a new port every run
@@ -815,7 +858,7 @@ class App:
         settings = SmtpSettings(**saved).validated()
         plan = plans.smtp_plan(draft, settings, local_inbox=bool(spec["settings"].get("local_inbox")))
         plan.spec = spec  # resuming keeps the campaign's spec as the journal has it
-        return plans.as_before(plan, spec)
+        return self._sent_copy_as_before(plans.as_before(plan, spec), spec, settings, req.options.sent_copy)
 
     def _use_current(self, spec: dict[str, Any], req: ResumeRequest) -> bool:
         """Whether to resume with the account settings given now: when they differ from the

@@ -89,7 +89,9 @@ def _account(args: argparse.Namespace, stdin: TextIO, app: App, *, need_password
         channel=channel, provider=args.provider, host=args.host or "", port=args.port, security=args.security,
         user=args.user, password=password, auth=args.auth, from_address=getattr(args, "from_address", "") or "",
         verify_certificates=not args.insecure_skip_verify, allow_plaintext_auth=args.allow_plaintext_auth,
-        ca_file=args.ca_file, timeout=args.timeout, region=args.region)
+        ca_file=args.ca_file, timeout=args.timeout, region=args.region,
+        imap_host=getattr(args, "imap_host", None) or "", imap_port=getattr(args, "imap_port", None),
+        imap_security=getattr(args, "imap_security", None))
 
 
 def _options(args: argparse.Namespace, *, skip: bool = False) -> SendOptions:
@@ -100,7 +102,8 @@ def _options(args: argparse.Namespace, *, skip: bool = False) -> SendOptions:
              "max_failures_in_a_row": args.max_failures_in_a_row}
     return SendOptions(limits={k: v for k, v in limits.items() if v is not None},
                        retry={k: v for k, v in retry.items() if v is not None}, connections=args.connections,
-                       delay_ms=args.delay_ms if args.command == "resume" else None, skip_problem_rows=skip)
+                       delay_ms=args.delay_ms if args.command == "resume" else None, skip_problem_rows=skip,
+                       sent_copy=getattr(args, "sent_copy", "auto"))
 
 
 _FLAGS = {"retry.base_s": "--retry-base", "retry.cap_s": "--retry-cap must be at least --retry-base",
@@ -160,6 +163,11 @@ class Reporter:
         print(text, file=self.err, flush=True)
 
     def event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "sent-copy-warning":
+            e = event["error"]
+            self.line(f"warning: copy in Sent not filed [{e['category']}]: {e['message']}"
+                      + ("; no more copies are filed in this run (the messages are still sent)" if event["stopped"]
+                         else "") + "".join(f"\n  {n}. {step}" for n, step in enumerate(e["fix"], 1)))
         if event.get("type") != "email-progress":
             return  # state and wait events are the window's
         if self.mode == "jsonl":
@@ -428,8 +436,20 @@ def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, accoun
                  + (f" on {plan.connections} connections" if plan.connections > 1 else ""))
         if not s["verify_certificates"]:
             rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
-    outcome = _wait(app.start(draft, plan), rep)
+        if plan.sent_copy is not None:
+            rep.line(f"Filing a copy of each message in Sent on {plan.sent_copy.host}:{plan.sent_copy.port} (IMAP)")
+    run = app.start(draft, plan)
+    outcome = _wait(run, rep)
+    _copies_words(run, rep)
     return _finish(app, args, rep, err, outcome, draft, imported, plan.provider)
+
+
+def _copies_words(run: Any, rep: Reporter) -> None:
+    done = run.sent_copy
+    if done:
+        rep.line(f"Copies in Sent ({done['folder'] or 'folder not found'}): {done['filed']} filed"
+                 + (f", {done['already']} already there" if done["already"] else "")
+                 + (f", {done['left']} not filed yet (filed when the campaign is resumed)" if done["left"] else ""))
 
 
 def _wait(run: Any, rep: Reporter) -> Any:
@@ -565,6 +585,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     rep.line(f"Campaign {run.id}: resuming with {run.total} recipient(s) not sent yet"
              + (f" through {run.plan.where()}" if args.use_current_settings else ""))
     outcome = _wait(run, rep)
+    _copies_words(run, rep)
     return _finish(app, args, rep, err, outcome, run.draft, run.draft.imported, run.provider)
 
 

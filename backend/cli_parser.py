@@ -8,7 +8,14 @@ from typing import Any
 
 from backend import __version__
 from backend.errors import MailerError
-from backend.inputs import AUTH_MODES, CHANNELS, DEFAULT_DELAY_MS, SECURITY_MODES
+from backend.inputs import (
+    AUTH_MODES,
+    CHANNELS,
+    DEFAULT_DELAY_MS,
+    IMAP_SECURITY,
+    SECURITY_MODES,
+    SENT_COPY_MODES,
+)
 from backend.presets import MAX_CONNECTIONS, PRESETS
 
 PASSWORD_ENV = "BULK_MAILER_PASSWORD"  # noqa: S105 (a variable name, not a secret)
@@ -130,6 +137,17 @@ def _send_parser(sub: Any) -> None:
     r.add_argument("--strict-fields", action="store_true",
                    help="a field the message uses (without | default) that is empty for some rows is an "
                    "error, not a warning: nothing is sent")
+    c = send.add_argument_group("copy in Sent (IMAP)")
+    c.add_argument("--sent-copy", choices=SENT_COPY_MODES, default="auto",
+                   help="file a copy of each sent message in the account's Sent folder over IMAP, once (found by "
+                   "Message-ID). auto (default): on where the IMAP server is known (the provider's, or "
+                   "--imap-host), off for gmail, google-workspace, office365 and outlook (their servers file "
+                   "one) and for the local test inbox; always; never")
+    c.add_argument("--imap-host", help="the mailbox's IMAP server (default: the provider's), e.g. imap.example.com; "
+                   "same username and password as for sending (or $BULK_MAILER_IMAP_PASSWORD)")
+    c.add_argument("--imap-port", type=int, help="IMAP port (default: 993 SSL/TLS, 143 STARTTLS)")
+    c.add_argument("--imap-security", choices=IMAP_SECURITY,
+                   help="ssl = implicit TLS (usually 993), starttls (usually 143); never unencrypted")
 
 
 def _history_parsers(sub: Any) -> None:
@@ -167,6 +185,9 @@ def _resume_parser(sub: Any) -> None:
                         "campaign's own settings, e.g. a corrected host, port or security")
     resume.add_argument("--results", help="write one CSV row per recipient of the campaign to this file")
     resume.add_argument("--progress", choices=["jsonl", "bar", "none"], help="as for send")
+    resume.add_argument("--sent-copy", choices=SENT_COPY_MODES, default="auto",
+                        help="auto or always (default: as the campaign did: its copies in Sent are filed, "
+                        "those a stopped run left too); never: file none")
     resume.add_argument("--delay-ms", type=int, help="pause between messages (default: the campaign's)")
     _connections_option(resume, default_words="the campaign's")
     resume.add_argument("--now", action="store_true",

@@ -220,6 +220,49 @@ CATEGORIES: dict[str, Category] = {
             "Try again later: Google's outages are listed at www.google.com/appsstatus.",
         ),
         _c(
+            "imap_auth_failed",
+            "The mailbox (IMAP) refused the login",
+            "The IMAP server, where the copy in Sent is filed, refused the username and "
+            "password. The message itself was sent; only its copy in Sent is missing.",
+            "Check that IMAP access is turned on for the mailbox in the provider's settings.",
+            "Use the same username as for sending (usually the full email address); if the "
+            "mailbox has its own password, set BULK_MAILER_IMAP_PASSWORD.",
+            "If the account uses two-step verification, the normal password will not work over "
+            "IMAP: create an app password and use that instead.",
+            "Or turn the copy off: --sent-copy never (or untick Keep a copy in Sent).",
+        ),
+        _c(
+            "imap_connection_failed",
+            "The mailbox (IMAP) could not be reached",
+            "The IMAP server, where the copy in Sent is filed, could not be reached or closed "
+            "the connection. The message itself was sent; only its copy in Sent is missing.",
+            "Check the IMAP server's name and port: 993 (SSL/TLS) and 143 (STARTTLS) are the "
+            "usual ones (--imap-host, --imap-port, --imap-security).",
+            "Check that a firewall, antivirus or VPN is not blocking the app's outgoing "
+            "connections to that port.",
+            "Resume the campaign later: copies not filed yet are filed then.",
+        ),
+        _c(
+            "imap_tls_failed",
+            "Secure connection to the mailbox (IMAP) failed",
+            "The encrypted connection to the IMAP server could not be set up, or the server "
+            "offers no encryption; Bulk Mailer never sends a password over an unencrypted "
+            "connection.",
+            "Match the security to the port: 993 = SSL/TLS, 143 = STARTTLS "
+            "(--imap-security ssl|starttls).",
+            "If the server's certificate comes from a company authority, add its CA file "
+            "(--ca-file).",
+        ),
+        _c(
+            "imap_folder_not_found",
+            "No Sent folder found",
+            "The mailbox has no folder marked as Sent (SPECIAL-USE \\Sent) and none of the usual "
+            "names (Sent, Sent Items, Sent Messages, INBOX.Sent, [Gmail]/Sent Mail, ...).",
+            "Open the mailbox in webmail or a mail program once: most create the Sent folder "
+            "then.",
+            "Or turn the copy off: --sent-copy never (or untick Keep a copy in Sent).",
+        ),
+        _c(
             "invalid_settings",
             "Invalid setting",
             "A setting is missing or not valid.",

@@ -17,6 +17,8 @@ DEFAULT_DELAY_MS = 1000
 CHANNELS = ("smtp", "gmail")
 UNCERTAIN_CHOICES = ("ask", "resend", "skip")
 LIMIT_KEYS = ("per_second", "per_minute", "per_hour", "per_day")
+SENT_COPY_MODES = ("auto", "always", "never")
+IMAP_SECURITY = ("ssl", "starttls")
 RETRY_KEYS = ("base_s", "cap_s", "max_attempts", "max_age_s", "max_failures_in_a_row")
 
 
@@ -41,6 +43,10 @@ class AccountInput:
     ca_file: str | None = None
     timeout: float = 30.0
     region: str | None = None
+    # The mailbox where a copy of each message is filed in Sent (IMAP); the provider's when empty.
+    imap_host: str = ""
+    imap_port: int | None = None
+    imap_security: str | None = None  # ssl | starttls
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class SendOptions:
     delay_ms: int | None = None  # a resume's new pace (None: the campaign's)
     skip_problem_rows: bool = False
     skip_sent_in: str | None = None  # a campaign id: leave out whoever it already sent to
+    # A copy of each sent message in the account's Sent folder over IMAP: auto (off where the
+    # provider's server files one itself, and for the local test inbox), always, never.
+    sent_copy: str = "auto"
 
 
 # The Send section's fields a draft keeps, as the page has them (text; checked when sending).

@@ -74,7 +74,8 @@ CREATE INDEX IF NOT EXISTS recipients_status ON recipients(campaign, status);
 """
 
 # Columns added after the first release of the schema: added to an older journal on open.
-_LATER_COLUMNS = {"campaigns": {"resume_after": "TEXT", "pid_start": "TEXT"}, "recipients": {"next_attempt": "TEXT"}}
+_LATER_COLUMNS = {"campaigns": {"resume_after": "TEXT", "pid_start": "TEXT"}, "recipients": {"next_attempt": "TEXT",
+                                                                                             "sent_copy": "TEXT"}}
 
 class JournalError(MailerError):
     """The journal cannot be read or written, or a campaign is not in it."""
@@ -425,7 +426,9 @@ class Journal:
                     "VALUES (?, ?, ?, 'running', NULL, ?, ?, ?, ?, ?)",
                     (campaign_id, now, now, account, json.dumps(spec, ensure_ascii=False), os.getpid(),
                      socket.gethostname(), _process_start(os.getpid())))
-                self._db.executemany("INSERT INTO recipients VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                self._db.executemany("INSERT INTO recipients(campaign, idx, email, line, fields, status, category, smtp_code, "
+                                     "error, attempts, sent_at, message_id, next_attempt, updated) "
+                                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
@@ -573,6 +576,22 @@ class Journal:
     def mark_outcome(self, campaign_id: str, index: int, row: ResultRow) -> None:
         """Committed right after the server's reply."""
         self.record(campaign_id, outcome=(index, row))
+
+    @_guarded
+    def mark_copies(self, campaign_id: str, filed: list[tuple[str, str]]) -> None:
+        """Record the copies filed in Sent: (Message-ID, folder) of sent messages."""
+        if filed:
+            now = iso(utc_now())
+            self._group_commit([("UPDATE recipients SET sent_copy=?, updated=? WHERE campaign=? AND message_id=?",
+                                 (folder, now, campaign_id, mid)) for mid, folder in filed])
+
+    @_guarded
+    def copies(self, campaign_id: str) -> dict[str, str]:
+        """Message-ID -> Sent folder of the campaign's messages filed in Sent."""
+        with self._lock:
+            found = self._db.execute("SELECT message_id, sent_copy FROM recipients WHERE campaign=? AND "
+                                     "sent_copy IS NOT NULL", (campaign_id,)).fetchall()
+        return dict(found)
 
     @_guarded
     def record(self, campaign_id: str, *, sending: int | None = None,

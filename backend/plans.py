@@ -10,6 +10,7 @@ from typing import Any
 from backend import service
 from backend.errors import SettingsError
 from backend.inputs import LIMIT_KEYS, SendOptions
+from backend.mailbox.imap import ImapSettings
 from backend.model import DEFAULT_MAX_FAILURES, RateLimits, RetryPolicy
 from backend.presets import GMAIL_API_LIMITS, MAX_CONNECTIONS, default_connections, gmail_api_limits
 from backend.settings import SmtpSettings
@@ -31,6 +32,7 @@ class Plan:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_failures_in_a_row: int = DEFAULT_MAX_FAILURES
     connections: int = 1  # transports (connections) sending at once; 1 for the Gmail API
+    sent_copy: ImapSettings | None = None  # where a copy of each sent message is filed (None: nowhere)
 
     def transports(self) -> list[Transport]:
         return [self.transport() for _ in range(self.connections)]
@@ -41,6 +43,19 @@ class Plan:
             return f"the Gmail API as {self.gmail}"
         s = self.spec["settings"]
         return f"{s['host']}:{s['port']}"
+
+
+def with_sent_copy(plan: Plan, imap: ImapSettings | None) -> Plan:
+    """The plan filing a copy of each sent message in Sent over IMAP (kept in its spec, without
+    the password, so a resume files the rest)."""
+    plan.sent_copy = imap
+    if imap is None:
+        plan.spec.pop("sent_copy", None)
+    else:
+        plan.spec["sent_copy"] = {"host": imap.host, "port": imap.port, "security": imap.security, "user": imap.user,
+                                  "ca_file": imap.ca_file, "verify_certificates": imap.verify_certificates,
+                                  "provider": imap.provider}
+    return plan
 
 
 def smtp_account_key(settings: SmtpSettings) -> str:

@@ -954,6 +954,57 @@ def preset_for_domain(domain: str) -> Preset | None:
     return _BY_DOMAIN.get(domain)
 
 
+# IMAP servers of the mailbox providers (the copy in Sent): host, port, security. The sending
+# services have no mailbox.
+IMAP_SERVERS: Mapping[str, tuple[str, int, str]] = MappingProxyType({
+    "gmail": ("imap.gmail.com", 993, "ssl"),
+    "google-workspace": ("imap.gmail.com", 993, "ssl"),
+    "outlook": ("outlook.office365.com", 993, "ssl"),
+    "office365": ("outlook.office365.com", 993, "ssl"),
+    "yahoo": ("imap.mail.yahoo.com", 993, "ssl"),
+    "icloud": ("imap.mail.me.com", 993, "ssl"),
+    "aol": ("imap.aol.com", 993, "ssl"),
+    "zoho": ("imap.zoho.com", 993, "ssl"),
+    "gmx": ("imap.gmx.com", 993, "ssl"),
+    "gmx-net": ("imap.gmx.net", 993, "ssl"),
+    "fastmail": ("imap.fastmail.com", 993, "ssl"),
+})
+
+_GOOGLE_IMAP = (
+    "Turn IMAP on in Gmail: Settings (the gear) > See all settings > Forwarding and POP/IMAP > "
+    "IMAP access > Enable IMAP, then Save Changes (Google Workspace: your administrator may "
+    "have to allow IMAP in the Admin console).",
+    "IMAP needs an app password, not your normal password: Google Account > Security > "
+    "2-Step Verification > App passwords (myaccount.google.com/apppasswords).",
+    "Gmail files a copy of every message sent through smtp.gmail.com in Sent by itself: the "
+    "copy over IMAP is not needed there (--sent-copy auto leaves it off).",
+)
+IMAP_ADVICE: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType({
+    "gmail": {"imap_auth_failed": _GOOGLE_IMAP},
+    "google-workspace": {"imap_auth_failed": _GOOGLE_IMAP},
+    "yahoo": {"imap_auth_failed": (
+        "Yahoo needs an app password for IMAP: Account Info > Account Security > Generate app password.",)},
+    "aol": {"imap_auth_failed": (
+        "AOL needs an app password for IMAP: Account Info > Account Security > Generate app password.",)},
+    "icloud": {"imap_auth_failed": (
+        "iCloud needs an app-specific password for IMAP: account.apple.com > Sign-In and Security > "
+        "App-Specific Passwords.",)},
+    "outlook": {"imap_auth_failed": (
+        "Outlook.com may turn IMAP off: Outlook settings > Mail > Forwarding and IMAP > Let devices "
+        "and apps use IMAP.", _MS_TWO_STEP_NOTE)},
+    "office365": {"imap_auth_failed": (
+        "Your administrator may have turned IMAP off for the mailbox (Microsoft 365 admin center > "
+        "Users > Mail > Email apps > IMAP).",)},
+    "zoho": {"imap_auth_failed": (
+        "Turn IMAP on in Zoho Mail: Settings > Mail Accounts > IMAP Access.",)},
+})
+
+
+def imap_server(key: str | None) -> tuple[str, int, str] | None:
+    """A provider's IMAP host, port and security; None for a sending service or an unknown key."""
+    return IMAP_SERVERS.get(str(key or "").strip().lower())
+
+
 def provider_advice(key: str | None, category: str) -> list[str]:
     """Provider-specific fix steps for an error category; [] for an unknown key or category."""
     if not key:
@@ -961,7 +1012,7 @@ def provider_advice(key: str | None, category: str) -> list[str]:
     preset = PRESETS.get(str(key).strip().lower())
     if preset is None:
         return []
-    return list(preset.advice.get(category, ()))
+    return list(preset.advice.get(category, ())) + list(IMAP_ADVICE.get(preset.key, {}).get(category, ()))
 
 
 MAX_CONNECTIONS = 16

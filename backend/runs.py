@@ -13,6 +13,7 @@ from backend import service
 from backend.campaign import Control
 from backend.errors import MailerError, internal_error
 from backend.journal import Journal
+from backend.mailbox.sent import CopyingTransport, SentCopies
 from backend.model import CampaignOutcome
 from backend.plans import Plan
 
@@ -35,6 +36,7 @@ class Run:
         self.exception: BaseException | None = None  # raised again by wait()
         self.counts: Counter[str] = Counter()
         self.outcome: CampaignOutcome | None = None
+        self.sent_copy: dict[str, Any] | None = None  # what filing the copies in Sent did
         self._journal, self._emit = journal, emit
         self._resume, self._deferred, self._attempts, self._checked = resume, deferred_until, attempts_before, checked
         self._done = threading.Event()
@@ -55,7 +57,8 @@ class Run:
 
     def snapshot(self) -> dict[str, Any]:
         return {"campaign": self.id, "state": self.state, "total": self.total, "counts": dict(self.counts),
-                "summary": self.outcome.summary() if self.outcome is not None else None, "error": self.error}
+                "summary": self.outcome.summary() if self.outcome is not None else None, "error": self.error,
+                "sent_copy": self.sent_copy}
 
     def wait(self, on_interrupt: Callable[[], None] = lambda: None) -> CampaignOutcome:
         """Block until the run ends; Ctrl-C cancels after the current message (the campaign can be
@@ -91,9 +94,18 @@ class Run:
     def _work(self) -> None:
         self._state_event()
         plan, resume = self.plan, self._resume
+        copies = None
         try:
+            transports = plan.transports()
+            if plan.sent_copy is not None:
+                # Each message sent is filed in Sent by a thread of its own; what a killed run
+                # left in the campaign's spool is filed first.
+                journal = self._journal
+                copies = SentCopies(plan.sent_copy, service.campaign_files_dir(self.id) / "sent-copies",
+                                    emit=self._emit, mark=lambda filed: journal.mark_copies(self.id, filed)).start()
+                transports = [CopyingTransport(t, copies) for t in transports]
             outcome = service.send(
-                self.draft, plan.transports(), on_event=self._on_event, control=self.control,
+                self.draft, transports, on_event=self._on_event, control=self.control,
                 on_pause=self._on_pause, journal=self._journal, spec=plan.spec,
                 account=resume[1] if resume else plan.account, indices=resume[0] if resume else None,
                 limits=plan.limits, on_wait=self._emit, retry=plan.retry,
@@ -111,5 +123,10 @@ class Run:
             self.state, self.exception = "failed", exc
             self.error = internal_error("The campaign stopped because of an unexpected error.")
         finally:
+            if copies is not None:
+                try:
+                    self.sent_copy = copies.finish()
+                except Exception:
+                    log.exception("campaign %s: filing the copies in Sent failed", self.id)
             self._done.set()
         self._state_event()

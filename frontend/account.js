@@ -23,7 +23,7 @@ export function initAccount(info, settings, { messageForSave }) {
   for (const id of ['provider', 'region', 'region-field', 'provider-notes', 'host', 'port', 'security', 'user', 'user-hint',
     'password', 'password-hint', 'show-password', 'passphrase', 'passphrase-field', 'passphrase-hint', 'from',
     'remember-settings', 'remember-password', 'forget-password', 'settings-status', 'verify-certificates',
-    'verify-warning', 'allow-plaintext', 'plaintext-warning', 'test-connection', 'connection-result', 'advanced',
+    'verify-warning', 'allow-plaintext', 'plaintext-warning', 'sent-copy', 'test-connection', 'connection-result', 'advanced',
     'from-suggestion', 'check-sender', 'check-domain', 'open-log-folder', 'channel-smtp', 'channel-gmail',
     'google-block', 'google-status', 'google-scope-note', 'google-sign-in', 'google-cancel', 'google-sign-out',
     'google-client-file', 'google-progress', 'gmail-limits',
@@ -59,6 +59,7 @@ function fillFromSettings(settings) {
   f.from.value = account.from_address ?? '';
   f['verify-certificates'].checked = account.verify_certificates !== false;
   f['allow-plaintext'].checked = !!account.allow_plaintext_auth;
+  f['sent-copy'].checked = account.sent_copy !== false;
   f['remember-settings'].checked = !!settings.remember_settings;
   f['remember-password'].checked = !!settings.remember_password;
   saved.has_saved_password = !!settings.has_saved_password;
@@ -378,6 +379,7 @@ export function getAccount() {
     from_address: f.from.value.trim(),
     verify_certificates: f['verify-certificates'].checked,
     allow_plaintext_auth: f['allow-plaintext'].checked,
+    sent_copy: f['sent-copy'].checked,
     region: f['region-field'].hidden ? null : f.region.value,
   };
 }

@@ -180,3 +180,24 @@ def google(certs: Certs, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certs.ca_file)
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def imap_server(certs: Certs):
+    """Factory: a real Dovecot on 127.0.0.1 (tests/imapserver.py). imap_server(special_use=True)
+    has a SPECIAL-USE \\Sent folder "Sent"; special_use=False a plain "Sent Items"."""
+    from tests import imapserver
+
+    if not imapserver.available():
+        pytest.skip("Dovecot is not installed: apt-get install dovecot-imapd (.ci/run does)")
+    started: list[imapserver.Dovecot] = []
+
+    def make(**kw) -> imapserver.Dovecot:
+        kw.setdefault("cert", certs.good)
+        server = imapserver.Dovecot(**kw).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -109,7 +110,9 @@ def test_a_log_file_that_is_a_link_is_not_followed(app_log, tmp_path, capsys):
 
 def test_rotation_reopens_the_file_without_following_links(app_log, tmp_path):
     path = app_log("INFO")
-    handler = next(h for h in logging.getLogger().handlers if isinstance(h, logs.PrivateRotatingFileHandler))
+    # this test's handler (an earlier test in the same process may have left its own)
+    handler = next(h for h in logging.getLogger().handlers
+                   if isinstance(h, logs.PrivateRotatingFileHandler) and Path(h.baseFilename) == Path(path))
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me\n")
     logging.getLogger("bulk_mailer.test").info("first")
