@@ -21,10 +21,8 @@ import json
 import logging
 import os
 import re
-import secrets
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from backend.inputs import (
     AUTH_MODES,
     CHANNELS,
     DEFAULT_DELAY_MS,
+    DRAFT_SEND_FIELDS,
     SECURITY_MODES,
     AccountInput,
     CheckFailed,
@@ -43,11 +42,12 @@ from backend.inputs import (
     NotNow,
     ResumeRequest,
     RowProblems,
+    SavedDraft,
     SendOptions,
     SettingsChanged,
     UncertainLeft,
 )
-from backend.jsonapi import MAX_SHORT, EventPump, Invalid, Params, api
+from backend.jsonapi import MAX_SHORT, EventPump, Invalid, Params, Previews, api
 from backend.presets import MAX_CONNECTIONS, PRESETS
 
 log = logging.getLogger("bulk_mailer.bridge")
@@ -83,8 +83,7 @@ class Bridge:
         self._pump = EventPump(deliver or self._deliver_to_window)
         self._app = app or App(inbox=inbox, store=store, detector=detector, open_browser=open_browser)
         self._app.emit = self._emit
-        self._previews: OrderedDict[str, str] = OrderedDict()  # id -> HTML, served at /preview/<id>
-        self._lock_previews = threading.Lock()
+        self._previews = Previews()  # id -> HTML, served at /preview/<id>
 
     # -- plumbing (private: pywebview exposes only public names) --------------------------
 
@@ -238,7 +237,7 @@ class Bridge:
                      "max_failures_in_a_row": q.number("max_failures_in_a_row", 0, 1_000_000, whole=True)}
         connections = p.int("connections", 0, 0, MAX_CONNECTIONS) or None
         return SendOptions(limits=limits, retry=retry, connections=connections,
-                           skip_problem_rows=p.bool("skip_problem_rows"),
+                           skip_problem_rows=p.bool("skip_problem_rows"), skip_sent_in=p.str("skip_sent_in") or None,
                            sent_copy="auto" if p.obj("account").bool("sent_copy", True) else "never")
 
     @staticmethod
@@ -444,6 +443,24 @@ class Bridge:
         return {"campaign": run.id, "total": run.total}
 
     @api
+    def already_sent(self, p: Params) -> dict[str, Any]:
+        """Whether this list went to this account in the last 30 days (the core decides)."""
+        return {"campaign": self._app.already_sent(self._account_input(p))}
+
+    @api
+    def draft(self, p: Params) -> dict[str, Any]:
+        """The campaign being written: save it as typed (never a password), load it at start, or
+        clear it (Start a new campaign)."""
+        action = p.choice("action", ("save", "load", "clear"), "load")
+        if action == "save":
+            m, send = p.obj("draft").obj("message"), p.obj("draft").obj("send")
+            return self._app.save_draft(SavedDraft(
+                subject=m.str("subject", max_len=MAX_TEXT), body=m.str("body", max_len=MAX_TEXT),
+                format=m.choice("format", ("html", "text"), "html"), unsubscribe=tuple(self._unsubscribe_values(m)),
+                send={k: send.str(k, max_len=40) for k in DRAFT_SEND_FIELDS if send.has(k)}))
+        return {"draft": self._app.load_draft() if action == "load" else self._app.clear_draft()}
+
+    @api
     def campaign_details(self, p: Params) -> dict[str, Any]:
         """One past campaign and every line's result (the first 5,000)."""
         return self._app.details(p.str("id", required=True))
@@ -507,18 +524,10 @@ class Bridge:
         return {"filename": filename, "csv": self._app.export(cid)[0]}
 
     def _register_preview(self, html: str | None) -> str | None:
-        if html is None:
-            return None
-        pid = secrets.token_urlsafe(32)
-        with self._lock_previews:
-            self._previews[pid] = html
-            while len(self._previews) > 32:
-                self._previews.popitem(last=False)
-        return f"/preview/{pid}"
+        return self._previews.add(html)
 
     def _preview_html(self, pid: str) -> str | None:
-        with self._lock_previews:
-            return self._previews.get(pid)
+        return self._previews.get(pid)
 
     # -- attachments ----------------------------------------------------------------------
 
@@ -678,13 +687,6 @@ def web_face(bridge: Bridge) -> Any:
 # -- entry point --------------------------------------------------------------------------
 
 
-def _has_display() -> bool:
-    if sys.platform != "linux":
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-                or os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal"))
-
-
 def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Bridge], None] | None = None) -> int:
     """Open the desktop window (blocks until it is closed)."""
     import webview
@@ -727,6 +729,8 @@ def open_window(bridge: Bridge | None = None, *, on_started: Callable[[Any, Brid
 def main(argv: Sequence[str] | None = None) -> int:
     """`bulk-mailer`: the window; `--web` the browser UI; a subcommand the command line."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--probe-window"]:  # the frozen app's child that tries Qt (appwindow.window_problem)
+        return __import__("appwindow").probe_main()
     if args and args[0] not in ("--web", "--window", "--self-test", "--install-desktop-entry"):
         from backend import cli
 
@@ -751,28 +755,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     from backend.logs import setup_logging
 
     setup_logging()
+    import appwindow
+
+    display = appwindow.has_display()
+    problem = appwindow.window_problem() if sys.platform == "linux" and display and not ns.web else None
     if ns.self_test:
-        import appwindow
-
-        result: dict[str, Any] = {"ok": False}
-        open_window(on_started=lambda window, bridge: appwindow.self_check(window, result))
-        return 0 if result.get("ok") else 1
-    if ns.web or (not ns.window and not _has_display()):
-        from backend import web
-
-        if not ns.web:
-            print("No display found: serving the app to your browser instead.", file=sys.stderr)
-        try:
-            return web.serve(lambda deliver: web_face(Bridge(native_dialogs=False, deliver=deliver)), FRONTEND,
-                             port=ns.port, open_browser=not ns.no_browser)
-        except OSError as exc:  # the port is taken, or not ours to use
-            print(f"bulk-mailer: error [action_unavailable]: cannot serve on 127.0.0.1:{ns.port or 'a free port'} "
-                  f"({exc.strerror or exc})", file=sys.stderr)
-            if ns.port:
-                print("  1. Choose another port with --port, or leave --port out to use a free one.",
-                      file=sys.stderr)
-            return 2
+        return appwindow.self_test(open_window, problem)
+    if ns.web or (not ns.window and not display) or problem:
+        # The window always opens something: without it, the same app in the browser.
+        print(f"bulk-mailer: {problem}. Serving the app to your browser instead." if problem else
+              "" if ns.web else "No display found: serving the app to your browser instead.", file=sys.stderr)
+        return _serve(ns)
     return open_window()
+
+
+def _serve(ns: Any) -> int:
+    """Browser mode until Ctrl-C (the address printed on standard output)."""
+    from backend import web
+
+    try:
+        return web.serve(lambda deliver: web_face(Bridge(native_dialogs=False, deliver=deliver)), FRONTEND,
+                         port=ns.port, open_browser=not ns.no_browser)
+    except OSError as exc:  # the port is taken, or not ours to use
+        print(f"bulk-mailer: error [action_unavailable]: cannot serve on 127.0.0.1:{ns.port or 'a free port'} "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        if ns.port:
+            print("  1. Choose another port with --port, or leave --port out to use a free one.", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ campaign being sent. Events (progress, state, waits) go to the ``emit`` callback
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import email.policy
+import json
 import logging
 import os
 import re
@@ -23,7 +25,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-from backend import __version__, plans, service
+from backend import __version__, paths, plans, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
 from backend.credentials import (
@@ -47,6 +49,7 @@ from backend.google_auth import (  # noqa: I001
 )
 from backend.inbox import LocalInbox
 from backend.inputs import (
+    DRAFT_SEND_FIELDS,
     AccountInput,
     CheckFailed,
     MessageInput,
@@ -55,6 +58,7 @@ from backend.inputs import (
     QuotaNotLifted,
     ResumeRequest,
     RowProblems,
+    SavedDraft,
     SendOptions,
     SettingsChanged,
     UncertainLeft,
@@ -63,7 +67,7 @@ from backend.journal import Journal, repair_journal
 from backend.mailbox.imap import DEFAULT_IMAP_PORTS, ImapSettings
 from backend.mailbox.sent import FILES_ITS_OWN
 from backend.mailbox.sent import MODES as SENT_COPY_MODES
-from backend.model import DEFAULT_MAX_FAILURES, ResultRow, RetryPolicy
+from backend.model import DEFAULT_MAX_FAILURES, ResultRow, RetryPolicy, iso, utc_now
 from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, imap_server, preset_host
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.runs import Run
@@ -78,6 +82,7 @@ log = logging.getLogger(__name__)
 __all__ = ["MIN_PASSPHRASE", "SIGN_IN_TIMEOUT_S", "App", "LOCAL_INBOX"]
 
 LOCAL_INBOX = "local-inbox"
+SENT_AGAIN_DAYS = 30  # the same list to the same account within this many days: ask first
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 _PREVIEW_HEADERS = {"from", "to", "reply-to", "subject", "date", "list-unsubscribe", "list-unsubscribe-post"}
 
@@ -309,6 +314,42 @@ class App:
             self.store.delete(key, phrase)  # the box was ticked before and is not now
         return {"has_saved_password": bool(account["user"]) and self.store.has(key)}
 
+    # -- the draft: what is being written survives a restart ----------------------------
+
+    @staticmethod
+    def _draft_path() -> Path:
+        return paths.data_dir() / "draft.json"
+
+    def save_draft(self, d: SavedDraft) -> dict[str, Any]:
+        """Keep the campaign being written (the message and the Send settings; never a
+        password), replaced at once: a crash leaves the previous one."""
+        saved = iso(utc_now())
+        data = {"saved": saved, "message": {"subject": d.subject, "body": d.body, "format": d.format,
+                                            "unsubscribe": list(d.unsubscribe)},
+                "send": {k: v for k, v in d.send.items() if k in DRAFT_SEND_FIELDS}}
+        paths.atomic_write(self._draft_path(), json.dumps(data, ensure_ascii=False).encode("utf-8"))
+        return {"saved": saved}
+
+    def load_draft(self) -> dict[str, Any] | None:
+        """The draft kept last time, or None (none, or one that cannot be read: it is ignored)."""
+        try:
+            data = json.loads(paths.read_private(self._draft_path()))
+            m, send = data["message"], data.get("send") or {}
+            return {"saved": str(data["saved"]),
+                    "message": {"subject": str(m["subject"]), "body": str(m["body"]),
+                                "format": "text" if m.get("format") == "text" else "html",
+                                "unsubscribe": [str(u) for u in m.get("unsubscribe") or []][:2]},
+                    "send": {k: str(v) for k, v in send.items() if k in DRAFT_SEND_FIELDS}}
+        except FileNotFoundError:
+            return None
+        except (OSError, MailerError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("the saved draft cannot be read, so it is not restored: %s", exc)
+            return None
+
+    def clear_draft(self) -> None:
+        """Start a new campaign: the kept draft goes."""
+        self._draft_path().unlink(missing_ok=True)
+
     def forget_password(self, user: str, host: str, passphrase: str | None = None) -> None:
         self.store.delete(account_key(user.strip(), host.strip()), passphrase or self._passphrase)
 
@@ -532,9 +573,16 @@ class App:
     def check(self, a: AccountInput, m: MessageInput) -> dict[str, Any]:
         """Every row whose message cannot be built (each with its own category), and warnings."""
         draft = self.draft(m, self.sender(a, m))
-        warning = draft.size_warning()
         problems = draft.problems()
-        return {"problems": RowProblems(problems).rows() if problems else [], "warnings": [warning] if warning else []}
+        return {"problems": RowProblems(problems).rows() if problems else [], "warnings": self.warnings(draft)}
+
+    def warnings(self, draft: service.Draft, *, strict_fields: bool = False) -> list[str]:
+        """What may be a mistake though every message builds: large messages, fields the message
+        prints that are empty for some rows (an error with strict_fields: nothing is sent)."""
+        if strict_fields:
+            service.strict_fields(draft)
+        size = draft.size_warning()
+        return ([size] if size else []) + [e.words() for e in service.empty_fields(draft)]
 
     def dry_run(self, draft: service.Draft) -> list[MailerError]:
         """Build every message as it would be sent, without connecting; every problem."""
@@ -655,6 +703,8 @@ class App:
             return self.draft(m, sender)
 
         draft, plan = self.plan(a, draft_for, attach=m.attach, passphrase=passphrase, sent_copy=options.sent_copy)
+        if options.skip_sent_in:
+            self._skip_sent(draft, options.skip_sent_in)
         problems = draft.problems()
         if problems and options.skip_problem_rows:
             service.exclude_problem_rows(draft, problems)
@@ -663,6 +713,48 @@ class App:
         if not draft.recipients:
             raise NothingLeft("no recipient is left to send to")
         return draft, plans.with_options(plan, options)
+
+    def account_key(self, a: AccountInput) -> str | None:
+        """The journal's key of an account (what the daily quota and "already sent" count by);
+        None for the local test inbox, or when the settings are not complete yet."""
+        if a.provider == LOCAL_INBOX:
+            return None
+        if a.channel == "gmail":
+            profile = saved_profile()
+            return plans.gmail_account_key(profile["email"]) if profile else None
+        try:
+            return plans.smtp_account_key(self.smtp_settings(a, need_password=False)[0])
+        except MailerError:
+            return None
+
+    def already_sent(self, a: AccountInput, *, days: int = SENT_AGAIN_DAYS) -> dict[str, Any] | None:
+        """The newest campaign of the last `days` days that sent this session's list (the same
+        addresses) through the same account, or None. A run into the local test inbox is a
+        practice run: it never counts."""
+        key = self.account_key(a)
+        if key is None or self.imported is None or not self.imported.recipients:
+            return None
+        now = {r.email.lower() for r in self.imported.recipients}
+        since = iso(utc_now() - dt.timedelta(days=days))
+        for info in self.journal.campaigns():  # newest first
+            if info.account != key or info.created < since:
+                continue
+            if (self.journal.spec(info.id).get("settings") or {}).get("local_inbox"):
+                continue
+            rows = self.journal.rows(info.id)
+            listed = {r.recipient.email.lower() for r in rows}
+            meant = {r.recipient.email.lower() for r in rows if r.result.status != "skipped"}
+            sent = {r.recipient.email.lower() for r in rows if r.result.status == "sent"}
+            if sent and now <= listed and meant <= now:
+                return {"campaign": info.id, "created": info.created, "account": info.account,
+                        "sent": len(sent & now), "total": len(now), "not_yet": len(now - sent)}
+        return None
+
+    def _skip_sent(self, draft: service.Draft, cid: str) -> None:
+        """Leave out whoever campaign cid already sent to (Send only to those not yet sent)."""
+        sent = {r.recipient.email.lower() for r in self.journal.rows(self.campaign_id(cid), ["sent"])}
+        for recipient in [r for r in draft.recipients if r.email.lower() in sent]:
+            draft.exclude(recipient, f"not sent: already sent in campaign {cid}")
 
     def start(self, draft: service.Draft, plan: plans.Plan) -> Run:
         """Send a prepared campaign on a worker thread."""

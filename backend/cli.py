@@ -367,8 +367,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     _echo_list(imported, draft, rep)
     if not trial:
         rep.line(f"Campaign {draft.id}")
-    warning = draft.size_warning()
-    if warning:
+    for warning in app.warnings(draft, strict_fields=args.strict_fields):
         rep.line(f"warning   {warning}")
     if not draft.recipients:
         raise UsageError(f"no recipients left to send to in '{args.to_file}' ({imported.summary()}"

@@ -134,6 +134,9 @@ def _send_parser(sub: Any) -> None:
                    help="print recipient N's message (from 1) exactly as it would be sent, and exit")
     r.add_argument("--skip-bad-rows", action="store_true",
                    help="send to the rows whose message can be built; list the others and leave them out")
+    r.add_argument("--strict-fields", action="store_true",
+                   help="a field the message uses (without | default) that is empty for some rows is an "
+                   "error, not a warning: nothing is sent")
     c = send.add_argument_group("copy in Sent (IMAP)")
     c.add_argument("--sent-copy", choices=SENT_COPY_MODES, default="auto",
                    help="file a copy of each sent message in the account's Sent folder over IMAP, once (found by "

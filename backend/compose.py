@@ -29,7 +29,7 @@ from email_validator import EmailNotValidError, validate_email
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from jinja2.exceptions import SecurityError
-from jinja2.filters import do_urlencode
+from jinja2.filters import do_default, do_urlencode
 from jinja2.sandbox import SandboxedEnvironment
 
 from backend import sandbox
@@ -72,6 +72,18 @@ _URL_ENV = LimitedSandbox(  # noqa: S701 - a URL, not HTML; values are percent-e
     undefined=jinja2.StrictUndefined, autoescape=False, finalize=_url_finalize
 )
 _URL_ENV.filters["urlencode"] = lambda value: _UrlEncoded(do_urlencode(value))
+
+
+def _default(value: Any, default_value: Any = "", boolean: bool = True) -> Any:
+    """| default(x): x when the field is missing or empty (a blank cell is as good as none in a
+    mail merge; Jinja's own default only covers a missing one unless told boolean=true)."""
+    if isinstance(value, str) and not value.strip():
+        return default_value
+    return do_default(value, default_value, boolean)
+
+
+for _env in (_PLAIN_ENV, _HTML_ENV, _URL_ENV):
+    _env.filters["default"] = _env.filters["d"] = _default
 
 _LABELS = {
     "subject": "subject",
@@ -134,6 +146,12 @@ class Template:
         self.fields: frozenset[str] = frozenset(
             (subject_fields | html_fields | text_fields) - set(_PLAIN_ENV.globals)
         )
+        # The fields printed as they are somewhere (not every use wrapped in | default(...),
+        # nor only tested by {% if %}): an empty value there shows as a gap in the message.
+        self.bare_fields: frozenset[str] = frozenset().union(*(
+            _bare_fields(env, source) for env, source in
+            ((_PLAIN_ENV, subject or ""), (_HTML_ENV, html), (_PLAIN_ENV, text)) if source
+        )) & self.fields
         # Parts that only print fields ("Hi {{ name }}"): check_all can tell from the values
         # alone that they render, without rendering them for each of 100,000 rows.
         self._plans = {
@@ -621,6 +639,37 @@ class _PlainPlan:
     names: tuple[str, ...]
     literal: int
     header: bool
+
+
+_DEFAULTS = ("default", "d")
+
+
+def _bare_fields(env: SandboxedEnvironment, source: str) -> set[str]:
+    """Fields whose value is used as it is at least once: a use inside | default(...) or inside
+    an {% if %} that tests the same field (or the test itself) does not count."""
+    found: set[str] = set()
+
+    def walk(node: jinja2.nodes.Node, guarded: frozenset[str]) -> None:
+        if isinstance(node, jinja2.nodes.Filter) and node.name in _DEFAULTS:
+            for child in node.iter_child_nodes(exclude=("node",)):
+                walk(child, guarded)
+            return  # what default() wraps is never printed empty
+        if isinstance(node, jinja2.nodes.If | jinja2.nodes.CondExpr):
+            tested = frozenset(n.name for n in (node.test, *node.test.find_all(jinja2.nodes.Name))
+                               if isinstance(n, jinja2.nodes.Name))
+            for child in node.iter_child_nodes(exclude=("test",)):
+                walk(child, guarded | tested)
+            return
+        if isinstance(node, jinja2.nodes.Name) and node.ctx == "load" and node.name not in guarded:
+            found.add(node.name)
+        for child in node.iter_child_nodes():
+            walk(child, guarded)
+
+    try:
+        walk(env.parse(source), frozenset())
+    except jinja2.TemplateSyntaxError:
+        return set()
+    return found
 
 
 def _plain_plan(env: SandboxedEnvironment, source: str, *, header: bool) -> _PlainPlan | None:

@@ -75,9 +75,27 @@ class SendOptions:
     connections: int | None = None
     delay_ms: int | None = None  # a resume's new pace (None: the campaign's)
     skip_problem_rows: bool = False
+    skip_sent_in: str | None = None  # a campaign id: leave out whoever it already sent to
     # A copy of each sent message in the account's Sent folder over IMAP: auto (off where the
     # provider's server files one itself, and for the local test inbox), always, never.
     sent_copy: str = "auto"
+
+
+# The Send section's fields a draft keeps, as the page has them (text; checked when sending).
+DRAFT_SEND_FIELDS = ("delay", "connections", "limit-second", "limit-minute", "limit-hour", "limit-day",
+                     "retry-base", "retry-cap", "retry-attempts", "retry-max-age", "max-failures")
+
+
+@dataclass(frozen=True)
+class SavedDraft:
+    """The campaign being written, kept as the user types so it survives a restart: the
+    message and the Send settings. Never a password."""
+
+    subject: str = ""
+    body: str = ""
+    format: str = "html"
+    unsubscribe: tuple[str, ...] = ()
+    send: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -198,3 +200,27 @@ class EventPump:
             if closed:
                 return
             time.sleep(self._interval)
+
+
+class Previews:
+    """HTML shown in the page's sandboxed preview frame, by a random id (the last 32 kept)."""
+
+    def __init__(self, keep: int = 32) -> None:
+        self._html: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._keep = keep
+
+    def add(self, html: str | None) -> str | None:
+        """The URL the page loads it from (/preview/<id>); None for no HTML."""
+        if html is None:
+            return None
+        pid = secrets.token_urlsafe(32)
+        with self._lock:
+            self._html[pid] = html
+            while len(self._html) > self._keep:
+                self._html.popitem(last=False)
+        return f"/preview/{pid}"
+
+    def get(self, pid: str) -> str | None:
+        with self._lock:
+            return self._html.get(pid)

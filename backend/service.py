@@ -480,6 +480,43 @@ def apply_suppression(draft: Draft, suppression: Any) -> int:
     return len(suppressed)
 
 
+@dataclass(frozen=True)
+class EmptyField:
+    """A field the message prints as it is (no | default) that is empty for some recipients."""
+
+    field: str
+    lines: tuple[int, ...]
+
+    def words(self, show: int = 8) -> str:
+        n = len(self.lines)
+        shown = ", ".join(map(str, self.lines[:show])) + (f" and {n - show} more" if n > show else "")
+        who = "1 recipient has" if n == 1 else f"{n} recipients have"
+        return (f"{who} an empty {self.field} (line{'' if n == 1 else 's'} {shown}): use a default, e.g. "
+                f"{{{{ {self.field} | default(\"there\") }}}}, or skip them")
+
+
+def empty_fields(draft: Draft) -> list[EmptyField]:
+    """Fields used in the subject or body, not wrapped in | default(...), that are empty (or only
+    blanks) for some of the recipients sent to; a field the list lacks is a problem, not this."""
+    columns = set(draft.imported.fields)
+    found = []
+    for name in sorted(draft.template.bare_fields & columns):
+        lines = tuple(r.line for r in draft.recipients if not str(r.fields.get(name) or "").strip())
+        if lines:
+            found.append(EmptyField(name, lines))
+    return found
+
+
+def strict_fields(draft: Draft) -> None:
+    """--strict-fields: an empty field the message prints is an error, not a warning."""
+    found = empty_fields(draft)
+    if found:
+        raise TemplateError(
+            "; ".join(e.words() for e in found), field=found[0].field,
+            fix=(f"Give a default in the template, e.g. {{{{ {found[0].field} | default(\"there\") }}}}.",
+                 "Or fill in the empty cells in the list, or send without --strict-fields to send as it is."))
+
+
 def exclude_problem_rows(draft: Draft, problems: Sequence[MailerError]) -> int:
     """Leave the recipients whose message cannot be built out of the run; return how many."""
     lines = {getattr(p, "row", None) for p in problems}

@@ -74,12 +74,27 @@ function fillFromSettings(settings) {
   updatePasswordUi();
 }
 
+/** A Test connection result about other settings than the ones now in the form goes away. */
+let connectionTests = 0;
+function clearConnectionResult() {
+  connectionTests += 1; // a test still under way reports nothing
+  const out = f['connection-result'];
+  if (out.childNodes.length) show(out);
+  out.removeAttribute('aria-busy');
+}
+
 function wire() {
-  f.provider.addEventListener('change', () => { applyProvider(f.provider.value, { fill: true }); updateChannelUi(); });
+  f.provider.addEventListener('change', () => {
+    applyProvider(f.provider.value, { fill: true });
+    updateChannelUi();
+    clearConnectionResult();
+  });
   f.region.addEventListener('change', () => {
     const p = providers.get(f.provider.value);
     if (p) f.host.value = hostFor(p, f.region.value);
+    clearConnectionResult();
   });
+  for (const name of ['host', 'port', 'security']) f[name].addEventListener('change', clearConnectionResult);
   f.user.addEventListener('change', () => {
     const value = f.user.value.trim();
     if (!f.from.value.trim() && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) f.from.value = value;
@@ -290,6 +305,11 @@ function applyProvider(key, { fill, region } = {}) {
       f.user.value = '';
       f.password.value = '';
     }
+  } else if (fill) {
+    // Custom server: nothing of the preset chosen before stays (not the test inbox's 127.0.0.1).
+    f.host.value = '';
+    f.port.value = String((appInfo.default_ports && appInfo.default_ports.starttls) || 587);
+    f.security.value = 'starttls';
   }
   // The local inbox's address is fixed by the app: show it, but do not offer to edit it.
   const fixed = key === 'local-inbox';
@@ -541,6 +561,7 @@ function formatSeconds(seconds) {
 
 async function testConnection() {
   const out = f['connection-result'];
+  const test = ++connectionTests;
   out.setAttribute('aria-busy', 'true');
   show(out, busyLine('Testing the connection…'));
   try {
@@ -549,6 +570,7 @@ async function testConnection() {
       account: getAccount(), ...getCredentials(),
       check_sender: f['check-sender'].checked, check_domain: f['check-domain'].checked,
     });
+    if (test !== connectionTests) return; // the settings changed meanwhile: this result no longer applies
     if (result.ok) {
       const d = result.data || {};
       const parts = [stepsList(d.steps, d.features)];
@@ -566,7 +588,7 @@ async function testConnection() {
       show(out, el('p', { class: 'fail-line', text: 'Connection failed.' }), stepsList(e.steps), errorBlock(e));
     }
   } finally {
-    out.removeAttribute('aria-busy');
+    if (test === connectionTests) out.removeAttribute('aria-busy');
   }
 }
 
@@ -627,6 +649,7 @@ function renderSuggestion(result, domain) {
     f.host.value = best.host;
     f.port.value = String(best.port);
     f.security.value = best.security;
+    clearConnectionResult();
     box.hidden = true;
     show(box);
     f.user.focus();

@@ -3,7 +3,8 @@
 import { call, onEvent, ready, transportMode, onConnectionChange } from './api.js';
 import { $, el, show, errorBlock } from './dom.js';
 import * as account from './account.js';
-import { initRecipients, templateFields, listSignature, refreshPreview, recipientCount } from './recipients.js';
+import { initDraft } from './draft.js';
+import { initRecipients, templateFields, refreshPreview, recipientCount } from './recipients.js';
 import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } from './compose.js';
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
@@ -86,7 +87,6 @@ async function main() {
     getCredentials: account.getCredentials,
     getFromAddress: account.getFromAddress,
     getMessage,
-    listSignature,
     recipientCount,
     saveSettings: account.saveSettings,
     categoryTitle: account.categoryTitle,
@@ -117,6 +117,7 @@ async function main() {
     },
   });
 
+  await initDraft({ getMessage, setMessage });
   if (settingsResult.ok) appStatus();
   await syncState();
   started = true;

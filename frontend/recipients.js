@@ -41,16 +41,6 @@ export function initRecipients(info, { onPreviewChange }) {
   });
 }
 
-/**
- * What identifies the list now on the bridge (source, counts, address column and the
- * previewed addresses), or null before any list: Send compares it with the last run's.
- */
-export function listSignature() {
-  if (!current) return null;
-  const rows = Array.isArray(current.rows) ? current.rows.map((r) => (r && r.email) || '') : [];
-  return JSON.stringify([current.source ?? '', current.counts ?? {}, current.email_column ?? '', rows]);
-}
-
 /** How many valid addresses the current list has (null before any list). */
 export function recipientCount() {
   return current && current.counts && Number.isFinite(current.counts.valid) ? current.counts.valid : null;

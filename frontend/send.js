@@ -22,10 +22,6 @@ let endInfo = null; // {error, summary} of the run that ended, for the status li
 // Paused time of the current run (Date.now() spans), so rates count sending time only.
 let pauses = [];
 let pauseStart = null;
-// The list + message of the run this page started, and of the last run that sent something:
-// Send with both unchanged asks first (sending a whole list twice is rarely meant).
-let runSignature = null; // {signature, campaign}
-let lastSent = null; // {signature, sent, campaign}
 // The user is working the Send section's buttons: when the one they used gets disabled or
 // hidden, focus follows the run (Send -> Pause -> Resume ... -> Send) instead of dropping
 // to <body>.
@@ -207,7 +203,6 @@ export function runStarted(campaign, runTotal) {
   }
   newRun(campaign);
   restarting = null;
-  runSignature = null;
   deps.rememberProvider();
   if (Number.isFinite(runTotal)) total = runTotal;
   show($('#send-status'));
@@ -257,7 +252,6 @@ export function handleState(ev) {
       if (Number.isFinite(s.total)) total = s.total;
     }
     ended(ev.state, s, ev.error);
-    rememberSent(ev.campaign, s);
   }
   setState(ev.state);
   if (ENDED.has(ev.state)) {
@@ -355,48 +349,54 @@ function stateWords(current) {
   }
 }
 
-/** The list and the message as they are now, to tell whether Send would repeat the last run. */
-function currentSignature() {
-  const list = deps.listSignature ? deps.listSignature() : null;
-  if (!list) return null;
-  return JSON.stringify([list, deps.getMessage()]);
-}
-
-function rememberSent(campaign, summary) {
-  if (!summary || !(Number(summary.sent) > 0) || !runSignature || runSignature.campaign !== campaign) return;
-  lastSent = { signature: runSignature.signature, sent: Number(summary.sent), campaign };
-}
-
-/** Ask in the page (window.confirm may not work in the webview) before sending the same list again. */
-function confirmResend(options) {
+/**
+ * The core says this list already went to this account in the last 30 days (a practice run
+ * into the local test inbox never counts): ask in the page (window.confirm may not work in the
+ * webview) whether to send to everyone again, only to those not yet sent, or not at all.
+ */
+function confirmResend(earlier, options) {
   const out = $('#send-status');
-  const again = el('button', { type: 'button', id: 'send-again', class: 'primary', text: 'Send again' });
-  const keep = el('button', { type: 'button', id: 'keep-sent', text: 'Keep', 'aria-describedby': 'resend-keep-hint' });
+  const when = new Date(earlier.created);
+  const date = Number.isNaN(when.getTime()) ? earlier.created : when.toLocaleString();
+  const again = el('button', { type: 'button', id: 'send-again', text: 'Send to everyone again' });
+  const rest = earlier.not_yet > 0
+    ? el('button', { type: 'button', id: 'send-not-yet', class: 'primary', text: 'Send only to those not yet sent' })
+    : null;
+  const cancel = el('button', { type: 'button', id: 'cancel-resend', text: 'Cancel', 'aria-describedby': 'resend-cancel-hint' });
+  const notYet = earlier.not_yet > 0 ? ` ${plural(earlier.not_yet, 'recipient')} of this list did not get it yet.` : ' Everyone on this list got it.';
   const box = el('div', { class: 'confirm', id: 'resend-confirm', role: 'group', 'aria-labelledby': 'resend-question' },
     el('p', { id: 'resend-question', class: 'confirm-question',
-      text: `This list was already sent in the last campaign (${lastSent.sent} sent). Send it again to everyone?` }),
-    el('p', { id: 'resend-keep-hint', class: 'hint', text: 'Keep sends nothing. To send something new, change the list or the message.' }),
-    el('div', { class: 'actions' }, again, keep));
-  const keepIt = () => {
+      text: `This list was already sent through this account on ${date} (${plural(earlier.sent, 'message')} sent, campaign ${earlier.campaign}).${notYet}` }),
+    el('p', { id: 'resend-cancel-hint', class: 'hint', text: 'Cancel sends nothing. To send something new, change the list or the account.' }),
+    el('div', { class: 'actions' }, again, rest, cancel));
+  const cancelIt = () => {
     show(out, el('p', { class: 'hint', text: 'Nothing sent.' }));
     $('#send').focus();
   };
-  again.addEventListener('click', () => {
+  const go = (extra) => {
     show(out);
     $('#send').focus();
     focusWanted = true;
-    startCampaign({ ...options, confirmed: true });
-  });
-  keep.addEventListener('click', keepIt);
+    startCampaign({ ...options, ...extra, confirmed: true });
+  };
+  again.addEventListener('click', () => go({}));
+  if (rest) rest.addEventListener('click', () => go({ skipSentIn: earlier.campaign }));
+  cancel.addEventListener('click', cancelIt);
   box.addEventListener('keydown', (event) => {
     if (event.key === 'Escape') {
       event.preventDefault();
-      keepIt();
+      cancelIt();
     }
   });
   show(out, box);
   // The safe choice has focus: a second Enter does not send the list a second time.
-  keep.focus();
+  cancel.focus();
+}
+
+/** The core's answer: did this list already go to this account lately? (null: no, or unknown) */
+async function sentBefore() {
+  const answer = await call('already_sent', { account: deps.getAccount() });
+  return answer.ok && answer.data && answer.data.campaign ? answer.data.campaign : null;
 }
 
 /** Warnings from the check (large attachments, a message over the server's size limit). */
@@ -408,7 +408,7 @@ function warningsBlock(warnings) {
  * Rows whose message cannot be built: offer to send everyone else. Only when every problem
  * names its row (a mistake in the template itself fails every row: skipping cannot help).
  */
-function skipOffer(problems, rowCount) {
+function skipOffer(problems, rowCount, skipSentIn = null) {
   if (!rowCount || !problems.every((p) => p && p.line !== null && p.line !== undefined)) return null;
   // Every row fails: there would be no one left to send to.
   const listed = deps.recipientCount ? deps.recipientCount() : null;
@@ -416,7 +416,7 @@ function skipOffer(problems, rowCount) {
   const button = el('button', { type: 'button', id: 'skip-problem-rows', 'aria-describedby': 'skip-problem-rows-hint', text: 'Skip these rows and send the rest' });
   button.addEventListener('click', () => {
     focusWanted = true;
-    startCampaign({ skipProblemRows: true });
+    startCampaign({ skipProblemRows: true, skipSentIn, confirmed: true });
   });
   return el('div', { class: 'actions skip-offer' }, button,
     el('p', { id: 'skip-problem-rows-hint', class: 'hint',
@@ -427,12 +427,20 @@ function problemRows(problems) {
   return new Set(problems.map((p) => p && p.line).filter((line) => line !== null && line !== undefined)).size;
 }
 
-async function startCampaign({ confirmed = false, skipProblemRows = false } = {}) {
+async function startCampaign({ confirmed = false, skipProblemRows = false, skipSentIn = null } = {}) {
   if (starting || BUSY.has(state)) return;
-  const signature = currentSignature();
-  if (!confirmed && lastSent && signature && signature === lastSent.signature) {
-    confirmResend({ skipProblemRows });
-    return;
+  if (!confirmed) {
+    starting = true;
+    let earlier = null;
+    try {
+      earlier = await sentBefore();
+    } finally {
+      starting = false;
+    }
+    if (earlier) {
+      confirmResend(earlier, { skipProblemRows });
+      return;
+    }
   }
   starting = true;
   setState(state);
@@ -471,7 +479,7 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
       show(out,
         el('p', { class: 'fail-line', text: `Not started: ${what} (${plural(problemCount(problems), 'problem')}). Fix the template or the list, then send again.` }),
         problemsList(problems),
-        skipOffer(problems, rowCount),
+        skipOffer(problems, rowCount, skipSentIn),
         warningsBlock(warnings));
       return;
     }
@@ -492,6 +500,7 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
     }
     const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay, connections, limits: chosen.limits, retry: retry.retry };
     if (skipProblemRows) params.skip_problem_rows = true;
+    if (skipSentIn) params.skip_sent_in = skipSentIn;
     const result = await call('start_campaign', params);
     if (!result.ok) {
       const steps = result.error && Array.isArray(result.error.steps) ? result.error.steps : [];
@@ -503,13 +512,12 @@ async function startCampaign({ confirmed = false, skipProblemRows = false } = {}
         error = { ...error, message: `${plural(counted, 'message')} cannot be built (${plural(problemCount(rowProblems), 'problem')}, listed below).` };
       }
       show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(error),
-        rowProblems.length ? [problemsList(rowProblems), skipOffer(rowProblems, problemRows(rowProblems))] : null,
+        rowProblems.length ? [problemsList(rowProblems), skipOffer(rowProblems, problemRows(rowProblems), skipSentIn)] : null,
         warningsBlock(warnings));
       return;
     }
     started = true;
     const d = result.data || {};
-    runSignature = signature ? { signature, campaign: d.campaign } : null;
     deps.rememberProvider();
     newRun(d.campaign);
     if (Number.isFinite(d.total)) total = d.total;

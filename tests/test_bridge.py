@@ -32,7 +32,7 @@ EXPECTED_API = {
     "template_import_data", "set_name_column", "choose_attachments", "add_attachment_data",
     "remove_attachment", "list_attachments", "choose_attachment_folder", "set_attachment_column",
     "campaign_history", "campaign_details", "resume_past_campaign", "resend_campaign",
-    "google_status", "google_sign_in", "google_cancel_sign_in", "google_sign_out",
+    "google_status", "google_sign_in", "google_cancel_sign_in", "google_sign_out", "already_sent", "draft",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}

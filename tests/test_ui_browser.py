@@ -222,43 +222,92 @@ def test_a_failed_run_does_not_look_finished(page):
     assert page.evaluate("document.activeElement.id") == "send"
 
 
-def test_sending_the_same_list_again_asks_first(page, app):
+def test_sending_the_same_list_again_asks_first_but_not_after_a_practice_run(page, app, smtp_server):
+    _, inbox = app
+    server = smtp_server("plain", auth=False)
+    expect = sync_api.expect
+    page.get_by_label("From").fill("me@example.com")
+    paste_list(page, "a@example.org\nb@example.org\nreject550@example.org")
+    # a practice run into the local test inbox, then the real send: no question
+    compose_and_send(page, "Hi", "Once")
+    expect(page.locator("#send-state")).to_have_text("Finished: 3 sent.", timeout=10_000)
+    assert len(inbox.messages()) == 3
+    use_custom_server(page, server.host, server.port)
+    send = page.get_by_role("button", name="Send", exact=True)
+    send.click()
+    expect(page.locator("#send-state")).to_contain_text("Finished: 2 sent", timeout=10_000)
+    assert len(server.messages) == 2  # reject550 refused
+    confirm = page.locator("#resend-confirm")
+    expect(confirm).to_have_count(0)
+    # the second real send asks, the safe choice focused
+    send.click()
+    expect(confirm).to_be_visible()
+    expect(confirm).to_contain_text("This list was already sent through this account")
+    expect(confirm).to_contain_text("1 recipient of this list did not get it yet")
+    cancel = confirm.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_focused()
+    page.keyboard.press("Enter")  # Cancel: nothing is sent
+    expect(confirm).to_have_count(0)
+    expect(send).to_be_focused()
+    assert len(server.messages) == 2
+    send.click()
+    expect(cancel).to_be_focused()  # the core is asked first: the question comes after its answer
+    page.keyboard.press("Escape")
+    expect(confirm).to_have_count(0)
+    # only those not yet sent: a and b do not get it twice
+    send.click()
+    confirm.get_by_role("button", name="Send only to those not yet sent").click()
+    expect(page.locator("#send-state")).to_contain_text("Finished: 0 sent", timeout=10_000)
+    assert [m.rcpt_tos for m in server.messages] == [["a@example.org"], ["b@example.org"]]
+    # everyone again
+    send.click()
+    confirm.get_by_role("button", name="Send to everyone again").click()
+    for _ in range(100):
+        if len(server.messages) == 4:
+            break
+        page.wait_for_timeout(100)
+    assert len(server.messages) == 4
+
+
+def test_switching_provider_resets_the_server_fields_and_the_connection_result(page):
+    expect = sync_api.expect
+    expect(page.get_by_label("Provider")).to_have_value("local-inbox")
+    page.get_by_role("button", name="Test connection").click()
+    result = page.locator("#connection-result")
+    expect(result).to_contain_text("Connection works", timeout=10_000)
+    page.get_by_label("Provider").select_option(label="Custom server")
+    expect(page.get_by_label("Host")).to_have_value("")
+    expect(page.get_by_label("Port")).to_have_value("587")
+    expect(page.get_by_label("Security")).to_have_value("starttls")
+    expect(result).to_be_empty()
+    page.get_by_label("Host").fill("127.0.0.1")
+    page.get_by_label("Port").fill("1")
+    page.get_by_role("button", name="Test connection").click()
+    expect(result).to_contain_text("Connection failed", timeout=10_000)
+    page.get_by_label("Provider").select_option("gmail")
+    expect(page.get_by_label("Host")).to_have_value("smtp.gmail.com")
+    expect(page.get_by_label("Port")).to_have_value("587")
+    expect(page.get_by_label("Security")).to_have_value("starttls")
+    expect(result).to_be_empty()
+    page.get_by_label("Provider").select_option(label="Custom server")
+    expect(page.get_by_label("Host")).to_have_value("")
+
+
+def test_an_empty_field_is_a_warning_before_sending(page, app):
     _, inbox = app
     expect = sync_api.expect
     page.get_by_label("From").fill("me@example.com")
-    paste_list(page, "a@example.org\nb@example.org")
-    compose_and_send(page, "Hi", "Once")
+    paste_list(page, "email,name\nann@example.org,Ann\nbob@example.org,\n")
+    compose_and_send(page, "Hi {{ name }}", "Hello")
+    expect(page.locator("#send-status .warning")).to_contain_text(
+        '1 recipient has an empty name (line 3): use a default, e.g. {{ name | default("there") }}, or skip them',
+        timeout=10_000)
     expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
-    assert len(inbox.messages()) == 2
-    send = page.get_by_role("button", name="Send", exact=True)
-    send.click()
-    confirm = page.get_by_role("group", name="This list was already sent in the last campaign (2 sent). Send it again to everyone?")
-    expect(confirm).to_be_visible()
-    keep = confirm.get_by_role("button", name="Keep")
-    expect(keep).to_be_focused()
-    page.keyboard.press("Enter")  # Keep: nothing is sent
-    expect(confirm).to_have_count(0)
-    expect(send).to_be_focused()
-    assert page.evaluate("document.body.dataset.campaignState") == "finished"
-    assert len(inbox.messages()) == 2
-    # Escape keeps too; "Send again" sends
-    send.click()
-    page.keyboard.press("Escape")
-    expect(confirm).to_have_count(0)
-    send.click()
-    confirm.get_by_role("button", name="Send again").click()
-    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=10_000)
-    expect(page.locator("#summary")).to_be_visible()
-    assert len(inbox.messages()) == 4
-    # a changed message is a new campaign: no question
-    page.get_by_label("Message", exact=True).fill("Twice")
-    send.click()
-    for _ in range(100):
-        if len(inbox.messages()) == 6:
-            break
-        page.wait_for_timeout(100)
-    assert len(inbox.messages()) == 6
-    expect(confirm).to_have_count(0)
+    # with the default the warning goes, and the empty row gets the default
+    compose_and_send(page, 'Hi {{ name | default("there") }}', "Hello")
+    wait_for_messages(page, inbox, 4)
+    expect(page.locator("#send-status .warning")).to_have_count(0)
+    assert sorted(m["Subject"] for m in received(inbox)) == ["Hi ", "Hi Ann", "Hi Ann", "Hi there"]
 
 
 def test_insert_field_inserts_only_on_the_button(page):
@@ -1004,3 +1053,50 @@ def test_history_resumes_a_failed_campaign_with_the_settings_now_in_account(isol
     ask.get_by_role("button", name="Use the settings now in Account").click()
     expect(page.locator("body")).to_have_attribute("data-campaign-state", "finished", timeout=20_000)
     assert sorted(m.rcpt_tos[0] for m in server.messages) == ["a@example.org", "b@example.org"]
+
+
+def test_the_draft_survives_a_restart_and_a_new_campaign_clears_it(browser, app, tmp_path, isolated_home):
+    """Two page loads against two app instances sharing BULK_MAILER_HOME: a restart."""
+    from backend import web
+    from backend.credentials import EncryptedFileStore
+    from backend.inbox import LocalInbox
+    from bridge import FRONTEND, Bridge, web_face
+
+    expect = sync_api.expect
+    first, _ = app
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.goto(first.url)
+    pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+    expect(pg.locator("#draft-status")).not_to_contain_text("Restored")
+    pg.get_by_label("Subject").fill("Spring news for {{ name }}")
+    pg.get_by_label("Message", exact=True).fill("Hello {{ name }}, the garden opens on Monday.")
+    pg.get_by_label("Plain text").check()
+    pg.get_by_label("Delay (ms)").fill("250")
+    pg.wait_for_timeout(1200)  # the save waits for the typing to pause
+    context.close()
+
+    inbox = LocalInbox()
+    second, server, _ = web.start(lambda deliver: web_face(Bridge(
+        inbox=inbox, store=EncryptedFileStore(tmp_path / "s2.enc"), deliver=deliver)), FRONTEND)
+    try:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.goto(second.url)
+        pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+        expect(pg.get_by_label("Subject")).to_have_value("Spring news for {{ name }}")
+        expect(pg.get_by_label("Message", exact=True)).to_have_value("Hello {{ name }}, the garden opens on Monday.")
+        expect(pg.get_by_label("Plain text")).to_be_checked()
+        expect(pg.get_by_label("Delay (ms)")).to_have_value("250")
+        status = pg.locator("#draft-status")
+        expect(status).to_contain_text(re.compile(r"Restored your draft from \d\d:\d\d"))
+        pg.get_by_role("button", name="Start a new campaign").click()
+        expect(pg.get_by_label("Subject")).to_have_value("")
+        expect(pg.get_by_label("Message", exact=True)).to_have_value("")
+        pg.reload()
+        pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+        expect(status).not_to_contain_text("Restored")
+        context.close()
+    finally:
+        web.stop(second, server)
+        inbox.stop()
