@@ -143,6 +143,18 @@ def apply_preset(provider: str, *, region: str | None = None, **overrides: objec
     return values
 
 
+def tls_context(settings: Any) -> ssl.SSLContext:
+    """The TLS context of a connection (SMTP or IMAP): the system's authorities plus the
+    account's ca_file; no verification only when the account asks for it."""
+    ctx = ssl.create_default_context()
+    if settings.ca_file:
+        ctx.load_verify_locations(cafile=settings.ca_file)
+    if not settings.verify_certificates:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 # -- the saved settings file (never a password) ----------------------------------------
 
 SETTINGS_FILE = "settings.json"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from backend.errors import AuthError, ConnectError, SettingsError, TransportError
 from backend.redact import Redactor
+from backend.settings import tls_context
 
 IMAP_SECURITY = ("ssl", "starttls")
 DEFAULT_IMAP_PORTS = {"ssl": 993, "starttls": 143}
@@ -63,16 +64,6 @@ class ImapSettings:
         if not self.user or _CONTROLS.search(self.user) or _CONTROLS.search(self.password):
             raise SettingsError("imap_user", "the mailbox needs a username and password without control characters")
         return dataclasses.replace(self, host=self.host.strip())
-
-
-def tls_context(s: ImapSettings) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if s.ca_file:
-        ctx.load_verify_locations(cafile=s.ca_file)
-    if not s.verify_certificates:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 # -- modified UTF-7 (RFC 3501 5.1.3): how IMAP spells folder names ------------------------------

@@ -21,7 +21,7 @@ from backend.errors import (
     UncertainDelivery,
 )
 from backend.redact import Redactor
-from backend.settings import SmtpSettings
+from backend.settings import SmtpSettings, tls_context
 from backend.transports.base import Envelope, Receipt
 
 log = logging.getLogger(__name__)
@@ -60,17 +60,6 @@ class ConnectionInfo:
     features: dict[str, str] = field(default_factory=dict)
     authenticated_as: str | None = None
     certificate_der: bytes | None = field(default=None, repr=False)
-
-
-def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
-    """The TLS context: system CAs (plus --ca-file); no verification only when asked for."""
-    ctx = ssl.create_default_context()
-    if settings.ca_file:
-        ctx.load_verify_locations(cafile=settings.ca_file)
-    if not settings.verify_certificates:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def ehlo_name(sock: socket.socket | None) -> str:
