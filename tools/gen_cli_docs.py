@@ -160,21 +160,10 @@ def generate() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/cli.md is not up to date; write nothing")
-    args = parser.parse_args(argv)
-    text = generate()
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else None
-        if current != text:
-            print(f"docs/cli.md is out of date: run {REGENERATE}", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, encoding="utf-8", newline="\n")
-    print(f"wrote {OUTPUT}")
-    return 0
+    import gendoc  # tools/, beside this file
+
+    return gendoc.main(argv, description=__doc__.splitlines()[0], output=OUTPUT, generate=generate,
+                       regenerate=REGENERATE)
 
 
 if __name__ == "__main__":
