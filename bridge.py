@@ -238,6 +238,7 @@ class Bridge:
         connections = p.int("connections", 0, 0, MAX_CONNECTIONS) or None
         return SendOptions(limits=limits, retry=retry, connections=connections,
                            skip_problem_rows=p.bool("skip_problem_rows"), skip_sent_in=p.str("skip_sent_in") or None,
+                           skip_empty=tuple(f for f in p.str("skip_empty").split(",") if f),
                            sent_copy="auto" if p.obj("account").bool("sent_copy", True) else "never")
 
     @staticmethod
@@ -414,8 +415,8 @@ class Bridge:
 
     @api
     def check_message(self, p: Params) -> dict[str, Any]:
-        """Every row whose message cannot be built, by line and field (each with its own fix)."""
-        return self._app.check(self._account_input(p), self._message_input(p))
+        """Review & send: each step's state, what is missing, warnings, problem rows by line."""
+        return self._app.review(self._account_input(p), self._message_input(p), self._options(p))
 
     @api
     def preview_message(self, p: Params) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-from backend import __version__, paths, plans, service
+from backend import __version__, paths, plans, review, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
 from backend.credentials import (
@@ -141,6 +141,7 @@ class App:
         self.attachments: list[tuple[str, Attachment]] = []
         self.attach_column: str | None = None
         self.attach_dir: Path | None = None
+        self._tested: set[str] = set()  # accounts whose connection test passed in this session
 
     # -- what the app has ------------------------------------------------------------------
 
@@ -277,7 +278,8 @@ class App:
                    "verify_certificates": True, "allow_plaintext_auth": False, "region": None,
                    "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True}
         message = {"subject": "Hello {{ name | default('there') }}",
-                   "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
+                   "body": "<p>Hi {{ name | default('there') }},</p>\n<p>Write your message here: each "
+                           "person gets their own copy, with their name above.</p>\n<p>Best wishes,<br>Me</p>",
                    "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
         if saved:
             account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
@@ -373,8 +375,17 @@ class App:
         result = diagnose(settings, check_sender=check_sender, check_domain=check_domain)
         if result.error is not None:
             raise CheckFailed(result.error, [step.as_dict() for step in result.steps])
+        self._tested.add(plans.smtp_account_key(settings))
         return {"steps": [step.as_dict() for step in result.steps], "verify_certificates": settings.verify_certificates,
                 "authenticated_as": settings.user or None}
+
+    def tested(self, a: AccountInput) -> bool:
+        """Whether this account is known to work: its connection test passed in this session, or a
+        campaign sent through it before (the local test inbox and Gmail API need no test)."""
+        key = self.account_key(a)
+        if key is None or a.channel == "gmail":
+            return True
+        return key in self._tested or any(c.account == key and c.counts.get("sent") for c in self.journal.campaigns())
 
     def diagnose(self, a: AccountInput, *, check_sender: bool = False, check_domain: bool = False) -> Any:
         """The connection check's full result (for a face that prints every step itself)."""
@@ -577,12 +588,16 @@ class App:
         return {"problems": RowProblems(problems).rows() if problems else [], "warnings": self.warnings(draft)}
 
     def warnings(self, draft: service.Draft, *, strict_fields: bool = False) -> list[str]:
-        """What may be a mistake though every message builds: large messages, fields the message
-        prints that are empty for some rows (an error with strict_fields: nothing is sent)."""
+        """What may be a mistake though every message builds (review.content_warnings: large
+        messages, empty fields, http links, ...); empty fields are an error with strict_fields."""
         if strict_fields:
             service.strict_fields(draft)
-        size = draft.size_warning()
-        return ([size] if size else []) + [e.words() for e in service.empty_fields(draft)]
+        return [w.text for w in review.content_warnings(draft)]
+
+    def review(self, a: AccountInput, m: MessageInput, options: SendOptions) -> dict[str, Any]:
+        """The step list and Review & send: each step's state and summary, what is missing, the
+        number of messages, the server, limits and duration, warnings, the confirmation."""
+        return review.review(self, a, m, options).as_dict()
 
     def dry_run(self, draft: service.Draft) -> list[MailerError]:
         """Build every message as it would be sent, without connecting; every problem."""
@@ -705,6 +720,8 @@ class App:
         draft, plan = self.plan(a, draft_for, attach=m.attach, passphrase=passphrase, sent_copy=options.sent_copy)
         if options.skip_sent_in:
             self._skip_sent(draft, options.skip_sent_in)
+        if options.skip_empty:
+            service.exclude_empty(draft, options.skip_empty)
         problems = draft.problems()
         if problems and options.skip_problem_rows:
             service.exclude_problem_rows(draft, problems)
@@ -717,11 +734,11 @@ class App:
     def account_key(self, a: AccountInput) -> str | None:
         """The journal's key of an account (what the daily quota and "already sent" count by);
         None for the local test inbox, or when the settings are not complete yet."""
-        if a.provider == LOCAL_INBOX:
-            return None
         if a.channel == "gmail":
             profile = saved_profile()
             return plans.gmail_account_key(profile["email"]) if profile else None
+        if a.provider == LOCAL_INBOX:
+            return None
         try:
             return plans.smtp_account_key(self.smtp_settings(a, need_password=False)[0])
         except MailerError:

@@ -76,6 +76,7 @@ class SendOptions:
     delay_ms: int | None = None  # a resume's new pace (None: the campaign's)
     skip_problem_rows: bool = False
     skip_sent_in: str | None = None  # a campaign id: leave out whoever it already sent to
+    skip_empty: tuple[str, ...] = ()  # fields: leave out the rows where one of them is empty
     # A copy of each sent message in the account's Sent folder over IMAP: auto (off where the
     # provider's server files one itself, and for the local test inbox), always, never.
     sent_copy: str = "auto"

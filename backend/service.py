@@ -507,6 +507,17 @@ def empty_fields(draft: Draft) -> list[EmptyField]:
     return found
 
 
+def exclude_empty(draft: Draft, names: Sequence[str]) -> int:
+    """Skip them: leave out the rows where a field the message prints is empty; return how many."""
+    left_out = 0
+    for recipient in list(draft.recipients):
+        empty = [n for n in names if not str(recipient.fields.get(n) or "").strip()]
+        if empty:
+            draft.exclude(recipient, f"not sent: empty {empty[0]}")
+            left_out += 1
+    return left_out
+
+
 def strict_fields(draft: Draft) -> None:
     """--strict-fields: an empty field the message prints is an error, not a warning."""
     found = empty_fields(draft)

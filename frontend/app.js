@@ -9,7 +9,9 @@ import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } fro
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
 import { initTemplates } from './templates.js';
-import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy } from './send.js';
+import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy, sendOptions, setReady } from './send.js';
+import { initSteps, go, refreshSteps, currentView } from './steps.js';
+import { initReview, renderReview, skippedFields } from './review.js';
 import { initHistory, refreshHistory } from './history.js';
 import { initLog } from './log.js';
 import { initInbox, refreshInbox } from './inbox.js';
@@ -82,7 +84,19 @@ async function main() {
     categoryCause: account.categoryCause,
     fixStepsFor,
   });
+  const reviewParams = (options = {}) => ({ account: account.getAccount(), message: getMessage(),
+    from_address: account.getFromAddress(), ...sendOptions(options) });
+  initReview({ getMessage, setMessage, previewParams: () => ({ account: account.getAccount(), message: getMessage(), from_address: account.getFromAddress() }) });
+  initSteps({
+    request: () => reviewParams(),
+    onReview(r) {
+      setReady(r.sendable);
+      if (currentView() === 'review') renderReview(r, () => refreshSteps({ now: true }));
+    },
+  });
   initSend({
+    review: (options) => call('check_message', reviewParams(options)).then((r) => (r.ok ? r.data : null)),
+    skippedFields,
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     getFromAddress: account.getFromAddress,
@@ -107,7 +121,10 @@ async function main() {
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     expectRun,
-    runStarted,
+    runStarted(campaign, total) {
+      runStarted(campaign, total);
+      if (campaign) go('review');
+    },
     isBusy,
     onInterrupted(text) {
       interruptedLine.textContent = text || '';
@@ -120,6 +137,7 @@ async function main() {
   await initDraft({ getMessage, setMessage });
   if (settingsResult.ok) appStatus();
   await syncState();
+  go(isBusy() ? 'review' : 'account', { focus: false });
   started = true;
   for (const [kind, detail] of early.splice(0)) (kind === 'p' ? handleProgress : handleState)(detail);
   refreshInbox({ quiet: true });

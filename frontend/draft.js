@@ -3,6 +3,7 @@
 // user types, and restored at the next start with a way to start a new campaign instead.
 
 import { call } from './api.js';
+import { go } from './steps.js';
 import { $, el, show } from './dom.js';
 
 const SEND_FIELDS = ['delay', 'connections', 'limit-second', 'limit-minute', 'limit-hour', 'limit-day',
@@ -48,6 +49,7 @@ function restoredLine(saved) {
     await call('draft', { action: 'clear' });
     deps.setMessage({ subject: '', body: '', format: 'html', unsubscribe: [] });
     show(line, el('span', { text: 'Started a new campaign: the fields are empty.' }));
+    go('message', { focus: false });
     $('#subject').focus();
   });
   const at = clockTime(saved);
@@ -57,10 +59,6 @@ function restoredLine(saved) {
 /** Restore the kept draft (if any), then keep it as the user types. */
 export async function initDraft(dependencies) {
   deps = dependencies;
-  if (!$('#draft-status')) {
-    const line = el('p', { id: 'draft-status', class: 'hint', role: 'status' });
-    $('#compose-heading').after(line);
-  }
   const result = await call('draft', { action: 'load' });
   const draft = result.ok && result.data ? result.data.draft : null;
   if (draft && draft.message) {

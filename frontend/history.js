@@ -84,8 +84,8 @@ export async function refreshHistory({ quiet = false } = {}) {
   for (const c of list) frag.append(campaignRow(c));
   $('#history-list').replaceChildren(frag);
   $('.history-scroll').hidden = list.length === 0;
-  const stale = out.textContent === 'No campaigns yet.' && list.length;  // a run has ended since
-  if (!quiet || !list.length || stale) show(out, el('p', { class: 'hint', text: list.length ? `${plural(list.length, 'campaign')}.` : 'No campaigns yet.' }));
+  const stale = out.textContent.startsWith('No campaigns yet.') && list.length;  // a run has ended since
+  if (!quiet || !list.length || stale) show(out, el('p', { class: 'hint', text: list.length ? `${plural(list.length, 'campaign')}.` : 'No campaigns yet. Your first one starts at Account: try it with the Local test inbox.' }));
   const interrupted = list.find((c) => c.state === 'interrupted') || null;
   renderNotice(interrupted);
   if (deps.onInterrupted) deps.onInterrupted(interrupted ? `${interruptedWords(interrupted)} See History.` : null);
@@ -104,7 +104,8 @@ function campaignRow(c) {
   const rest = [t.notSent ? `${t.notSent} not sent` : null, t.uncertain ? `${t.uncertain} uncertain` : null,
     t.skipped ? `${t.skipped} skipped` : null].filter(Boolean);
   return el('tr', { dataset: { id, state: String(c.state ?? '') } },
-    el('td', { class: 'nowrap', text: formatTime(c.created) }),
+    el('td', { class: 'history-campaign' }, el('span', { class: 'history-subject', text: c.subject || '(no subject)' }),
+      el('span', { class: 'history-date', text: formatTime(c.created) })),
     el('td', { class: 'address' }, breakable(c.account ?? '')),
     el('td', { class: 'history-state', text: (STATE_WORDS[c.state] || String(c.state ?? ''))
       + (quotaLifts(c) ? ` (quota: can continue after ${quotaLifts(c).toLocaleString()})` : '') }),

@@ -259,8 +259,8 @@ function renderIssues(p) {
   $('#rejected-block').hidden = rejectedTotal === 0;
   show($('#rejected-list'), rejected.slice(0, MAX_LISTED).map((r) => el('li', {},
     el('span', { class: 'line-ref', text: `Line ${r.line}: ` }),
-    el('span', { class: 'value', text: r.value ? `“${r.value}”` : '(empty)' }), ' — ',
-    el('span', { class: 'reason', text: r.reason || '' }))),
+    el('span', { class: 'value', text: r.value ? r.value : '(empty)' }), ' - ',
+    el('span', { class: 'reason', text: r.problem || r.reason || '' }))),
     rejectedTotal > MAX_LISTED ? el('li', { class: 'hint', text: `…and ${rejectedTotal - Math.min(rejected.length, MAX_LISTED)} more` }) : null);
 
   const suppressed = Array.isArray(p.suppressed) ? p.suppressed : [];
