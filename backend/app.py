@@ -996,6 +996,13 @@ class App:
 
         return track.campaign_mailbox(spec, secret)
 
+    def check_mailbox(self, a: AccountInput, *, password: str = "", passphrase: str | None = None) -> dict[str, Any]:
+        """Log in to the account's mailbox over IMAP (read-only) and name its INBOX, Sent and Junk
+        folders: `verify --imap`, and the window's check before "Check replies and bounces"."""
+        if not (a.provider or a.host.strip() or a.imap_host.strip()):
+            raise SettingsError("imap_host", "give the mailbox's IMAP server (--imap-host) or a --provider")
+        return track.check_mailbox(self.track_settings("", a, password=password, passphrase=passphrase))
+
     def track(self, cid: str, account: AccountInput | None = None, *, password: str = "",
               passphrase: str | None = None) -> track.TrackOutcome:
         """Read a campaign's bounces and replies from INBOX and Junk (read-only: EXAMINE and

@@ -282,6 +282,10 @@ def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         return EXIT_NOTHING_SENT
     who = f" as {settings.user}" if settings.user else " (no login)"
     print(f"Connection OK: {settings.host}:{settings.port} ({_security_words(settings.security)}){who}.", file=err)
+    if args.imap:
+        box = app.check_mailbox(_account(args, stdin, app), password=os.environ.get("BULK_MAILER_IMAP_PASSWORD", ""))
+        print(f"Mailbox OK: {box['host']}:{box['port']} ({box['security']}) as {box['user']}; Sent folder: "
+              f"{box['sent'] or 'none found'}; Junk folder: {box['junk'] or 'none found'}.", file=err)
     return EXIT_OK
 
 

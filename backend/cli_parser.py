@@ -258,6 +258,10 @@ def _verify_parser(sub: Any) -> None:
                         help="also look up the --from domain's MX, SPF and DMARC records")
     verify.add_argument("--detect", metavar="ADDRESS",
                         help="suggest server settings for this address (presets, MX records, probing)")
+    verify.add_argument("--imap", action="store_true",
+                        help="also log in to the mailbox over IMAP (the provider's server or --imap-host; read-only) "
+                        "and name its Sent and Junk folders: what the copy in Sent and track use")
+    _imap_options(verify.add_argument_group("mailbox (IMAP)"))
 
 
 def _connections(text: str) -> int:

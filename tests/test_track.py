@@ -251,3 +251,20 @@ def test_track_wrong_password_is_categorised_and_never_shown(imap_server, smtp_s
     with pytest.raises(MailerError) as untrusted:
         app.track(cid, account(smtp, imap, certs, ca_file=None))
     assert untrusted.value.category == "certificate_invalid"
+
+
+def test_verify_imap_logs_in_and_names_the_folders(imap_server, smtp_server, certs, tmp_path):
+    imap, smtp = imap_server(), smtp_server("starttls")
+    Mailbox(imap, certs).put("Spam", b"From: a@example.org\nSubject: x\n\nx\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULK_MAILER_")}
+    env.update(BULK_MAILER_HOME=str(tmp_path / "h"), BULK_MAILER_PASSWORD=PASSWORD)
+    args = [sys.executable, "-m", "backend.cli", "verify", "--host", smtp.host, "--port", str(smtp.port),
+            "--security", "starttls", "--user", USER, "--ca-file", certs.ca_file, "--imap", "--imap-host", imap.host,
+            "--imap-port", str(imap.port_ssl)]
+    ok = subprocess.run(args, capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert f"Mailbox OK: {imap.host}:{imap.port_ssl} (ssl) as {USER}; Sent folder: Sent; Junk folder: Spam." in ok.stderr
+    wrong = "Wr0ng-imap-pass-91"
+    bad = subprocess.run(args, capture_output=True, text=True, env={**env, "BULK_MAILER_IMAP_PASSWORD": wrong},
+                         timeout=60)
+    assert bad.returncode == 2 and "[imap_auth_failed]" in bad.stderr and wrong not in bad.stderr + bad.stdout

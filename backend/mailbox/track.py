@@ -294,3 +294,24 @@ def campaign_mailbox(spec: dict[str, Any], password: Callable[[str, str], str]) 
                   "provider": s.get("provider")}
     secret = password(str(values["user"]), str(s.get("host") or values["host"]))
     return ImapSettings(**values, password=secret, timeout=float(s.get("timeout") or 30.0)).validated()
+
+
+def check_mailbox(settings: ImapSettings, client: Callable[[ImapSettings], ImapClient] = ImapClient) -> dict[str, Any]:
+    """Log in to the mailbox and find its folders, changing nothing: what `verify --imap` and the
+    window's mailbox check show. Raises the categorised MailerError of a failure."""
+    import time
+
+    from backend.mailbox.imap import choose_sent
+
+    started = time.monotonic()
+    c = client(settings)
+    c.open()
+    try:
+        c.examine("INBOX")
+        folders = c.folders("\\junk")
+        everything = c.folders()
+        return {"host": settings.host, "port": settings.port, "security": settings.security, "user": settings.user,
+                "inbox": True, "sent": choose_sent(everything), "junk": choose_junk(folders),
+                "seconds": round(time.monotonic() - started, 3)}
+    finally:
+        c.close()
