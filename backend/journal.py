@@ -605,7 +605,7 @@ class Journal:
 
     @_guarded
     def record(self, campaign_id: str, *, sending: int | None = None,
-               outcome: tuple[int, ResultRow] | None = None) -> None:
+               outcome: tuple[int, ResultRow] | None = None, sending_id: str | None = None) -> None:
         """Commit one recipient's outcome and/or the next one's 'sending' mark, in one transaction.
 
         Returns once committed (WAL, synchronous=FULL). Calls from several threads (one per
@@ -621,8 +621,9 @@ class Journal:
                         (row.status, row.category, row.smtp_code, row.error, row.sent_at, row.message_id,
                          row.next_attempt, now, campaign_id, index)))
         if sending is not None:
-            ops.append(("UPDATE recipients SET status='sending', attempts=attempts+1, updated=? "
-                        "WHERE campaign=? AND idx=?", (now, campaign_id, sending)))
+            ops.append(("UPDATE recipients SET status='sending', attempts=attempts+1, "
+                        "message_id=COALESCE(?, message_id), updated=? WHERE campaign=? AND idx=?",
+                        (sending_id, now, campaign_id, sending)))
         if ops:
             self._group_commit(ops)
 

@@ -113,12 +113,15 @@ def sent_campaign(tmp_path, smtp, imap, certs) -> tuple[App, str, dict[str, str]
     assert outcome.counts["sent"] == len(PLAN) + len(UNCERTAIN) + len(QUIET)
     rows = app.journal.rows(outcome.campaign)
     ids = {r.recipient.email: r.result.message_id for r in rows}
-    # A crash left two of them uncertain (the journal's own record of an outcome, as the loop writes it).
+    # A crash left two of them uncertain: as the journal has it after a kill (its 'sending' mark
+    # with the Message-ID, then mark_interrupted): no time sent.
     for r in rows:
         if r.recipient.email in {corpus_address(n) for n in UNCERTAIN}:
-            app.journal.mark_outcome(outcome.campaign, r.index, ResultRow(
-                r.recipient.email, "uncertain", "server_disconnected", None, "the app stopped", 1,
-                r.result.sent_at, r.result.message_id, line=r.result.line))
+            app.journal.mark_outcome(outcome.campaign, r.index, ResultRow(r.recipient.email, "pending", line=r.result.line))
+            app.journal.record(outcome.campaign, sending=r.index, sending_id=r.result.message_id)
+    assert app.journal.mark_interrupted(outcome.campaign, "killed") == len(UNCERTAIN)
+    assert {r.result.message_id for r in app.journal.rows(outcome.campaign, ["uncertain"])} == \
+        {ids[corpus_address(n)] for n in UNCERTAIN}
     return app, outcome.campaign, ids
 
 
@@ -268,3 +271,43 @@ def test_verify_imap_logs_in_and_names_the_folders(imap_server, smtp_server, cer
     bad = subprocess.run(args, capture_output=True, text=True, env={**env, "BULK_MAILER_IMAP_PASSWORD": wrong},
                          timeout=60)
     assert bad.returncode == 2 and "[imap_auth_failed]" in bad.stderr and wrong not in bad.stderr + bad.stdout
+
+
+def test_a_message_in_flight_when_the_app_was_killed_is_found_by_its_bounce(imap_server, smtp_server, certs,
+                                                                             tmp_path):
+    """The Message-ID is journaled with the 'sending' mark: after kill -9 the uncertain recipient
+    has it, and its bounce makes it bounced."""
+    import signal
+
+    imap, smtp = imap_server(), smtp_server("starttls")
+    home = tmp_path / "h"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BULK_MAILER_")}
+    env.update(BULK_MAILER_HOME=str(home), BULK_MAILER_PASSWORD=PASSWORD)
+    people = tmp_path / "p.txt"
+    people.write_text("silent@example.org\n")  # the test server never answers its DATA
+    body = tmp_path / "b.txt"
+    body.write_text("Hello there")
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "send", "--host", smtp.host, "--port",
+                             str(smtp.port), "--security", "starttls", "--user", USER, "--ca-file", certs.ca_file,
+                             "--from", "me@example.com", "--to-file", str(people), "--subject", "Hello",
+                             "--text-file", str(body), "--timeout", "120", "--sent-copy", "never"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    journal = home / "data" / "journal.sqlite3"
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and not any(c.startswith("RCPT") for c in smtp.handler.commands):
+            time.sleep(0.05)
+        time.sleep(0.5)  # DATA is on its way and never answered
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    app = App(journal_path=journal)
+    cid = app.campaign_id("latest")
+    row = app.journal.rows(cid)[0]
+    assert row.result.status == "uncertain" and row.result.message_id and row.result.sent_at is None
+    text = (CORPUS / "gmail-no-such-user.eml").read_text(encoding="utf-8")
+    bounce = re.sub(r"<orig-\d+\.bm@example\.com>", row.result.message_id, text)
+    Mailbox(imap, certs).put("INBOX", bounce.encode())
+    outcome = app.track(cid, account(smtp, imap, certs))
+    assert outcome.read == 1 and [b["email"] for b in outcome.bounced] == ["silent@example.org"]
+    assert app.results(cid)[0].status == "bounced" and app.suppression.contains("silent@example.org")

@@ -102,15 +102,20 @@ def mailbox_key(settings: ImapSettings) -> str:
 class Matcher:
     """A campaign's recipients, found by Message-ID and by address; decides what a notice changes."""
 
-    def __init__(self, rows: list[JournalRow]) -> None:
+    def __init__(self, rows: list[JournalRow], created: str | None = None) -> None:
         self.by_id = {r.result.message_id: r for r in rows if r.result.message_id}
         self.by_email: dict[str, list[JournalRow]] = {}
         for r in rows:
-            if r.result.sent_at:
+            # An uncertain one (the app died while it was on its way) has no time sent: it counts
+            # as sent when the campaign began.
+            if r.result.sent_at or r.result.status == "uncertain":
                 self.by_email.setdefault(r.recipient.email.lower(), []).append(r)
         self.status = {r.index: r.result.status for r in rows}
         sent = [_parse_iso(r.result.sent_at) for r in rows if r.result.sent_at]
         self.first_sent = min((s for s in sent if s), default=None)
+        if self.first_sent is None and any(r.result.status == "uncertain" for r in rows):
+            self.first_sent = _parse_iso(created)
+        self._began = self.first_sent
 
     def by_message_id(self, notice: Notice) -> JournalRow | None:
         return next((self.by_id[m] for m in notice.message_ids if m in self.by_id), None)
@@ -119,7 +124,7 @@ class Matcher:
         """The recipient with this address whose message went out last before `when` (and within window)."""
         best = None
         for r in self.by_email.get((address or "").lower(), []):
-            sent = _parse_iso(r.result.sent_at)
+            sent = _parse_iso(r.result.sent_at) or self._began
             if sent is None or (when is not None and sent > when + CLOCK_SLACK):
                 continue
             if when is not None and window is not None and when - sent > window:
@@ -141,7 +146,7 @@ class Tracker:
         self.outcome = TrackOutcome(campaign, mailbox_key(settings))
 
     def run(self) -> TrackOutcome:
-        matcher = Matcher(self.journal.rows(self.campaign))
+        matcher = Matcher(self.journal.rows(self.campaign), self.journal.get(self.campaign).created)
         if matcher.first_sent is None:
             return self.outcome  # nothing went out: nothing to read for it
         client = self._client_of(self.settings)
