@@ -64,10 +64,11 @@ from backend.inputs import (
     UncertainLeft,
 )
 from backend.journal import Journal, repair_journal
+from backend.mailbox import track
 from backend.mailbox.imap import DEFAULT_IMAP_PORTS, ImapSettings
 from backend.mailbox.sent import FILES_ITS_OWN
 from backend.mailbox.sent import MODES as SENT_COPY_MODES
-from backend.model import DEFAULT_MAX_FAILURES, ResultRow, RetryPolicy, iso, utc_now
+from backend.model import DEFAULT_MAX_FAILURES, SENT_STATUSES, ResultRow, RetryPolicy, iso, utc_now
 from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, imap_server, preset_host
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.runs import Run
@@ -688,6 +689,11 @@ class App:
         if settings.auth == "xoauth2":
             raise SettingsError("sent_copy", "with Sign in with Google, Gmail files the copy in Sent itself: "
                                 "choose --sent-copy auto or never")
+        return self._imap_settings(a, settings, host, known)
+
+    @staticmethod
+    def _imap_settings(a: AccountInput, settings: SmtpSettings, host: str,
+                       known: tuple[str, int, str] | None) -> ImapSettings:
         security = a.imap_security or (known[2] if known and not a.imap_host.strip() else None) \
             or ("starttls" if a.imap_port == 143 else "ssl")
         port = a.imap_port or (known[1] if known and not a.imap_host.strip() else DEFAULT_IMAP_PORTS.get(security, 993))
@@ -761,7 +767,7 @@ class App:
             rows = self.journal.rows(info.id)
             listed = {r.recipient.email.lower() for r in rows}
             meant = {r.recipient.email.lower() for r in rows if r.result.status != "skipped"}
-            sent = {r.recipient.email.lower() for r in rows if r.result.status == "sent"}
+            sent = {r.recipient.email.lower() for r in rows if r.result.status in SENT_STATUSES}
             if sent and now <= listed and meant <= now:
                 return {"campaign": info.id, "created": info.created, "account": info.account,
                         "sent": len(sent & now), "total": len(now), "not_yet": len(now - sent)}
@@ -769,7 +775,7 @@ class App:
 
     def _skip_sent(self, draft: service.Draft, cid: str) -> None:
         """Leave out whoever campaign cid already sent to (Send only to those not yet sent)."""
-        sent = {r.recipient.email.lower() for r in self.journal.rows(self.campaign_id(cid), ["sent"])}
+        sent = {r.recipient.email.lower() for r in self.journal.rows(self.campaign_id(cid), SENT_STATUSES)}
         for recipient in [r for r in draft.recipients if r.email.lower() in sent]:
             draft.exclude(recipient, f"not sent: already sent in campaign {cid}")
 
@@ -961,13 +967,68 @@ class App:
                 attach=m.get("attach") or (), attach_column=m.get("attach_column"), attach_dir=m.get("attach_dir"),
                 unsubscribe=m.get("unsubscribe") or ())
             draft.attachments += [a for _, a in self.attachments] if m.get("uploaded_attachments") else []
-            service.apply_suppression(draft, self.suppression)
+            # Bounced recipients are never failed ones (a bounce came after the server accepted
+            # the message), and they are on the suppression list: both are left out, and said so.
+            suppressed = service.apply_suppression(draft, self.suppression)
+            bounced = len(self.journal.rows(cid, ["bounced"]))
+            left_out = {"bounced": bounced, "suppressed": suppressed,
+                        "words": f"left out: {bounced} bounced address{'es' if bounced != 1 else ''} and "
+                                 f"{suppressed} on the suppression list"}
             if not draft.recipients:
-                raise NothingLeft("nobody is left to send to in that campaign")
+                raise NothingLeft(f"nobody is left to send to in that campaign ({left_out['words']})")
             req = ResumeRequest(account=account, use_current_settings=False)
             plan = self._plan_from_spec(draft, {**spec, "settings": spec.get("settings")}, req, passphrase)
             plan.spec = {k: v for k, v in spec.items() if k not in ("attempts_before", "deferred_until")}
-            return self._start(Run(draft, plan, self.journal, self.emit))
+            run = Run(draft, plan, self.journal, self.emit)
+            run.left_out = left_out
+            self.emit({"type": "resend-left-out", "campaign": run.id, "of": cid, **left_out})
+            return self._start(run)
+
+    # -- after sending: bounces and replies from the user's own mailbox ------------------------
+
+    def track_settings(self, cid: str, account: AccountInput | None = None, *, password: str = "",
+                       passphrase: str | None = None) -> ImapSettings:
+        """The mailbox to read for a campaign: the account given (its provider's IMAP server or
+        --imap-host), else the campaign's own (where it filed copies in Sent, else its provider's).
+        The password: the one given, $BULK_MAILER_IMAP_PASSWORD, else the one saved."""
+        imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
+        if account is not None and (account.provider or account.host.strip() or account.imap_host.strip()):
+            settings, local = self.smtp_settings(
+                dataclasses.replace(account, password=account.password or password or imap_env),
+                passphrase=passphrase)
+            known = imap_server(settings.provider) if not local else None
+            host = account.imap_host.strip() or (known[0] if known else "")
+            if local or not host:
+                raise SettingsError("imap_host", "reading bounces and replies needs the mailbox's IMAP server: give "
+                                    "--imap-host (e.g. imap.example.com) or a --provider that has one")
+            return self._imap_settings(account, settings, host, known)
+        spec = self.journal.spec(cid)
+        if service.channel_of(spec) == "gmail":
+            raise SettingsError("imap_host", "a Gmail API campaign's mailbox is read over IMAP with an app password: "
+                                "give --provider gmail --user you@gmail.com (and the app password in "
+                                "$BULK_MAILER_IMAP_PASSWORD)")
+
+        def secret(user: str, host: str) -> str:
+            return password or imap_env or self.password(user, host, "", passphrase)
+
+        return track.campaign_mailbox(spec, secret)
+
+    def check_mailbox(self, a: AccountInput, *, password: str = "", passphrase: str | None = None) -> dict[str, Any]:
+        """Log in to the account's mailbox over IMAP (read-only) and name its INBOX, Sent and Junk
+        folders: `verify --imap`, and the window's check before "Check replies and bounces"."""
+        if not (a.provider or a.host.strip() or a.imap_host.strip()):
+            raise SettingsError("imap_host", "give the mailbox's IMAP server (--imap-host) or a --provider")
+        return track.check_mailbox(self.track_settings("", a, password=password, passphrase=passphrase))
+
+    def track(self, cid: str, account: AccountInput | None = None, *, password: str = "",
+              passphrase: str | None = None) -> track.TrackOutcome:
+        """Read a campaign's bounces and replies from INBOX and Junk (read-only: EXAMINE and
+        BODY.PEEK, no flag set, nothing moved or deleted) and record them in the journal; bounced
+        addresses go on the suppression list. A second run reads only new messages."""
+        cid = self.campaign_id(cid)
+        settings = self.track_settings(cid, account, password=password, passphrase=passphrase)
+        return track.Tracker(self.journal, cid, settings, emit=self.emit,
+                             suppress=lambda addresses: self.suppression.add(addresses, reason="bounced")).run()
 
     def interrupted(self) -> list[dict[str, Any]]:
         """Campaigns the app died in while sending, with something left: to announce at once."""

@@ -282,6 +282,10 @@ def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         return EXIT_NOTHING_SENT
     who = f" as {settings.user}" if settings.user else " (no login)"
     print(f"Connection OK: {settings.host}:{settings.port} ({_security_words(settings.security)}){who}.", file=err)
+    if args.imap:
+        box = app.check_mailbox(_account(args, stdin, app), password=os.environ.get("BULK_MAILER_IMAP_PASSWORD", ""))
+        print(f"Mailbox OK: {box['host']}:{box['port']} ({box['security']}) as {box['user']}; Sent folder: "
+              f"{box['sent'] or 'none found'}; Junk folder: {box['junk'] or 'none found'}.", file=err)
     return EXIT_OK
 
 
@@ -589,6 +593,30 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     return _finish(app, args, rep, err, outcome, run.draft, run.draft.imported, run.provider)
 
 
+def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    app = App()
+    imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
+    named = bool(args.provider or args.host or args.imap_host)
+    account = _account(args, stdin, app, need_password=not imap_env) if named else None
+    password = "" if named else imap_env or (_read_password(args.user or "the mailbox", args.password_stdin, stdin)
+                                             if args.password_stdin or os.environ.get(PASSWORD_ENV) else "")
+    outcome = app.track(args.campaign, account, password=password, passphrase=_passphrase(app, stdin, optional=True))
+    if args.json:
+        json.dump(outcome.as_dict(), out, ensure_ascii=False)
+        out.write("\n")
+    err.write(f"Campaign {outcome.campaign}: read {', '.join(outcome.folders) or 'nothing'} of {outcome.mailbox}\n")
+    for what, rows in (("bounced", outcome.bounced), ("replied", outcome.replied),
+                       ("auto-reply", outcome.auto_replied), ("delayed", outcome.delayed)):
+        for row in rows:
+            detail = row.get("status") or ""
+            detail += f" {row.get('diagnostic') or row.get('excerpt') or ''}"
+            err.write(f"  {what}: {row['email']}  {' '.join(detail.split())[:120]}\n")
+    if outcome.suppressed:
+        err.write(f"Added to the suppression list (reason bounced): {len(outcome.suppressed)}\n")
+    err.write(outcome.summary() + "\n")
+    return EXIT_OK
+
+
 def cmd_gmail(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     return {"login": _gmail_login, "logout": _gmail_logout, "status": _gmail_status}[args.gmail_command](
         args, stdin, out, err)
@@ -675,7 +703,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
-                   "resume": cmd_resume, "gmail": cmd_gmail, "repair-journal": cmd_repair_journal}[args.command]
+                   "resume": cmd_resume, "gmail": cmd_gmail, "repair-journal": cmd_repair_journal,
+                   "track": cmd_track}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)

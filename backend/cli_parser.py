@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _resume_parser(sub)
     _gmail_parser(sub)
     _verify_parser(sub)
+    _track_parser(sub)
     return parser
 
 
@@ -143,11 +144,30 @@ def _send_parser(sub: Any) -> None:
                    "Message-ID). auto (default): on where the IMAP server is known (the provider's, or "
                    "--imap-host), off for gmail, google-workspace, office365 and outlook (their servers file "
                    "one) and for the local test inbox; always; never")
+    _imap_options(c)
+
+
+def _imap_options(c: Any) -> None:
     c.add_argument("--imap-host", help="the mailbox's IMAP server (default: the provider's), e.g. imap.example.com; "
                    "same username and password as for sending (or $BULK_MAILER_IMAP_PASSWORD)")
     c.add_argument("--imap-port", type=int, help="IMAP port (default: 993 SSL/TLS, 143 STARTTLS)")
     c.add_argument("--imap-security", choices=IMAP_SECURITY,
                    help="ssl = implicit TLS (usually 993), starttls (usually 143); never unencrypted")
+
+
+def _track_parser(sub: Any) -> None:
+    """track: bounces and replies read from the mailbox, read-only."""
+    track = _add(sub, "track", help="read a campaign's bounces and replies from your mailbox (read-only)",
+                 description="Read the new messages in INBOX and the Junk folder over IMAP, read-only (nothing is "
+                 "marked read, moved or deleted), and record bounces (bounced: the address goes on the suppression "
+                 "list), replies (replied) and automatic replies (auto_replied) of the campaign's recipients. "
+                 "Without account options, the campaign's own mailbox (where it filed copies in Sent, else its "
+                 "provider's IMAP server); the password from $BULK_MAILER_IMAP_PASSWORD, $BULK_MAILER_PASSWORD "
+                 "or --password-stdin, else the saved one. A second run reads only new messages.")
+    track.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
+    _account_options(track)
+    _imap_options(track.add_argument_group("mailbox (IMAP)"))
+    track.add_argument("--json", action="store_true", help="print what was read and changed as JSON on stdout")
 
 
 def _history_parsers(sub: Any) -> None:
@@ -238,6 +258,10 @@ def _verify_parser(sub: Any) -> None:
                         help="also look up the --from domain's MX, SPF and DMARC records")
     verify.add_argument("--detect", metavar="ADDRESS",
                         help="suggest server settings for this address (presets, MX records, probing)")
+    verify.add_argument("--imap", action="store_true",
+                        help="also log in to the mailbox over IMAP (the provider's server or --imap-host; read-only) "
+                        "and name its Sent and Junk folders: what the copy in Sent and track use")
+    _imap_options(verify.add_argument_group("mailbox (IMAP)"))
 
 
 def _connections(text: str) -> int:

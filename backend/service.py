@@ -218,10 +218,13 @@ def send(
     log.info("campaign %s: %d recipients", draft.id, len(draft.recipients))
     first = transport[0] if isinstance(transport, list | tuple) else transport
 
+    built: dict[int, str] = {}  # id(recipient) -> the Message-ID of its message being sent
+
     def build(recipient: Recipient) -> Outgoing:
         # Read per message: once open, the transport knows whether the server offers SMTPUTF8
         # and how large a message it accepts (every connection of a pool goes to one server).
         out = draft.outgoing(recipient, smtputf8=first.supports_smtputf8)
+        built[id(recipient)] = out.message_id
         limit = first.size_limit
         if limit and len(out.data) > limit:
             raise AttachmentError(
@@ -252,8 +255,11 @@ def send(
         rows = list(indices)
 
         def record(sending: int | None, done: tuple[int, ResultRow] | None) -> None:
+            # The Message-ID goes with the 'sending' mark: a message left uncertain by a crash
+            # is still found by its bounce or its reply (track).
             journal.record(draft.id, sending=rows[sending] if sending is not None else None,
-                           outcome=(rows[done[0]], done[1]) if done is not None else None)
+                           outcome=(rows[done[0]], done[1]) if done is not None else None,
+                           sending_id=built.get(id(recipients[sending])) if sending is not None else None)
 
         hooks = {"record": record}
     limiter = None

@@ -131,7 +131,8 @@ def test_campaign_through_the_local_inbox(make_bridge, inbox):
     detail = ok(b.inbox_message({"id": listed[0]["id"]}))
     assert "<p>Hello" in detail["html"] and detail["text"].strip().startswith("Hello")
     csv_text = ok(b.export_results())["csv"]
-    assert csv_text.splitlines()[0] == "email,status,category,smtp_code,error,attempts,sent_at,message_id,line"
+    assert csv_text.splitlines()[0] == ("email,status,category,smtp_code,error,attempts,sent_at,message_id,line,"
+                                        "dsn_status,notice,notice_at")
     (past,) = ok(b.campaign_history())["campaigns"]
     assert past["id"] == started["campaign"] and past["state"] == "finished" and past["counts"] == {"sent": 2, "skipped": 1}  # the invalid line is kept too
     assert "nope,skipped,invalid_address" in csv_text
