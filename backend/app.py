@@ -83,6 +83,11 @@ log = logging.getLogger(__name__)
 __all__ = ["MIN_PASSPHRASE", "SIGN_IN_TIMEOUT_S", "App", "LOCAL_INBOX"]
 
 LOCAL_INBOX = "local-inbox"
+# A pasted list is kept in the draft up to this many characters (a file: its path).
+DRAFT_TEXT_MAX = 2_000_000
+# The window reads each campaign's bounces and replies by itself for this long after it was sent,
+# at most this often.
+TRACK_DAYS, TRACK_EVERY_S = 3, 600
 SENT_AGAIN_DAYS = 30  # the same list to the same account within this many days: ask first
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 _PREVIEW_HEADERS = {"from", "to", "reply-to", "subject", "date", "list-unsubscribe", "list-unsubscribe-post"}
@@ -142,7 +147,9 @@ class App:
         self.attachments: list[tuple[str, Attachment]] = []
         self.attach_column: str | None = None
         self.attach_dir: Path | None = None
+        self._attachment_paths: dict[str, str] = {}  # attachment id -> the file it was read from
         self._tested: set[str] = set()  # accounts whose connection test passed in this session
+        self._tracked_at: dict[str, float] = {}  # campaign -> when its mailbox was last read (monotonic)
 
     # -- what the app has ------------------------------------------------------------------
 
@@ -277,7 +284,8 @@ class App:
         account = {"provider": LOCAL_INBOX, "host": self.inbox.host, "port": self.inbox.start(),
                    "security": "none", "user": "", "from_address": "Me <me@example.com>",
                    "verify_certificates": True, "allow_plaintext_auth": False, "region": None,
-                   "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True}
+                   "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True,
+                   "imap_host": "", "imap_port": None, "imap_security": "ssl"}
         message = {"subject": "Hello {{ name | default('there') }}",
                    "body": "<p>Hi {{ name | default('there') }},</p>\n<p>Write your message here: each "
                            "person gets their own copy, with their name above.</p>\n<p>Best wishes,<br>Me</p>",
@@ -326,12 +334,55 @@ class App:
     def save_draft(self, d: SavedDraft) -> dict[str, Any]:
         """Keep the campaign being written (the message and the Send settings; never a
         password), replaced at once: a crash leaves the previous one."""
-        saved = iso(utc_now())
+        saved, inputs = iso(utc_now()), self._draft_inputs()
+        if not (d.subject.strip() or d.body.strip() or inputs):  # nothing written yet: nothing to restore
+            self._draft_path().unlink(missing_ok=True)
+            return {"saved": None}
         data = {"saved": saved, "message": {"subject": d.subject, "body": d.body, "format": d.format,
                                             "unsubscribe": list(d.unsubscribe)},
-                "send": {k: v for k, v in d.send.items() if k in DRAFT_SEND_FIELDS}}
+                "send": {k: v for k, v in d.send.items() if k in DRAFT_SEND_FIELDS}, **inputs}
         paths.atomic_write(self._draft_path(), json.dumps(data, ensure_ascii=False).encode("utf-8"))
         return {"saved": saved}
+
+    def _draft_inputs(self) -> dict[str, Any]:
+        """This session's list (its file's path, or the pasted text up to DRAFT_TEXT_MAX), its
+        column choices and the attached files' paths, for the draft."""
+        out: dict[str, Any] = {}
+        kind, value = self._source or ("", None)
+        if kind == "file" or (kind == "text" and len(value) <= DRAFT_TEXT_MAX):
+            out["list"] = {"kind": kind, "value": str(value), "columns": list(self.columns),
+                           "attach_column": self.attach_column,
+                           "attach_dir": str(self.attach_dir) if self.attach_dir else None}
+        files = [self._attachment_paths[i] for i, _ in self.attachments if i in self._attachment_paths]
+        if files:
+            out["attachments"] = files
+        return out
+
+    def _restore_inputs(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The draft's list and files read again at start (once, when this session has none); what
+        cannot be read any more is said, never raised."""
+        restored: dict[str, Any] = {}
+        listed = data.get("list") or {}
+        if self.imported is None and listed.get("kind") in ("file", "text"):
+            email_col, name_col = (list(listed.get("columns") or []) + [None, None])[:2]
+            try:
+                self.import_recipients((listed["kind"], str(listed["value"])), email_col, name_col)
+                if listed.get("attach_dir"):
+                    self.attach_dir = Path(listed["attach_dir"])
+                if listed.get("attach_column"):
+                    self.set_attachment_column(str(listed["attach_column"]))
+                restored["list"] = self.imported.summary() if self.imported else None
+                restored["preview"] = self.list_preview(self.imported) if self.imported else None
+            except MailerError as exc:
+                restored["list_error"] = exc.message
+        if not self.attachments and data.get("attachments"):
+            for path in [str(p) for p in data.get("attachments") or []]:
+                try:
+                    self.add_attachment_files([path])
+                except MailerError as exc:
+                    restored.setdefault("missing", []).append(exc.message)
+            restored["attachments"] = [a.filename for _, a in self.attachments]
+        return restored
 
     def load_draft(self) -> dict[str, Any] | None:
         """The draft kept last time, or None (none, or one that cannot be read: it is ignored)."""
@@ -342,7 +393,8 @@ class App:
                     "message": {"subject": str(m["subject"]), "body": str(m["body"]),
                                 "format": "text" if m.get("format") == "text" else "html",
                                 "unsubscribe": [str(u) for u in m.get("unsubscribe") or []][:2]},
-                    "send": {k: str(v) for k, v in send.items() if k in DRAFT_SEND_FIELDS}}
+                    "send": {k: str(v) for k, v in send.items() if k in DRAFT_SEND_FIELDS},
+                    "restored": self._restore_inputs(data)}
         except FileNotFoundError:
             return None
         except (OSError, MailerError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -350,8 +402,11 @@ class App:
             return None
 
     def clear_draft(self) -> None:
-        """Start a new campaign: the kept draft goes."""
+        """Start a new campaign: the kept draft goes, with this session's list and files."""
         self._draft_path().unlink(missing_ok=True)
+        self.imported, self._source, self.columns = None, None, (None, None)
+        self.attachments, self._attachment_paths = [], {}
+        self.attach_column, self.attach_dir = None, None
 
     def forget_password(self, user: str, host: str, passphrase: str | None = None) -> None:
         self.store.delete(account_key(user.strip(), host.strip()), passphrase or self._passphrase)
@@ -523,7 +578,10 @@ class App:
     # -- attachments (this session's files for everyone, and per-recipient files) ----------
 
     def add_attachment_files(self, files: list[str]) -> None:
-        self.attachments += [(secrets.token_hex(8), a) for a in load_attachments(files)]
+        for path, attachment in zip(files, load_attachments(files), strict=True):
+            key = secrets.token_hex(8)
+            self.attachments.append((key, attachment))
+            self._attachment_paths[key] = str(Path(path).resolve())  # kept in the draft
 
     def add_attachment_data(self, name: str, data: bytes) -> None:
         """A file for everyone from its content (browser mode's file field)."""
@@ -668,7 +726,16 @@ class App:
         settings, local = self.smtp_settings(a, passphrase=passphrase)
         imap = self.sent_copy_settings(a, settings, local, sent_copy)
         draft = draft_for(settings.from_address)
-        return draft, plans.with_sent_copy(plans.smtp_plan(draft, settings, local_inbox=local, attach=attach), imap)
+        plan = plans.with_sent_copy(plans.smtp_plan(draft, settings, local_inbox=local, attach=attach), imap)
+        return draft, plans.with_mailbox(plan, imap or self._mailbox_of(a, settings, local))
+
+    def _mailbox_of(self, a: AccountInput, settings: SmtpSettings, local: bool) -> ImapSettings | None:
+        """The account's mailbox where one is known (the IMAP server given, or the provider's), kept
+        with the campaign so its bounces and replies can be read later, copy in Sent or not."""
+        try:
+            return self.sent_copy_settings(a, settings, local, "always") if not local else None
+        except MailerError:
+            return None
 
     def sent_copy_settings(self, a: AccountInput, settings: SmtpSettings, local: bool,
                            mode: str = "auto") -> ImapSettings | None:
@@ -1026,9 +1093,29 @@ class App:
         BODY.PEEK, no flag set, nothing moved or deleted) and record them in the journal; bounced
         addresses go on the suppression list. A second run reads only new messages."""
         cid = self.campaign_id(cid)
+        self._tracked_at[cid] = time.monotonic()  # tried: the automatic check waits its interval
         settings = self.track_settings(cid, account, password=password, passphrase=passphrase)
         return track.Tracker(self.journal, cid, settings, emit=self.emit,
                              suppress=lambda addresses: self.suppression.add(addresses, reason="bounced")).run()
+
+    def track_due(self, *, password: str = "", passphrase: str | None = None) -> list[dict[str, Any]]:
+        """The window's automatic check: every campaign that sent something in the last 3 days
+        (not into the local test inbox), each at most every 10 minutes; a campaign whose mailbox
+        cannot be read is reported with its error, never raised."""
+        since, now, out = iso(utc_now() - dt.timedelta(days=TRACK_DAYS)), time.monotonic(), []
+        for info in self.journal.campaigns():
+            last = self._tracked_at.get(info.id)
+            if (info.created < since or (last is not None and now - last < TRACK_EVERY_S)
+                    or not any(info.counts.get(k) for k in ("sent", "bounced", "replied", "auto_replied"))
+                    or (self.journal.spec(info.id).get("settings") or {}).get("local_inbox")):
+                continue
+            try:
+                outcome = self.track(info.id, password=password, passphrase=passphrase)
+            except MailerError as exc:
+                out.append({"campaign": info.id, "error": exc.describe()})
+            else:
+                out.append({**outcome.as_dict(), "summary": outcome.summary()})
+        return out
 
     def interrupted(self) -> list[dict[str, Any]]:
         """Campaigns the app died in while sending, with something left: to announce at once."""

@@ -52,10 +52,21 @@ def with_sent_copy(plan: Plan, imap: ImapSettings | None) -> Plan:
     if imap is None:
         plan.spec.pop("sent_copy", None)
     else:
-        plan.spec["sent_copy"] = {"host": imap.host, "port": imap.port, "security": imap.security, "user": imap.user,
-                                  "ca_file": imap.ca_file, "verify_certificates": imap.verify_certificates,
-                                  "provider": imap.provider}
+        plan.spec["sent_copy"] = imap_spec(imap)
     return plan
+
+
+def with_mailbox(plan: Plan, imap: ImapSettings | None) -> Plan:
+    """The account's mailbox kept in the campaign's spec (no password), where its bounces and
+    replies are read later (track), whether or not it files copies in Sent."""
+    if imap is not None:
+        plan.spec["mailbox"] = imap_spec(imap)
+    return plan
+
+
+def imap_spec(imap: ImapSettings) -> dict[str, Any]:
+    return {"host": imap.host, "port": imap.port, "security": imap.security, "user": imap.user,
+            "ca_file": imap.ca_file, "verify_certificates": imap.verify_certificates, "provider": imap.provider}
 
 
 def smtp_account_key(settings: SmtpSettings) -> str:

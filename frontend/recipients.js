@@ -140,6 +140,19 @@ async function changeNameColumn() {
  * Read the current list again (after the suppression list changed), so the counts and the
  * "Never mailed" rows are up to date. Nothing to do before a list was added.
  */
+/** A list the core read again at start (the draft's): shown as if just imported. */
+export function showList(preview) {
+  handle({ ok: true, data: preview }, { fresh: true });
+}
+
+/** Start a new campaign: no list. */
+export function clearList() {
+  current = null;
+  show(status());
+  $('#recipients-details').hidden = true;
+  onPreview({ counts: {}, columns: [], fields: [] });
+}
+
 export async function refreshPreview() {
   if (!current) return;
   // The column the user chose, or null when it was found automatically: a list pasted

@@ -196,6 +196,7 @@ function newRun(campaign) {
   total = 0;
   $('#summary').hidden = true;
   show($('#summary'));
+  show($('#sent-copy-status'));
 }
 
 /** History is about to start a run of a past campaign (resume keeps the campaign's id). */

@@ -190,7 +190,7 @@ def test_the_draft_is_kept_privately_restored_and_cleared(app, isolated_home):
     draft = again.load_draft()
     assert draft == {"saved": saved["saved"], "send": {"delay": "250", "limit-day": "400"},
                      "message": {"subject": "Hi {{ name }}", "body": "<p>News</p>", "format": "html",
-                                 "unsubscribe": ["https://example.com/u"]}}
+                                 "unsubscribe": ["https://example.com/u"]}, "restored": {}}
     found = paths.data_dir() / "draft.json"
     assert found.stat().st_mode & 0o077 == 0 and b"hunter2" not in found.read_bytes()
     found.write_text("{not json")  # a damaged draft is ignored, not fatal
@@ -198,6 +198,35 @@ def test_the_draft_is_kept_privately_restored_and_cleared(app, isolated_home):
     again.save_draft(SavedDraft(subject="x"))
     again.clear_draft()
     assert again.load_draft() is None and not found.exists()
+
+
+def test_the_draft_keeps_the_list_its_columns_and_the_attached_files(app, isolated_home, tmp_path):
+    from backend.inputs import SavedDraft
+
+    people = tmp_path / "people.csv"
+    people.write_text("mail,who,nick\nann@example.org,Ann,Annie\nbob@example.org,Bob,Bobby\n", encoding="utf-8")
+    report = tmp_path / "report.txt"
+    report.write_text("numbers\n", encoding="utf-8")
+    app.import_recipients(("file", str(people)), "mail", "nick")
+    app.add_attachment_files([str(report)])
+    app.save_draft(SavedDraft(subject="Hi"))
+    again = App(inbox=LocalInbox(), store=EncryptedFileStore(isolated_home / "s.enc"))  # the next start
+    restored = again.load_draft()["restored"]
+    assert restored["list"] == again.imported.summary() and restored["attachments"] == ["report.txt"]
+    assert [r.email for r in again.imported.recipients] == ["ann@example.org", "bob@example.org"]
+    assert again.columns == ("mail", "nick") and restored["preview"]["name_column"] == "nick"
+    assert [a.data for _, a in again.attachments] == [b"numbers\n"]
+    # a pasted list, and a file that went away: said, not fatal
+    again.import_recipients(("text", "cy@example.org\ndee@example.org"))
+    again.save_draft(SavedDraft(subject="Hi"))
+    report.unlink()
+    third = App(inbox=LocalInbox(), store=EncryptedFileStore(isolated_home / "s.enc"))
+    restored = third.load_draft()["restored"]
+    assert [r.email for r in third.imported.recipients] == ["cy@example.org", "dee@example.org"]
+    assert restored["attachments"] == [] and "report.txt" in restored["missing"][0]
+    # Start a new campaign: the list and the files go with the draft
+    third.clear_draft()
+    assert third.imported is None and third.attachments == [] and third.load_draft() is None
 
 
 # -- E. Review & send: the core decides what is missing, what goes where, how long ---------------

@@ -311,3 +311,32 @@ def test_a_message_in_flight_when_the_app_was_killed_is_found_by_its_bounce(imap
     outcome = app.track(cid, account(smtp, imap, certs))
     assert outcome.read == 1 and [b["email"] for b in outcome.bounced] == ["silent@example.org"]
     assert app.results(cid)[0].status == "bounced" and app.suppression.contains("silent@example.org")
+
+
+def test_the_automatic_check_reads_each_recent_campaign_at_most_every_ten_minutes(
+        imap_server, smtp_server, certs, tmp_path, monkeypatch):
+    """track_due (the window's timer calls it every minute): campaigns that sent something in the
+    last 3 days, not practice runs, each at most every 10 minutes; a failure is reported, not raised."""
+    from backend import app as app_module
+
+    imap, smtp = imap_server(), smtp_server("starttls")
+    app, cid, ids = sent_campaign(tmp_path, smtp, imap, certs)
+    app.import_recipients(("text", "practice@example.org"))  # a practice run: never read
+    practice = app.start(*app.prepare(AccountInput(provider="local-inbox", from_address="me@example.com"),
+                                      MessageInput(subject="Hi", text="x", delay_ms=0), SendOptions())).wait()
+    Mailbox(imap, certs).put("INBOX", rewritten("postfix-user-unknown-headers.eml", ids))
+    # the campaign's own mailbox (its IMAP server, with the sending login): no account needed
+    monkeypatch.setenv("BULK_MAILER_IMAP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("SSL_CERT_FILE", certs.ca_file)
+    [first] = app.track_due()
+    assert "error" not in first, first
+    assert first["campaign"] == cid and first["counts"]["bounced"] == 1 and practice.campaign != cid
+    assert app.track_due() == []  # read a moment ago: not due yet
+    monkeypatch.setattr(app_module, "TRACK_EVERY_S", 0)
+    [again] = app.track_due()
+    assert again["read"] == 0  # only new messages are read
+    imap.stop()  # the mailbox cannot be reached: said, not raised
+    [failed] = app.track_due()
+    assert failed["campaign"] == cid and failed["error"]["category"] in ("imap_connection_failed", "timeout")
+    monkeypatch.setattr(app_module, "TRACK_DAYS", 0)
+    assert app.track_due() == []  # older than the days the window keeps reading

@@ -1095,6 +1095,8 @@ def test_the_draft_survives_a_restart_and_a_new_campaign_clears_it(browser, app,
     pg.goto(first.url)
     pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
     expect(pg.locator("#draft-status")).not_to_contain_text("Restored")
+    paste_list(pg, "email,name\nann@example.org,Ann\nbob@example.org,Bob")
+    expect(pg.locator("#recipients-summary")).to_contain_text("2 valid")
     fill_message(pg, "Spring news for {{ name }}", "Hello {{ name }}, the garden opens on Monday.")
     pg.get_by_label("Plain text").check()
     pace(pg, "250")
@@ -1114,8 +1116,14 @@ def test_the_draft_survives_a_restart_and_a_new_campaign_clears_it(browser, app,
         expect(pg.get_by_label("Plain text")).to_be_checked()
         expect(pg.get_by_label("Delay (ms)")).to_have_value("250")
         status = pg.locator("#draft-status")
-        expect(status).to_contain_text(re.compile(r"Restored your draft from \d\d:\d\d"))
+        expect(status).to_contain_text(re.compile(r"Restored your draft from \d\d:\d\d.* with the list \(2 valid"))
+        expect(pg.locator('.nav-step[data-step="recipients"] .step-summary')).to_have_text("Done. 2 valid recipients")
+        to(pg, "Recipients")
+        expect(pg.locator("#recipients-table")).to_contain_text("bob@example.org")
         pg.get_by_role("button", name="Start a new campaign").click()
+        expect(pg.get_by_label("Paste addresses")).to_be_focused()
+        expect(pg.locator('.nav-step[data-step="recipients"] .step-summary')).to_have_text("Not started. No list yet")
+        to(pg, "Message")
         expect(pg.get_by_label("Subject")).to_have_value("")
         expect(pg.get_by_label("Message", exact=True)).to_have_value("")
         pg.reload()
@@ -1230,3 +1238,59 @@ def test_review_lists_what_is_missing_and_warns_before_mistakes(page, app):
     expect(warnings.locator('[data-kind="clipped"]')).to_contain_text("Gmail shows only the first 102 KB")
     expect(warnings.locator('[data-kind="no_unsubscribe"]')).to_contain_text("no unsubscribe link for a list of 120")
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
+
+
+def test_check_replies_and_bounces_from_history(isolated_home, page, smtp_server, imap_server, certs, monkeypatch):
+    """A real campaign through a STARTTLS server with a login, a copy in a real Dovecot's Sent, a
+    bounce notice in its INBOX: History's button reads it, the recipient is Bounced everywhere."""
+    from backend.journal import Journal
+    from tests.servers import PASSWORD, USER
+    from tests.test_track import rewritten
+
+    monkeypatch.setenv("SSL_CERT_FILE", certs.ca_file)  # the test servers' authority, as a system one
+    expect = sync_api.expect
+    smtp = smtp_server("starttls", auth=True)
+    imap = imap_server(special_use=True)
+    to(page, "Account")
+    page.get_by_label("Provider").select_option(label="Custom server")
+    page.get_by_label("Host").fill(smtp.host)
+    page.get_by_label("Port").fill(str(smtp.port))
+    page.get_by_label("Security").select_option(label="STARTTLS")
+    page.get_by_label("Username").fill(USER)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("From").fill("me@example.com")
+    page.locator("#advanced summary").click()
+    page.get_by_label("IMAP server").fill(f"{imap.host}:{imap.port_ssl}")
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#connection-result")).to_contain_text("Connection works", timeout=10_000)
+    paste_list(page, "r01@example.org\nr02@example.org")  # r01: the corpus's Postfix bounce
+    compose_and_send(page, "Hello", "Hello there")
+    expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=15_000)
+    expect(page.locator("#sent-copy-status")).to_have_text("Copy in Sent: 2 filed in Sent.")
+    cid = page.evaluate("document.querySelector('#history-list tr') && document.querySelector('#history-list tr').dataset.id")
+    journal = Journal()
+    ids = {r.recipient.email: r.result.message_id for r in journal.rows(cid)}
+    journal.close()
+    bounce = rewritten("postfix-user-unknown-headers.eml", ids)
+    assert b"r01@example.org" in bounce
+    m = imap.client(certs.ca_file)
+    try:
+        assert m.append("INBOX", None, None, bounce)[0] == "OK"
+    finally:
+        m.logout()
+    to(page, "History")
+    row = page.locator("#history-list tr").first
+    row.get_by_role("button", name=re.compile(r"^Check replies and bounces of campaign ")).click()
+    status = page.locator("#history-status")
+    expect(status).to_contain_text("Checked: 1 bounced, 0 replied, 0 auto-replies", timeout=15_000)
+    expect(status).to_contain_text("nothing changed in your mailbox")
+    expect(row).to_contain_text("1 bounced")
+    row.get_by_role("button", name=re.compile(r"^Details of campaign ")).click()
+    page.get_by_label("Show").select_option(label="Bounced")
+    details = page.locator("#history-detail-rows tr")
+    expect(details).to_have_count(1)
+    expect(details).to_contain_text("r01@example.org")
+    expect(details).to_contain_text("Bounced")
+    # the Activity log of that campaign says so too
+    to(page, "Review & send")
+    expect(page.locator('#log tr[data-status="bounced"]')).to_contain_text("r01@example.org")

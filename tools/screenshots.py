@@ -50,7 +50,7 @@ def main() -> int:
 
 
 def shot(page, name: str) -> None:
-    page.wait_for_timeout(400)  # the step list's summaries arrive a moment after typing
+    page.wait_for_timeout(1200)  # the step list's summaries arrive a moment after typing
     page.screenshot(path=str(OUT / f"{name}.png"))
 
 

@@ -268,20 +268,20 @@ class Tracker:
         if changed:
             m.status[row.index] = status
             self._emit({"type": "track-change", "campaign": self.campaign, "email": row.recipient.email,
-                        "was": was, "now": status})
+                        "current": row.index + 1, "was": was, "now": status})
         return bool(changed)
 
 
 
 def campaign_mailbox(spec: dict[str, Any], password: Callable[[str, str], str]) -> ImapSettings:
     """The mailbox a journaled campaign's bounces and replies come back to: where it filed its
-    copies in Sent, else its provider's IMAP server, with the sending login. password(user,
+    copies in Sent, else the mailbox kept with it, else its provider's IMAP server, with the sending login. password(user,
     smtp host) gives the password ($BULK_MAILER_IMAP_PASSWORD, else the one saved)."""
     from backend.errors import SettingsError
     from backend.presets import imap_server
 
     s = spec.get("settings") or {}
-    kept = spec.get("sent_copy")
+    kept = spec.get("sent_copy") or spec.get("mailbox")
     if s.get("local_inbox"):
         raise SettingsError("provider", "this campaign went to the local test inbox: there is no mailbox to read "
                             "bounces and replies from")
