@@ -452,9 +452,10 @@ class Bridge:
     def check_replies(self, p: Params) -> dict[str, Any]:
         """Bounces and replies read from the mailbox: one campaign (History's button), or (no id)
         every campaign the automatic check is due for."""
+        kw = {"password": p.str("password"), "passphrase": self._phrase(p), "move_bounces": p.bool("move_bounces")}
         if not p.str("id"):
-            return {"checked": self._app.track_due(password=p.str("password"), passphrase=self._phrase(p))}
-        out = self._app.track(p.str("id"), password=p.str("password"), passphrase=self._phrase(p))
+            return {"checked": self._app.track_due(**kw)}
+        out = self._app.track(p.str("id"), **kw)
         return {"checked": [{**out.as_dict(), "summary": out.summary()}]}
 
     @api
@@ -479,7 +480,7 @@ class Bridge:
         run = self._app.resend(p.str("id", required=True), include_uncertain=p.bool("include_uncertain"),
                                account=self._account_input(p) if p.has("account") else None,
                                passphrase=self._phrase(p))
-        return {"campaign": run.id, "total": run.total}
+        return {"campaign": run.id, "total": run.total, "left_out": run.left_out}
 
     @api
     def campaign_history(self, p: Params) -> dict[str, Any]:

@@ -1088,17 +1088,18 @@ class App:
         return track.check_mailbox(self.track_settings("", a, password=password, passphrase=passphrase))
 
     def track(self, cid: str, account: AccountInput | None = None, *, password: str = "",
-              passphrase: str | None = None) -> track.TrackOutcome:
+              passphrase: str | None = None, move_bounces: bool = False) -> track.TrackOutcome:
         """Read a campaign's bounces and replies from INBOX and Junk (read-only: EXAMINE and
         BODY.PEEK, no flag set, nothing moved or deleted) and record them in the journal; bounced
         addresses go on the suppression list. A second run reads only new messages."""
         cid = self.campaign_id(cid)
         self._tracked_at[cid] = time.monotonic()  # tried: the automatic check waits its interval
         settings = self.track_settings(cid, account, password=password, passphrase=passphrase)
-        return track.Tracker(self.journal, cid, settings, emit=self.emit,
+        return track.Tracker(self.journal, cid, settings, emit=self.emit, move_bounces=move_bounces,
                              suppress=lambda addresses: self.suppression.add(addresses, reason="bounced")).run()
 
-    def track_due(self, *, password: str = "", passphrase: str | None = None) -> list[dict[str, Any]]:
+    def track_due(self, *, password: str = "", passphrase: str | None = None,
+                  move_bounces: bool = False) -> list[dict[str, Any]]:
         """The window's automatic check: every campaign that sent something in the last 3 days
         (not into the local test inbox), each at most every 10 minutes; a campaign whose mailbox
         cannot be read is reported with its error, never raised."""
@@ -1110,7 +1111,7 @@ class App:
                     or (self.journal.spec(info.id).get("settings") or {}).get("local_inbox")):
                 continue
             try:
-                outcome = self.track(info.id, password=password, passphrase=passphrase)
+                outcome = self.track(info.id, password=password, passphrase=passphrase, move_bounces=move_bounces)
             except MailerError as exc:
                 out.append({"campaign": info.id, "error": exc.describe()})
             else:

@@ -600,7 +600,8 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
     account = _account(args, stdin, app, need_password=not imap_env) if named else None
     password = "" if named else imap_env or (_read_password(args.user or "the mailbox", args.password_stdin, stdin)
                                              if args.password_stdin or os.environ.get(PASSWORD_ENV) else "")
-    outcome = app.track(args.campaign, account, password=password, passphrase=_passphrase(app, stdin, optional=True))
+    outcome = app.track(args.campaign, account, password=password, passphrase=_passphrase(app, stdin, optional=True),
+                        move_bounces=args.move_bounces)
     if args.json:
         json.dump(outcome.as_dict(), out, ensure_ascii=False)
         out.write("\n")

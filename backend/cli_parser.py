@@ -167,6 +167,9 @@ def _track_parser(sub: Any) -> None:
     track.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
     _account_options(track)
     _imap_options(track.add_argument_group("mailbox (IMAP)"))
+    track.add_argument("--move-bounces", action="store_true",
+                       help="move the bounce notices it matched to a 'Bulk Mailer' folder (created when missing); "
+                       "the one change track makes in your mailbox, and only when asked")
     track.add_argument("--json", action="store_true", help="print what was read and changed as JSON on stdout")
 
 

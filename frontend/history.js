@@ -45,7 +45,7 @@ export function initHistory(dependencies) {
 async function checkReplies(id) {
   const out = $('#history-status');
   show(out, busyLine('Reading the mailbox (read-only)…'));
-  const result = await call('check_replies', { id, password: deps.getCredentials().password || '' });
+  const result = await call('check_replies', { id, password: deps.getCredentials().password || '', move_bounces: $('#move-bounces').checked });
   if (!result.ok) {
     show(out, errorBlock(result.error));
     return;
@@ -60,7 +60,7 @@ async function checkReplies(id) {
 async function autoCheck() {
   try {
     if (deps.isBusy()) return;
-    const result = await call('check_replies', { password: deps.getCredentials().password || '' });
+    const result = await call('check_replies', { password: deps.getCredentials().password || '', move_bounces: $('#move-bounces').checked });
     const checked = result.ok && result.data && Array.isArray(result.data.checked) ? result.data.checked : [];
     const changed = checked.filter((c) => c.counts && (c.counts.bounced || c.counts.replied || c.counts.auto_replied || c.counts.now_sent));
     if (changed.length) {
@@ -328,6 +328,10 @@ function started(data, words) {
   const d = data || {};
   deps.runStarted(d.campaign, Number(d.total));
   const count = Number.isFinite(Number(d.total)) ? ` (${plural(Number(d.total), 'recipient')})` : '';
-  show($('#history-status'), el('p', { class: 'ok-line', text: `${words}${count}` }));
+  // A resend leaves bounced and suppressed addresses out: the core says which, in words.
+  const leftOut = d.left_out && d.left_out.words ? ` ${d.left_out.words[0].toUpperCase()}${d.left_out.words.slice(1)}.` : '';
+  const said = `${words.replace(/\.$/, '')}${count}.`;
+  show($('#history-status'), el('p', { class: 'ok-line', text: said }));
+  show($('#send-status'), el('p', { class: 'hint', text: `${said}${leftOut}` }));
   refreshHistory({ quiet: true });
 }

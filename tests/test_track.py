@@ -239,6 +239,17 @@ def test_track_from_the_command_line_and_campaigns_json(imap_server, smtp_server
                 "--imap-security", "starttls", "--user", USER, "--host", smtp.host, "--ca-file", certs.ca_file)
     assert again.returncode == 0, again.stderr
     assert "0 bounced, 0 replied, 0 auto-replies, 0 messages read" in again.stderr  # same mailbox: read before
+    # Only when asked, the bounce notices it matched move to a "Bulk Mailer" folder; nothing else moves
+    late = "icloud-delayed.eml"  # a delayed notice: not a bounce, stays
+    box.put("INBOX", rewritten(late, ids))
+    box.put("INBOX", rewritten("yahoo-text-user-unknown.eml", ids))
+    kept = len(box.flags("INBOX"))
+    moved = cli("track", "latest", "--move-bounces", "--json")
+    assert moved.returncode == 0, moved.stderr
+    data = json.loads(moved.stdout)
+    assert data["moved"] == 1 and data["mailbox_changed"] is True
+    assert "1 bounce notice moved to Bulk Mailer" in moved.stderr
+    assert len(box.flags("INBOX")) == kept - 1 and len(box.flags("Bulk Mailer")) == 1
 
 
 def test_track_wrong_password_is_categorised_and_never_shown(imap_server, smtp_server, certs, tmp_path,

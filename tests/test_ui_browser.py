@@ -811,6 +811,9 @@ def test_history_resends_to_the_failed_recipients(isolated_home, page, smtp_serv
     row.get_by_role("button", name=re.compile(r"^Resend to failed of campaign ")).click()
     expect(page.locator("#history-list tr")).to_have_count(2, timeout=15_000)
     expect(page.locator("#log tr")).to_have_count(1, timeout=15_000)  # the log follows the new run
+    expect(page.locator("#send-status")).to_contain_text(
+        "Follow-up run started: follow it in Send and the Activity log (1 recipient). "
+        "Left out: 0 bounced addresses and 0 on the suppression list.")
     expect(page.locator('#log tr[data-status="failed"]')).to_contain_text("reject550@example.org")
     expect(page.locator("#history-list tr").first.locator(".history-state")).to_have_text("Finished", timeout=10_000)
     assert [m.rcpt_tos for m in server.messages] == [["a@example.org"]]

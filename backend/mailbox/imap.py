@@ -352,6 +352,34 @@ class ImapClient:
                                 bytes(item[1])))
         return out
 
+    def move(self, folder: str, uids: list[int], to: str) -> int:
+        """Move these messages of a folder to another (created if missing): UID MOVE (RFC 6851),
+        else COPY, then \\Deleted and UID EXPUNGE of exactly these (UIDPLUS); a server with neither
+        keeps them where they were (copied only): never an EXPUNGE of the user's other messages.
+        How many left the folder."""
+        imap = self._imap
+        assert imap is not None and uids
+        self._call("CREATE", imap.create, quoted(to))  # NO when it exists: fine
+        typ, data = self._call("SELECT", imap.select, quoted(folder), False)
+        if typ != "OK":
+            raise self._err(TransportError, f"folder '{folder}' cannot be opened: {self.text(data)}",
+                            "imap_folder_not_found")
+        self._selected = folder
+        which = ",".join(str(u) for u in uids)
+        # Asked now: what a server lists before the login (imaplib's .capabilities) often lacks MOVE.
+        _, listed = self._call("CAPABILITY", imap.capability)
+        said = b" ".join(x for x in listed or [] if isinstance(x, bytes)).decode("ascii", "replace")
+        caps = {c.upper() for c in said.split()} | {c.upper() for c in imap.capabilities}
+        if "MOVE" in caps:
+            typ, data = self._call("UID MOVE", imap.uid, "MOVE", which, quoted(to))
+            return len(uids) if typ == "OK" else 0
+        typ, data = self._call("UID COPY", imap.uid, "COPY", which, quoted(to))
+        if typ != "OK" or "UIDPLUS" not in caps:
+            return 0
+        self._call("UID STORE", imap.uid, "STORE", which, "+FLAGS.SILENT", r"(\Deleted)")
+        typ, _ = self._call("UID EXPUNGE", imap.uid, "EXPUNGE", which)
+        return len(uids) if typ == "OK" else 0
+
     def append(self, folder: str, data: bytes) -> None:
         """File a message in the folder, marked read (\\Seen)."""
         imap = self._imap

@@ -41,6 +41,10 @@ FROM_FOR = {"bounced": ("sent", "uncertain", "auto_replied"), "replied": ("sent"
             "auto_replied": ("sent", "uncertain"), "sent": ("uncertain",)}
 
 
+# Where "move bounce notices to a Bulk Mailer folder" puts them (created when missing).
+MOVE_TO = "Bulk Mailer"
+
+
 @dataclass
 class TrackOutcome:
     """What one run of track read and changed."""
@@ -56,12 +60,13 @@ class TrackOutcome:
     now_sent: list[str] = field(default_factory=list)  # uncertain recipients a notice proved sent
     suppressed: list[str] = field(default_factory=list)
     unmatched: int = 0  # bounces and replies about no recipient of this campaign
+    moved: int = 0  # bounce notices moved to the Bulk Mailer folder (only when asked)
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["counts"] = {k: len(getattr(self, k)) for k in ("bounced", "replied", "auto_replied", "delayed",
                                                          "now_sent", "suppressed")}
-        d["mailbox_changed"] = False
+        d["mailbox_changed"] = self.moved > 0
         return d
 
     def summary(self) -> str:
@@ -73,6 +78,8 @@ class TrackOutcome:
         if self.now_sent:
             parts.append(f"{len(self.now_sent)} uncertain now known sent")
         parts.append(f"{self.read} message{'' if self.read == 1 else 's'} read")
+        if self.moved:
+            return ", ".join(parts) + f", {self.moved} bounce notice{'' if self.moved == 1 else 's'} moved to {MOVE_TO}"
         return ", ".join(parts) + ", nothing changed in your mailbox"
 
 
@@ -140,9 +147,10 @@ class Tracker:
     def __init__(self, journal: Journal, campaign: str, settings: ImapSettings, *,
                  suppress: Callable[[list[str]], Any] = lambda addresses: None,
                  emit: Callable[[dict[str, Any]], None] = lambda event: None,
-                 client: Callable[[ImapSettings], ImapClient] = ImapClient) -> None:
+                 client: Callable[[ImapSettings], ImapClient] = ImapClient, move_bounces: bool = False) -> None:
         self.journal, self.campaign, self.settings = journal, campaign, settings
         self._suppress, self._emit, self._client_of = suppress, emit, client
+        self.move_bounces = move_bounces  # only when asked: the one change track ever makes
         self.outcome = TrackOutcome(campaign, mailbox_key(settings))
 
     def run(self) -> TrackOutcome:
@@ -175,20 +183,26 @@ class Tracker:
             since = (matcher.first_sent - dt.timedelta(days=1)).strftime("%d-%b-%Y")
             last = 0
             uids = client.uids("SINCE", since)
+        bounces: list[int] = []  # notices that made a recipient of this campaign bounced
         for start in range(0, len(uids), BATCH):
             chunk = uids[start:start + BATCH]
             for uid, arrived, raw in client.peek(chunk):
                 self.outcome.read += 1
+                before = len(self.outcome.bounced)
                 try:
                     self._apply(classify(raw), _internaldate(arrived), matcher)
                 except Exception:  # one odd message never stops the rest
                     log.exception("message %s in %s could not be matched", uid, folder)
+                if len(self.outcome.bounced) > before:
+                    bounces.append(uid)
             last = max(last, *chunk)
             self.journal.set_mailbox_read(self.campaign, key, folder, uidvalidity, last)
             self._emit({"type": "track-progress", "campaign": self.campaign, "folder": folder,
                         "read": self.outcome.read})
         if done is None or done[0] != uidvalidity:
             self.journal.set_mailbox_read(self.campaign, key, folder, uidvalidity, last)
+        if self.move_bounces and bounces:
+            self.outcome.moved += client.move(folder, bounces, MOVE_TO)
 
     # -- what a notice changes --------------------------------------------------------------------
 
