@@ -34,6 +34,7 @@ import re
 import threading
 import time
 import urllib.parse
+import warnings
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -257,9 +258,12 @@ class SignIn(_Flow):
         self._server.timeout = 0.2
         self.redirect_uri = f"http://localhost:{self._server.server_port}"
         try:
-            # Consent to both services at once; the code is redeemed for Graph's scopes.
-            self._flow = self.app.initiate_auth_code_flow(SCOPES["graph"] + SCOPES["smtp"],
-                                                          redirect_uri=self.redirect_uri, prompt="select_account")
+            # Consent to both services at once; the code is redeemed for Graph's scopes. The answer
+            # comes in the query of a GET to 127.0.0.1 (form_post would need a page of ours).
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "response_mode", UserWarning)
+                self._flow = self.app.initiate_auth_code_flow(SCOPES["graph"] + SCOPES["smtp"],
+                                                              redirect_uri=self.redirect_uri, prompt="select_account")
         except Exception:
             self._server.server_close()
             raise
@@ -321,7 +325,7 @@ class SignIn(_Flow):
 
         try:
             result = self.app.acquire_token_by_auth_code_flow(self._flow, answer, scopes=SCOPES["graph"])
-        except ValueError as exc:  # a state or flow mismatch: not our answer
+        except (ValueError, RuntimeError) as exc:  # a state, nonce or flow mismatch: not our answer
             raise OAuthError(f"the browser's answer does not match this sign-in ({clean(exc)[:100]})",
                              category="microsoft_sign_in", fix=(SIGN_IN_AGAIN,)) from None
         except requests.RequestException as exc:
