@@ -434,8 +434,8 @@ def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, accoun
                  f"{past['counts'].get('uncertain', 0)} uncertain); continue it with: bulk-mailer resume {past['id']}")
     n = len(draft.recipients)
     if plan.gmail or plan.microsoft:
-        rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) through the Gmail API "
-                 f"as {draft.sender.address}")
+        rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) through "
+                 f"{'the Gmail API' if plan.gmail else 'Microsoft Graph'} as {draft.sender.address}")
     else:
         s = plan.spec["settings"]
         rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "

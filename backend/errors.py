@@ -223,6 +223,8 @@ CATEGORIES: dict[str, Category] = {
             "The permissions Bulk Mailer asks for (send mail as you, sign you in, keep access) were "
             "not granted, or the organisation requires an administrator to approve the app.",
             "Sign in with Microsoft again and click Accept on Microsoft's page.",
+            "Check the app registration's API permissions: the delegated Microsoft Graph permissions "
+            "Mail.Send, User.Read and offline_access, and SMTP.Send for SMTP.",
             "In an organisation, ask an administrator to grant admin consent to the app registration "
             "(Microsoft Entra admin center > App registrations > the app > API permissions).",
         ),
