@@ -289,3 +289,14 @@ def test_the_profile_file_holds_nothing_secret(microsoft, certs, tmp_path):
     signed_in_app(microsoft, certs, tmp_path)
     text = microsoft_auth.profile_path().read_text()
     assert microsoft.email in text and not any(t in text for t in microsoft.issued)
+
+
+def test_review_names_the_sign_in_and_its_limits(microsoft, certs, tmp_path):
+    app = make_app(certs, tmp_path)
+    a, m = AccountInput(channel="microsoft"), MessageInput(subject="Hi", html="<p>Hi</p>")
+    before = app.review(a, m, SendOptions())
+    assert "Sign in with Microsoft" in str(before)
+    app.microsoft_sign_in(CLIENT_ID, passphrase=PASSPHRASE)
+    app.wait_sign_in()
+    after = str(app.review(a, m, SendOptions()))
+    assert f"Microsoft Graph as {microsoft.email}" in after and "Sign in with Microsoft" not in after
