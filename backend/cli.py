@@ -637,8 +637,7 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
     app = App()
     passphrase = _passphrase(app, stdin)
     purpose = "smtp" if args.smtp else "read" if args.read else "api"
-    url = app.google_sign_in(data, f"'{path}'", purpose, passphrase=passphrase,
-                             open_browser=not args.no_browser)
+    url = app.google_sign_in(data, f"'{path}'", purpose, passphrase=passphrase, open_browser=not args.no_browser)
     minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
     if args.no_browser:
         print(f"Open this address in a browser on this computer and allow access (waiting up to {minutes} minutes; "
@@ -649,11 +648,11 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         print(f"Your browser shows Google's sign-in; allow access there (waiting up to {minutes} minutes; "
               "Ctrl-C cancels). If no browser opened, open:", file=err)
         print(url, file=err, flush=True)
-    if args.smtp:
-        print("Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.", file=err)
-    if args.read:
-        print("Asking only to view your email (gmail.readonly), for track; nothing can be sent, changed or deleted "
-              "with it.", file=err)
+    asking = {"smtp": "Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.",
+              "read": "Asking only to view your email (gmail.readonly), for track; nothing can be sent, changed or "
+                      "deleted with it."}
+    if purpose in asking:
+        print(asking[purpose], file=err)
     try:
         state = app.wait_sign_in()
     except KeyboardInterrupt:

@@ -300,6 +300,24 @@ def _clean(text: object) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())[:300]
 
 
+def google_error(response: Any) -> tuple[str, set[str]]:
+    """The error message and the reasons of a Google API error body (JSON), cleaned for display."""
+    try:
+        err = response.json().get("error")
+    except (ValueError, AttributeError):
+        return _clean(response.text or "")[:300], set()
+    if isinstance(err, str):  # an OAuth-style {"error": "invalid_token"}
+        return _clean(err), {err.lower()}
+    if not isinstance(err, dict):
+        return "", set()
+    reasons = {str(e.get("reason", "")).lower() for e in err.get("errors") or [] if isinstance(e, dict)}
+    reasons |= {str(d.get("reason", "")).lower() for d in err.get("details") or [] if isinstance(d, dict)}
+    if err.get("status"):
+        reasons.add(str(err["status"]).lower())
+    reasons.discard("")
+    return _clean(err.get("message") or "")[:300], reasons
+
+
 def _http_session() -> Any:
     import requests
 
@@ -617,7 +635,10 @@ class GoogleAccount:
             # Google's words may echo what it was sent: no token or client secret past here.
             redact = Redactor(tokens=(token.refresh_token, token.access_token or "", client.client_secret or ""))
             description = data.get("error_description")
-            raise oauth_error(redact(str(code)), redact(str(description)) if description else None) from None
+            error = oauth_error(redact(str(code)), redact(str(description)) if description else None)
+            if self.reading:  # the sign-in to do again is the one for reading
+                raise OAuthError(error.message, fix=FIX_READ) from None
+            raise error from None
         except google.auth.exceptions.TransportError as exc:
             raise _network_error(exc, "renewing the sign-in") from None
         token.access_token = creds.token

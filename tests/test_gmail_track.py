@@ -155,6 +155,11 @@ def test_ids_that_are_no_numbers_fall_back_to_arrival_times(app, google):
     google.put("SPAM", rewritten("ooo-de-x-autoreply.eml", ids))
     assert app.track(cid).read == 1
     assert google.writes == []
+    google.revoke_all()  # the user removed the app's access: a 401, one renewal refused
+    google.put("INBOX", rewritten("reply-unthreaded-re.eml", ids))
+    with pytest.raises(OAuthError, match="invalid_grant") as revoked:
+        app.track(cid)
+    assert revoked.value.category == "oauth_error" and any("login --read" in s for s in revoked.value.fix_steps())
 
 
 def test_the_sign_in_for_reading_must_be_the_sending_account_and_allow_reading(app, google):

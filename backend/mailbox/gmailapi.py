@@ -30,7 +30,14 @@ import re
 from typing import Any
 
 from backend.errors import ConnectError, OAuthError, TransportError
-from backend.google_auth import FIX_READ, HTTP_TIMEOUT_S, GoogleAccount, _clean, _http_session
+from backend.google_auth import (
+    FIX_READ,
+    HTTP_TIMEOUT_S,
+    GoogleAccount,
+    _clean,
+    _http_session,
+    google_error,
+)
 from backend.mailbox.imap import FETCH_LIMIT
 from backend.redact import Redactor
 
@@ -225,10 +232,8 @@ class GmailReader:
                                category="connection_refused") from None
 
     def _error(self, response: Any) -> Exception:
-        from backend.transports.gmail import _google_error
-
         status = int(response.status_code)
-        message, reasons = _google_error(response)
+        message, reasons = google_error(response)
         text = f"Gmail API {status}: {self.redact(message)}" if message else f"Gmail API HTTP {status}"
         if status == 401:
             return OAuthError(f"Google no longer accepts the sign-in for reading of {self.email} ({text})",
