@@ -69,8 +69,25 @@ from backend.mailbox import gmailapi, track
 from backend.mailbox.imap import DEFAULT_IMAP_PORTS, ImapSettings
 from backend.mailbox.sent import FILES_ITS_OWN
 from backend.mailbox.sent import MODES as SENT_COPY_MODES
+from backend.microsoft_auth import KEY_CACHE as MICROSOFT_CACHE
+from backend.microsoft_auth import (
+    DeviceSignIn,
+    MicrosoftAccount,
+    MicrosoftTokenSource,
+    check_client_id,
+    check_tenant,
+)
+from backend.microsoft_auth import SignIn as MicrosoftSignIn
+from backend.microsoft_auth import saved_profile as microsoft_profile
 from backend.model import DEFAULT_MAX_FAILURES, SENT_STATUSES, ResultRow, RetryPolicy, iso, utc_now
-from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, imap_server, preset_host
+from backend.presets import (
+    MAX_CONNECTIONS,
+    PRESETS,
+    gmail_api_limits,
+    imap_server,
+    microsoft_limits,
+    preset_host,
+)
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.runs import Run
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
@@ -78,6 +95,7 @@ from backend.suppression import SuppressionList
 from backend.templates import SavedTemplate, TemplateStore
 from backend.transports.base import Envelope, Transport
 from backend.transports.gmail import GmailTransport
+from backend.transports.graph import GraphTransport
 from backend.transports.smtp import SmtpTransport
 
 log = logging.getLogger(__name__)
@@ -91,6 +109,8 @@ DRAFT_TEXT_MAX = 2_000_000
 TRACK_DAYS, TRACK_EVERY_S = 3, 600
 SENT_AGAIN_DAYS = 30  # the same list to the same account within this many days: ask first
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+MICROSOFT_PROVIDERS = ("outlook", "office365")  # SMTP with XOAUTH2 there logs in with the Microsoft sign-in
+MICROSOFT_SMTP_HOSTS = ("smtp.office365.com", "smtp-mail.outlook.com")
 _PREVIEW_HEADERS = {"from", "to", "reply-to", "subject", "date", "list-unsubscribe", "list-unsubscribe-post"}
 
 
@@ -237,6 +257,17 @@ class App:
         with the passphrase given now or earlier."""
         return GoogleAccount(self.store, self.use_passphrase(passphrase), reading=reading)
 
+    def microsoft(self, passphrase: str | None = None) -> MicrosoftAccount:
+        """The saved Microsoft sign-in, unlocked with the passphrase given now or earlier."""
+        return MicrosoftAccount(self.store, self.use_passphrase(passphrase))
+
+    def token_source(self, provider: str | None, host: str, passphrase: str | None = None) -> Any:
+        """What SMTP's XOAUTH2 login uses: the Microsoft sign-in for Outlook.com and Microsoft
+        365, else the Google one."""
+        if provider in MICROSOFT_PROVIDERS or host.lower() in MICROSOFT_SMTP_HOSTS:
+            return MicrosoftTokenSource(self.microsoft(passphrase))
+        return TokenSource(self.google(passphrase), "smtp")
+
     def password(self, user: str, host: str, given: str = "", passphrase: str | None = None) -> str:
         """The password given now, else the one saved for this account."""
         if given:
@@ -269,7 +300,7 @@ class App:
             values = {"host": a.host.strip(), "security": security, "port": a.port or DEFAULT_PORTS[security]}
         user, password, token_source = a.user.strip(), "", None
         if a.auth == "xoauth2":
-            token_source = TokenSource(self.google(passphrase), "smtp")
+            token_source = self.token_source(a.provider, str(values["host"]), passphrase)
             user = user or token_source.email
         elif user and need_password:
             password = self.password(user, str(values["host"]), a.password, passphrase)
@@ -429,6 +460,8 @@ class App:
                     "seconds": round(time.monotonic() - started, 3)}
             return {"steps": [step], "verify_certificates": True, "authenticated_as": token.email,
                     "channel": "gmail"}
+        if a.channel == "microsoft":
+            return self._verify_microsoft(passphrase)
         settings, _ = self.smtp_settings(a, passphrase=passphrase)
         result = diagnose(settings, check_sender=check_sender, check_domain=check_domain)
         if result.error is not None:
@@ -437,11 +470,21 @@ class App:
         return {"steps": [step.as_dict() for step in result.steps], "verify_certificates": settings.verify_certificates,
                 "authenticated_as": settings.user or None}
 
+    def _verify_microsoft(self, passphrase: str | None) -> dict[str, Any]:
+        account = self.microsoft(passphrase)
+        email = account.require("graph")["email"]
+        started = time.monotonic()
+        account.access_token("graph", force_refresh=True)  # Microsoft confirms the sign-in is still good
+        step = {"name": "auth", "title": "Microsoft sign-in", "status": "ok", "ok": True,
+                "detail": f"Microsoft renewed the sign-in of {email}: Microsoft Graph will accept it",
+                "seconds": round(time.monotonic() - started, 3)}
+        return {"steps": [step], "verify_certificates": True, "authenticated_as": email, "channel": "microsoft"}
+
     def tested(self, a: AccountInput) -> bool:
         """Whether this account is known to work: its connection test passed in this session, or a
         campaign sent through it before (the local test inbox and Gmail API need no test)."""
         key = self.account_key(a)
-        if key is None or a.channel == "gmail":
+        if key is None or a.channel in ("gmail", "microsoft"):
             return True
         return key in self._tested or any(c.account == key and c.counts.get("sent") for c in self.journal.campaigns())
 
@@ -539,6 +582,79 @@ class App:
         self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
         return result
 
+    # -- Sign in with Microsoft ------------------------------------------------------------
+
+    def microsoft_status(self) -> dict[str, Any]:
+        """Who is signed in with Microsoft (readable while the store is locked), what the sign-in
+        allows, the limits that apply, and the sign-in under way."""
+        profile = microsoft_profile() or {}
+        key, lim = microsoft_limits(bool(profile.get("consumer", True)))
+        scopes = list(profile.get("scopes") or [])
+        return {"signed_in": bool(profile), "email": profile.get("email"), "consumer": bool(profile.get("consumer")),
+                "graph": any(s.endswith("/Mail.Send") for s in scopes), "smtp": any(s.endswith("/SMTP.Send") for s in scopes),
+                "signed_in_at": profile.get("signed_in"), "locked": self.locked, "profile": profile,
+                "provider": key, "sign_in": dict(self.sign_in_state),
+                "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
+
+    def microsoft_sign_in(self, client_id: str | None = None, tenant: str | None = None, *, device_code: bool = False,
+                          passphrase: str | None = None, open_browser: bool = True) -> dict[str, Any]:
+        """Start Microsoft's sign-in: in the system browser (or not: the face shows the address),
+        or with a device code. Returns {url, user_code, message}; microsoft_status follows it and
+        wait_sign_in() blocks until it ends."""
+        self.ensure_idle()
+        client_id = check_client_id(client_id or (microsoft_profile() or {}).get("client_id"))
+        tenant = check_tenant(tenant)
+        account = self.microsoft(passphrase)
+        account.check_store()  # the passphrase is checked before the browser opens
+        if self._sign_in is not None:
+            self._sign_in.cancel()
+        import webbrowser
+
+        flow: Any = DeviceSignIn(client_id, tenant) if device_code else MicrosoftSignIn(
+            client_id, tenant, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
+        url = flow.start()
+        self._sign_in, self._sign_in_error = flow, None
+        self._sign_in_done.clear()
+        started = {"url": url, "user_code": flow.user_code, "message": getattr(flow, "message", "") or None}
+        self.sign_in_state = {"state": "waiting", "error": None, "purpose": "microsoft", **started}
+        threading.Thread(target=self._finish_microsoft, args=(flow, account), name="microsoft-sign-in",
+                         daemon=True).start()
+        return started
+
+    def _finish_microsoft(self, flow: Any, account: MicrosoftAccount) -> None:
+        error: MailerError | None = None
+        try:
+            signed = flow.wait()
+            account.save(signed)
+            state: dict[str, Any] = {"state": "signed_in", "url": None, "error": None, "email": signed.email,
+                                     "consumer": signed.consumer}
+        except MailerError as exc:
+            cancelled = "cancelled in Bulk Mailer" in exc.message
+            state, error = {"state": "cancelled" if cancelled else "failed", "url": None, "error": exc.describe()}, exc
+        except Exception:
+            log.exception("Microsoft sign-in failed unexpectedly")
+            state = {"state": "failed", "url": None,
+                     "error": internal_error("The Microsoft sign-in stopped because of an unexpected error.")}
+            error = OAuthError("the Microsoft sign-in stopped because of an unexpected error", category="internal_error")
+        if self._sign_in is flow:
+            self.sign_in_state, self._sign_in_error = {**state, "purpose": "microsoft"}, error
+            self._sign_in_done.set()
+
+    def has_microsoft_token(self) -> bool:
+        return self.store.has(MICROSOFT_CACHE)
+
+    def microsoft_cancel_sign_in(self) -> None:
+        self.google_cancel_sign_in()  # one sign-in waits at a time, Google's or Microsoft's
+
+    def microsoft_sign_out(self, passphrase: str | None = None) -> dict[str, Any]:
+        """Delete the Microsoft sign-in (MSAL's cache, refresh token included) here."""
+        self.ensure_idle()
+        if microsoft_profile() is None and not self.store.has(MICROSOFT_CACHE):
+            return {"email": None, "revoked": None, "signed_in": False, "apps_page": None}
+        result = self.microsoft(passphrase).sign_out()
+        self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
+        return result
+
     # -- recipients ------------------------------------------------------------------------
 
     def import_recipients(self, source: tuple[str, Any], email_column: str | None = None,
@@ -617,6 +733,8 @@ class App:
         """The From of a campaign: as given for SMTP; for the Gmail API, the signed-in address
         (known without unlocking the store) with the name given."""
         from_address = m.from_address or a.from_address
+        if a.channel == "microsoft":
+            return self._microsoft_sender(from_address)
         if a.channel != "gmail":
             return from_address
         profile = saved_profile()
@@ -625,6 +743,15 @@ class App:
                              fix=("Click Sign in with Google in the Account section, or run "
                                   "bulk-mailer gmail login --client-secrets FILE.",))
         return service.gmail_sender(from_address, profile["email"])
+
+    @staticmethod
+    def _microsoft_sender(from_address: str) -> str:
+        profile = microsoft_profile()
+        if profile is None:
+            raise OAuthError("sign in with Microsoft first: Microsoft Graph sends as the signed-in account",
+                             category="microsoft_sign_in", fix=("Click Sign in with Microsoft in the Account "
+                                                                "section, or run bulk-mailer microsoft login.",))
+        return service.gmail_sender(from_address, profile["email"], "Microsoft Graph")
 
     def draft(self, m: MessageInput, from_address: str, imported: ImportResult | None = None, *,
               suppress: bool = True) -> service.Draft:
@@ -697,6 +824,11 @@ class App:
             account = self.google(passphrase)
             draft = self.draft(m, service.gmail_sender(m.from_address or a.from_address, account.require("api").email))
             transport = GmailTransport(account)
+        elif a.channel == "microsoft":
+            ms = self.microsoft(passphrase)
+            ms.require("graph")
+            draft = self.draft(m, self._microsoft_sender(m.from_address or a.from_address))
+            transport = GraphTransport(ms)
         else:
             settings, _ = self.smtp_settings(a, passphrase=passphrase)
             draft = self.draft(m, settings.from_address or m.from_address or a.from_address)
@@ -704,7 +836,7 @@ class App:
         index = min(max(index, 1), max(len(draft.recipients), 1))
         original = draft.recipients[index - 1]
         me = type(original)(draft.sender.address, {**original.fields}, original.line)
-        out = draft.outgoing(me, smtputf8=a.channel == "gmail")
+        out = draft.outgoing(me, smtputf8=a.channel in ("gmail", "microsoft"))
         try:
             transport.open()
             transport.send(Envelope(draft.sender.address, (draft.sender.address,)), out.data)
@@ -730,6 +862,11 @@ class App:
                                  fix=("Sign in again with Google.",))
             return draft, plans.gmail_plan(draft, account, token.email, token.workspace, provider=a.provider,
                                            attach=attach)
+        if a.channel == "microsoft":
+            ms = self.microsoft(passphrase)
+            profile = ms.require("graph")
+            draft = draft_for(profile["email"])
+            return draft, plans.graph_plan(draft, ms, profile["email"], bool(profile.get("consumer")), attach=attach)
         settings, local = self.smtp_settings(a, passphrase=passphrase)
         imap = self.sent_copy_settings(a, settings, local, sent_copy)
         draft = draft_for(settings.from_address)
@@ -781,7 +918,7 @@ class App:
                              mode: str) -> plans.Plan:
         """A resumed campaign files its copies where it did (never: not any more)."""
         kept = spec.get("sent_copy")
-        if not kept or mode == "never" or plan.gmail is not None:
+        if not kept or mode == "never" or plan.gmail is not None or plan.microsoft is not None:
             return plans.with_sent_copy(plan, None)
         password = os.environ.get("BULK_MAILER_IMAP_PASSWORD") or settings.password
         return plans.with_sent_copy(plan, ImapSettings(**kept, password=password, timeout=settings.timeout).validated())
@@ -794,6 +931,7 @@ class App:
             if draft is not None:
                 return draft
             sender = service.gmail_sender(m.from_address or a.from_address, signed_in) if a.channel == "gmail" \
+                else self._microsoft_sender(m.from_address or a.from_address) if a.channel == "microsoft" \
                 else (m.from_address or a.from_address)
             return self.draft(m, sender)
 
@@ -817,6 +955,9 @@ class App:
         if a.channel == "gmail":
             profile = saved_profile()
             return plans.gmail_account_key(profile["email"]) if profile else None
+        if a.channel == "microsoft":
+            ms = microsoft_profile()
+            return plans.microsoft_account_key(ms["email"]) if ms else None
         if a.provider == LOCAL_INBOX:
             return None
         try:
@@ -934,6 +1075,15 @@ class App:
             plan = plans.gmail_plan(draft, account, token.email, token.workspace)
             plan.spec = spec
             return plans.as_before(plan, spec)
+        if service.channel_of(spec) == "microsoft":
+            ms = self.microsoft(passphrase)
+            email, was = ms.require("graph")["email"], (spec.get("microsoft") or {}).get("email") or ""
+            if email.lower() != was.lower():
+                raise OAuthError(f"this campaign was sent as {was}, but you are signed in with Microsoft as {email}",
+                                 category="microsoft_sign_in", fix=(f"Sign in with Microsoft as {was} and resume again.",))
+            plan = plans.graph_plan(draft, ms, email, ms.consumer)
+            plan.spec = spec
+            return plans.as_before(plan, spec)
         if req.account is not None and req.use_current_settings is not False and self._use_current(spec, req):
             settings, local = self.smtp_settings(req.account, passphrase=passphrase)
             fresh = plans.smtp_plan(draft, settings, local_inbox=local)
@@ -946,7 +1096,7 @@ class App:
         if spec["settings"].get("local_inbox"):
             saved.update(host=self.inbox.host, port=self.inbox.start())  # a new port every run
         if saved.get("auth") == "xoauth2":
-            saved.update(password="", token_source=TokenSource(self.google(passphrase), "smtp"))
+            saved.update(password="", token_source=self.token_source(saved.get("provider"), saved["host"], passphrase))
         else:
             # The password given now only goes to the server it was given for.
             mine = req.account is not None and (req.account.user, req.account.host) == (saved["user"], saved["host"])
@@ -1082,6 +1232,10 @@ class App:
                                 "(--provider gmail --user you@gmail.com, the app password in "
                                 "$BULK_MAILER_IMAP_PASSWORD), or through the Gmail API after a sign-in for reading "
                                 "(bulk-mailer gmail login --read)", fix=gmailapi.FIX_READ)
+        if service.channel_of(spec) == "microsoft":
+            raise SettingsError("imap_host", "a Microsoft Graph campaign's mailbox is read over IMAP: give --provider "
+                                "outlook (or office365) --user you@example.com, and the password or app password in "
+                                "$BULK_MAILER_IMAP_PASSWORD")
 
         def secret(user: str, host: str) -> str:
             return password or imap_env or self.password(user, host, "", passphrase)

@@ -81,7 +81,7 @@ def _passphrase(app: App, stdin: TextIO, *, optional: bool = False) -> str | Non
 def _account(args: argparse.Namespace, stdin: TextIO, app: App, *, need_password: bool = True) -> AccountInput:
     """The account options as the core's input; the password from $BULK_MAILER_PASSWORD or stdin."""
     channel = getattr(args, "channel", "smtp")
-    if args.auth == "xoauth2" or channel == "gmail":
+    if args.auth == "xoauth2" or channel != "smtp":
         _passphrase(app, stdin, optional=not need_password)
     password = _read_password(args.user, args.password_stdin, stdin) \
         if need_password and args.auth == "password" and channel == "smtp" else ""
@@ -306,7 +306,7 @@ def _detect(app: App, args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     return EXIT_OK
 
 
-def _refuse_smtp_flags_with_gmail(args: argparse.Namespace) -> None:
+def _refuse_smtp_flags_with_api(args: argparse.Namespace) -> None:
     smtp_only = [flag for flag, given in (("--host", args.host), ("--port", args.port), ("--user", args.user),
                                            ("--security", args.security), ("--auth", args.auth != "password"),
                                            ("--password-stdin", args.password_stdin),
@@ -315,6 +315,9 @@ def _refuse_smtp_flags_with_gmail(args: argparse.Namespace) -> None:
                                            ("--ca-file", args.ca_file),
                                            ("--insecure-skip-verify", args.insecure_skip_verify),
                                            ("--allow-plaintext-auth", args.allow_plaintext_auth)) if given]
+    if args.channel == "microsoft" and (smtp_only or args.provider):
+        raise UsageError(f"{', '.join(smtp_only) or '--provider'}: SMTP settings do not go with --channel microsoft, "
+                         "which sends through Microsoft Graph as the account signed in with Microsoft")
     if smtp_only or (args.provider and args.provider not in GMAIL_API_LIMITS):
         what = ", ".join(smtp_only) or f"--provider {args.provider}"
         raise UsageError(f"{what}: SMTP settings do not go with --channel gmail, which sends as the account "
@@ -346,8 +349,8 @@ def _message(args: argparse.Namespace) -> MessageInput:
     html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
     if html is None and text is None:
         raise UsageError("give --html-file or --text-file (or both)")
-    if args.channel == "gmail":
-        _refuse_smtp_flags_with_gmail(args)
+    if args.channel != "smtp":
+        _refuse_smtp_flags_with_api(args)
     elif not args.from_address:
         raise UsageError("give --from, the sender address (e.g. \"Me <me@example.com>\")")
     if args.attach_column and not args.attach_dir:
@@ -430,9 +433,9 @@ def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, accoun
         rep.line(f"Note: campaign {past['id']} was interrupted ({past['left_to_send']} not sent yet, "
                  f"{past['counts'].get('uncertain', 0)} uncertain); continue it with: bulk-mailer resume {past['id']}")
     n = len(draft.recipients)
-    if plan.gmail:
-        rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) through the Gmail API "
-                 f"as {draft.sender.address}")
+    if plan.gmail or plan.microsoft:
+        rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) through "
+                 f"{'the Gmail API' if plan.gmail else 'Microsoft Graph'} as {draft.sender.address}")
     else:
         s = plan.spec["settings"]
         rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
@@ -542,7 +545,7 @@ def _resume_account(args: argparse.Namespace, stdin: TextIO, app: App, spec: dic
     """The account options given (--use-current-settings), else the campaign's account with the
     password read the terminal's way."""
     saved = spec.get("settings") or {}
-    if spec.get("channel") == "gmail" or saved.get("auth") == "xoauth2":
+    if spec.get("channel") in ("gmail", "microsoft") or saved.get("auth") == "xoauth2":
         _passphrase(app, stdin)
     if args.use_current_settings:
         return _account(args, stdin, app)
@@ -598,8 +601,7 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
     imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
     named = bool(args.provider or args.host or args.imap_host)
     if named and args.gmail_api:
-        raise UsageError("--gmail-api reads with the Google sign-in for reading: leave out --provider, --host and "
-                         "--imap-host (or --gmail-api, to read over IMAP)")
+        raise UsageError("--gmail-api reads with the Google sign-in for reading: leave out --provider, --host, --imap-host")
     account = _account(args, stdin, app, need_password=not imap_env) if named else None
     password = "" if named else imap_env or (_read_password(args.user or "the mailbox", args.password_stdin, stdin)
                                              if args.password_stdin or os.environ.get(PASSWORD_ENV) else "")
@@ -617,8 +619,7 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
             err.write(f"  {what}: {row['email']}  {' '.join(detail.split())[:120]}\n")
     if outcome.suppressed:
         err.write(f"Added to the suppression list (reason bounced): {len(outcome.suppressed)}\n")
-    for note in outcome.notes:
-        err.write(f"Note: {note}\n")
+    err.write("".join(f"Note: {note}\n" for note in outcome.notes))
     err.write(outcome.summary() + "\n")
     return EXIT_OK
 
@@ -648,11 +649,9 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         print(f"Your browser shows Google's sign-in; allow access there (waiting up to {minutes} minutes; "
               "Ctrl-C cancels). If no browser opened, open:", file=err)
         print(url, file=err, flush=True)
-    asking = {"smtp": "Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.",
-              "read": "Asking only to view your email (gmail.readonly), for track; nothing can be sent, changed or "
-                      "deleted with it."}
-    if purpose in asking:
-        print(asking[purpose], file=err)
+    if purpose != "api":
+        print({"smtp": "Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.",
+               "read": "Asking only to view your email (gmail.readonly), for track."}[purpose], file=err)
     try:
         state = app.wait_sign_in()
     except KeyboardInterrupt:
@@ -660,8 +659,7 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         raise OAuthError("the sign-in was cancelled (Ctrl-C)", fix=("Run bulk-mailer gmail login again.",)) from None
     status = app.google_status()
     if args.read:
-        print(f"Signed in as {state['email']} for reading bounces and replies: bulk-mailer track ID reads through "
-              "the Gmail API.", file=err)
+        print(f"Signed in as {state['email']} for reading bounces and replies (track).", file=err)
         return EXIT_OK
     kind = "Google Workspace" if status["workspace"] else "Gmail"
     print(f"Signed in as {state['email']} ({kind}): send with --channel gmail"
@@ -695,18 +693,69 @@ def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
     if args.json:
         out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"], "read": status["read"],
                               "read_email": status["read_email"]}) + "\n")
-    reading = (f"Reading bounces and replies through the Gmail API: allowed for {status['read_email']} (view only)."
-               if status["read"] else "Reading bounces and replies through the Gmail API: not allowed (bulk-mailer "
-               "gmail login --read; or track over IMAP with an app password).")
+    reading = "Reading bounces and replies through the Gmail API: " + (
+        f"allowed for {status['read_email']} (view only)." if status["read"] else "not allowed (gmail login --read).")
     if not status["signed_in"]:
         print("Not signed in with Google: bulk-mailer gmail login --client-secrets FILE", file=err)
-        if status["read"]:
-            print(reading, file=err)
+        print(reading, file=err)
         return EXIT_NOTHING_SENT
     what = ("the Gmail API and SMTP (full mail access)" if status["smtp"]
             else "the Gmail API (permission to send only)")
     print(f"Signed in with Google as {status['email']} for {what}, since {status['signed_in_at'] or '?'}.", file=err)
     print(reading, file=err)
+    print(f"Limits: {status['limits']['note']}", file=err)
+    return EXIT_OK
+
+
+def cmd_microsoft(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    app = App()
+    if args.microsoft_command == "status":
+        status = app.microsoft_status()
+        if args.json:
+            out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"]}) + "\n")
+        if not status["signed_in"]:
+            print("Not signed in with Microsoft: bulk-mailer microsoft login --client-id ID", file=err)
+            return EXIT_NOTHING_SENT
+    elif args.microsoft_command == "logout":
+        result = app.microsoft_sign_out(_passphrase(app, stdin, optional=True))
+        print(f"Signed out of {result['email']}: the sign-in was deleted here. To withdraw Bulk Mailer's access "
+              f"at Microsoft too, remove it at {result['apps_page']}." if result["email"]
+              else "Nobody is signed in with Microsoft.", file=err)
+        return EXIT_OK
+    else:
+        return _microsoft_login(app, args, stdin, out, err)
+    what = " and ".join(w for w, ok in (("Microsoft Graph", status["graph"]), ("SMTP", status["smtp"])) if ok)
+    print(f"Signed in with Microsoft as {status['email']} ({'personal' if status['consumer'] else 'work or school'} "
+          f"account) for {what or 'nothing yet'}, since {status['signed_in_at'] or '?'}.", file=err)
+    print(f"Limits: {status['limits']['note']}", file=err)
+    return EXIT_OK
+
+
+def _microsoft_login(app: App, args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    started = app.microsoft_sign_in(args.client_id, args.tenant, device_code=args.device_code,
+                                    passphrase=_passphrase(app, stdin), open_browser=not args.no_browser)
+    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
+    if args.device_code:
+        print(started["message"] or f"Open {started['url']} and enter the code {started['user_code']}.", file=err)
+        out.write(f"{started['url']} {started['user_code']}\n")
+    elif args.no_browser:
+        print(f"Open this address in a browser on this computer and sign in (waiting up to {minutes} minutes; "
+              "Ctrl-C cancels):", file=err, flush=True)
+        out.write(started["url"] + "\n")
+    else:
+        print(f"Your browser shows Microsoft's sign-in (waiting up to {minutes} minutes; Ctrl-C cancels). If no "
+              f"browser opened, open:\n{started['url']}", file=err)
+    out.flush()
+    try:
+        state = app.wait_sign_in()
+    except KeyboardInterrupt:
+        app.microsoft_cancel_sign_in()
+        raise OAuthError("the sign-in was cancelled (Ctrl-C)", category="microsoft_sign_in",
+                         fix=("Run bulk-mailer microsoft login again.",)) from None
+    status = app.microsoft_status()
+    provider = "outlook" if status["consumer"] else "office365"
+    print(f"Signed in as {state['email']}: send with --channel microsoft"
+          + (f" or --provider {provider} --auth xoauth2" if status["smtp"] else "") + ".", file=err)
     print(f"Limits: {status['limits']['note']}", file=err)
     return EXIT_OK
 
@@ -726,7 +775,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
-                   "resume": cmd_resume, "gmail": cmd_gmail, "repair-journal": cmd_repair_journal,
+                   "resume": cmd_resume, "gmail": cmd_gmail, "microsoft": cmd_microsoft, "repair-journal": cmd_repair_journal,
                    "track": cmd_track}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:

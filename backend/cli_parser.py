@@ -43,8 +43,9 @@ def _account_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--password-stdin", action="store_true",
                    help=f"read the password from standard input (else from ${PASSWORD_ENV})")
     g.add_argument("--auth", choices=AUTH_MODES, default="password",
-                   help="password (default), or xoauth2: log in to smtp.gmail.com with the Google sign-in "
-                   "of `bulk-mailer gmail login --smtp` (no password)")
+                   help="password (default), or xoauth2: log in with a sign-in instead of a password: "
+                   "smtp.gmail.com with `bulk-mailer gmail login --smtp`, --provider outlook or office365 with "
+                   "`bulk-mailer microsoft login`")
     tls = g.add_mutually_exclusive_group()
     tls.add_argument("--ca-file", help="also trust this CA certificate file (PEM)")
     tls.add_argument("--insecure-skip-verify", action="store_true",
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _history_parsers(sub)
     _resume_parser(sub)
     _gmail_parser(sub)
+    _microsoft_parser(sub)
     _verify_parser(sub)
     _track_parser(sub)
     return parser
@@ -97,7 +99,8 @@ def _send_parser(sub: Any) -> None:
     m = send.add_argument_group("message")
     send.add_argument("--channel", choices=CHANNELS, default="smtp",
                       help="smtp (default): through an SMTP server; gmail: through the Gmail API as the "
-                      "account signed in with `bulk-mailer gmail login`")
+                      "account signed in with `bulk-mailer gmail login`; microsoft: through Microsoft Graph as "
+                      "the account signed in with `bulk-mailer microsoft login`")
     m.add_argument("--from", dest="from_address", help='sender, e.g. "Me <me@example.com>" (required for SMTP; '
                    "with --channel gmail the signed-in address, to which a name may be given)")
     m.add_argument("--reply-to", help="Reply-To address")
@@ -255,6 +258,33 @@ def _gmail_parser(sub: Any) -> None:
     status = _add(gsub, "status", help="who is signed in with Google",
                              description="Who is signed in, with which permissions and sending limits. Exit "
                              "code 0 when signed in, 2 when not.")
+    status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
+
+
+def _microsoft_parser(sub: Any) -> None:
+    """microsoft login, logout and status."""
+    ms = _add(sub, "microsoft", help="sign in with Microsoft for Microsoft Graph (or SMTP with OAuth2)",
+              description="Sign in with Microsoft (Outlook.com, Hotmail, Live, Microsoft 365): the Microsoft Graph "
+              "channel (send --channel microsoft) and SMTP with OAuth2 (--provider outlook or office365 --auth "
+              "xoauth2) use this sign-in instead of a password.")
+    msub = ms.add_subparsers(dest="microsoft_command", metavar="ACTION", required=True)
+    login = _add(msub, "login", help="sign in with Microsoft in the browser (or with a device code)",
+                 description="Run Microsoft's sign-in (MSAL, a public client: no secret) with your app registration's "
+                 "client id; keep the sign-in in the system keyring or the encrypted file.")
+    login.add_argument("--client-id", metavar="ID", help="the 'Application (client) ID' of your app registration "
+                       "(default: the last one used, or $BULK_MAILER_MICROSOFT_CLIENT_ID)")
+    login.add_argument("--tenant", default="common", help="common (default), organizations, consumers, or your "
+                       "organisation's tenant id or domain")
+    how = login.add_mutually_exclusive_group()
+    how.add_argument("--no-browser", action="store_true", help="do not open a browser: print the sign-in address "
+                     "on one line (stdout) and wait for the answer on 127.0.0.1")
+    how.add_argument("--device-code", action="store_true", help="sign in on another device: print the page and "
+                     "the code to enter there (for a computer without a browser)")
+    _add(msub, "logout", help="delete the Microsoft sign-in here",
+         description="Delete the Microsoft sign-in (its refresh token included) saved here.")
+    status = _add(msub, "status", help="who is signed in with Microsoft",
+                  description="Who is signed in, with which permissions and sending limits. Exit code 0 when "
+                  "signed in, 2 when not.")
     status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
 
 

@@ -12,10 +12,17 @@ from backend.errors import SettingsError
 from backend.inputs import LIMIT_KEYS, SendOptions
 from backend.mailbox.imap import ImapSettings
 from backend.model import DEFAULT_MAX_FAILURES, RateLimits, RetryPolicy
-from backend.presets import GMAIL_API_LIMITS, MAX_CONNECTIONS, default_connections, gmail_api_limits
+from backend.presets import (
+    GMAIL_API_LIMITS,
+    MAX_CONNECTIONS,
+    default_connections,
+    gmail_api_limits,
+    microsoft_limits,
+)
 from backend.settings import SmtpSettings
 from backend.transports.base import Transport
 from backend.transports.gmail import GmailTransport
+from backend.transports.graph import GraphTransport
 from backend.transports.smtp import SmtpTransport
 
 
@@ -29,6 +36,7 @@ class Plan:
     limits: RateLimits | None
     provider: str | None
     gmail: str | None = None  # the signed-in address, for a Gmail API run
+    microsoft: str | None = None  # the signed-in address, for a Microsoft Graph run
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_failures_in_a_row: int = DEFAULT_MAX_FAILURES
     connections: int = 1  # transports (connections) sending at once; 1 for the Gmail API
@@ -41,6 +49,8 @@ class Plan:
         """The server (or API) the messages go through, in words."""
         if self.gmail:
             return f"the Gmail API as {self.gmail}"
+        if self.microsoft:
+            return f"Microsoft Graph as {self.microsoft}"
         s = self.spec["settings"]
         return f"{s['host']}:{s['port']}"
 
@@ -77,6 +87,10 @@ def gmail_account_key(email: str) -> str:
     return f"{email} (Gmail API)"
 
 
+def microsoft_account_key(email: str) -> str:
+    return f"{email} (Microsoft Graph)"
+
+
 def smtp_plan(draft: service.Draft, settings: SmtpSettings, *, local_inbox: bool = False,
               attach: tuple[str, ...] = ()) -> Plan:
     spec = service.campaign_spec(draft, settings, attach=attach)
@@ -95,6 +109,15 @@ def gmail_plan(draft: service.Draft, account: Any, email: str, workspace: bool, 
     provider = provider if provider in GMAIL_API_LIMITS else key
     return Plan(lambda: GmailTransport(account), service.campaign_spec(draft, None, attach=attach, gmail=email),
                 gmail_account_key(email), service.rate_limits(GMAIL_API_LIMITS[provider]), provider, gmail=email)
+
+
+def graph_plan(draft: service.Draft, account: Any, email: str, consumer: bool, *,
+               attach: tuple[str, ...] = ()) -> Plan:
+    """A Microsoft Graph run: Outlook.com's or Exchange Online's limits; one connection (Graph
+    allows a mailbox 4 requests at once)."""
+    key, limits = microsoft_limits(consumer)
+    return Plan(lambda: GraphTransport(account), service.campaign_spec(draft, None, attach=attach, microsoft=email),
+                microsoft_account_key(email), service.rate_limits(limits), key, microsoft=email)
 
 
 def limits_with(base: RateLimits | None, given: dict[str, Any]) -> RateLimits | None:
@@ -134,8 +157,8 @@ def with_options(plan: Plan, options: SendOptions) -> Plan:
     """The face's limits, retries and connections on top of the plan's own; kept in its spec."""
     plan.limits = limits_with(plan.limits, options.limits)
     plan.retry, plan.max_failures_in_a_row = retry_with(plan.retry, plan.max_failures_in_a_row, options.retry)
-    if plan.gmail is not None:
-        plan.connections = 1  # the Gmail API sends on one
+    if plan.gmail is not None or plan.microsoft is not None:
+        plan.connections = 1  # the HTTP APIs send on one
     elif options.connections is not None:
         if not 1 <= options.connections <= MAX_CONNECTIONS:
             raise SettingsError("connections", f"give a whole number from 1 to {MAX_CONNECTIONS}")
@@ -149,7 +172,7 @@ def as_before(plan: Plan, spec: dict[str, Any]) -> Plan:
     if "limits" in spec:
         plan.limits = service.limits_from_spec(spec)
     plan.retry, plan.max_failures_in_a_row = service.retry_from_spec(spec)
-    if plan.gmail is None:
+    if plan.gmail is None and plan.microsoft is None:
         plan.connections = int(spec.get("connections") or default_connections(plan.provider))
         plan.spec["connections"] = plan.connections
     return plan

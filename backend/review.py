@@ -18,9 +18,10 @@ from backend import service
 from backend.errors import MailerError
 from backend.google_auth import saved_profile
 from backend.inputs import NotNow, RowProblems
+from backend.microsoft_auth import saved_profile as microsoft_profile
 from backend.model import RateLimits
 from backend.plans import limits_with
-from backend.presets import GMAIL_API_LIMITS, gmail_api_limits
+from backend.presets import GMAIL_API_LIMITS, gmail_api_limits, microsoft_limits
 from backend.settings import SECURITY_LABELS
 
 # Gmail shows "[Message clipped]" past this many bytes of HTML; the rest is one click away.
@@ -171,7 +172,17 @@ def review(app: Any, a: Any, m: Any, options: Any) -> Review:
     r = Review()
     sender = m.from_address or a.from_address
     base: RateLimits | None = None
-    if a.channel != "gmail" and a.provider == LOCAL_INBOX:
+    if a.channel == "microsoft":
+        profile = microsoft_profile()
+        r.host = r.through = "Microsoft Graph"
+        base = service.rate_limits(microsoft_limits(bool((profile or {}).get("consumer", True)))[1])
+        if profile is None:
+            r.need("account", "Sign in with Microsoft")
+            r.step("account", "attention", "Microsoft Graph: not signed in")
+        else:
+            sender = service.gmail_sender(sender, profile["email"], "Microsoft Graph")
+            r.step("account", "done", f"Microsoft Graph as {profile['email']}")
+    elif a.channel != "gmail" and a.provider == LOCAL_INBOX:
         r.host = r.through = "the local test inbox"
         r.step("account", "done", "Local test inbox: nothing leaves this computer")
     elif a.channel == "gmail":
