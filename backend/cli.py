@@ -600,11 +600,13 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
     app = App()
     imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
     named = bool(args.provider or args.host or args.imap_host)
+    if named and args.gmail_api:
+        raise UsageError("--gmail-api reads with the Google sign-in for reading: leave out --provider, --host, --imap-host")
     account = _account(args, stdin, app, need_password=not imap_env) if named else None
     password = "" if named else imap_env or (_read_password(args.user or "the mailbox", args.password_stdin, stdin)
                                              if args.password_stdin or os.environ.get(PASSWORD_ENV) else "")
     outcome = app.track(args.campaign, account, password=password, passphrase=_passphrase(app, stdin, optional=True),
-                        move_bounces=args.move_bounces)
+                        move_bounces=args.move_bounces, gmail_api=args.gmail_api)
     if args.json:
         json.dump(outcome.as_dict(), out, ensure_ascii=False)
         out.write("\n")
@@ -617,6 +619,7 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
             err.write(f"  {what}: {row['email']}  {' '.join(detail.split())[:120]}\n")
     if outcome.suppressed:
         err.write(f"Added to the suppression list (reason bounced): {len(outcome.suppressed)}\n")
+    err.write("".join(f"Note: {note}\n" for note in outcome.notes))
     err.write(outcome.summary() + "\n")
     return EXIT_OK
 
@@ -634,8 +637,8 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         raise UsageError(f"cannot read --client-secrets '{path}': {exc.strerror or exc}", category="file_error") from None
     app = App()
     passphrase = _passphrase(app, stdin)
-    url = app.google_sign_in(data, f"'{path}'", "smtp" if args.smtp else "api", passphrase=passphrase,
-                             open_browser=not args.no_browser)
+    purpose = "smtp" if args.smtp else "read" if args.read else "api"
+    url = app.google_sign_in(data, f"'{path}'", purpose, passphrase=passphrase, open_browser=not args.no_browser)
     minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
     if args.no_browser:
         print(f"Open this address in a browser on this computer and allow access (waiting up to {minutes} minutes; "
@@ -646,14 +649,18 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         print(f"Your browser shows Google's sign-in; allow access there (waiting up to {minutes} minutes; "
               "Ctrl-C cancels). If no browser opened, open:", file=err)
         print(url, file=err, flush=True)
-    if args.smtp:
-        print("Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.", file=err)
+    if purpose != "api":
+        print({"smtp": "Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.",
+               "read": "Asking only to view your email (gmail.readonly), for track."}[purpose], file=err)
     try:
         state = app.wait_sign_in()
     except KeyboardInterrupt:
         app.google_cancel_sign_in()
         raise OAuthError("the sign-in was cancelled (Ctrl-C)", fix=("Run bulk-mailer gmail login again.",)) from None
     status = app.google_status()
+    if args.read:
+        print(f"Signed in as {state['email']} for reading bounces and replies (track).", file=err)
+        return EXIT_OK
     kind = "Google Workspace" if status["workspace"] else "Gmail"
     print(f"Signed in as {state['email']} ({kind}): send with --channel gmail"
           + (" or --provider gmail --auth xoauth2" if args.smtp else "") + ".", file=err)
@@ -663,10 +670,13 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
 
 def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     app = App()
-    if not app.google_status()["signed_in"] and not app.has_google_token():
-        print("Nobody is signed in with Google.", file=err)
+    status = app.google_status()
+    if not (status["read"] if args.read else status["signed_in"] or status["read"]) and not app.has_google_token():
+        print("Nobody is signed in with Google" + (" for reading." if args.read else "."), file=err)
         return EXIT_OK
-    result = app.google_sign_out(_passphrase(app, stdin))
+    result = app.google_sign_out(_passphrase(app, stdin), reading_only=args.read)
+    if result["read"] and not args.read and result["read"]["email"]:
+        print(f"The sign-in for reading of {result['read']['email']} was removed too.", file=err)
     who = result["email"] or "Google"
     if result["revoked"]:
         print(f"Signed out of {who}: the sign-in was revoked at Google and deleted here.", file=err)
@@ -681,13 +691,18 @@ def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     status = App().google_status()
     if args.json:
-        out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"]}) + "\n")
+        out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"], "read": status["read"],
+                              "read_email": status["read_email"]}) + "\n")
+    reading = "Reading bounces and replies through the Gmail API: " + (
+        f"allowed for {status['read_email']} (view only)." if status["read"] else "not allowed (gmail login --read).")
     if not status["signed_in"]:
         print("Not signed in with Google: bulk-mailer gmail login --client-secrets FILE", file=err)
+        print(reading, file=err)
         return EXIT_NOTHING_SENT
     what = ("the Gmail API and SMTP (full mail access)" if status["smtp"]
             else "the Gmail API (permission to send only)")
     print(f"Signed in with Google as {status['email']} for {what}, since {status['signed_in_at'] or '?'}.", file=err)
+    print(reading, file=err)
     print(f"Limits: {status['limits']['note']}", file=err)
     return EXIT_OK
 
