@@ -371,14 +371,14 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     _echo_list(imported, draft, rep)
     if not trial:
         rep.line(f"Campaign {draft.id}")
-    for warning in app.warnings(draft, strict_fields=args.strict_fields):
+    for warning in app.warnings(draft, strict_fields=args.strict_fields, a=account):
         rep.line(f"warning   {warning}")
     if not draft.recipients:
         raise UsageError(f"no recipients left to send to in '{args.to_file}' ({imported.summary()}"
                          f"{', ' + str(len(draft.excluded)) + ' suppressed' if draft.excluded else ''})",
                          category="invalid_address")
     if trial:
-        return _trial(app, args, rep, out, draft)
+        return _trial(app, args, rep, out, draft, account)
     return _send(app, args, rep, err, account, message, draft, imported)
 
 
@@ -394,7 +394,7 @@ def _echo_list(imported: Any, draft: Any, rep: Reporter) -> None:
         rep.line(f"suppressed {row.email}: {row.error}")
 
 
-def _trial(app: App, args: argparse.Namespace, rep: Reporter, out: TextIO, draft: Any) -> int:
+def _trial(app: App, args: argparse.Namespace, rep: Reporter, out: TextIO, draft: Any, account: AccountInput) -> int:
     """--preview N: recipient N's message as it would be sent; --dry-run: every problem."""
     if args.preview is not None:
         if not 1 <= args.preview <= len(draft.recipients):
@@ -406,6 +406,7 @@ def _trial(app: App, args: argparse.Namespace, rep: Reporter, out: TextIO, draft
         return EXIT_OK
     problems = app.dry_run(draft)
     _print_problems(problems, rep)
+    rep.line(_verdict_words(app.content_check(draft, account)) + "; details: bulk-mailer check")
     ok = len(draft.recipients) - len({p.row for p in problems})
     rep.line(f"Dry run: {ok} of {len(draft.recipients)} messages render; {len(problems)} problem(s); nothing sent.")
     return EXIT_NOTHING_SENT if problems else EXIT_OK
@@ -618,6 +619,32 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
+    if html is None and text is None:
+        raise UsageError("give --html-file or --text-file (or both)")
+    message = MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address,
+                           attach=tuple(args.attach or ()), unsubscribe=tuple(args.unsubscribe or ()))
+    try:
+        report = App().check_content(message, to_file=args.to_file, relay=args.host)
+    except RowProblems as exc:
+        _print_problems(exc.problems, Reporter("none", out, err))
+        raise UsageError(f"{len({p.row for p in exc.problems})} row(s) cannot be built; fix them (see above)",
+                         category=exc.category) from None
+    if args.json:
+        json.dump(report, out, ensure_ascii=False)
+        out.write("\n")
+    for f in report["findings"]:
+        err.write(f"{f['score']:>4}  {f['name']} [{f['rule']}]: {f['reason']}\n      fix: {f['fix']}\n")
+    err.write(_verdict_words(report) + "\n")
+    return EXIT_OK if report["verdict"] == "Looks fine" else EXIT_SOME_FAILED
+
+
+def _verdict_words(report: dict[str, Any]) -> str:
+    n = len(report["findings"])
+    return f"Content check: {report['verdict']} (score {report['score']:g}, {n} finding{'' if n == 1 else 's'})"
+
+
 def cmd_gmail(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     return {"login": _gmail_login, "logout": _gmail_logout, "status": _gmail_status}[args.gmail_command](
         args, stdin, out, err)
@@ -705,7 +732,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
                    "resume": cmd_resume, "gmail": cmd_gmail, "repair-journal": cmd_repair_journal,
-                   "track": cmd_track}[args.command]
+                   "track": cmd_track, "check": cmd_check}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)
