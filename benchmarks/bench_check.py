@@ -34,13 +34,14 @@ def main() -> int:
         '<p><a href="https://example.org/unsubscribe">Unsubscribe</a></p></body></html>'
     draft = service.make_draft(imported, subject="{{ name }}, the garden club's May letter", html=html, text=None,
                                from_address="Club <club@example.org>", unsubscribe=["https://example.org/u"])
-    took = []
+    took, cpu = [], []
     for _ in range(3):  # the best of three: this machine may be busy with something else
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         report = deliverability.check_draft(draft)
         took.append(time.perf_counter() - started)
-    print(f"content check, {n:,} recipients:            {min(took):6.3f} s  ({report.verdict}, score "
-          f"{report.score:g}, {len(deliverability.RULES)} rules; runs: {', '.join(f'{t:.3f}' for t in took)})")
+        cpu.append(time.process_time() - started_cpu)
+    print(f"content check, {n:,} recipients:            {min(took):6.3f} s  ({min(cpu):.3f} s of CPU; "
+          f"{report.verdict}, score {report.score:g}, {len(deliverability.RULES)} rules)")
     took = []
     for _ in range(3):
         started = time.perf_counter()
