@@ -103,6 +103,7 @@ _VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "
                    "wbr", "param"})
 _ACTIVE = frozenset({"form", "script", "iframe", "object", "embed", "applet", "input", "button", "textarea"})
 _UNSEEN = frozenset({"script", "style", "head", "title", "noscript", "template"})
+FIRST_TRIES = 50  # rows tried for one whose message builds, when the first cannot be
 PREHEADER_CHARS = 150  # a hidden preheader line is common; more hidden text than this is not
 
 
@@ -725,19 +726,24 @@ def check_message(data: bytes, **kw: Any) -> Report:
 
 def check_draft(draft: Any, *, relay: str | None = None) -> Report:
     """A campaign's check (draft: a service.Draft): every rule on the first recipient's message
-    as it would be sent, then the rules that depend on each row's fields, row by row."""
+    as it would be sent (the first whose message builds: the others are problems, listed apart),
+    then the rules that depend on each row's fields, row by row."""
     recipients = draft.recipients
     if not recipients:
         return Report()
-    try:
-        data = draft.outgoing(recipients[0], smtputf8=True).data
-    except Exception:  # noqa: BLE001 - a row that cannot be built is a problem, listed apart
+    data = None
+    for recipient in recipients[:FIRST_TRIES]:  # the first row whose message builds
+        try:
+            data = draft.outgoing(recipient, smtputf8=True).data
+            break
+        except Exception:  # noqa: BLE001, S112 - a row that cannot be built is a problem, listed apart
+            continue
+    if data is None:
         return Report()
     view = view_of_message(data, recipients=len(recipients), relay=relay, size_note=draft.size_warning())
     report = check(view)
     template = draft.template
-    subject_fields = _fields_of(template.subject_source or "")
-    if subject_fields:
+    if _uses_fields(template.subject_source or ""):
         report.findings = [f for f in report.findings if not f.rule.per_row]
         report.findings[0:0] = _per_row_subjects(template, recipients)
     if draft.attach_column:
@@ -747,7 +753,7 @@ def check_draft(draft: Any, *, relay: str | None = None) -> Report:
     return report
 
 
-def _fields_of(source: str) -> bool:
+def _uses_fields(source: str) -> bool:
     return "{{" in source or "{%" in source
 
 

@@ -141,6 +141,19 @@ def test_every_rule_has_its_test_and_the_table_is_whole():
     assert len(RULES) >= 25 and len(RULES_BY_ID) == len(RULES)
     for rule in RULES:
         assert rule.name and rule.looks_for and rule.why and rule.fix and rule.score > 0, rule.id
+    # the kinds Review & send's page and its tests already know are rule ids
+    assert {"http_link", "clipped", "no_text_part", "no_unsubscribe", "size"} <= set(RULES_BY_ID)
+
+
+def test_a_free_mail_address_through_its_own_providers_server_is_fine():
+    from backend.presets import PRESETS
+
+    checked = 0
+    for preset in PRESETS.values():
+        for domain in (d for d in preset.domains if d in deliverability.FREEMAIL):
+            assert deliverability.freemail_relay(View(sender=f"me@{domain}", relay=preset.host)) is None, preset.key
+            checked += 1
+    assert checked >= 15
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))
