@@ -25,7 +25,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
-from backend import __version__, paths, plans, review, service
+from backend import __version__, deliverability, paths, plans, review, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
 from backend.credentials import (
@@ -780,12 +780,44 @@ class App:
         problems = draft.problems()
         return {"problems": RowProblems(problems).rows() if problems else [], "warnings": self.warnings(draft)}
 
-    def warnings(self, draft: service.Draft, *, strict_fields: bool = False) -> list[str]:
+    def warnings(self, draft: service.Draft, *, strict_fields: bool = False, a: AccountInput | None = None) -> list[str]:
         """What may be a mistake though every message builds (review.content_warnings: large
         messages, empty fields, http links, ...); empty fields are an error with strict_fields."""
         if strict_fields:
             service.strict_fields(draft)
-        return [w.text for w in review.content_warnings(draft)]
+        return [w.text for w in review.content_warnings(draft, relay=self.relay(a))]
+
+    def relay(self, a: AccountInput | None) -> str | None:
+        """The SMTP server account a's mail goes through; None for the Gmail API, the local test
+        inbox, or settings that cannot be read."""
+        if a is None or a.channel == "gmail" or a.provider == LOCAL_INBOX:
+            return None
+        try:
+            return self.smtp_settings(a, need_password=False)[0].host
+        except MailerError:
+            return a.host or None
+
+    def content_check(self, draft: service.Draft, a: AccountInput | None = None) -> dict[str, Any]:
+        """The offline content check of a campaign: {"verdict", "score", "findings"}."""
+        return deliverability.check_draft(draft, relay=self.relay(a)).as_dict()
+
+    def check_content(self, m: MessageInput, *, to_file: str | None = None, relay: str | None = None) -> dict[str, Any]:
+        """`bulk-mailer check`: the content check of a message for the list in to_file (else one
+        sample recipient with every field the message uses), sent from m.from_address (else a
+        placeholder) through relay. Rows whose message cannot be built are RowProblems."""
+        if to_file:
+            imported = self.import_recipients(("file", to_file))
+        else:
+            imported = deliverability.sample_list(m.subject, m.html, m.text)
+        draft = service.make_draft(imported, subject=m.subject, html=m.html, text=m.text,
+                                   from_address=m.from_address or "you@example.com", reply_to=m.reply_to,
+                                   attach=m.attach, unsubscribe=m.unsubscribe)
+        if not draft.recipients:
+            raise SettingsError("to_file", "the list has no valid address to check the message for")
+        problems = draft.problems()
+        if problems:
+            raise RowProblems(problems)
+        return deliverability.check_draft(draft, relay=relay).as_dict()
 
     def review(self, a: AccountInput, m: MessageInput, options: SendOptions) -> dict[str, Any]:
         """The step list and Review & send: each step's state and summary, what is missing, the

@@ -20,10 +20,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from backend import paths
-from backend.app import MIN_PASSPHRASE, SIGN_IN_TIMEOUT_S, App
-from backend.cli_parser import PASSPHRASE_ENV, PASSWORD_ENV, UsageError, build_parser
-from backend.errors import CATEGORIES, MailerError, OAuthError
+from backend import cli_accounts, paths
+from backend.app import MIN_PASSPHRASE, App
+from backend.cli_parser import (
+    EXIT_NOTHING_SENT,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    PASSPHRASE_ENV,
+    PASSWORD_ENV,
+    UsageError,
+    build_parser,
+)
+from backend.errors import CATEGORIES, MailerError
 from backend.inputs import (
     SECURITY_LABELS,
     AccountInput,
@@ -37,8 +45,6 @@ from backend.inputs import (
 )
 from backend.logs import LOG_FILE, setup_logging
 from backend.presets import GMAIL_API_LIMITS
-
-EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
 
 log = logging.getLogger("bulk_mailer")
 
@@ -374,14 +380,14 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     _echo_list(imported, draft, rep)
     if not trial:
         rep.line(f"Campaign {draft.id}")
-    for warning in app.warnings(draft, strict_fields=args.strict_fields):
+    for warning in app.warnings(draft, strict_fields=args.strict_fields, a=account):
         rep.line(f"warning   {warning}")
     if not draft.recipients:
         raise UsageError(f"no recipients left to send to in '{args.to_file}' ({imported.summary()}"
                          f"{', ' + str(len(draft.excluded)) + ' suppressed' if draft.excluded else ''})",
                          category="invalid_address")
     if trial:
-        return _trial(app, args, rep, out, draft)
+        return _trial(app, args, rep, out, draft, account)
     return _send(app, args, rep, err, account, message, draft, imported)
 
 
@@ -397,7 +403,7 @@ def _echo_list(imported: Any, draft: Any, rep: Reporter) -> None:
         rep.line(f"suppressed {row.email}: {row.error}")
 
 
-def _trial(app: App, args: argparse.Namespace, rep: Reporter, out: TextIO, draft: Any) -> int:
+def _trial(app: App, args: argparse.Namespace, rep: Reporter, out: TextIO, draft: Any, account: AccountInput) -> int:
     """--preview N: recipient N's message as it would be sent; --dry-run: every problem."""
     if args.preview is not None:
         if not 1 <= args.preview <= len(draft.recipients):
@@ -409,6 +415,7 @@ def _trial(app: App, args: argparse.Namespace, rep: Reporter, out: TextIO, draft
         return EXIT_OK
     problems = app.dry_run(draft)
     _print_problems(problems, rep)
+    rep.line(_verdict_words(app.content_check(draft, account)) + "; details: bulk-mailer check")
     ok = len(draft.recipients) - len({p.row for p in problems})
     rep.line(f"Dry run: {ok} of {len(draft.recipients)} messages render; {len(problems)} problem(s); nothing sent.")
     return EXIT_NOTHING_SENT if problems else EXIT_OK
@@ -624,140 +631,30 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
-def cmd_gmail(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    return {"login": _gmail_login, "logout": _gmail_logout, "status": _gmail_status}[args.gmail_command](
-        args, stdin, out, err)
-
-
-def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    path = Path(args.client_secrets)
+def cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
+    if html is None and text is None:
+        raise UsageError("give --html-file or --text-file (or both)")
+    message = MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address,
+                           attach=tuple(args.attach or ()), unsubscribe=tuple(args.unsubscribe or ()))
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read --client-secrets '{path}': {exc.strerror or exc}", category="file_error") from None
-    app = App()
-    passphrase = _passphrase(app, stdin)
-    purpose = "smtp" if args.smtp else "read" if args.read else "api"
-    url = app.google_sign_in(data, f"'{path}'", purpose, passphrase=passphrase, open_browser=not args.no_browser)
-    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
-    if args.no_browser:
-        print(f"Open this address in a browser on this computer and allow access (waiting up to {minutes} minutes; "
-              "Ctrl-C cancels):", file=err, flush=True)
-        out.write(url + "\n")
-        out.flush()
-    else:
-        print(f"Your browser shows Google's sign-in; allow access there (waiting up to {minutes} minutes; "
-              "Ctrl-C cancels). If no browser opened, open:", file=err)
-        print(url, file=err, flush=True)
-    if purpose != "api":
-        print({"smtp": "Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.",
-               "read": "Asking only to view your email (gmail.readonly), for track."}[purpose], file=err)
-    try:
-        state = app.wait_sign_in()
-    except KeyboardInterrupt:
-        app.google_cancel_sign_in()
-        raise OAuthError("the sign-in was cancelled (Ctrl-C)", fix=("Run bulk-mailer gmail login again.",)) from None
-    status = app.google_status()
-    if args.read:
-        print(f"Signed in as {state['email']} for reading bounces and replies (track).", file=err)
-        return EXIT_OK
-    kind = "Google Workspace" if status["workspace"] else "Gmail"
-    print(f"Signed in as {state['email']} ({kind}): send with --channel gmail"
-          + (" or --provider gmail --auth xoauth2" if args.smtp else "") + ".", file=err)
-    print(f"Limits: {status['limits']['note']}", file=err)
-    return EXIT_OK
-
-
-def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
-    status = app.google_status()
-    if not (status["read"] if args.read else status["signed_in"] or status["read"]) and not app.has_google_token():
-        print("Nobody is signed in with Google" + (" for reading." if args.read else "."), file=err)
-        return EXIT_OK
-    result = app.google_sign_out(_passphrase(app, stdin), reading_only=args.read)
-    if result["read"] and not args.read and result["read"]["email"]:
-        print(f"The sign-in for reading of {result['read']['email']} was removed too.", file=err)
-    who = result["email"] or "Google"
-    if result["revoked"]:
-        print(f"Signed out of {who}: the sign-in was revoked at Google and deleted here.", file=err)
-    elif result["revoked"] is None:
-        print("The saved Google sign-in was deleted.", file=err)
-    else:
-        print(f"Signed out of {who} here, but {result['problem']}: remove Bulk Mailer's access at "
-              "myaccount.google.com/permissions.", file=err)
-    return EXIT_OK
-
-
-def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    status = App().google_status()
+        report = App().check_content(message, to_file=args.to_file, relay=args.host)
+    except RowProblems as exc:
+        _print_problems(exc.problems, Reporter("none", out, err))
+        raise UsageError(f"{len({p.row for p in exc.problems})} row(s) cannot be built; fix them (see above)",
+                         category=exc.category) from None
     if args.json:
-        out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"], "read": status["read"],
-                              "read_email": status["read_email"]}) + "\n")
-    reading = "Reading bounces and replies through the Gmail API: " + (
-        f"allowed for {status['read_email']} (view only)." if status["read"] else "not allowed (gmail login --read).")
-    if not status["signed_in"]:
-        print("Not signed in with Google: bulk-mailer gmail login --client-secrets FILE", file=err)
-        print(reading, file=err)
-        return EXIT_NOTHING_SENT
-    what = ("the Gmail API and SMTP (full mail access)" if status["smtp"]
-            else "the Gmail API (permission to send only)")
-    print(f"Signed in with Google as {status['email']} for {what}, since {status['signed_in_at'] or '?'}.", file=err)
-    print(reading, file=err)
-    print(f"Limits: {status['limits']['note']}", file=err)
-    return EXIT_OK
+        json.dump(report, out, ensure_ascii=False)
+        out.write("\n")
+    for f in report["findings"]:
+        err.write(f"{f['score']:>4}  {f['name']} [{f['rule']}]: {f['reason']}\n      fix: {f['fix']}\n")
+    err.write(_verdict_words(report) + "\n")
+    return EXIT_OK if report["verdict"] == "Looks fine" else EXIT_SOME_FAILED
 
 
-def cmd_microsoft(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
-    if args.microsoft_command == "status":
-        status = app.microsoft_status()
-        if args.json:
-            out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"]}) + "\n")
-        if not status["signed_in"]:
-            print("Not signed in with Microsoft: bulk-mailer microsoft login --client-id ID", file=err)
-            return EXIT_NOTHING_SENT
-    elif args.microsoft_command == "logout":
-        result = app.microsoft_sign_out(_passphrase(app, stdin, optional=True))
-        print(f"Signed out of {result['email']}: the sign-in was deleted here. To withdraw Bulk Mailer's access "
-              f"at Microsoft too, remove it at {result['apps_page']}." if result["email"]
-              else "Nobody is signed in with Microsoft.", file=err)
-        return EXIT_OK
-    else:
-        return _microsoft_login(app, args, stdin, out, err)
-    what = " and ".join(w for w, ok in (("Microsoft Graph", status["graph"]), ("SMTP", status["smtp"])) if ok)
-    print(f"Signed in with Microsoft as {status['email']} ({'personal' if status['consumer'] else 'work or school'} "
-          f"account) for {what or 'nothing yet'}, since {status['signed_in_at'] or '?'}.", file=err)
-    print(f"Limits: {status['limits']['note']}", file=err)
-    return EXIT_OK
-
-
-def _microsoft_login(app: App, args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    started = app.microsoft_sign_in(args.client_id, args.tenant, device_code=args.device_code,
-                                    passphrase=_passphrase(app, stdin), open_browser=not args.no_browser)
-    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
-    if args.device_code:
-        print(started["message"] or f"Open {started['url']} and enter the code {started['user_code']}.", file=err)
-        out.write(f"{started['url']} {started['user_code']}\n")
-    elif args.no_browser:
-        print(f"Open this address in a browser on this computer and sign in (waiting up to {minutes} minutes; "
-              "Ctrl-C cancels):", file=err, flush=True)
-        out.write(started["url"] + "\n")
-    else:
-        print(f"Your browser shows Microsoft's sign-in (waiting up to {minutes} minutes; Ctrl-C cancels). If no "
-              f"browser opened, open:\n{started['url']}", file=err)
-    out.flush()
-    try:
-        state = app.wait_sign_in()
-    except KeyboardInterrupt:
-        app.microsoft_cancel_sign_in()
-        raise OAuthError("the sign-in was cancelled (Ctrl-C)", category="microsoft_sign_in",
-                         fix=("Run bulk-mailer microsoft login again.",)) from None
-    status = app.microsoft_status()
-    provider = "outlook" if status["consumer"] else "office365"
-    print(f"Signed in as {state['email']}: send with --channel microsoft"
-          + (f" or --provider {provider} --auth xoauth2" if status["smtp"] else "") + ".", file=err)
-    print(f"Limits: {status['limits']['note']}", file=err)
-    return EXIT_OK
+def _verdict_words(report: dict[str, Any]) -> str:
+    n = len(report["findings"])
+    return f"Content check: {report['verdict']} (score {report['score']:g}, {n} finding{'' if n == 1 else 's'})"
 
 
 def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None,
@@ -775,8 +672,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
-                   "resume": cmd_resume, "gmail": cmd_gmail, "microsoft": cmd_microsoft, "repair-journal": cmd_repair_journal,
-                   "track": cmd_track}[args.command]
+                   "resume": cmd_resume, "gmail": cli_accounts.cmd_gmail, "microsoft": cli_accounts.cmd_microsoft,
+                   "repair-journal": cmd_repair_journal, "track": cmd_track, "check": cmd_check}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)

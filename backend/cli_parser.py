@@ -18,6 +18,7 @@ from backend.inputs import (
 )
 from backend.presets import MAX_CONNECTIONS, PRESETS
 
+EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2  # every command: sent / some failed / nothing sent
 PASSWORD_ENV = "BULK_MAILER_PASSWORD"  # noqa: S105 (a variable name, not a secret)
 PASSPHRASE_ENV = "BULK_MAILER_PASSPHRASE"  # noqa: S105 (a variable name: unlocks saved sign-ins)
 
@@ -87,7 +88,28 @@ def build_parser() -> argparse.ArgumentParser:
     _microsoft_parser(sub)
     _verify_parser(sub)
     _track_parser(sub)
+    _check_parser(sub)
     return parser
+
+
+def _check_parser(sub: Any) -> None:
+    """check: the offline content check of a message."""
+    check = _add(sub, "check", help="check a message for what sends mail to spam (offline)",
+                 description="Run the content check on a message, with no network: each rule that fires is "
+                 "printed with the reason and the fix, then the verdict: Looks fine, Worth a look or Likely "
+                 "spam (the rules: docs/deliverability.md). Exit code 0 for Looks fine, 1 for Worth a look or "
+                 "Likely spam, 2 when the input cannot be read. send --dry-run prints the same verdict.")
+    check.add_argument("--html-file", help="HTML body template")
+    check.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted)")
+    check.add_argument("--subject", default="", help="the subject (may use fields)")
+    check.add_argument("--to-file", help="the recipient list: its size (unsubscribe rule) and each row's "
+                       "subject (default: one sample recipient)")
+    check.add_argument("--from", dest="from_address", default="", help="the sender address")
+    check.add_argument("--host", help="the SMTP server the mail would go through (free-mail From rule)")
+    check.add_argument("--attach", metavar="FILE", action="append", help="an attachment (repeat for several)")
+    check.add_argument("--unsubscribe", metavar="URI", action="append",
+                       help="List-Unsubscribe address, as for send")
+    check.add_argument("--json", action="store_true", help="print the verdict, score and findings as JSON on stdout")
 
 
 def _send_parser(sub: Any) -> None:

@@ -7,14 +7,11 @@ CLI's dry run. Nothing here connects to a server or changes anything.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.policy import default as default_policy
 from email.utils import parseaddr
 from typing import Any
 
-from backend import service
+from backend import deliverability, service
 from backend.errors import MailerError
 from backend.google_auth import saved_profile
 from backend.inputs import NotNow, RowProblems
@@ -24,14 +21,8 @@ from backend.plans import limits_with
 from backend.presets import GMAIL_API_LIMITS, gmail_api_limits, microsoft_limits
 from backend.settings import SECURITY_LABELS
 
-# Gmail shows "[Message clipped]" past this many bytes of HTML; the rest is one click away.
-CLIP_BYTES = 102 * 1024
-# Over this many recipients a list without an unsubscribe link is asking for spam reports.
-UNSUBSCRIBE_FROM = 100
+CLIP_BYTES, UNSUBSCRIBE_FROM = deliverability.CLIP_BYTES, deliverability.UNSUBSCRIBE_FROM
 STEP_NAMES = {"account": "Account", "recipients": "Recipients", "message": "Message", "review": "Review & send"}
-
-_HREF = re.compile(r"""\b(?:href|src)\s*=\s*["']?\s*(http://[^"'\s>]+)""", re.IGNORECASE)
-
 
 @dataclass
 class Notice:
@@ -59,6 +50,7 @@ class Review:
     sender: str = ""
     limits: str = "none"
     estimate_s: float | None = None
+    check: deliverability.Report | None = None  # the content check; None until the message builds
 
     def need(self, step: str, text: str) -> None:
         self.missing.append({"step": step, "text": text})
@@ -76,6 +68,8 @@ class Review:
             "limits": self.limits, "estimate_s": self.estimate_s,
             "estimate": duration_words(self.estimate_s) if self.estimate_s is not None else "",
             "confirm": f"Send {n} through {self.host} as {self.sender}?" if ready else "",
+            "verdict": self.check.verdict if self.check else "", "score": self.check.score if self.check else 0.0,
+            "findings": self.check.as_dict()["findings"] if self.check else [],
         }
 
 
@@ -118,51 +112,30 @@ def limits_words(limits: RateLimits | None) -> str:
     return ", ".join(words) if words else "none"
 
 
-def content_warnings(draft: service.Draft) -> list[Notice]:
-    """Every warning about the message and the list: large messages, empty fields, links that are
-    not https, a body Gmail clips, no text part, no unsubscribe link on a large list."""
+def content_check(draft: service.Draft, *, relay: str | None = None) -> tuple[list[Notice], deliverability.Report]:
+    """Every warning about the message and the list, and the content check's report: empty fields
+    (with their one-click fix), then the deliverability rules' findings (large messages, links that
+    are not https, a body Gmail clips, no text part, no unsubscribe link on a large list, ...).
+    Findings scoring under deliverability.WARNING_FROM are tips: in the report, not warnings."""
     out: list[Notice] = []
-    size = draft.size_warning()
-    if size:
-        out.append(Notice("size", size))
     for empty in service.empty_fields(draft):
         out.append(Notice("empty_field", empty.words(), {
             "field": empty.field, "lines": list(empty.lines),
             "default": f'{{{{ {empty.field} | default("there") }}}}'}))
-    http = sorted({m.group(1) for m in _HREF.finditer(draft.template.html_source or "")})
-    if http:
-        shown = ", ".join(http[:3]) + (f" and {len(http) - 3} more" if len(http) > 3 else "")
-        out.append(Notice("http_link", f"{len(http)} link{'' if len(http) == 1 else 's'} in the message "
-                           f"{'is' if len(http) == 1 else 'are'} not https ({shown}): mail apps mark them "
-                           "as not secure, and spam filters notice; use https:// where the site has it"))
-    if len(draft.recipients) > UNSUBSCRIBE_FROM and draft.unsubscribe is None:
-        out.append(Notice("no_unsubscribe", f"no unsubscribe link for a list of {len(draft.recipients):,} "
-                           "recipients: Gmail, Yahoo and Outlook expect one from bulk senders; add one under "
-                           "Unsubscribe link in Message (--unsubscribe)"))
-    if draft.recipients:
-        try:
-            data = draft.outgoing(draft.recipients[0], smtputf8=True).data
-        except Exception:  # noqa: BLE001 - a row that cannot be built is a problem, listed apart
-            return out
-        out.extend(built_warnings(data))
-    return out
+    report = deliverability.check_draft(draft, relay=relay)
+    out += [Notice(f.rule.id, f.reason) for f in report.findings if f.rule.score >= deliverability.WARNING_FROM]
+    return out, report
+
+
+def content_warnings(draft: service.Draft, *, relay: str | None = None) -> list[Notice]:
+    """The warnings of content_check."""
+    return content_check(draft, relay=relay)[0]
 
 
 def built_warnings(data: bytes) -> list[Notice]:
-    """Warnings read from one built message: an HTML body Gmail clips, HTML without a text part."""
-    msg = message_from_bytes(data, policy=default_policy)
-    html, text = msg.get_body(("html",)), msg.get_body(("plain",))  # type: ignore[attr-defined]
-    out = []
-    if html is not None:
-        body = html.get_content().encode("utf-8", "replace")
-        if len(body) > CLIP_BYTES:
-            out.append(Notice("clipped", f"the message body is {len(body) / 1024:,.0f} KB: Gmail shows only the "
-                               "first 102 KB and hides the rest behind \"[Message clipped]\"; shorten it or "
-                               "link to the long part"))
-        if text is None:
-            out.append(Notice("no_text_part", "the message has no plain-text part: some mail apps and spam "
-                               "filters expect one next to the HTML"))
-    return out
+    """Warnings read from one built message's body: an HTML body Gmail clips, HTML without a text part."""
+    report = deliverability.check_message(data)
+    return [Notice(f.rule.id, f.reason) for f in report.findings if f.rule.id in ("clipped", "no_text_part")]
 
 
 def review(app: Any, a: Any, m: Any, options: Any) -> Review:
@@ -172,6 +145,7 @@ def review(app: Any, a: Any, m: Any, options: Any) -> Review:
     r = Review()
     sender = m.from_address or a.from_address
     base: RateLimits | None = None
+    relay: str | None = None  # the SMTP server the mail goes through (the content check's free-mail rule)
     if a.channel == "microsoft":
         profile = microsoft_profile()
         r.host = r.through = "Microsoft Graph"
@@ -202,7 +176,7 @@ def review(app: Any, a: Any, m: Any, options: Any) -> Review:
             r.need("account", _words(exc))
             r.step("account", "todo" if not a.host else "attention", "Choose a provider or enter the server")
         else:
-            r.host = settings.host
+            r.host = relay = settings.host
             r.through = f"{settings.host}:{settings.port} ({SECURITY_LABELS.get(settings.security, settings.security)})"
             base = service.preset_limits(settings.provider)
             login = f" as {settings.user}" if settings.user else ""
@@ -225,7 +199,8 @@ def review(app: Any, a: Any, m: Any, options: Any) -> Review:
     draft = _message_step(app, r, m, sender, options)
     if draft is not None:
         r.messages = len(draft.recipients)
-        r.warnings += content_warnings(draft)
+        warnings, r.check = content_check(draft, relay=relay)
+        r.warnings += warnings
         r.estimate_s = estimate_seconds(r.messages, draft.delay_ms / 1000, limits)
     run = app.run
     if run is not None and run.active:
