@@ -63,11 +63,17 @@ export function renderReview(r, refresh) {
   const rows = [['Messages', n ? n.toLocaleString() : '—'], ['Through', r.through || '—'], ['From', r.sender || '—'],
     ['Sending limits', r.limits || 'none'],
     ['Estimated time', r.estimate ? `${r.estimate} at these limits and delay` : '—']];
+  if (r.verdict) rows.push(['Content check', `${r.verdict} (score ${Number(r.score) || 0}), read offline as spam filters would`]);
   parts.push(el('dl', { class: 'review-summary', id: 'review-summary' }, rows.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })])));
   const warnings = Array.isArray(r.warnings) ? r.warnings : [];
   if (warnings.length) {
     parts.push(el('h3', { text: `Worth a look (${warnings.length})` }));
     parts.push(el('div', { id: 'review-warnings' }, warnings.map((w) => warningItem(w, refresh))));
+  }
+  const tips = (Array.isArray(r.findings) ? r.findings : []).filter((f) => Number(f.score) < 1);
+  if (tips.length) {
+    parts.push(el('details', { class: 'panel', id: 'review-tips' }, el('summary', { text: `Tips (${tips.length})` }),
+      el('ul', { class: 'notes-list' }, tips.map((f) => el('li', { text: `${f.reason} ${f.fix || ''}`.trim() })))));
   }
   show(box, parts);
   if (n) renderPreview($('#review-preview'));

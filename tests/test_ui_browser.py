@@ -1193,6 +1193,7 @@ def test_a_whole_campaign_through_the_four_steps_by_their_labels(browser, app):
     expect(review).to_contain_text("Throughthe local test inbox")
     expect(review).to_contain_text("Fromme@example.com")
     expect(review).to_contain_text("Estimated timeunder a minute")
+    expect(review).to_contain_text("Content checkLooks fine (score 0)")
     expect(page.locator("#review-preview")).to_contain_text("News for Ann")
     no_sideways_scroll(page)
     page.get_by_role("button", name="Send", exact=True).click()
