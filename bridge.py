@@ -330,7 +330,7 @@ class Bridge:
         """Import the OAuth client file (native dialog, or its content from the page), then run
         Google's sign-in in the system browser on a background thread; google_status follows it."""
         self._app.ensure_idle()
-        purpose = p.choice("purpose", ("api", "smtp"), "api")
+        purpose = p.choice("purpose", ("api", "smtp", "read"), "api")
         if p.str("client_data_base64", max_len=200_000):
             data, source = self._b64(p, "client_data_base64", 150_000), "the chosen file"
         else:

@@ -137,6 +137,7 @@ function wire() {
   });
   initMicrosoft({ getCredentials, onStatus: onMicrosoftStatus });
   f['google-sign-in'].addEventListener('click', () => startSignIn());
+  $('#google-read').addEventListener('click', () => startSignIn('read'));
   f['google-client-file'].addEventListener('change', async () => {
     const file = f['google-client-file'].files && f['google-client-file'].files[0];
     f['google-client-file'].value = '';
@@ -256,6 +257,10 @@ function renderGoogle(st) {
   f['google-sign-in'].textContent = st.signed_in ? 'Sign in again' : 'Sign in with Google';
   f['google-cancel'].hidden = !waiting;
   f['google-sign-out'].hidden = !st.signed_in || waiting;
+  const readOffered = channel() === 'gmail' && st.signed_in && !waiting;
+  $('#google-read').hidden = !readOffered || !!st.read;
+  $('#google-read-hint').hidden = !readOffered || !!st.read;
+  if (readOffered && st.read) f['google-status'].textContent += ` Reading bounces and replies allowed (${st.read_email || 'read-only'}).`;
   const progress = f['google-progress'];
   if (waiting) {
     const link = el('a', { href: signIn.url, target: '_blank', rel: 'noopener noreferrer', text: 'Google’s sign-in page' });
@@ -286,16 +291,21 @@ function renderGoogle(st) {
   if (waiting) google.timer = setTimeout(refreshGoogle, POLL_MS);
 }
 
-function startSignIn() {
+// A sign-in for another purpose than the channel's: 'read' (bounces and replies, gmail.readonly).
+let wantedPurpose = null;
+
+function startSignIn(forPurpose = null) {
+  wantedPurpose = forPurpose;
   if (appInfo.native_dialogs) {
-    withBusy(f['google-sign-in'], () => signInWith({}));
+    withBusy(forPurpose ? $('#google-read') : f['google-sign-in'], () => signInWith({}));
   } else {
     f['google-client-file'].click(); // the page cannot read a path: the file comes from the picker
   }
 }
 
 async function signInWith(extra) {
-  const result = await call('google_sign_in', { purpose: purpose(), ...getCredentials(), ...extra });
+  const result = await call('google_sign_in', { purpose: wantedPurpose || purpose(), ...getCredentials(), ...extra });
+  wantedPurpose = null;
   if (!result.ok) {
     show(f['google-progress'], errorBlock(result.error));
     if (/passphrase/i.test(result.error && result.error.message)) {

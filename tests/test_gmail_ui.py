@@ -91,10 +91,19 @@ def test_sign_in_with_google_then_send_through_the_gmail_api(page, google, tmp_p
     assert CLIENT_SECRET not in pg.content()
 
     to(pg, "Account")
+    # Reading bounces and replies is a separate sign-in, asked only now, for gmail.readonly alone
+    asked = len(google.auth_requests)
+    with pg.expect_file_chooser() as chooser:
+        pg.get_by_role("button", name="Allow reading bounces and replies").click()
+    chooser.value.set_files(str(client))
+    expect(status).to_contain_text("Reading bounces and replies allowed (sender@gmail.com)", timeout=15_000)
+    assert "https://www.googleapis.com/auth/gmail.readonly" in google.auth_requests[asked]["scope"].split()
+    assert "https://www.googleapis.com/auth/gmail.send" not in google.auth_requests[asked]["scope"].split()
+    assert all("gmail.readonly" not in r["scope"] for r in google.auth_requests[:asked])  # never by default
     pg.get_by_role("button", name="Sign out").click()
     expect(pg.locator("#google-progress")).to_contain_text("revoked at Google", timeout=10_000)
     expect(status).to_have_text("Not signed in with Google.")
-    assert len(google.revoked) == 1
+    assert len(google.revoked) == 2  # the sending and the reading sign-in
 
 
 def test_a_denied_sign_in_shows_the_fix(page, google, tmp_path):
