@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend import __version__, paths, plans, service
 from backend import settings as account_settings
@@ -37,17 +37,6 @@ from backend.credentials import (
 )
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError, internal_error
-from backend.google_auth import (  # noqa: I001
-    KEY_TOKEN,
-    SCOPE_MAIL,
-    SIGN_IN_TIMEOUT_S,
-    GoogleAccount,
-    OAuthClient,
-    SignIn,
-    TokenSource,
-    saved_profile,
-)
-from backend.inbox import LocalInbox
 from backend.inputs import (
     DRAFT_SEND_FIELDS,
     AccountInput,
@@ -75,11 +64,27 @@ from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, appl
 from backend.suppression import SuppressionList
 from backend.templates import SavedTemplate, TemplateStore
 from backend.transports.base import Envelope, Transport
-from backend.transports.gmail import GmailTransport
 from backend.transports.smtp import SmtpTransport
 
+if TYPE_CHECKING:  # loaded when used: a campaign over SMTP needs neither Google nor the local inbox
+    from backend.google_auth import GoogleAccount, OAuthClient, SignIn
+    from backend.inbox import LocalInbox
+
 log = logging.getLogger(__name__)
-__all__ = ["MIN_PASSPHRASE", "SIGN_IN_TIMEOUT_S", "App", "LOCAL_INBOX"]
+__all__ = ["MIN_PASSPHRASE", "App", "LOCAL_INBOX"]  # and SIGN_IN_TIMEOUT_S, read through __getattr__
+
+
+def _google() -> Any:
+    """backend.google_auth, imported on first use (Google's sign-in and the Gmail API only)."""
+    from backend import google_auth
+
+    return google_auth
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SIGN_IN_TIMEOUT_S":
+        return _google().SIGN_IN_TIMEOUT_S
+    raise AttributeError(name)
 
 LOCAL_INBOX = "local-inbox"
 SENT_AGAIN_DAYS = 30  # the same list to the same account within this many days: ask first
@@ -114,7 +119,7 @@ class App:
                  emit: Callable[[dict[str, Any]], None] = lambda event: None,
                  detector: Callable[[str], list[Any]] | None = None,
                  open_browser: Callable[[str], Any] | None = None, journal_path: Path | None = None) -> None:
-        self.inbox = inbox if inbox is not None else LocalInbox()
+        self._inbox = inbox  # made on first use: aiosmtpd is loaded then
         self._store = store  # opened on first use: a command that needs no secret works without it
         self.emit = emit
         self._detector = detector  # tests pass one that never leaves 127.0.0.1
@@ -169,6 +174,15 @@ class App:
             self._suppression = SuppressionList()
         return self._suppression
 
+    @property
+    def inbox(self) -> LocalInbox:
+        """The local test inbox (an SMTP server on 127.0.0.1, started when first used)."""
+        if self._inbox is None:
+            from backend.inbox import LocalInbox
+
+            self._inbox = LocalInbox()
+        return self._inbox
+
     def shutdown(self) -> None:
         if self._sign_in is not None:
             self._sign_in.cancel()  # the loopback listener stops within a fraction of a second
@@ -176,7 +190,8 @@ class App:
         if run is not None and run.thread.is_alive():
             run.control.cancel()
             run.thread.join(60)
-        self.inbox.stop()
+        if self._inbox is not None:
+            self._inbox.stop()
 
     def info(self, *, native_dialogs: bool = False) -> dict[str, Any]:
         """Version, provider presets (host rules, limits, advice), error categories, modes."""
@@ -212,8 +227,8 @@ class App:
     def use_passphrase(self, given: str | None) -> str | None:
         """The passphrase of the encrypted store: the one given now (checked, then kept for this
         run of the app) or the one given earlier."""
-        if given and self.store.needs_passphrase and given != self._passphrase and self.store.has(KEY_TOKEN):
-            self.store.load(KEY_TOKEN, given)  # a wrong passphrase is refused here, not kept
+        if given and self.store.needs_passphrase and given != self._passphrase and self.store.has(_google().KEY_TOKEN):
+            self.store.load(_google().KEY_TOKEN, given)  # a wrong passphrase is refused here, not kept
         if given:
             self._passphrase = given
         return self._passphrase
@@ -224,7 +239,7 @@ class App:
 
     def google(self, passphrase: str | None = None) -> GoogleAccount:
         """The saved Google sign-in, unlocked with the passphrase given now or earlier."""
-        return GoogleAccount(self.store, self.use_passphrase(passphrase))
+        return _google().GoogleAccount(self.store, self.use_passphrase(passphrase))
 
     def password(self, user: str, host: str, given: str = "", passphrase: str | None = None) -> str:
         """The password given now, else the one saved for this account."""
@@ -258,7 +273,7 @@ class App:
             values = {"host": a.host.strip(), "security": security, "port": a.port or DEFAULT_PORTS[security]}
         user, password, token_source = a.user.strip(), "", None
         if a.auth == "xoauth2":
-            token_source = TokenSource(self.google(passphrase), "smtp")
+            token_source = _google().TokenSource(self.google(passphrase), "smtp")
             user = user or token_source.email
         elif user and need_password:
             password = self.password(user, str(values["host"]), a.password, passphrase)
@@ -390,11 +405,11 @@ class App:
     # -- Sign in with Google ---------------------------------------------------------------
 
     def google_status(self) -> dict[str, Any]:
-        profile = saved_profile()
+        profile = _google().saved_profile()
         scopes = list((profile or {}).get("scopes") or [])
         key, lim = gmail_api_limits(bool((profile or {}).get("workspace")))
         return {"signed_in": profile is not None, "email": (profile or {}).get("email"),
-                "workspace": bool((profile or {}).get("workspace")), "smtp": SCOPE_MAIL in scopes,
+                "workspace": bool((profile or {}).get("workspace")), "smtp": _google().SCOPE_MAIL in scopes,
                 "signed_in_at": (profile or {}).get("signed_in"), "locked": self.locked, "profile": profile or {},
                 "sign_in": dict(self.sign_in_state),
                 "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
@@ -405,14 +420,14 @@ class App:
         the sign-in is saved when it completes. Returns the address; google_status follows it
         and wait_sign_in() blocks until it ends."""
         self.ensure_idle()  # a running campaign keeps the sign-in it started with
-        client = OAuthClient.parse(client_data, source)
+        client = _google().OAuthClient.parse(client_data, source)
         account = self.google(passphrase)
         account.check_store()  # the passphrase is checked before the browser opens
         if self._sign_in is not None:
             self._sign_in.cancel()
         import webbrowser
 
-        flow = SignIn(client, purpose, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
+        flow = _google().SignIn(client, purpose, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
         url = flow.start()
         self._sign_in, self._sign_in_error = flow, None
         self._sign_in_done.clear()
@@ -449,7 +464,7 @@ class App:
         return dict(self.sign_in_state)
 
     def has_google_token(self) -> bool:
-        return self.store.has(KEY_TOKEN)
+        return self.store.has(_google().KEY_TOKEN)
 
     def google_cancel_sign_in(self) -> None:
         if self._sign_in is None or self.sign_in_state.get("state") != "waiting":
@@ -459,7 +474,7 @@ class App:
     def google_sign_out(self, passphrase: str | None = None) -> dict[str, Any]:
         """Revoke the Google sign-in at Google and delete it (and the OAuth client) here."""
         self.ensure_idle()
-        if saved_profile() is None and not self.store.has(KEY_TOKEN):
+        if _google().saved_profile() is None and not self.store.has(_google().KEY_TOKEN):
             return {"email": None, "revoked": None, "problem": None, "signed_in": False}
         result = self.google(passphrase).sign_out()
         self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
@@ -542,7 +557,7 @@ class App:
         from_address = m.from_address or a.from_address
         if a.channel != "gmail":
             return from_address
-        profile = saved_profile()
+        profile = _google().saved_profile()
         if profile is None:
             raise OAuthError("sign in with Google first: the Gmail API sends as the signed-in account",
                              fix=("Click Sign in with Google in the Account section, or run "
@@ -615,6 +630,8 @@ class App:
         if a.channel == "gmail":
             account = self.google(passphrase)
             draft = self.draft(m, service.gmail_sender(m.from_address or a.from_address, account.require("api").email))
+            from backend.transports.gmail import GmailTransport
+
             transport = GmailTransport(account)
         else:
             settings, _ = self.smtp_settings(a, passphrase=passphrase)
@@ -720,7 +737,7 @@ class App:
         if a.provider == LOCAL_INBOX:
             return None
         if a.channel == "gmail":
-            profile = saved_profile()
+            profile = _google().saved_profile()
             return plans.gmail_account_key(profile["email"]) if profile else None
         try:
             return plans.smtp_account_key(self.smtp_settings(a, need_password=False)[0])
@@ -849,7 +866,7 @@ class App:
         if spec["settings"].get("local_inbox"):
             saved.update(host=self.inbox.host, port=self.inbox.start())  # a new port every run
         if saved.get("auth") == "xoauth2":
-            saved.update(password="", token_source=TokenSource(self.google(passphrase), "smtp"))
+            saved.update(password="", token_source=_google().TokenSource(self.google(passphrase), "smtp"))
         else:
             # The password given now only goes to the server it was given for.
             mine = req.account is not None and (req.account.user, req.account.host) == (saved["user"], saved["host"])

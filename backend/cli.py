@@ -18,10 +18,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backend import paths
-from backend.app import MIN_PASSPHRASE, SIGN_IN_TIMEOUT_S, App
 from backend.cli_parser import PASSPHRASE_ENV, PASSWORD_ENV, UsageError, build_parser
 from backend.errors import CATEGORIES, MailerError, OAuthError
 from backend.inputs import (
@@ -38,7 +37,25 @@ from backend.inputs import (
 from backend.logs import LOG_FILE, setup_logging
 from backend.presets import GMAIL_API_LIMITS
 
+if TYPE_CHECKING:
+    from backend.app import App
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
+
+
+def _app(**kw: Any) -> App:
+    """The core, imported when a command runs: `--help` and usage errors need none of it."""
+    from backend.app import App
+
+    return App(**kw)
+
+
+def _core(name: str) -> Any:
+    """A constant of the core (backend.app), read when it is needed."""
+    from backend import app
+
+    return getattr(app, name)
+
 
 log = logging.getLogger("bulk_mailer")
 
@@ -73,7 +90,7 @@ def _passphrase(app: App, stdin: TextIO, *, optional: bool = False) -> str | Non
     if passphrase is None and not optional:
         raise UsageError(
             f"there is no system keyring here, so the Google sign-in is kept encrypted under a passphrase: "
-            f"set {PASSPHRASE_ENV} (at least {MIN_PASSPHRASE} characters; the same every time)",
+            f"set {PASSPHRASE_ENV} (at least {_core('MIN_PASSPHRASE')} characters; the same every time)",
             category="invalid_settings")
     return app.use_passphrase(passphrase)
 
@@ -263,7 +280,7 @@ def _print_summary(outcome: Any, rep: Reporter, provider: str | None) -> None:
 
 
 def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     if args.detect:
         return _detect(app, args, out, err)
     if args.check_sender and not args.from_address:
@@ -356,7 +373,7 @@ def _message(args: argparse.Namespace) -> MessageInput:
 def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
     message = _message(args)
-    app = App(emit=rep.event)
+    app = _app(emit=rep.event)
     trial = args.dry_run or args.preview is not None
     account = _account(args, stdin, app, need_password=not trial)
     sender = app.sender(account, message)  # the Gmail API: the signed-in address (store still locked)
@@ -491,7 +508,7 @@ def _local(iso_time: str | None) -> str:
 
 
 def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     found = app.history()
     if args.campaign:
         wanted = app.campaign_id(args.campaign)
@@ -516,7 +533,7 @@ def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 
 
 def cmd_export(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     cid = app.campaign_id(args.campaign)
     if args.path == "-":
         text, count = app.export(cid)
@@ -548,7 +565,7 @@ def _resume_account(args: argparse.Namespace, stdin: TextIO, app: App, spec: dic
 
 
 def cmd_repair_journal(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    print("\n".join(App().repair_journal()), file=err)
+    print("\n".join(_app().repair_journal()), file=err)
     return EXIT_OK
 
 
@@ -556,7 +573,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     if args.results:
         _check_writable(args.results, "--results")
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
-    app = App(emit=rep.event)
+    app = _app(emit=rep.event)
     given = [f"--{f.replace('_', '-')}" for f in _ACCOUNT_FLAGS if getattr(args, f) not in (None, "", False)]
     if given and not args.use_current_settings:
         raise UsageError(f"{', '.join(given)}: add --use-current-settings to resume with these account settings "
@@ -600,11 +617,11 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read --client-secrets '{path}': {exc.strerror or exc}", category="file_error") from None
-    app = App()
+    app = _app()
     passphrase = _passphrase(app, stdin)
     url = app.google_sign_in(data, f"'{path}'", "smtp" if args.smtp else "api", passphrase=passphrase,
                              open_browser=not args.no_browser)
-    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
+    minutes = f"{_core('SIGN_IN_TIMEOUT_S') / 60:g}"
     if args.no_browser:
         print(f"Open this address in a browser on this computer and allow access (waiting up to {minutes} minutes; "
               "Ctrl-C cancels):", file=err, flush=True)
@@ -630,7 +647,7 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
 
 
 def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     if not app.google_status()["signed_in"] and not app.has_google_token():
         print("Nobody is signed in with Google.", file=err)
         return EXIT_OK
@@ -647,7 +664,7 @@ def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 
 
 def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    status = App().google_status()
+    status = _app().google_status()
     if args.json:
         out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"]}) + "\n")
     if not status["signed_in"]:

@@ -15,7 +15,6 @@ from backend.model import DEFAULT_MAX_FAILURES, RateLimits, RetryPolicy
 from backend.presets import GMAIL_API_LIMITS, MAX_CONNECTIONS, default_connections, gmail_api_limits
 from backend.settings import SmtpSettings
 from backend.transports.base import Transport
-from backend.transports.gmail import GmailTransport
 from backend.transports.smtp import SmtpTransport
 
 
@@ -82,6 +81,9 @@ def gmail_plan(draft: service.Draft, account: Any, email: str, workspace: bool, 
     google-workspace); one connection."""
     key, _ = gmail_api_limits(workspace)
     provider = provider if provider in GMAIL_API_LIMITS else key
+    # Google's modules are loaded for a Gmail run only.
+    from backend.transports.gmail import GmailTransport
+
     return Plan(lambda: GmailTransport(account), service.campaign_spec(draft, None, attach=attach, gmail=email),
                 gmail_account_key(email), service.rate_limits(GMAIL_API_LIMITS[provider]), provider, gmail=email)
 
