@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint screenshot clean dist install-desktop bench
+.PHONY: run test lint screenshot screenshot-window clean dist install-desktop bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,12 @@ bench: $(VENV)/.installed-dev
 	bash benchmarks/setup.sh
 	$(BIN)/python benchmarks/bench_send.py $(BENCH_ARGS)
 
-screenshot: $(VENV)/.installed-run
+# docs/screenshots/: each step of a first campaign, light and dark (browser mode, Debian's chromium).
+screenshot: $(VENV)/.installed-dev
+	$(BIN)/python tools/screenshots.py
+
+# docs/window.png: the real window under Xvfb (needs xvfb, imagemagick).
+screenshot-window: $(VENV)/.installed-run
 	$(BIN)/python tools/screenshot.py
 
 clean:

@@ -20,7 +20,6 @@ import binascii
 import json
 import logging
 import os
-import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -47,13 +46,14 @@ from backend.inputs import (
     SettingsChanged,
     UncertainLeft,
 )
-from backend.jsonapi import MAX_SHORT, EventPump, Invalid, Params, Previews, api
+from backend.jsonapi import MAX_SHORT, EventPump, Invalid, Params, Previews, api, unsubscribe_values
 from backend.presets import MAX_CONNECTIONS, PRESETS
 
 log = logging.getLogger("bulk_mailer.bridge")
 
 FRONTEND = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent)) / "frontend"
-EVENT_TYPES = ("email-progress", "campaign-state", "campaign-wait", "import-progress")
+EVENT_TYPES = ("email-progress", "campaign-state", "campaign-wait", "import-progress", "sent-copy",
+               "sent-copy-warning", "track-progress", "track-change", "resend-left-out")
 # The one JS template events are delivered with; only json.dumps output is ever put into it.
 DISPATCH_JS = (
     "(function(events){for(var i=0;i<events.length;i++){"
@@ -63,7 +63,6 @@ MAX_TEXT = 5_000_000  # a pasted list or a message body
 MAX_FILE = 50_000_000  # an uploaded recipient file, decoded
 PREVIEW_ROWS = 100
 PREVIEW_REJECTS = 500
-_UNSUB_RE = re.compile(r"(?:\{\{.*?\}\}|[^\s,])+")
 FILE_TYPES = ("Recipient lists (*.csv;*.tsv;*.txt;*.xlsx)", "All files (*.*)")
 CLIENT_FILE_TYPES = ("Google OAuth client (*.json)", "All files (*.*)")
 
@@ -127,21 +126,17 @@ class Bridge:
         run = self._app.run
         if run is None or not run.active:
             return True
-        ok = self._window.create_confirmation_dialog(
-            "Cancel the campaign?",
-            "A campaign is still sending. Closing the window pauses it after the current message; "
-            "the recipients not yet sent can be sent later from History.",
-        )
-        if ok:
-            # This runs on the GUI thread: cancel, and close once the worker has stopped,
-            # instead of freezing the window while waiting for it.
+        stop = self._window.create_confirmation_dialog(
+            "A campaign is still sending",
+            "OK: stop after the current message (the rest can be sent later from History). "
+            "Cancel: keep sending in the background; Bulk Mailer closes when the campaign ends.")
+        # On the GUI thread: stop (or not), and close once the worker has ended, without freezing.
+        if stop:
             run.control.cancel()
-
-            def close_when_stopped() -> None:
-                run.thread.join(120)
-                self._window.destroy()
-
-            threading.Thread(target=close_when_stopped, name="close-window", daemon=True).start()
+        else:
+            self._window.hide()
+        threading.Thread(target=lambda: (run.thread.join(120 if stop else None), self._window.destroy()),
+                         name="close-window", daemon=True).start()
         return False
 
     def _shutdown(self) -> None:
@@ -202,7 +197,12 @@ class Bridge:
             user=a.str("user").strip(), password=p.str("password"), auth=a.choice("auth", AUTH_MODES, "password"),
             from_address=a.str("from_address"), verify_certificates=a.bool("verify_certificates", True),
             allow_plaintext_auth=a.bool("allow_plaintext_auth", False), timeout=a.int("timeout", 30, 1, 600),
-            region=a.str("region") or None)
+            region=a.str("region") or None, **Bridge._imap_input(a))
+
+    @staticmethod
+    def _imap_input(a: Params) -> dict[str, Any]:  # the mailbox's IMAP server (empty: the provider's)
+        return {"imap_host": a.str("imap_host").strip(), "imap_port": a.int("imap_port", 0, 0, 65535) or None,
+                "imap_security": a.choice("imap_security", ("ssl", "starttls"), "ssl")}
 
     @staticmethod
     def _message_input(p: Params) -> MessageInput:
@@ -212,7 +212,7 @@ class Bridge:
         return MessageInput(subject=m.str("subject", max_len=MAX_SHORT), html=body if fmt == "html" else None,
                             text=body if fmt == "text" else None,
                             from_address=p.str("from_address") or p.obj("account").str("from_address"),
-                            unsubscribe=tuple(Bridge._unsubscribe_values(m)),
+                            unsubscribe=tuple(unsubscribe_values(m)),
                             delay_ms=p.int("delay_ms", DEFAULT_DELAY_MS, 0, 3_600_000))
 
     @staticmethod
@@ -238,19 +238,8 @@ class Bridge:
         connections = p.int("connections", 0, 0, MAX_CONNECTIONS) or None
         return SendOptions(limits=limits, retry=retry, connections=connections,
                            skip_problem_rows=p.bool("skip_problem_rows"), skip_sent_in=p.str("skip_sent_in") or None,
+                           skip_empty=tuple(f for f in p.str("skip_empty").split(",") if f),
                            sent_copy="auto" if p.obj("account").bool("sent_copy", True) else "never")
-
-    @staticmethod
-    def _unsubscribe_values(m: Params) -> list[str]:
-        raw = m._get("unsubscribe", None)
-        if raw is None:
-            return []
-        if isinstance(raw, str):
-            # Split between addresses, not inside a {{ field }} of the link.
-            raw = _UNSUB_RE.findall(raw) if raw.strip() else []
-        if not isinstance(raw, list) or not all(isinstance(x, str) and len(x) <= MAX_SHORT for x in raw) or len(raw) > 2:
-            raise Invalid("message.unsubscribe", "must be up to two addresses: an https:// link and/or a mailto:")
-        return list(raw)
 
     @staticmethod
     def _b64(p: Params, name: str, limit: int) -> bytes:
@@ -286,12 +275,11 @@ class Bridge:
             "verify_certificates": a.bool("verify_certificates", True),
             "allow_plaintext_auth": a.bool("allow_plaintext_auth", False), "region": a.str("region") or None,
             "channel": a.choice("channel", CHANNELS, "smtp"), "auth": a.choice("auth", AUTH_MODES, "password"),
-            "max_per_minute": a.int("max_per_minute", 0, 0, 10_000) or None,
-            "sent_copy": a.bool("sent_copy", True),
-        }
+            "max_per_minute": a.int("max_per_minute", 0, 0, 10_000) or None, "sent_copy": a.bool("sent_copy", True),
+            **self._imap_input(a)}
         message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
                    "format": m.choice("format", ("html", "text"), "html"),
-                   "unsubscribe": self._unsubscribe_values(m),
+                   "unsubscribe": unsubscribe_values(m),
                    "delay_ms": m.int("delay_ms", DEFAULT_DELAY_MS, 0, 3_600_000),
                    "connections": m.int("connections", 0, 0, MAX_CONNECTIONS) or None}
         return self._app.save_settings(account, message, remember=p.bool("remember_settings"),
@@ -414,8 +402,8 @@ class Bridge:
 
     @api
     def check_message(self, p: Params) -> dict[str, Any]:
-        """Every row whose message cannot be built, by line and field (each with its own fix)."""
-        return self._app.check(self._account_input(p), self._message_input(p))
+        """Review & send: each step's state, what is missing, warnings, problem rows by line."""
+        return self._app.review(self._account_input(p), self._message_input(p), self._options(p))
 
     @api
     def preview_message(self, p: Params) -> dict[str, Any]:
@@ -456,9 +444,19 @@ class Bridge:
             m, send = p.obj("draft").obj("message"), p.obj("draft").obj("send")
             return self._app.save_draft(SavedDraft(
                 subject=m.str("subject", max_len=MAX_TEXT), body=m.str("body", max_len=MAX_TEXT),
-                format=m.choice("format", ("html", "text"), "html"), unsubscribe=tuple(self._unsubscribe_values(m)),
+                format=m.choice("format", ("html", "text"), "html"), unsubscribe=tuple(unsubscribe_values(m)),
                 send={k: send.str(k, max_len=40) for k in DRAFT_SEND_FIELDS if send.has(k)}))
         return {"draft": self._app.load_draft() if action == "load" else self._app.clear_draft()}
+
+    @api
+    def check_replies(self, p: Params) -> dict[str, Any]:
+        """Bounces and replies read from the mailbox: one campaign (History's button), or (no id)
+        every campaign the automatic check is due for."""
+        kw = {"password": p.str("password"), "passphrase": self._phrase(p), "move_bounces": p.bool("move_bounces")}
+        if not p.str("id"):
+            return {"checked": self._app.track_due(**kw)}
+        out = self._app.track(p.str("id"), **kw)
+        return {"checked": [{**out.as_dict(), "summary": out.summary()}]}
 
     @api
     def campaign_details(self, p: Params) -> dict[str, Any]:
@@ -482,7 +480,7 @@ class Bridge:
         run = self._app.resend(p.str("id", required=True), include_uncertain=p.bool("include_uncertain"),
                                account=self._account_input(p) if p.has("account") else None,
                                passphrase=self._phrase(p))
-        return {"campaign": run.id, "total": run.total}
+        return {"campaign": run.id, "total": run.total, "left_out": run.left_out}
 
     @api
     def campaign_history(self, p: Params) -> dict[str, Any]:
@@ -608,7 +606,7 @@ class Bridge:
         name = self._app.template_save(
             p.str("name", required=True), subject=m.str("subject", max_len=MAX_SHORT),
             body=m.str("body", max_len=MAX_TEXT), fmt=m.choice("format", ("html", "text"), "html"),
-            unsubscribe=self._unsubscribe_values(m), overwrite=p.bool("overwrite"))
+            unsubscribe=unsubscribe_values(m), overwrite=p.bool("overwrite"))
         return {"name": name}
 
     @api

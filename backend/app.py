@@ -25,7 +25,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend import __version__, paths, plans, service
+from backend import __version__, paths, plans, review, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
 from backend.credentials import (
@@ -53,11 +53,29 @@ from backend.inputs import (
     UncertainLeft,
 )
 from backend.journal import Journal, repair_journal
+from backend.mailbox import track
 from backend.mailbox.imap import DEFAULT_IMAP_PORTS, ImapSettings
 from backend.mailbox.sent import FILES_ITS_OWN
 from backend.mailbox.sent import MODES as SENT_COPY_MODES
-from backend.model import DEFAULT_MAX_FAILURES, ResultRow, RetryPolicy, iso, utc_now
-from backend.presets import MAX_CONNECTIONS, PRESETS, gmail_api_limits, imap_server, preset_host
+from backend.microsoft_auth import KEY_CACHE as MICROSOFT_CACHE
+from backend.microsoft_auth import (
+    DeviceSignIn,
+    MicrosoftAccount,
+    MicrosoftTokenSource,
+    check_client_id,
+    check_tenant,
+)
+from backend.microsoft_auth import SignIn as MicrosoftSignIn
+from backend.microsoft_auth import saved_profile as microsoft_profile
+from backend.model import DEFAULT_MAX_FAILURES, SENT_STATUSES, ResultRow, RetryPolicy, iso, utc_now
+from backend.presets import (
+    MAX_CONNECTIONS,
+    PRESETS,
+    gmail_api_limits,
+    imap_server,
+    microsoft_limits,
+    preset_host,
+)
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.runs import Run
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
@@ -87,8 +105,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 LOCAL_INBOX = "local-inbox"
+# A pasted list is kept in the draft up to this many characters (a file: its path).
+DRAFT_TEXT_MAX = 2_000_000
+# The window reads each campaign's bounces and replies by itself for this long after it was sent,
+# at most this often.
+TRACK_DAYS, TRACK_EVERY_S = 3, 600
 SENT_AGAIN_DAYS = 30  # the same list to the same account within this many days: ask first
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+MICROSOFT_PROVIDERS = ("outlook", "office365")  # SMTP with XOAUTH2 there logs in with the Microsoft sign-in
+MICROSOFT_SMTP_HOSTS = ("smtp.office365.com", "smtp-mail.outlook.com")
 _PREVIEW_HEADERS = {"from", "to", "reply-to", "subject", "date", "list-unsubscribe", "list-unsubscribe-post"}
 
 
@@ -146,6 +171,9 @@ class App:
         self.attachments: list[tuple[str, Attachment]] = []
         self.attach_column: str | None = None
         self.attach_dir: Path | None = None
+        self._attachment_paths: dict[str, str] = {}  # attachment id -> the file it was read from
+        self._tested: set[str] = set()  # accounts whose connection test passed in this session
+        self._tracked_at: dict[str, float] = {}  # campaign -> when its mailbox was last read (monotonic)
 
     # -- what the app has ------------------------------------------------------------------
 
@@ -241,6 +269,17 @@ class App:
         """The saved Google sign-in, unlocked with the passphrase given now or earlier."""
         return _google().GoogleAccount(self.store, self.use_passphrase(passphrase))
 
+    def microsoft(self, passphrase: str | None = None) -> MicrosoftAccount:
+        """The saved Microsoft sign-in, unlocked with the passphrase given now or earlier."""
+        return MicrosoftAccount(self.store, self.use_passphrase(passphrase))
+
+    def token_source(self, provider: str | None, host: str, passphrase: str | None = None) -> Any:
+        """What SMTP's XOAUTH2 login uses: the Microsoft sign-in for Outlook.com and Microsoft
+        365, else the Google one."""
+        if provider in MICROSOFT_PROVIDERS or host.lower() in MICROSOFT_SMTP_HOSTS:
+            return MicrosoftTokenSource(self.microsoft(passphrase))
+        return _google().TokenSource(self.google(passphrase), "smtp")
+
     def password(self, user: str, host: str, given: str = "", passphrase: str | None = None) -> str:
         """The password given now, else the one saved for this account."""
         if given:
@@ -273,7 +312,7 @@ class App:
             values = {"host": a.host.strip(), "security": security, "port": a.port or DEFAULT_PORTS[security]}
         user, password, token_source = a.user.strip(), "", None
         if a.auth == "xoauth2":
-            token_source = _google().TokenSource(self.google(passphrase), "smtp")
+            token_source = self.token_source(a.provider, str(values["host"]), passphrase)
             user = user or token_source.email
         elif user and need_password:
             password = self.password(user, str(values["host"]), a.password, passphrase)
@@ -290,9 +329,11 @@ class App:
         account = {"provider": LOCAL_INBOX, "host": self.inbox.host, "port": self.inbox.start(),
                    "security": "none", "user": "", "from_address": "Me <me@example.com>",
                    "verify_certificates": True, "allow_plaintext_auth": False, "region": None,
-                   "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True}
+                   "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True,
+                   "imap_host": "", "imap_port": None, "imap_security": "ssl"}
         message = {"subject": "Hello {{ name | default('there') }}",
-                   "body": "<p>Hi {{ name | default('there') }},</p>\n<p>...</p>",
+                   "body": "<p>Hi {{ name | default('there') }},</p>\n<p>Write your message here: each "
+                           "person gets their own copy, with their name above.</p>\n<p>Best wishes,<br>Me</p>",
                    "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
         if saved:
             account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
@@ -338,12 +379,55 @@ class App:
     def save_draft(self, d: SavedDraft) -> dict[str, Any]:
         """Keep the campaign being written (the message and the Send settings; never a
         password), replaced at once: a crash leaves the previous one."""
-        saved = iso(utc_now())
+        saved, inputs = iso(utc_now()), self._draft_inputs()
+        if not (d.subject.strip() or d.body.strip() or inputs):  # nothing written yet: nothing to restore
+            self._draft_path().unlink(missing_ok=True)
+            return {"saved": None}
         data = {"saved": saved, "message": {"subject": d.subject, "body": d.body, "format": d.format,
                                             "unsubscribe": list(d.unsubscribe)},
-                "send": {k: v for k, v in d.send.items() if k in DRAFT_SEND_FIELDS}}
+                "send": {k: v for k, v in d.send.items() if k in DRAFT_SEND_FIELDS}, **inputs}
         paths.atomic_write(self._draft_path(), json.dumps(data, ensure_ascii=False).encode("utf-8"))
         return {"saved": saved}
+
+    def _draft_inputs(self) -> dict[str, Any]:
+        """This session's list (its file's path, or the pasted text up to DRAFT_TEXT_MAX), its
+        column choices and the attached files' paths, for the draft."""
+        out: dict[str, Any] = {}
+        kind, value = self._source or ("", None)
+        if kind == "file" or (kind == "text" and len(value) <= DRAFT_TEXT_MAX):
+            out["list"] = {"kind": kind, "value": str(value), "columns": list(self.columns),
+                           "attach_column": self.attach_column,
+                           "attach_dir": str(self.attach_dir) if self.attach_dir else None}
+        files = [self._attachment_paths[i] for i, _ in self.attachments if i in self._attachment_paths]
+        if files:
+            out["attachments"] = files
+        return out
+
+    def _restore_inputs(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The draft's list and files read again at start (once, when this session has none); what
+        cannot be read any more is said, never raised."""
+        restored: dict[str, Any] = {}
+        listed = data.get("list") or {}
+        if self.imported is None and listed.get("kind") in ("file", "text"):
+            email_col, name_col = (list(listed.get("columns") or []) + [None, None])[:2]
+            try:
+                self.import_recipients((listed["kind"], str(listed["value"])), email_col, name_col)
+                if listed.get("attach_dir"):
+                    self.attach_dir = Path(listed["attach_dir"])
+                if listed.get("attach_column"):
+                    self.set_attachment_column(str(listed["attach_column"]))
+                restored["list"] = self.imported.summary() if self.imported else None
+                restored["preview"] = self.list_preview(self.imported) if self.imported else None
+            except MailerError as exc:
+                restored["list_error"] = exc.message
+        if not self.attachments and data.get("attachments"):
+            for path in [str(p) for p in data.get("attachments") or []]:
+                try:
+                    self.add_attachment_files([path])
+                except MailerError as exc:
+                    restored.setdefault("missing", []).append(exc.message)
+            restored["attachments"] = [a.filename for _, a in self.attachments]
+        return restored
 
     def load_draft(self) -> dict[str, Any] | None:
         """The draft kept last time, or None (none, or one that cannot be read: it is ignored)."""
@@ -354,7 +438,8 @@ class App:
                     "message": {"subject": str(m["subject"]), "body": str(m["body"]),
                                 "format": "text" if m.get("format") == "text" else "html",
                                 "unsubscribe": [str(u) for u in m.get("unsubscribe") or []][:2]},
-                    "send": {k: str(v) for k, v in send.items() if k in DRAFT_SEND_FIELDS}}
+                    "send": {k: str(v) for k, v in send.items() if k in DRAFT_SEND_FIELDS},
+                    "restored": self._restore_inputs(data)}
         except FileNotFoundError:
             return None
         except (OSError, MailerError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -362,8 +447,11 @@ class App:
             return None
 
     def clear_draft(self) -> None:
-        """Start a new campaign: the kept draft goes."""
+        """Start a new campaign: the kept draft goes, with this session's list and files."""
         self._draft_path().unlink(missing_ok=True)
+        self.imported, self._source, self.columns = None, None, (None, None)
+        self.attachments, self._attachment_paths = [], {}
+        self.attach_column, self.attach_dir = None, None
 
     def forget_password(self, user: str, host: str, passphrase: str | None = None) -> None:
         self.store.delete(account_key(user.strip(), host.strip()), passphrase or self._passphrase)
@@ -384,12 +472,33 @@ class App:
                     "seconds": round(time.monotonic() - started, 3)}
             return {"steps": [step], "verify_certificates": True, "authenticated_as": token.email,
                     "channel": "gmail"}
+        if a.channel == "microsoft":
+            return self._verify_microsoft(passphrase)
         settings, _ = self.smtp_settings(a, passphrase=passphrase)
         result = diagnose(settings, check_sender=check_sender, check_domain=check_domain)
         if result.error is not None:
             raise CheckFailed(result.error, [step.as_dict() for step in result.steps])
+        self._tested.add(plans.smtp_account_key(settings))
         return {"steps": [step.as_dict() for step in result.steps], "verify_certificates": settings.verify_certificates,
                 "authenticated_as": settings.user or None}
+
+    def _verify_microsoft(self, passphrase: str | None) -> dict[str, Any]:
+        account = self.microsoft(passphrase)
+        email = account.require("graph")["email"]
+        started = time.monotonic()
+        account.access_token("graph", force_refresh=True)  # Microsoft confirms the sign-in is still good
+        step = {"name": "auth", "title": "Microsoft sign-in", "status": "ok", "ok": True,
+                "detail": f"Microsoft renewed the sign-in of {email}: Microsoft Graph will accept it",
+                "seconds": round(time.monotonic() - started, 3)}
+        return {"steps": [step], "verify_certificates": True, "authenticated_as": email, "channel": "microsoft"}
+
+    def tested(self, a: AccountInput) -> bool:
+        """Whether this account is known to work: its connection test passed in this session, or a
+        campaign sent through it before (the local test inbox and Gmail API need no test)."""
+        key = self.account_key(a)
+        if key is None or a.channel in ("gmail", "microsoft"):
+            return True
+        return key in self._tested or any(c.account == key and c.counts.get("sent") for c in self.journal.campaigns())
 
     def diagnose(self, a: AccountInput, *, check_sender: bool = False, check_domain: bool = False) -> Any:
         """The connection check's full result (for a face that prints every step itself)."""
@@ -480,6 +589,79 @@ class App:
         self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
         return result
 
+    # -- Sign in with Microsoft ------------------------------------------------------------
+
+    def microsoft_status(self) -> dict[str, Any]:
+        """Who is signed in with Microsoft (readable while the store is locked), what the sign-in
+        allows, the limits that apply, and the sign-in under way."""
+        profile = microsoft_profile() or {}
+        key, lim = microsoft_limits(bool(profile.get("consumer", True)))
+        scopes = list(profile.get("scopes") or [])
+        return {"signed_in": bool(profile), "email": profile.get("email"), "consumer": bool(profile.get("consumer")),
+                "graph": any(s.endswith("/Mail.Send") for s in scopes), "smtp": any(s.endswith("/SMTP.Send") for s in scopes),
+                "signed_in_at": profile.get("signed_in"), "locked": self.locked, "profile": profile,
+                "provider": key, "sign_in": dict(self.sign_in_state),
+                "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
+
+    def microsoft_sign_in(self, client_id: str | None = None, tenant: str | None = None, *, device_code: bool = False,
+                          passphrase: str | None = None, open_browser: bool = True) -> dict[str, Any]:
+        """Start Microsoft's sign-in: in the system browser (or not: the face shows the address),
+        or with a device code. Returns {url, user_code, message}; microsoft_status follows it and
+        wait_sign_in() blocks until it ends."""
+        self.ensure_idle()
+        client_id = check_client_id(client_id or (microsoft_profile() or {}).get("client_id"))
+        tenant = check_tenant(tenant)
+        account = self.microsoft(passphrase)
+        account.check_store()  # the passphrase is checked before the browser opens
+        if self._sign_in is not None:
+            self._sign_in.cancel()
+        import webbrowser
+
+        flow: Any = DeviceSignIn(client_id, tenant) if device_code else MicrosoftSignIn(
+            client_id, tenant, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
+        url = flow.start()
+        self._sign_in, self._sign_in_error = flow, None
+        self._sign_in_done.clear()
+        started = {"url": url, "user_code": flow.user_code, "message": getattr(flow, "message", "") or None}
+        self.sign_in_state = {"state": "waiting", "error": None, "purpose": "microsoft", **started}
+        threading.Thread(target=self._finish_microsoft, args=(flow, account), name="microsoft-sign-in",
+                         daemon=True).start()
+        return started
+
+    def _finish_microsoft(self, flow: Any, account: MicrosoftAccount) -> None:
+        error: MailerError | None = None
+        try:
+            signed = flow.wait()
+            account.save(signed)
+            state: dict[str, Any] = {"state": "signed_in", "url": None, "error": None, "email": signed.email,
+                                     "consumer": signed.consumer}
+        except MailerError as exc:
+            cancelled = "cancelled in Bulk Mailer" in exc.message
+            state, error = {"state": "cancelled" if cancelled else "failed", "url": None, "error": exc.describe()}, exc
+        except Exception:
+            log.exception("Microsoft sign-in failed unexpectedly")
+            state = {"state": "failed", "url": None,
+                     "error": internal_error("The Microsoft sign-in stopped because of an unexpected error.")}
+            error = OAuthError("the Microsoft sign-in stopped because of an unexpected error", category="internal_error")
+        if self._sign_in is flow:
+            self.sign_in_state, self._sign_in_error = {**state, "purpose": "microsoft"}, error
+            self._sign_in_done.set()
+
+    def has_microsoft_token(self) -> bool:
+        return self.store.has(MICROSOFT_CACHE)
+
+    def microsoft_cancel_sign_in(self) -> None:
+        self.google_cancel_sign_in()  # one sign-in waits at a time, Google's or Microsoft's
+
+    def microsoft_sign_out(self, passphrase: str | None = None) -> dict[str, Any]:
+        """Delete the Microsoft sign-in (MSAL's cache, refresh token included) here."""
+        self.ensure_idle()
+        if microsoft_profile() is None and not self.store.has(MICROSOFT_CACHE):
+            return {"email": None, "revoked": None, "signed_in": False, "apps_page": None}
+        result = self.microsoft(passphrase).sign_out()
+        self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
+        return result
+
     # -- recipients ------------------------------------------------------------------------
 
     def import_recipients(self, source: tuple[str, Any], email_column: str | None = None,
@@ -526,7 +708,10 @@ class App:
     # -- attachments (this session's files for everyone, and per-recipient files) ----------
 
     def add_attachment_files(self, files: list[str]) -> None:
-        self.attachments += [(secrets.token_hex(8), a) for a in load_attachments(files)]
+        for path, attachment in zip(files, load_attachments(files), strict=True):
+            key = secrets.token_hex(8)
+            self.attachments.append((key, attachment))
+            self._attachment_paths[key] = str(Path(path).resolve())  # kept in the draft
 
     def add_attachment_data(self, name: str, data: bytes) -> None:
         """A file for everyone from its content (browser mode's file field)."""
@@ -555,6 +740,8 @@ class App:
         """The From of a campaign: as given for SMTP; for the Gmail API, the signed-in address
         (known without unlocking the store) with the name given."""
         from_address = m.from_address or a.from_address
+        if a.channel == "microsoft":
+            return self._microsoft_sender(from_address)
         if a.channel != "gmail":
             return from_address
         profile = _google().saved_profile()
@@ -563,6 +750,15 @@ class App:
                              fix=("Click Sign in with Google in the Account section, or run "
                                   "bulk-mailer gmail login --client-secrets FILE.",))
         return service.gmail_sender(from_address, profile["email"])
+
+    @staticmethod
+    def _microsoft_sender(from_address: str) -> str:
+        profile = microsoft_profile()
+        if profile is None:
+            raise OAuthError("sign in with Microsoft first: Microsoft Graph sends as the signed-in account",
+                             category="microsoft_sign_in", fix=("Click Sign in with Microsoft in the Account "
+                                                                "section, or run bulk-mailer microsoft login.",))
+        return service.gmail_sender(from_address, profile["email"], "Microsoft Graph")
 
     def draft(self, m: MessageInput, from_address: str, imported: ImportResult | None = None, *,
               suppress: bool = True) -> service.Draft:
@@ -592,12 +788,16 @@ class App:
         return {"problems": RowProblems(problems).rows() if problems else [], "warnings": self.warnings(draft)}
 
     def warnings(self, draft: service.Draft, *, strict_fields: bool = False) -> list[str]:
-        """What may be a mistake though every message builds: large messages, fields the message
-        prints that are empty for some rows (an error with strict_fields: nothing is sent)."""
+        """What may be a mistake though every message builds (review.content_warnings: large
+        messages, empty fields, http links, ...); empty fields are an error with strict_fields."""
         if strict_fields:
             service.strict_fields(draft)
-        size = draft.size_warning()
-        return ([size] if size else []) + [e.words() for e in service.empty_fields(draft)]
+        return [w.text for w in review.content_warnings(draft)]
+
+    def review(self, a: AccountInput, m: MessageInput, options: SendOptions) -> dict[str, Any]:
+        """The step list and Review & send: each step's state and summary, what is missing, the
+        number of messages, the server, limits and duration, warnings, the confirmation."""
+        return review.review(self, a, m, options).as_dict()
 
     def dry_run(self, draft: service.Draft) -> list[MailerError]:
         """Build every message as it would be sent, without connecting; every problem."""
@@ -633,6 +833,13 @@ class App:
             from backend.transports.gmail import GmailTransport
 
             transport = GmailTransport(account)
+        elif a.channel == "microsoft":
+            ms = self.microsoft(passphrase)
+            ms.require("graph")
+            draft = self.draft(m, self._microsoft_sender(m.from_address or a.from_address))
+            from backend.transports.graph import GraphTransport
+
+            transport = GraphTransport(ms)
         else:
             settings, _ = self.smtp_settings(a, passphrase=passphrase)
             draft = self.draft(m, settings.from_address or m.from_address or a.from_address)
@@ -640,7 +847,7 @@ class App:
         index = min(max(index, 1), max(len(draft.recipients), 1))
         original = draft.recipients[index - 1]
         me = type(original)(draft.sender.address, {**original.fields}, original.line)
-        out = draft.outgoing(me, smtputf8=a.channel == "gmail")
+        out = draft.outgoing(me, smtputf8=a.channel in ("gmail", "microsoft"))
         try:
             transport.open()
             transport.send(Envelope(draft.sender.address, (draft.sender.address,)), out.data)
@@ -666,10 +873,24 @@ class App:
                                  fix=("Sign in again with Google.",))
             return draft, plans.gmail_plan(draft, account, token.email, token.workspace, provider=a.provider,
                                            attach=attach)
+        if a.channel == "microsoft":
+            ms = self.microsoft(passphrase)
+            profile = ms.require("graph")
+            draft = draft_for(profile["email"])
+            return draft, plans.graph_plan(draft, ms, profile["email"], bool(profile.get("consumer")), attach=attach)
         settings, local = self.smtp_settings(a, passphrase=passphrase)
         imap = self.sent_copy_settings(a, settings, local, sent_copy)
         draft = draft_for(settings.from_address)
-        return draft, plans.with_sent_copy(plans.smtp_plan(draft, settings, local_inbox=local, attach=attach), imap)
+        plan = plans.with_sent_copy(plans.smtp_plan(draft, settings, local_inbox=local, attach=attach), imap)
+        return draft, plans.with_mailbox(plan, imap or self._mailbox_of(a, settings, local))
+
+    def _mailbox_of(self, a: AccountInput, settings: SmtpSettings, local: bool) -> ImapSettings | None:
+        """The account's mailbox where one is known (the IMAP server given, or the provider's), kept
+        with the campaign so its bounces and replies can be read later, copy in Sent or not."""
+        try:
+            return self.sent_copy_settings(a, settings, local, "always") if not local else None
+        except MailerError:
+            return None
 
     def sent_copy_settings(self, a: AccountInput, settings: SmtpSettings, local: bool,
                            mode: str = "auto") -> ImapSettings | None:
@@ -690,6 +911,11 @@ class App:
         if settings.auth == "xoauth2":
             raise SettingsError("sent_copy", "with Sign in with Google, Gmail files the copy in Sent itself: "
                                 "choose --sent-copy auto or never")
+        return self._imap_settings(a, settings, host, known)
+
+    @staticmethod
+    def _imap_settings(a: AccountInput, settings: SmtpSettings, host: str,
+                       known: tuple[str, int, str] | None) -> ImapSettings:
         security = a.imap_security or (known[2] if known and not a.imap_host.strip() else None) \
             or ("starttls" if a.imap_port == 143 else "ssl")
         port = a.imap_port or (known[1] if known and not a.imap_host.strip() else DEFAULT_IMAP_PORTS.get(security, 993))
@@ -703,7 +929,7 @@ class App:
                              mode: str) -> plans.Plan:
         """A resumed campaign files its copies where it did (never: not any more)."""
         kept = spec.get("sent_copy")
-        if not kept or mode == "never" or plan.gmail is not None:
+        if not kept or mode == "never" or plan.gmail is not None or plan.microsoft is not None:
             return plans.with_sent_copy(plan, None)
         password = os.environ.get("BULK_MAILER_IMAP_PASSWORD") or settings.password
         return plans.with_sent_copy(plan, ImapSettings(**kept, password=password, timeout=settings.timeout).validated())
@@ -716,12 +942,15 @@ class App:
             if draft is not None:
                 return draft
             sender = service.gmail_sender(m.from_address or a.from_address, signed_in) if a.channel == "gmail" \
+                else self._microsoft_sender(m.from_address or a.from_address) if a.channel == "microsoft" \
                 else (m.from_address or a.from_address)
             return self.draft(m, sender)
 
         draft, plan = self.plan(a, draft_for, attach=m.attach, passphrase=passphrase, sent_copy=options.sent_copy)
         if options.skip_sent_in:
             self._skip_sent(draft, options.skip_sent_in)
+        if options.skip_empty:
+            service.exclude_empty(draft, options.skip_empty)
         problems = draft.problems()
         if problems and options.skip_problem_rows:
             service.exclude_problem_rows(draft, problems)
@@ -734,11 +963,14 @@ class App:
     def account_key(self, a: AccountInput) -> str | None:
         """The journal's key of an account (what the daily quota and "already sent" count by);
         None for the local test inbox, or when the settings are not complete yet."""
-        if a.provider == LOCAL_INBOX:
-            return None
         if a.channel == "gmail":
             profile = _google().saved_profile()
             return plans.gmail_account_key(profile["email"]) if profile else None
+        if a.channel == "microsoft":
+            ms = microsoft_profile()
+            return plans.microsoft_account_key(ms["email"]) if ms else None
+        if a.provider == LOCAL_INBOX:
+            return None
         try:
             return plans.smtp_account_key(self.smtp_settings(a, need_password=False)[0])
         except MailerError:
@@ -761,7 +993,7 @@ class App:
             rows = self.journal.rows(info.id)
             listed = {r.recipient.email.lower() for r in rows}
             meant = {r.recipient.email.lower() for r in rows if r.result.status != "skipped"}
-            sent = {r.recipient.email.lower() for r in rows if r.result.status == "sent"}
+            sent = {r.recipient.email.lower() for r in rows if r.result.status in SENT_STATUSES}
             if sent and now <= listed and meant <= now:
                 return {"campaign": info.id, "created": info.created, "account": info.account,
                         "sent": len(sent & now), "total": len(now), "not_yet": len(now - sent)}
@@ -769,7 +1001,7 @@ class App:
 
     def _skip_sent(self, draft: service.Draft, cid: str) -> None:
         """Leave out whoever campaign cid already sent to (Send only to those not yet sent)."""
-        sent = {r.recipient.email.lower() for r in self.journal.rows(self.campaign_id(cid), ["sent"])}
+        sent = {r.recipient.email.lower() for r in self.journal.rows(self.campaign_id(cid), SENT_STATUSES)}
         for recipient in [r for r in draft.recipients if r.email.lower() in sent]:
             draft.exclude(recipient, f"not sent: already sent in campaign {cid}")
 
@@ -854,6 +1086,15 @@ class App:
             plan = plans.gmail_plan(draft, account, token.email, token.workspace)
             plan.spec = spec
             return plans.as_before(plan, spec)
+        if service.channel_of(spec) == "microsoft":
+            ms = self.microsoft(passphrase)
+            email, was = ms.require("graph")["email"], (spec.get("microsoft") or {}).get("email") or ""
+            if email.lower() != was.lower():
+                raise OAuthError(f"this campaign was sent as {was}, but you are signed in with Microsoft as {email}",
+                                 category="microsoft_sign_in", fix=(f"Sign in with Microsoft as {was} and resume again.",))
+            plan = plans.graph_plan(draft, ms, email, ms.consumer)
+            plan.spec = spec
+            return plans.as_before(plan, spec)
         if req.account is not None and req.use_current_settings is not False and self._use_current(spec, req):
             settings, local = self.smtp_settings(req.account, passphrase=passphrase)
             fresh = plans.smtp_plan(draft, settings, local_inbox=local)
@@ -866,7 +1107,7 @@ class App:
         if spec["settings"].get("local_inbox"):
             saved.update(host=self.inbox.host, port=self.inbox.start())  # a new port every run
         if saved.get("auth") == "xoauth2":
-            saved.update(password="", token_source=_google().TokenSource(self.google(passphrase), "smtp"))
+            saved.update(password="", token_source=self.token_source(saved.get("provider"), saved["host"], passphrase))
         else:
             # The password given now only goes to the server it was given for.
             mine = req.account is not None and (req.account.user, req.account.host) == (saved["user"], saved["host"])
@@ -961,13 +1202,89 @@ class App:
                 attach=m.get("attach") or (), attach_column=m.get("attach_column"), attach_dir=m.get("attach_dir"),
                 unsubscribe=m.get("unsubscribe") or ())
             draft.attachments += [a for _, a in self.attachments] if m.get("uploaded_attachments") else []
-            service.apply_suppression(draft, self.suppression)
+            # Bounced recipients are never failed ones (a bounce came after the server accepted
+            # the message), and they are on the suppression list: both are left out, and said so.
+            suppressed = service.apply_suppression(draft, self.suppression)
+            bounced = len(self.journal.rows(cid, ["bounced"]))
+            left_out = {"bounced": bounced, "suppressed": suppressed,
+                        "words": f"left out: {bounced} bounced address{'es' if bounced != 1 else ''} and "
+                                 f"{suppressed} on the suppression list"}
             if not draft.recipients:
-                raise NothingLeft("nobody is left to send to in that campaign")
+                raise NothingLeft(f"nobody is left to send to in that campaign ({left_out['words']})")
             req = ResumeRequest(account=account, use_current_settings=False)
             plan = self._plan_from_spec(draft, {**spec, "settings": spec.get("settings")}, req, passphrase)
             plan.spec = {k: v for k, v in spec.items() if k not in ("attempts_before", "deferred_until")}
-            return self._start(Run(draft, plan, self.journal, self.emit))
+            run = Run(draft, plan, self.journal, self.emit)
+            run.left_out = left_out
+            self.emit({"type": "resend-left-out", "campaign": run.id, "of": cid, **left_out})
+            return self._start(run)
+
+    # -- after sending: bounces and replies from the user's own mailbox ------------------------
+
+    def track_settings(self, cid: str, account: AccountInput | None = None, *, password: str = "",
+                       passphrase: str | None = None) -> ImapSettings:
+        """The mailbox to read for a campaign: the account given (its provider's IMAP server or
+        --imap-host), else the campaign's own (where it filed copies in Sent, else its provider's).
+        The password: the one given, $BULK_MAILER_IMAP_PASSWORD, else the one saved."""
+        imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
+        if account is not None and (account.provider or account.host.strip() or account.imap_host.strip()):
+            settings, local = self.smtp_settings(
+                dataclasses.replace(account, password=account.password or password or imap_env),
+                passphrase=passphrase)
+            known = imap_server(settings.provider) if not local else None
+            host = account.imap_host.strip() or (known[0] if known else "")
+            if local or not host:
+                raise SettingsError("imap_host", "reading bounces and replies needs the mailbox's IMAP server: give "
+                                    "--imap-host (e.g. imap.example.com) or a --provider that has one")
+            return self._imap_settings(account, settings, host, known)
+        spec = self.journal.spec(cid)
+        if service.channel_of(spec) in ("gmail", "microsoft"):
+            raise SettingsError("imap_host", "a Gmail API or Microsoft Graph campaign's mailbox is read over IMAP with an app password: "
+                                "give --provider gmail --user you@gmail.com (and the app password in "
+                                "$BULK_MAILER_IMAP_PASSWORD)")
+
+        def secret(user: str, host: str) -> str:
+            return password or imap_env or self.password(user, host, "", passphrase)
+
+        return track.campaign_mailbox(spec, secret)
+
+    def check_mailbox(self, a: AccountInput, *, password: str = "", passphrase: str | None = None) -> dict[str, Any]:
+        """Log in to the account's mailbox over IMAP (read-only) and name its INBOX, Sent and Junk
+        folders: `verify --imap`, and the window's check before "Check replies and bounces"."""
+        if not (a.provider or a.host.strip() or a.imap_host.strip()):
+            raise SettingsError("imap_host", "give the mailbox's IMAP server (--imap-host) or a --provider")
+        return track.check_mailbox(self.track_settings("", a, password=password, passphrase=passphrase))
+
+    def track(self, cid: str, account: AccountInput | None = None, *, password: str = "",
+              passphrase: str | None = None, move_bounces: bool = False) -> track.TrackOutcome:
+        """Read a campaign's bounces and replies from INBOX and Junk (read-only: EXAMINE and
+        BODY.PEEK, no flag set, nothing moved or deleted) and record them in the journal; bounced
+        addresses go on the suppression list. A second run reads only new messages."""
+        cid = self.campaign_id(cid)
+        self._tracked_at[cid] = time.monotonic()  # tried: the automatic check waits its interval
+        settings = self.track_settings(cid, account, password=password, passphrase=passphrase)
+        return track.Tracker(self.journal, cid, settings, emit=self.emit, move_bounces=move_bounces,
+                             suppress=lambda addresses: self.suppression.add(addresses, reason="bounced")).run()
+
+    def track_due(self, *, password: str = "", passphrase: str | None = None,
+                  move_bounces: bool = False) -> list[dict[str, Any]]:
+        """The window's automatic check: every campaign that sent something in the last 3 days
+        (not into the local test inbox), each at most every 10 minutes; a campaign whose mailbox
+        cannot be read is reported with its error, never raised."""
+        since, now, out = iso(utc_now() - dt.timedelta(days=TRACK_DAYS)), time.monotonic(), []
+        for info in self.journal.campaigns():
+            last = self._tracked_at.get(info.id)
+            if (info.created < since or (last is not None and now - last < TRACK_EVERY_S)
+                    or not any(info.counts.get(k) for k in ("sent", "bounced", "replied", "auto_replied"))
+                    or (self.journal.spec(info.id).get("settings") or {}).get("local_inbox")):
+                continue
+            try:
+                outcome = self.track(info.id, password=password, passphrase=passphrase, move_bounces=move_bounces)
+            except MailerError as exc:
+                out.append({"campaign": info.id, "error": exc.describe()})
+            else:
+                out.append({**outcome.as_dict(), "summary": outcome.summary()})
+        return out
 
     def interrupted(self) -> list[dict[str, Any]]:
         """Campaigns the app died in while sending, with something left: to announce at once."""

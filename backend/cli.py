@@ -43,18 +43,14 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
 
 
-def _app(**kw: Any) -> App:
-    """The core, imported when a command runs: `--help` and usage errors need none of it."""
-    from backend.app import App
-
-    return App(**kw)
-
-
 def _core(name: str) -> Any:
-    """A constant of the core (backend.app), read when it is needed."""
+    """A name of the core (backend.app), imported when a command runs: `--help` needs none of it."""
     from backend import app
-
     return getattr(app, name)
+
+
+def _app(**kw: Any) -> App:
+    return _core("App")(**kw)
 
 
 log = logging.getLogger("bulk_mailer")
@@ -98,7 +94,7 @@ def _passphrase(app: App, stdin: TextIO, *, optional: bool = False) -> str | Non
 def _account(args: argparse.Namespace, stdin: TextIO, app: App, *, need_password: bool = True) -> AccountInput:
     """The account options as the core's input; the password from $BULK_MAILER_PASSWORD or stdin."""
     channel = getattr(args, "channel", "smtp")
-    if args.auth == "xoauth2" or channel == "gmail":
+    if args.auth == "xoauth2" or channel != "smtp":
         _passphrase(app, stdin, optional=not need_password)
     password = _read_password(args.user, args.password_stdin, stdin) \
         if need_password and args.auth == "password" and channel == "smtp" else ""
@@ -299,6 +295,10 @@ def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         return EXIT_NOTHING_SENT
     who = f" as {settings.user}" if settings.user else " (no login)"
     print(f"Connection OK: {settings.host}:{settings.port} ({_security_words(settings.security)}){who}.", file=err)
+    if args.imap:
+        box = app.check_mailbox(_account(args, stdin, app), password=os.environ.get("BULK_MAILER_IMAP_PASSWORD", ""))
+        print(f"Mailbox OK: {box['host']}:{box['port']} ({box['security']}) as {box['user']}; Sent folder: "
+              f"{box['sent'] or 'none found'}; Junk folder: {box['junk'] or 'none found'}.", file=err)
     return EXIT_OK
 
 
@@ -319,7 +319,7 @@ def _detect(app: App, args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     return EXIT_OK
 
 
-def _refuse_smtp_flags_with_gmail(args: argparse.Namespace) -> None:
+def _refuse_smtp_flags_with_api(args: argparse.Namespace) -> None:
     smtp_only = [flag for flag, given in (("--host", args.host), ("--port", args.port), ("--user", args.user),
                                            ("--security", args.security), ("--auth", args.auth != "password"),
                                            ("--password-stdin", args.password_stdin),
@@ -328,6 +328,9 @@ def _refuse_smtp_flags_with_gmail(args: argparse.Namespace) -> None:
                                            ("--ca-file", args.ca_file),
                                            ("--insecure-skip-verify", args.insecure_skip_verify),
                                            ("--allow-plaintext-auth", args.allow_plaintext_auth)) if given]
+    if args.channel == "microsoft" and (smtp_only or args.provider):
+        raise UsageError(f"{', '.join(smtp_only) or '--provider'}: SMTP settings do not go with --channel microsoft, "
+                         "which sends through Microsoft Graph as the account signed in with Microsoft")
     if smtp_only or (args.provider and args.provider not in GMAIL_API_LIMITS):
         what = ", ".join(smtp_only) or f"--provider {args.provider}"
         raise UsageError(f"{what}: SMTP settings do not go with --channel gmail, which sends as the account "
@@ -359,8 +362,8 @@ def _message(args: argparse.Namespace) -> MessageInput:
     html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
     if html is None and text is None:
         raise UsageError("give --html-file or --text-file (or both)")
-    if args.channel == "gmail":
-        _refuse_smtp_flags_with_gmail(args)
+    if args.channel != "smtp":
+        _refuse_smtp_flags_with_api(args)
     elif not args.from_address:
         raise UsageError("give --from, the sender address (e.g. \"Me <me@example.com>\")")
     if args.attach_column and not args.attach_dir:
@@ -443,9 +446,9 @@ def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, accoun
         rep.line(f"Note: campaign {past['id']} was interrupted ({past['left_to_send']} not sent yet, "
                  f"{past['counts'].get('uncertain', 0)} uncertain); continue it with: bulk-mailer resume {past['id']}")
     n = len(draft.recipients)
-    if plan.gmail:
-        rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) through the Gmail API "
-                 f"as {draft.sender.address}")
+    if plan.gmail or plan.microsoft:
+        rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) through "
+                 f"{'the Gmail API' if plan.gmail else 'Microsoft Graph'} as {draft.sender.address}")
     else:
         s = plan.spec["settings"]
         rep.line(f"Sending to {n} recipient{'' if n == 1 else 's'} ({imported.summary()}) via "
@@ -555,7 +558,7 @@ def _resume_account(args: argparse.Namespace, stdin: TextIO, app: App, spec: dic
     """The account options given (--use-current-settings), else the campaign's account with the
     password read the terminal's way."""
     saved = spec.get("settings") or {}
-    if spec.get("channel") == "gmail" or saved.get("auth") == "xoauth2":
+    if spec.get("channel") in ("gmail", "microsoft") or saved.get("auth") == "xoauth2":
         _passphrase(app, stdin)
     if args.use_current_settings:
         return _account(args, stdin, app)
@@ -604,6 +607,31 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     outcome = _wait(run, rep)
     _copies_words(run, rep)
     return _finish(app, args, rep, err, outcome, run.draft, run.draft.imported, run.provider)
+
+
+def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    app = _app()
+    imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
+    named = bool(args.provider or args.host or args.imap_host)
+    account = _account(args, stdin, app, need_password=not imap_env) if named else None
+    password = "" if named else imap_env or (_read_password(args.user or "the mailbox", args.password_stdin, stdin)
+                                             if args.password_stdin or os.environ.get(PASSWORD_ENV) else "")
+    outcome = app.track(args.campaign, account, password=password, passphrase=_passphrase(app, stdin, optional=True),
+                        move_bounces=args.move_bounces)
+    if args.json:
+        json.dump(outcome.as_dict(), out, ensure_ascii=False)
+        out.write("\n")
+    err.write(f"Campaign {outcome.campaign}: read {', '.join(outcome.folders) or 'nothing'} of {outcome.mailbox}\n")
+    for what, rows in (("bounced", outcome.bounced), ("replied", outcome.replied),
+                       ("auto-reply", outcome.auto_replied), ("delayed", outcome.delayed)):
+        for row in rows:
+            detail = row.get("status") or ""
+            detail += f" {row.get('diagnostic') or row.get('excerpt') or ''}"
+            err.write(f"  {what}: {row['email']}  {' '.join(detail.split())[:120]}\n")
+    if outcome.suppressed:
+        err.write(f"Added to the suppression list (reason bounced): {len(outcome.suppressed)}\n")
+    err.write(outcome.summary() + "\n")
+    return EXIT_OK
 
 
 def cmd_gmail(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -677,6 +705,59 @@ def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
     return EXIT_OK
 
 
+def cmd_microsoft(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    app = _app()
+    if args.microsoft_command == "status":
+        status = app.microsoft_status()
+        if args.json:
+            out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"]}) + "\n")
+        if not status["signed_in"]:
+            print("Not signed in with Microsoft: bulk-mailer microsoft login --client-id ID", file=err)
+            return EXIT_NOTHING_SENT
+    elif args.microsoft_command == "logout":
+        result = app.microsoft_sign_out(_passphrase(app, stdin, optional=True))
+        print(f"Signed out of {result['email']}: the sign-in was deleted here. To withdraw Bulk Mailer's access "
+              f"at Microsoft too, remove it at {result['apps_page']}." if result["email"]
+              else "Nobody is signed in with Microsoft.", file=err)
+        return EXIT_OK
+    else:
+        return _microsoft_login(app, args, stdin, out, err)
+    what = " and ".join(w for w, ok in (("Microsoft Graph", status["graph"]), ("SMTP", status["smtp"])) if ok)
+    print(f"Signed in with Microsoft as {status['email']} ({'personal' if status['consumer'] else 'work or school'} "
+          f"account) for {what or 'nothing yet'}, since {status['signed_in_at'] or '?'}.", file=err)
+    print(f"Limits: {status['limits']['note']}", file=err)
+    return EXIT_OK
+
+
+def _microsoft_login(app: App, args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    started = app.microsoft_sign_in(args.client_id, args.tenant, device_code=args.device_code,
+                                    passphrase=_passphrase(app, stdin), open_browser=not args.no_browser)
+    minutes = f"{_core('SIGN_IN_TIMEOUT_S') / 60:g}"
+    if args.device_code:
+        print(started["message"] or f"Open {started['url']} and enter the code {started['user_code']}.", file=err)
+        out.write(f"{started['url']} {started['user_code']}\n")
+    elif args.no_browser:
+        print(f"Open this address in a browser on this computer and sign in (waiting up to {minutes} minutes; "
+              "Ctrl-C cancels):", file=err, flush=True)
+        out.write(started["url"] + "\n")
+    else:
+        print(f"Your browser shows Microsoft's sign-in (waiting up to {minutes} minutes; Ctrl-C cancels). If no "
+              f"browser opened, open:\n{started['url']}", file=err)
+    out.flush()
+    try:
+        state = app.wait_sign_in()
+    except KeyboardInterrupt:
+        app.microsoft_cancel_sign_in()
+        raise OAuthError("the sign-in was cancelled (Ctrl-C)", category="microsoft_sign_in",
+                         fix=("Run bulk-mailer microsoft login again.",)) from None
+    status = app.microsoft_status()
+    provider = "outlook" if status["consumer"] else "office365"
+    print(f"Signed in as {state['email']}: send with --channel microsoft"
+          + (f" or --provider {provider} --auth xoauth2" if status["smtp"] else "") + ".", file=err)
+    print(f"Limits: {status['limits']['note']}", file=err)
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     """Entry point of the `bulk-mailer` console script; returns the exit code."""
@@ -692,7 +773,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     started = time.monotonic()
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
-                   "resume": cmd_resume, "gmail": cmd_gmail, "repair-journal": cmd_repair_journal}[args.command]
+                   "resume": cmd_resume, "gmail": cmd_gmail, "microsoft": cmd_microsoft, "repair-journal": cmd_repair_journal,
+                   "track": cmd_track}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)

@@ -43,8 +43,9 @@ def _account_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--password-stdin", action="store_true",
                    help=f"read the password from standard input (else from ${PASSWORD_ENV})")
     g.add_argument("--auth", choices=AUTH_MODES, default="password",
-                   help="password (default), or xoauth2: log in to smtp.gmail.com with the Google sign-in "
-                   "of `bulk-mailer gmail login --smtp` (no password)")
+                   help="password (default), or xoauth2: log in with a sign-in instead of a password: "
+                   "smtp.gmail.com with `bulk-mailer gmail login --smtp`, --provider outlook or office365 with "
+                   "`bulk-mailer microsoft login`")
     tls = g.add_mutually_exclusive_group()
     tls.add_argument("--ca-file", help="also trust this CA certificate file (PEM)")
     tls.add_argument("--insecure-skip-verify", action="store_true",
@@ -83,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     _history_parsers(sub)
     _resume_parser(sub)
     _gmail_parser(sub)
+    _microsoft_parser(sub)
     _verify_parser(sub)
+    _track_parser(sub)
     return parser
 
 
@@ -96,7 +99,8 @@ def _send_parser(sub: Any) -> None:
     m = send.add_argument_group("message")
     send.add_argument("--channel", choices=CHANNELS, default="smtp",
                       help="smtp (default): through an SMTP server; gmail: through the Gmail API as the "
-                      "account signed in with `bulk-mailer gmail login`")
+                      "account signed in with `bulk-mailer gmail login`; microsoft: through Microsoft Graph as "
+                      "the account signed in with `bulk-mailer microsoft login`")
     m.add_argument("--from", dest="from_address", help='sender, e.g. "Me <me@example.com>" (required for SMTP; '
                    "with --channel gmail the signed-in address, to which a name may be given)")
     m.add_argument("--reply-to", help="Reply-To address")
@@ -143,11 +147,33 @@ def _send_parser(sub: Any) -> None:
                    "Message-ID). auto (default): on where the IMAP server is known (the provider's, or "
                    "--imap-host), off for gmail, google-workspace, office365 and outlook (their servers file "
                    "one) and for the local test inbox; always; never")
+    _imap_options(c)
+
+
+def _imap_options(c: Any) -> None:
     c.add_argument("--imap-host", help="the mailbox's IMAP server (default: the provider's), e.g. imap.example.com; "
                    "same username and password as for sending (or $BULK_MAILER_IMAP_PASSWORD)")
     c.add_argument("--imap-port", type=int, help="IMAP port (default: 993 SSL/TLS, 143 STARTTLS)")
     c.add_argument("--imap-security", choices=IMAP_SECURITY,
                    help="ssl = implicit TLS (usually 993), starttls (usually 143); never unencrypted")
+
+
+def _track_parser(sub: Any) -> None:
+    """track: bounces and replies read from the mailbox, read-only."""
+    track = _add(sub, "track", help="read a campaign's bounces and replies from your mailbox (read-only)",
+                 description="Read the new messages in INBOX and the Junk folder over IMAP, read-only (nothing is "
+                 "marked read, moved or deleted), and record bounces (bounced: the address goes on the suppression "
+                 "list), replies (replied) and automatic replies (auto_replied) of the campaign's recipients. "
+                 "Without account options, the campaign's own mailbox (where it filed copies in Sent, else its "
+                 "provider's IMAP server); the password from $BULK_MAILER_IMAP_PASSWORD, $BULK_MAILER_PASSWORD "
+                 "or --password-stdin, else the saved one. A second run reads only new messages.")
+    track.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
+    _account_options(track)
+    _imap_options(track.add_argument_group("mailbox (IMAP)"))
+    track.add_argument("--move-bounces", action="store_true",
+                       help="move the bounce notices it matched to a 'Bulk Mailer' folder (created when missing); "
+                       "the one change track makes in your mailbox, and only when asked")
+    track.add_argument("--json", action="store_true", help="print what was read and changed as JSON on stdout")
 
 
 def _history_parsers(sub: Any) -> None:
@@ -223,6 +249,33 @@ def _gmail_parser(sub: Any) -> None:
     status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
 
 
+def _microsoft_parser(sub: Any) -> None:
+    """microsoft login, logout and status."""
+    ms = _add(sub, "microsoft", help="sign in with Microsoft for Microsoft Graph (or SMTP with OAuth2)",
+              description="Sign in with Microsoft (Outlook.com, Hotmail, Live, Microsoft 365): the Microsoft Graph "
+              "channel (send --channel microsoft) and SMTP with OAuth2 (--provider outlook or office365 --auth "
+              "xoauth2) use this sign-in instead of a password.")
+    msub = ms.add_subparsers(dest="microsoft_command", metavar="ACTION", required=True)
+    login = _add(msub, "login", help="sign in with Microsoft in the browser (or with a device code)",
+                 description="Run Microsoft's sign-in (MSAL, a public client: no secret) with your app registration's "
+                 "client id; keep the sign-in in the system keyring or the encrypted file.")
+    login.add_argument("--client-id", metavar="ID", help="the 'Application (client) ID' of your app registration "
+                       "(default: the last one used, or $BULK_MAILER_MICROSOFT_CLIENT_ID)")
+    login.add_argument("--tenant", default="common", help="common (default), organizations, consumers, or your "
+                       "organisation's tenant id or domain")
+    how = login.add_mutually_exclusive_group()
+    how.add_argument("--no-browser", action="store_true", help="do not open a browser: print the sign-in address "
+                     "on one line (stdout) and wait for the answer on 127.0.0.1")
+    how.add_argument("--device-code", action="store_true", help="sign in on another device: print the page and "
+                     "the code to enter there (for a computer without a browser)")
+    _add(msub, "logout", help="delete the Microsoft sign-in here",
+         description="Delete the Microsoft sign-in (its refresh token included) saved here.")
+    status = _add(msub, "status", help="who is signed in with Microsoft",
+                  description="Who is signed in, with which permissions and sending limits. Exit code 0 when "
+                  "signed in, 2 when not.")
+    status.add_argument("--json", action="store_true", help="print the status as JSON on stdout")
+
+
 def _verify_parser(sub: Any) -> None:
     """verify: the connection check (or --detect)."""
     verify = _add(sub, "verify", help="test the connection and login",
@@ -238,6 +291,10 @@ def _verify_parser(sub: Any) -> None:
                         help="also look up the --from domain's MX, SPF and DMARC records")
     verify.add_argument("--detect", metavar="ADDRESS",
                         help="suggest server settings for this address (presets, MX records, probing)")
+    verify.add_argument("--imap", action="store_true",
+                        help="also log in to the mailbox over IMAP (the provider's server or --imap-host; read-only) "
+                        "and name its Sent and Junk folders: what the copy in Sent and track use")
+    _imap_options(verify.add_argument_group("mailbox (IMAP)"))
 
 
 def _connections(text: str) -> int:

@@ -212,6 +212,68 @@ CATEGORIES: dict[str, Category] = {
             "Desktop app, and that the Gmail API is enabled in that project.",
         ),
         _c(
+            "microsoft_sign_in",
+            "Microsoft sign-in failed",
+            "Signing in with Microsoft did not complete, has expired or was revoked.",
+            "Sign in with Microsoft again (in the window, or bulk-mailer microsoft login).",
+        ),
+        _c(
+            "microsoft_consent",
+            "Microsoft permissions not granted",
+            "The permissions Bulk Mailer asks for (send mail as you, sign you in, keep access) were "
+            "not granted, or the organisation requires an administrator to approve the app.",
+            "Sign in with Microsoft again and click Accept on Microsoft's page.",
+            "Check the app registration's API permissions: the delegated Microsoft Graph permissions "
+            "Mail.Send, User.Read and offline_access, and SMTP.Send for SMTP.",
+            "In an organisation, ask an administrator to grant admin consent to the app registration "
+            "(Microsoft Entra admin center > App registrations > the app > API permissions).",
+        ),
+        _c(
+            "microsoft_app",
+            "The Microsoft app registration is not set up for this",
+            "The app registration (client id) used to sign in does not allow this sign-in: a wrong "
+            "client id, platform, redirect URI, account type or tenant.",
+            "In the Microsoft Entra admin center > App registrations > the app > Authentication: add "
+            "the platform 'Mobile and desktop applications' with the redirect URI http://localhost "
+            "and set 'Allow public client flows' to Yes.",
+            "Check the client id (the app's 'Application (client) ID') and that 'Supported account "
+            "types' include the account you sign in with.",
+        ),
+        _c(
+            "smtp_auth_disabled",
+            "SMTP login is turned off for this mailbox",
+            "Microsoft answered 535 5.7.139 (or 5.7.30): authenticated SMTP (SMTP AUTH) is disabled "
+            "for the mailbox or the whole organisation, whatever the sign-in.",
+            "An administrator must turn Authenticated SMTP on: Microsoft 365 admin center > Users > "
+            "Active users > the user > Mail > Manage email apps.",
+            "Or send through Microsoft Graph (Send through: Microsoft Graph, or send --channel "
+            "microsoft), which needs no SMTP AUTH.",
+        ),
+        _c(
+            "basic_auth_disabled",
+            "Microsoft no longer accepts a password here",
+            "Microsoft has turned off password (basic) authentication for this account: only "
+            "Sign in with Microsoft (OAuth) works.",
+            "Sign in with Microsoft (in the window, or bulk-mailer microsoft login), then send with "
+            "it: SMTP with --auth xoauth2, or --channel microsoft.",
+        ),
+        _c(
+            "sending_restricted",
+            "Microsoft restricts sending from this account",
+            "Microsoft has limited or blocked sending from this account or tenant (a new tenant, "
+            "suspected spam, or a reputation limit).",
+            "Read Microsoft's reply below for the code; an administrator can see restricted users in "
+            "the Microsoft Defender portal > Restricted entities.",
+        ),
+        _c(
+            "sender_authentication",
+            "The sender's domain is not authenticated",
+            "The recipient's provider requires SPF, DKIM and DMARC from bulk senders and the From "
+            "domain does not pass them (Outlook.com: 550 5.7.515).",
+            "Publish SPF and DKIM records for the From domain and a DMARC policy (p=none at least) "
+            "aligned with them, or send from the provider's own address.",
+        ),
+        _c(
             "server_error",
             "The server failed while handling the message",
             "The server answered with an internal error (HTTP 5xx) after it had received the "

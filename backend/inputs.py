@@ -14,7 +14,7 @@ from backend.errors import MailerError
 from backend.settings import AUTH_MODES, SECURITY_LABELS, SECURITY_MODES  # noqa: F401 (for the faces)
 
 DEFAULT_DELAY_MS = 1000
-CHANNELS = ("smtp", "gmail")
+CHANNELS = ("smtp", "gmail", "microsoft")
 UNCERTAIN_CHOICES = ("ask", "resend", "skip")
 LIMIT_KEYS = ("per_second", "per_minute", "per_hour", "per_day")
 SENT_COPY_MODES = ("auto", "always", "never")
@@ -24,7 +24,8 @@ RETRY_KEYS = ("base_s", "cap_s", "max_attempts", "max_age_s", "max_failures_in_a
 
 @dataclass(frozen=True)
 class AccountInput:
-    """The account a campaign goes through: an SMTP server, or the Google sign-in (channel gmail).
+    """The account a campaign goes through: an SMTP server, the Google sign-in (channel gmail) or the
+    Microsoft sign-in through Microsoft Graph (channel microsoft).
 
     ``password`` is the one given now; empty means the saved one (if any). It is never shown.
     """
@@ -76,6 +77,7 @@ class SendOptions:
     delay_ms: int | None = None  # a resume's new pace (None: the campaign's)
     skip_problem_rows: bool = False
     skip_sent_in: str | None = None  # a campaign id: leave out whoever it already sent to
+    skip_empty: tuple[str, ...] = ()  # fields: leave out the rows where one of them is empty
     # A copy of each sent message in the account's Sent folder over IMAP: auto (off where the
     # provider's server files one itself, and for the local test inbox), always, never.
     sent_copy: str = "auto"

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from backend import paths
 from backend.errors import DiskFullError, MailerError
-from backend.model import ResultRow, iso, utc_now
+from backend.model import SENT_STATUSES, ResultRow, iso, utc_now
 from backend.recipients import Recipient
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,21 @@ CREATE TABLE IF NOT EXISTS recipients (
     PRIMARY KEY (campaign, idx)
 );
 CREATE INDEX IF NOT EXISTS recipients_status ON recipients(campaign, status);
+CREATE TABLE IF NOT EXISTS mailbox_reads (  -- track: the messages of each mailbox folder read so far
+    campaign TEXT NOT NULL,
+    mailbox TEXT NOT NULL,         -- user@host:port
+    folder TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,  -- the folder's UIDVALIDITY: another one means its UIDs were renumbered
+    last_uid INTEGER NOT NULL,     -- every message up to this UID has been read
+    updated TEXT NOT NULL,
+    PRIMARY KEY (campaign, mailbox, folder)
+);
 """
 
 # Columns added after the first release of the schema: added to an older journal on open.
-_LATER_COLUMNS = {"campaigns": {"resume_after": "TEXT", "pid_start": "TEXT"}, "recipients": {"next_attempt": "TEXT",
-                                                                                             "sent_copy": "TEXT"}}
+_LATER_COLUMNS = {"campaigns": {"resume_after": "TEXT", "pid_start": "TEXT"},
+                  "recipients": {"next_attempt": "TEXT", "sent_copy": "TEXT", "dsn_status": "TEXT", "notice": "TEXT",
+                                 "notice_at": "TEXT"}}
 
 class JournalError(MailerError):
     """The journal cannot be read or written, or a campaign is not in it."""
@@ -562,9 +572,9 @@ class Journal:
         """When this account's messages were sent since an ISO time (for daily quotas across runs)."""
         with self._lock:
             found = self._db.execute(
-                "SELECT r.sent_at FROM recipients r JOIN campaigns c ON c.id = r.campaign "
-                "WHERE c.account = ? AND r.status = 'sent' AND r.sent_at >= ? ORDER BY r.sent_at",
-                (account, since)).fetchall()
+                "SELECT r.sent_at FROM recipients r JOIN campaigns c ON c.id = r.campaign "  # noqa: S608 (placeholders)
+                f"WHERE c.account = ? AND r.status IN ({','.join('?' * len(SENT_STATUSES))}) "
+                "AND r.sent_at >= ? ORDER BY r.sent_at", (account, *SENT_STATUSES, since)).fetchall()
         return [row[0] for row in found]
 
     # -- recipients ---------------------------------------------------------------------------
@@ -595,7 +605,7 @@ class Journal:
 
     @_guarded
     def record(self, campaign_id: str, *, sending: int | None = None,
-               outcome: tuple[int, ResultRow] | None = None) -> None:
+               outcome: tuple[int, ResultRow] | None = None, sending_id: str | None = None) -> None:
         """Commit one recipient's outcome and/or the next one's 'sending' mark, in one transaction.
 
         Returns once committed (WAL, synchronous=FULL). Calls from several threads (one per
@@ -611,8 +621,9 @@ class Journal:
                         (row.status, row.category, row.smtp_code, row.error, row.sent_at, row.message_id,
                          row.next_attempt, now, campaign_id, index)))
         if sending is not None:
-            ops.append(("UPDATE recipients SET status='sending', attempts=attempts+1, updated=? "
-                        "WHERE campaign=? AND idx=?", (now, campaign_id, sending)))
+            ops.append(("UPDATE recipients SET status='sending', attempts=attempts+1, "
+                        "message_id=COALESCE(?, message_id), updated=? WHERE campaign=? AND idx=?",
+                        (sending_id, now, campaign_id, sending)))
         if ops:
             self._group_commit(ops)
 
@@ -676,7 +687,7 @@ class Journal:
     def rows(self, campaign_id: str, statuses: Iterable[str] | None = None) -> list[JournalRow]:
         """The campaign's recipients in order (optionally only these statuses)."""
         sql = ("SELECT idx, email, line, fields, status, category, smtp_code, error, attempts, sent_at, message_id, "
-               "next_attempt FROM recipients WHERE campaign=?")
+               "next_attempt, dsn_status, notice, notice_at FROM recipients WHERE campaign=?")
         args: list[Any] = [campaign_id]
         if statuses is not None:
             wanted = tuple(statuses)
@@ -686,9 +697,54 @@ class Journal:
             found = self._db.execute(sql + " ORDER BY idx", args).fetchall()
         return [JournalRow(idx, Recipient(email, json.loads(fields), line),
                            ResultRow(email, status, category, code, error, attempts, sent_at, message_id,
-                                     next_attempt=nxt, line=line or None))
-                for idx, email, line, fields, status, category, code, error, attempts, sent_at, message_id, nxt
-                in found]
+                                     next_attempt=nxt, line=line or None, dsn_status=dsn, notice=notice,
+                                     notice_at=notice_at))
+                for idx, email, line, fields, status, category, code, error, attempts, sent_at, message_id, nxt,
+                dsn, notice, notice_at in found]
+
+    # -- what the mailbox said (track) ----------------------------------------------------------
+
+    @_guarded
+    def apply_notices(self, campaign_id: str, changes: Iterable[tuple[int, str, tuple[str, ...], dict[str, Any]]]) -> int:
+        """Record what bounce notices and replies said, in one transaction: per row (index, new
+        status, the statuses it may change from, other columns); a row whose status has changed
+        meanwhile is left as it is. Returns the rows changed."""
+        allowed = {"smtp_code", "error", "dsn_status", "notice", "notice_at"}
+        ops = []
+        now = iso(utc_now())
+        for index, status, was, columns in changes:
+            names = [k for k in columns if k in allowed]
+            sets = "".join(f", {k}=?" for k in names)
+            ops.append((f"UPDATE recipients SET status=?{sets}, updated=? WHERE campaign=? AND idx=? "  # noqa: S608
+                        f"AND status IN ({','.join('?' * len(was))})",
+                        (status, *(columns[k] for k in names), now, campaign_id, index, *was)))
+        changed = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in ops:
+                    changed += self._db.execute(sql, args).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return changed
+
+    @_guarded
+    def mailbox_read(self, campaign_id: str, mailbox: str, folder: str) -> tuple[int, int] | None:
+        """(UIDVALIDITY, last UID read) of a folder for this campaign, or None: never read."""
+        with self._lock:
+            found = self._db.execute("SELECT uidvalidity, last_uid FROM mailbox_reads WHERE campaign=? AND "
+                                     "mailbox=? AND folder=?", (campaign_id, mailbox, folder)).fetchone()
+        return (int(found[0]), int(found[1])) if found else None
+
+    @_guarded
+    def set_mailbox_read(self, campaign_id: str, mailbox: str, folder: str, uidvalidity: int, last_uid: int) -> None:
+        self._write("INSERT INTO mailbox_reads(campaign, mailbox, folder, uidvalidity, last_uid, updated) "
+                    "VALUES (?,?,?,?,?,?) ON CONFLICT(campaign, mailbox, folder) DO UPDATE SET "
+                    "uidvalidity=excluded.uidvalidity, last_uid=excluded.last_uid, updated=excluded.updated",
+                    (campaign_id, mailbox, folder, uidvalidity, last_uid, iso(utc_now())))
 
 
 # -- a damaged journal: set it aside, read what can be read -------------------------------------

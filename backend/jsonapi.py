@@ -224,3 +224,19 @@ class Previews:
     def get(self, pid: str) -> str | None:
         with self._lock:
             return self._html.get(pid)
+
+
+# Unsubscribe values as typed in one field: split between addresses, never inside a {{ field }}.
+_UNSUB_RE = re.compile(r"(?:\{\{.*?\}\}|[^\s,])+")
+
+
+def unsubscribe_values(m: Params) -> list[str]:
+    """The message's unsubscribe field (a list, or one string as typed): at most two values."""
+    raw = m._get("unsubscribe", None)
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        raw = _UNSUB_RE.findall(raw) if raw.strip() else []
+    if not isinstance(raw, list) or not all(isinstance(x, str) and len(x) <= MAX_SHORT for x in raw) or len(raw) > 2:
+        raise Invalid("message.unsubscribe", "must be up to two addresses: an https:// link and/or a mailto:")
+    return list(raw)

@@ -13,9 +13,13 @@ from typing import Any
 from backend.errors import MailerError
 from backend.transports.base import Envelope
 
-STATUSES = ("sending", "sent", "failed", "deferred", "skipped", "uncertain")
+STATUSES = ("sending", "sent", "failed", "deferred", "skipped", "uncertain", "bounced", "replied", "auto_replied")
+# Sent, and what the mailbox said after (track): the message went out, so it counts as sent
+# for quotas and for "already sent".
+SENT_STATUSES = ("sent", "bounced", "replied", "auto_replied")
 DEFAULT_MAX_FAILURES = 20  # failed recipients in a row that stop a campaign (0: never)
-RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id", "line")
+RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id", "line",
+                 "dsn_status", "notice", "notice_at")
 
 
 def utc_now() -> dt.datetime:
@@ -51,6 +55,11 @@ class ResultRow:
     message_id: str | None = None
     next_attempt: str | None = field(default=None, kw_only=True)  # a deferred one's (not a results column)
     line: int | None = field(default=None, kw_only=True)  # the row's line in the recipient list
+    # What the mailbox said after sending (track): a bounce's status code (5.1.1), the notice in
+    # words (a bounce's diagnostic, a delay, a reply's first 200 characters), and its date.
+    dsn_status: str | None = field(default=None, kw_only=True)
+    notice: str | None = field(default=None, kw_only=True)
+    notice_at: str | None = field(default=None, kw_only=True)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,6 +86,7 @@ class CampaignOutcome:
             "campaign": self.campaign,
             "total": len(self.results),
             **{s: self.counts.get(s, 0) for s in ("sent", "failed", "uncertain", "skipped", "deferred")},
+            **{s: self.counts[s] for s in ("bounced", "replied", "auto_replied") if self.counts.get(s)},
             "failed_by_category": dict(categories),
             "stopped": self.stopped,
             "resume_after": self.resume_after,

@@ -12,7 +12,13 @@ from backend.errors import SettingsError
 from backend.inputs import LIMIT_KEYS, SendOptions
 from backend.mailbox.imap import ImapSettings
 from backend.model import DEFAULT_MAX_FAILURES, RateLimits, RetryPolicy
-from backend.presets import GMAIL_API_LIMITS, MAX_CONNECTIONS, default_connections, gmail_api_limits
+from backend.presets import (
+    GMAIL_API_LIMITS,
+    MAX_CONNECTIONS,
+    default_connections,
+    gmail_api_limits,
+    microsoft_limits,
+)
 from backend.settings import SmtpSettings
 from backend.transports.base import Transport
 from backend.transports.smtp import SmtpTransport
@@ -28,6 +34,7 @@ class Plan:
     limits: RateLimits | None
     provider: str | None
     gmail: str | None = None  # the signed-in address, for a Gmail API run
+    microsoft: str | None = None  # the signed-in address, for a Microsoft Graph run
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_failures_in_a_row: int = DEFAULT_MAX_FAILURES
     connections: int = 1  # transports (connections) sending at once; 1 for the Gmail API
@@ -40,6 +47,8 @@ class Plan:
         """The server (or API) the messages go through, in words."""
         if self.gmail:
             return f"the Gmail API as {self.gmail}"
+        if self.microsoft:
+            return f"Microsoft Graph as {self.microsoft}"
         s = self.spec["settings"]
         return f"{s['host']}:{s['port']}"
 
@@ -51,10 +60,21 @@ def with_sent_copy(plan: Plan, imap: ImapSettings | None) -> Plan:
     if imap is None:
         plan.spec.pop("sent_copy", None)
     else:
-        plan.spec["sent_copy"] = {"host": imap.host, "port": imap.port, "security": imap.security, "user": imap.user,
-                                  "ca_file": imap.ca_file, "verify_certificates": imap.verify_certificates,
-                                  "provider": imap.provider}
+        plan.spec["sent_copy"] = imap_spec(imap)
     return plan
+
+
+def with_mailbox(plan: Plan, imap: ImapSettings | None) -> Plan:
+    """The account's mailbox kept in the campaign's spec (no password), where its bounces and
+    replies are read later (track), whether or not it files copies in Sent."""
+    if imap is not None:
+        plan.spec["mailbox"] = imap_spec(imap)
+    return plan
+
+
+def imap_spec(imap: ImapSettings) -> dict[str, Any]:
+    return {"host": imap.host, "port": imap.port, "security": imap.security, "user": imap.user,
+            "ca_file": imap.ca_file, "verify_certificates": imap.verify_certificates, "provider": imap.provider}
 
 
 def smtp_account_key(settings: SmtpSettings) -> str:
@@ -63,6 +83,10 @@ def smtp_account_key(settings: SmtpSettings) -> str:
 
 def gmail_account_key(email: str) -> str:
     return f"{email} (Gmail API)"
+
+
+def microsoft_account_key(email: str) -> str:
+    return f"{email} (Microsoft Graph)"
 
 
 def smtp_plan(draft: service.Draft, settings: SmtpSettings, *, local_inbox: bool = False,
@@ -86,6 +110,17 @@ def gmail_plan(draft: service.Draft, account: Any, email: str, workspace: bool, 
 
     return Plan(lambda: GmailTransport(account), service.campaign_spec(draft, None, attach=attach, gmail=email),
                 gmail_account_key(email), service.rate_limits(GMAIL_API_LIMITS[provider]), provider, gmail=email)
+
+
+def graph_plan(draft: service.Draft, account: Any, email: str, consumer: bool, *,
+               attach: tuple[str, ...] = ()) -> Plan:
+    """A Microsoft Graph run: Outlook.com's or Exchange Online's limits; one connection (Graph
+    allows a mailbox 4 requests at once)."""
+    key, limits = microsoft_limits(consumer)
+    from backend.transports.graph import GraphTransport  # loaded for a Graph run only
+
+    return Plan(lambda: GraphTransport(account), service.campaign_spec(draft, None, attach=attach, microsoft=email),
+                microsoft_account_key(email), service.rate_limits(limits), key, microsoft=email)
 
 
 def limits_with(base: RateLimits | None, given: dict[str, Any]) -> RateLimits | None:
@@ -125,8 +160,8 @@ def with_options(plan: Plan, options: SendOptions) -> Plan:
     """The face's limits, retries and connections on top of the plan's own; kept in its spec."""
     plan.limits = limits_with(plan.limits, options.limits)
     plan.retry, plan.max_failures_in_a_row = retry_with(plan.retry, plan.max_failures_in_a_row, options.retry)
-    if plan.gmail is not None:
-        plan.connections = 1  # the Gmail API sends on one
+    if plan.gmail is not None or plan.microsoft is not None:
+        plan.connections = 1  # the HTTP APIs send on one
     elif options.connections is not None:
         if not 1 <= options.connections <= MAX_CONNECTIONS:
             raise SettingsError("connections", f"give a whole number from 1 to {MAX_CONNECTIONS}")
@@ -140,7 +175,7 @@ def as_before(plan: Plan, spec: dict[str, Any]) -> Plan:
     if "limits" in spec:
         plan.limits = service.limits_from_spec(spec)
     plan.retry, plan.max_failures_in_a_row = service.retry_from_spec(spec)
-    if plan.gmail is None:
+    if plan.gmail is None and plan.microsoft is None:
         plan.connections = int(spec.get("connections") or default_connections(plan.provider))
         plan.spec["connections"] = plan.connections
     return plan

@@ -83,6 +83,45 @@ _MS_TWO_STEP_NOTE = (
     "security options > App passwords."
 )
 
+_MS_SIGN_IN = (
+    "Sign in with Microsoft (in the window, or: bulk-mailer microsoft login) and send with it: SMTP "
+    "with --auth xoauth2, or Microsoft Graph with --channel microsoft."
+)
+_OUTLOOK_LIMITS_NOTE = (
+    "Outlook.com: about 300 recipients a day for a verified free account (new accounts start "
+    "lower, 10 to 50) and 100 recipients per message; Microsoft does not publish the numbers and "
+    "they grow with the account's reputation. Microsoft 365 subscribers get 5,000 a day. 30 a "
+    "minute is Exchange's rate, which Outlook.com runs on."
+)
+_EXO_LIMITS_NOTE = (
+    "Exchange Online: 10,000 recipients/day (a rolling 24 hours), 30 messages/minute, 500 "
+    "recipients per message by default (an administrator can change it, up to 1,000); trial "
+    "tenants 5,000 external recipients/day."
+)
+_MS_REPLIES = {
+    "sender_rejected": (
+        "'554 5.2.252 SendAsDenied': the From address is not your mailbox: send as the address you "
+        "signed in with, or have an administrator grant you Send As permission for it.",
+    ),
+    "sending_restricted": (
+        "'550 5.7.708 Access denied, traffic not accepted from this IP': Microsoft restricts sending "
+        "from new or low-reputation Microsoft 365 tenants; an administrator must add a verified "
+        "custom domain and ask Microsoft support to lift it.",
+        "'550 5.1.8 Access denied, bad outbound sender' or 'OutboundSpamException': Microsoft has "
+        "restricted the account for suspected spam; sign in at outlook.live.com (Outlook.com) or "
+        "have an administrator release it (Microsoft Defender portal > Restricted entities).",
+    ),
+    "sender_authentication": (
+        "'550 5.7.515 ... does not meet the required authentication level': since 5 May 2025 "
+        "Outlook.com refuses mail from domains sending more than 5,000 a day without SPF, DKIM and "
+        "DMARC aligned: publish all three for the From domain.",
+    ),
+    "microsoft_sign_in": (
+        "Personal accounts: see the apps you allowed at account.live.com/consent/Manage; work or "
+        "school accounts: myapplications.microsoft.com.",
+    ),
+}
+
 _YAHOO_AUTH005 = (
     "After several failed logins Yahoo answers '535 5.7.0 (#AUTH005) Too many bad auth "
     "attempts': wait a while before trying again with the app password."
@@ -235,31 +274,26 @@ _PRESET_LIST: tuple[Preset, ...] = (
         ),
         limits=Limits(
             per_minute=30,
-            per_day=5000,
-            note="Microsoft publishes 5,000 recipients/day, 500 recipients per message and "
-            "1,000 new (never-mailed) recipients/day for Microsoft 365 subscribers; free "
-            "accounts get lower limits that Microsoft does not publish, and new accounts "
-            "start lower still. 30 a minute is Exchange's rate, which Outlook.com runs on; "
-            "lower the daily limit for a free account.",
+            per_day=300,
+            recipients_per_message=100,
+            note=_OUTLOOK_LIMITS_NOTE,
         ),
         username_hint="your full Outlook.com / Hotmail address",
         notes=(
             "Username: your full Outlook.com / Hotmail / Live address.",
-            "Microsoft has been retiring password (basic) sign-in for Outlook.com in "
-            "third-party apps since September 2024. If your password is refused, try an app "
-            "password; if that is refused too, the account only accepts OAuth (modern "
-            "authentication) sign-in.",
+            "Outlook.com stopped accepting passwords from third-party apps on 16 September "
+            "2024: use Sign in with Microsoft (bulk-mailer microsoft login), then send through "
+            "SMTP with it (--auth xoauth2) or through Microsoft Graph (--channel microsoft).",
             _MS_TWO_STEP_NOTE,
             "Microsoft documents port 587 with STARTTLS only; there is no SSL/TLS port 465.",
             "Outlook.com is for personal mail: bulk sending gets the account limited or blocked.",
         ),
         advice={
             "auth_failed": (
-                "Microsoft has been retiring password (basic) sign-in for Outlook.com: if the "
-                "password is refused, create an app password (needs two-step verification: "
-                "account.microsoft.com > Security > Advanced security options > App passwords).",
-                "If the app password is refused too, Microsoft requires OAuth (modern "
-                "authentication) for this account; password-based SMTP will not work.",
+                _MS_SIGN_IN,
+                "Outlook.com stopped accepting passwords from third-party apps on 16 September "
+                "2024; an app password (account.microsoft.com > Security > Advanced security "
+                "options > App passwords) works only for some older accounts.",
                 "Sign in at outlook.live.com in a browser: if Microsoft asks you to verify the "
                 "account or reports unusual activity, complete that first.",
             ),
@@ -285,6 +319,8 @@ _PRESET_LIST: tuple[Preset, ...] = (
                 "has blocked sending from the account as suspected spam: sign in at "
                 "outlook.live.com and follow the steps to unblock it.",
             ),
+            "smtp_auth_disabled": (_MS_SIGN_IN,),
+            **_MS_REPLIES,
         },
     ),
     _preset(
@@ -298,8 +334,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
             per_day=10000,
             per_minute=30,
             recipients_per_message=500,
-            note="Exchange Online: 10,000 recipients/day, 30 messages/minute, 500 recipients "
-            "per message by default (an administrator can change it, up to 1,000).",
+            note=_EXO_LIMITS_NOTE,
         ),
         username_hint="your full work or school address",
         notes=(
@@ -311,10 +346,13 @@ _PRESET_LIST: tuple[Preset, ...] = (
             "password sign-in over SMTP; so does multi-factor authentication unless app "
             "passwords are allowed.",
             "Microsoft is retiring password (basic) authentication for SMTP AUTH in Exchange "
-            "Online during 2026; after that only OAuth sign-in works.",
+            "Online during 2026: use Sign in with Microsoft (bulk-mailer microsoft login), then "
+            "send through SMTP with it (--auth xoauth2) or through Microsoft Graph (--channel "
+            "microsoft), which needs no SMTP AUTH at all.",
             "Limits: 30 messages a minute and 10,000 recipients a day.",
         ),
         advice={
+            **_MS_REPLIES,
             "auth_failed": (
                 "'535 5.7.139 ... SmtpClientAuthentication is disabled': an administrator must "
                 "enable Authenticated SMTP for your mailbox (Microsoft 365 admin center > Users "
@@ -324,8 +362,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
                 "Conditional Access policy block password sign-in; an administrator must allow "
                 "it for this account, or the account needs OAuth.",
                 "'550 5.7.30 Basic authentication is not supported for Client Submission': "
-                "Microsoft has switched off password sign-in for SMTP; the account needs OAuth "
-                "or another sending service.",
+                "Microsoft has switched off password sign-in for SMTP: " + _MS_SIGN_IN,
                 "If the account uses multi-factor authentication, your normal password is "
                 "refused: use an app password if your administrator allows them.",
             ),
@@ -334,7 +371,7 @@ _PRESET_LIST: tuple[Preset, ...] = (
                 "587 with STARTTLS.",
             ),
             "tls_handshake_failed": ("Exchange Online requires TLS 1.2 or newer.",),
-            "sender_rejected": (
+            "sender_rejected": _MS_REPLIES["sender_rejected"] + (
                 "'550 5.7.60 ... Client does not have permissions to send as this sender': the "
                 "From address must be your own mailbox, or an administrator must grant you Send "
                 "As permission for it (shared mailbox or group).",
@@ -921,6 +958,21 @@ def gmail_api_limits(workspace: bool) -> tuple[str, Limits]:
     """The Gmail API limits of a personal (gmail.com) or a Google Workspace account."""
     key = "google-workspace" if workspace else "gmail"
     return key, GMAIL_API_LIMITS[key]
+
+# Sign in with Microsoft (SMTP with OAuth2, or Microsoft Graph): the mailbox's own limits,
+# Outlook.com's for a personal Microsoft account, Exchange Online's for a work or school one.
+# Graph also allows 4 requests at once per mailbox (MailboxConcurrency): one connection is used.
+MICROSOFT_LIMITS: Mapping[str, Limits] = MappingProxyType({
+    "outlook": Limits(per_day=300, per_minute=30, recipients_per_message=100, note=_OUTLOOK_LIMITS_NOTE),
+    "office365": Limits(per_day=10000, per_minute=30, recipients_per_message=500, note=_EXO_LIMITS_NOTE),
+})
+
+
+def microsoft_limits(consumer: bool) -> tuple[str, Limits]:
+    """The limits of a personal Microsoft account (Outlook.com) or a work or school one."""
+    key = "outlook" if consumer else "office365"
+    return key, MICROSOFT_LIMITS[key]
+
 
 _BY_DOMAIN: dict[str, Preset] = {d: p for p in _PRESET_LIST for d in p.domains}
 

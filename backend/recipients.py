@@ -48,6 +48,13 @@ class Rejected:
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
 
+    @property
+    def problem(self) -> str:
+        """The reason without the value in front ("more than one @"), for a list that shows the
+        value beside it."""
+        head, sep, rest = self.reason.partition(_NOT_VALID)
+        return rest if sep and head.strip() else self.reason
+
 
 @dataclass
 class Duplicate:
@@ -122,7 +129,8 @@ class ImportResult:
             "encoding": self.encoding,
             "warnings": [_clip(w, 2000) for w in self.warnings[:100]],
             "rejected": [
-                {"line": r.line, "value": _clip(r.value, value_chars), "reason": _clip(r.reason, 1000)}
+                {"line": r.line, "value": _clip(r.value, value_chars), "reason": _clip(r.reason, 1000),
+                 "problem": _clip(r.problem, 1000)}
                 for r in self.rejected[:rejects]
             ],
             "duplicates": [
@@ -1288,8 +1296,32 @@ def _check_address(cell: str, what: str) -> tuple[str, str]:
     try:
         info = validate_email(address, check_deliverability=False)
     except ValueError as exc:  # EmailNotValidError, and any odd IDNA/Unicode error
-        return "", f"{_show(address)} is not a valid email address: {exc}"
+        return "", f"{_show(address)}{_NOT_VALID}{_plain_reason(address, str(exc))}"
     return info.normalized, ""
+
+
+_NOT_VALID = " is not a valid email address: "
+
+
+def _plain_reason(address: str, said: str) -> str:
+    """email-validator's reason in plain words where a common mistake explains it."""
+    at = address.count("@")
+    if at > 1:
+        return "more than one @"
+    if at == 0:
+        return "no @ (an address looks like name@example.com)"
+    local, _, domain = address.rpartition("@")
+    if not local:
+        return "nothing before the @"
+    if not domain:
+        return "nothing after the @"
+    if any(c.isspace() for c in address):
+        return "it contains a space"
+    if "should have a period" in said:
+        return f"the part after the @ has no dot ({domain}.com?)"
+    if ".." in address:
+        return "two dots in a row"
+    return said[:1].lower() + said[1:].rstrip(".")
 
 
 # An ASCII address whose part before the @ is a plain dot-atom: for these email-validator's

@@ -37,6 +37,7 @@ class Run:
         self.counts: Counter[str] = Counter()
         self.outcome: CampaignOutcome | None = None
         self.sent_copy: dict[str, Any] | None = None  # what filing the copies in Sent did
+        self.left_out: dict[str, Any] | None = None  # a resend: bounced and suppressed addresses left out
         self._journal, self._emit = journal, emit
         self._resume, self._deferred, self._attempts, self._checked = resume, deferred_until, attempts_before, checked
         self._done = threading.Event()
@@ -58,7 +59,7 @@ class Run:
     def snapshot(self) -> dict[str, Any]:
         return {"campaign": self.id, "state": self.state, "total": self.total, "counts": dict(self.counts),
                 "summary": self.outcome.summary() if self.outcome is not None else None, "error": self.error,
-                "sent_copy": self.sent_copy}
+                "sent_copy": self.sent_copy, "left_out": self.left_out}
 
     def wait(self, on_interrupt: Callable[[], None] = lambda: None) -> CampaignOutcome:
         """Block until the run ends; Ctrl-C cancels after the current message (the campaign can be

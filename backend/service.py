@@ -218,10 +218,13 @@ def send(
     log.info("campaign %s: %d recipients", draft.id, len(draft.recipients))
     first = transport[0] if isinstance(transport, list | tuple) else transport
 
+    built: dict[int, str] = {}  # id(recipient) -> the Message-ID of its message being sent
+
     def build(recipient: Recipient) -> Outgoing:
         # Read per message: once open, the transport knows whether the server offers SMTPUTF8
         # and how large a message it accepts (every connection of a pool goes to one server).
         out = draft.outgoing(recipient, smtputf8=first.supports_smtputf8)
+        built[id(recipient)] = out.message_id
         limit = first.size_limit
         if limit and len(out.data) > limit:
             raise AttachmentError(
@@ -252,8 +255,11 @@ def send(
         rows = list(indices)
 
         def record(sending: int | None, done: tuple[int, ResultRow] | None) -> None:
+            # The Message-ID goes with the 'sending' mark: a message left uncertain by a crash
+            # is still found by its bounce or its reply (track).
             journal.record(draft.id, sending=rows[sending] if sending is not None else None,
-                           outcome=(rows[done[0]], done[1]) if done is not None else None)
+                           outcome=(rows[done[0]], done[1]) if done is not None else None,
+                           sending_id=built.get(id(recipients[sending])) if sending is not None else None)
 
         hooks = {"record": record}
     limiter = None
@@ -317,13 +323,15 @@ def _journal_state(outcome: CampaignOutcome) -> tuple[str, str | None]:
 
 
 def campaign_spec(draft: Draft, settings: SmtpSettings | None, *, attach: Sequence[str] = (),
-                  gmail: str | None = None) -> dict[str, Any]:
+                  gmail: str | None = None, microsoft: str | None = None) -> dict[str, Any]:
     """What resuming needs besides the password: the channel, account settings and the message
-    (no secrets). `gmail` is the signed-in address of a Gmail API campaign (then no settings)."""
+    (no secrets). `gmail` / `microsoft` is the signed-in address of a Gmail API / Microsoft Graph
+    campaign (then no settings)."""
     unsub = draft.unsubscribe
     return {
-        "channel": "gmail" if gmail else "smtp",
+        "channel": "gmail" if gmail else "microsoft" if microsoft else "smtp",
         "gmail": {"email": gmail} if gmail else None,
+        **({"microsoft": {"email": microsoft}} if microsoft else {}),
         "settings": {k: getattr(settings, k) for k in (
             "host", "port", "security", "user", "from_address", "ca_file", "verify_certificates",
             "allow_plaintext_auth", "timeout", "provider", "auth")} if settings is not None else None,
@@ -445,7 +453,7 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
     return draft, [row.index for row in pending], spec
 
 
-def gmail_sender(from_address: str | None, email: str) -> str:
+def gmail_sender(from_address: str | None, email: str, service: str = "Gmail") -> str:
     """The From of a Gmail API campaign: the signed-in address, with the name given, if any.
 
     `from_address` may be a name alone. Gmail sends as the signed-in account; a different
@@ -458,7 +466,7 @@ def gmail_sender(from_address: str | None, email: str) -> str:
         from_address = f"{from_address.strip()} <{email}>"
     sender = compose.parse_sender(from_address)
     if sender.address.lower() != email.lower():
-        raise SettingsError("from", f"Gmail sends as the signed-in account {email}, not {sender.address}: "
+        raise SettingsError("from", f"{service} sends as the signed-in account {email}, not {sender.address}: "
                             f"leave From empty or use {email} (a name may go with it)")
     if not sender.name:
         return email
@@ -468,8 +476,9 @@ def gmail_sender(from_address: str | None, email: str) -> str:
 
 
 def channel_of(spec: dict[str, Any]) -> str:
-    """A journaled campaign's channel: 'gmail' or 'smtp' (campaigns from before channels: smtp)."""
-    return "gmail" if spec.get("channel") == "gmail" else "smtp"
+    """A journaled campaign's channel: 'gmail', 'microsoft' or 'smtp' (campaigns from before
+    channels: smtp)."""
+    return spec["channel"] if spec.get("channel") in ("gmail", "microsoft") else "smtp"
 
 
 def apply_suppression(draft: Draft, suppression: Any) -> int:
@@ -505,6 +514,17 @@ def empty_fields(draft: Draft) -> list[EmptyField]:
         if lines:
             found.append(EmptyField(name, lines))
     return found
+
+
+def exclude_empty(draft: Draft, names: Sequence[str]) -> int:
+    """Skip them: leave out the rows where a field the message prints is empty; return how many."""
+    left_out = 0
+    for recipient in list(draft.recipients):
+        empty = [n for n in names if not str(recipient.fields.get(n) or "").strip()]
+        if empty:
+            draft.exclude(recipient, f"not sent: empty {empty[0]}")
+            left_out += 1
+    return left_out
 
 
 def strict_fields(draft: Draft) -> None:

@@ -2,7 +2,7 @@
 // password handling, Sign in with Google, remember boxes and the step-by-step connection test.
 
 import { call } from './api.js';
-import { el, show, errorBlock, busyLine, withBusy, uniq, plainWords, focusLost, fileToBase64 } from './dom.js';
+import { $, el, show, errorBlock, busyLine, withBusy, uniq, plainWords, focusLost, fileToBase64 } from './dom.js';
 
 const CUSTOM = 'custom';
 const GOOGLE_PROVIDERS = new Set(['gmail', 'google-workspace']);
@@ -60,6 +60,8 @@ function fillFromSettings(settings) {
   f['verify-certificates'].checked = account.verify_certificates !== false;
   f['allow-plaintext'].checked = !!account.allow_plaintext_auth;
   f['sent-copy'].checked = account.sent_copy !== false;
+  $('#imap-host').value = (account.imap_host || '') + (account.imap_host && account.imap_port ? `:${account.imap_port}` : '');
+  $('#imap-security').value = account.imap_security === 'starttls' ? 'starttls' : 'ssl';
   f['remember-settings'].checked = !!settings.remember_settings;
   f['remember-password'].checked = !!settings.remember_password;
   saved.has_saved_password = !!settings.has_saved_password;
@@ -364,6 +366,13 @@ function updatePasswordUi() {
   }
 }
 
+/** IMAP server as typed, "host" or "host:port", as the bridge takes it. */
+function imapServer() {
+  const typed = $('#imap-host').value.trim();
+  const m = /^(.*):(\d{1,5})$/.exec(typed);
+  return m ? { imap_host: m[1], imap_port: Number(m[2]) } : { imap_host: typed, imap_port: 0 };
+}
+
 /** The account object the bridge expects. */
 export function getAccount() {
   const key = f.provider.value;
@@ -381,6 +390,8 @@ export function getAccount() {
     allow_plaintext_auth: f['allow-plaintext'].checked,
     sent_copy: f['sent-copy'].checked,
     region: f['region-field'].hidden ? null : f.region.value,
+    ...imapServer(),
+    imap_security: $('#imap-security').value,
   };
 }
 

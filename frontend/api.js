@@ -4,7 +4,8 @@
 // arrive over Server-Sent Events, re-dispatched on window so the UI is identical in both.
 
 const TOKEN_KEY = 'bulk-mailer-token';
-const EVENT_TYPES = new Set(['email-progress', 'campaign-state', 'campaign-wait']);
+const EVENT_TYPES = new Set(['email-progress', 'campaign-state', 'campaign-wait', 'track-change', 'sent-copy',
+  'sent-copy-warning']);
 
 const DISCONNECTED = Object.freeze({
   category: 'server_disconnected',

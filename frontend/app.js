@@ -3,15 +3,17 @@
 import { call, onEvent, ready, transportMode, onConnectionChange } from './api.js';
 import { $, el, show, errorBlock } from './dom.js';
 import * as account from './account.js';
-import { initDraft } from './draft.js';
-import { initRecipients, templateFields, refreshPreview, recipientCount } from './recipients.js';
+import { initDraft, saveSoon } from './draft.js';
+import { initRecipients, templateFields, refreshPreview, recipientCount, showList, clearList } from './recipients.js';
 import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } from './compose.js';
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
 import { initTemplates } from './templates.js';
-import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy } from './send.js';
+import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy, sendOptions, setReady } from './send.js';
+import { initSteps, go, refreshSteps, currentView } from './steps.js';
+import { initReview, renderReview, skippedFields } from './review.js';
 import { initHistory, refreshHistory } from './history.js';
-import { initLog } from './log.js';
+import { initLog, currentCampaign, queueProgress } from './log.js';
 import { initInbox, refreshInbox } from './inbox.js';
 
 let providerAtStart = null;
@@ -22,6 +24,24 @@ let started = false;
 onEvent('email-progress', (detail) => (started ? handleProgress(detail) : early.push(['p', detail])));
 onEvent('campaign-state', (detail) => (started ? handleState(detail) : early.push(['s', detail])));
 onEvent('campaign-wait', (detail) => { if (started) handleWait(detail); });
+// The copy in Sent (over IMAP): a failure never stops the sending, but is said with its fix.
+onEvent('sent-copy-warning', (detail) => {
+  $('#sent-copy-status').replaceChildren(el('p', { class: 'warning', text: `The copy in Sent is not filed${detail.stopped ? ' for this run' : ''} (the sending goes on):` }),
+    errorBlock(detail.error || {}));
+});
+onEvent('sent-copy', (d) => {
+  if (!(d.filed || d.already || d.left)) return;
+  const parts = [`${d.filed} filed in ${d.folder || 'Sent'}`];
+  if (d.already) parts.push(`${d.already} already there`);
+  if (d.left) parts.push(`${d.left} left to file (filed when the campaign is resumed)`);
+  $('#sent-copy-status').append(el('p', { class: 'hint', text: `Copy in Sent: ${parts.join(', ')}.` }));
+});
+// A bounce or a reply read from the mailbox: the Activity log's row says so if it shows that campaign.
+onEvent('track-change', (detail) => {
+  if (started && detail.campaign === currentCampaign()) {
+    queueProgress({ campaign: detail.campaign, current: detail.current, recipient: detail.email, status: detail.now });
+  }
+});
 
 function appStatus(...children) {
   show($('#app-status'), ...children);
@@ -65,6 +85,8 @@ async function main() {
       setFields(templateFields(preview));
       setRecipientTotal((preview.counts && preview.counts.valid) || 0);
       setAttachmentColumns(Array.isArray(preview.columns) ? preview.columns : []);
+      saveSoon(); // the draft keeps the list's source and columns
+      refreshSteps({ now: true });
     },
   });
   initSuppression({ onChange: refreshPreview });
@@ -82,7 +104,19 @@ async function main() {
     categoryCause: account.categoryCause,
     fixStepsFor,
   });
+  const reviewParams = (options = {}) => ({ account: account.getAccount(), message: getMessage(),
+    from_address: account.getFromAddress(), ...sendOptions(options) });
+  initReview({ getMessage, setMessage, previewParams: () => ({ account: account.getAccount(), message: getMessage(), from_address: account.getFromAddress() }) });
+  initSteps({
+    request: () => reviewParams(),
+    onReview(r) {
+      setReady(r.sendable);
+      if (currentView() === 'review') renderReview(r, () => refreshSteps({ now: true }));
+    },
+  });
   initSend({
+    review: (options) => call('check_message', reviewParams(options)).then((r) => (r.ok ? r.data : null)),
+    skippedFields,
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     getFromAddress: account.getFromAddress,
@@ -107,7 +141,10 @@ async function main() {
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     expectRun,
-    runStarted,
+    runStarted(campaign, total) {
+      runStarted(campaign, total);
+      if (campaign) go('review');
+    },
     isBusy,
     onInterrupted(text) {
       interruptedLine.textContent = text || '';
@@ -117,9 +154,19 @@ async function main() {
     },
   });
 
-  await initDraft({ getMessage, setMessage });
+  await initDraft({
+    getMessage,
+    setMessage,
+    onListRestored: showList,
+    onAttachmentsRestored: refreshAttachments,
+    onInputsCleared() {
+      clearList();
+      refreshAttachments();
+    },
+  });
   if (settingsResult.ok) appStatus();
   await syncState();
+  go(isBusy() ? 'review' : 'account', { focus: false });
   started = true;
   for (const [kind, detail] of early.splice(0)) (kind === 'p' ? handleProgress : handleState)(detail);
   refreshInbox({ quiet: true });

@@ -5,6 +5,7 @@
 import { call, transportMode } from './api.js';
 import { $, el, show, errorBlock, busyLine, withBusy, plural, formatBytes, fileToBase64, actionButton } from './dom.js';
 import { problemsList, problemCount } from './compose.js';
+import { saveSoon } from './draft.js';
 
 /** Above this the total gets a warning: many servers refuse messages of 10-25 MB. */
 export const LARGE_TOTAL = 10 * 1024 * 1024;
@@ -119,6 +120,7 @@ async function removeAttachment(item) {
 
 function renderAttachments(list) {
   attachments = Array.isArray(list) ? list.filter((a) => a && typeof a === 'object') : [];
+  saveSoon(); // the draft keeps the attached files' paths
   const ul = $('#attachments-list');
   ul.replaceChildren(...attachments.map((item, index) => {
     const remove = actionButton('Remove', item.filename ?? '', { class: 'remove-attachment' });

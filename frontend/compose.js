@@ -16,7 +16,6 @@ export function initCompose(message, dependencies) {
     $(id).addEventListener('focus', (event) => { lastTarget = event.currentTarget; });
   }
   // Choosing in the select only selects (arrow keys must not insert): the Insert button inserts.
-  $('#insert-field-button').addEventListener('click', insertField);
   $('#preview').addEventListener('click', (event) => withBusy(event.currentTarget, preview));
   $('#send-test').addEventListener('click', (event) => withBusy(event.currentTarget, sendTest));
 }
@@ -75,10 +74,10 @@ function checkUnsubscribe() {
 
 /** Offer the fields of the current recipients list in "Insert field". */
 export function setFields(fields) {
-  const select = $('#insert-field');
-  const placeholder = el('option', { value: '', text: fields.length ? 'Choose a field…' : 'No fields yet' });
-  select.replaceChildren(placeholder, ...fields.map((name) => el('option', { value: name, text: name })));
-  select.value = '';
+  const chips = fields.map((name) => el('button', { type: 'button', 'data-field': name, text: `{{ ${name} }}`,
+    onmousedown: (event) => event.preventDefault(), // the cursor stays where it was typed
+    onclick: () => insertField(name) }));
+  show($('#field-chips'), chips.length ? chips : el('span', { class: 'hint', text: 'Add recipients first: their columns become fields.' }));
 }
 
 export function setRecipientTotal(total) {
@@ -88,20 +87,7 @@ export function setRecipientTotal(total) {
   if (total > 0 && Number(input.value) > total) input.value = String(total);
 }
 
-function insertField() {
-  const select = $('#insert-field');
-  const name = select.value;
-  const hint = $('#insert-field-hint');
-  if (!name) {
-    hint.textContent = select.options.length > 1
-      ? 'Choose a field in “Insert field” first, then press Insert.'
-      : 'No fields yet: add recipients with more columns than the address first.';
-    hint.classList.add('warn');
-    select.focus();
-    return;
-  }
-  hint.classList.remove('warn');
-  hint.textContent = 'Choose a field, then Insert: it goes in at the cursor in Message, or in Subject if you were last typing there.';
+function insertField(name) {
   const target = lastTarget || $('#message');
   const text = `{{ ${name} }}`;
   const start = target.selectionStart ?? target.value.length;

@@ -2,6 +2,7 @@
 // createElement: there is no HTML parsing of data anywhere in the frontend.
 
 export const $ = (selector, root = document) => root.querySelector(selector);
+export const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
 
 /**
  * Create an element. props: class, text, dataset, on<event> handlers; any other key is set
@@ -44,10 +45,10 @@ export function plural(n, word, many = word + 's') {
 /** An error from the bridge: title, message, cause and numbered fix steps. */
 export function errorBlock(error, { extraFix = [] } = {}) {
   const e = error && typeof error === 'object' ? error : { message: String(error ?? '') };
-  const box = el('div', { class: 'error-box' });
-  const title = el('p', { class: 'error-title' }, el('strong', { text: e.title || 'Something went wrong' }));
-  if (e.category) title.append(' ', el('span', { class: 'category', text: `(${e.category})` }));
-  box.append(title);
+  // The category's code stays out of the sentence (it is in the results CSV and --progress
+  // jsonl); the box keeps it as data for whoever needs to tell errors apart.
+  const box = el('div', { class: 'error-box', dataset: e.category ? { category: String(e.category) } : {} });
+  box.append(el('p', { class: 'error-title' }, el('strong', { text: e.title || 'Something went wrong' })));
   if (e.message) box.append(el('p', { class: 'error-message', text: plainWords(e.message) }));
   if (e.cause) box.append(el('p', { class: 'error-cause' }, el('span', { class: 'label', text: 'Cause: ' }), e.cause));
   const fix = uniq([...(Array.isArray(e.fix) ? e.fix : []), ...extraFix]);

@@ -3,6 +3,7 @@
 // user types, and restored at the next start with a way to start a new campaign instead.
 
 import { call } from './api.js';
+import { go } from './steps.js';
 import { $, el, show } from './dom.js';
 
 const SEND_FIELDS = ['delay', 'connections', 'limit-second', 'limit-minute', 'limit-hour', 'limit-day',
@@ -22,8 +23,8 @@ function sendValues() {
   return values;
 }
 
-/** Save soon (once the typing pauses). */
-function saveSoon() {
+/** Save soon (once the typing pauses; also after a list is read or a file attached). */
+export function saveSoon() {
   clearTimeout(timer);
   timer = setTimeout(saveNow, SAVE_AFTER_MS);
 }
@@ -31,6 +32,7 @@ function saveSoon() {
 async function saveNow() {
   clearTimeout(timer);
   timer = null;
+  if (!loaded) return; // before the kept draft was read: saving now would replace it
   await call('draft', { action: 'save', draft: { message: deps.getMessage(), send: sendValues() } });
 }
 
@@ -40,27 +42,34 @@ function clockTime(iso) {
   return when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 }
 
-function restoredLine(saved) {
+function restoredLine(saved, restored = {}) {
   const line = $('#draft-status');
   const fresh = el('button', { type: 'button', id: 'new-campaign', class: 'link-button', text: 'Start a new campaign' });
   fresh.addEventListener('click', async () => {
     clearTimeout(timer);
     await call('draft', { action: 'clear' });
     deps.setMessage({ subject: '', body: '', format: 'html', unsubscribe: [] });
+    deps.onInputsCleared();
     show(line, el('span', { text: 'Started a new campaign: the fields are empty.' }));
-    $('#subject').focus();
+    go('recipients', { focus: false });
+    $('#paste').focus();
   });
   const at = clockTime(saved);
-  show(line, el('span', { text: `Restored your draft${at ? ` from ${at}` : ''} — ` }), fresh);
+  const parts = [];
+  if (restored.list) parts.push(`the list (${restored.list})`);
+  const files = Array.isArray(restored.attachments) ? restored.attachments.length : 0;
+  if (files) parts.push(`${files} attached file${files === 1 ? '' : 's'}`);
+  const also = parts.length ? ` with ${parts.join(' and ')}` : '';
+  const lost = [restored.list_error, ...(Array.isArray(restored.missing) ? restored.missing : [])].filter(Boolean);
+  show(line, el('span', { text: `Restored your draft${at ? ` from ${at}` : ''}${also} — ` }), fresh,
+    lost.length ? el('span', { class: 'warn', text: ` Not restored: ${lost.join('; ')}` }) : null);
 }
 
 /** Restore the kept draft (if any), then keep it as the user types. */
+let loaded = false;
+
 export async function initDraft(dependencies) {
   deps = dependencies;
-  if (!$('#draft-status')) {
-    const line = el('p', { id: 'draft-status', class: 'hint', role: 'status' });
-    $('#compose-heading').after(line);
-  }
   const result = await call('draft', { action: 'load' });
   const draft = result.ok && result.data ? result.data.draft : null;
   if (draft && draft.message) {
@@ -69,8 +78,12 @@ export async function initDraft(dependencies) {
       const input = SEND_FIELDS.includes(id) ? document.getElementById(id) : null;
       if (input && typeof value === 'string') input.value = value;
     }
-    restoredLine(draft.saved);
+    const restored = draft.restored || {};
+    if (restored.preview) deps.onListRestored(restored.preview);
+    if (Array.isArray(restored.attachments) && restored.attachments.length) deps.onAttachmentsRestored();
+    restoredLine(draft.saved, restored);
   }
+  loaded = true;
   for (const id of [...MESSAGE_FIELDS, ...SEND_FIELDS]) {
     const input = document.getElementById(id);
     if (input) {

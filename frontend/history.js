@@ -13,11 +13,16 @@ const STATE_WORDS = {
 };
 const STATUS_WORDS = {
   pending: 'Not sent yet', sending: 'Sending', sent: 'Sent', failed: 'Failed', deferred: 'Retrying',
-  skipped: 'Not sent', uncertain: 'Uncertain',
+  skipped: 'Not sent', uncertain: 'Uncertain', bounced: 'Bounced', replied: 'Replied', auto_replied: 'Auto-reply',
 };
+// Read the mailbox by itself while the window is open (the core says which campaigns are due).
+const AUTO_CHECK_MS = 60_000;
+const FILTERS = [['', 'Everyone'], ['sent', 'Sent'], ['failed', 'Failed'], ['bounced', 'Bounced'],
+  ['replied', 'Replied'], ['auto_replied', 'Auto-reply'], ['skipped', 'Not sent'], ['uncertain', 'Uncertain']];
 
 let deps = null;
 let campaigns = new Map(); // id -> campaign as the bridge gave it
+let detailFilter = ''; // the details' Show filter: a status, or '' for everyone
 
 export function initHistory(dependencies) {
   deps = dependencies;
@@ -31,7 +36,40 @@ export function initHistory(dependencies) {
     else if (action === 'resume') withBusy(button, () => resume(id, 'ask'), back);
     else if (action === 'resend') withBusy(button, () => resend(id, false), back);
     else if (action === 'resend-uncertain') withBusy(button, () => resend(id, true), back);
+    else if (action === 'track') withBusy(button, () => checkReplies(id), back);
   });
+  setTimeout(autoCheck, AUTO_CHECK_MS / 2);
+}
+
+/** Check replies and bounces: read the campaign's mailbox (read-only) and say what changed. */
+async function checkReplies(id) {
+  const out = $('#history-status');
+  show(out, busyLine('Reading the mailbox (read-only)…'));
+  const result = await call('check_replies', { id, password: deps.getCredentials().password || '', move_bounces: $('#move-bounces').checked });
+  if (!result.ok) {
+    show(out, errorBlock(result.error));
+    return;
+  }
+  const [checked] = (result.data && result.data.checked) || [];
+  show(out, el('p', { class: 'ok-line', text: checked ? `Checked: ${checked.summary}.` : 'Checked.' }));
+  await refreshHistory({ quiet: true });
+  if (!$('#history-details').hidden) await showDetails(id);
+}
+
+/** Every minute: the campaigns of the last 3 days whose check is due (at most every 10 minutes). */
+async function autoCheck() {
+  try {
+    if (deps.isBusy()) return;
+    const result = await call('check_replies', { password: deps.getCredentials().password || '', move_bounces: $('#move-bounces').checked });
+    const checked = result.ok && result.data && Array.isArray(result.data.checked) ? result.data.checked : [];
+    const changed = checked.filter((c) => c.counts && (c.counts.bounced || c.counts.replied || c.counts.auto_replied || c.counts.now_sent));
+    if (changed.length) {
+      await refreshHistory({ quiet: true });
+      $('#history-auto').textContent = `Checked the mailbox by itself: ${changed.map((c) => c.summary).join('; ')}.`;
+    }
+  } finally {
+    setTimeout(autoCheck, AUTO_CHECK_MS);
+  }
 }
 
 const num = (v) => (Number.isFinite(Number(v)) ? Number(v) : 0);
@@ -45,7 +83,13 @@ function tally(c) {
   const total = num(c && c.total) || Object.values(counts).reduce((a, b) => a + num(b), 0);
   const left = num(c && c.left_to_send);  // the core's count: pending and deferred
   const skipped = num(counts.skipped);  // invalid, duplicate, suppressed lines and the ones left out
-  return { sent, failed, uncertain, left, skipped, notSent: Math.max(0, total - sent - failed - uncertain - skipped) };
+  // Sent, then read back from the mailbox: bounced, replied, auto-replied.
+  const bounced = num(counts.bounced);
+  const replied = num(counts.replied);
+  const autoReplied = num(counts.auto_replied);
+  const answered = bounced + replied + autoReplied;
+  return { sent, failed, uncertain, left, skipped, bounced, replied, autoReplied, answered,
+    notSent: Math.max(0, total - sent - failed - uncertain - skipped - answered) };
 }
 
 /** Whether a campaign can be resumed is the core's answer, not a rule of the page. */
@@ -84,8 +128,8 @@ export async function refreshHistory({ quiet = false } = {}) {
   for (const c of list) frag.append(campaignRow(c));
   $('#history-list').replaceChildren(frag);
   $('.history-scroll').hidden = list.length === 0;
-  const stale = out.textContent === 'No campaigns yet.' && list.length;  // a run has ended since
-  if (!quiet || !list.length || stale) show(out, el('p', { class: 'hint', text: list.length ? `${plural(list.length, 'campaign')}.` : 'No campaigns yet.' }));
+  const stale = out.textContent.startsWith('No campaigns yet.') && list.length;  // a run has ended since
+  if (!quiet || !list.length || stale) show(out, el('p', { class: 'hint', text: list.length ? `${plural(list.length, 'campaign')}.` : 'No campaigns yet. Your first one starts at Account: try it with the Local test inbox.' }));
   const interrupted = list.find((c) => c.state === 'interrupted') || null;
   renderNotice(interrupted);
   if (deps.onInterrupted) deps.onInterrupted(interrupted ? `${interruptedWords(interrupted)} See History.` : null);
@@ -101,10 +145,14 @@ function campaignRow(c) {
   if (t.uncertain > 0) {
     buttons.push(actionButton('Resend to failed and uncertain', `of campaign ${id}`, { dataset: { action: 'resend-uncertain', id } }));
   }
-  const rest = [t.notSent ? `${t.notSent} not sent` : null, t.uncertain ? `${t.uncertain} uncertain` : null,
+  if (t.sent + t.answered > 0) buttons.push(actionButton('Check replies and bounces', `of campaign ${id}`, { dataset: { action: 'track', id } }));
+  const rest = [t.bounced ? `${t.bounced} bounced` : null, t.replied ? `${t.replied} replied` : null,
+    t.autoReplied ? `${t.autoReplied} auto-repl${t.autoReplied === 1 ? 'y' : 'ies'}` : null,
+    t.notSent ? `${t.notSent} not sent` : null, t.uncertain ? `${t.uncertain} uncertain` : null,
     t.skipped ? `${t.skipped} skipped` : null].filter(Boolean);
   return el('tr', { dataset: { id, state: String(c.state ?? '') } },
-    el('td', { class: 'nowrap', text: formatTime(c.created) }),
+    el('td', { class: 'history-campaign' }, el('span', { class: 'history-subject', text: c.subject || '(no subject)' }),
+      el('span', { class: 'history-date', text: formatTime(c.created) })),
     el('td', { class: 'address' }, breakable(c.account ?? '')),
     el('td', { class: 'history-state', text: (STATE_WORDS[c.state] || String(c.state ?? ''))
       + (quotaLifts(c) ? ` (quota: can continue after ${quotaLifts(c).toLocaleString()})` : '') }),
@@ -140,12 +188,18 @@ async function showDetails(id) {
   const d = result.data || {};
   const rows = Array.isArray(d.rows) ? d.rows : [];
   const c = d.campaign || campaigns.get(id) || { id };
-  const shown = rows.slice(0, DETAIL_ROWS);
+  const wanted = detailFilter;
+  const shown = rows.filter((r) => !wanted || r.status === wanted).slice(0, DETAIL_ROWS);
+  const filter = el('select', { id: 'history-filter' }, FILTERS.map(([value, words]) => el('option', { value, text: words, selected: value === wanted })));
+  filter.addEventListener('change', () => {
+    detailFilter = filter.value;
+    showDetails(id).then(() => $('#history-filter').focus());
+  });
   const body = el('tbody', { id: 'history-detail-rows' }, shown.map((r) => el('tr', { dataset: { status: String(r.status ?? '') } },
     el('td', { class: 'num', text: String(r.line ?? '') }),
     el('td', { class: 'address' }, breakable(r.email ?? '')),
     el('td', { text: STATUS_WORDS[r.status] || String(r.status ?? '') }),
-    el('td', { text: [r.smtp_code, r.error].filter((x) => x !== null && x !== undefined && x !== '').join(' ') }),
+    el('td', { text: [r.smtp_code, r.dsn_status, r.error, r.notice].filter((x) => x !== null && x !== undefined && x !== '').join(' ') }),
     el('td', { class: 'num', text: String(r.attempts ?? '') }),
     el('td', { class: 'nowrap', text: r.sent_at ? formatTime(r.sent_at) : '' }))));
   const more = rows.length > DETAIL_ROWS || num(c.total) > rows.length
@@ -159,6 +213,7 @@ async function showDetails(id) {
   });
   show(box,
     el('h3', { id: 'history-details-heading', text: `Campaign ${c.id ?? id} (${STATE_WORDS[c.state] || c.state || ''}, started ${formatTime(c.created)})` }),
+    el('div', { class: 'field field-inline' }, el('label', { for: 'history-filter', text: 'Show' }), filter),
     rows.length ? el('div', { class: 'table-scroll', tabindex: '0', role: 'region', 'aria-labelledby': 'history-details-heading' },
       el('table', { class: 'data-table history-detail-table' },
         el('thead', {}, el('tr', {}, ['#', 'Address', 'Status', 'Reply', 'Attempts', 'Sent at'].map((h) => el('th', { scope: 'col', text: h })))),
@@ -273,6 +328,10 @@ function started(data, words) {
   const d = data || {};
   deps.runStarted(d.campaign, Number(d.total));
   const count = Number.isFinite(Number(d.total)) ? ` (${plural(Number(d.total), 'recipient')})` : '';
-  show($('#history-status'), el('p', { class: 'ok-line', text: `${words}${count}` }));
+  // A resend leaves bounced and suppressed addresses out: the core says which, in words.
+  const leftOut = d.left_out && d.left_out.words ? ` ${d.left_out.words[0].toUpperCase()}${d.left_out.words.slice(1)}.` : '';
+  const said = `${words.replace(/\.$/, '')}${count}.`;
+  show($('#history-status'), el('p', { class: 'ok-line', text: said }));
+  show($('#send-status'), el('p', { class: 'hint', text: `${said}${leftOut}` }));
   refreshHistory({ quiet: true });
 }

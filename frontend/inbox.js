@@ -121,10 +121,12 @@ async function openMessage(id) {
     return;
   }
   const m = result.data || {};
-  const headers = Array.isArray(m.headers) && m.headers.length
-    ? m.headers.map((h) => [String(h[0] ?? ''), String(h[1] ?? '')])
-    : [['From', m.from], ['To', Array.isArray(m.to) ? m.to.join(', ') : m.to], ['Subject', m.subject], ['Date', m.date]];
+  const when = Date.parse(m.date);
+  const headers = [['From', m.from], ['To', Array.isArray(m.to) ? m.to.join(', ') : m.to], ['Subject', m.subject],
+    ['Date', Number.isFinite(when) ? new Date(when).toLocaleString() : m.date]];
+  const all = Array.isArray(m.headers) ? m.headers.map((h) => `${String(h[0] ?? '')}: ${String(h[1] ?? '')}`).join('\n') : '';
   show(view, messageView({ title: m.subject || '(no subject)', headers, html: m.html, htmlUrl: m.html_url, text: m.text }),
+    all ? el('details', { class: 'text-part source-part' }, el('summary', { text: 'Show source' }), el('pre', { class: 'message-text', text: all })) : null,
     el('button', { type: 'button', class: 'link-button', text: 'Close message', onclick: closeMessage }));
   view.hidden = false;
 }

@@ -18,7 +18,13 @@ const LABELS = {
   deferred: 'Retrying',
   skipped: 'Not sent',
   uncertain: 'Uncertain',
+  bounced: 'Bounced',
+  replied: 'Replied',
+  auto_replied: 'Auto-reply',
 };
+// Read back from the mailbox after sending (Check replies and bounces): the row's label changes,
+// the run's counts (what was sent) do not.
+const AFTER_SEND = new Set(['bounced', 'replied', 'auto_replied']);
 
 const VIRTUAL_FROM = 500; // rows; fewer are all elements (each can show its fix steps in place)
 const OVERSCAN = 15; // rows rendered above and below the view in the virtual table
@@ -238,6 +244,12 @@ export function flush() {
     }
     const before = row.status;
     const after = typeof ev.status === 'string' ? ev.status : 'sending';
+    if (AFTER_SEND.has(after)) {
+      row.status = after;
+      row.event = { ...(row.event || {}), ...ev };
+      touched.add(row);
+      continue;
+    }
     if (FINAL.has(before) && before !== after) counts[before] = Math.max(0, counts[before] - 1);
     if (FINAL.has(after) && before !== after) {
       counts[after] += 1;
@@ -323,6 +335,9 @@ function detailsFor(key, ev, status) {
     parts.push(`Temporary failure, will retry${ev.error ? ': ' + code + ev.error : ''}`);
   } else if (status === 'skipped') {
     parts.push(ev.error || (ev.category ? deps.categoryTitle(ev.category) : 'Not sent'));
+  } else if (AFTER_SEND.has(status)) {
+    parts.push(status === 'bounced' ? 'Came back as undeliverable (the address is now on the suppression list)'
+      : status === 'replied' ? 'They replied' : 'An automatic reply (e.g. out of office)');
   }
   return parts;
 }

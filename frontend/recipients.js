@@ -140,6 +140,19 @@ async function changeNameColumn() {
  * Read the current list again (after the suppression list changed), so the counts and the
  * "Never mailed" rows are up to date. Nothing to do before a list was added.
  */
+/** A list the core read again at start (the draft's): shown as if just imported. */
+export function showList(preview) {
+  handle({ ok: true, data: preview }, { fresh: true });
+}
+
+/** Start a new campaign: no list. */
+export function clearList() {
+  current = null;
+  show(status());
+  $('#recipients-details').hidden = true;
+  onPreview({ counts: {}, columns: [], fields: [] });
+}
+
 export async function refreshPreview() {
   if (!current) return;
   // The column the user chose, or null when it was found automatically: a list pasted
@@ -259,8 +272,8 @@ function renderIssues(p) {
   $('#rejected-block').hidden = rejectedTotal === 0;
   show($('#rejected-list'), rejected.slice(0, MAX_LISTED).map((r) => el('li', {},
     el('span', { class: 'line-ref', text: `Line ${r.line}: ` }),
-    el('span', { class: 'value', text: r.value ? `“${r.value}”` : '(empty)' }), ' — ',
-    el('span', { class: 'reason', text: r.reason || '' }))),
+    el('span', { class: 'value', text: r.value ? r.value : '(empty)' }), ' - ',
+    el('span', { class: 'reason', text: r.problem || r.reason || '' }))),
     rejectedTotal > MAX_LISTED ? el('li', { class: 'hint', text: `…and ${rejectedTotal - Math.min(rejected.length, MAX_LISTED)} more` }) : null);
 
   const suppressed = Array.isArray(p.suppressed) ? p.suppressed : [];

@@ -2,7 +2,7 @@
 // remaining (from event timestamps), and the end-of-run summary in the Activity log.
 
 import { call } from './api.js';
-import { $, el, show, errorBlock, busyLine, formatDuration, formatRate, plural, focusLost, plainWords } from './dom.js';
+import { $, el, show, errorBlock, busyLine, confirmBox, formatDuration, formatRate, plural, focusLost, plainWords } from './dom.js';
 import * as log from './log.js';
 import { problemsList, problemCount } from './compose.js';
 
@@ -30,6 +30,14 @@ let focusWanted = false;
 let restarting = null;
 
 let retryDefaultsWords = '';
+// The core's review says nothing is missing (Send stays disabled until then).
+let ready = false;
+
+/** The review's answer: Send is enabled only when nothing is missing. */
+export function setReady(value) {
+  ready = Boolean(value);
+  setState(state);
+}
 
 /** The retry fields start at the core's defaults (app_info's retry_defaults): one definition. */
 function setRetryDefaults(d) {
@@ -188,6 +196,7 @@ function newRun(campaign) {
   total = 0;
   $('#summary').hidden = true;
   show($('#summary'));
+  show($('#sent-copy-status'));
 }
 
 /** History is about to start a run of a past campaign (resume keeps the campaign's id). */
@@ -290,7 +299,7 @@ function setState(next) {
     pauseStart = null;
   }
   const focused = document.activeElement;
-  $('#send').disabled = BUSY.has(state) || starting;
+  $('#send').disabled = BUSY.has(state) || starting || !ready;
   $('#pause').hidden = paused;
   $('#pause').disabled = state !== 'running';
   $('#resume').hidden = !paused;
@@ -354,7 +363,7 @@ function stateWords(current) {
  * into the local test inbox never counts): ask in the page (window.confirm may not work in the
  * webview) whether to send to everyone again, only to those not yet sent, or not at all.
  */
-function confirmResend(earlier, options) {
+function confirmResend(earlier, options, question = '') {
   const out = $('#send-status');
   const when = new Date(earlier.created);
   const date = Number.isNaN(when.getTime()) ? earlier.created : when.toLocaleString();
@@ -367,6 +376,7 @@ function confirmResend(earlier, options) {
   const box = el('div', { class: 'confirm', id: 'resend-confirm', role: 'group', 'aria-labelledby': 'resend-question' },
     el('p', { id: 'resend-question', class: 'confirm-question',
       text: `This list was already sent through this account on ${date} (${plural(earlier.sent, 'message')} sent, campaign ${earlier.campaign}).${notYet}` }),
+    question ? el('p', { class: 'confirm-question', text: question }) : null,
     el('p', { id: 'resend-cancel-hint', class: 'hint', text: 'Cancel sends nothing. To send something new, change the list or the account.' }),
     el('div', { class: 'actions' }, again, rest, cancel));
   const cancelIt = () => {
@@ -399,11 +409,6 @@ async function sentBefore() {
   return answer.ok && answer.data && answer.data.campaign ? answer.data.campaign : null;
 }
 
-/** Warnings from the check (large attachments, a message over the server's size limit). */
-function warningsBlock(warnings) {
-  return warnings.map((w) => el('p', { class: 'warning', text: `Warning: ${w}` }));
-}
-
 /**
  * Rows whose message cannot be built: offer to send everyone else. Only when every problem
  * names its row (a mistake in the template itself fails every row: skipping cannot help).
@@ -416,7 +421,7 @@ function skipOffer(problems, rowCount, skipSentIn = null) {
   const button = el('button', { type: 'button', id: 'skip-problem-rows', 'aria-describedby': 'skip-problem-rows-hint', text: 'Skip these rows and send the rest' });
   button.addEventListener('click', () => {
     focusWanted = true;
-    startCampaign({ skipProblemRows: true, skipSentIn, confirmed: true });
+    startCampaign({ skipProblemRows: true, skipSentIn });
   });
   return el('div', { class: 'actions skip-offer' }, button,
     el('p', { id: 'skip-problem-rows-hint', class: 'hint',
@@ -427,80 +432,133 @@ function problemRows(problems) {
   return new Set(problems.map((p) => p && p.line).filter((line) => line !== null && line !== undefined)).size;
 }
 
+/** The one confirmation before a campaign: it names the count, the server and the sender. */
+function confirmSend(question, options) {
+  const out = $('#send-status');
+  const yes = el('button', { type: 'button', id: 'confirm-send', class: 'primary', text: 'Yes, send' });
+  const no = el('button', { type: 'button', id: 'confirm-cancel', text: 'Cancel' });
+  const cancelIt = () => {
+    show(out, el('p', { class: 'hint', text: 'Nothing sent.' }));
+    $('#send').focus();
+  };
+  yes.addEventListener('click', () => {
+    show(out);
+    $('#send').focus();
+    focusWanted = true;
+    startCampaign({ ...options, confirmed: true });
+  });
+  no.addEventListener('click', cancelIt);
+  show(out, confirmBox({ id: 'send-confirm', question, buttons: [yes, no], onEscape: cancelIt }));
+  yes.focus();
+}
+
+/** Check the pace fields; false (with the field named and focused) when one is not a number. */
+function paceProblem(out) {
+  if (getDelay() === null) {
+    $('#send-settings').open = true;
+    show(out, errorBlock({ title: 'Check the delay', message: 'Delay (ms) must be a whole number of milliseconds from 0 to 3600000.', fix: ['Enter e.g. 1000 for one message per second.'] }));
+    $('#delay').focus();
+    return true;
+  }
+  if (getConnections() === null) {
+    $('#send-settings').open = true;
+    show(out, errorBlock({ title: 'Check the connections', message: 'Connections must be a whole number from 1 to 16.', fix: ['Enter 1 for a mailbox such as Gmail or Outlook, or e.g. 4 for a sending service.'] }));
+    $('#connections').focus();
+    return true;
+  }
+  const chosen = getLimits();
+  if (chosen.error) {
+    $('#limits-box').open = true;
+    show(out, errorBlock({ title: 'Check the sending limits', message: `${chosen.label} must be a number of messages (0 or empty: no limit).`, fix: ['Enter e.g. 500 in Per day, or leave the field empty.'] }));
+    $(chosen.error).focus();
+    return true;
+  }
+  const retry = getRetry();
+  if (retry.error) {
+    $('#retry-box').open = true;
+    show(out, errorBlock({ title: 'Check the retries', message: `${retry.label} must be ${retry.whole ? 'a whole number' : 'a number'} of at least ${retry.min}.`, fix: retryDefaultsWords ? [retryDefaultsWords] : [] }));
+    $(retry.error).focus();
+    return true;
+  }
+  return false;
+}
+
+/** The Send section's options as the bridge takes them (limits, retries, pace, skipped rows). */
+export function sendOptions({ skipProblemRows = false, skipSentIn = null } = {}) {
+  const options = { delay_ms: getDelay() ?? 1000, connections: getConnections() ?? 1 };
+  const chosen = getLimits();
+  if (!chosen.error) options.limits = chosen.limits;
+  const retry = getRetry();
+  if (!retry.error) options.retry = retry.retry;
+  const skip = deps && deps.skippedFields ? deps.skippedFields() : [];
+  if (skip.length) options.skip_empty = skip.join(',');
+  if (skipProblemRows) options.skip_problem_rows = true;
+  if (skipSentIn) options.skip_sent_in = skipSentIn;
+  return options;
+}
+
+/** Before anything is sent: the review (nothing missing, no broken row unless skipped), the
+ * already-sent question, then one confirmation; `confirmed` starts the run. */
+async function checkFirst(out, options) {
+  show(out, busyLine('Checking every message…'));
+  await deps.saveSettings();
+  const r = await deps.review(options);
+  if (!r) {
+    show(out, el('p', { class: 'fail-line', text: 'Not started: the check did not answer. Try again.' }));
+    return;
+  }
+  const missing = Array.isArray(r.missing) ? r.missing : [];
+  if (missing.length) {
+    show(out, el('p', { class: 'fail-line', text: `Not started: ${missing.map((m) => m.text).join('; ')}.` }));
+    return;
+  }
+  const problems = Array.isArray(r.problems) ? r.problems : [];
+  const rowCount = problemRows(problems);
+  if (problems.length && !options.skipProblemRows) {
+    const what = rowCount ? `${plural(rowCount, 'message')} cannot be built` : 'the message cannot be built';
+    show(out,
+      el('p', { class: 'fail-line', text: `Not started: ${what} (${plural(problemCount(problems), 'problem')}). Fix the template or the list, then send again.` }),
+      problemsList(problems),
+      skipOffer(problems, rowCount, options.skipSentIn));
+    return;
+  }
+  starting = true;
+  let earlier = null;
+  try {
+    earlier = await sentBefore();
+  } finally {
+    starting = false;
+  }
+  if (earlier) confirmResend(earlier, options, r.confirm);
+  else confirmSend(r.confirm, options);
+}
+
 async function startCampaign({ confirmed = false, skipProblemRows = false, skipSentIn = null } = {}) {
   if (starting || BUSY.has(state)) return;
+  const out = $('#send-status');
+  if (paceProblem(out)) return;
   if (!confirmed) {
     starting = true;
-    let earlier = null;
+    setState(state);
     try {
-      earlier = await sentBefore();
+      await checkFirst(out, { skipProblemRows, skipSentIn });
     } finally {
       starting = false;
+      setState(state);
     }
-    if (earlier) {
-      confirmResend(earlier, { skipProblemRows });
-      return;
-    }
+    return;
   }
   starting = true;
   setState(state);
-  const out = $('#send-status');
   // The last run's summary goes away at once, so nobody mistakes it for this run's.
   const summary = $('#summary');
   const hadSummary = !summary.hidden;
   summary.hidden = true;
   let started = false;
   try {
-    const delay = getDelay();
-    if (delay === null) {
-      show(out, errorBlock({ title: 'Check the delay', message: 'Delay (ms) must be a whole number of milliseconds from 0 to 3600000.', fix: ['Enter e.g. 1000 for one message per second.'] }));
-      $('#delay').focus();
-      return;
-    }
-    const connections = getConnections();
-    if (connections === null) {
-      show(out, errorBlock({ title: 'Check the connections', message: 'Connections must be a whole number from 1 to 16.', fix: ['Enter 1 for a mailbox such as Gmail or Outlook, or e.g. 4 for a sending service.'] }));
-      $('#connections').focus();
-      return;
-    }
-    show(out, busyLine('Checking every message…'));
-    await deps.saveSettings();
-    const message = deps.getMessage();
-    const check = await call('check_message', { message, from_address: deps.getFromAddress(), account: deps.getAccount() });
-    if (!check.ok) {
-      show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(check.error));
-      return;
-    }
-    const problems = (check.data && Array.isArray(check.data.problems)) ? check.data.problems : [];
-    const warnings = (check.data && Array.isArray(check.data.warnings)) ? check.data.warnings.filter((w) => typeof w === 'string') : [];
-    const rowCount = problemRows(problems);
-    if (problems.length && !skipProblemRows) {
-      const what = rowCount ? `${plural(rowCount, 'message')} cannot be built` : 'the message cannot be built';
-      show(out,
-        el('p', { class: 'fail-line', text: `Not started: ${what} (${plural(problemCount(problems), 'problem')}). Fix the template or the list, then send again.` }),
-        problemsList(problems),
-        skipOffer(problems, rowCount, skipSentIn),
-        warningsBlock(warnings));
-      return;
-    }
-    show(out, busyLine('Starting…'), warningsBlock(warnings));
-    const chosen = getLimits();
-    if (chosen.error) {
-      $('#limits-box').open = true;
-      show(out, errorBlock({ title: 'Check the sending limits', message: `${chosen.label} must be a number of messages (0 or empty: no limit).`, fix: ['Enter e.g. 500 in Per day, or leave the field empty.'] }));
-      $(chosen.error).focus();
-      return;
-    }
-    const retry = getRetry();
-    if (retry.error) {
-      $('#retry-box').open = true;
-      show(out, errorBlock({ title: 'Check the retries', message: `${retry.label} must be ${retry.whole ? 'a whole number' : 'a number'} of at least ${retry.min}.`, fix: retryDefaultsWords ? [retryDefaultsWords] : [] }));
-      $(retry.error).focus();
-      return;
-    }
-    const params = { account: deps.getAccount(), ...deps.getCredentials(), message, delay_ms: delay, connections, limits: chosen.limits, retry: retry.retry };
-    if (skipProblemRows) params.skip_problem_rows = true;
-    if (skipSentIn) params.skip_sent_in = skipSentIn;
+    show(out, busyLine('Starting…'));
+    const params = { account: deps.getAccount(), ...deps.getCredentials(), message: deps.getMessage(),
+      ...sendOptions({ skipProblemRows, skipSentIn }) };
     const result = await call('start_campaign', params);
     if (!result.ok) {
       const steps = result.error && Array.isArray(result.error.steps) ? result.error.steps : [];
@@ -512,8 +570,7 @@ async function startCampaign({ confirmed = false, skipProblemRows = false, skipS
         error = { ...error, message: `${plural(counted, 'message')} cannot be built (${plural(problemCount(rowProblems), 'problem')}, listed below).` };
       }
       show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock(error),
-        rowProblems.length ? [problemsList(rowProblems), skipOffer(rowProblems, problemRows(rowProblems), skipSentIn)] : null,
-        warningsBlock(warnings));
+        rowProblems.length ? [problemsList(rowProblems), skipOffer(rowProblems, problemRows(rowProblems), skipSentIn)] : null);
       return;
     }
     started = true;
@@ -521,10 +578,7 @@ async function startCampaign({ confirmed = false, skipProblemRows = false, skipS
     deps.rememberProvider();
     newRun(d.campaign);
     if (Number.isFinite(d.total)) total = d.total;
-    const skipped = skipProblemRows && rowCount
-      ? el('p', { class: 'hint', text: `${plural(rowCount, 'row')} that cannot be built ${rowCount === 1 ? 'is' : 'are'} skipped; sending to the rest.` })
-      : null;
-    show(out, skipped, warningsBlock(warnings));
+    show(out, skipProblemRows ? el('p', { class: 'hint', text: 'Rows that cannot be built are skipped; sending to the rest.' }) : null);
     if (stateCampaign !== d.campaign) {
       stateCampaign = d.campaign;
       setState('running');
@@ -650,7 +704,7 @@ function renderSummary(ev) {
   if (entries.length) {
     parts.push(el('h4', { text: 'Failures by category' }));
     parts.push(el('ul', { class: 'by-category' }, entries.map(([category, n]) => el('li', {},
-      el('strong', { text: deps.categoryTitle(category) }), ` (${category}): ${n}`))));
+      el('strong', { text: deps.categoryTitle(category) }), `: ${n}`))));
   }
   if (s.stopped && s.stopped !== 'cancelled' && !failed && !ev.error) {
     parts.push(el('p', { class: 'fail-line', text: `Stopped early: ${deps.categoryTitle(String(s.stopped))}.` }));

@@ -3,6 +3,7 @@
 // recipients preview is read again so its counts match.
 
 import { call } from './api.js';
+import { onViewChange } from './steps.js';
 import { $, el, show, errorBlock, busyLine, withBusy, plural, actionButton } from './dom.js';
 
 const MAX_SHOWN = 100;
@@ -12,9 +13,8 @@ let loaded = false;
 
 export function initSuppression({ onChange }) {
   onChanged = onChange;
-  const panel = $('#suppression-panel');
-  panel.addEventListener('toggle', () => {
-    if (panel.open && !loaded) refreshSuppression();
+  onViewChange((view) => {
+    if (view === 'suppression' && !loaded) refreshSuppression();
   });
   $('#suppression-add').addEventListener('click', (event) => withBusy(event.currentTarget, addAddresses));
 }

@@ -3,6 +3,7 @@
 // download and the "Template file" field in a browser).
 
 import { call, transportMode } from './api.js';
+import { onViewChange } from './steps.js';
 import { $, el, show, errorBlock, busyLine, withBusy, plural, fileToBase64, downloadText, confirmBox } from './dom.js';
 
 let deps = null;
@@ -25,9 +26,8 @@ export function initTemplates(info, dependencies) {
   deps = dependencies;
   nativeDialogs = !!info.native_dialogs && transportMode() === 'window';
   $('#template-file-wrap').hidden = nativeDialogs;
-  const panel = $('#templates-panel');
-  panel.addEventListener('toggle', () => {
-    if (panel.open && !loaded) refreshTemplates();
+  onViewChange((view) => {
+    if (view === 'templates' && !loaded) refreshTemplates();
   });
   const on = (id, action, options) => $(id).addEventListener('click', (event) => {
     withBusy(event.currentTarget, action, options).finally(updateButtons);
@@ -119,7 +119,7 @@ export async function refreshTemplates({ select = null } = {}) {
     box.replaceChildren(el('option', { value: '', text: 'No saved templates' }));
     box.value = '';
   }
-  $('#templates-panel').querySelector('summary').textContent = templates.length ? `Templates (${templates.length})` : 'Templates';
+  $('#templates-count').textContent = templates.length ? `${plural(templates.length, 'template')} saved.` : 'No saved templates yet: write a message in Message, then Save as... here.';
   updateButtons();
   renderInfo();
 }
@@ -144,7 +144,8 @@ async function loadTemplate() {
   lastName = name;
   await deps.onLoaded();
   const missing = Array.isArray(d.attachments) ? d.attachments.filter((a) => typeof a === 'string') : [];
-  show(status(), el('p', { class: 'ok-line', text: `Loaded ${quoted(name)}.` }),
+  show(status(), el('p', { class: 'ok-line' }, `Loaded ${quoted(name)}. `,
+    el('button', { type: 'button', class: 'link-button', 'data-go': 'message', text: 'Go to Message' })),
     missing.length ? [
       el('p', { class: 'fail-line', text: `${plural(missing.length, 'attachment')} of this template ${missing.length === 1 ? 'was' : 'were'} not found and ${missing.length === 1 ? 'is' : 'are'} not attached:` }),
       el('ul', { class: 'issue-list' }, missing.map((f) => el('li', { class: 'value', text: f }))),

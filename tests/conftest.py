@@ -201,3 +201,18 @@ def imap_server(certs: Certs):
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def microsoft(certs: Certs, monkeypatch: pytest.MonkeyPatch):
+    """The local fake of the Microsoft identity platform and Graph (tests/fakemicrosoft.py), with
+    the app's environment pointed at it and its certificate authority trusted."""
+    from tests.fakemicrosoft import FakeMicrosoft
+
+    fake = FakeMicrosoft(certs.good).start()
+    for key, value in fake.environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certs.ca_file)
+    monkeypatch.delenv("BULK_MAILER_MICROSOFT_CLIENT_ID", raising=False)
+    yield fake
+    fake.stop()

@@ -96,7 +96,7 @@ def test_send_end_to_end(smtp_server, certs, campaign_files, tmp_path):
     with campaign_files["results"].open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["email", "status", "category", "smtp_code", "error", "attempts", "sent_at", "message_id",
-                             "line"]
+                             "line", "dsn_status", "notice", "notice_at"]
     # every line of the list has its row, in list order: the invalid one and the duplicate too
     assert [r["line"] for r in rows] == ["2", "3", "4", "5", "6"]
     by_email = {r["email"]: r for r in rows}

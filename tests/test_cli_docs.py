@@ -190,7 +190,9 @@ def test_readme_is_a_first_hour_page() -> None:
         "make run     # sets everything up (.venv) and opens the app",
         "make test    # sets everything up (.venv with test tools) and runs the whole test suite",
     ]
-    assert "](docs/window.png)" in text
+    assert "](docs/screenshots/4-review.png)" in text
+    for shot in re.findall(r"\]\((docs/screenshots/[^)]+\.png)\)", text):
+        assert (README.parent / shot).is_file(), shot
     for needed in ("## Your first campaign", "## The command line in brief", "## Where files go",
                    "Local test inbox", "**Recipients.**", "**Message.**", "**Send.**", "bulk-mailer send"):
         assert needed in text

@@ -190,7 +190,7 @@ def test_the_draft_is_kept_privately_restored_and_cleared(app, isolated_home):
     draft = again.load_draft()
     assert draft == {"saved": saved["saved"], "send": {"delay": "250", "limit-day": "400"},
                      "message": {"subject": "Hi {{ name }}", "body": "<p>News</p>", "format": "html",
-                                 "unsubscribe": ["https://example.com/u"]}}
+                                 "unsubscribe": ["https://example.com/u"]}, "restored": {}}
     found = paths.data_dir() / "draft.json"
     assert found.stat().st_mode & 0o077 == 0 and b"hunter2" not in found.read_bytes()
     found.write_text("{not json")  # a damaged draft is ignored, not fatal
@@ -198,3 +198,129 @@ def test_the_draft_is_kept_privately_restored_and_cleared(app, isolated_home):
     again.save_draft(SavedDraft(subject="x"))
     again.clear_draft()
     assert again.load_draft() is None and not found.exists()
+
+
+def test_the_draft_keeps_the_list_its_columns_and_the_attached_files(app, isolated_home, tmp_path):
+    from backend.inputs import SavedDraft
+
+    people = tmp_path / "people.csv"
+    people.write_text("mail,who,nick\nann@example.org,Ann,Annie\nbob@example.org,Bob,Bobby\n", encoding="utf-8")
+    report = tmp_path / "report.txt"
+    report.write_text("numbers\n", encoding="utf-8")
+    app.import_recipients(("file", str(people)), "mail", "nick")
+    app.add_attachment_files([str(report)])
+    app.save_draft(SavedDraft(subject="Hi"))
+    again = App(inbox=LocalInbox(), store=EncryptedFileStore(isolated_home / "s.enc"))  # the next start
+    restored = again.load_draft()["restored"]
+    assert restored["list"] == again.imported.summary() and restored["attachments"] == ["report.txt"]
+    assert [r.email for r in again.imported.recipients] == ["ann@example.org", "bob@example.org"]
+    assert again.columns == ("mail", "nick") and restored["preview"]["name_column"] == "nick"
+    assert [a.data for _, a in again.attachments] == [b"numbers\n"]
+    # a pasted list, and a file that went away: said, not fatal
+    again.import_recipients(("text", "cy@example.org\ndee@example.org"))
+    again.save_draft(SavedDraft(subject="Hi"))
+    report.unlink()
+    third = App(inbox=LocalInbox(), store=EncryptedFileStore(isolated_home / "s.enc"))
+    restored = third.load_draft()["restored"]
+    assert [r.email for r in third.imported.recipients] == ["cy@example.org", "dee@example.org"]
+    assert restored["attachments"] == [] and "report.txt" in restored["missing"][0]
+    # Start a new campaign: the list and the files go with the draft
+    third.clear_draft()
+    assert third.imported is None and third.attachments == [] and third.load_draft() is None
+
+
+# -- E. Review & send: the core decides what is missing, what goes where, how long ---------------
+
+
+def test_review_lists_what_is_missing_step_by_step(app, smtp_server):
+    from backend.review import review
+
+    custom = AccountInput(provider="custom", host="", from_address="")
+    r = review(app, custom, MessageInput(subject="", html=""), SendOptions()).as_dict()
+    assert not r["ready"] and not r["sendable"] and r["confirm"] == ""
+    assert {m["step"] for m in r["missing"]} == {"account", "recipients", "message"}
+    assert [m["text"] for m in r["missing"] if m["step"] == "message"] == ["Enter a subject", "Write the message"]
+    assert {k: s["state"] for k, s in r["steps"].items()} == {
+        "account": "todo", "recipients": "todo", "message": "todo", "review": "todo"}
+    # a server that was never tested: Send waits for Test connection
+    server = smtp_server("plain", auth=False)
+    app.import_recipients(("text", NAMES))
+    message = MessageInput(subject="Hi {{ name | default('you') }}", text="Hello", delay_ms=1000)
+    r = app.review(plain(server), message, SendOptions())
+    assert [m["text"] for m in r["missing"]] == ["Test the connection (Account, Test connection)"]
+    assert r["steps"]["account"] == {"name": "Account", "state": "attention",
+                                     "summary": "127.0.0.1: not tested yet"}
+    assert r["steps"]["recipients"]["summary"] == "4 valid recipients"
+    app.verify(plain(server))
+    r = app.review(plain(server), message, SendOptions(limits={"per_minute": 2}))
+    assert r["ready"] and r["missing"] == [] and r["steps"]["account"]["state"] == "done"
+    assert r["confirm"] == "Send 4 messages through 127.0.0.1 as me@example.com?"
+    assert (r["messages"], r["limits"], r["estimate_s"], r["estimate"]) == (4, "2 a minute", 90.0, "about 2 minutes")
+    # a campaign that went through an account proves it works on the next start too
+    app.start(*app.prepare(plain(server), message, SendOptions())).wait()
+    later = App(inbox=LocalInbox(), store=app.store, journal_path=app.journal.path, detector=offline_detect)
+    try:
+        assert later.tested(plain(server))
+    finally:
+        later.shutdown()
+
+
+def test_review_counts_what_a_one_click_fix_leaves_out(app):
+    app.import_recipients(("text", NAMES))
+    message = MessageInput(subject="Hi {{ name }}", text="Hello", delay_ms=0)
+    r = app.review(INBOX, message, SendOptions())
+    [empty] = [w for w in r["warnings"] if w["kind"] == "empty_field"]
+    assert empty["fix"] == {"field": "name", "lines": [3, 4], "default": '{{ name | default("there") }}'}
+    assert r["confirm"] == "Send 4 messages through the local test inbox as me@example.com?"
+    skipped = app.review(INBOX, message, SendOptions(skip_empty=("name",)))
+    assert skipped["confirm"] == "Send 2 messages through the local test inbox as me@example.com?"
+    assert skipped["warnings"][0]["text"] == "2 recipients have an empty name: left out, as you chose"
+    # and the run leaves them out, as skipped with the reason
+    draft, plan = app.prepare(INBOX, message, SendOptions(skip_empty=("name",)))
+    assert [r.email for r in draft.recipients] == ["ann@example.org", "dee@example.org"]
+    app.start(draft, plan).wait()
+    rows = {r.email: r for r in app.results(app.history()[0]["id"])}
+    assert rows["bob@example.org"].status == "skipped" and rows["bob@example.org"].error == "not sent: empty name"
+
+
+def test_warnings_before_mistakes_links_size_text_part_unsubscribe(app):
+    from backend.review import built_warnings
+
+    app.import_recipients(("text", "\n".join(f"p{i}@example.org" for i in range(101))))
+    body = '<p><a href="http://example.com/a">a</a> <img src="http://example.com/i.png"> ' + "x" * 110_000 + "</p>"
+    kinds = {w["kind"]: w["text"] for w in app.review(INBOX, MessageInput(subject="S", html=body), SendOptions())["warnings"]}
+    assert set(kinds) == {"http_link", "clipped", "no_unsubscribe"}
+    assert kinds["http_link"].startswith("2 links in the message are not https (http://example.com/a, http://exa")
+    assert "no unsubscribe link for a list of 101 recipients" in kinds["no_unsubscribe"]
+    with_link = MessageInput(subject="S", html="<p>short</p>", unsubscribe=("https://example.com/u",))
+    assert app.review(INBOX, with_link, SendOptions())["warnings"] == []
+    # our messages always carry a text part; one without gets the warning
+    html_only = (b"From: a@example.com\r\nTo: b@example.org\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+                 b"Content-Type: text/html; charset=utf-8\r\n\r\n<p>hi</p>\r\n")
+    assert [w.kind for w in built_warnings(html_only)] == ["no_text_part"]
+
+
+@pytest.mark.parametrize("n, delay, limits, expected", [
+    (1, 1.0, None, 0.0),
+    (61, 1.0, None, 60.0),
+    (3, 0.0, {"per_minute": 2}, 60.0),
+    (1001, 0.0, {"per_day": 500}, 2 * 86400.0),
+    (4, 0.1, {"per_second": 0.5}, 6.0),
+])
+def test_the_estimate_follows_the_delay_and_the_limits(n, delay, limits, expected):
+    from backend.model import RateLimits
+    from backend.review import duration_words, estimate_seconds
+
+    assert estimate_seconds(n, delay, RateLimits(**limits) if limits else None) == pytest.approx(expected)
+    assert [duration_words(s) for s in (5, 90, 3 * 3600 + 600, 2 * 86400 + 4 * 3600)] == [
+        "under a minute", "about 2 minutes", "about 3 hours 10 minutes", "about 2 days 4 hours"]
+
+
+def test_invalid_addresses_read_in_plain_words():
+    found = parse_text("email\nbob@@example.com\nann@example\nx y@example.com\nplain\n")
+    assert [(r.line, r.value, r.problem) for r in found.rejected] == [
+        (2, "bob@@example.com", "more than one @"),
+        (3, "ann@example", "the part after the @ has no dot (example.com?)"),
+        (4, "x y@example.com", "it contains a space"),
+        (5, "plain", "no @ (an address looks like name@example.com)")]
+    assert str(found.rejected[0]) == "line 2: 'bob@@example.com' is not a valid email address: more than one @"

@@ -76,3 +76,14 @@ def test_self_test_option_opens_the_window_and_asks_the_bridge(tmp_path):
     assert proc.returncode == 0 and result["ok"] is True, (result, proc.stderr[-2000:])
     assert result["bridge_ok"] and result["version_shown"] == f"version {result['version']}"
     assert result["resource_origins"] == [result["origin"]]
+
+
+def test_one_campaign_through_the_four_steps_in_the_real_window(tmp_path):
+    result, _ = run_driver(tmp_path, "steps")
+    assert result["views"] == ["account", "recipients", "message", "review"]
+    assert [(key, state) for key, state, _ in result["steps"]] == [
+        ("account", "done"), ("recipients", "done"), ("message", "done"), ("review", "todo")]
+    assert result["steps"][1][2] == "2 valid recipients"
+    assert result["confirm"] == "Send 2 messages through the local test inbox as me@example.com?"
+    assert result["state_line"] == "Finished: 2 sent."
+    assert sorted(result["inbox"]) == ["Hi Ann", "Hi Bob"]

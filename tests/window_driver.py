@@ -59,10 +59,76 @@ def drive(window, bridge: Bridge) -> None:
     except Exception as exc:  # reported to the test, which fails with it
         result["error"] = repr(exc)
     finally:
-        print(json.dumps(result), flush=True)
-        # Closing must not hang; if it does, every thread's stack goes to stderr for the test.
-        faulthandler.dump_traceback_later(60, exit=True)
-        window.destroy()
+        report(window, result)
+
+
+def report(window, result: dict) -> None:
+    """Print the one JSON line for the test, then close the window."""
+    print(json.dumps(result), flush=True)
+    # Closing must not hang; if it does, every thread's stack goes to stderr for the test.
+    faulthandler.dump_traceback_later(60, exit=True)
+    window.destroy()
+
+
+def _js(window, script: str):
+    return window.evaluate_js(script)
+
+
+def _until(window, script: str, seconds: float = 30):
+    """Poll a JS expression until it is truthy; its value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = _js(window, script)
+        if value:
+            return value
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {script}")
+
+
+def _click(window, selector: str) -> None:
+    _js(window, f"document.querySelector({json.dumps(selector)}).click(); true")
+
+
+def _fill(window, selector: str, value: str) -> None:
+    _js(window, f"""(function () {{ var el = document.querySelector({json.dumps(selector)}); el.value = {json.dumps(value)};
+        el.dispatchEvent(new Event('input', {{bubbles: true}})); el.dispatchEvent(new Event('change', {{bubbles: true}}));
+        return true; }})()""")
+
+
+def walk(window, bridge: Bridge) -> None:
+    """One campaign through the four steps, by the buttons a user clicks: Next, Next, Next, Send."""
+    result: dict = {"views": []}
+    try:
+        if not window.events.loaded.wait(60):
+            raise RuntimeError("the page did not load")
+        _until(window, "document.body.dataset.ready === 'true'")
+        view = "document.body.dataset.view"
+        result["views"].append(_js(window, view))
+        _click(window, 'section[data-view="account"] .step-next')
+        result["views"].append(_js(window, view))
+        _fill(window, "#paste", "email,name\nann@example.org,Ann\nbob@example.org,Bob")
+        _click(window, "#use-paste")
+        _until(window, "document.querySelector('#recipients-summary').textContent.indexOf('2 valid') >= 0")
+        _click(window, 'section[data-view="recipients"] .step-next')
+        result["views"].append(_js(window, view))
+        _fill(window, "#subject", "Hi {{ name }}")
+        _fill(window, "#message", "<p>Hello {{ name }}</p>")
+        _click(window, 'section[data-view="message"] .step-next')
+        result["views"].append(_js(window, view))
+        _until(window, "!!document.querySelector('#review-ready') && !document.querySelector('#send').disabled")
+        result["steps"] = _js(window, "Array.from(document.querySelectorAll('.nav-step')).map(function (s) "
+                                      "{ return [s.dataset.step, s.dataset.state, s.querySelector('.step-summary-text').textContent]; })")
+        _click(window, "#send")
+        result["confirm"] = _until(window, "document.querySelector('#send-confirm') && "
+                                           "document.querySelector('#send-confirm .confirm-question').textContent")
+        _click(window, "#confirm-send")
+        _until(window, "document.body.dataset.campaignState === 'finished'")
+        result["state_line"] = _js(window, "document.querySelector('#send-state').textContent")
+        result["inbox"] = [m.summary()["subject"] for m in bridge._app.inbox.messages()]
+    except Exception as exc:  # reported to the test, which fails with it
+        result["error"] = repr(exc)
+    finally:
+        report(window, result)
 
 
 class _Recorder(BaseHTTPRequestHandler):
@@ -158,7 +224,8 @@ def main() -> int:
 
         web.WINDOW_CSP = web.CSP
     bridge = Bridge(native_dialogs=True, inbox=LocalInbox(), store=EncryptedFileStore())
-    return open_window(bridge, on_started={"campaign": drive, "guard": guard, "strict-csp": strict_csp}[mode])
+    return open_window(bridge, on_started={"campaign": drive, "guard": guard, "strict-csp": strict_csp,
+                                                 "steps": walk}[mode])
 
 
 if __name__ == "__main__":

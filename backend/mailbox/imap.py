@@ -30,6 +30,14 @@ SENT_NAMES = (
     "Elementos enviados", "Inviati", "Posta inviata", "Verzonden items", "Verzonden",
 )
 
+# Looked for, in this order, when no folder carries SPECIAL-USE \Junk.
+JUNK_NAMES = (
+    "Junk", "Spam", "Junk E-mail", "Junk Email", "Junk Mail", "Bulk Mail", "[Gmail]/Spam", "[Google Mail]/Spam",
+    "INBOX.Junk", "INBOX/Junk", "INBOX.Spam", "INBOX.spam", "Junk-E-Mail", "Spamverdacht", "Courrier indésirable",
+    "Indésirables", "Correo no deseado", "Posta indesiderata", "Ongewenste e-mail",
+)
+FETCH_LIMIT = 262144  # bytes of each message read: the headers, the report and the original's headers
+
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LIST_LINE = re.compile(r'^\((?P<flags>[^)]*)\)\s+(?P<delim>"(?:[^"\\]|\\.)*"|NIL)\s+(?P<name>.+)$', re.S)
 _SAFE_ID = re.compile(r"^<[\x21-\x7e]+>$")
@@ -129,17 +137,31 @@ def parse_list(lines: list[object]) -> list[tuple[set[str], str]]:
     return found
 
 
-def choose_sent(folders: list[tuple[set[str], str]]) -> str | None:
-    """The folder marked \\Sent, else the first of SENT_NAMES present (case-insensitive)."""
+def choose_special(folders: list[tuple[set[str], str]], flag: str, names: tuple[str, ...]) -> str | None:
+    """The folder marked with this SPECIAL-USE flag, else the first of names present (any case)."""
     usable = [(f, n) for f, n in folders if "\\noselect" not in f and "\\nonexistent" not in f]
     for flags, name in usable:
-        if "\\sent" in flags:
+        if flag in flags:
             return name
     by_lower = {n.lower(): n for _, n in usable}
-    for wanted in SENT_NAMES:
+    for wanted in names:
         if wanted.lower() in by_lower:
             return by_lower[wanted.lower()]
     return None
+
+
+def choose_sent(folders: list[tuple[set[str], str]]) -> str | None:
+    """The folder marked \\Sent, else the first of SENT_NAMES present (case-insensitive)."""
+    return choose_special(folders, "\\sent", SENT_NAMES)
+
+
+def choose_junk(folders: list[tuple[set[str], str]]) -> str | None:
+    """The folder marked \\Junk, else the first of JUNK_NAMES present (case-insensitive)."""
+    return choose_special(folders, "\\junk", JUNK_NAMES)
+
+
+_FETCH_HEAD = re.compile(rb"UID (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 
 
 class ImapClient:
@@ -245,13 +267,15 @@ class ImapClient:
 
     # -- folders and messages ---------------------------------------------------------------
 
-    def folders(self) -> list[tuple[set[str], str]]:
+    def folders(self, want: str = "\\sent") -> list[tuple[set[str], str]]:
+        """The mailbox's folders with their attributes: those with SPECIAL-USE flags when one of
+        them carries the flag wanted, else every folder."""
         imap = self._imap
         assert imap is not None
         if "SPECIAL-USE" in imap.capabilities:
             typ, data = self._call("LIST (SPECIAL-USE)", imap._simple_command, "LIST", "(SPECIAL-USE)", '""', '"*"')
             special = parse_list(imap._untagged_response(typ, data, "LIST")[1]) if typ == "OK" else []
-            if any("\\sent" in f for f, _ in special):
+            if any(want in f for f, _ in special):
                 return special
         typ, data = self._call("LIST", imap.list, '""', '"*"')
         return parse_list(data or []) if typ == "OK" else []
@@ -281,6 +305,80 @@ class ImapClient:
         if typ != "OK":
             raise self._err(TransportError, f"SEARCH refused: {self.text(data)}", "imap_connection_failed")
         return bool(data and data[0] and data[0].split())
+
+    # -- reading, never changing (track) -----------------------------------------------------
+
+    def examine(self, folder: str) -> int:
+        """Open a folder read-only (EXAMINE: nothing in it can change, no flag is set); its UIDVALIDITY."""
+        imap = self._imap
+        assert imap is not None
+        typ, data = self._call("EXAMINE", imap.select, quoted(folder), True)
+        if typ != "OK":
+            raise self._err(TransportError, f"folder '{folder}' cannot be opened: {self.text(data)}",
+                            "imap_folder_not_found")
+        self._selected = folder
+        _, found = imap.response("UIDVALIDITY")
+        try:
+            return int(found[0]) if found and found[0] else 0
+        except (TypeError, ValueError):
+            return 0
+
+    def uids(self, *criteria: str) -> list[int]:
+        """UID SEARCH in the folder open now: the UIDs found, in order."""
+        imap = self._imap
+        assert imap is not None
+        typ, data = self._call("UID SEARCH", imap.uid, "SEARCH", *criteria)
+        if typ != "OK":
+            raise self._err(TransportError, f"SEARCH refused: {self.text(data)}", "imap_connection_failed")
+        return sorted(int(x) for x in b" ".join(d for d in data if d).split() if x.isdigit())
+
+    def peek(self, uids: list[int], limit: int = FETCH_LIMIT) -> list[tuple[int, str | None, bytes]]:
+        """(UID, INTERNALDATE, the message's first limit bytes) of each, read with BODY.PEEK: the
+        server sets no flag (\\Seen stays as it was)."""
+        imap = self._imap
+        assert imap is not None
+        if not uids:
+            return []
+        typ, data = self._call("UID FETCH", imap.uid, "FETCH", ",".join(str(u) for u in uids),
+                               f"(UID INTERNALDATE BODY.PEEK[]<0.{limit}>)")
+        if typ != "OK":
+            raise self._err(TransportError, f"FETCH refused: {self.text(data)}", "imap_connection_failed")
+        out = []
+        for item in data or []:
+            if isinstance(item, tuple) and len(item) >= 2:
+                uid, when = _FETCH_HEAD.search(item[0]), _INTERNALDATE.search(item[0])
+                if uid:
+                    out.append((int(uid.group(1)), when.group(1).decode("ascii", "replace") if when else None,
+                                bytes(item[1])))
+        return out
+
+    def move(self, folder: str, uids: list[int], to: str) -> int:
+        """Move these messages of a folder to another (created if missing): UID MOVE (RFC 6851),
+        else COPY, then \\Deleted and UID EXPUNGE of exactly these (UIDPLUS); a server with neither
+        keeps them where they were (copied only): never an EXPUNGE of the user's other messages.
+        How many left the folder."""
+        imap = self._imap
+        assert imap is not None and uids
+        self._call("CREATE", imap.create, quoted(to))  # NO when it exists: fine
+        typ, data = self._call("SELECT", imap.select, quoted(folder), False)
+        if typ != "OK":
+            raise self._err(TransportError, f"folder '{folder}' cannot be opened: {self.text(data)}",
+                            "imap_folder_not_found")
+        self._selected = folder
+        which = ",".join(str(u) for u in uids)
+        # Asked now: what a server lists before the login (imaplib's .capabilities) often lacks MOVE.
+        _, listed = self._call("CAPABILITY", imap.capability)
+        said = b" ".join(x for x in listed or [] if isinstance(x, bytes)).decode("ascii", "replace")
+        caps = {c.upper() for c in said.split()} | {c.upper() for c in imap.capabilities}
+        if "MOVE" in caps:
+            typ, data = self._call("UID MOVE", imap.uid, "MOVE", which, quoted(to))
+            return len(uids) if typ == "OK" else 0
+        typ, data = self._call("UID COPY", imap.uid, "COPY", which, quoted(to))
+        if typ != "OK" or "UIDPLUS" not in caps:
+            return 0
+        self._call("UID STORE", imap.uid, "STORE", which, "+FLAGS.SILENT", r"(\Deleted)")
+        typ, _ = self._call("UID EXPUNGE", imap.uid, "EXPUNGE", which)
+        return len(uids) if typ == "OK" else 0
 
     def append(self, folder: str, data: bytes) -> None:
         """File a message in the folder, marked read (\\Seen)."""

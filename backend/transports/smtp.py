@@ -318,12 +318,13 @@ class SmtpTransport:
     def _login_xoauth2(self, smtp: smtplib.SMTP, started: float) -> None:
         """AUTH XOAUTH2 with the Google sign-in's access token; one renewal if it is refused."""
         s = self.settings
+        who = getattr(s.token_source, "provider", "Google")  # whose sign-in: Google's or Microsoft's
         offered = smtp.esmtp_features.get("auth", "").upper().split()
         if "XOAUTH2" not in offered:
             raise self._err(AuthError, "the server does not offer login with OAuth2 (XOAUTH2; it offers: "
                             f"{' '.join(offered) or 'none'})", "auth_not_offered",
-                            fix=("Sign in with Google works over SMTP with smtp.gmail.com only; use a password "
-                                 "for other servers.",))
+                            fix=(f"Sign in with {who} works over SMTP with {who}'s own servers only; use a "
+                                 "password for other servers.",))
         last: smtplib.SMTPAuthenticationError | None = None
         for renew in (False, True):
             token = s.token_source.access_token(force_refresh=renew)
@@ -344,17 +345,18 @@ class SmtpTransport:
             except (smtplib.SMTPException, OSError) as exc:
                 raise self._disconnected(exc, "during login") from exc
             self.info.authenticated_as = s.user
-            self._step("auth", started, True, f"logged in as {s.user} with Google (XOAUTH2)")
+            self._step("auth", started, True, f"logged in as {s.user} with {who} (XOAUTH2)")
             return
         assert last is not None
         text = self.reply_text(last.smtp_error)
         self._step("auth", started, False, f"{last.smtp_code} {text}")
-        raise self._err(
-            OAuthError, f"login as '{s.user}' with Google refused: {last.smtp_code} {text}", "oauth_error",
-            code=last.smtp_code,
-            fix=(f"Check that the username is the address you signed in with ({s.user}).",
-                 "Sign in with Google again for SMTP: Google requires full mail access "
-                 "(https://mail.google.com/) for SMTP."))
+        refusal = getattr(s.token_source, "refusal", None)  # the provider's reading of its answer, if any
+        category, fix = refusal(last.smtp_code, text) if refusal else ("oauth_error", (
+            f"Check that the username is the address you signed in with ({s.user}).",
+            "Sign in with Google again for SMTP: Google requires full mail access "
+            "(https://mail.google.com/) for SMTP."))
+        raise self._err(OAuthError, f"login as '{s.user}' with {who} refused: {last.smtp_code} {text}", category,
+                        code=last.smtp_code, fix=fix)
 
     def _login_utf8(self, smtp: smtplib.SMTP) -> None:
         """AUTH PLAIN with UTF-8 (RFC 4616); smtplib encodes credentials as ASCII only."""

@@ -1,0 +1,308 @@
+"""Review & send: what a campaign is about to do, what is missing, and what may be a mistake.
+
+One place decides it for every face: the window's step list and its Review & send step, and the
+CLI's dry run. Nothing here connects to a server or changes anything.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.policy import default as default_policy
+from email.utils import parseaddr
+from typing import Any
+
+from backend import service
+from backend.errors import MailerError
+from backend.google_auth import saved_profile
+from backend.inputs import NotNow, RowProblems
+from backend.microsoft_auth import saved_profile as microsoft_profile
+from backend.model import RateLimits
+from backend.plans import limits_with
+from backend.presets import GMAIL_API_LIMITS, gmail_api_limits, microsoft_limits
+from backend.settings import SECURITY_LABELS
+
+# Gmail shows "[Message clipped]" past this many bytes of HTML; the rest is one click away.
+CLIP_BYTES = 102 * 1024
+# Over this many recipients a list without an unsubscribe link is asking for spam reports.
+UNSUBSCRIBE_FROM = 100
+STEP_NAMES = {"account": "Account", "recipients": "Recipients", "message": "Message", "review": "Review & send"}
+
+_HREF = re.compile(r"""\b(?:href|src)\s*=\s*["']?\s*(http://[^"'\s>]+)""", re.IGNORECASE)
+
+
+@dataclass
+class Notice:
+    """Something that may be a mistake, though every message builds; fix: what one click does."""
+
+    kind: str
+    text: str
+    fix: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "text": self.text, "fix": self.fix}
+
+
+@dataclass
+class Review:
+    """The answer for the step list and Review & send."""
+
+    steps: dict[str, dict[str, str]] = field(default_factory=dict)
+    missing: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[Notice] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    messages: int = 0
+    through: str = ""
+    host: str = ""
+    sender: str = ""
+    limits: str = "none"
+    estimate_s: float | None = None
+
+    def need(self, step: str, text: str) -> None:
+        self.missing.append({"step": step, "text": text})
+
+    def step(self, key: str, state: str, summary: str) -> None:
+        self.steps[key] = {"name": STEP_NAMES[key], "state": state, "summary": summary}
+
+    def as_dict(self) -> dict[str, Any]:
+        ready = not self.missing and not self.problems and self.messages > 0
+        n = f"{self.messages:,} message{'' if self.messages == 1 else 's'}"
+        return {
+            "steps": self.steps, "missing": self.missing, "ready": ready, "sendable": not self.missing,
+            "warnings": [w.as_dict() for w in self.warnings], "problems": self.problems,
+            "messages": self.messages, "through": self.through, "host": self.host, "sender": self.sender,
+            "limits": self.limits, "estimate_s": self.estimate_s,
+            "estimate": duration_words(self.estimate_s) if self.estimate_s is not None else "",
+            "confirm": f"Send {n} through {self.host} as {self.sender}?" if ready else "",
+        }
+
+
+def estimate_seconds(n: int, delay_s: float, limits: RateLimits | None) -> float:
+    """How long n messages take at least at the delay and the sending limits (the server's own
+    time per message not counted): one message each interval, a day's limit waits for the next day."""
+    if n <= 1:
+        return 0.0
+    interval = max(delay_s, 0.0)
+    per_day = None
+    for window, count in (limits.windows() if limits else []):
+        if window >= 86400:
+            per_day = count
+        else:
+            interval = max(interval, window / count)
+    if per_day and n > per_day:
+        days = math.ceil(n / per_day) - 1
+        return days * 86400 + (n - 1 - days * int(per_day)) * interval
+    return (n - 1) * interval
+
+
+def duration_words(seconds: float) -> str:
+    """"under a minute", "about 25 minutes", "about 3 hours 10 minutes", "about 2 days 4 hours"."""
+    if seconds < 60:
+        return "under a minute"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} minute{'' if minutes == 1 else 's'}"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        rest = f" {minutes} minute{'' if minutes == 1 else 's'}" if minutes else ""
+        return f"about {hours} hour{'' if hours == 1 else 's'}{rest}"
+    days, hours = divmod(hours, 24)
+    rest = f" {hours} hour{'' if hours == 1 else 's'}" if hours else ""
+    return f"about {days} day{'' if days == 1 else 's'}{rest}"
+
+
+def limits_words(limits: RateLimits | None) -> str:
+    words = list(limits.words().values()) if limits else []
+    return ", ".join(words) if words else "none"
+
+
+def content_warnings(draft: service.Draft) -> list[Notice]:
+    """Every warning about the message and the list: large messages, empty fields, links that are
+    not https, a body Gmail clips, no text part, no unsubscribe link on a large list."""
+    out: list[Notice] = []
+    size = draft.size_warning()
+    if size:
+        out.append(Notice("size", size))
+    for empty in service.empty_fields(draft):
+        out.append(Notice("empty_field", empty.words(), {
+            "field": empty.field, "lines": list(empty.lines),
+            "default": f'{{{{ {empty.field} | default("there") }}}}'}))
+    http = sorted({m.group(1) for m in _HREF.finditer(draft.template.html_source or "")})
+    if http:
+        shown = ", ".join(http[:3]) + (f" and {len(http) - 3} more" if len(http) > 3 else "")
+        out.append(Notice("http_link", f"{len(http)} link{'' if len(http) == 1 else 's'} in the message "
+                           f"{'is' if len(http) == 1 else 'are'} not https ({shown}): mail apps mark them "
+                           "as not secure, and spam filters notice; use https:// where the site has it"))
+    if len(draft.recipients) > UNSUBSCRIBE_FROM and draft.unsubscribe is None:
+        out.append(Notice("no_unsubscribe", f"no unsubscribe link for a list of {len(draft.recipients):,} "
+                           "recipients: Gmail, Yahoo and Outlook expect one from bulk senders; add one under "
+                           "Unsubscribe link in Message (--unsubscribe)"))
+    if draft.recipients:
+        try:
+            data = draft.outgoing(draft.recipients[0], smtputf8=True).data
+        except Exception:  # noqa: BLE001 - a row that cannot be built is a problem, listed apart
+            return out
+        out.extend(built_warnings(data))
+    return out
+
+
+def built_warnings(data: bytes) -> list[Notice]:
+    """Warnings read from one built message: an HTML body Gmail clips, HTML without a text part."""
+    msg = message_from_bytes(data, policy=default_policy)
+    html, text = msg.get_body(("html",)), msg.get_body(("plain",))  # type: ignore[attr-defined]
+    out = []
+    if html is not None:
+        body = html.get_content().encode("utf-8", "replace")
+        if len(body) > CLIP_BYTES:
+            out.append(Notice("clipped", f"the message body is {len(body) / 1024:,.0f} KB: Gmail shows only the "
+                               "first 102 KB and hides the rest behind \"[Message clipped]\"; shorten it or "
+                               "link to the long part"))
+        if text is None:
+            out.append(Notice("no_text_part", "the message has no plain-text part: some mail apps and spam "
+                               "filters expect one next to the HTML"))
+    return out
+
+
+def review(app: Any, a: Any, m: Any, options: Any) -> Review:
+    """The step list and Review & send for this session's campaign (app: the App)."""
+    from backend.app import LOCAL_INBOX
+
+    r = Review()
+    sender = m.from_address or a.from_address
+    base: RateLimits | None = None
+    if a.channel == "microsoft":
+        profile = microsoft_profile()
+        r.host = r.through = "Microsoft Graph"
+        base = service.rate_limits(microsoft_limits(bool((profile or {}).get("consumer", True)))[1])
+        if profile is None:
+            r.need("account", "Sign in with Microsoft")
+            r.step("account", "attention", "Microsoft Graph: not signed in")
+        else:
+            sender = service.gmail_sender(sender, profile["email"], "Microsoft Graph")
+            r.step("account", "done", f"Microsoft Graph as {profile['email']}")
+    elif a.channel != "gmail" and a.provider == LOCAL_INBOX:
+        r.host = r.through = "the local test inbox"
+        r.step("account", "done", "Local test inbox: nothing leaves this computer")
+    elif a.channel == "gmail":
+        profile = saved_profile()
+        r.host = r.through = "the Gmail API"
+        base = service.rate_limits(GMAIL_API_LIMITS[gmail_api_limits(bool((profile or {}).get("workspace")))[0]])
+        if profile is None:
+            r.need("account", "Sign in with Google")
+            r.step("account", "attention", "Gmail API: not signed in")
+        else:
+            sender = service.gmail_sender(sender, profile["email"])
+            r.step("account", "done", f"Gmail API as {profile['email']}")
+    else:
+        try:
+            settings, _ = app.smtp_settings(a, need_password=False)
+        except MailerError as exc:
+            r.need("account", _words(exc))
+            r.step("account", "todo" if not a.host else "attention", "Choose a provider or enter the server")
+        else:
+            r.host = settings.host
+            r.through = f"{settings.host}:{settings.port} ({SECURITY_LABELS.get(settings.security, settings.security)})"
+            base = service.preset_limits(settings.provider)
+            login = f" as {settings.user}" if settings.user else ""
+            if app.tested(a):
+                r.step("account", "done", f"{settings.host}{login}")
+            else:
+                r.need("account", "Test the connection (Account, Test connection)")
+                r.step("account", "attention", f"{settings.host}{login}: not tested yet")
+    if not sender.strip():
+        r.need("account", "Enter the From address")
+        if r.steps.get("account", {}).get("state") == "done":
+            r.step("account", "attention", "No From address")
+    r.sender = parseaddr(sender)[1] or sender.strip()
+    try:
+        r.limits = limits_words(limits_with(base, options.limits))
+        limits = limits_with(base, options.limits)
+    except MailerError:
+        limits = base
+    _recipients_step(app, r)
+    draft = _message_step(app, r, m, sender, options)
+    if draft is not None:
+        r.messages = len(draft.recipients)
+        r.warnings += content_warnings(draft)
+        r.estimate_s = estimate_seconds(r.messages, draft.delay_ms / 1000, limits)
+    run = app.run
+    if run is not None and run.active:
+        r.step("review", "attention", "Sending…")
+    elif r.missing or r.problems:
+        n = len(r.missing) + (1 if r.problems else 0)
+        r.step("review", "attention" if app.imported else "todo", f"{n} thing{'' if n == 1 else 's'} to do first")
+    else:
+        r.step("review", "todo", f"Ready: {r.messages:,} message{'' if r.messages == 1 else 's'}")
+    return r
+
+
+def _words(exc: Any) -> str:
+    """An error's message as a checklist line: without the field name in front, capitalised."""
+    text = exc.message
+    field_name = getattr(exc, "field", None)
+    if field_name and text.startswith(f"{field_name}: "):
+        text = text[len(field_name) + 2:]
+    return text[:1].upper() + text[1:]
+
+
+def _recipients_step(app: Any, r: Review) -> None:
+    imported = app.imported
+    if imported is None:
+        r.need("recipients", "Add recipients: paste addresses or import a file")
+        r.step("recipients", "todo", "No list yet")
+        return
+    valid = len(imported.recipients)
+    parts = [f"{valid:,} valid recipient{'' if valid == 1 else 's'}"]
+    if imported.rejected:
+        parts.append(f"{len(imported.rejected):,} invalid")
+    if imported.duplicates:
+        parts.append(f"{len(imported.duplicates):,} duplicate{'' if len(imported.duplicates) == 1 else 's'}")
+    if not valid:
+        r.need("recipients", "The list has no valid address")
+    r.step("recipients", "done" if valid else "attention", ", ".join(parts))
+
+
+def _message_step(app: Any, r: Review, m: Any, sender: str, options: Any) -> service.Draft | None:
+
+    subject, body = m.subject.strip(), (m.html or m.text or "").strip()
+    if not subject:
+        r.need("message", "Enter a subject")
+    if not body:
+        r.need("message", "Write the message")
+    if not subject or not body:
+        r.step("message", "attention" if subject or body else "todo", "No subject yet" if not subject else "No message yet")
+        return None
+    shown = subject if len(subject) <= 60 else subject[:59] + "…"
+    try:
+        draft = app.draft(m, sender or "you@example.com")
+    except NotNow:
+        r.step("message", "done", f"“{shown}”")
+        return None
+    except MailerError as exc:
+        step = "account" if (getattr(exc, "field", "") or "").startswith("from") else "message"
+        r.need(step, _words(exc))
+        r.step("message", "attention" if step == "message" else "done", f"“{shown}”")
+        return None
+    if options.skip_empty:
+        for empty in service.empty_fields(draft):
+            if empty.field in options.skip_empty:
+                n = len(empty.lines)
+                r.warnings.append(Notice("empty_field", f"{n} recipient{' has' if n == 1 else 's have'} an empty "
+                                          f"{empty.field}: left out, as you chose", {
+                                              "field": empty.field, "lines": list(empty.lines), "skipped": True,
+                                              "default": f'{{{{ {empty.field} | default("there") }}}}'}))
+        service.exclude_empty(draft, options.skip_empty)
+    problems = draft.problems()
+    if problems and options.skip_problem_rows:
+        service.exclude_problem_rows(draft, problems)
+        problems = []
+    if problems:
+        r.problems = RowProblems(problems).rows()
+        lines = {getattr(p, "row", None) for p in problems}
+        n = len(lines)
+        r.step("message", "attention", f"{n:,} message{'' if n == 1 else 's'} cannot be built")
+    else:
+        r.step("message", "done", f"“{shown}”")
+    return draft
