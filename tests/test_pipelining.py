@@ -169,8 +169,8 @@ def test_against_postfix_smtp_sink_through_a_distant_link():
         out = run_campaign(people(emails), build, [t], campaign_id="k", delay_s=0)
         seconds = time.monotonic() - started
         assert [r.status for r in out.results] == ["sent"] * 30
-        # one at a time: 2 round trips (80 ms) a message, 2.4 s; pipelined about 1.3 s
-        assert seconds < 2.0, seconds
+        # one at a time: 2 round trips (80 ms) a message, at least 2.4 s; pipelined about 1.3 s
+        assert seconds < 2.2, seconds
     finally:
         proxy.terminate()
         sink.terminate()
