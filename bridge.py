@@ -357,6 +357,18 @@ class Bridge:
         """Revoke the Google sign-in at Google and delete it (and the OAuth client) here."""
         return self._app.google_sign_out(self._phrase(p))
 
+    @api
+    def microsoft(self, p: Params) -> dict[str, Any]:
+        """Sign in with Microsoft: status; sign_in (client id, tenant, device code: in the system
+        browser, or a code for another device); cancel; sign_out. microsoft_status follows it."""
+        action = p.choice("action", ("status", "sign_in", "cancel", "sign_out"), "status")
+        if action == "sign_in":
+            return self._app.microsoft_sign_in(p.str("client_id").strip() or None, p.str("tenant").strip() or None,
+                                               device_code=p.bool("device_code"), passphrase=self._phrase(p))
+        if action == "cancel":
+            self._app.microsoft_cancel_sign_in()
+        return self._app.microsoft_sign_out(self._phrase(p)) if action == "sign_out" else self._app.microsoft_status()
+
     # -- recipients -----------------------------------------------------------------------
 
     def _preview(self, imported: Any) -> dict[str, Any]:

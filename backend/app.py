@@ -53,7 +53,7 @@ from backend.inputs import (
     UncertainLeft,
 )
 from backend.journal import Journal, repair_journal
-from backend.mailbox import track
+from backend.mailbox import gmailapi, track
 from backend.mailbox.imap import DEFAULT_IMAP_PORTS, ImapSettings
 from backend.mailbox.sent import FILES_ITS_OWN
 from backend.mailbox.sent import MODES as SENT_COPY_MODES
@@ -265,9 +265,10 @@ class App:
     def locked(self) -> bool:
         return self.store.needs_passphrase and self._passphrase is None
 
-    def google(self, passphrase: str | None = None) -> GoogleAccount:
-        """The saved Google sign-in, unlocked with the passphrase given now or earlier."""
-        return _google().GoogleAccount(self.store, self.use_passphrase(passphrase))
+    def google(self, passphrase: str | None = None, *, reading: bool = False) -> GoogleAccount:
+        """The saved Google sign-in (reading: the one for reading bounces and replies), unlocked
+        with the passphrase given now or earlier."""
+        return _google().GoogleAccount(self.store, self.use_passphrase(passphrase), reading=reading)
 
     def microsoft(self, passphrase: str | None = None) -> MicrosoftAccount:
         """The saved Microsoft sign-in, unlocked with the passphrase given now or earlier."""
@@ -520,7 +521,8 @@ class App:
         return {"signed_in": profile is not None, "email": (profile or {}).get("email"),
                 "workspace": bool((profile or {}).get("workspace")), "smtp": _google().SCOPE_MAIL in scopes,
                 "signed_in_at": (profile or {}).get("signed_in"), "locked": self.locked, "profile": profile or {},
-                "sign_in": dict(self.sign_in_state),
+                "sign_in": dict(self.sign_in_state), "read": _google().saved_profile(reading=True) is not None,
+                "read_email": (_google().saved_profile(reading=True) or {}).get("email"),
                 "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
 
     def google_sign_in(self, client_data: bytes, source: str, purpose: str, *, passphrase: str | None = None,
@@ -530,7 +532,7 @@ class App:
         and wait_sign_in() blocks until it ends."""
         self.ensure_idle()  # a running campaign keeps the sign-in it started with
         client = _google().OAuthClient.parse(client_data, source)
-        account = self.google(passphrase)
+        account = self.google(passphrase, reading=purpose == "read")
         account.check_store()  # the passphrase is checked before the browser opens
         if self._sign_in is not None:
             self._sign_in.cancel()
@@ -573,19 +575,23 @@ class App:
         return dict(self.sign_in_state)
 
     def has_google_token(self) -> bool:
-        return self.store.has(_google().KEY_TOKEN)
+        return self.store.has(_google().KEY_TOKEN) or self.store.has(_google().KEY_READ_TOKEN)
 
     def google_cancel_sign_in(self) -> None:
         if self._sign_in is None or self.sign_in_state.get("state") != "waiting":
             raise NotNow("no Google sign-in is waiting")
         self._sign_in.cancel()
 
-    def google_sign_out(self, passphrase: str | None = None) -> dict[str, Any]:
-        """Revoke the Google sign-in at Google and delete it (and the OAuth client) here."""
+    def google_sign_out(self, passphrase: str | None = None, *, reading_only: bool = False) -> dict[str, Any]:
+        """Revoke the Google sign-ins at Google and delete them (and the OAuth client) here: the
+        one for reading, and (unless reading_only) the sending one; "read" says what became of the first."""
         self.ensure_idle()
-        if _google().saved_profile() is None and not self.store.has(_google().KEY_TOKEN):
-            return {"email": None, "revoked": None, "problem": None, "signed_in": False}
-        result = self.google(passphrase).sign_out()
+        read = None
+        if _google().saved_profile(reading=True) is not None or self.store.has(_google().KEY_READ_TOKEN):
+            read = self.google(passphrase, reading=True).sign_out()
+        if reading_only or (_google().saved_profile() is None and not self.store.has(_google().KEY_TOKEN)):
+            return {**(read or {"email": None, "revoked": None, "problem": None}), "signed_in": False, "read": read}
+        result = {**self.google(passphrase).sign_out(), "read": read}
         self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
         return result
 
@@ -1238,10 +1244,15 @@ class App:
                                     "--imap-host (e.g. imap.example.com) or a --provider that has one")
             return self._imap_settings(account, settings, host, known)
         spec = self.journal.spec(cid)
-        if service.channel_of(spec) in ("gmail", "microsoft"):
-            raise SettingsError("imap_host", "a Gmail API or Microsoft Graph campaign's mailbox is read over IMAP with an app password: "
-                                "give --provider gmail --user you@gmail.com (and the app password in "
-                                "$BULK_MAILER_IMAP_PASSWORD)")
+        if service.channel_of(spec) == "gmail":
+            raise SettingsError("imap_host", "a Gmail API campaign's mailbox is read over IMAP with an app password "
+                                "(--provider gmail --user you@gmail.com, the app password in "
+                                "$BULK_MAILER_IMAP_PASSWORD), or through the Gmail API after a sign-in for reading "
+                                "(bulk-mailer gmail login --read)", fix=gmailapi.FIX_READ)
+        if service.channel_of(spec) == "microsoft":
+            raise SettingsError("imap_host", "a Microsoft Graph campaign's mailbox is read over IMAP: give --provider "
+                                "outlook (or office365) --user you@example.com, and the password or app password in "
+                                "$BULK_MAILER_IMAP_PASSWORD")
 
         def secret(user: str, host: str) -> str:
             return password or imap_env or self.password(user, host, "", passphrase)
@@ -1256,15 +1267,26 @@ class App:
         return track.check_mailbox(self.track_settings("", a, password=password, passphrase=passphrase))
 
     def track(self, cid: str, account: AccountInput | None = None, *, password: str = "",
-              passphrase: str | None = None, move_bounces: bool = False) -> track.TrackOutcome:
+              passphrase: str | None = None, move_bounces: bool = False, gmail_api: bool = False) -> track.TrackOutcome:
         """Read a campaign's bounces and replies from INBOX and Junk (read-only: EXAMINE and
         BODY.PEEK, no flag set, nothing moved or deleted) and record them in the journal; bounced
-        addresses go on the suppression list. A second run reads only new messages."""
+        addresses go on the suppression list. A second run reads only new messages. Through the
+        Gmail API (read-only sign-in) when asked, or for a Gmail API campaign when that sign-in
+        exists and no mailbox is given."""
         cid = self.campaign_id(cid)
         self._tracked_at[cid] = time.monotonic()  # tried: the automatic check waits its interval
+        suppress = lambda addresses: self.suppression.add(addresses, reason="bounced")  # noqa: E731
+        spec = self.journal.spec(cid)
+        if gmail_api or (account is None and service.channel_of(spec) == "gmail" and _google().saved_profile(reading=True)):
+            if account is not None:
+                raise SettingsError("gmail_api", "reading through the Gmail API takes no mailbox options: leave out "
+                                    "--provider, --host, --user and --imap-*, or leave out --gmail-api to read over IMAP")
+            reader = gmailapi.reader_for(self.google(passphrase, reading=True), spec, self.journal.get(cid).created)
+            return track.Tracker(self.journal, cid, None, client=lambda _: reader, mailbox=reader.mailbox,
+                                 emit=self.emit, move_bounces=move_bounces, suppress=suppress).run()
         settings = self.track_settings(cid, account, password=password, passphrase=passphrase)
         return track.Tracker(self.journal, cid, settings, emit=self.emit, move_bounces=move_bounces,
-                             suppress=lambda addresses: self.suppression.add(addresses, reason="bounced")).run()
+                             suppress=suppress).run()
 
     def track_due(self, *, password: str = "", passphrase: str | None = None,
                   move_bounces: bool = False) -> list[dict[str, Any]]:

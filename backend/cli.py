@@ -18,9 +18,10 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from backend import paths
+from backend.app import MIN_PASSPHRASE, SIGN_IN_TIMEOUT_S, App
 from backend.cli_parser import PASSPHRASE_ENV, PASSWORD_ENV, UsageError, build_parser
 from backend.errors import CATEGORIES, MailerError, OAuthError
 from backend.inputs import (
@@ -37,21 +38,7 @@ from backend.inputs import (
 from backend.logs import LOG_FILE, setup_logging
 from backend.presets import GMAIL_API_LIMITS
 
-if TYPE_CHECKING:
-    from backend.app import App
-
 EXIT_OK, EXIT_SOME_FAILED, EXIT_NOTHING_SENT = 0, 1, 2
-
-
-def _core(name: str) -> Any:
-    """A name of the core (backend.app), imported when a command runs: `--help` needs none of it."""
-    from backend import app
-    return getattr(app, name)
-
-
-def _app(**kw: Any) -> App:
-    return _core("App")(**kw)
-
 
 log = logging.getLogger("bulk_mailer")
 
@@ -86,7 +73,7 @@ def _passphrase(app: App, stdin: TextIO, *, optional: bool = False) -> str | Non
     if passphrase is None and not optional:
         raise UsageError(
             f"there is no system keyring here, so the Google sign-in is kept encrypted under a passphrase: "
-            f"set {PASSPHRASE_ENV} (at least {_core('MIN_PASSPHRASE')} characters; the same every time)",
+            f"set {PASSPHRASE_ENV} (at least {MIN_PASSPHRASE} characters; the same every time)",
             category="invalid_settings")
     return app.use_passphrase(passphrase)
 
@@ -276,7 +263,7 @@ def _print_summary(outcome: Any, rep: Reporter, provider: str | None) -> None:
 
 
 def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = _app()
+    app = App()
     if args.detect:
         return _detect(app, args, out, err)
     if args.check_sender and not args.from_address:
@@ -376,7 +363,7 @@ def _message(args: argparse.Namespace) -> MessageInput:
 def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
     message = _message(args)
-    app = _app(emit=rep.event)
+    app = App(emit=rep.event)
     trial = args.dry_run or args.preview is not None
     account = _account(args, stdin, app, need_password=not trial)
     sender = app.sender(account, message)  # the Gmail API: the signed-in address (store still locked)
@@ -511,7 +498,7 @@ def _local(iso_time: str | None) -> str:
 
 
 def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = _app()
+    app = App()
     found = app.history()
     if args.campaign:
         wanted = app.campaign_id(args.campaign)
@@ -536,7 +523,7 @@ def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 
 
 def cmd_export(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = _app()
+    app = App()
     cid = app.campaign_id(args.campaign)
     if args.path == "-":
         text, count = app.export(cid)
@@ -568,7 +555,7 @@ def _resume_account(args: argparse.Namespace, stdin: TextIO, app: App, spec: dic
 
 
 def cmd_repair_journal(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    print("\n".join(_app().repair_journal()), file=err)
+    print("\n".join(App().repair_journal()), file=err)
     return EXIT_OK
 
 
@@ -576,7 +563,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     if args.results:
         _check_writable(args.results, "--results")
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
-    app = _app(emit=rep.event)
+    app = App(emit=rep.event)
     given = [f"--{f.replace('_', '-')}" for f in _ACCOUNT_FLAGS if getattr(args, f) not in (None, "", False)]
     if given and not args.use_current_settings:
         raise UsageError(f"{', '.join(given)}: add --use-current-settings to resume with these account settings "
@@ -610,14 +597,16 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
 
 
 def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = _app()
+    app = App()
     imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
     named = bool(args.provider or args.host or args.imap_host)
+    if named and args.gmail_api:
+        raise UsageError("--gmail-api reads with the Google sign-in for reading: leave out --provider, --host, --imap-host")
     account = _account(args, stdin, app, need_password=not imap_env) if named else None
     password = "" if named else imap_env or (_read_password(args.user or "the mailbox", args.password_stdin, stdin)
                                              if args.password_stdin or os.environ.get(PASSWORD_ENV) else "")
     outcome = app.track(args.campaign, account, password=password, passphrase=_passphrase(app, stdin, optional=True),
-                        move_bounces=args.move_bounces)
+                        move_bounces=args.move_bounces, gmail_api=args.gmail_api)
     if args.json:
         json.dump(outcome.as_dict(), out, ensure_ascii=False)
         out.write("\n")
@@ -630,6 +619,7 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
             err.write(f"  {what}: {row['email']}  {' '.join(detail.split())[:120]}\n")
     if outcome.suppressed:
         err.write(f"Added to the suppression list (reason bounced): {len(outcome.suppressed)}\n")
+    err.write("".join(f"Note: {note}\n" for note in outcome.notes))
     err.write(outcome.summary() + "\n")
     return EXIT_OK
 
@@ -645,11 +635,11 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read --client-secrets '{path}': {exc.strerror or exc}", category="file_error") from None
-    app = _app()
+    app = App()
     passphrase = _passphrase(app, stdin)
-    url = app.google_sign_in(data, f"'{path}'", "smtp" if args.smtp else "api", passphrase=passphrase,
-                             open_browser=not args.no_browser)
-    minutes = f"{_core('SIGN_IN_TIMEOUT_S') / 60:g}"
+    purpose = "smtp" if args.smtp else "read" if args.read else "api"
+    url = app.google_sign_in(data, f"'{path}'", purpose, passphrase=passphrase, open_browser=not args.no_browser)
+    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
     if args.no_browser:
         print(f"Open this address in a browser on this computer and allow access (waiting up to {minutes} minutes; "
               "Ctrl-C cancels):", file=err, flush=True)
@@ -659,14 +649,18 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         print(f"Your browser shows Google's sign-in; allow access there (waiting up to {minutes} minutes; "
               "Ctrl-C cancels). If no browser opened, open:", file=err)
         print(url, file=err, flush=True)
-    if args.smtp:
-        print("Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.", file=err)
+    if purpose != "api":
+        print({"smtp": "Asking for full mail access (https://mail.google.com/): Google requires it for SMTP.",
+               "read": "Asking only to view your email (gmail.readonly), for track."}[purpose], file=err)
     try:
         state = app.wait_sign_in()
     except KeyboardInterrupt:
         app.google_cancel_sign_in()
         raise OAuthError("the sign-in was cancelled (Ctrl-C)", fix=("Run bulk-mailer gmail login again.",)) from None
     status = app.google_status()
+    if args.read:
+        print(f"Signed in as {state['email']} for reading bounces and replies (track).", file=err)
+        return EXIT_OK
     kind = "Google Workspace" if status["workspace"] else "Gmail"
     print(f"Signed in as {state['email']} ({kind}): send with --channel gmail"
           + (" or --provider gmail --auth xoauth2" if args.smtp else "") + ".", file=err)
@@ -675,11 +669,14 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
 
 
 def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = _app()
-    if not app.google_status()["signed_in"] and not app.has_google_token():
-        print("Nobody is signed in with Google.", file=err)
+    app = App()
+    status = app.google_status()
+    if not (status["read"] if args.read else status["signed_in"] or status["read"]) and not app.has_google_token():
+        print("Nobody is signed in with Google" + (" for reading." if args.read else "."), file=err)
         return EXIT_OK
-    result = app.google_sign_out(_passphrase(app, stdin))
+    result = app.google_sign_out(_passphrase(app, stdin), reading_only=args.read)
+    if result["read"] and not args.read and result["read"]["email"]:
+        print(f"The sign-in for reading of {result['read']['email']} was removed too.", file=err)
     who = result["email"] or "Google"
     if result["revoked"]:
         print(f"Signed out of {who}: the sign-in was revoked at Google and deleted here.", file=err)
@@ -692,21 +689,26 @@ def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 
 
 def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    status = _app().google_status()
+    status = App().google_status()
     if args.json:
-        out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"]}) + "\n")
+        out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"], "read": status["read"],
+                              "read_email": status["read_email"]}) + "\n")
+    reading = "Reading bounces and replies through the Gmail API: " + (
+        f"allowed for {status['read_email']} (view only)." if status["read"] else "not allowed (gmail login --read).")
     if not status["signed_in"]:
         print("Not signed in with Google: bulk-mailer gmail login --client-secrets FILE", file=err)
+        print(reading, file=err)
         return EXIT_NOTHING_SENT
     what = ("the Gmail API and SMTP (full mail access)" if status["smtp"]
             else "the Gmail API (permission to send only)")
     print(f"Signed in with Google as {status['email']} for {what}, since {status['signed_in_at'] or '?'}.", file=err)
+    print(reading, file=err)
     print(f"Limits: {status['limits']['note']}", file=err)
     return EXIT_OK
 
 
 def cmd_microsoft(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = _app()
+    app = App()
     if args.microsoft_command == "status":
         status = app.microsoft_status()
         if args.json:
@@ -732,7 +734,7 @@ def cmd_microsoft(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 def _microsoft_login(app: App, args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     started = app.microsoft_sign_in(args.client_id, args.tenant, device_code=args.device_code,
                                     passphrase=_passphrase(app, stdin), open_browser=not args.no_browser)
-    minutes = f"{_core('SIGN_IN_TIMEOUT_S') / 60:g}"
+    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
     if args.device_code:
         print(started["message"] or f"Open {started['url']} and enter the code {started['user_code']}.", file=err)
         out.write(f"{started['url']} {started['user_code']}\n")

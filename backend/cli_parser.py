@@ -170,6 +170,10 @@ def _track_parser(sub: Any) -> None:
     track.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them), or latest")
     _account_options(track)
     _imap_options(track.add_argument_group("mailbox (IMAP)"))
+    track.add_argument("--gmail-api", action="store_true",
+                       help="read through the Gmail API with the sign-in for reading (bulk-mailer gmail login "
+                       "--read), read-only; the default for a Gmail API campaign once that sign-in exists and no "
+                       "mailbox options are given")
     track.add_argument("--move-bounces", action="store_true",
                        help="move the bounce notices it matched to a 'Bulk Mailer' folder (created when missing); "
                        "the one change track makes in your mailbox, and only when asked")
@@ -238,11 +242,19 @@ def _gmail_parser(sub: Any) -> None:
     login.add_argument("--no-browser", action="store_true",
                        help="do not open a browser: print the authorization address on one line (stdout) and "
                        "wait for the answer on 127.0.0.1 (open it in a browser on this computer)")
-    login.add_argument("--smtp", action="store_true",
-                       help="also allow SMTP with OAuth2 (smtp.gmail.com, --auth xoauth2): asks for full mail "
-                       "access (https://mail.google.com/), which Google requires for SMTP")
-    _add(gsub, "logout", help="revoke the Google sign-in and delete it here",
-                    description="Revoke the sign-in at Google and delete the token and OAuth client saved here.")
+    kind = login.add_mutually_exclusive_group()
+    kind.add_argument("--smtp", action="store_true",
+                      help="also allow SMTP with OAuth2 (smtp.gmail.com, --auth xoauth2): asks for full mail "
+                      "access (https://mail.google.com/), which Google requires for SMTP")
+    kind.add_argument("--read", action="store_true",
+                      help="a separate sign-in that lets track read bounces and replies through the Gmail API: "
+                      "asks only to view your email (gmail.readonly, a restricted scope: use your own OAuth "
+                      "client); the sending sign-in stays as it is")
+    logout = _add(gsub, "logout", help="revoke the Google sign-in and delete it here",
+                  description="Revoke the sign-ins at Google (sending and reading) and delete the tokens and "
+                  "OAuth clients saved here.")
+    logout.add_argument("--read", action="store_true",
+                        help="remove only the sign-in for reading; the sending one stays")
     status = _add(gsub, "status", help="who is signed in with Google",
                              description="Who is signed in, with which permissions and sending limits. Exit "
                              "code 0 when signed in, 2 when not.")

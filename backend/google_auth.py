@@ -12,6 +12,12 @@ answer carries the signed-in address (users.getProfile would need a read scope, 
 gmail.send does not give). SMTP with XOAUTH2 needs ``https://mail.google.com/`` (full mail
 access: Google accepts nothing narrower for SMTP), asked for only when that path is chosen.
 
+Reading bounces and replies through the Gmail API (purpose "read") needs ``gmail.readonly``, a
+restricted scope: a public app may ask for it only after Google's verification and a yearly
+security assessment, so it is asked for only with the user's own OAuth client, only when they
+choose it, and in a sign-in of its own: its token is kept apart from the sending one (other
+keys, another profile file), never replaces it, and signing out removes both.
+
 The user's own OAuth client (the JSON from Google Cloud Console) and the token are kept in the
 password store of backend.credentials (system keyring, or the passphrase-encrypted file); only
 the address and the granted scopes, which are not secret, are kept in a plain file so the
@@ -59,18 +65,30 @@ REVOKE_URI_ENV = "BULK_MAILER_GOOGLE_REVOKE_URI"
 
 SCOPE_SEND = "https://www.googleapis.com/auth/gmail.send"
 SCOPE_MAIL = "https://mail.google.com/"  # what Google requires for SMTP XOAUTH2
+SCOPE_READ = "https://www.googleapis.com/auth/gmail.readonly"  # restricted: only with the user's own client
 SCOPE_EMAIL = "https://www.googleapis.com/auth/userinfo.email"
 IDENTITY_SCOPES = ("openid", SCOPE_EMAIL)
-PURPOSES = ("api", "smtp")  # the Gmail API (send only) or SMTP with XOAUTH2 (full mail access)
+# the Gmail API (send only), SMTP with XOAUTH2 (full mail access), reading bounces and replies (read only)
+PURPOSES = ("api", "smtp", "read")
 SIGN_IN_TIMEOUT_S = 300.0
 HTTP_TIMEOUT_S = 30.0
 KEY_CLIENT = "google:oauth-client"
 KEY_TOKEN = "google:oauth-token"  # noqa: S105 (the name it is saved under)
 PROFILE_FILE = "google-account.json"
+# The sign-in for reading, kept apart: it never replaces the sending one.
+KEY_READ_CLIENT = "google:oauth-client-read"
+KEY_READ_TOKEN = "google:oauth-token-read"  # noqa: S105 (the name it is saved under)
+READ_PROFILE_FILE = "google-read.json"
 CONSUMER_DOMAINS = ("gmail.com", "googlemail.com")
 _ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 
 _FIX_SIGN_IN_AGAIN = "Sign in with Google again (in the window, or: bulk-mailer gmail login)."
+FIX_READ = (
+    "Allow reading with your own OAuth client (a separate sign-in, read only): bulk-mailer gmail login --read "
+    "--client-secrets FILE.",
+    "Or read over IMAP with an app password: bulk-mailer track ID --provider gmail --user you@gmail.com, with "
+    "the app password in $BULK_MAILER_IMAP_PASSWORD (see docs/gmail.md).",
+)
 _FIX_DESKTOP_CLIENT = (
     "In Google Cloud Console > APIs & Services > Credentials, create an OAuth client ID of "
     "application type 'Desktop app', download its JSON and import that file."
@@ -99,15 +117,17 @@ class Endpoints:
 
 
 def scopes_for(purpose: str) -> list[str]:
-    """The scopes asked for: the address, plus sending (API) or full mail access (SMTP)."""
+    """The scopes asked for: the address, plus sending (API), full mail access (SMTP) or
+    reading only (read)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
-    return [*IDENTITY_SCOPES, SCOPE_SEND if purpose == "api" else SCOPE_MAIL]
+    return [*IDENTITY_SCOPES, {"api": SCOPE_SEND, "smtp": SCOPE_MAIL, "read": SCOPE_READ}[purpose]]
 
 
 def allows(scopes: tuple[str, ...] | list[str], purpose: str) -> bool:
-    """Whether granted scopes cover a purpose (full mail access covers the API too)."""
-    return SCOPE_MAIL in scopes or (purpose == "api" and SCOPE_SEND in scopes)
+    """Whether granted scopes cover a purpose (full mail access covers the others too)."""
+    return (SCOPE_MAIL in scopes or (purpose == "api" and SCOPE_SEND in scopes)
+            or (purpose == "read" and SCOPE_READ in scopes))
 
 
 # -- the OAuth client ---------------------------------------------------------------------
@@ -280,6 +300,24 @@ def _clean(text: object) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())[:300]
 
 
+def google_error(response: Any) -> tuple[str, set[str]]:
+    """The error message and the reasons of a Google API error body (JSON), cleaned for display."""
+    try:
+        err = response.json().get("error")
+    except (ValueError, AttributeError):
+        return _clean(response.text or "")[:300], set()
+    if isinstance(err, str):  # an OAuth-style {"error": "invalid_token"}
+        return _clean(err), {err.lower()}
+    if not isinstance(err, dict):
+        return "", set()
+    reasons = {str(e.get("reason", "")).lower() for e in err.get("errors") or [] if isinstance(e, dict)}
+    reasons |= {str(d.get("reason", "")).lower() for d in err.get("details") or [] if isinstance(d, dict)}
+    if err.get("status"):
+        reasons.add(str(err["status"]).lower())
+    reasons.discard("")
+    return _clean(err.get("message") or "")[:300], reasons
+
+
 def _http_session() -> Any:
     import requests
 
@@ -445,8 +483,8 @@ def token_from_response(token: dict[str, Any], client: OAuthClient, purpose: str
     granted = token.get("scope") or []
     scopes = tuple(granted.split() if isinstance(granted, str) else granted)
     if not allows(scopes, purpose):
-        what = ("send email on your behalf" if purpose == "api"
-                else "read, compose, send and delete your email (needed for SMTP)")
+        what = {"api": "send email on your behalf", "read": "view your email messages (to read bounces and replies)",
+                }.get(purpose, "read, compose, send and delete your email (needed for SMTP)")
         raise OAuthError(f"the permission to {what} was not granted", fix=(
             "Sign in again and tick the box next to that permission on Google's page.",))
     refresh = token.get("refresh_token")
@@ -466,25 +504,31 @@ def token_from_response(token: dict[str, Any], client: OAuthClient, purpose: str
 # -- the signed-in account ----------------------------------------------------------------
 
 
-def profile_path() -> Path:
-    return paths.config_dir() / PROFILE_FILE
+def profile_path(reading: bool = False) -> Path:
+    return paths.config_dir() / (READ_PROFILE_FILE if reading else PROFILE_FILE)
 
 
-def saved_profile() -> dict[str, Any] | None:
-    """Who is signed in (address, scopes; nothing secret), or None: readable while locked."""
+def saved_profile(reading: bool = False) -> dict[str, Any] | None:
+    """Who is signed in (address, scopes; nothing secret), or None: readable while locked.
+    reading: the sign-in for reading bounces and replies, not the sending one."""
     try:
-        data = json.loads(profile_path().read_text(encoding="utf-8"))
+        data = json.loads(profile_path(reading).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("email"), str) else None
 
 
 class GoogleAccount:
-    """The signed-in Google account: client and token in the password store, refreshed here."""
+    """The signed-in Google account: client and token in the password store, refreshed here.
+
+    reading=True is the separate sign-in for reading bounces and replies (gmail.readonly): its
+    own keys in the store and its own profile file."""
 
     def __init__(self, store: PasswordStore, passphrase: str | None = None, *,
-                 endpoints: Endpoints | None = None, session: Any = None) -> None:
+                 endpoints: Endpoints | None = None, session: Any = None, reading: bool = False) -> None:
         self._store = store
+        self.reading = reading
+        self.key_token, self.key_client = (KEY_READ_TOKEN, KEY_READ_CLIENT) if reading else (KEY_TOKEN, KEY_CLIENT)
         self._passphrase = passphrase
         self.endpoints = endpoints or Endpoints.from_env()
         self._session = session or _http_session()
@@ -505,15 +549,15 @@ class GoogleAccount:
                 f"{MIN_PASSPHRASE} characters).",))
         if len(self._passphrase) < MIN_PASSPHRASE:
             raise CredentialsError(f"choose a passphrase of at least {MIN_PASSPHRASE} characters")
-        self._store.load(KEY_TOKEN, self._passphrase)  # a wrong passphrase fails here, before the browser
+        self._store.load(self.key_token, self._passphrase)  # a wrong passphrase fails here, before the browser
 
     def save(self, client: OAuthClient, token: GoogleToken) -> None:
         """Keep a new sign-in (replacing any earlier one)."""
-        self._store.save(KEY_CLIENT, client.to_json(), self._passphrase)
-        self._store.save(KEY_TOKEN, token.to_json(), self._passphrase)
+        self._store.save(self.key_client, client.to_json(), self._passphrase)
+        self._store.save(self.key_token, token.to_json(), self._passphrase)
         with self._lock:
             self._client, self._token = client, token
-        paths.atomic_write(profile_path(), json.dumps({
+        paths.atomic_write(profile_path(self.reading), json.dumps({
             "email": token.email, "scopes": list(token.scopes), "workspace": token.workspace,
             "client_id": client.client_id,
             "signed_in": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}).encode("utf-8"))
@@ -524,8 +568,11 @@ class GoogleAccount:
         with self._lock:
             if self._token is not None:
                 return self._token
-        raw_token = self._store.load(KEY_TOKEN, self._passphrase)
-        raw_client = self._store.load(KEY_CLIENT, self._passphrase)
+        raw_token = self._store.load(self.key_token, self._passphrase)
+        raw_client = self._store.load(self.key_client, self._passphrase)
+        if (not raw_token or not raw_client) and self.reading:
+            raise OAuthError("reading bounces and replies through the Gmail API is not allowed: there is no "
+                             "Google sign-in for reading", fix=FIX_READ)
         if not raw_token or not raw_client:
             raise OAuthError("nobody is signed in with Google", fix=(
                 "Sign in with Google first (in the window, or: bulk-mailer gmail login --client-secrets FILE).",))
@@ -551,6 +598,8 @@ class GoogleAccount:
                                      "Sign in again for SMTP (the window's SMTP sign-in, or: bulk-mailer "
                                      "gmail login --smtp): Google requires full mail access for SMTP.",
                                      "Or send through the Gmail API, which needs only permission to send."))
+            if purpose == "read":
+                raise OAuthError(f"the sign-in of {token.email} does not allow reading mail", fix=FIX_READ)
             raise OAuthError(f"the sign-in of {token.email} does not allow sending", fix=(_FIX_SIGN_IN_AGAIN,))
         return token
 
@@ -586,7 +635,10 @@ class GoogleAccount:
             # Google's words may echo what it was sent: no token or client secret past here.
             redact = Redactor(tokens=(token.refresh_token, token.access_token or "", client.client_secret or ""))
             description = data.get("error_description")
-            raise oauth_error(redact(str(code)), redact(str(description)) if description else None) from None
+            error = oauth_error(redact(str(code)), redact(str(description)) if description else None)
+            if self.reading:  # the sign-in to do again is the one for reading
+                raise OAuthError(error.message, fix=FIX_READ) from None
+            raise error from None
         except google.auth.exceptions.TransportError as exc:
             raise _network_error(exc, "renewing the sign-in") from None
         token.access_token = creds.token
@@ -594,13 +646,13 @@ class GoogleAccount:
             token.expiry = creds.expiry.replace(tzinfo=dt.UTC).isoformat(timespec="seconds")
         log.info("renewed the Google access token of %s", token.email)
         try:
-            saved = self._store.load(KEY_TOKEN, self._passphrase)
+            saved = self._store.load(self.key_token, self._passphrase)
             if saved and GoogleToken.from_json(saved).refresh_token != token.refresh_token:
                 # Someone signed in again (maybe as another account) since this run started:
                 # the renewed token serves this run only and must not overwrite theirs.
                 log.info("the saved Google sign-in changed meanwhile; the renewed token is not saved")
                 return
-            self._store.save(KEY_TOKEN, token.to_json(), self._passphrase)
+            self._store.save(self.key_token, token.to_json(), self._passphrase)
         except (ValueError, KeyError, TypeError):
             log.warning("the saved Google sign-in is damaged; the renewed token is not saved")
         except CredentialsError as exc:  # the next run refreshes again: nothing lost
@@ -629,12 +681,13 @@ class GoogleAccount:
                     problem = f"Google answered HTTP {r.status_code} to the revocation"
             except Exception as exc:
                 revoked, problem = False, f"could not reach Google to revoke the sign-in ({type(exc).__name__})"
-        for key in (KEY_TOKEN, KEY_CLIENT):
+        for key in (self.key_token, self.key_client):
             self._store.delete(key, self._passphrase)
-        profile_path().unlink(missing_ok=True)
+        profile_path(self.reading).unlink(missing_ok=True)
         with self._lock:
             self._token = self._client = None
-        log.info("signed out of Google%s; revoked: %s", f" ({email})" if email else "", revoked)
+        log.info("signed out of Google%s%s; revoked: %s", " (reading)" if self.reading else "",
+                 f" ({email})" if email else "", revoked)
         return {"email": email, "revoked": revoked, "problem": problem}
 
 

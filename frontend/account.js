@@ -2,10 +2,12 @@
 // password handling, Sign in with Google, remember boxes and the step-by-step connection test.
 
 import { call } from './api.js';
+import { initMicrosoft, refreshMicrosoft, microsoftStatus } from './microsoft.js';
 import { $, el, show, errorBlock, busyLine, withBusy, uniq, plainWords, focusLost, fileToBase64 } from './dom.js';
 
 const CUSTOM = 'custom';
 const GOOGLE_PROVIDERS = new Set(['gmail', 'google-workspace']);
+const MICROSOFT_PROVIDERS = new Set(['outlook', 'office365']);
 // The Google sign-in under way is followed by asking the bridge (it runs on its own thread).
 const POLL_MS = 400;
 let google = { status: null, timer: null };
@@ -67,7 +69,8 @@ function fillFromSettings(settings) {
   saved.has_saved_password = !!settings.has_saved_password;
   saved.password_locked = !!settings.password_locked;
   f['channel-gmail'].checked = account.channel === 'gmail';
-  f['channel-smtp'].checked = account.channel !== 'gmail';
+  $('#channel-microsoft').checked = account.channel === 'microsoft';
+  f['channel-smtp'].checked = account.channel !== 'gmail' && account.channel !== 'microsoft';
   f['smtp-oauth'].checked = account.auth === 'xoauth2';
 
   // The local inbox listens on a new port each run: its preset always wins.
@@ -123,10 +126,16 @@ function wire() {
   f['test-connection'].addEventListener('click', () => withBusy(f['test-connection'], testConnection));
   f.from.addEventListener('change', () => suggestSettings());
   f['open-log-folder'].addEventListener('click', () => withBusy(f['open-log-folder'], openLogFolder));
-  for (const radio of [f['channel-smtp'], f['channel-gmail']]) {
-    radio.addEventListener('change', () => { updateChannelUi(); refreshGoogle(); });
+  for (const radio of [f['channel-smtp'], f['channel-gmail'], $('#channel-microsoft')]) {
+    radio.addEventListener('change', () => { updateChannelUi(); refreshGoogle(); refreshMicrosoftIfActive(); });
   }
-  f['smtp-oauth'].addEventListener('change', () => { updateChannelUi(); refreshGoogle(); });
+  f['smtp-oauth'].addEventListener('change', () => { updateChannelUi(); refreshGoogle(); refreshMicrosoftIfActive(); });
+  f.provider.addEventListener('change', () => {
+    // Another provider: its own login (the OAuth2 choice of Gmail is not Microsoft's, and back).
+    f['smtp-oauth'].checked = false;
+    refreshMicrosoftIfActive();
+  });
+  initMicrosoft({ getCredentials, onStatus: onMicrosoftStatus });
   f['google-sign-in'].addEventListener('click', () => startSignIn());
   f['google-client-file'].addEventListener('change', async () => {
     const file = f['google-client-file'].files && f['google-client-file'].files[0];
@@ -146,6 +155,9 @@ function announceLimits() {
   if (channel() === 'gmail') {
     const g = (google.status && google.status.limits) || {};
     limits = { per_minute: g.per_minute, per_day: g.per_day };
+  } else if (channel() === 'microsoft') {
+    const m = (microsoftStatus() && microsoftStatus().limits) || {};
+    limits = { per_minute: m.per_minute, per_day: m.per_day };
   } else {
     const p = providers.get(f.provider.value);
     limits = (p && p.limits) || {};
@@ -159,16 +171,37 @@ function announceLimits() {
 let announcedLimits = null;
 
 function channel() {
-  return f['channel-gmail'].checked ? 'gmail' : 'smtp';
+  if (f['channel-gmail'].checked) return 'gmail';
+  return $('#channel-microsoft').checked ? 'microsoft' : 'smtp';
 }
 
 function smtpOauthOffered() {
-  return channel() === 'smtp' && GOOGLE_PROVIDERS.has(f.provider.value);
+  return channel() === 'smtp' && (GOOGLE_PROVIDERS.has(f.provider.value) || MICROSOFT_PROVIDERS.has(f.provider.value));
 }
 
-/** Whether this account uses the Google sign-in: the Gmail API, or SMTP with OAuth2. */
+/** Whether this account uses the Google sign-in: the Gmail API, or SMTP with OAuth2 to Gmail. */
 function googleActive() {
-  return channel() === 'gmail' || (smtpOauthOffered() && f['smtp-oauth'].checked);
+  return channel() === 'gmail' || (smtpOauthOffered() && f['smtp-oauth'].checked && GOOGLE_PROVIDERS.has(f.provider.value));
+}
+
+/** Whether this account uses the Microsoft sign-in: Microsoft Graph, or SMTP with OAuth2 to Outlook / 365. */
+function microsoftActive() {
+  return channel() === 'microsoft' || (smtpOauthOffered() && f['smtp-oauth'].checked && MICROSOFT_PROVIDERS.has(f.provider.value));
+}
+
+function refreshMicrosoftIfActive() {
+  updateChannelUi();
+  if (microsoftActive()) refreshMicrosoft();
+}
+
+/** The Microsoft sign-in's status: Graph sends as the signed-in account; its limits apply. */
+function onMicrosoftStatus(st) {
+  if (channel() === 'microsoft' && st.signed_in && st.email) {
+    const current = f.from.value.trim();
+    if (!current || (current.includes('@') && !current.toLowerCase().includes(st.email.toLowerCase()))) f.from.value = st.email;
+  }
+  updatePasswordUi();
+  announceLimits();
 }
 
 function purpose() {
@@ -177,8 +210,14 @@ function purpose() {
 
 function updateChannelUi() {
   const gmail = channel() === 'gmail';
-  f['smtp-fields'].hidden = gmail;
-  f.advanced.hidden = gmail;
+  const api = channel() !== 'smtp';
+  f['smtp-fields'].hidden = api;
+  f.advanced.hidden = api;
+  $('#smtp-oauth-label').textContent = MICROSOFT_PROVIDERS.has(f.provider.value)
+    ? 'Log in with Microsoft instead of a password (OAuth2)' : 'Log in with Google instead of a password (OAuth2)';
+  $('#microsoft-block').hidden = !microsoftActive();
+  const msAnchor = channel() === 'microsoft' ? f['channel-smtp'].closest('fieldset') : f['smtp-oauth-hint'];
+  if (msAnchor.nextElementSibling !== $('#microsoft-block')) msAnchor.after($('#microsoft-block'));
   f['smtp-oauth-field'].hidden = !smtpOauthOffered();
   f['smtp-oauth-hint'].hidden = !smtpOauthOffered();
   f['password-field'].hidden = smtpOauthOffered() && f['smtp-oauth'].checked;
@@ -343,7 +382,7 @@ function updateWarnings() {
 
 function updatePasswordUi() {
   const encryptedFile = appInfo.password_store === 'encrypted-file';
-  const forGoogle = encryptedFile && googleActive() && google.locked !== false;
+  const forGoogle = encryptedFile && (googleActive() || microsoftActive()) && google.locked !== false;
   const needsPassphrase = forGoogle || saved.password_locked || (encryptedFile && f['remember-password'].checked);
   f['passphrase-field'].hidden = !needsPassphrase;
   if (forGoogle) {
@@ -405,6 +444,7 @@ export function getCredentials() {
 }
 
 export function providerKey() {
+  if (channel() === 'microsoft') return (microsoftStatus() && microsoftStatus().provider) || 'office365';
   return channel() === 'gmail' ? 'gmail' : f.provider.value;
 }
 

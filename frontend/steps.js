@@ -40,7 +40,7 @@ export function initSteps(dependencies) {
   $('#content').addEventListener('change', () => refreshSteps());
   // ... and so may what a button did: a connection test passed, a list was imported, a sign-in.
   const observer = new MutationObserver(() => refreshSteps());
-  for (const region of $$('#connection-result, #google-status, #recipients-summary, #suppression-status, #templates-status')) {
+  for (const region of $$('#connection-result, #google-status, #microsoft-status, #recipients-summary, #suppression-status, #templates-status')) {
     observer.observe(region, { childList: true, subtree: true, characterData: true });
   }
 }

@@ -3,7 +3,12 @@
 Speaks what the app uses of Google: the authorization endpoint (with a consent decision the
 test chooses), the token endpoint (authorization_code with PKCE S256 checked, refresh_token),
 the revocation endpoint, users.getProfile and users.messages.send, which base64url-decodes
-each raw message and records it.
+each raw message and records it; and, for reading, users.messages.list (labelIds, q=after:<date>
+or after:<epoch seconds>, includeSpamTrash, pages of `page_size`) and users.messages.get
+(format raw, base64url, or minimal) over a mailbox the test fills with `put(label, raw)`. The
+list and get need gmail.readonly (or full mail access), as Google's do. Every call that would
+change the mailbox (modify, trash, delete, insert, import, batchModify, ...) is answered and
+recorded in `writes`, so a test can prove none was made.
 
 Failures of messages.send are injected by the recipient's local part, as tests/servers.py does
 for SMTP:
@@ -20,12 +25,15 @@ for SMTP:
 
 Switches on the instance inject the OAuth failures: `consent` ("allow", "deny",
 "allow_without_send"), `token_error` (an error code the token endpoint answers with),
-`always_401`, and `revoke_all()` (a refresh token revoked by the user).
+`always_401`, and `revoke_all()` (a refresh token revoked by the user). `consent`
+"allow_without_read" leaves gmail.readonly out; `id_style` "opaque" gives messages ids that are no
+hex numbers.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import secrets
@@ -50,6 +58,7 @@ CLIENT_ID = "1234-test.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-fake-client-secret-4321"  # noqa: S105 (a test fixture)
 SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
 MAIL_SCOPE = "https://mail.google.com/"
+READ_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 
 
 def client_json(kind: str = "installed", client_id: str = CLIENT_ID, secret: str = CLIENT_SECRET) -> str:
@@ -75,6 +84,16 @@ class SentMessage:
     @property
     def to(self) -> str:
         return str(self.message["To"])
+
+
+@dataclass
+class StoredMessage:
+    """One message in the fake mailbox."""
+
+    id: str
+    labels: list[str]
+    raw: bytes
+    internal_ms: int
 
 
 @dataclass
@@ -108,6 +127,11 @@ class FakeGoogle:
     slow_s: float = 3.0
     daily_after: int | None = None  # after this many messages, every send hits the daily limit
     sent: list[SentMessage] = field(default_factory=list)
+    page_size: int = 100  # messages.list answers at most this many ids a page (and maxResults)
+    id_style: str = "hex"  # "hex" as Gmail's, or "opaque"
+    mailbox: list[StoredMessage] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)  # any call that would change the mailbox
+    reads: list[dict[str, str]] = field(default_factory=list)  # the list and get calls, with their query
     revoked: list[str] = field(default_factory=list)
     requests_seen: list[str] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -128,6 +152,9 @@ class FakeGoogle:
         app.route("/revoke", "POST", self._revoke)
         app.route("/gmail/v1/users/me/profile", "GET", self._profile)
         app.route("/gmail/v1/users/me/messages/send", "POST", self._send)
+        app.route("/gmail/v1/users/me/messages", "GET", self._list)
+        app.route("/gmail/v1/users/me/messages/<ident>", "GET", self._get)
+        app.route("/gmail/v1/<rest:path>", ["POST", "PUT", "PATCH", "DELETE"], self._write)
         self.app = app
 
     # -- running ---------------------------------------------------------------------------
@@ -212,6 +239,8 @@ class FakeGoogle:
         scopes = q.get("scope", "").split()
         if self.consent == "allow_without_send":
             scopes = [s for s in scopes if s not in (SEND_SCOPE, MAIL_SCOPE)]
+        if self.consent == "allow_without_read":
+            scopes = [s for s in scopes if s != READ_SCOPE]
         code = secrets.token_urlsafe(24)
         with self.lock:
             self.issued.append(code)
@@ -361,6 +390,82 @@ class FakeGoogle:
         if local == "slow":
             time.sleep(self.slow_s)
         return self._json(200, {"id": secrets.token_hex(8), "threadId": secrets.token_hex(8), "labelIds": ["SENT"]})
+
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def put(self, label: str, raw: bytes, when: float | None = None) -> str:
+        """A message arrives in the mailbox under a label (INBOX or SPAM); its id."""
+        ms = int((time.time() if when is None else when) * 1000)
+        with self.lock:
+            n = len(self.mailbox)
+            ident = (f"{(ms << 20) | n:016x}" if self.id_style == "hex"
+                     else f"msg-{secrets.token_urlsafe(9)}")
+            self.mailbox.append(StoredMessage(ident, [label, "UNREAD"], raw, ms))
+        return ident
+
+    def _reader(self) -> tuple[Grant | None, str | None]:
+        grant, _ = self._grant()
+        if grant is None:
+            return None, self._unauthorized()
+        if READ_SCOPE not in grant.scopes and MAIL_SCOPE not in grant.scopes:
+            return None, self._api_error(403, "insufficientPermissions",
+                                         "Request had insufficient authentication scopes.")
+        return grant, None
+
+    def _list(self) -> Any:
+        q = dict(bottle.request.query.decode().items())
+        self.reads.append({"call": "list", **q})
+        _, refused = self._reader()
+        if refused is not None:
+            return refused
+        after = 0
+        for term in q.get("q", "").split():
+            if term.startswith("after:"):
+                value = term[6:]
+                if value.isdigit():
+                    after = int(value) * 1000
+                else:
+                    y, m, d = (int(x) for x in value.split("/"))
+                    after = int(dt.datetime(y, m, d, tzinfo=dt.UTC).timestamp() * 1000)
+            elif term:
+                return self._api_error(400, "invalidArgument", f"the fake does not know the query term {term}")
+        spam_too = q.get("includeSpamTrash") == "true"
+        with self.lock:
+            found = [m for m in reversed(self.mailbox)  # newest first, as Gmail lists
+                     if (not q.get("labelIds") or q["labelIds"] in m.labels) and m.internal_ms >= after
+                     and (spam_too or not {"SPAM", "TRASH"} & set(m.labels))]
+        size = min(self.page_size, int(q.get("maxResults") or 100))
+        start = int(q.get("pageToken") or 0)
+        page = found[start:start + size]
+        body: dict[str, Any] = {"resultSizeEstimate": len(found)}
+        if page:
+            body["messages"] = [{"id": m.id, "threadId": m.id} for m in page]
+        if start + size < len(found):
+            body["nextPageToken"] = str(start + size)
+        return self._json(200, body)
+
+    def _get(self, ident: str) -> Any:
+        q = dict(bottle.request.query.decode().items())
+        self.reads.append({"call": "get", "id": ident, **q})
+        _, refused = self._reader()
+        if refused is not None:
+            return refused
+        with self.lock:
+            m = next((m for m in self.mailbox if m.id == ident), None)
+        if m is None:
+            return self._api_error(404, "notFound", "Requested entity was not found.")
+        body = {"id": m.id, "threadId": m.id, "labelIds": list(m.labels), "snippet": "",
+                "internalDate": str(m.internal_ms), "sizeEstimate": len(m.raw), "historyId": "1"}
+        if q.get("format", "full") == "raw":
+            body["raw"] = base64.urlsafe_b64encode(m.raw).decode()
+        elif q.get("format") != "minimal":
+            return self._api_error(400, "invalidArgument", "the fake answers format raw or minimal only")
+        return self._json(200, body)
+
+    def _write(self, rest: str) -> Any:
+        self.writes.append(f"{bottle.request.method} {rest}")
+        return self._api_error(403, "forbidden", "the fake records this call and changes nothing")
 
 
 def play_browser(ca_file: str, *, record: list[str] | None = None) -> Any:

@@ -22,7 +22,7 @@ from tests.conftest import offline_detect
 from tests.servers import PASSWORD, USER
 
 EXPECTED_API = {
-    "app_info", "campaign_state", "cancel_campaign", "cancel_import", "check_message", "check_replies",
+    "app_info", "campaign_state", "cancel_campaign", "cancel_import", "check_message", "check_replies", "microsoft",
     "choose_recipients_file",
     "export_results", "forget_password", "import_recipients_data", "import_recipients_text",
     "inbox_clear", "inbox_list", "inbox_message", "load_settings", "pause_campaign",

@@ -1270,7 +1270,8 @@ def test_check_replies_and_bounces_from_history(isolated_home, page, smtp_server
     compose_and_send(page, "Hello", "Hello there")
     expect(page.locator("#send-state")).to_have_text("Finished: 2 sent.", timeout=15_000)
     expect(page.locator("#sent-copy-status")).to_have_text("Copy in Sent: 2 filed in Sent.")
-    cid = page.evaluate("document.querySelector('#history-list tr') && document.querySelector('#history-list tr').dataset.id")
+    expect(page.locator("#history-list tr")).to_have_count(1)  # refreshed when the run ended
+    cid = page.locator("#history-list tr").first.get_attribute("data-id")
     journal = Journal()
     ids = {r.recipient.email: r.result.message_id for r in journal.rows(cid)}
     journal.close()

@@ -29,7 +29,7 @@ def test_window_loads_ui_calls_bridge_and_receives_progress(tmp_path):
                   "Message", "Delay (ms)", "Paste addresses"):
         assert label in result["labels"]
     assert result["imported"]["ok"] and result["imported"]["data"]["counts"]["valid"] == 2
-    assert result["started"]["ok"]
+    assert result["started"]["ok"], result["started"]
     sent = [(e["recipient"], e["status"]) for e in result["events"] if e["status"] != "sending"]
     assert sent == [("a@example.org", "sent"), ("b@example.org", "sent")]
     assert result["states"][-1] == "finished"

@@ -1,6 +1,7 @@
 """Bounces and replies of a campaign, read from the user's own mailbox and matched through the journal.
 
-``Tracker.run()`` logs in over IMAP, opens INBOX and the Junk folder with EXAMINE (read-only: no
+``Tracker.run()`` logs in over IMAP (or, for a Gmail account whose user chose it, reads through
+the Gmail API with a read-only sign-in: backend/mailbox/gmailapi.py, the same few calls), opens INBOX and the Junk folder with EXAMINE (read-only: no
 flag can change, nothing can be moved or deleted) and reads the messages not read before for
 this campaign with ``BODY.PEEK`` (never sets \\Seen). Each message is classified
 (backend/mailbox/bounces.py) and matched to a recipient of the campaign:
@@ -61,6 +62,7 @@ class TrackOutcome:
     suppressed: list[str] = field(default_factory=list)
     unmatched: int = 0  # bounces and replies about no recipient of this campaign
     moved: int = 0  # bounce notices moved to the Bulk Mailer folder (only when asked)
+    notes: list[str] = field(default_factory=list)  # what the user should know (a move that could not be done)
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -144,14 +146,18 @@ class Matcher:
 class Tracker:
     """One run of track for one campaign: read the new messages, apply what they say."""
 
-    def __init__(self, journal: Journal, campaign: str, settings: ImapSettings, *,
+    def __init__(self, journal: Journal, campaign: str, settings: ImapSettings | None, *,
                  suppress: Callable[[list[str]], Any] = lambda addresses: None,
                  emit: Callable[[dict[str, Any]], None] = lambda event: None,
-                 client: Callable[[ImapSettings], ImapClient] = ImapClient, move_bounces: bool = False) -> None:
+                 client: Callable[[Any], Any] = ImapClient, move_bounces: bool = False,
+                 mailbox: str | None = None) -> None:
+        """settings: the IMAP mailbox; or None with client (a factory called with None) and the
+        mailbox's key, for the Gmail API reader."""
         self.journal, self.campaign, self.settings = journal, campaign, settings
         self._suppress, self._emit, self._client_of = suppress, emit, client
         self.move_bounces = move_bounces  # only when asked: the one change track ever makes
-        self.outcome = TrackOutcome(campaign, mailbox_key(settings))
+        assert mailbox is not None or settings is not None
+        self.outcome = TrackOutcome(campaign, mailbox or mailbox_key(settings))  # type: ignore[arg-type]
 
     def run(self) -> TrackOutcome:
         matcher = Matcher(self.journal.rows(self.campaign), self.journal.get(self.campaign).created)
@@ -202,7 +208,14 @@ class Tracker:
         if done is None or done[0] != uidvalidity:
             self.journal.set_mailbox_read(self.campaign, key, folder, uidvalidity, last)
         if self.move_bounces and bounces:
-            self.outcome.moved += client.move(folder, bounces, MOVE_TO)
+            moved = client.move(folder, bounces, MOVE_TO)
+            self.outcome.moved += moved
+            if moved < len(bounces):
+                self.outcome.notes.append(f"{len(bounces) - moved} bounce notice{'' if len(bounces) - moved == 1 else 's'} "
+                                          f"in {folder} could not be moved to {MOVE_TO}" + (
+                                              ": the Gmail API sign-in for reading can only read; move them "
+                                              "over IMAP (--provider gmail --user ...)" if self.settings is None
+                                              else ""))
 
     # -- what a notice changes --------------------------------------------------------------------
 

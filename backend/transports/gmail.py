@@ -33,6 +33,7 @@ from backend.errors import (
     UncertainDelivery,
 )
 from backend.google_auth import HTTP_TIMEOUT_S, GoogleAccount, _clean, _http_session
+from backend.google_auth import google_error as _google_error
 from backend.redact import Redactor
 from backend.transports.base import Envelope, Receipt
 
@@ -210,24 +211,6 @@ def classify(status: int, message: str, reasons: set[str], wait: float | None = 
     if status == 400 and "failedprecondition" not in reasons and _RECIPIENT_WORDS.search(message):
         return ApiRejected, "recipient_rejected"
     return ApiRejected, "message_rejected"
-
-
-def _google_error(response: Any) -> tuple[str, set[str]]:
-    """The error message and the reasons of a Google API error body (JSON), cleaned for display."""
-    try:
-        err = response.json().get("error")
-    except (ValueError, AttributeError):
-        return _clean(response.text or "")[:300], set()
-    if isinstance(err, str):  # an OAuth-style {"error": "invalid_token"}
-        return _clean(err), {err.lower()}
-    if not isinstance(err, dict):
-        return "", set()
-    reasons = {str(e.get("reason", "")).lower() for e in err.get("errors") or [] if isinstance(e, dict)}
-    reasons |= {str(d.get("reason", "")).lower() for d in err.get("details") or [] if isinstance(d, dict)}
-    if err.get("status"):
-        reasons.add(str(err["status"]).lower())
-    reasons.discard("")
-    return _clean(err.get("message") or "")[:300], reasons
 
 
 def _retry_after(header: str | None, message: str) -> float | None:
