@@ -9,16 +9,20 @@ def _version() -> str:
     The frozen app carries both (build.spec copies the metadata and pyproject.toml), so the
     number shown by `bulk-mailer --version` and in the window is never typed twice.
     """
+    # pyproject.toml first when it is beside the package (a checkout, the frozen app): reading it
+    # is quicker than importing importlib.metadata, which every command would pay for.
+    found = _version_from_pyproject()
+    if found is not None:
+        return found
     from importlib import metadata
 
     try:
         return metadata.version("bulk-mailer")
     except metadata.PackageNotFoundError:
-        pass
-    return _version_from_pyproject()
+        return "0+unknown"
 
 
-def _version_from_pyproject() -> str:
+def _version_from_pyproject() -> str | None:
     import sys
     import tomllib
     from pathlib import Path
@@ -26,9 +30,10 @@ def _version_from_pyproject() -> str:
     root = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent.parent))
     try:
         with open(root / "pyproject.toml", "rb") as fh:
-            return str(tomllib.load(fh)["project"]["version"])
+            project = tomllib.load(fh)["project"]
     except (OSError, KeyError, ValueError):
-        return "0+unknown"
+        return None
+    return str(project["version"]) if project.get("name") == "bulk-mailer" and "version" in project else None
 
 
 __version__ = _version()

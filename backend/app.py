@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend import __version__, deliverability, paths, plans, review, service
 from backend import settings as account_settings
@@ -37,18 +37,6 @@ from backend.credentials import (
 )
 from backend.diagnostics import diagnose
 from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError, internal_error
-from backend.google_auth import (  # noqa: I001
-    KEY_READ_TOKEN,
-    KEY_TOKEN,
-    SCOPE_MAIL,
-    SIGN_IN_TIMEOUT_S,
-    GoogleAccount,
-    OAuthClient,
-    SignIn,
-    TokenSource,
-    saved_profile,
-)
-from backend.inbox import LocalInbox
 from backend.inputs import (
     DRAFT_SEND_FIELDS,
     AccountInput,
@@ -94,12 +82,27 @@ from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, appl
 from backend.suppression import SuppressionList
 from backend.templates import SavedTemplate, TemplateStore
 from backend.transports.base import Envelope, Transport
-from backend.transports.gmail import GmailTransport
-from backend.transports.graph import GraphTransport
 from backend.transports.smtp import SmtpTransport
 
+if TYPE_CHECKING:  # loaded when used: a campaign over SMTP needs neither Google nor the local inbox
+    from backend.google_auth import GoogleAccount, OAuthClient, SignIn
+    from backend.inbox import LocalInbox
+
 log = logging.getLogger(__name__)
-__all__ = ["MIN_PASSPHRASE", "SIGN_IN_TIMEOUT_S", "App", "LOCAL_INBOX"]
+__all__ = ["MIN_PASSPHRASE", "App", "LOCAL_INBOX"]  # and SIGN_IN_TIMEOUT_S, read through __getattr__
+
+
+def _google() -> Any:
+    """backend.google_auth, imported on first use (Google's sign-in and the Gmail API only)."""
+    from backend import google_auth
+
+    return google_auth
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SIGN_IN_TIMEOUT_S":
+        return _google().SIGN_IN_TIMEOUT_S
+    raise AttributeError(name)
 
 LOCAL_INBOX = "local-inbox"
 # A pasted list is kept in the draft up to this many characters (a file: its path).
@@ -141,7 +144,7 @@ class App:
                  emit: Callable[[dict[str, Any]], None] = lambda event: None,
                  detector: Callable[[str], list[Any]] | None = None,
                  open_browser: Callable[[str], Any] | None = None, journal_path: Path | None = None) -> None:
-        self.inbox = inbox if inbox is not None else LocalInbox()
+        self._inbox = inbox  # made on first use: aiosmtpd is loaded then
         self._store = store  # opened on first use: a command that needs no secret works without it
         self.emit = emit
         self._detector = detector  # tests pass one that never leaves 127.0.0.1
@@ -199,6 +202,15 @@ class App:
             self._suppression = SuppressionList()
         return self._suppression
 
+    @property
+    def inbox(self) -> LocalInbox:
+        """The local test inbox (an SMTP server on 127.0.0.1, started when first used)."""
+        if self._inbox is None:
+            from backend.inbox import LocalInbox
+
+            self._inbox = LocalInbox()
+        return self._inbox
+
     def shutdown(self) -> None:
         if self._sign_in is not None:
             self._sign_in.cancel()  # the loopback listener stops within a fraction of a second
@@ -206,7 +218,8 @@ class App:
         if run is not None and run.thread.is_alive():
             run.control.cancel()
             run.thread.join(60)
-        self.inbox.stop()
+        if self._inbox is not None:
+            self._inbox.stop()
 
     def info(self, *, native_dialogs: bool = False) -> dict[str, Any]:
         """Version, provider presets (host rules, limits, advice), error categories, modes."""
@@ -242,8 +255,8 @@ class App:
     def use_passphrase(self, given: str | None) -> str | None:
         """The passphrase of the encrypted store: the one given now (checked, then kept for this
         run of the app) or the one given earlier."""
-        if given and self.store.needs_passphrase and given != self._passphrase and self.store.has(KEY_TOKEN):
-            self.store.load(KEY_TOKEN, given)  # a wrong passphrase is refused here, not kept
+        if given and self.store.needs_passphrase and given != self._passphrase and self.store.has(_google().KEY_TOKEN):
+            self.store.load(_google().KEY_TOKEN, given)  # a wrong passphrase is refused here, not kept
         if given:
             self._passphrase = given
         return self._passphrase
@@ -255,7 +268,7 @@ class App:
     def google(self, passphrase: str | None = None, *, reading: bool = False) -> GoogleAccount:
         """The saved Google sign-in (reading: the one for reading bounces and replies), unlocked
         with the passphrase given now or earlier."""
-        return GoogleAccount(self.store, self.use_passphrase(passphrase), reading=reading)
+        return _google().GoogleAccount(self.store, self.use_passphrase(passphrase), reading=reading)
 
     def microsoft(self, passphrase: str | None = None) -> MicrosoftAccount:
         """The saved Microsoft sign-in, unlocked with the passphrase given now or earlier."""
@@ -266,7 +279,7 @@ class App:
         365, else the Google one."""
         if provider in MICROSOFT_PROVIDERS or host.lower() in MICROSOFT_SMTP_HOSTS:
             return MicrosoftTokenSource(self.microsoft(passphrase))
-        return TokenSource(self.google(passphrase), "smtp")
+        return _google().TokenSource(self.google(passphrase), "smtp")
 
     def password(self, user: str, host: str, given: str = "", passphrase: str | None = None) -> str:
         """The password given now, else the one saved for this account."""
@@ -502,14 +515,14 @@ class App:
     # -- Sign in with Google ---------------------------------------------------------------
 
     def google_status(self) -> dict[str, Any]:
-        profile = saved_profile()
+        profile = _google().saved_profile()
         scopes = list((profile or {}).get("scopes") or [])
         key, lim = gmail_api_limits(bool((profile or {}).get("workspace")))
         return {"signed_in": profile is not None, "email": (profile or {}).get("email"),
-                "workspace": bool((profile or {}).get("workspace")), "smtp": SCOPE_MAIL in scopes,
+                "workspace": bool((profile or {}).get("workspace")), "smtp": _google().SCOPE_MAIL in scopes,
                 "signed_in_at": (profile or {}).get("signed_in"), "locked": self.locked, "profile": profile or {},
-                "sign_in": dict(self.sign_in_state), "read": saved_profile(reading=True) is not None,
-                "read_email": (saved_profile(reading=True) or {}).get("email"),
+                "sign_in": dict(self.sign_in_state), "read": _google().saved_profile(reading=True) is not None,
+                "read_email": (_google().saved_profile(reading=True) or {}).get("email"),
                 "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
 
     def google_sign_in(self, client_data: bytes, source: str, purpose: str, *, passphrase: str | None = None,
@@ -518,14 +531,14 @@ class App:
         the sign-in is saved when it completes. Returns the address; google_status follows it
         and wait_sign_in() blocks until it ends."""
         self.ensure_idle()  # a running campaign keeps the sign-in it started with
-        client = OAuthClient.parse(client_data, source)
+        client = _google().OAuthClient.parse(client_data, source)
         account = self.google(passphrase, reading=purpose == "read")
         account.check_store()  # the passphrase is checked before the browser opens
         if self._sign_in is not None:
             self._sign_in.cancel()
         import webbrowser
 
-        flow = SignIn(client, purpose, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
+        flow = _google().SignIn(client, purpose, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
         url = flow.start()
         self._sign_in, self._sign_in_error = flow, None
         self._sign_in_done.clear()
@@ -562,7 +575,7 @@ class App:
         return dict(self.sign_in_state)
 
     def has_google_token(self) -> bool:
-        return self.store.has(KEY_TOKEN) or self.store.has(KEY_READ_TOKEN)
+        return self.store.has(_google().KEY_TOKEN) or self.store.has(_google().KEY_READ_TOKEN)
 
     def google_cancel_sign_in(self) -> None:
         if self._sign_in is None or self.sign_in_state.get("state") != "waiting":
@@ -574,9 +587,9 @@ class App:
         one for reading, and (unless reading_only) the sending one; "read" says what became of the first."""
         self.ensure_idle()
         read = None
-        if saved_profile(reading=True) is not None or self.store.has(KEY_READ_TOKEN):
+        if _google().saved_profile(reading=True) is not None or self.store.has(_google().KEY_READ_TOKEN):
             read = self.google(passphrase, reading=True).sign_out()
-        if reading_only or (saved_profile() is None and not self.store.has(KEY_TOKEN)):
+        if reading_only or (_google().saved_profile() is None and not self.store.has(_google().KEY_TOKEN)):
             return {**(read or {"email": None, "revoked": None, "problem": None}), "signed_in": False, "read": read}
         result = {**self.google(passphrase).sign_out(), "read": read}
         self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
@@ -737,7 +750,7 @@ class App:
             return self._microsoft_sender(from_address)
         if a.channel != "gmail":
             return from_address
-        profile = saved_profile()
+        profile = _google().saved_profile()
         if profile is None:
             raise OAuthError("sign in with Google first: the Gmail API sends as the signed-in account",
                              fix=("Click Sign in with Google in the Account section, or run "
@@ -855,11 +868,15 @@ class App:
         if a.channel == "gmail":
             account = self.google(passphrase)
             draft = self.draft(m, service.gmail_sender(m.from_address or a.from_address, account.require("api").email))
+            from backend.transports.gmail import GmailTransport
+
             transport = GmailTransport(account)
         elif a.channel == "microsoft":
             ms = self.microsoft(passphrase)
             ms.require("graph")
             draft = self.draft(m, self._microsoft_sender(m.from_address or a.from_address))
+            from backend.transports.graph import GraphTransport
+
             transport = GraphTransport(ms)
         else:
             settings, _ = self.smtp_settings(a, passphrase=passphrase)
@@ -985,7 +1002,7 @@ class App:
         """The journal's key of an account (what the daily quota and "already sent" count by);
         None for the local test inbox, or when the settings are not complete yet."""
         if a.channel == "gmail":
-            profile = saved_profile()
+            profile = _google().saved_profile()
             return plans.gmail_account_key(profile["email"]) if profile else None
         if a.channel == "microsoft":
             ms = microsoft_profile()
@@ -1292,7 +1309,7 @@ class App:
         self._tracked_at[cid] = time.monotonic()  # tried: the automatic check waits its interval
         suppress = lambda addresses: self.suppression.add(addresses, reason="bounced")  # noqa: E731
         spec = self.journal.spec(cid)
-        if gmail_api or (account is None and service.channel_of(spec) == "gmail" and saved_profile(reading=True)):
+        if gmail_api or (account is None and service.channel_of(spec) == "gmail" and _google().saved_profile(reading=True)):
             if account is not None:
                 raise SettingsError("gmail_api", "reading through the Gmail API takes no mailbox options: leave out "
                                     "--provider, --host, --user and --imap-*, or leave out --gmail-api to read over IMAP")

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from array import array
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -34,7 +34,7 @@ from backend.model import (  # noqa: F401 (re-exported: the loop's own vocabular
     utc_now,
 )
 from backend.recipients import Recipient
-from backend.transports.base import Transport
+from backend.transports.base import Envelope, Receipt, Transport
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,16 @@ class _Pool:
         taken back then (its mark undone, nothing sent), so they act after that message, as
         they would have without the holding back.
         """
+        while len(pending) > 1:
+            # Outcomes of several messages on their way on one connection: the older ones first.
+            older = pending.pop(0)
+            try:
+                if self.record is not None:
+                    self.record(None, (older, self.results[older]))
+            except DiskFullError:
+                pending.insert(0, older)
+                raise
+            self.emit(older, self.results[older].status, self.results[older])
         done = pending.pop() if pending else None
         if self.record is not None and (sending is not None or done is not None):
             try:
@@ -311,22 +321,42 @@ class _Pool:
                 log.warning("campaign %s: connection %d could not be opened (%s); sending on the others",
                             self.outcome.campaign, number, exc.message)
                 return
-        pending: list[int] = []  # an outcome not yet committed: at most one
+        pending: list[int] = []  # outcomes not yet committed: one, or one per message on the way
+        # A transport that pipelines (SmtpTransport on a server offering PIPELINING) takes the
+        # next message before the last one's outcome is read: flights are those on their way,
+        # each committed as 'sending' before its MAIL FROM.
+        depth = getattr(transport, "pipeline_depth", 1) if hasattr(transport, "submit") else 1
+        flights: deque[int] | None = deque() if depth > 1 else None
         sending = False
         try:
             while True:
-                i = self.next(lambda: self.commit(None, pending))
+                if flights and len(flights) >= depth:
+                    self.collect_one(transport, flights, pending)
+                    continue
+                i = self.next(lambda: self.commit(None, pending), ready_only=bool(flights))
+                if i is _LATER:  # the next one must wait: read what is on its way first
+                    assert flights
+                    self.collect_one(transport, flights, pending)
+                    continue
                 if i is None:
                     break
                 sending = True
-                self.attempt(i, transport, pending)
+                self.attempt(i, transport, pending, flights)
                 sending = False
+            while flights:
+                self.collect_one(transport, flights, pending)
             self.commit(None, pending)
         except DiskFullError as exc:
             # The journal cannot record more: the run pauses (every connection stops before its
             # next message), keeping what is recorded; it is resumed once there is room.
             if not isinstance(self.outcome.error, DiskFullError):  # said once
                 log.warning("campaign %s: %s", self.outcome.campaign, exc.message)
+            while flights:  # their outcomes are read, and recorded with the held-back one
+                i = flights.popleft()
+                _deliver(self.results[i], transport.collect, self.now)  # type: ignore[attr-defined]
+                pending.append(i)
+                with self.state:
+                    self.in_flight -= 1
             with self.state:
                 if sending:
                     self.in_flight -= 1
@@ -338,8 +368,8 @@ class _Pool:
             with self.state:
                 self.crashed = self.crashed or exc
                 self.halted = True
-                if sending:
-                    self.in_flight -= 1
+                # Messages on their way stay 'sending' in the journal: uncertain, never resent blindly.
+                self.in_flight -= (1 if sending else 0) + len(flights or ())
                 self.changed.notify_all()
 
     def settle(self, pending: list[int]) -> None:
@@ -357,9 +387,15 @@ class _Pool:
                             "lists it as uncertain", self.outcome.campaign, self.recipients[i].email,
                             self.results[i].status, exc.message)
 
-    def next(self, before_wait: Callable[[], None]) -> int | None:
-        """The next recipient to send to, after any wait (delay, limit, backoff, pause); None: stop."""
-        if not self.dispatch.acquire(timeout=0.005):
+    def next(self, before_wait: Callable[[], None], ready_only: bool = False) -> Any:
+        """The next recipient to send to, after any wait (delay, limit, backoff, pause); None: stop.
+
+        ready_only (messages are on their way on this connection): _LATER instead of any wait,
+        so their outcomes are read before it."""
+        if ready_only:
+            if not self.dispatch.acquire(blocking=False):
+                return _LATER
+        elif not self.dispatch.acquire(timeout=0.005):
             before_wait()  # another connection is choosing, maybe waiting: tell what we know first
             self.dispatch.acquire()
         try:
@@ -368,6 +404,8 @@ class _Pool:
                 if self.halted:
                     return None
                 if self.control.paused:
+                    if ready_only:
+                        return _LATER
                     before_wait()
                 if not self.control.checkpoint(self.on_pause):
                     self.stop_cancelled()
@@ -376,6 +414,9 @@ class _Pool:
                     kind, i, wait_s = self.pick()
                 if kind == "done":
                     return None
+                if ready_only and (kind == "idle" or wait_s > 0 or (
+                        kind in ("first", "returned") and self.dispatched and self.delay_s > 0)):
+                    return _LATER
                 if kind == "idle":  # others are sending: their outcome may make one due
                     before_wait()
                     with self.state:
@@ -399,6 +440,8 @@ class _Pool:
                         self.stop(_quota_halt("the sending limit of this account is reached", pause, self.now()))
                         return None
                     if pause > 0:
+                        if ready_only:
+                            return _LATER
                         before_wait()
                         self.announce_wait(pause, f"sending limit: {self.limiter.binding(self.clock())}")
                         self.wait(pause)
@@ -449,8 +492,11 @@ class _Pool:
                 self.outcome.stopped = "cancelled"
             self.halted = True
 
-    def attempt(self, i: int, transport: Transport, pending: list[int]) -> None:
-        """Send to recipient i on this connection and settle its row."""
+    def attempt(self, i: int, transport: Transport, pending: list[int], flights: deque[int] | None = None) -> None:
+        """Send to recipient i on this connection and settle its row.
+
+        flights: the connection pipelines (the transport's submit() and collect()); recipient i is
+        submitted and added there, its row settled when collect_one() reads its outcome."""
         row = self.results[i]
         row.attempts += 1
         marked = False
@@ -462,8 +508,9 @@ class _Pool:
                 raise _TakenBack
             marked = True
 
+        send = transport.send if flights is None else transport.submit  # type: ignore[attr-defined]
         try:
-            halt, asked = _send_one(self.recipients[i], row, self.build, transport, self.now, before_send)
+            halt, asked = _send_one(self.recipients[i], row, self.build, send, self.now, before_send)
         except (_TakenBack, DiskFullError) as exc:
             # Not sent: its 'sending' mark was taken back, or could not be recorded at all.
             row.attempts -= 1
@@ -480,9 +527,24 @@ class _Pool:
                     log.warning("campaign %s: %s", self.outcome.campaign, exc.message)
                 self.stop(exc)  # the held-back outcome is recorded as the worker stops
             return
+        if halt is _SUBMITTED:
+            assert flights is not None
+            flights.append(i)  # on its way: collect_one() settles it
+            return
         if not marked:  # the message could not be built: nothing was in flight
             self.commit(None, pending)
             self.emit(i, "sending")
+        self.conclude(i, halt, asked, pending)
+
+    def collect_one(self, transport: Transport, flights: deque[int], pending: list[int]) -> None:
+        """Read the outcome of the oldest message on the way on a pipelined connection, settle it."""
+        i = flights.popleft()
+        halt, asked = _deliver(self.results[i], transport.collect, self.now)  # type: ignore[attr-defined]
+        self.conclude(i, halt, asked, pending)
+
+    def conclude(self, i: int, halt: MailerError | None, asked: float | None, pending: list[int]) -> None:
+        """Settle recipient i's row after its attempt: retry or give up, stop the run if it must."""
+        row = self.results[i]
         if halt is not None and halt.category == "quota_exceeded" and not isinstance(halt, QuotaHalt):
             # The server's quota: stop, and say when to come back (its own word, else a guess
             # from the reply: a daily quota lifts within a day, a short-term one within the hour).
@@ -533,6 +595,10 @@ class _Pool:
             self.stop(halt)
 
 
+_LATER: Any = object()  # _Pool.next(ready_only=True): the next recipient must wait
+_SUBMITTED = MailerError("submitted")  # _deliver(): the message is on its way, its outcome comes later
+
+
 class _TakenBack(Exception):
     """A recipient about to be sent was taken back: a cancel or a pause came first."""
 
@@ -573,12 +639,15 @@ def _send_one(
     recipient: Recipient,
     row: ResultRow,
     build: Callable[[Recipient], Outgoing],
-    transport: Transport,
+    send: Callable[[Envelope, bytes], Receipt | None],
     now: Callable[[], dt.datetime],
     before_send: Callable[[], None] = lambda: None,
 ) -> tuple[MailerError | None, float | None]:
     """Send to one recipient, filling its row; return an error that must stop the run and the
-    seconds the server asked to wait before trying again (None when it did not say)."""
+    seconds the server asked to wait before trying again (None when it did not say).
+
+    send: a transport's send(), or its submit() (returns None: the outcome comes later, and
+    (_SUBMITTED, None) is returned)."""
     try:
         out = build(recipient)
     except MailerError as exc:
@@ -590,8 +659,14 @@ def _send_one(
         return None, None
     row.message_id = out.message_id
     before_send()  # committed as 'sending' before MAIL FROM: a crash now leaves it uncertain
+    return _deliver(row, lambda: send(out.envelope, out.data), now, recipient.line)
+
+
+def _deliver(row: ResultRow, send: Callable[[], Receipt | None], now: Callable[[], dt.datetime],
+             line: int | None = None) -> tuple[MailerError | None, float | None]:
+    """Fill the row with what send() brought (a receipt or an error); (halt, seconds asked)."""
     try:
-        receipt = transport.send(out.envelope, out.data)
+        receipt = send()
     except UncertainDelivery as exc:
         _fill(row, "uncertain", exc)
         return None, None
@@ -615,11 +690,13 @@ def _send_one(
         return None, asked
     except Exception as exc:
         # Unknown state of the connection and of this message: say so and stop.
-        log.exception("sending to line %s failed unexpectedly", recipient.line)
+        log.exception("sending to line %s (%s) failed unexpectedly", line, row.email)
         err = MailerError(f"unexpected error while sending, the message may or may not have "
                           f"been delivered: {exc!r}", category="internal_error")
         _fill(row, "uncertain", err)
         return err, None
+    if receipt is None:
+        return _SUBMITTED, None
     row.status = "sent"
     row.smtp_code = receipt.code
     row.sent_at = iso(now())

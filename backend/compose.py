@@ -14,6 +14,7 @@ import re
 import sys
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -160,8 +161,28 @@ class Template:
             "text": _plain_plan(_PLAIN_ENV, text, header=False) if text else None,
         }
 
+        self._text_plan: _TextPlan | None | bool = False  # False: not worked out yet
+
     def __repr__(self) -> str:
         return f"Template(subject={self.subject_source!r}, fields={sorted(self.fields)!r})"
+
+    def plain_text(self, parts: Rendered, fields: Mapping[str, str]) -> str:
+        """The text part of one message: the text body, else the HTML body as text.
+
+        An HTML body that only prints fields is converted to text once per template, a marker
+        where each field goes; each message then gets that text with its values put in (as
+        converting its own HTML would give them back). Other HTML, and values that conversion
+        could change (runs of spaces, line breaks, empty ones), are converted per message.
+        """
+        if parts.text is not None:
+            return parts.text
+        if self._text_plan is False:
+            self._text_plan = _text_plan(self.html_source) if self._plans["html"] is not None else None
+        if isinstance(self._text_plan, _TextPlan):
+            text = self._text_plan.fill(fields)
+            if text is not None:
+                return text
+        return html_to_text(parts.html or "")
 
 
 @dataclass(frozen=True)
@@ -356,7 +377,7 @@ def render(
             # RFC 8058 one-click: the receiver POSTs this body to the https link.
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["MIME-Version"] = "1.0"
-    text = parts.text if parts.text is not None else html_to_text(parts.html or "")
+    text = template.plain_text(parts, recipient.fields)
     msg.set_content(text, subtype="plain", charset="utf-8", cte=_cte(text))
     if parts.html is not None:
         msg.add_alternative(parts.html, subtype="html", charset="utf-8", cte=_cte(parts.html))
@@ -460,7 +481,7 @@ class Skeleton:
             if any(uri.startswith("https:") for uri in uris):
                 head.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
         head.append(b"MIME-Version: 1.0\r\n")
-        text = parts.text if parts.text is not None else html_to_text(parts.html or "")
+        text = self.template.plain_text(parts, fields)
         body = [_text_part("plain", text)]
         if parts.html is not None:
             body.append(_text_part("html", parts.html))
@@ -694,6 +715,74 @@ def _plain_plan(env: SandboxedEnvironment, source: str, *, header: bool) -> _Pla
             else:
                 return None
     return _PlainPlan(tuple(names), literal, header)
+
+
+_MARKER = "QzxMark{}KramXzq"  # letters and digits: HTML-to-text conversion leaves them as they are
+_MARKERS = re.compile(r"QzxMark(\d+)KramXzq")
+_ENTITY = re.compile(r"&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);?")
+# Tables are laid out to the width of their cells' text and <pre> keeps every space: there a
+# value's own length shapes the text around it, so those bodies are converted per message.
+_LAYOUT_TAGS = re.compile(r"<\s*(table|pre|textarea)\b", re.I)
+
+
+class _TextPlan:
+    """An HTML body's text converted once: literal text between the fields' places."""
+
+    __slots__ = ("names", "pieces")
+
+    def __init__(self, pieces: list[str], names: list[str]) -> None:
+        self.pieces, self.names = pieces, names
+
+    def fill(self, fields: Mapping[str, str]) -> str | None:
+        """This recipient's text; None when a value could come out of conversion changed."""
+        out = [self.pieces[0]]
+        for name, piece in zip(self.names, self.pieces[1:], strict=True):
+            value = fields.get(name)
+            # Conversion collapses runs of white space, trims them at line ends and drops an
+            # empty paragraph: only values it gives back as they are fill the text made once.
+            # It also reads a character reference ("&amp;") in the text as the character.
+            if not isinstance(value, str) or not value or " ".join(value.split()) != value \
+                    or not value.isprintable() or ("&" in value and _ENTITY.search(value)):
+                return None
+            out += (value, piece)
+        return "".join(out)
+
+
+def _text_plan(html: str | None) -> _TextPlan | None:
+    """The text of an HTML body of text and {{ field }} only, with markers for the fields;
+    None when that cannot stand for each message's own conversion."""
+    if not html or _LAYOUT_TAGS.search(html) or _MARKERS.search(html):
+        return None
+    try:
+        ast = _HTML_ENV.parse(html)
+    except jinja2.TemplateSyntaxError:
+        return None
+    marked: list[str] = []
+    order: dict[str, int] = {}
+    uses: Counter[str] = Counter()
+    for node in ast.body:
+        if not isinstance(node, jinja2.nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, jinja2.nodes.TemplateData):
+                marked.append(child.data)
+            elif isinstance(child, jinja2.nodes.Name) and child.ctx == "load":
+                marked.append(_MARKER.format(order.setdefault(child.name, len(order))))
+                uses[child.name] += 1
+            else:
+                return None
+    try:
+        text = get_text("".join(marked), _INSCRIPTIS).strip("\n") + "\n"
+    except Exception:  # noqa: BLE001 - then each message is converted, as before
+        return None
+    names = {i: name for name, i in order.items()}
+    parts = _MARKERS.split(text)
+    pieces, found = parts[0::2], [names.get(int(i), "") for i in parts[1::2]]
+    # Each use must show once as it was written: one hidden (a style, a comment) or doubled
+    # (an image's alt text and its link) could change the text in ways values would show.
+    if Counter(found) != uses:
+        return None
+    return _TextPlan(pieces, found)
 
 
 def _renders(plan: _PlainPlan, fields: Mapping[str, str]) -> bool:

@@ -21,8 +21,6 @@ from backend.presets import (
 )
 from backend.settings import SmtpSettings
 from backend.transports.base import Transport
-from backend.transports.gmail import GmailTransport
-from backend.transports.graph import GraphTransport
 from backend.transports.smtp import SmtpTransport
 
 
@@ -107,6 +105,9 @@ def gmail_plan(draft: service.Draft, account: Any, email: str, workspace: bool, 
     google-workspace); one connection."""
     key, _ = gmail_api_limits(workspace)
     provider = provider if provider in GMAIL_API_LIMITS else key
+    # Google's modules are loaded for a Gmail run only.
+    from backend.transports.gmail import GmailTransport
+
     return Plan(lambda: GmailTransport(account), service.campaign_spec(draft, None, attach=attach, gmail=email),
                 gmail_account_key(email), service.rate_limits(GMAIL_API_LIMITS[provider]), provider, gmail=email)
 
@@ -116,6 +117,8 @@ def graph_plan(draft: service.Draft, account: Any, email: str, consumer: bool, *
     """A Microsoft Graph run: Outlook.com's or Exchange Online's limits; one connection (Graph
     allows a mailbox 4 requests at once)."""
     key, limits = microsoft_limits(consumer)
+    from backend.transports.graph import GraphTransport  # loaded for a Graph run only
+
     return Plan(lambda: GraphTransport(account), service.campaign_spec(draft, None, attach=attach, microsoft=email),
                 microsoft_account_key(email), service.rate_limits(limits), key, microsoft=email)
 

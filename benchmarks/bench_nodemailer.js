@@ -2,8 +2,10 @@
 // one sendMail({from, to, subject, html, text}) per recipient, each message rendered from a
 // template with the recipient's fields. Prints one JSON line: {"sent", "seconds", "first_ms"}.
 //
-//   node benchmarks/bench_nodemailer.js PORT COUNT pool|per-message [CONNECTIONS] [nodelay|default]
+//   node benchmarks/bench_nodemailer.js PORT COUNT pool|per-message [CONNECTIONS] [nodelay|default] [both|html]
 //
+// pool: nodemailer's pool of CONNECTIONS; per-message: a new connection per message, CONNECTIONS
+// of them at a time. html: an HTML body only (as most users write), else HTML and text.
 // nodelay: nodemailer's sockets get TCP_NODELAY (through its getSocket option). With the
 // default sockets, nodemailer's separate small writes at the end of a message meet the
 // receiver's delayed ACK on Linux and each message waits ~40 ms: its best case is nodelay.
@@ -14,6 +16,7 @@ const nodemailer = require(path.join(__dirname, '..', 'bench', 'node_modules', '
 
 const [port, count, mode, conns] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4], Number(process.argv[5] || 5)];
 const nodelay = (process.argv[6] || 'nodelay') === 'nodelay';
+const htmlOnly = process.argv[7] === 'html';
 function getSocket(options, callback) {
   const socket = net.connect(options.port, options.host);
   socket.setNoDelay(true);
@@ -35,7 +38,9 @@ function message(i) {
   const f = row(i);
   const html = {};
   for (const [k, v] of Object.entries(f)) html[k] = escapeHtml(v);
-  return { from: 'Me <me@example.com>', to: `${f.first_name} <${f.email}>`, subject: fill(body.subject, f), html: fill(body.html, html), text: fill(body.text, f) };
+  const msg = { from: 'Me <me@example.com>', to: `${f.first_name} <${f.email}>`, subject: fill(body.subject, f), html: fill(body.html, html) };
+  if (!htmlOnly) msg.text = fill(body.text, f);
+  return msg;
 }
 
 async function main() {
@@ -58,12 +63,17 @@ async function main() {
     await Promise.all(Array.from({ length: conns * 4 }, worker));
     transport.close();
   } else {
-    for (let i = 0; i < count; i++) {
-      const transport = nodemailer.createTransport(options); // a new connection per message
-      await transport.sendMail(message(i));
-      done();
-      transport.close();
-    }
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const i = next++;
+        const transport = nodemailer.createTransport(options); // a new connection per message
+        await transport.sendMail(message(i));
+        done();
+        transport.close();
+      }
+    };
+    await Promise.all(Array.from({ length: conns }, worker));
   }
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   process.stdout.write(JSON.stringify({ sent, seconds, first_ms: first }) + '\n');

@@ -1,7 +1,7 @@
 """Benchmark: sending 10,000 messages into Postfix's smtp-sink on 127.0.0.1, against the anchors.
 
     make bench                                  # installs what it needs, then runs this
-    .venv/bin/python benchmarks/bench_send.py [--count N] [--connections N] [--big N]
+    .venv/bin/python benchmarks/bench_send.py [--count N] [--connections N] [--distant N] [--big N]
 
 Measures, each in a process of its own (so its peak memory is its own):
 
@@ -16,11 +16,16 @@ Measures, each in a process of its own (so its peak memory is its own):
   its sockets with TCP_NODELAY, its best case (with its default sockets each message waits for
   a delayed ACK here: that run is shown too, with fewer messages);
 
-and prints messages per second, peak memory and the ratio to nodemailer's pool in one table,
-then the time from Send to the first message accepted, the import time of a 100,000-row CSV,
-and a 100,000-recipient campaign through the CLI (rate and peak memory). Every byte goes to
-127.0.0.1. When smtp-sink is missing the server is aiosmtpd in its own process, which is far
-slower (about 400 messages a second here) and caps every row: a note says so.
+then the same through benchmarks/latency_proxy.py, a proxy on 127.0.0.1 that makes the sink look
+40 ms away (20 ms each way; --delay-ms): the engine on 1 and 5 connections, nodemailer's pool
+of 1 and of 5 (as shipped, and with TCP_NODELAY) and its connection-per-message path (1 and
+5 at a time), all with an HTML-only body (--distant messages per run, default 500). It prints
+messages per second, peak memory and the ratios to nodemailer's pools in two tables (local
+rows with an HTML-only body beside HTML + text), then the time from Send to the first
+message accepted, the import time of a 100,000-row CSV, and a 100,000-recipient campaign
+through the CLI (rate and peak memory). Every byte goes to 127.0.0.1. When smtp-sink is
+missing the server is aiosmtpd in its own process, which is far slower (about 400 messages
+a second here) and caps every row: a note says so.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,16 +151,19 @@ class _FirstSent(io.TextIOBase):
         return len(text)
 
 
-def child_engine(port: str, people: str, connections: str, workdir: str) -> None:
+def child_engine(port: str, people: str, connections: str, workdir: str, body: str = "both") -> None:
     sys.path.insert(0, str(ROOT))
-    from backend import cli
+    from backend import app, cli  # noqa: F401 - the core loaded before the clock starts, as before
+    # (the CLI loads it when a command runs; its import time is in the start-up figures of
+    # docs/performance.md, not in these rates)
 
     work = Path(workdir)
     (work / "body.html").write_text(MESSAGE["html"], encoding="utf-8")
     (work / "body.txt").write_text(MESSAGE["text"], encoding="utf-8")
+    text = ["--text-file", str(work / "body.txt")] if body == "both" else []
     args = ["send", "--host", "127.0.0.1", "--port", port, "--security", "none", "--from", "Me <me@example.com>",
             "--to-file", people, "--subject", MESSAGE["subject"], "--html-file", str(work / "body.html"),
-            "--text-file", str(work / "body.txt"), "--delay-ms", "0", "--progress", "jsonl",
+            *text, "--delay-ms", "0", "--progress", "jsonl",
             "--connections", connections, "--max-per-second", "0"]
     err = io.StringIO()
     started = time.perf_counter()  # Send: the command starts (after Python itself started)
@@ -200,13 +209,14 @@ CHILDREN = {"engine": child_engine, "smtplib": child_smtplib, "import": child_im
 # -- the runs ----------------------------------------------------------------------------
 
 
-def engine(sink: Sink, people: Path, n: int, connections: int, label: str) -> Result:
+def engine(port: int, people: Path, n: int, connections: int, label: str, body: str = "both") -> Result:
     with tempfile.TemporaryDirectory(prefix="bm-bench-") as home:
         env = {**os.environ, "BULK_MAILER_HOME": home}
-        out, rss = run_child(me("engine", str(sink.port), str(people), str(connections), home), env)
+        out, rss = run_child(me("engine", str(port), str(people), str(connections), home, body), env)
     got = json.loads(out.splitlines()[-1])
     if got["code"] != 0:
         raise RuntimeError(f"the engine did not send everything: {got['done']}")
+    label += ", HTML only" if body == "html" else ", HTML + text"
     return Result(label, str(connections), n, got["seconds"], rss, got["first_ms"],
                   f"{got['events']:,} events; {got['done']}")
 
@@ -228,19 +238,40 @@ def smtp_source(sink: Sink, n: int, size: int) -> Result | str:
                   note=f"{size:,}-byte message of filler")
 
 
-def nodemailer(sink: Sink, n: int, mode: str, sockets: str = "nodelay") -> Result | str:
+def nodemailer(port: int, n: int, mode: str, sockets: str = "nodelay", connections: int = 5,
+               body: str = "both") -> Result | str:
     node = shutil.which("node")
     if node is None:
         return f"nodemailer {mode}: node is not installed; skipped"
     if not (ROOT / "bench" / "node_modules" / "nodemailer").is_dir():
         return f"nodemailer {mode}: not installed under bench/ (make bench installs it); skipped"
-    out, rss = run_child([node, str(HERE / "bench_nodemailer.js"), str(sink.port), str(n), mode, "5", sockets])
+    out, rss = run_child([node, str(HERE / "bench_nodemailer.js"), str(port), str(n), mode, str(connections),
+                          sockets, body])
     got = json.loads(out.splitlines()[-1])
-    label = "nodemailer, pool of 5 connections" if mode == "pool" else "nodemailer, a connection per message"
-    if sockets != "nodelay":
-        label += ", default sockets"
-    return Result(label, "5" if mode == "pool" else f"{n:,}", got["sent"], got["seconds"], rss, got["first_ms"],
-                  f"renders subject, HTML and text per message; no journal; {n:,} messages")
+    if mode == "pool":
+        label = f"nodemailer, pool of {connections}"
+        label += ", as shipped" if sockets != "nodelay" else ", TCP_NODELAY"
+    else:
+        label = "nodemailer, a connection per message" + (f" ({connections} at a time)" if connections > 1 else "")
+    label += ", HTML only" if body == "html" else ", HTML + text"
+    return Result(label, str(connections), got["sent"], got["seconds"], rss, got["first_ms"],
+                  f"renders subject and bodies per message; no journal; {n:,} messages")
+
+
+class Proxy:
+    """benchmarks/latency_proxy.py in its own process: the sink, DELAY ms away each way."""
+
+    def __init__(self, target: int, delay_ms: float) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(  # noqa: S603
+            [sys.executable, str(HERE / "latency_proxy.py"), str(self.port), str(target), str(delay_ms)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if self.proc.stdout is None or self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the latency proxy did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
 
 
 def machine() -> str:
@@ -266,13 +297,31 @@ def ratio(r: Result, anchor: Result | None) -> str:
     return f"{x:.2f}x" if x < 0.1 else f"{x:.1f}x"
 
 
-def table(results: list[Result], anchor: Result | None, default: Result | None) -> str:
-    lines = ["| sender | connections | msg/s | vs nodemailer pool | vs nodemailer pool, default sockets | peak RSS |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+def table(results: list[Result], columns: dict[str, Callable[[Result], Result | None]]) -> str:
+    """One row per result, and a ratio column for each anchor: column name -> the anchor of a row."""
+    lines = ["| sender | connections | msg/s | " + " | ".join(f"vs {a}" for a in columns) + " | peak RSS |",
+             "| --- | ---: | ---: | " + " | ".join("---:" for _ in columns) + " | ---: |"]
     for r in results:
-        lines.append(f"| {r.label} | {r.connections} | {r.rate:,.0f} | {ratio(r, anchor)} | {ratio(r, default)} "
-                     f"| {r.rss_mb:.0f} MB |")
+        cells = [ratio(r, anchor(r)) for anchor in columns.values()]
+        lines.append(f"| {r.label} | {r.connections} | {r.rate:,.1f} | " + " | ".join(cells)
+                     + f" | {r.rss_mb:.0f} MB |")
     return "\n".join(lines)
+
+
+def run_steps(steps: list, results: list[Result], notes: list[str]) -> None:
+    for step in steps:
+        got = step()
+        if isinstance(got, str):
+            notes.append(got)
+            print(f"  {got}", flush=True)
+        else:
+            results.append(got)
+            print(f"  {got.label} ({got.connections}): {got.rate:,.1f} msg/s, {got.rss_mb:.0f} MB "
+                  f"[{got.note}]", flush=True)
+
+
+def find(results: list[Result], label: str) -> Result | None:
+    return next((r for r in results if r.label == label), None)
 
 
 def main() -> int:
@@ -280,12 +329,15 @@ def main() -> int:
         CHILDREN[sys.argv[1]](*sys.argv[2:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=10_000, help="messages per run (default 10,000)")
+    parser.add_argument("--count", type=int, default=10_000, help="messages per local run (default 10,000)")
     parser.add_argument("--connections", type=int, default=4, help="N for the engine's pooled run (default 4)")
+    parser.add_argument("--distant", type=int, default=500,
+                        help="messages per run through the latency proxy (default 500; 0: skip those rows)")
+    parser.add_argument("--delay-ms", type=float, default=20.0, help="the proxy's delay each way (default 20)")
     parser.add_argument("--big", type=int, default=100_000,
                         help="recipients of the large CLI campaign and the import timing (0: skip)")
     args = parser.parse_args()
-    n = args.count
+    n, d = args.count, args.distant
 
     sink = Sink()
     notes: list[str] = []
@@ -293,49 +345,75 @@ def main() -> int:
         notes.append("smtp-sink is not installed (apt package postfix): the server is aiosmtpd, about "
                      "400 messages a second here, which caps every row; run `make bench` as root to install it")
     print(f"Machine: {machine()}")
-    print(f"Server: {sink.kind} on 127.0.0.1:{sink.port}; {n:,} messages per run\n", flush=True)
-    results: list[Result] = []
+    print(f"Server: {sink.kind} on 127.0.0.1:{sink.port}; {n:,} messages per local run, {d:,} per distant run\n",
+          flush=True)
+    local: list[Result] = []
+    distant: list[Result] = []
+    big = imported = None
     with tempfile.TemporaryDirectory(prefix="bm-bench-") as tmp:
         people = write_people(Path(tmp) / "people.csv", n)
         try:
-            steps = [
-                lambda: engine(sink, people, n, 1, "Bulk Mailer engine, whole pipeline"),
-                lambda: engine(sink, people, n, args.connections, "Bulk Mailer engine, whole pipeline"),
+            port, c = sink.port, args.connections
+            print("Local sink (127.0.0.1):", flush=True)
+            run_steps([
+                lambda: engine(port, people, n, 1, "Bulk Mailer engine, whole pipeline", "html"),
+                lambda: engine(port, people, n, 1, "Bulk Mailer engine, whole pipeline"),
+                lambda: engine(port, people, n, c, "Bulk Mailer engine, whole pipeline", "html"),
+                lambda: engine(port, people, n, c, "Bulk Mailer engine, whole pipeline"),
                 lambda: smtplib_ceiling(sink, n),
                 lambda: smtp_source(sink, n, 2048),
-                lambda: nodemailer(sink, n, "pool"),
-                lambda: nodemailer(sink, n, "per-message"),
-                # Its default sockets wait ~40 ms a message here (see bench_nodemailer.js): fewer.
-                lambda: nodemailer(sink, min(n, 1000), "pool", "default"),
-            ]
-            for step in steps:
-                got = step()
-                if isinstance(got, str):
-                    notes.append(got)
-                    print(f"  {got}", flush=True)
-                else:
-                    results.append(got)
-                    print(f"  {got.label} ({got.connections}): {got.rate:,.0f} msg/s, {got.rss_mb:.0f} MB "
-                          f"[{got.note}]", flush=True)
-            big = None
-            imported = None
+                lambda: nodemailer(port, n, "pool", body="html"),
+                lambda: nodemailer(port, n, "pool"),
+                lambda: nodemailer(port, n, "per-message", connections=1),
+                # As shipped, its sockets wait ~40 ms a message here (see bench_nodemailer.js): fewer.
+                lambda: nodemailer(port, min(n, 1000), "pool", "default", body="html"),
+            ], local, notes)
+            if d:
+                proxy = Proxy(port, args.delay_ms)
+                try:
+                    pp = proxy.port
+                    few = min(d, 200)  # a new connection per message costs ~5 round trips: fewer
+                    distant_people = write_people(Path(tmp) / "distant.csv", d)
+                    print(f"\nDistant server (the sink behind a {args.delay_ms:g} ms each way proxy):", flush=True)
+                    run_steps([
+                        lambda: engine(pp, distant_people, d, 1, "Bulk Mailer engine", "html"),
+                        lambda: engine(pp, distant_people, d, 5, "Bulk Mailer engine", "html"),
+                        lambda: nodemailer(pp, d, "pool", "default", connections=1, body="html"),
+                        lambda: nodemailer(pp, d, "pool", "default", connections=5, body="html"),
+                        lambda: nodemailer(pp, d, "pool", connections=1, body="html"),
+                        lambda: nodemailer(pp, d, "pool", connections=5, body="html"),
+                        lambda: nodemailer(pp, few, "per-message", "default", connections=1, body="html"),
+                        lambda: nodemailer(pp, few, "per-message", "default", connections=5, body="html"),
+                    ], distant, notes)
+                finally:
+                    proxy.stop()
             if args.big:
                 big_people = write_people(Path(tmp) / "big.csv", args.big)
                 out, _ = run_child(me("import", str(big_people)))
                 imported = json.loads(out.splitlines()[-1])
                 print(f"  import of {args.big:,} rows: {imported['seconds']:.2f} s", flush=True)
-                big = engine(sink, big_people, args.big, args.connections, f"{args.big:,}-recipient campaign (CLI)")
+                big = engine(port, big_people, args.big, c, f"{args.big:,}-recipient campaign (CLI)")
                 print(f"  {big.label}: {big.rate:,.0f} msg/s, {big.rss_mb:.0f} MB", flush=True)
         finally:
             sink.stop()
 
-    anchor = next((r for r in results if r.label == "nodemailer, pool of 5 connections"), None)
-    default = next((r for r in results if r.label.endswith("pool of 5 connections, default sockets")), None)
-    print("\n" + table(results, anchor, default) + "\n")
-    for r in results:
+    print("\nLocal sink:\n")
+    shipped5 = find(local, "nodemailer, pool of 5, as shipped, HTML only")
+    tuned5 = find(local, "nodemailer, pool of 5, TCP_NODELAY, HTML + text")
+    print(table(local, {"nodemailer pool of 5, as shipped": lambda r: shipped5,
+                        "nodemailer pool of 5, TCP_NODELAY": lambda r: tuned5}) + "\n")
+    if distant:
+        def pool_of(r: Result, sockets: str) -> Result | None:
+            return find(distant, f"nodemailer, pool of {r.connections}, {sockets}, HTML only")
+
+        print(f"Distant server ({2 * args.delay_ms:g} ms round trip), HTML only:\n")
+        print(table(distant, {"nodemailer pool, same connections, as shipped": lambda r: pool_of(r, "as shipped"),
+                              "nodemailer pool, same connections, TCP_NODELAY": lambda r: pool_of(r, "TCP_NODELAY")})
+              + "\n")
+    for r in local:
         if r.first_ms is not None and r.label.startswith("Bulk Mailer"):
-            print(f"Time to first message after Send ({r.connections} connection{'s' if r.connections != '1' else ''}): "
-                  f"{r.first_ms:.0f} ms (from the command's start: CSV import, checks, connect, first reply)")
+            print(f"Time to first message after Send ({r.label}, {r.connections} connection"
+                  f"{'s' if r.connections != '1' else ''}): {r.first_ms:.0f} ms")
     if imported is not None:
         print(f"Import of a {args.big:,}-row CSV: {imported['seconds']:.2f} s ({imported['valid']:,} valid)")
     if big is not None:

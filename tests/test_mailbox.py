@@ -23,7 +23,7 @@ from backend.mailbox.imap import (
     parse_list,
 )
 from backend.mailbox.sent import SentCopies
-from tests.servers import PASSWORD, USER
+from tests.servers import PASSWORD, USER, RecordingHandler
 
 
 def imap_settings(server, certs, **kw) -> ImapSettings:
@@ -90,8 +90,9 @@ def test_folder_names_and_list_parsing():
 # -- filing: exactly one copy per message -------------------------------------------------------
 
 
-def test_app_send_files_exactly_one_copy_each_and_again_none(imap_server, smtp_server, certs, tmp_path):
-    imap, smtp = imap_server(special_use=True), smtp_server("starttls")
+@pytest.mark.parametrize("pipelining", [False, True])  # True: messages sent and collected on the way
+def test_app_send_files_exactly_one_copy_each_and_again_none(imap_server, smtp_server, certs, tmp_path, pipelining):
+    imap, smtp = imap_server(special_use=True), smtp_server("starttls", handler=RecordingHandler(pipelining=pipelining))
     app, run, outcome = send_with_app(tmp_path, account(smtp, imap, certs), n=4)
     assert outcome.counts["sent"] == 4
     sent_ids = sorted(r.message_id for r in app.results(outcome.campaign))

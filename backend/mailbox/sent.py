@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,7 @@ class CopyingTransport:
 
     def __init__(self, inner: Transport, copies: SentCopies) -> None:
         self.inner, self.copies = inner, copies
+        self._on_way: deque[bytes] = deque()  # submitted to a pipelining inner transport
 
     @property
     def supports_smtputf8(self) -> bool:
@@ -210,7 +212,19 @@ class CopyingTransport:
         self.copies.keep(message)
         return receipt
 
+    def submit(self, envelope: Envelope, message: bytes) -> None:
+        """A pipelining inner transport: the message is kept once collect() says it was sent."""
+        self.inner.submit(envelope, message)  # type: ignore[attr-defined]
+        self._on_way.append(message)
+
+    def collect(self) -> Receipt:
+        message = self._on_way.popleft()
+        receipt = self.inner.collect()  # type: ignore[attr-defined]
+        self.copies.keep(message)
+        return receipt
+
     def close(self) -> None:
+        self._on_way.clear()
         self.inner.close()
 
     def __getattr__(self, name: str) -> Any:  # anything else a face or test reads of the transport

@@ -9,6 +9,7 @@ import smtplib
 import socket
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from backend.attachments import server_size_limit
@@ -36,6 +37,7 @@ _GREYLIST_WORDS = re.compile(r"grey|gray|come back later|try again in", re.I)
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _PROBE_TIMEOUT = 5.0
+IN_FLIGHT = 2  # messages on the way at once on one connection when the server offers PIPELINING
 
 
 @dataclass
@@ -119,10 +121,14 @@ def classify_reply(code: int, text: str, stage: str) -> str:
 class SmtpTransport:
     """One SMTP account: a connection opened once, reused for every message, reopened once."""
 
-    def __init__(self, settings: SmtpSettings, *, local_hostname: str | None = None) -> None:
+    def __init__(self, settings: SmtpSettings, *, local_hostname: str | None = None,
+                 in_flight: int = IN_FLIGHT) -> None:
         self.settings = settings.validated()
         self._local_hostname = local_hostname or self.settings.helo_name
         self._smtp: smtplib.SMTP | None = None
+        self.in_flight = in_flight  # 1: one message at a time, as without PIPELINING
+        self._flights: deque[_Flight] = deque()  # submitted, outcome not yet collected; oldest first
+        self._out: list[tuple[bytes, _Flight | None]] = []  # written at the next read (one write)
         self.info = ConnectionInfo()
         # Every text a server sends passes here before it is kept: a reply may echo the password.
         self.redact = Redactor(self.settings.user, self.settings.password)
@@ -145,7 +151,7 @@ class SmtpTransport:
 
     def open(self) -> None:
         """Connect, secure, EHLO and log in; raise ConnectError or AuthError saying why."""
-        self.close()
+        self._release()  # messages on their way stay: they go again on the new connection
         self.info = ConnectionInfo()
         s = self.settings
         started = time.monotonic()
@@ -161,6 +167,10 @@ class SmtpTransport:
             self._abort(smtp)
             raise
         self._smtp = smtp
+        sock = smtp.sock
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Several messages share a write and a round trip: none may wait for an ACK (Nagle).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -603,9 +613,202 @@ class SmtpTransport:
             if self._smtp is smtp:
                 self._smtp = None
 
+    # -- several messages on the way (RFC 2920) -----------------------------------------------
+
+    @property
+    def pipeline_depth(self) -> int:
+        """How many messages may be on the way at once on the open connection (1 before open()).
+
+        With PIPELINING, message n+1's MAIL, RCPT and DATA are written with message n's final
+        dot, before n's reply is read: one round trip a message instead of two. DATA must wait
+        for its 354 before the message follows, so at most 2 whatever in_flight says.
+        """
+        smtp = self._smtp
+        if smtp is None or self.in_flight < 2 or not smtp.has_extn("pipelining"):
+            return 1
+        return min(self.in_flight, 2)
+
+    def submit(self, envelope: Envelope, message: bytes) -> None:
+        """Start one message; collect() gives its outcome later, in the order submitted.
+
+        Raises at once, for this message only, what is known before anything is written (a
+        connection that cannot be opened, an address the server cannot take).
+        """
+        if self._smtp is None:
+            self.open()
+        smtp = self._smtp
+        assert smtp is not None
+        options = self._mail_options(smtp, envelope, message)
+        flight = _Flight(envelope, message, options)
+        self._flights.append(flight)
+        # Nothing may follow a DATA before its 354: the previous envelope's replies come first.
+        while flight.state == "queued" and self._smtp is not None:
+            waiting = next((f for f in self._flights if f.state == "envelope"), None)
+            if waiting is None:
+                self._write_next()
+            else:
+                self._step_flight(waiting)
+
+    def collect(self) -> Receipt:
+        """The outcome of the oldest message submitted: its Receipt, or the error for it alone
+        (RejectedError, ConnectError: not delivered, UncertainDelivery: the dot went out)."""
+        flight = self._flights[0]
+        while flight.state != "done":
+            if flight.state == "queued":
+                # Its connection dropped before it went out: sent once more on a new one.
+                if self._smtp is None:
+                    try:
+                        self.open()
+                    except TransportError as exc:
+                        for f in self._flights:
+                            if f.state == "queued":
+                                f.finish(exc)
+                        break
+                self._write_next()
+                continue
+            self._step_flight(flight)
+        self._flights.popleft()
+        # The next message's envelope replies follow this one's on the wire: read them now, so
+        # its body goes out with the next message's envelope (one round trip a message).
+        following = self._flights[0] if self._flights else None
+        if following is not None and following.state == "envelope" and self._smtp is not None:
+            self._step_flight(following)
+        if flight.error is not None:
+            raise flight.error
+        assert flight.receipt is not None
+        return flight.receipt
+
+    def _write_next(self) -> None:
+        """Queue the envelope of the first message not yet written (none is waiting for 354)."""
+        for f in self._flights:
+            if f.state == "queued":
+                steps = [("mail", f.envelope.sender, f"mail FROM:{_quoteaddr(f.envelope.sender)}"
+                          + "".join(" " + o for o in f.options))]
+                steps += [("rcpt", r, f"rcpt TO:{_quoteaddr(r)}") for r in f.envelope.recipients]
+                steps.append(("data", "data", "data"))
+                encoding = "utf-8" if "SMTPUTF8" in f.options else "ascii"
+                self._out.append(("".join(line + "\r\n" for _, _, line in steps).encode(encoding), None))
+                f.steps = [(stage, arg) for stage, arg, _ in steps]
+                f.state = "envelope"
+                return
+
+    def _flush(self, smtp: smtplib.SMTP) -> None:
+        if not self._out:
+            return
+        out, self._out = self._out, []
+        for _, flight in out:
+            if flight is not None:
+                flight.dot_written = True  # from here on the server may have it
+        smtp.sock.sendall(b"".join(data for data, _ in out))
+
+    def _step_flight(self, flight: _Flight) -> None:
+        """Read the replies that move one message on: its envelope's, or its final one."""
+        smtp = self._smtp
+        assert smtp is not None
+        try:
+            self._flush(smtp)
+            if flight.state == "envelope":
+                self._read_envelope(smtp, flight)
+            else:
+                self._read_final(smtp, flight)
+        except TransportError as exc:  # 421 at a command: the server closes the session
+            self._broken(exc, flight)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._broken(exc, flight)
+
+    def _read_envelope(self, smtp: smtplib.SMTP, flight: _Flight) -> None:
+        refused: TransportError | None = None
+        accepted_data = False
+        for stage, arg in flight.steps:
+            code, resp = smtp.getreply()
+            if refused is None:
+                try:
+                    self._check(smtp, stage, arg, code, resp, 354 if stage == "data" else 250)
+                except (RejectedError, AuthError) as exc:
+                    refused = exc
+            elif stage == "data" and code == 354:
+                accepted_data = True
+        if refused is None:
+            body = _LEADING_DOT.sub(b"..", flight.message)
+            if not body.endswith(b"\r\n"):
+                body += b"\r\n"
+            self._out.append((body + b".\r\n", flight))
+            flight.state = "body"
+            # Out now, not with the next envelope: its reply is the one the loop waits for next,
+            # and the journal's commit for the next message need not come before it.
+            self._flush(smtp)
+        else:
+            # RFC 2920: a DATA taken after a refusal is ended empty; RSET clears the transaction
+            # before the next message's MAIL. Their replies are read and set aside.
+            flight.error = refused
+            self._out.append(((b".\r\n" if accepted_data else b"") + b"RSET\r\n", None))
+            flight.skip = 2 if accepted_data else 1
+            flight.state = "skip"
+        self._write_next()
+
+    def _read_final(self, smtp: smtplib.SMTP, flight: _Flight) -> None:
+        if flight.state == "skip":
+            for _ in range(flight.skip):
+                smtp.getreply()
+            flight.finish(flight.error)
+            return
+        try:
+            code, resp = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+            what = f"no answer within {self.settings.timeout:g} s" if timed_out else "the connection dropped"
+            flight.finish(self._err(
+                UncertainDelivery, f"{what} after the whole message was sent; it may or may not have been delivered",
+                "timeout" if timed_out else "server_disconnected"))
+            self._broken(exc, None)
+            return
+        text = self.reply_text(resp)
+        log.debug("%s:%s end of DATA -> %s %s", self.settings.host, self.settings.port, code, text)
+        if code == 250:
+            flight.finish(None, Receipt(code, text))
+        elif code == 421:
+            # Refused, and the server is closing: not delivered, so it may go once more.
+            self._broken(self._err(ConnectError, f"the server is closing the session: {code} {text}",
+                                   classify_reply(code, text, "data"), code=code), flight, delivered=False)
+        else:
+            flight.finish(self._err(RejectedError, f"message refused: {code} {text}",
+                                    classify_reply(code, text, "data"), code=code))
+
+    def _broken(self, exc: BaseException, current: _Flight | None, *, delivered: bool | None = None) -> None:
+        """The connection is gone: settle every message on it by what the server may have.
+
+        A message whose final dot was written is uncertain (unless the server refused it with
+        421); one the server cannot have (no dot yet) goes once more on a new connection, or
+        fails with the error, after one reconnect, as send() does."""
+        if self._smtp is not None:
+            self._abort(self._smtp)
+        self._out = []
+        error = exc if isinstance(exc, TransportError) else self._disconnected(exc, "before the message was sent")
+        for f in self._flights:
+            if f.state == "done":
+                continue
+            if f.state == "skip":
+                f.finish(f.error)  # refused already: the lost RSET changes nothing
+                continue
+            may_have = f.dot_written and not (f is current and delivered is False)
+            if may_have:
+                f.finish(self._err(UncertainDelivery, "the connection dropped after the whole message was sent; "
+                                   "it may or may not have been delivered", "server_disconnected"))
+            elif f.resent:
+                f.finish(error)
+            else:
+                f.resent, f.state, f.dot_written = True, "queued", False
+        log.info("connection lost with %d message(s) on the way: %s", len(self._flights),
+                 getattr(error, "message", error))
+
     def close(self) -> None:
         """Send QUIT if connected and release the socket; never raises."""
+        self._flights.clear()
+        self._release()
+
+    def _release(self) -> None:
         smtp, self._smtp = self._smtp, None
+        self._out = []
         if smtp is None:
             return
         try:
@@ -614,6 +817,31 @@ class SmtpTransport:
             pass
         finally:
             smtp.close()
+
+
+class _Flight:
+    """One message submitted on a pipelined connection, and how far it has got.
+
+    queued (envelope not written) -> envelope (MAIL, RCPT, DATA written) -> body (the message and
+    its dot queued or written) -> done; or skip (refused: the replies to an empty DATA end and
+    RSET still to be read) -> done.
+    """
+
+    __slots__ = ("dot_written", "envelope", "error", "message", "options", "receipt", "resent", "skip", "state",
+                 "steps")
+
+    def __init__(self, envelope: Envelope, message: bytes, options: list[str]) -> None:
+        self.envelope, self.message, self.options = envelope, message, options
+        self.state = "queued"
+        self.steps: list[tuple[str, str]] = []
+        self.error: TransportError | None = None
+        self.receipt: Receipt | None = None
+        self.dot_written = False
+        self.resent = False
+        self.skip = 0
+
+    def finish(self, error: TransportError | None, receipt: Receipt | None = None) -> None:
+        self.state, self.error, self.receipt = "done", error, receipt
 
 
 # A plain address, which smtplib.quoteaddr() (a full RFC 2822 parse) would only put in <>.
