@@ -191,8 +191,7 @@ class Bridge:
             raise Invalid("account.provider", f"unknown provider '{provider}'")
         channel = a.choice("channel", CHANNELS, "smtp")
         return AccountInput(
-            channel=channel, provider=provider, host=a.str("host", required=channel == "smtp"
-                                                            and provider != LOCAL_INBOX).strip(),
+            channel=channel, provider=provider, host=a.str("host").strip(),  # the core says when it is missing
             port=a.int("port", 587, 1, 65535), security=a.choice("security", SECURITY_MODES, "starttls"),
             user=a.str("user").strip(), password=p.str("password"), auth=a.choice("auth", AUTH_MODES, "password"),
             from_address=a.str("from_address"), verify_certificates=a.bool("verify_certificates", True),

@@ -11,13 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.policy
-import json
 import logging
-import os
-import re
 import secrets
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +20,7 @@ from email import message_from_bytes
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend import __version__, deliverability, paths, plans, review, service
+from backend import __version__, deliverability, plans, review, service
 from backend import settings as account_settings
 from backend.attachments import Attachment, check_attachments, guess_content_type, load_attachments
 from backend.credentials import (
@@ -36,9 +31,8 @@ from backend.credentials import (
     default_store,
 )
 from backend.diagnostics import diagnose
-from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError, internal_error
+from backend.errors import CATEGORIES, MailerError, OAuthError, SettingsError
 from backend.inputs import (
-    DRAFT_SEND_FIELDS,
     AccountInput,
     CheckFailed,
     MessageInput,
@@ -47,56 +41,42 @@ from backend.inputs import (
     QuotaNotLifted,
     ResumeRequest,
     RowProblems,
-    SavedDraft,
     SendOptions,
     SettingsChanged,
     UncertainLeft,
 )
 from backend.journal import Journal, repair_journal
-from backend.mailbox import gmailapi, track
-from backend.mailbox.imap import DEFAULT_IMAP_PORTS, ImapSettings
-from backend.mailbox.sent import FILES_ITS_OWN
-from backend.mailbox.sent import MODES as SENT_COPY_MODES
-from backend.microsoft_auth import KEY_CACHE as MICROSOFT_CACHE
 from backend.microsoft_auth import (
-    DeviceSignIn,
     MicrosoftAccount,
     MicrosoftTokenSource,
-    check_client_id,
-    check_tenant,
 )
-from backend.microsoft_auth import SignIn as MicrosoftSignIn
 from backend.microsoft_auth import saved_profile as microsoft_profile
 from backend.model import DEFAULT_MAX_FAILURES, SENT_STATUSES, ResultRow, RetryPolicy, iso, utc_now
 from backend.presets import (
     MAX_CONNECTIONS,
     PRESETS,
-    gmail_api_limits,
-    imap_server,
-    microsoft_limits,
     preset_host,
 )
 from backend.recipients import ImportResult, load_bytes, load_file, parse_text
 from backend.runs import Run
 from backend.settings import SECURITY_LABELS, SECURITY_MODES, SmtpSettings, apply_preset
 from backend.suppression import SuppressionList
-from backend.templates import SavedTemplate, TemplateStore
+from backend.templates import TemplateStore
 from backend.transports.base import Envelope, Transport
 from backend.transports.smtp import SmtpTransport
 
 if TYPE_CHECKING:  # loaded when used: a campaign over SMTP needs neither Google nor the local inbox
-    from backend.google_auth import GoogleAccount, OAuthClient, SignIn
+    from backend.google_auth import GoogleAccount, SignIn
     from backend.inbox import LocalInbox
+
+from backend.core.drafts import DEFAULT_BODY, DEFAULT_SUBJECT, Drafts
+from backend.core.library import Library
+from backend.core.mailbox import Mailbox
+from backend.core.signins import SignIns, _google
+from backend.inputs import LOCAL_INBOX
 
 log = logging.getLogger(__name__)
 __all__ = ["MIN_PASSPHRASE", "App", "LOCAL_INBOX"]  # and SIGN_IN_TIMEOUT_S, read through __getattr__
-
-
-def _google() -> Any:
-    """backend.google_auth, imported on first use (Google's sign-in and the Gmail API only)."""
-    from backend import google_auth
-
-    return google_auth
 
 
 def __getattr__(name: str) -> Any:
@@ -104,12 +84,6 @@ def __getattr__(name: str) -> Any:
         return _google().SIGN_IN_TIMEOUT_S
     raise AttributeError(name)
 
-LOCAL_INBOX = "local-inbox"
-# A pasted list is kept in the draft up to this many characters (a file: its path).
-DRAFT_TEXT_MAX = 2_000_000
-# The window reads each campaign's bounces and replies by itself for this long after it was sent,
-# at most this often.
-TRACK_DAYS, TRACK_EVERY_S = 3, 600
 SENT_AGAIN_DAYS = 30  # the same list to the same account within this many days: ask first
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 MICROSOFT_PROVIDERS = ("outlook", "office365")  # SMTP with XOAUTH2 there logs in with the Microsoft sign-in
@@ -137,7 +111,7 @@ def campaign_dict(info: Any) -> dict[str, Any]:
     return d
 
 
-class App:
+class App(SignIns, Drafts, Mailbox, Library):
     """Bulk Mailer's use cases, shared by every face."""
 
     def __init__(self, *, inbox: LocalInbox | None = None, store: PasswordStore | None = None,
@@ -332,9 +306,7 @@ class App:
                    "verify_certificates": True, "allow_plaintext_auth": False, "region": None,
                    "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True,
                    "imap_host": "", "imap_port": None, "imap_security": "ssl"}
-        message = {"subject": "Hello {{ name | default('there') }}",
-                   "body": "<p>Hi {{ name | default('there') }},</p>\n<p>Write your message here: each "
-                           "person gets their own copy, with their name above.</p>\n<p>Best wishes,<br>Me</p>",
+        message = {"subject": DEFAULT_SUBJECT, "body": DEFAULT_BODY,
                    "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
         if saved:
             account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
@@ -370,92 +342,6 @@ class App:
         elif not remember_password and previous.get("remember_password") and account["user"]:
             self.store.delete(key, phrase)  # the box was ticked before and is not now
         return {"has_saved_password": bool(account["user"]) and self.store.has(key)}
-
-    # -- the draft: what is being written survives a restart ----------------------------
-
-    @staticmethod
-    def _draft_path() -> Path:
-        return paths.data_dir() / "draft.json"
-
-    def save_draft(self, d: SavedDraft) -> dict[str, Any]:
-        """Keep the campaign being written (the message and the Send settings; never a
-        password), replaced at once: a crash leaves the previous one."""
-        saved, inputs = iso(utc_now()), self._draft_inputs()
-        if not (d.subject.strip() or d.body.strip() or inputs):  # nothing written yet: nothing to restore
-            self._draft_path().unlink(missing_ok=True)
-            return {"saved": None}
-        data = {"saved": saved, "message": {"subject": d.subject, "body": d.body, "format": d.format,
-                                            "unsubscribe": list(d.unsubscribe)},
-                "send": {k: v for k, v in d.send.items() if k in DRAFT_SEND_FIELDS}, **inputs}
-        paths.atomic_write(self._draft_path(), json.dumps(data, ensure_ascii=False).encode("utf-8"))
-        return {"saved": saved}
-
-    def _draft_inputs(self) -> dict[str, Any]:
-        """This session's list (its file's path, or the pasted text up to DRAFT_TEXT_MAX), its
-        column choices and the attached files' paths, for the draft."""
-        out: dict[str, Any] = {}
-        kind, value = self._source or ("", None)
-        if kind == "file" or (kind == "text" and len(value) <= DRAFT_TEXT_MAX):
-            out["list"] = {"kind": kind, "value": str(value), "columns": list(self.columns),
-                           "attach_column": self.attach_column,
-                           "attach_dir": str(self.attach_dir) if self.attach_dir else None}
-        files = [self._attachment_paths[i] for i, _ in self.attachments if i in self._attachment_paths]
-        if files:
-            out["attachments"] = files
-        return out
-
-    def _restore_inputs(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The draft's list and files read again at start (once, when this session has none); what
-        cannot be read any more is said, never raised."""
-        restored: dict[str, Any] = {}
-        listed = data.get("list") or {}
-        if self.imported is None and listed.get("kind") in ("file", "text"):
-            email_col, name_col = (list(listed.get("columns") or []) + [None, None])[:2]
-            try:
-                self.import_recipients((listed["kind"], str(listed["value"])), email_col, name_col)
-                if listed.get("attach_dir"):
-                    self.attach_dir = Path(listed["attach_dir"])
-                if listed.get("attach_column"):
-                    self.set_attachment_column(str(listed["attach_column"]))
-                restored["list"] = self.imported.summary() if self.imported else None
-                restored["preview"] = self.list_preview(self.imported) if self.imported else None
-            except MailerError as exc:
-                restored["list_error"] = exc.message
-        if not self.attachments and data.get("attachments"):
-            for path in [str(p) for p in data.get("attachments") or []]:
-                try:
-                    self.add_attachment_files([path])
-                except MailerError as exc:
-                    restored.setdefault("missing", []).append(exc.message)
-            restored["attachments"] = [a.filename for _, a in self.attachments]
-        return restored
-
-    def load_draft(self) -> dict[str, Any] | None:
-        """The draft kept last time, or None (none, or one that cannot be read: it is ignored)."""
-        try:
-            data = json.loads(paths.read_private(self._draft_path()))
-            m, send = data["message"], data.get("send") or {}
-            return {"saved": str(data["saved"]),
-                    "message": {"subject": str(m["subject"]), "body": str(m["body"]),
-                                "format": "text" if m.get("format") == "text" else "html",
-                                "unsubscribe": [str(u) for u in m.get("unsubscribe") or []][:2]},
-                    "send": {k: str(v) for k, v in send.items() if k in DRAFT_SEND_FIELDS},
-                    "restored": self._restore_inputs(data)}
-        except FileNotFoundError:
-            return None
-        except (OSError, MailerError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning("the saved draft cannot be read, so it is not restored: %s", exc)
-            return None
-
-    def clear_draft(self) -> None:
-        """Start a new campaign: the kept draft goes, with this session's list and files."""
-        self._draft_path().unlink(missing_ok=True)
-        self.imported, self._source, self.columns = None, None, (None, None)
-        self.attachments, self._attachment_paths = [], {}
-        self.attach_column, self.attach_dir = None, None
-
-    def forget_password(self, user: str, host: str, passphrase: str | None = None) -> None:
-        self.store.delete(account_key(user.strip(), host.strip()), passphrase or self._passphrase)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -511,162 +397,6 @@ class App:
         from backend.autodetect import detect
 
         return self._detector(address) if self._detector else detect(address, ca_file=ca_file)
-
-    # -- Sign in with Google ---------------------------------------------------------------
-
-    def google_status(self) -> dict[str, Any]:
-        profile = _google().saved_profile()
-        scopes = list((profile or {}).get("scopes") or [])
-        key, lim = gmail_api_limits(bool((profile or {}).get("workspace")))
-        return {"signed_in": profile is not None, "email": (profile or {}).get("email"),
-                "workspace": bool((profile or {}).get("workspace")), "smtp": _google().SCOPE_MAIL in scopes,
-                "signed_in_at": (profile or {}).get("signed_in"), "locked": self.locked, "profile": profile or {},
-                "sign_in": dict(self.sign_in_state), "read": _google().saved_profile(reading=True) is not None,
-                "read_email": (_google().saved_profile(reading=True) or {}).get("email"),
-                "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
-
-    def google_sign_in(self, client_data: bytes, source: str, purpose: str, *, passphrase: str | None = None,
-                       open_browser: bool = True) -> str:
-        """Start Google's sign-in in the system browser (or not: the face shows the address);
-        the sign-in is saved when it completes. Returns the address; google_status follows it
-        and wait_sign_in() blocks until it ends."""
-        self.ensure_idle()  # a running campaign keeps the sign-in it started with
-        client = _google().OAuthClient.parse(client_data, source)
-        account = self.google(passphrase, reading=purpose == "read")
-        account.check_store()  # the passphrase is checked before the browser opens
-        if self._sign_in is not None:
-            self._sign_in.cancel()
-        import webbrowser
-
-        flow = _google().SignIn(client, purpose, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
-        url = flow.start()
-        self._sign_in, self._sign_in_error = flow, None
-        self._sign_in_done.clear()
-        self.sign_in_state = {"state": "waiting", "url": url, "error": None, "purpose": purpose}
-        threading.Thread(target=self._finish_sign_in, args=(flow, client, account, purpose),
-                         name="google-sign-in", daemon=True).start()
-        return url
-
-    def _finish_sign_in(self, flow: SignIn, client: OAuthClient, account: GoogleAccount, purpose: str) -> None:
-        error: MailerError | None = None
-        try:
-            token, _ = flow.wait()
-            account.save(client, token)
-            state: dict[str, Any] = {"state": "signed_in", "url": None, "error": None, "email": token.email,
-                                     "workspace": token.workspace}
-        except MailerError as exc:
-            cancelled = "cancelled in Bulk Mailer" in exc.message
-            state, error = {"state": "cancelled" if cancelled else "failed", "url": None, "error": exc.describe()}, exc
-        except Exception:
-            log.exception("Google sign-in failed unexpectedly")
-            state = {"state": "failed", "url": None,
-                     "error": internal_error("The Google sign-in stopped because of an unexpected error.")}
-            error = OAuthError("the Google sign-in stopped because of an unexpected error", category="internal_error")
-        if self._sign_in is flow:  # a newer sign-in may have replaced this one
-            self.sign_in_state, self._sign_in_error = {**state, "purpose": purpose}, error
-            self._sign_in_done.set()
-
-    def wait_sign_in(self) -> dict[str, Any]:
-        """Block until the sign-in under way ends; its state (raises what made it fail)."""
-        while not self._sign_in_done.wait(0.2):
-            pass
-        if self._sign_in_error is not None:
-            raise self._sign_in_error
-        return dict(self.sign_in_state)
-
-    def has_google_token(self) -> bool:
-        return self.store.has(_google().KEY_TOKEN) or self.store.has(_google().KEY_READ_TOKEN)
-
-    def google_cancel_sign_in(self) -> None:
-        if self._sign_in is None or self.sign_in_state.get("state") != "waiting":
-            raise NotNow("no Google sign-in is waiting")
-        self._sign_in.cancel()
-
-    def google_sign_out(self, passphrase: str | None = None, *, reading_only: bool = False) -> dict[str, Any]:
-        """Revoke the Google sign-ins at Google and delete them (and the OAuth client) here: the
-        one for reading, and (unless reading_only) the sending one; "read" says what became of the first."""
-        self.ensure_idle()
-        read = None
-        if _google().saved_profile(reading=True) is not None or self.store.has(_google().KEY_READ_TOKEN):
-            read = self.google(passphrase, reading=True).sign_out()
-        if reading_only or (_google().saved_profile() is None and not self.store.has(_google().KEY_TOKEN)):
-            return {**(read or {"email": None, "revoked": None, "problem": None}), "signed_in": False, "read": read}
-        result = {**self.google(passphrase).sign_out(), "read": read}
-        self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
-        return result
-
-    # -- Sign in with Microsoft ------------------------------------------------------------
-
-    def microsoft_status(self) -> dict[str, Any]:
-        """Who is signed in with Microsoft (readable while the store is locked), what the sign-in
-        allows, the limits that apply, and the sign-in under way."""
-        profile = microsoft_profile() or {}
-        key, lim = microsoft_limits(bool(profile.get("consumer", True)))
-        scopes = list(profile.get("scopes") or [])
-        return {"signed_in": bool(profile), "email": profile.get("email"), "consumer": bool(profile.get("consumer")),
-                "graph": any(s.endswith("/Mail.Send") for s in scopes), "smtp": any(s.endswith("/SMTP.Send") for s in scopes),
-                "signed_in_at": profile.get("signed_in"), "locked": self.locked, "profile": profile,
-                "provider": key, "sign_in": dict(self.sign_in_state),
-                "limits": {"preset": key, "per_day": lim.per_day, "per_minute": lim.per_minute, "note": lim.note}}
-
-    def microsoft_sign_in(self, client_id: str | None = None, tenant: str | None = None, *, device_code: bool = False,
-                          passphrase: str | None = None, open_browser: bool = True) -> dict[str, Any]:
-        """Start Microsoft's sign-in: in the system browser (or not: the face shows the address),
-        or with a device code. Returns {url, user_code, message}; microsoft_status follows it and
-        wait_sign_in() blocks until it ends."""
-        self.ensure_idle()
-        client_id = check_client_id(client_id or (microsoft_profile() or {}).get("client_id"))
-        tenant = check_tenant(tenant)
-        account = self.microsoft(passphrase)
-        account.check_store()  # the passphrase is checked before the browser opens
-        if self._sign_in is not None:
-            self._sign_in.cancel()
-        import webbrowser
-
-        flow: Any = DeviceSignIn(client_id, tenant) if device_code else MicrosoftSignIn(
-            client_id, tenant, open_browser=(self._open_browser or webbrowser.open) if open_browser else None)
-        url = flow.start()
-        self._sign_in, self._sign_in_error = flow, None
-        self._sign_in_done.clear()
-        started = {"url": url, "user_code": flow.user_code, "message": getattr(flow, "message", "") or None}
-        self.sign_in_state = {"state": "waiting", "error": None, "purpose": "microsoft", **started}
-        threading.Thread(target=self._finish_microsoft, args=(flow, account), name="microsoft-sign-in",
-                         daemon=True).start()
-        return started
-
-    def _finish_microsoft(self, flow: Any, account: MicrosoftAccount) -> None:
-        error: MailerError | None = None
-        try:
-            signed = flow.wait()
-            account.save(signed)
-            state: dict[str, Any] = {"state": "signed_in", "url": None, "error": None, "email": signed.email,
-                                     "consumer": signed.consumer}
-        except MailerError as exc:
-            cancelled = "cancelled in Bulk Mailer" in exc.message
-            state, error = {"state": "cancelled" if cancelled else "failed", "url": None, "error": exc.describe()}, exc
-        except Exception:
-            log.exception("Microsoft sign-in failed unexpectedly")
-            state = {"state": "failed", "url": None,
-                     "error": internal_error("The Microsoft sign-in stopped because of an unexpected error.")}
-            error = OAuthError("the Microsoft sign-in stopped because of an unexpected error", category="internal_error")
-        if self._sign_in is flow:
-            self.sign_in_state, self._sign_in_error = {**state, "purpose": "microsoft"}, error
-            self._sign_in_done.set()
-
-    def has_microsoft_token(self) -> bool:
-        return self.store.has(MICROSOFT_CACHE)
-
-    def microsoft_cancel_sign_in(self) -> None:
-        self.google_cancel_sign_in()  # one sign-in waits at a time, Google's or Microsoft's
-
-    def microsoft_sign_out(self, passphrase: str | None = None) -> dict[str, Any]:
-        """Delete the Microsoft sign-in (MSAL's cache, refresh token included) here."""
-        self.ensure_idle()
-        if microsoft_profile() is None and not self.store.has(MICROSOFT_CACHE):
-            return {"email": None, "revoked": None, "signed_in": False, "apps_page": None}
-        result = self.microsoft(passphrase).sign_out()
-        self.sign_in_state = {"state": "idle", "url": None, "error": None, "purpose": None}
-        return result
 
     # -- recipients ------------------------------------------------------------------------
 
@@ -922,56 +652,6 @@ class App:
         plan = plans.with_sent_copy(plans.smtp_plan(draft, settings, local_inbox=local, attach=attach), imap)
         return draft, plans.with_mailbox(plan, imap or self._mailbox_of(a, settings, local))
 
-    def _mailbox_of(self, a: AccountInput, settings: SmtpSettings, local: bool) -> ImapSettings | None:
-        """The account's mailbox where one is known (the IMAP server given, or the provider's), kept
-        with the campaign so its bounces and replies can be read later, copy in Sent or not."""
-        try:
-            return self.sent_copy_settings(a, settings, local, "always") if not local else None
-        except MailerError:
-            return None
-
-    def sent_copy_settings(self, a: AccountInput, settings: SmtpSettings, local: bool,
-                           mode: str = "auto") -> ImapSettings | None:
-        """Where a copy of each sent message is filed in Sent, or None. auto: off for the local
-        test inbox and where the provider's server files one itself (Gmail, Microsoft 365), on
-        where the IMAP server is known (the provider's, or the one given)."""
-        if mode not in SENT_COPY_MODES:
-            raise SettingsError("sent_copy", f"{mode!r} is not one of {', '.join(SENT_COPY_MODES)}")
-        if mode == "never":
-            return None
-        known = imap_server(settings.provider) if not local else None
-        host = a.imap_host.strip() or (known[0] if known else "")
-        if mode == "auto" and (local or settings.provider in FILES_ITS_OWN or not host):
-            return None
-        if not host:
-            raise SettingsError("imap_host", "a copy in Sent needs the mailbox's IMAP server: give --imap-host "
-                                "(e.g. imap.example.com), or choose --sent-copy never")
-        if settings.auth == "xoauth2":
-            raise SettingsError("sent_copy", "with Sign in with Google, Gmail files the copy in Sent itself: "
-                                "choose --sent-copy auto or never")
-        return self._imap_settings(a, settings, host, known)
-
-    @staticmethod
-    def _imap_settings(a: AccountInput, settings: SmtpSettings, host: str,
-                       known: tuple[str, int, str] | None) -> ImapSettings:
-        security = a.imap_security or (known[2] if known and not a.imap_host.strip() else None) \
-            or ("starttls" if a.imap_port == 143 else "ssl")
-        port = a.imap_port or (known[1] if known and not a.imap_host.strip() else DEFAULT_IMAP_PORTS.get(security, 993))
-        password = os.environ.get("BULK_MAILER_IMAP_PASSWORD") or settings.password
-        return ImapSettings(host=host, port=port, security=security, user=settings.user, password=password,
-                            ca_file=settings.ca_file, verify_certificates=settings.verify_certificates,
-                            timeout=settings.timeout, provider=settings.provider).validated()
-
-    @staticmethod
-    def _sent_copy_as_before(plan: plans.Plan, spec: dict[str, Any], settings: SmtpSettings,
-                             mode: str) -> plans.Plan:
-        """A resumed campaign files its copies where it did (never: not any more)."""
-        kept = spec.get("sent_copy")
-        if not kept or mode == "never" or plan.gmail is not None or plan.microsoft is not None:
-            return plans.with_sent_copy(plan, None)
-        password = os.environ.get("BULK_MAILER_IMAP_PASSWORD") or settings.password
-        return plans.with_sent_copy(plan, ImapSettings(**kept, password=password, timeout=settings.timeout).validated())
-
     def prepare(self, a: AccountInput, m: MessageInput, options: SendOptions, *, draft: service.Draft | None = None,
                 passphrase: str | None = None) -> tuple[service.Draft, plans.Plan]:
         """Everything a new campaign needs, checked: the draft (made here, or the one given; rows
@@ -1068,8 +748,14 @@ class App:
     # -- the journal: history, export, resume, follow-up ----------------------------------
 
     def history(self) -> list[dict[str, Any]]:
-        """Past campaigns, newest first (one whose app was killed is 'interrupted')."""
-        return [campaign_dict(c) for c in self.journal.campaigns()]
+        """Past campaigns, newest first (one whose app was killed is 'interrupted'); whether each
+        has a mailbox to read bounces and replies from (not a practice run into the local inbox)."""
+        out = []
+        for c in self.journal.campaigns():
+            d, practice = campaign_dict(c), bool((self.journal.spec(c.id).get("settings") or {}).get("local_inbox"))
+            d["trackable"], d["account_words"] = not practice, "Local test inbox" if practice else c.account
+            out.append(d)
+        return out
 
     def campaign_id(self, given: str) -> str:
         """A campaign id, or 'latest' for the newest."""
@@ -1256,156 +942,3 @@ class App:
             run.left_out = left_out
             self.emit({"type": "resend-left-out", "campaign": run.id, "of": cid, **left_out})
             return self._start(run)
-
-    # -- after sending: bounces and replies from the user's own mailbox ------------------------
-
-    def track_settings(self, cid: str, account: AccountInput | None = None, *, password: str = "",
-                       passphrase: str | None = None) -> ImapSettings:
-        """The mailbox to read for a campaign: the account given (its provider's IMAP server or
-        --imap-host), else the campaign's own (where it filed copies in Sent, else its provider's).
-        The password: the one given, $BULK_MAILER_IMAP_PASSWORD, else the one saved."""
-        imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
-        if account is not None and (account.provider or account.host.strip() or account.imap_host.strip()):
-            settings, local = self.smtp_settings(
-                dataclasses.replace(account, password=account.password or password or imap_env),
-                passphrase=passphrase)
-            known = imap_server(settings.provider) if not local else None
-            host = account.imap_host.strip() or (known[0] if known else "")
-            if local or not host:
-                raise SettingsError("imap_host", "reading bounces and replies needs the mailbox's IMAP server: give "
-                                    "--imap-host (e.g. imap.example.com) or a --provider that has one")
-            return self._imap_settings(account, settings, host, known)
-        spec = self.journal.spec(cid)
-        if service.channel_of(spec) == "gmail":
-            raise SettingsError("imap_host", "a Gmail API campaign's mailbox is read over IMAP with an app password "
-                                "(--provider gmail --user you@gmail.com, the app password in "
-                                "$BULK_MAILER_IMAP_PASSWORD), or through the Gmail API after a sign-in for reading "
-                                "(bulk-mailer gmail login --read)", fix=gmailapi.FIX_READ)
-        if service.channel_of(spec) == "microsoft":
-            raise SettingsError("imap_host", "a Microsoft Graph campaign's mailbox is read over IMAP: give --provider "
-                                "outlook (or office365) --user you@example.com, and the password or app password in "
-                                "$BULK_MAILER_IMAP_PASSWORD")
-
-        def secret(user: str, host: str) -> str:
-            return password or imap_env or self.password(user, host, "", passphrase)
-
-        return track.campaign_mailbox(spec, secret)
-
-    def check_mailbox(self, a: AccountInput, *, password: str = "", passphrase: str | None = None) -> dict[str, Any]:
-        """Log in to the account's mailbox over IMAP (read-only) and name its INBOX, Sent and Junk
-        folders: `verify --imap`, and the window's check before "Check replies and bounces"."""
-        if not (a.provider or a.host.strip() or a.imap_host.strip()):
-            raise SettingsError("imap_host", "give the mailbox's IMAP server (--imap-host) or a --provider")
-        return track.check_mailbox(self.track_settings("", a, password=password, passphrase=passphrase))
-
-    def track(self, cid: str, account: AccountInput | None = None, *, password: str = "",
-              passphrase: str | None = None, move_bounces: bool = False, gmail_api: bool = False) -> track.TrackOutcome:
-        """Read a campaign's bounces and replies from INBOX and Junk (read-only: EXAMINE and
-        BODY.PEEK, no flag set, nothing moved or deleted) and record them in the journal; bounced
-        addresses go on the suppression list. A second run reads only new messages. Through the
-        Gmail API (read-only sign-in) when asked, or for a Gmail API campaign when that sign-in
-        exists and no mailbox is given."""
-        cid = self.campaign_id(cid)
-        self._tracked_at[cid] = time.monotonic()  # tried: the automatic check waits its interval
-        suppress = lambda addresses: self.suppression.add(addresses, reason="bounced")  # noqa: E731
-        spec = self.journal.spec(cid)
-        if gmail_api or (account is None and service.channel_of(spec) == "gmail" and _google().saved_profile(reading=True)):
-            if account is not None:
-                raise SettingsError("gmail_api", "reading through the Gmail API takes no mailbox options: leave out "
-                                    "--provider, --host, --user and --imap-*, or leave out --gmail-api to read over IMAP")
-            reader = gmailapi.reader_for(self.google(passphrase, reading=True), spec, self.journal.get(cid).created)
-            return track.Tracker(self.journal, cid, None, client=lambda _: reader, mailbox=reader.mailbox,
-                                 emit=self.emit, move_bounces=move_bounces, suppress=suppress).run()
-        settings = self.track_settings(cid, account, password=password, passphrase=passphrase)
-        return track.Tracker(self.journal, cid, settings, emit=self.emit, move_bounces=move_bounces,
-                             suppress=suppress).run()
-
-    def track_due(self, *, password: str = "", passphrase: str | None = None,
-                  move_bounces: bool = False) -> list[dict[str, Any]]:
-        """The window's automatic check: every campaign that sent something in the last 3 days
-        (not into the local test inbox), each at most every 10 minutes; a campaign whose mailbox
-        cannot be read is reported with its error, never raised."""
-        since, now, out = iso(utc_now() - dt.timedelta(days=TRACK_DAYS)), time.monotonic(), []
-        for info in self.journal.campaigns():
-            last = self._tracked_at.get(info.id)
-            if (info.created < since or (last is not None and now - last < TRACK_EVERY_S)
-                    or not any(info.counts.get(k) for k in ("sent", "bounced", "replied", "auto_replied"))
-                    or (self.journal.spec(info.id).get("settings") or {}).get("local_inbox")):
-                continue
-            try:
-                outcome = self.track(info.id, password=password, passphrase=passphrase, move_bounces=move_bounces)
-            except MailerError as exc:
-                out.append({"campaign": info.id, "error": exc.describe()})
-            else:
-                out.append({**outcome.as_dict(), "summary": outcome.summary()})
-        return out
-
-    def interrupted(self) -> list[dict[str, Any]]:
-        """Campaigns the app died in while sending, with something left: to announce at once."""
-        return [c for c in self.history() if c["state"] == "interrupted" and c["resumable"]]
-
-    # -- suppression -----------------------------------------------------------------------
-
-    def suppression_add(self, text: str, reason: str = "added by hand") -> dict[str, Any]:
-        """Add pasted addresses (one a line, or separated by commas, semicolons or spaces)."""
-        pieces: list[str] = []
-        line_of: list[int] = []  # the pasted line of each piece, for the report
-        for number, line in enumerate(text.splitlines(), 1):
-            for piece in re.split(r"[\s,;]+", line):
-                if piece:
-                    pieces.append(piece)
-                    line_of.append(number)
-        added = self.suppression.add(pieces, reason=reason)
-        return {"added": int(added), "already": added.already,
-                "invalid": [{"line": line_of[n - 1] if 0 < n <= len(line_of) else n, "value": v, "reason": why}
-                            for n, v, why in added.invalid]}
-
-    def suppression_for_trial(self) -> SuppressionList:
-        """A copy of the kept list for a trial run (dry run, preview), which must not change it."""
-        trial = Path(tempfile.mkdtemp(prefix="bm-suppress-")) / "suppression.txt"
-        if self.suppression.path.exists():
-            shutil.copyfile(self.suppression.path, trial)
-        self._suppression = SuppressionList(trial)
-        return self._suppression
-
-    # -- saved templates -------------------------------------------------------------------
-
-    def template_list(self) -> list[dict[str, Any]]:
-        return [{"name": t.name, "subject": t.subject, "format": t.format, "updated": t.updated}
-                for t in self.templates.list()]
-
-    def template_save(self, name: str, *, subject: str, body: str, fmt: str, unsubscribe: list[str],
-                      overwrite: bool = False) -> str:
-        """Save the message as a named template (the attachments by name: files are added again)."""
-        saved = self.templates.save(SavedTemplate(
-            name=name, subject=subject, body=body, format=fmt, unsubscribe=list(unsubscribe),
-            attachments=[a.filename for _, a in self.attachments]), overwrite=overwrite)
-        return saved.name
-
-    def template_load(self, name: str) -> dict[str, Any]:
-        t = self.templates.get(name)
-        return {"name": t.name, "message": {"subject": t.subject, "body": t.body, "format": t.format,
-                                            "unsubscribe": list(t.unsubscribe)},
-                "attachments": list(t.attachments)}
-
-    def template_filename(self, name: str) -> str:
-        return re.sub(r"[^\w.-]+", "-", self.templates.get(name).name).strip("-") + ".bmtemplate.json"
-
-    def template_export(self, name: str, path: str | None = None) -> str:
-        """Write a template file to path (its path), or return the file's JSON text (path None)."""
-        if path is not None:
-            return str(self.templates.export(name, Path(path)))
-        with tempfile.TemporaryDirectory() as tmp:
-            out = self.templates.export(name, Path(tmp) / self.template_filename(name))
-            return Path(out).read_text(encoding="utf-8")
-
-    def template_import(self, source: Path | bytes, *, overwrite: bool = False) -> dict[str, Any]:
-        """Import a template file (a path, or its content)."""
-        if isinstance(source, bytes):
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "import.json"
-                path.write_bytes(source)
-                t = self.templates.import_file(path, overwrite=overwrite)
-        else:
-            t = self.templates.import_file(source, overwrite=overwrite)
-        return {"name": t.name, "subject": t.subject, "format": t.format}

@@ -15,6 +15,7 @@ from backend.settings import AUTH_MODES, SECURITY_LABELS, SECURITY_MODES  # noqa
 
 DEFAULT_DELAY_MS = 1000
 CHANNELS = ("smtp", "gmail", "microsoft")
+LOCAL_INBOX = "local-inbox"  # the provider key of the app's own test inbox
 UNCERTAIN_CHOICES = ("ask", "resend", "skip")
 LIMIT_KEYS = ("per_second", "per_minute", "per_hour", "per_day")
 SENT_COPY_MODES = ("auto", "always", "never")

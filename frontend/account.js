@@ -640,6 +640,7 @@ async function testConnection() {
       if (tls) line += ` Encrypted with ${tls.version}${tls.cipher ? ` (${tls.cipher})` : ''}.`;
       if (d.authenticated_as) line += ` Logged in as ${d.authenticated_as}.`;
       if (d.channel === 'gmail') line = `Google sign-in works: sending through the Gmail API as ${d.authenticated_as}.`;
+      if (d.channel === 'microsoft') line = `Microsoft sign-in works: sending through Microsoft Graph as ${d.authenticated_as}.`;
       parts.unshift(el('p', { class: 'ok-line', text: line }));
       if (d.certificate_subject) parts.push(el('p', { class: 'hint', text: `Certificate: ${d.certificate_subject}` }));
       if (d.verify_certificates === false) parts.push(el('p', { class: 'warning', text: 'The certificate was not verified (Verify certificates is off).' }));

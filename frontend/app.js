@@ -115,7 +115,7 @@ async function main() {
     },
   });
   initSend({
-    review: (options) => call('check_message', reviewParams(options)).then((r) => (r.ok ? r.data : null)),
+    review: (options) => call('check_message', reviewParams(options)).then((r) => (r.ok ? r.data : { error: r.error })),
     skippedFields,
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
@@ -162,6 +162,12 @@ async function main() {
     onInputsCleared() {
       clearList();
       refreshAttachments();
+      // What was shown of the last campaign's list and message goes too.
+      $('#paste').value = '';
+      show($('#compose-status'));
+      $('#preview-area').hidden = true;
+      show($('#send-status'));
+      refreshSteps({ now: true });
     },
   });
   if (settingsResult.ok) appStatus();

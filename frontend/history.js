@@ -128,8 +128,10 @@ export async function refreshHistory({ quiet = false } = {}) {
   for (const c of list) frag.append(campaignRow(c));
   $('#history-list').replaceChildren(frag);
   $('.history-scroll').hidden = list.length === 0;
-  const stale = out.textContent.startsWith('No campaigns yet.') && list.length;  // a run has ended since
-  if (!quiet || !list.length || stale) show(out, el('p', { class: 'hint', text: list.length ? `${plural(list.length, 'campaign')}.` : 'No campaigns yet. Your first one starts at Account: try it with the Local test inbox.' }));
+  // Only the loading line goes: a question asked meanwhile (a click on a row) stays.
+  if (!quiet && out.querySelector('.busy')) show(out);
+  $('#history-count').textContent = list.length ? `${plural(list.length, 'campaign')}.`
+    : 'No campaigns yet. Your first one starts at Account: try it with the Local test inbox.';
   const interrupted = list.find((c) => c.state === 'interrupted') || null;
   renderNotice(interrupted);
   if (deps.onInterrupted) deps.onInterrupted(interrupted ? `${interruptedWords(interrupted)} See History.` : null);
@@ -145,7 +147,7 @@ function campaignRow(c) {
   if (t.uncertain > 0) {
     buttons.push(actionButton('Resend to failed and uncertain', `of campaign ${id}`, { dataset: { action: 'resend-uncertain', id } }));
   }
-  if (t.sent + t.answered > 0) buttons.push(actionButton('Check replies and bounces', `of campaign ${id}`, { dataset: { action: 'track', id } }));
+  if (t.sent + t.answered > 0 && c.trackable !== false) buttons.push(actionButton('Check replies and bounces', `of campaign ${id}`, { dataset: { action: 'track', id } }));
   const rest = [t.bounced ? `${t.bounced} bounced` : null, t.replied ? `${t.replied} replied` : null,
     t.autoReplied ? `${t.autoReplied} auto-repl${t.autoReplied === 1 ? 'y' : 'ies'}` : null,
     t.notSent ? `${t.notSent} not sent` : null, t.uncertain ? `${t.uncertain} uncertain` : null,
@@ -153,7 +155,7 @@ function campaignRow(c) {
   return el('tr', { dataset: { id, state: String(c.state ?? '') } },
     el('td', { class: 'history-campaign' }, el('span', { class: 'history-subject', text: c.subject || '(no subject)' }),
       el('span', { class: 'history-date', text: formatTime(c.created) })),
-    el('td', { class: 'address' }, breakable(c.account ?? '')),
+    el('td', { class: 'address' }, breakable(c.account_words ?? c.account ?? '')),
     el('td', { class: 'history-state', text: (STATE_WORDS[c.state] || String(c.state ?? ''))
       + (quotaLifts(c) ? ` (quota: can continue after ${quotaLifts(c).toLocaleString()})` : '') }),
     el('td', { class: 'num history-sent', text: String(t.sent) }),

@@ -5,6 +5,7 @@
 import { call } from './api.js';
 import { $, el, show, plural, messageView } from './dom.js';
 import { problemsList, problemCount } from './compose.js';
+import { saveSoon } from './draft.js';
 
 const STEP_WORDS = { account: 'Account', recipients: 'Recipients', message: 'Message' };
 
@@ -27,6 +28,7 @@ function useDefault(field, example) {
   const m = deps.getMessage();
   deps.setMessage({ ...m, subject: m.subject.replace(bare, example), body: m.body.replace(bare, example) });
   skipped.delete(field);
+  saveSoon(); // the draft keeps the fix
 }
 
 function warningItem(w, refresh) {

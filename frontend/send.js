@@ -503,8 +503,8 @@ async function checkFirst(out, options) {
   show(out, busyLine('Checking every message…'));
   await deps.saveSettings();
   const r = await deps.review(options);
-  if (!r) {
-    show(out, el('p', { class: 'fail-line', text: 'Not started: the check did not answer. Try again.' }));
+  if (!r || r.error) {
+    show(out, el('p', { class: 'fail-line', text: 'Not started.' }), errorBlock((r && r.error) || { message: 'The check did not answer. Try again.' }));
     return;
   }
   const missing = Array.isArray(r.missing) ? r.missing : [];

@@ -94,8 +94,16 @@ async function askReview() {
   const mine = ++asked;
   const result = await call('check_message', params);
   if (mine !== asked) return last;
-  if (!result.ok || !result.data) return null;
-  last = result.data;
+  if (!result.ok || !result.data) {
+    // A value the page cannot send as it is (a port of 70000...): said in the checklist.
+    const e = result.error || {};
+    const field = String(e.field || '');
+    const step = field.startsWith('message') ? 'message' : field.startsWith('account') ? 'account' : 'review';
+    last = { steps: {}, missing: [{ step, text: e.message || 'The check did not answer. Try again.' }], warnings: [],
+      problems: [], ready: false, sendable: false };
+  } else {
+    last = result.data;
+  }
   renderSteps(last.steps || {});
   if (deps.onReview) deps.onReview(last);
   return last;

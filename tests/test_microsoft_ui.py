@@ -38,7 +38,7 @@ def page(microsoft, certs, tmp_path, isolated_home):
         pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         pg.goto(webapp.url)
         pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
-        pg.set_default_timeout(10_000)
+        pg.set_default_timeout(30_000)
         yield pg
         browser.close()
         assert errors == [], errors
@@ -59,6 +59,9 @@ def test_sign_in_with_microsoft_then_send_through_graph(page, microsoft):
     expect(status).to_contain_text(f"Signed in with Microsoft as {microsoft.email} (work or school account",
                                    timeout=15_000)
     expect(page.get_by_label("From")).to_have_value(microsoft.email)
+    page.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#connection-result .ok-line")).to_have_text(
+        f"Microsoft sign-in works: sending through Microsoft Graph as {microsoft.email}.", timeout=10_000)
     expect(page.locator('.nav-step[data-step="account"] .step-summary')).to_contain_text("Done.")
     expect(page.locator("#limits-summary")).to_contain_text("30 a minute")
     paste_list(page, "email,name\nann@example.org,Ann\nbob@example.org,Bob")

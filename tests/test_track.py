@@ -328,7 +328,7 @@ def test_the_automatic_check_reads_each_recent_campaign_at_most_every_ten_minute
         imap_server, smtp_server, certs, tmp_path, monkeypatch):
     """track_due (the window's timer calls it every minute): campaigns that sent something in the
     last 3 days, not practice runs, each at most every 10 minutes; a failure is reported, not raised."""
-    from backend import app as app_module
+    from backend.core import mailbox as app_module
 
     imap, smtp = imap_server(), smtp_server("starttls")
     app, cid, ids = sent_campaign(tmp_path, smtp, imap, certs)

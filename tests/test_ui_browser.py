@@ -54,7 +54,7 @@ def page(browser, app):
     webapp, _ = app
     context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
-    pg.set_default_timeout(10_000)
+    pg.set_default_timeout(30_000)
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -1104,6 +1104,12 @@ def test_the_draft_survives_a_restart_and_a_new_campaign_clears_it(browser, app,
     pg.get_by_label("Plain text").check()
     pace(pg, "250")
     pg.wait_for_timeout(1200)  # the save waits for the typing to pause
+    pg.reload()  # the same app: the page shows this session's list again
+    pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+    to(pg, "Recipients")
+    expect(pg.locator("#recipients-table")).to_contain_text("bob@example.org")
+    to(pg, "Message")
+    expect(pg.get_by_role("group", name="Insert a field").get_by_role("button")).to_have_count(2)
     context.close()
 
     inbox = LocalInbox()
@@ -1165,7 +1171,7 @@ def test_a_whole_campaign_through_the_four_steps_by_their_labels(browser, app):
         expect(page.locator("section.view:visible")).to_have_count(1)
         no_sideways_scroll(page)
     to(page, "History")
-    expect(page.locator("#history-status")).to_have_text(
+    expect(page.locator("#history-count")).to_have_text(
         "No campaigns yet. Your first one starts at Account: try it with the Local test inbox.")
     expect(page.locator(".history-scroll")).to_be_hidden()
     # 1. Account: the local test inbox needs no test; Next moves on
@@ -1214,7 +1220,7 @@ def test_a_whole_campaign_through_the_four_steps_by_their_labels(browser, app):
     expect(row).to_have_count(1)
     expect(row.locator(".history-subject")).to_have_text("News for {{ name }}")
     expect(row.locator(".history-sent")).to_have_text("3")
-    expect(page.locator("#history-status")).to_have_text("1 campaign.")
+    expect(page.locator("#history-count")).to_have_text("1 campaign.")
     no_sideways_scroll(page)
     context.close()
 
@@ -1299,3 +1305,15 @@ def test_check_replies_and_bounces_from_history(isolated_home, page, smtp_server
     # the Activity log of that campaign says so too
     to(page, "Review & send")
     expect(page.locator('#log tr[data-status="bounced"]')).to_contain_text("r01@example.org")
+
+
+def test_a_custom_server_without_a_host_is_named_in_the_checklist(page):
+    expect = sync_api.expect
+    page.get_by_label("Provider").select_option(label="Custom server")
+    expect(page.locator('.nav-step[data-step="account"]')).to_have_attribute("data-state", "todo")
+    to(page, "Review & send")
+    checklist = page.locator("#review-checklist")
+    expect(checklist).to_contain_text("Give the SMTP server's host name (or choose a provider)")
+    expect(page.locator("#review-summary")).to_contain_text("Through—")
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_disabled()
+
