@@ -129,4 +129,5 @@ async function openMessage(id) {
     all ? el('details', { class: 'text-part source-part' }, el('summary', { text: 'Show source' }), el('pre', { class: 'message-text', text: all })) : null,
     el('button', { type: 'button', class: 'link-button', text: 'Close message', onclick: closeMessage }));
   view.hidden = false;
+  view.scrollIntoView({ block: 'nearest' }); // the message opens below the list: bring it into view
 }
