@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from backend import __version__, paths
-from backend.app import LOCAL_INBOX, App
 from backend.errors import MailerError, internal_error
 from backend.inputs import (
     AUTH_MODES,
     CHANNELS,
     DEFAULT_DELAY_MS,
     DRAFT_SEND_FIELDS,
+    LOCAL_INBOX,
     SECURITY_MODES,
     AccountInput,
     CheckFailed,
@@ -73,13 +73,14 @@ CLIENT_FILE_TYPES = ("Google OAuth client (*.json)", "All files (*.*)")
 class Bridge:
     """What the page may ask of Python. Only the methods marked @api are public."""
 
-    def __init__(self, *, native_dialogs: bool = False, app: App | None = None, inbox: Any = None,
+    def __init__(self, *, native_dialogs: bool = False, app: Any = None, inbox: Any = None,
                  store: Any = None, deliver: Callable[[list[dict[str, Any]]], None] | None = None,
                  detector: Callable[[str], list[Any]] | None = None,
                  open_browser: Callable[[str], Any] | None = None) -> None:
         self._window: Any = None
         self._native_dialogs = native_dialogs
         self._pump = EventPump(deliver or self._deliver_to_window)
+        from backend.app import App  # loaded here: `bulk-mailer send --help` goes without it
         self._app = app or App(inbox=inbox, store=store, detector=detector, open_browser=open_browser)
         self._app.emit = self._emit
         self._previews = Previews()  # id -> HTML, served at /preview/<id>

@@ -18,10 +18,9 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from backend import cli_accounts, paths
-from backend.app import MIN_PASSPHRASE, App
 from backend.cli_parser import (
     EXIT_NOTHING_SENT,
     EXIT_OK,
@@ -46,7 +45,23 @@ from backend.inputs import (
 from backend.logs import LOG_FILE, setup_logging
 from backend.presets import GMAIL_API_LIMITS
 
+if TYPE_CHECKING:
+    from backend.app import App
+
 log = logging.getLogger("bulk_mailer")
+
+
+def _app(**kw: Any) -> App:
+    """The core, loaded when a command runs: --help and a usage error answer without it."""
+    from backend.app import App
+
+    return App(**kw)
+
+
+def _min_passphrase() -> int:
+    from backend.app import MIN_PASSPHRASE
+
+    return MIN_PASSPHRASE
 
 
 # -- the terminal's inputs -----------------------------------------------------------------
@@ -79,7 +94,7 @@ def _passphrase(app: App, stdin: TextIO, *, optional: bool = False) -> str | Non
     if passphrase is None and not optional:
         raise UsageError(
             f"there is no system keyring here, so the Google sign-in is kept encrypted under a passphrase: "
-            f"set {PASSPHRASE_ENV} (at least {MIN_PASSPHRASE} characters; the same every time)",
+            f"set {PASSPHRASE_ENV} (at least {_min_passphrase()} characters; the same every time)",
             category="invalid_settings")
     return app.use_passphrase(passphrase)
 
@@ -269,7 +284,7 @@ def _print_summary(outcome: Any, rep: Reporter, provider: str | None) -> None:
 
 
 def cmd_verify(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     if args.detect:
         return _detect(app, args, out, err)
     if args.check_sender and not args.from_address:
@@ -369,7 +384,7 @@ def _message(args: argparse.Namespace) -> MessageInput:
 def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
     message = _message(args)
-    app = App(emit=rep.event)
+    app = _app(emit=rep.event)
     trial = args.dry_run or args.preview is not None
     account = _account(args, stdin, app, need_password=not trial)
     sender = app.sender(account, message)  # the Gmail API: the signed-in address (store still locked)
@@ -505,7 +520,7 @@ def _local(iso_time: str | None) -> str:
 
 
 def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     found = app.history()
     if args.campaign:
         wanted = app.campaign_id(args.campaign)
@@ -530,7 +545,7 @@ def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 
 
 def cmd_export(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     cid = app.campaign_id(args.campaign)
     if args.path == "-":
         text, count = app.export(cid)
@@ -562,7 +577,7 @@ def _resume_account(args: argparse.Namespace, stdin: TextIO, app: App, spec: dic
 
 
 def cmd_repair_journal(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    print("\n".join(App().repair_journal()), file=err)
+    print("\n".join(_app().repair_journal()), file=err)
     return EXIT_OK
 
 
@@ -570,7 +585,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
     if args.results:
         _check_writable(args.results, "--results")
     rep = Reporter(args.progress or ("bar" if err.isatty() else "none"), out, err)
-    app = App(emit=rep.event)
+    app = _app(emit=rep.event)
     given = [f"--{f.replace('_', '-')}" for f in _ACCOUNT_FLAGS if getattr(args, f) not in (None, "", False)]
     if given and not args.use_current_settings:
         raise UsageError(f"{', '.join(given)}: add --use-current-settings to resume with these account settings "
@@ -604,7 +619,7 @@ def cmd_resume(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
 
 
 def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     imap_env = os.environ.get("BULK_MAILER_IMAP_PASSWORD", "")
     named = bool(args.provider or args.host or args.imap_host)
     if named and args.gmail_api:
@@ -638,7 +653,7 @@ def cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
     message = MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address,
                            attach=tuple(args.attach or ()), unsubscribe=tuple(args.unsubscribe or ()))
     try:
-        report = App().check_content(message, to_file=args.to_file, relay=args.host)
+        report = _app().check_content(message, to_file=args.to_file, relay=args.host)
     except RowProblems as exc:
         _print_problems(exc.problems, Reporter("none", out, err))
         raise UsageError(f"{len({p.row for p in exc.problems})} row(s) cannot be built; fix them (see above)",

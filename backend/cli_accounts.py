@@ -6,11 +6,25 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from backend.app import SIGN_IN_TIMEOUT_S, App
 from backend.cli_parser import EXIT_NOTHING_SENT, EXIT_OK, UsageError
 from backend.errors import OAuthError
+
+if TYPE_CHECKING:
+    from backend.app import App
+
+
+def _app() -> App:
+    from backend.cli import _app as core  # the core, loaded when the command runs
+
+    return core()
+
+
+def _sign_in_timeout() -> float:
+    from backend.app import SIGN_IN_TIMEOUT_S
+
+    return float(SIGN_IN_TIMEOUT_S)
 
 
 def _passphrase(app: App, stdin: TextIO, *, optional: bool = False) -> str | None:
@@ -30,11 +44,11 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read --client-secrets '{path}': {exc.strerror or exc}", category="file_error") from None
-    app = App()
+    app = _app()
     passphrase = _passphrase(app, stdin)
     purpose = "smtp" if args.smtp else "read" if args.read else "api"
     url = app.google_sign_in(data, f"'{path}'", purpose, passphrase=passphrase, open_browser=not args.no_browser)
-    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
+    minutes = f"{_sign_in_timeout() / 60:g}"
     if args.no_browser:
         print(f"Open this address in a browser on this computer and allow access (waiting up to {minutes} minutes; "
               "Ctrl-C cancels):", file=err, flush=True)
@@ -64,7 +78,7 @@ def _gmail_login(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Text
 
 
 def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     status = app.google_status()
     if not (status["read"] if args.read else status["signed_in"] or status["read"]) and not app.has_google_token():
         print("Nobody is signed in with Google" + (" for reading." if args.read else "."), file=err)
@@ -84,7 +98,7 @@ def _gmail_logout(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 
 
 def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    status = App().google_status()
+    status = _app().google_status()
     if args.json:
         out.write(json.dumps({"signed_in": status["signed_in"], **status["profile"], "read": status["read"],
                               "read_email": status["read_email"]}) + "\n")
@@ -103,7 +117,7 @@ def _gmail_status(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 
 
 def cmd_microsoft(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    app = App()
+    app = _app()
     if args.microsoft_command == "status":
         status = app.microsoft_status()
         if args.json:
@@ -129,7 +143,7 @@ def cmd_microsoft(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
 def _microsoft_login(app: App, args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     started = app.microsoft_sign_in(args.client_id, args.tenant, device_code=args.device_code,
                                     passphrase=_passphrase(app, stdin), open_browser=not args.no_browser)
-    minutes = f"{SIGN_IN_TIMEOUT_S / 60:g}"
+    minutes = f"{_sign_in_timeout() / 60:g}"
     if args.device_code:
         print(started["message"] or f"Open {started['url']} and enter the code {started['user_code']}.", file=err)
         out.write(f"{started['url']} {started['user_code']}\n")
