@@ -357,6 +357,28 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Bul
 <body style="font-family:sans-serif;max-width:36em;margin:3em auto"><h1>{title}</h1><p>{text}</p></body></html>"""
 
 
+def loopback_answer(environ: dict[str, Any], start_response: Callable[..., Any], state: str | None, who: str,
+                    keep: Callable[[dict[str, str]], None]) -> list[bytes]:
+    """A sign-in's redirect back to 127.0.0.1 (Google's or Microsoft's): keep(answer) when it is
+    the answer of this sign-in (its state, a code or an error), and a page saying what happened."""
+    got = {k: v[0] for k, v in urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).items() if v}
+    if environ.get("PATH_INFO", "/") != "/" or got.get("state") != state or not ("code" in got or "error" in got):
+        # A favicon, a stale tab, or a forged answer: not ours, keep waiting.
+        title, text, status = "Not this sign-in", ("This page does not belong to the sign-in that "
+                                                   "Bulk Mailer is waiting for."), "400 Bad Request"
+    else:
+        keep(got)
+        if "code" in got:
+            title, text, status = "Signed in", "You can close this tab and go back to Bulk Mailer.", "200 OK"
+        else:
+            title, text, status = "Not signed in", (f"{who} answered: " + got["error"]
+                                                    + ". Go back to Bulk Mailer for what to do."), "200 OK"
+    body = _PAGE.format(title=html.escape(title), text=html.escape(text)).encode("utf-8")
+    start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")])
+    return [body]
+
+
 class SignIn:
     """One run of the installed-app flow: start() opens the browser, wait() returns the token.
 
@@ -407,26 +429,12 @@ class SignIn:
         self._cancelled.set()
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-        got = {k: v[0] for k, v in query.items() if v}
-        if environ.get("PATH_INFO", "/") != "/" or got.get("state") != self._state or not (
-                "code" in got or "error" in got):
-            # A favicon, a stale tab, or a forged answer: not ours, keep waiting.
-            title, text, status = "Not this sign-in", ("This page does not belong to the sign-in that "
-                                                       "Bulk Mailer is waiting for."), "400 Bad Request"
-        else:
-            with self._answer_lock:
-                if self._answer is None:  # the first answer counts
-                    self._answer = got
-            if "code" in got:
-                title, text, status = "Signed in", "You can close this tab and go back to Bulk Mailer.", "200 OK"
-            else:
-                title, text, status = "Not signed in", ("Google answered: " + got["error"]
-                                                        + ". Go back to Bulk Mailer for what to do."), "200 OK"
-        body = _PAGE.format(title=html.escape(title), text=html.escape(text)).encode("utf-8")
-        start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
-                                ("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")])
-        return [body]
+        return loopback_answer(environ, start_response, self._state, "Google", self._keep)
+
+    def _keep(self, got: dict[str, str]) -> None:
+        with self._answer_lock:
+            if self._answer is None:  # the first answer counts
+                self._answer = got
 
     def wait(self) -> tuple[GoogleToken, Any]:
         """Wait for the browser's answer, then swap the code for tokens: (token, id claims)."""

@@ -26,14 +26,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import html
 import json
 import logging
 import os
 import re
 import threading
 import time
-import urllib.parse
 import warnings
 import webbrowser
 from collections.abc import Callable
@@ -45,7 +43,7 @@ from wsgiref.simple_server import WSGIServer, make_server
 from backend import paths
 from backend.credentials import MIN_PASSPHRASE, CredentialsError, PasswordStore
 from backend.errors import OAuthError
-from backend.google_auth import _PAGE, SIGN_IN_TIMEOUT_S, _Listener, _Quiet
+from backend.google_auth import SIGN_IN_TIMEOUT_S, _Listener, _Quiet, loopback_answer
 from backend.microsoft_errors import REGISTER, SIGN_IN_AGAIN, clean, sign_in_error, smtp_refusal
 
 log = logging.getLogger(__name__)
@@ -277,24 +275,12 @@ class SignIn(_Flow):
         return self.url
 
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        got = {k: v[0] for k, v in urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).items() if v}
-        if environ.get("PATH_INFO", "/") != "/" or got.get("state") != self._flow.get("state") or not (
-                "code" in got or "error" in got):
-            title, text, status = "Not this sign-in", ("This page does not belong to the sign-in that "
-                                                       "Bulk Mailer is waiting for."), "400 Bad Request"
-        else:
-            with self._answer_lock:
-                if self._answer is None:
-                    self._answer = got
-            if "code" in got:
-                title, text, status = "Signed in", "You can close this tab and go back to Bulk Mailer.", "200 OK"
-            else:
-                title, text, status = "Not signed in", ("Microsoft answered: " + got["error"]
-                                                        + ". Go back to Bulk Mailer for what to do."), "200 OK"
-        body = _PAGE.format(title=html.escape(title), text=html.escape(text)).encode("utf-8")
-        start_response(status, [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body))),
-                                ("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer")])
-        return [body]
+        return loopback_answer(environ, start_response, self._flow.get("state"), "Microsoft", self._keep)
+
+    def _keep(self, got: dict[str, str]) -> None:
+        with self._answer_lock:
+            if self._answer is None:  # the first answer counts
+                self._answer = got
 
     def wait(self) -> SignedIn:
         if self._server is None:

@@ -547,17 +547,10 @@ class SmtpTransport:
         steps += [("rcpt", r, f"rcpt TO:{_quoteaddr(r)}") for r in envelope.recipients]
         steps.append(("data", "data", "data"))
         smtp.send("".join(line + "\r\n" for _, _, line in steps))
-        refused: TransportError | None = None
-        for stage, arg, _ in steps:
-            code, resp = smtp.getreply()
-            if refused is None:
-                try:
-                    self._check(smtp, stage, arg, code, resp, 354 if stage == "data" else 250)
-                except (RejectedError, AuthError) as exc:
-                    refused = exc
-            elif stage == "data" and code == 354:
-                smtp.send(".\r\n")  # RFC 2920: the server took DATA though nothing can go: end it
-                smtp.getreply()
+        refused, data_taken = self._envelope_replies(smtp, [(stage, arg) for stage, arg, _ in steps])
+        if data_taken:
+            smtp.send(".\r\n")  # RFC 2920: the server took DATA though nothing can go: end it
+            smtp.getreply()
         if isinstance(refused, AuthError):
             self._reset(smtp)
         if refused is not None:
@@ -716,10 +709,12 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._broken(exc, flight)
 
-    def _read_envelope(self, smtp: smtplib.SMTP, flight: _Flight) -> None:
+    def _envelope_replies(self, smtp: smtplib.SMTP, steps: list[tuple[str, str]]) -> tuple[TransportError | None, bool]:
+        """Read the replies to a pipelined MAIL, RCPT... and DATA in order: the first refusal, and
+        whether the server took DATA after it anyway (then it must be ended empty)."""
         refused: TransportError | None = None
-        accepted_data = False
-        for stage, arg in flight.steps:
+        data_taken = False
+        for stage, arg in steps:
             code, resp = smtp.getreply()
             if refused is None:
                 try:
@@ -727,7 +722,11 @@ class SmtpTransport:
                 except (RejectedError, AuthError) as exc:
                     refused = exc
             elif stage == "data" and code == 354:
-                accepted_data = True
+                data_taken = True
+        return refused, data_taken
+
+    def _read_envelope(self, smtp: smtplib.SMTP, flight: _Flight) -> None:
+        refused, accepted_data = self._envelope_replies(smtp, flight.steps)
         if refused is None:
             body = _LEADING_DOT.sub(b"..", flight.message)
             if not body.endswith(b"\r\n"):
