@@ -51,7 +51,15 @@ from backend.microsoft_auth import (
     MicrosoftTokenSource,
 )
 from backend.microsoft_auth import saved_profile as microsoft_profile
-from backend.model import DEFAULT_MAX_FAILURES, SENT_STATUSES, ResultRow, RetryPolicy, iso, utc_now
+from backend.model import (
+    DEFAULT_MAX_FAILURES,
+    SENT_STATUSES,
+    Clock,
+    ResultRow,
+    RetryPolicy,
+    iso,
+    utc_now,
+)
 from backend.presets import (
     MAX_CONNECTIONS,
     PRESETS,
@@ -72,6 +80,7 @@ if TYPE_CHECKING:  # loaded when used: a campaign over SMTP needs neither Google
 from backend.core.drafts import DEFAULT_BODY, DEFAULT_SUBJECT, Drafts
 from backend.core.library import Library
 from backend.core.mailbox import Mailbox
+from backend.core.schedules import Schedules
 from backend.core.signins import SignIns, _google
 from backend.inputs import LOCAL_INBOX
 
@@ -111,16 +120,18 @@ def campaign_dict(info: Any) -> dict[str, Any]:
     return d
 
 
-class App(SignIns, Drafts, Mailbox, Library):
+class App(SignIns, Drafts, Mailbox, Library, Schedules):
     """Bulk Mailer's use cases, shared by every face."""
 
     def __init__(self, *, inbox: LocalInbox | None = None, store: PasswordStore | None = None,
                  emit: Callable[[dict[str, Any]], None] = lambda event: None,
                  detector: Callable[[str], list[Any]] | None = None,
-                 open_browser: Callable[[str], Any] | None = None, journal_path: Path | None = None) -> None:
+                 open_browser: Callable[[str], Any] | None = None, journal_path: Path | None = None,
+                 clock: Clock | None = None) -> None:
         self._inbox = inbox  # made on first use: aiosmtpd is loaded then
         self._store = store  # opened on first use: a command that needs no secret works without it
         self.emit = emit
+        self.clock = clock or Clock()  # tests pass a fake one: schedules, limits and delays without waiting
         self._detector = detector  # tests pass one that never leaves 127.0.0.1
         # Google's sign-in page opens in the system browser (never in an embedded web view,
         # which Google refuses); tests pass a function that plays the browser.
@@ -186,6 +197,7 @@ class App(SignIns, Drafts, Mailbox, Library):
         return self._inbox
 
     def shutdown(self) -> None:
+        self.stop_schedule()
         if self._sign_in is not None:
             self._sign_in.cancel()  # the loopback listener stops within a fraction of a second
         run = self.run
@@ -676,7 +688,7 @@ class App(SignIns, Drafts, Mailbox, Library):
             raise RowProblems(problems)
         if not draft.recipients:
             raise NothingLeft("no recipient is left to send to")
-        return draft, plans.with_options(plan, options)
+        return draft, self.with_schedule(draft, plans.with_options(plan, options), options.schedule)
 
     def account_key(self, a: AccountInput) -> str | None:
         """The journal's key of an account (what the daily quota and "already sent" count by);
@@ -727,7 +739,8 @@ class App(SignIns, Drafts, Mailbox, Library):
         """Send a prepared campaign on a worker thread."""
         with self._lock:
             self.ensure_idle()
-            return self._start(Run(draft, plan, self.journal, self.emit, checked=True))
+            return self._start(Run(draft, plan, self.journal, self.emit, checked=True, deferred_until=plan.due or None,
+                                   clock=self.clock))
 
     def _start(self, run: Run) -> Run:
         self.run = run
@@ -752,8 +765,10 @@ class App(SignIns, Drafts, Mailbox, Library):
         has a mailbox to read bounces and replies from (not a practice run into the local inbox)."""
         out = []
         for c in self.journal.campaigns():
-            d, practice = campaign_dict(c), bool((self.journal.spec(c.id).get("settings") or {}).get("local_inbox"))
+            spec = self.journal.spec(c.id)
+            d, practice = campaign_dict(c), bool((spec.get("settings") or {}).get("local_inbox"))
             d["trackable"], d["account_words"] = not practice, "Local test inbox" if practice else c.account
+            d["times"] = self.times_of(c.id, spec, c.state)
             out.append(d)
         return out
 
@@ -904,7 +919,7 @@ class App(SignIns, Drafts, Mailbox, Library):
             draft.delay_ms = req.options.delay_ms
         plan = plans.with_options(self._plan_from_spec(draft, spec, req, passphrase), req.options)
         deferred = service.due_times(spec, info.resume_after if req.now else None)
-        return self._start(Run(draft, plan, journal, self.emit, resume=(indices, info.account),
+        return self._start(Run(draft, plan, journal, self.emit, resume=(indices, info.account), clock=self.clock,
                                deferred_until=deferred, attempts_before=spec.get("attempts_before") or {}))
 
     def resend(self, cid: str, *, include_uncertain: bool = False, account: AccountInput | None = None,
@@ -938,7 +953,7 @@ class App(SignIns, Drafts, Mailbox, Library):
             req = ResumeRequest(account=account, use_current_settings=False)
             plan = self._plan_from_spec(draft, {**spec, "settings": spec.get("settings")}, req, passphrase)
             plan.spec = {k: v for k, v in spec.items() if k not in ("attempts_before", "deferred_until")}
-            run = Run(draft, plan, self.journal, self.emit)
+            run = Run(draft, plan, self.journal, self.emit, clock=self.clock)
             run.left_out = left_out
             self.emit({"type": "resend-left-out", "campaign": run.id, "of": cid, **left_out})
             return self._start(run)

@@ -138,6 +138,8 @@ def run_campaign(
     initially_due: dict[int, float] | None = None,
     attempts_before: dict[int, int] | None = None,
     delay_s: float = 1.0,
+    gate: Callable[[dt.datetime], dt.datetime] | None = None,
+    hold_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
     now: Callable[[], dt.datetime] = utc_now,
@@ -151,6 +153,10 @@ def run_campaign(
     it is committed. The rate limiter, the delay, pause and cancel act across the pool.
     on_wait hears of every wait longer than a second that is not the fixed delay: a sending
     limit or a retry's backoff ({"type": "campaign-wait", "until": ISO, "seconds", "reason"}).
+    gate (a send window): the first moment at or after a wall-clock time when sending is allowed.
+    hold_s: with a schedule, a wait for the window or a recipient's delivery time longer than this
+    stops the run as 'waiting' (WaitHalt, with the time it can go on) instead of holding the app;
+    the recipients' delivery times are the initially_due of those not tried yet.
     """
     transports = list(transport) if isinstance(transport, list | tuple) else [transport]
     control = control or Control()
@@ -177,6 +183,7 @@ def run_campaign(
         record=record, on_wait=on_wait, max_failures_in_a_row=max_failures_in_a_row, retry=retry or RetryPolicy(),
         limiter=limiter, max_wait_s=max_wait_s, waiting=dict(initially_due or {}), delay_s=delay_s,
         clock=clock, wait=sleep or control.wait, now=now)
+    run.gate, run.hold_s = gate, hold_s
     extra = transports[1:max(1, min(len(transports), total))]
     threads = [threading.Thread(target=run.work, args=(t, k + 2, True), name=f"{campaign_id}-conn{k + 2}",
                                 daemon=True) for k, t in enumerate(extra)]
@@ -246,6 +253,8 @@ class _Pool:
         self.uncertain_in_a_row = 0
         self.halted = False
         self.crashed: BaseException | None = None  # what stopped a connection unexpectedly
+        self.gate: Callable[[dt.datetime], dt.datetime] | None = None  # a send window
+        self.hold_s: float | None = None  # a scheduled wait longer than this stops the run ('waiting')
 
     # -- events and the journal ---------------------------------------------------------
 
@@ -429,10 +438,32 @@ class _Pool:
                     waited_delay = True
                     continue
                 if wait_s > 0:
+                    delivery = self.results[i].attempts == 0  # not tried yet: its local delivery time
+                    if delivery and self.hold_s is not None and wait_s > self.hold_s:
+                        if self.wait_for_flights(before_wait):
+                            continue
+                        self.stop(_wait_halt(self.now() + dt.timedelta(seconds=wait_s), "local delivery time"))
+                        return None
                     before_wait()
-                    self.announce_wait(wait_s, f"retrying {self.recipients[i].email} (the server asked to try later)")
+                    self.announce_wait(wait_s, f"delivery at {self.recipients[i].email}'s local time" if delivery
+                                       else f"retrying {self.recipients[i].email} (the server asked to try later)")
                     self.wait(wait_s)
                     continue
+                if self.gate is not None:
+                    moment = self.now()
+                    gap = (self.gate(moment) - moment).total_seconds()
+                    if gap > 0:
+                        if ready_only:
+                            return _LATER
+                        if self.hold_s is not None and gap > self.hold_s:
+                            if self.wait_for_flights(before_wait):
+                                continue
+                            self.stop(_wait_halt(moment + dt.timedelta(seconds=gap), "send window"))
+                            return None
+                        before_wait()
+                        self.announce_wait(gap, "send window")
+                        self.wait(gap)
+                        continue
                 if self.limiter is not None:
                     pause = self.limiter.wait_time(self.clock())
                     if pause > self.max_wait_s:
@@ -462,6 +493,17 @@ class _Pool:
                 return i
         finally:
             self.dispatch.release()
+
+    def wait_for_flights(self, before_wait: Callable[[], None]) -> bool:
+        """Before the run stops to wait: True (ask again) while messages are still on their way."""
+        with self.state:
+            if not self.in_flight:
+                return False
+        before_wait()
+        with self.state:
+            if self.in_flight:
+                self.changed.wait(0.1)
+        return True
 
     def pick(self) -> tuple[str, int, float]:
         """(returned|first|due|idle|done, recipient, seconds until it is due); under self.state."""
@@ -612,6 +654,17 @@ class QuotaHalt(MailerError):
         super().__init__(message)
         self.resume_after = resume_after
         self.code = code
+
+
+class WaitHalt(QuotaHalt):
+    """The run stopped to wait for its send window or a recipient's delivery time; it goes on
+    by itself at .resume_after (the campaign is 'waiting', not paused by anyone)."""
+
+    default_category = "scheduled_wait"
+
+
+def _wait_halt(when: dt.datetime, why: str) -> WaitHalt:
+    return WaitHalt(f"next message at {when.astimezone():%a %H:%M} ({why})", iso(when))
 
 
 def quota_wait_s(reply: str) -> float:

@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verify_parser(sub)
     _track_parser(sub)
     _check_parser(sub)
+    _schedule_parsers(sub)
     return parser
 
 
@@ -163,6 +164,7 @@ def _send_parser(sub: Any) -> None:
     r.add_argument("--strict-fields", action="store_true",
                    help="a field the message uses (without | default) that is empty for some rows is an "
                    "error, not a warning: nothing is sent")
+    _when_options(send)
     c = send.add_argument_group("copy in Sent (IMAP)")
     c.add_argument("--sent-copy", choices=SENT_COPY_MODES, default="auto",
                    help="file a copy of each sent message in the account's Sent folder over IMAP, once (found by "
@@ -170,6 +172,58 @@ def _send_parser(sub: Any) -> None:
                    "--imap-host), off for gmail, google-workspace, office365 and outlook (their servers file "
                    "one) and for the local test inbox; always; never")
     _imap_options(c)
+
+
+def _when_options(send: argparse.ArgumentParser) -> None:
+    w = send.add_argument_group("when (docs/scheduling.md)")
+    w.add_argument("--at", metavar="TIME", help='start then instead of now: "2026-12-04 09:00" (in --tz, else this '
+                   "computer's time zone) or ISO 8601 with an offset; send returns at once with the campaign id, "
+                   "and the campaign goes by itself (window open, or the timer: bulk-mailer timer install)")
+    w.add_argument("--tz", metavar="ZONE", help="the time zone of --at and --window, e.g. Europe/Berlin "
+                   "(default: this computer's)")
+    w.add_argument("--window", metavar="DAYS HOURS", help='send only then, e.g. "mon-fri 08:00-18:00"; outside it '
+                   "the campaign waits (and goes on by itself)")
+    w.add_argument("--local-time", metavar="HH:MM", help="deliver at this time in each recipient's time zone "
+                   "(the --tz-column column, else --default-tz), within 24 hours of the start")
+    w.add_argument("--tz-column", default="timezone", metavar="NAME",
+                   help="the column with each recipient's time zone (IANA name, e.g. America/New_York; default timezone)")
+    w.add_argument("--default-tz", metavar="ZONE", help="the time zone of a row without one (default: --tz)")
+    w.add_argument("--follow-up", nargs=2, action="append", metavar=("DAYS", "FILE"),
+                   help="a follow-up DAYS days after, to those who did not reply (nor bounce or unsubscribe), in "
+                   "the same thread; FILE is its body (.html or text), its first line may be 'Subject: ...' "
+                   "(default: Re: and the subject). Repeat for up to 3 steps")
+    w.add_argument("--follow-up-expire", type=_count(float), default=2.0, metavar="DAYS",
+                   help="skip a follow-up that could not go within DAYS days of its day (default 2)")
+
+
+def _schedule_parsers(sub: Any) -> None:
+    """run-due, reschedule, cancel, timer: campaigns with a time."""
+    due = _add(sub, "run-due", help="send whatever is due now (scheduled campaigns, windows, follow-ups) and exit",
+               description="Send what is due: scheduled campaigns whose time has come, campaigns waiting for their "
+               "send window or their recipients' local time, campaigns that stopped at a daily limit that has "
+               "lifted, follow-ups whose day has come (the mailbox is read for replies first). A campaign another "
+               "window or process is sending is left to it. The timer (bulk-mailer timer install) runs this "
+               "every 5 minutes. Exit code 0 when everything due went (or nothing was due), 1 when something "
+               "due could not go.")
+    due.add_argument("--json", action="store_true", help="print what was done as JSON on stdout")
+    again = _add(sub, "reschedule", help="change a scheduled campaign before it starts (its time, its message)",
+                 description="Change a campaign that has not started yet: its start and/or its message.")
+    again.add_argument("campaign", help="the campaign id (bulk-mailer campaigns lists them)")
+    again.add_argument("--at", metavar="TIME", help="the new start, as for send --at")
+    again.add_argument("--tz", metavar="ZONE", help="the time zone of --at (default: the campaign's)")
+    again.add_argument("--subject", help="the new subject")
+    again.add_argument("--html-file", help="the new HTML body")
+    again.add_argument("--text-file", help="the new plain-text body")
+    cancel = _add(sub, "cancel", help="cancel a scheduled or waiting campaign and its follow-ups",
+                  description="Cancel a campaign nobody is sending now (scheduled, waiting for its window, stopped "
+                  "at a limit), and the follow-ups it has not sent yet; its recipients not sent yet are listed "
+                  "as skipped. Nothing already sent changes.")
+    cancel.add_argument("campaign", help="the campaign id, or latest")
+    timer = _add(sub, "timer", help="install, remove or show the timer that runs run-due every 5 minutes",
+                 description="A timer for your user only (systemd user timer on Linux, launchd agent on macOS, Task "
+                 "Scheduler on Windows) runs bulk-mailer run-due every 5 minutes, so scheduled campaigns go while "
+                 "the app is closed. Nothing runs while the computer sleeps; it catches up when it wakes.")
+    timer.add_argument("action", choices=["install", "remove", "status"])
 
 
 def _imap_options(c: Any) -> None:

@@ -337,6 +337,7 @@ def render(
     attachments: Sequence[Attachment] = (),
     unsubscribe: Unsubscribe | None = None,
     smtputf8: bool = False,
+    thread: Sequence[str] = (),
 ) -> EmailMessage:
     """Build one recipient's message; TemplateError/HeaderValueError naming line and field.
 
@@ -371,6 +372,8 @@ def render(
     when = now or datetime.now().astimezone()
     msg["Date"] = email.utils.format_datetime(when if when.tzinfo else when.astimezone())
     msg["Message-ID"] = email.utils.make_msgid(domain=domain)
+    if thread:
+        msg["In-Reply-To"], msg["References"] = _thread_values(thread)
     if unsubscribe_uris:
         msg["List-Unsubscribe"] = _list_unsubscribe_header(unsubscribe_uris)
         if any(uri.startswith("https:") for uri in unsubscribe_uris):
@@ -438,13 +441,15 @@ class Skeleton:
         self._date: tuple[int, bytes] = (-1, b"")
 
     def build(self, recipient: Recipient, attachments: Sequence[Attachment] = (), *,
-              now: datetime | None = None) -> tuple[bytes, str]:
+              now: datetime | None = None, thread: Sequence[str] = ()) -> tuple[bytes, str]:
         """One recipient's message as bytes, and its Message-ID; errors name line and field.
 
         attachments: the recipient's own files, after the shared ones. now: the Date.
+        thread: the Message-IDs of the earlier messages of a follow-up's thread, oldest first
+        (In-Reply-To the last, References all).
         """
         try:
-            return self._build(recipient, attachments, now)
+            return self._build(recipient, attachments, now, thread)
         except (TemplateError, HeaderValueError):
             raise
         except Exception:  # noqa: BLE001 - the email package says it best: let it build this one
@@ -452,11 +457,11 @@ class Skeleton:
             msg = render(self.template, recipient, self._sender, reply_to=self._reply_to,
                          attachments=[*(a for a, _ in self._shared), *attachments],
                          unsubscribe=self.unsubscribe, smtputf8=self.smtputf8,
-                         message_id_domain=self.domain, now=now)
+                         message_id_domain=self.domain, now=now, thread=thread)
             return msg.as_bytes(), str(msg["Message-ID"])
 
     def _build(self, recipient: Recipient, attachments: Sequence[Attachment],
-               now: datetime | None) -> tuple[bytes, str]:
+               now: datetime | None, thread: Sequence[str] = ()) -> tuple[bytes, str]:
         row, fields = recipient.line, recipient.fields
         parts = render_parts(self.template, recipient)
         _check_header(parts.subject, "subject", row, "subject")
@@ -476,6 +481,10 @@ class Skeleton:
         head = [self._from, _lines_bytes(to_lines), self._reply,
                 _lines_bytes(_fold_unstructured("Subject", parts.subject)),
                 self._date_header(now), b"Message-ID: " + message_id.encode("ascii") + b"\r\n"]
+        if thread:
+            replying, references = _thread_values(thread)
+            head += [_lines_bytes(_fold_unstructured("In-Reply-To", replying)),
+                     _lines_bytes(_fold_unstructured("References", references))]
         if uris:
             head.append(_header_bytes(_list_unsubscribe_header(uris)))
             if any(uri.startswith("https:") for uri in uris):
@@ -1157,6 +1166,18 @@ def _address_header(name: str, address: Address) -> _FoldedHeader:
     )
     header.addresses = (address,)  # what callers of msg["To"].addresses expect
     return header
+
+
+_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+>")
+
+
+def _thread_values(thread: Sequence[str]) -> tuple[str, str]:
+    """In-Reply-To and References of a reply to the last of these Message-IDs (oldest first)."""
+    ids = [m.strip() for m in thread]
+    for m in ids:
+        if not _MESSAGE_ID.fullmatch(m):
+            raise HeaderValueError(f"{m!r} is not a Message-ID", field="thread")
+    return ids[-1], " ".join(ids)
 
 
 def _fold_unstructured(name: str, value: str) -> list[str]:

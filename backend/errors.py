@@ -169,6 +169,15 @@ CATEGORIES: dict[str, Category] = {
             "Split large lists over several days, or use a sending service made for bulk mail.",
         ),
         _c(
+            "scheduled_wait",
+            "Waiting for its time",
+            "The campaign waits: its send window is closed, or the next recipients' local delivery time "
+            "has not come yet.",
+            "Nothing to do: it continues by itself at the time shown, while the app is open or the "
+            "timer that runs scheduled campaigns is installed (Review & send, or bulk-mailer timer install).",
+            "To send the rest now instead, resume it with --now (or Resume in History).",
+        ),
+        _c(
             "greylisted",
             "Delayed by the recipient's server (greylisting)",
             "The recipient's server turns away mail from senders it has not seen before for a few "

@@ -67,6 +67,35 @@ class MessageInput:
     delay_ms: int = DEFAULT_DELAY_MS
 
 
+MAX_FOLLOW_UPS = 3
+
+
+@dataclass(frozen=True)
+class FollowUpInput:
+    """A follow-up step: sent `after_days` after the step before it to those who did not reply
+    (nor bounce, nor unsubscribe); skipped when it could not go within `expire_days` of its day."""
+
+    after_days: float
+    html: str = ""
+    text: str = ""
+    subject: str = ""  # "": "Re: " and the campaign's subject, in the same thread
+    expire_days: float = 2.0
+
+
+@dataclass(frozen=True)
+class ScheduleInput:
+    """When a campaign's messages go: later, within a send window, at each recipient's local
+    time, followed up. Times are in `tz` (None: the computer's zone)."""
+
+    at: str | None = None  # start then ("2026-12-04 09:00" or ISO 8601 with an offset); None: now
+    tz: str | None = None
+    window: str | None = None  # "mon-fri 08:00-18:00": outside it the campaign waits
+    local_time: str | None = None  # "09:00": each recipient when it is 09:00 where they are
+    default_tz: str | None = None  # the zone of a row without one in its timezone column
+    tz_column: str = "timezone"
+    follow_ups: tuple[FollowUpInput, ...] = ()
+
+
 @dataclass(frozen=True)
 class SendOptions:
     """How a run sends. Each given limit or retry value replaces the default's (the provider's, or a
@@ -82,6 +111,7 @@ class SendOptions:
     # A copy of each sent message in the account's Sent folder over IMAP: auto (off where the
     # provider's server files one itself, and for the local test inbox), always, never.
     sent_copy: str = "auto"
+    schedule: ScheduleInput = field(default_factory=ScheduleInput)
 
 
 # The Send section's fields a draft keeps, as the page has them (text; checked when sending).

@@ -45,13 +45,13 @@ CREATE TABLE IF NOT EXISTS campaigns (
     id TEXT PRIMARY KEY,
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
-    state TEXT NOT NULL,           -- running, paused, finished, cancelled, failed, interrupted
+    state TEXT NOT NULL,           -- scheduled, running, waiting, paused, finished, cancelled, failed, interrupted
     reason TEXT,
     account TEXT NOT NULL,         -- user@host:port, for the history list
     spec TEXT NOT NULL,            -- JSON: settings (no password) and message, to resume
     pid INTEGER,
     host TEXT,
-    resume_after TEXT              -- stopped by a quota: not before this time (ISO)
+    resume_after TEXT              -- scheduled, waiting or stopped by a quota: not before this time (ISO)
 );
 CREATE TABLE IF NOT EXISTS recipients (
     campaign TEXT NOT NULL REFERENCES campaigns(id),
@@ -418,28 +418,42 @@ class Journal:
 
     @_guarded
     def create(self, campaign_id: str, *, account: str, spec: dict[str, Any], recipients: list[Recipient],
-               excluded: Iterable[ResultRow] = ()) -> None:
-        """Record a new campaign: every recipient pending, the left-out ones skipped."""
+               excluded: Iterable[ResultRow] = (), state: str = "running", resume_after: str | None = None,
+               due: dict[int, str] | None = None) -> None:
+        """Record a new campaign: every recipient pending, the left-out ones skipped.
+
+        state 'scheduled': nobody sends it until resume_after (its start); due: a recipient's
+        delivery time (its local time), kept as its next attempt."""
         now = iso(utc_now())
-        base = len(recipients)
+        base, due = len(recipients), due or {}
+        mine = state == "running"
         # Generated as inserted: 100,000 rows never sit in memory twice.
         rows = itertools.chain(
             ((campaign_id, i, r.email, r.line, json.dumps(r.fields, ensure_ascii=False), "pending", None,
-              None, None, 0, None, None, None, now) for i, r in enumerate(recipients)),
+              None, None, 0, None, None, due.get(i), now) for i, r in enumerate(recipients)),
             ((campaign_id, base + j, x.email, x.line or 0, "{}", "skipped", x.category, None, x.error, 0, None,
               None, None, now) for j, x in enumerate(excluded)))
         with self._lock:
+            if self._db.execute("SELECT 1 FROM campaigns WHERE id=?", (campaign_id,)).fetchone():
+                # A follow-up's id is fixed: the window and the timer cannot both start it.
+                raise JournalError(f"campaign {campaign_id} has been started already", category="action_unavailable")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT INTO campaigns(id, created, updated, state, reason, account, spec, pid, host, pid_start) "
-                    "VALUES (?, ?, ?, 'running', NULL, ?, ?, ?, ?, ?)",
-                    (campaign_id, now, now, account, json.dumps(spec, ensure_ascii=False), os.getpid(),
-                     socket.gethostname(), _process_start(os.getpid())))
+                    "INSERT INTO campaigns(id, created, updated, state, reason, account, spec, pid, host, pid_start, "
+                    "resume_after) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                    (campaign_id, now, now, state, account, json.dumps(spec, ensure_ascii=False),
+                     os.getpid() if mine else None, socket.gethostname() if mine else None,
+                     _process_start(os.getpid()) if mine else None, resume_after))
                 self._db.executemany("INSERT INTO recipients(campaign, idx, email, line, fields, status, category, smtp_code, "
                                      "error, attempts, sent_at, message_id, next_attempt, updated) "
                                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise JournalError(f"campaign {campaign_id} has been started already",
+                                   category="action_unavailable") from None
             except BaseException:
                 if self._db.in_transaction:  # SQLite may have rolled back already (a full disk)
                     self._db.execute("ROLLBACK")
@@ -484,6 +498,61 @@ class Journal:
     def _set_state(self, campaign_id: str, state: str, reason: str | None, resume_after: str | None) -> None:
         self._write("UPDATE campaigns SET state=?, reason=?, resume_after=?, updated=? WHERE id=?",
                     (state, reason, resume_after, iso(utc_now()), campaign_id))
+
+    @_guarded
+    def change_scheduled(self, campaign_id: str, *, spec: dict[str, Any] | None = None, start: str | None = None,
+                         due: dict[int, str | None] | None = None) -> bool:
+        """Edit a campaign that has not started (its message, its start, its recipients' delivery
+        times), in one transaction; False when it is no longer scheduled (it started meanwhile)."""
+        now = iso(utc_now())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "UPDATE campaigns SET spec=COALESCE(?, spec), resume_after=COALESCE(?, resume_after), updated=? "
+                    "WHERE id=? AND state='scheduled'",
+                    (json.dumps(spec, ensure_ascii=False) if spec is not None else None, start, now, campaign_id))
+                if cur.rowcount and due is not None:
+                    self._db.executemany("UPDATE recipients SET next_attempt=?, updated=? WHERE campaign=? AND idx=? "
+                                         "AND status='pending'",
+                                         [(at, now, campaign_id, i) for i, at in due.items()])
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return bool(cur.rowcount)
+
+    @_guarded
+    def cancel_waiting(self, campaign_id: str, reason: str) -> int:
+        """Cancel a campaign nobody is sending (scheduled, waiting, paused): its pending
+        recipients skipped with the reason; -1 when it is being sent (cancel the run instead)."""
+        now = iso(utc_now())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute("UPDATE campaigns SET state='cancelled', reason=?, resume_after=NULL, updated=? "
+                                       "WHERE id=? AND state != 'running'", (reason, now, campaign_id))
+                skipped = -1
+                if cur.rowcount:
+                    skipped = self._db.execute(
+                        "UPDATE recipients SET status='skipped', error=?, next_attempt=NULL, updated=? "
+                        "WHERE campaign=? AND status IN ('pending', 'deferred')",
+                        (f"not sent: {reason}", now, campaign_id)).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        return skipped
+
+    @_guarded
+    def last_sent(self, campaign_id: str) -> str | None:
+        """When the campaign's last message went out (ISO), or None."""
+        with self._lock:
+            found = self._db.execute("SELECT MAX(sent_at) FROM recipients WHERE campaign=? AND sent_at IS NOT NULL",
+                                     (campaign_id,)).fetchone()
+        return found[0] if found else None
 
     @_guarded
     def set_spec(self, campaign_id: str, spec: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,15 @@ RESULT_FIELDS = ("email", "status", "category", "smtp_code", "error", "attempts"
 def utc_now() -> dt.datetime:
     """The wall clock, in UTC; passed in so tests can fix it."""
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Time as runs and the scheduler read it; tests pass a fake one that moves when slept on."""
+
+    now: Callable[[], dt.datetime] = utc_now  # the wall clock (UTC): journal times, schedules
+    monotonic: Callable[[], float] = time.monotonic  # the loop's clock: delays, limits, backoff
+    sleep: Callable[[float], Any] | None = None  # None: the run's own wait (pause and cancel wake it)
 
 
 def iso(moment: dt.datetime) -> str:

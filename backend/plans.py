@@ -39,6 +39,7 @@ class Plan:
     max_failures_in_a_row: int = DEFAULT_MAX_FAILURES
     connections: int = 1  # transports (connections) sending at once; 1 for the Gmail API
     sent_copy: ImapSettings | None = None  # where a copy of each sent message is filed (None: nowhere)
+    due: dict[int, str] = field(default_factory=dict)  # recipients' delivery times (local time), by position
 
     def transports(self) -> list[Transport]:
         return [self.transport() for _ in range(self.connections)]

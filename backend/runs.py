@@ -14,7 +14,7 @@ from backend.campaign import Control
 from backend.errors import MailerError, internal_error
 from backend.journal import Journal
 from backend.mailbox.sent import CopyingTransport, SentCopies
-from backend.model import CampaignOutcome
+from backend.model import CampaignOutcome, Clock
 from backend.plans import Plan
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ class Run:
 
     def __init__(self, draft: service.Draft, plan: Plan, journal: Journal, emit: Callable[[dict[str, Any]], None],
                  *, resume: tuple[list[int], str] | None = None, deferred_until: dict[int, str] | None = None,
-                 attempts_before: dict[int, int] | None = None, checked: bool = False) -> None:
+                 attempts_before: dict[int, int] | None = None, checked: bool = False,
+                 clock: Clock | None = None) -> None:
         self.id, self.total, self.draft, self.plan = draft.id, len(draft.recipients), draft, plan
         self.provider = plan.provider
         self.control = Control()
@@ -40,6 +41,7 @@ class Run:
         self.left_out: dict[str, Any] | None = None  # a resend: bounced and suppressed addresses left out
         self._journal, self._emit = journal, emit
         self._resume, self._deferred, self._attempts, self._checked = resume, deferred_until, attempts_before, checked
+        self._clock = clock or Clock()
         self._done = threading.Event()
         self.thread = threading.Thread(target=self._work, name=f"campaign-{draft.id}", daemon=True)
 
@@ -111,9 +113,11 @@ class Run:
                 account=resume[1] if resume else plan.account, indices=resume[0] if resume else None,
                 limits=plan.limits, on_wait=self._emit, retry=plan.retry,
                 max_failures_in_a_row=plan.max_failures_in_a_row, deferred_until=self._deferred,
-                attempts_before=self._attempts, checked=self._checked)
+                attempts_before=self._attempts, checked=self._checked, now=self._clock.now,
+                clock=self._clock.monotonic, sleep=self._clock.sleep, **service.timing(plan.spec))
             self.outcome = outcome
-            self.state = "failed" if not outcome.ok else ("cancelled" if outcome.stopped == "cancelled" else "finished")
+            self.state = "failed" if not outcome.ok else {"cancelled": "cancelled", "scheduled_wait": "waiting"}.get(
+                outcome.stopped or "", "finished")
             if outcome.error is not None:
                 self.error = outcome.error.describe(self.provider)
             self.counts = Counter(outcome.counts)

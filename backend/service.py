@@ -32,7 +32,7 @@ from backend.campaign import (
 from backend.errors import AttachmentError, MailerError, SettingsError, TemplateError
 from backend.inputs import DEFAULT_DELAY_MS
 from backend.journal import Journal
-from backend.model import DEFAULT_MAX_FAILURES
+from backend.model import DEFAULT_MAX_FAILURES, SENT_STATUSES
 from backend.recipients import ImportResult, Recipient
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope, Transport
@@ -64,6 +64,8 @@ class Draft:
     attach_column: str | None = None  # per-recipient files: this column names them ...
     attach_dir: Path | None = None  # ... relative to this folder
     unsubscribe: compose.Unsubscribe | None = None
+    # A follow-up: each address's earlier Message-IDs of the thread, oldest first (In-Reply-To, References).
+    thread: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _skeletons: dict[tuple[Any, ...], compose.Skeleton] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -101,13 +103,14 @@ class Draft:
         """Render one recipient's message to bytes with its envelope."""
         own = attachments.row_attachments(recipient, self.attach_column, self.attach_dir) if self.attach_column else []
         skeleton = self.skeleton(smtputf8)
+        thread = self.thread.get(recipient.email.lower(), ()) if self.thread else ()
         if skeleton is None:  # the sender cannot be used: render() says so, naming the row
             msg = compose.render(self.template, recipient, self.sender, reply_to=self.reply_to,
                                  attachments=[*self.attachments, *own], unsubscribe=self.unsubscribe,
-                                 smtputf8=smtputf8)
+                                 smtputf8=smtputf8, thread=thread)
             data, message_id = msg.as_bytes(), str(msg["Message-ID"])
         else:
-            data, message_id = skeleton.build(recipient, own)
+            data, message_id = skeleton.build(recipient, own, thread=thread)
         return Outgoing(
             Envelope(self.sender.address, (compose.envelope_recipient(recipient, smtputf8=smtputf8),)),
             data,
@@ -197,6 +200,9 @@ def send(
     on_wait: Callable[[dict[str, Any]], None] = lambda wait: None,
     max_failures_in_a_row: int = DEFAULT_MAX_FAILURES,
     checked: bool = False,
+    now: Callable[[], dt.datetime] = utc_now,
+    gate: Callable[[dt.datetime], dt.datetime] | None = None,
+    hold_s: float | None = None,
 ) -> CampaignOutcome:
     """Run the campaign; refuses to start while a row cannot be built, unless told to skip those.
 
@@ -236,19 +242,8 @@ def send(
     hooks: dict[str, Any] = {}
     if journal is not None:
         if indices is None:
-            # A resumed run keeps the campaign's limits and retry settings.
-            spec = {**(spec or {}), "limits": limits_spec(limits),
-                    "retry": retry_spec(retry or RetryPolicy(), max_failures_in_a_row)}
-            message = spec.get("message") or {}
-            if message.get("uploaded_attachments"):
-                # Files added in the window exist only in memory: keep a copy with the
-                # campaign, so it can be resumed (or followed up) after a restart.
-                listed = list(message.get("attach") or [])
-                kept = keep_attachments(draft.id, draft.attachments[len(listed):])
-                spec["message"] = {**message, "attach": listed + kept, "uploaded_attachments": False,
-                                   "kept_attachments": True}
-            journal.create(draft.id, account=account, spec=spec, recipients=recipients,
-                           excluded=left_out_rows(draft))
+            record_new(draft, journal, spec, account=account, limits=limits, retry=retry,
+                       max_failures_in_a_row=max_failures_in_a_row, due=deferred_until)
             indices = range(len(recipients))
         else:
             journal.claim(draft.id)
@@ -267,7 +262,7 @@ def send(
         earlier: list[float] = []
         if journal is not None and limits.per_day:
             # A day's quota counts what this account sent earlier today, in any run.
-            wall, mono = utc_now(), time.monotonic()
+            wall, mono = now(), (clock or time.monotonic)()
             since = iso(wall - dt.timedelta(days=1))
             earlier = [mono - (wall - dt.datetime.fromisoformat(t)).total_seconds()
                        for t in journal.sent_since(account, since)]
@@ -275,7 +270,7 @@ def send(
     due: dict[int, float] = {}
     if deferred_until:
         # Wall-clock times from the journal, as times on the loop's clock.
-        wall, tick = utc_now(), (clock or time.monotonic)()
+        wall, tick = now(), (clock or time.monotonic)()
         due = {pos: tick + max(0.0, (dt.datetime.fromisoformat(at) - wall).total_seconds())
                for pos, at in deferred_until.items()}
     try:
@@ -295,6 +290,9 @@ def send(
             attempts_before=attempts_before,
             on_wait=on_wait,
             max_failures_in_a_row=max_failures_in_a_row,
+            now=now,
+            gate=gate,
+            hold_s=hold_s,
             **({"clock": clock} if clock is not None else {}),
             **hooks,
         )
@@ -309,8 +307,46 @@ def send(
     return outcome
 
 
+def record_new(draft: Draft, journal: Journal, spec: dict[str, Any] | None, *, account: str,
+               limits: RateLimits | None, retry: RetryPolicy | None, max_failures_in_a_row: int,
+               state: str = "running", resume_after: str | None = None, due: dict[int, str] | None = None) -> None:
+    """Journal a new campaign with everything a resume needs (its limits and retry settings, the
+    files added in the window); state 'scheduled' for one that starts later. due: recipients'
+    delivery times (their local time), by position."""
+    # A resumed run keeps the campaign's limits and retry settings.
+    spec = {**(spec or {}), "limits": limits_spec(limits),
+            "retry": retry_spec(retry or RetryPolicy(), max_failures_in_a_row)}
+    message = spec.get("message") or {}
+    if message.get("uploaded_attachments"):
+        # Files added in the window exist only in memory: keep a copy with the
+        # campaign, so it can be resumed (or followed up) after a restart.
+        listed = list(message.get("attach") or [])
+        kept = keep_attachments(draft.id, draft.attachments[len(listed):])
+        spec["message"] = {**message, "attach": listed + kept, "uploaded_attachments": False,
+                           "kept_attachments": True}
+    journal.create(draft.id, account=account, spec=spec, recipients=draft.recipients,
+                   excluded=left_out_rows(draft), state=state, resume_after=resume_after, due=due)
+
+
+HOLD_S = 300.0  # a scheduled wait longer than this stops the run ('waiting'): run-due's period
+
+
+def timing(spec: dict[str, Any] | None) -> dict[str, Any]:
+    """A campaign's send window (gate) and how long a run holds for it or for a recipient's
+    local time before it stops as 'waiting' (hold_s); nothing for an unscheduled campaign."""
+    schedule = (spec or {}).get("schedule") or {}
+    if not (schedule.get("window") or schedule.get("local_time")):
+        return {}
+    from backend.schedule import SendWindow
+
+    window = SendWindow.from_spec(schedule["window"]) if schedule.get("window") else None
+    return {"gate": window.next_open if window else None, "hold_s": HOLD_S}
+
+
 def _journal_state(outcome: CampaignOutcome) -> tuple[str, str | None]:
-    """What the history says of a finished run; 'paused' and 'stopped' runs can be resumed."""
+    """What the history says of a finished run; 'paused', 'waiting' and 'stopped' runs can be resumed."""
+    if outcome.stopped == "scheduled_wait":
+        return "waiting", outcome.error.message if outcome.error else None
     if not outcome.ok:
         return "failed", outcome.error.message if outcome.error else None
     if outcome.stopped == "cancelled":
@@ -447,10 +483,24 @@ def resume_draft(journal: Journal, campaign_id: str) -> tuple[Draft, list[int], 
                        attach=m.get("attach") or (), attach_column=m.get("attach_column"),
                        attach_dir=m.get("attach_dir"), unsubscribe=m.get("unsubscribe") or ())
     draft.id = campaign_id
+    if spec.get("thread_of"):  # a follow-up: a reply in each recipient's thread
+        draft.thread = thread_map(journal, spec["thread_of"])
     spec["attempts_before"] = {pos: row.result.attempts for pos, row in enumerate(pending) if row.result.attempts}
+    # A deferred recipient's next try, and a pending one's delivery time (its local time).
     spec["deferred_until"] = {pos: row.result.next_attempt for pos, row in enumerate(pending)
-                              if row.result.status == "deferred" and row.result.next_attempt}
+                              if row.result.next_attempt}
     return draft, [row.index for row in pending], spec
+
+
+def thread_map(journal: Journal, campaigns: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each address's Message-IDs in these campaigns (a campaign and its earlier follow-ups, in
+    order): the thread a follow-up replies in."""
+    thread: dict[str, list[str]] = {}
+    for cid in campaigns:
+        for row in journal.rows(cid, (*SENT_STATUSES, "uncertain")):
+            if row.result.message_id:
+                thread.setdefault(row.recipient.email.lower(), []).append(row.result.message_id)
+    return {k: tuple(v) for k, v in thread.items()}
 
 
 def gmail_sender(from_address: str | None, email: str, service: str = "Gmail") -> str:
