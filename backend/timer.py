@@ -138,6 +138,13 @@ def _none_status(system: str | None) -> TimerStatus:
     return TimerStatus("none", False, None, [], command(), words, [])
 
 
+def _program_gone(argv: list[str]) -> str:
+    """The words when the installed timer runs a program that is no longer there (a moved folder)."""
+    if argv and os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
+        return f"Installed, but the program it runs is gone ({argv[0]}): install the timer again."
+    return ""
+
+
 def _call(run: Run, argv: list[str]) -> subprocess.CompletedProcess | None:
     """Run a scheduler's command; None when it cannot be run at all (missing, timed out)."""
     try:
@@ -251,7 +258,7 @@ def _systemd_status(home: Path, run: Run) -> TimerStatus:
         active = False
         words = (f"Written, but not started: systemctl --user reports the timer {enabled or 'unknown'} and "
                  f"{running}; run: {_ENABLE}")
-    return TimerStatus("systemd", True, active, where, argv, words, by_hand)
+    return TimerStatus("systemd", True, active, where, argv, _program_gone(argv) or words, by_hand)
 
 
 def _first_word(done: subprocess.CompletedProcess | None) -> str:
@@ -327,7 +334,7 @@ def _launchd_status(home: Path, run: Run) -> TimerStatus:
         active, words = True, f"Installed: {_WHAT} (launchd agent {LABEL})."
     else:
         active, words = False, f"Written, but not started: launchd has not loaded {LABEL}; run: {load}"
-    return TimerStatus("launchd", True, active, [str(plist)], argv, words, by_hand)
+    return TimerStatus("launchd", True, active, [str(plist)], argv, _program_gone(argv) or words, by_hand)
 
 
 def _launchd_install(home: Path, run: Run) -> TimerStatus:

@@ -218,6 +218,14 @@ def test_remove_deletes_the_units_and_install_twice_is_fine(env):
     assert linux(timer.remove, env).words == "Not installed."  # nothing left to remove is fine
 
 
+def test_a_moved_program_is_told(env):
+    linux(timer.install, env)
+    env["program"].unlink()  # the release folder moved after the timer was installed
+    st = linux(timer.status, env)
+    assert st.installed
+    assert st.words == f"Installed, but the program it runs is gone ({env['program']}): install the timer again."
+
+
 def test_remove_by_hand_lines(env):
     st = linux(timer.status, env)
     service, unit = env["units"] / timer.SERVICE, env["units"] / timer.TIMER
