@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from backend import cli_accounts, paths
+from backend import cli_accounts, cli_schedule, paths
 from backend.cli_parser import (
     EXIT_NOTHING_SENT,
     EXIT_OK,
@@ -124,7 +124,8 @@ def _options(args: argparse.Namespace, *, skip: bool = False) -> SendOptions:
     return SendOptions(limits={k: v for k, v in limits.items() if v is not None},
                        retry={k: v for k, v in retry.items() if v is not None}, connections=args.connections,
                        delay_ms=args.delay_ms if args.command == "resume" else None, skip_problem_rows=skip,
-                       sent_copy=getattr(args, "sent_copy", "auto"))
+                       sent_copy=getattr(args, "sent_copy", "auto"),
+                       **({"schedule": cli_schedule.schedule_input(args)} if args.command == "send" else {}))
 
 
 _FLAGS = {"retry.base_s": "--retry-base", "retry.cap_s": "--retry-cap must be at least --retry-base",
@@ -467,7 +468,12 @@ def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, accoun
             rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
         if plan.sent_copy is not None:
             rep.line(f"Filing a copy of each message in Sent on {plan.sent_copy.host}:{plan.sent_copy.port} (IMAP)")
-    run = app.start(draft, plan)
+    started = app.launch(draft, plan)
+    if started["state"] == "scheduled":
+        for line in cli_schedule.scheduled_lines(started, plan.spec):
+            rep.line(line)
+        return EXIT_OK
+    run = app.run
     outcome = _wait(run, rep)
     _copies_words(run, rep)
     return _finish(app, args, rep, err, outcome, draft, imported, plan.provider)
@@ -688,7 +694,9 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
                    "resume": cmd_resume, "gmail": cli_accounts.cmd_gmail, "microsoft": cli_accounts.cmd_microsoft,
-                   "repair-journal": cmd_repair_journal, "track": cmd_track, "check": cmd_check}[args.command]
+                   "repair-journal": cmd_repair_journal, "track": cmd_track, "check": cmd_check,
+                   "run-due": cli_schedule.cmd_run_due, "reschedule": cli_schedule.cmd_reschedule,
+                   "cancel": cli_schedule.cmd_cancel, "timer": cli_schedule.cmd_timer}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)

@@ -263,7 +263,7 @@ class Schedules:
                 result["run"] = self.resume(item["campaign"], ResumeRequest(uncertain="ask", now=True), passphrase)
             result["campaign"] = result["run"].id
         except UncertainLeft as exc:
-            result["error"] = {"category": "action_unavailable", "message": f"{len(exc.rows)} recipient(s) are "
+            result["error"] = {"category": "action_unavailable", "message": f"{len(exc.uncertain)} recipient(s) are "
                                "uncertain (the app stopped while sending): decide in History, or with bulk-mailer "
                                f"resume {item['campaign']}, whether to send to them again"}
         except MailerError as exc:
@@ -432,6 +432,15 @@ class Schedules:
             steps.append(shown)
         out["follow_ups"] = steps
         return out
+
+    def timer(self, action: str) -> dict[str, Any]:
+        """The timer that runs run-due every 5 minutes while the app is closed: status, install,
+        remove; its state in one sentence and the lines that remove it by hand."""
+        from backend import timer
+
+        if action not in ("status", "install", "remove"):
+            raise SettingsError("action", "give status, install or remove")
+        return getattr(timer, action)().as_dict()
 
     # -- the window's ticker --------------------------------------------------------------------
 
