@@ -20,6 +20,7 @@ from backend import service
 from backend.errors import MailerError, SettingsError
 from backend.inputs import (
     MAX_FOLLOW_UPS,
+    NothingLeft,
     FollowUpInput,
     ResumeRequest,
     ScheduleInput,
@@ -262,6 +263,8 @@ class Schedules:
             else:
                 result["run"] = self.resume(item["campaign"], ResumeRequest(uncertain="ask", now=True), passphrase)
             result["campaign"] = result["run"].id
+        except NothingLeft:
+            result["skipped"] = "nothing is left to send (another window or process sent it)"
         except UncertainLeft as exc:
             result["error"] = {"category": "action_unavailable", "message": f"{len(exc.uncertain)} recipient(s) are "
                                "uncertain (the app stopped while sending): decide in History, or with bulk-mailer "
