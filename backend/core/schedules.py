@@ -93,10 +93,31 @@ class Schedules:
             ends = max(ends, max(_when(t) for t in plan.due.values()))  # type: ignore[type-var]
         saved["ends_about"] = iso(ends)
         plan.spec["schedule"] = saved
-        plan.spec["follow_ups"] = [self._follow_up_spec(k, f) for k, f in enumerate(self._checked(s.follow_ups), 1)]
-        if not plan.spec["follow_ups"]:
-            del plan.spec["follow_ups"]
+        if s.follow_ups:
+            self._readable(plan.spec)
+            plan.spec["follow_ups"] = [self._follow_up_spec(k, f) for k, f in enumerate(self._checked(s.follow_ups), 1)]
         return plan
+
+    @staticmethod
+    def _readable(spec: dict[str, Any]) -> None:
+        """Follow-ups need the mailbox the replies come to (or the local test inbox, which nobody
+        can reply to): refused now rather than never sent later."""
+        from backend.presets import imap_server
+
+        s = spec.get("settings") or {}
+        if s.get("local_inbox") or spec.get("mailbox") or spec.get("sent_copy"):
+            return
+        if service.channel_of(spec) == "gmail":
+            from backend.core.signins import _google
+
+            if _google().saved_profile(reading=True):
+                return
+        elif imap_server(s.get("provider")) is not None and s.get("user"):
+            return
+        raise SettingsError("follow_ups", "a follow-up goes only to those who did not reply, so the app reads your "
+                            "mailbox first: give its IMAP server (Account > Advanced, or --imap-host)"
+                            + (", or allow reading bounces and replies with Google (bulk-mailer gmail login --read)"
+                               if service.channel_of(spec) == "gmail" else ""))
 
     @staticmethod
     def _checked(follow_ups: tuple[FollowUpInput, ...]) -> tuple[FollowUpInput, ...]:
@@ -184,7 +205,8 @@ class Schedules:
             before = cid if k == 1 else self._step_campaign(cid, k - 1)
             if k > 1 and not self._exists(before):
                 if steps[k - 2]["state"] in ("skipped", "cancelled"):
-                    self._set_step(cid, k, "skipped", f"not sent: follow-up {k - 1} was not sent")
+                    step.update(state="skipped", reason=f"not sent: follow-up {k - 1} was not sent")
+                    self._set_step(cid, k, step["state"], step["reason"])
                     continue
                 return None
             if self.journal.get(before).state != "finished":
@@ -193,8 +215,9 @@ class Schedules:
             if due is None or due > now:
                 return None
             if _schedule().expired(due, now, step["expire_days"]):
-                self._set_step(cid, k, "skipped", f"not sent: its day ({_schedule().when_words(due)}) passed more than "
-                               f"{step['expire_days']:g} day(s) ago while the app could not run")
+                step.update(state="skipped", reason=f"not sent: its day ({_schedule().when_words(due)}) passed more "
+                            f"than {step['expire_days']:g} day(s) ago while the app could not run")
+                self._set_step(cid, k, step["state"], step["reason"])
                 continue
             return k
         return None
