@@ -42,11 +42,19 @@ from backend.inputs import (
     ResumeRequest,
     RowProblems,
     SavedDraft,
-    SendOptions,
     SettingsChanged,
     UncertainLeft,
 )
-from backend.jsonapi import MAX_SHORT, EventPump, Invalid, Params, Previews, api, unsubscribe_values
+from backend.jsonapi import (
+    MAX_SHORT,
+    EventPump,
+    Invalid,
+    Params,
+    Previews,
+    api,
+    send_options,
+    unsubscribe_values,
+)
 from backend.presets import MAX_CONNECTIONS, PRESETS
 
 log = logging.getLogger("bulk_mailer.bridge")
@@ -214,32 +222,6 @@ class Bridge:
                             from_address=p.str("from_address") or p.obj("account").str("from_address"),
                             unsubscribe=tuple(unsubscribe_values(m)),
                             delay_ms=p.int("delay_ms", DEFAULT_DELAY_MS, 0, 3_600_000))
-
-    @staticmethod
-    def _options(p: Params) -> SendOptions:
-        """The Send section's limits, retries and connections (absent: the defaults)."""
-        limits: dict[str, Any] = {}
-        if p.has("limits"):  # every field replaces the provider's: an empty one means no limit
-            q = p.obj("limits")
-            limits = {"per_second": q.number("per_second", 0, 10_000)}
-            limits.update({k: q.number(k, 0, n, whole=True) for k, n in
-                           (("per_minute", 10_000_000), ("per_hour", 10_000_000), ("per_day", 100_000_000))})
-        per_minute = p.obj("account").int("max_per_minute", 0, 0, 10_000)
-        if per_minute and p.obj("account").str("channel") == "gmail" and not p.has("limits"):
-            limits["per_minute"] = per_minute  # the Gmail API's own field in Account
-        retry: dict[str, Any] = {}
-        if p.has("retry"):
-            q = p.obj("retry")
-            age = q.number("max_age_h", 0.1, 24 * 30)
-            retry = {"base_s": q.number("base_s", 1, 86_400), "cap_s": q.number("cap_s", 1, 7 * 86_400),
-                     "max_attempts": q.number("max_attempts", 1, 100, whole=True),
-                     "max_age_s": age * 3600 if age is not None else None,
-                     "max_failures_in_a_row": q.number("max_failures_in_a_row", 0, 1_000_000, whole=True)}
-        connections = p.int("connections", 0, 0, MAX_CONNECTIONS) or None
-        return SendOptions(limits=limits, retry=retry, connections=connections,
-                           skip_problem_rows=p.bool("skip_problem_rows"), skip_sent_in=p.str("skip_sent_in") or None,
-                           skip_empty=tuple(f for f in p.str("skip_empty").split(",") if f),
-                           sent_copy="auto" if p.obj("account").bool("sent_copy", True) else "never")
 
     @staticmethod
     def _b64(p: Params, name: str, limit: int) -> bytes:
@@ -415,7 +397,7 @@ class Bridge:
     @api
     def check_message(self, p: Params) -> dict[str, Any]:
         """Review & send: each step's state, what is missing, warnings, problem rows by line."""
-        return self._app.review(self._account_input(p), self._message_input(p), self._options(p))
+        return self._app.review(self._account_input(p), self._message_input(p), send_options(p))
 
     @api
     def preview_message(self, p: Params) -> dict[str, Any]:
@@ -437,10 +419,28 @@ class Bridge:
     def start_campaign(self, p: Params) -> dict[str, Any]:
         """Check everything, then start sending on the worker thread."""
         self._app.ensure_idle()
-        draft, plan = self._app.prepare(self._account_input(p), self._message_input(p), self._options(p),
+        draft, plan = self._app.prepare(self._account_input(p), self._message_input(p), send_options(p),
                                         passphrase=self._phrase(p))
-        run = self._app.start(draft, plan)
-        return {"campaign": run.id, "total": run.total}
+        return self._app.launch(draft, plan)  # sent now, or journaled as scheduled when its time is ahead
+
+    @api
+    def reschedule(self, p: Params) -> dict[str, Any]:
+        """Change a scheduled campaign before it starts: its time and/or its message."""
+        m = p.obj("message")
+        return self._app.reschedule(p.str("campaign", required=True), at=p.str("at") or None, tz=p.str("tz") or None,
+                                    subject=m.str("subject") if m.has("subject") else None,
+                                    html=m.str("html", max_len=2_000_000) if m.has("html") else None,
+                                    text=m.str("text", max_len=2_000_000) if m.has("text") else None)
+
+    @api
+    def cancel_scheduled(self, p: Params) -> dict[str, Any]:
+        """Cancel a scheduled or waiting campaign (History) and its follow-ups not sent yet."""
+        return self._app.cancel_campaign(p.str("campaign", required=True))
+
+    @api
+    def timer(self, p: Params) -> dict[str, Any]:
+        """The timer that sends scheduled campaigns while the app is closed: status, install, remove."""
+        return self._app.timer(p.choice("action", ("status", "install", "remove"), "status"))
 
     @api
     def already_sent(self, p: Params) -> dict[str, Any]:
@@ -690,6 +690,7 @@ def web_face(bridge: Bridge) -> Any:
     """The bridge as browser mode serves it: its API methods by name, its previews, its events."""
     from backend import web
 
+    bridge._app.keep_schedule()  # while the app is open, what is due goes by itself
     return web.Face(methods={n: getattr(bridge, n) for n in bridge._api_names()}, preview=bridge._preview_html,
                     ready=bridge._pump.ready, shutdown=bridge._shutdown, owner=bridge)
 

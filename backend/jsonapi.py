@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from backend.errors import SettingsError
+from backend.inputs import MAX_FOLLOW_UPS, FollowUpInput, ScheduleInput, SendOptions
+from backend.presets import MAX_CONNECTIONS
 
 log = logging.getLogger("bulk_mailer.bridge")
 
@@ -106,6 +108,13 @@ class Params:
 
     def obj(self, name: str) -> Params:
         return Params(self._get(name, None), f"{self._prefix}{name}.")
+
+    def objects(self, name: str, most: int) -> list[Params]:
+        """A list of at most `most` objects, each named by its place (follow_ups[1].body)."""
+        raw = self._get(name, [])
+        if not isinstance(raw, list) or len(raw) > most:
+            raise self._bad(name, f"give a list of at most {most}")
+        return [Params(item, f"{self._prefix}{name}[{k}].") for k, item in enumerate(raw, 1)]
 
     def column(self, name: str) -> str | None:
         value = self._get(name, None)
@@ -240,3 +249,45 @@ def unsubscribe_values(m: Params) -> list[str]:
     if not isinstance(raw, list) or not all(isinstance(x, str) and len(x) <= MAX_SHORT for x in raw) or len(raw) > 2:
         raise Invalid("message.unsubscribe", "must be up to two addresses: an https:// link and/or a mailto:")
     return list(raw)
+
+
+def send_options(p: Params) -> SendOptions:
+    """The Send section's limits, retries, connections and times (absent: the defaults)."""
+    limits: dict[str, Any] = {}
+    if p.has("limits"):  # every field replaces the provider's: an empty one means no limit
+        q = p.obj("limits")
+        limits = {"per_second": q.number("per_second", 0, 10_000)}
+        limits.update({k: q.number(k, 0, n, whole=True) for k, n in
+                       (("per_minute", 10_000_000), ("per_hour", 10_000_000), ("per_day", 100_000_000))})
+    per_minute = p.obj("account").int("max_per_minute", 0, 0, 10_000)
+    if per_minute and p.obj("account").str("channel") == "gmail" and not p.has("limits"):
+        limits["per_minute"] = per_minute  # the Gmail API's own field in Account
+    retry: dict[str, Any] = {}
+    if p.has("retry"):
+        q = p.obj("retry")
+        age = q.number("max_age_h", 0.1, 24 * 30)
+        retry = {"base_s": q.number("base_s", 1, 86_400), "cap_s": q.number("cap_s", 1, 7 * 86_400),
+                 "max_attempts": q.number("max_attempts", 1, 100, whole=True),
+                 "max_age_s": age * 3600 if age is not None else None,
+                 "max_failures_in_a_row": q.number("max_failures_in_a_row", 0, 1_000_000, whole=True)}
+    connections = p.int("connections", 0, 0, MAX_CONNECTIONS) or None
+    return SendOptions(limits=limits, retry=retry, connections=connections,
+                       skip_problem_rows=p.bool("skip_problem_rows"), skip_sent_in=p.str("skip_sent_in") or None,
+                       skip_empty=tuple(f for f in p.str("skip_empty").split(",") if f),
+                       sent_copy="auto" if p.obj("account").bool("sent_copy", True) else "never",
+                       schedule=schedule_input(p.obj("schedule")))
+
+
+def schedule_input(q: Params) -> ScheduleInput:
+    """{"at", "tz", "window", "local_time", "default_tz", "tz_column", "follow_ups": [{"after_days",
+    "subject", "body", "format": "html"|"text", "expire_days"}]} as the core's ScheduleInput."""
+    steps = []
+    for f in q.objects("follow_ups", MAX_FOLLOW_UPS):
+        body = f.str("body", max_len=2_000_000)
+        html = f.choice("format", ("html", "text"), "text") == "html"
+        steps.append(FollowUpInput(after_days=f.number("after_days", 0.01, 90) or 0, subject=f.str("subject"),
+                                   html=body if html else "", text="" if html else body,
+                                   expire_days=f.number("expire_days", 0, 30) if f.has("expire_days") else 2.0))
+    return ScheduleInput(at=q.str("at") or None, tz=q.str("tz") or None, window=q.str("window") or None,
+                         local_time=q.str("local_time") or None, default_tz=q.str("default_tz") or None,
+                         tz_column=q.str("tz_column") or "timezone", follow_ups=tuple(steps))

@@ -20,8 +20,8 @@ from backend import service
 from backend.errors import MailerError, SettingsError
 from backend.inputs import (
     MAX_FOLLOW_UPS,
-    NothingLeft,
     FollowUpInput,
+    NothingLeft,
     ResumeRequest,
     ScheduleInput,
     UncertainLeft,
