@@ -227,7 +227,11 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
                 "hosts": {r: preset_host(preset, r) for r in preset.regions},
                 "advice": {k: list(v) for k, v in preset.advice.items()}, "connections": preset.connections,
             })
+        from backend import schedule  # the zones for the page's time-zone fields
+
+        zones = {"local": schedule.local_zone(), "names": schedule.zone_names()}
         return {
+            "zones": zones,
             "version": __version__, "native_dialogs": native_dialogs, "providers": providers,
             "categories": {c.name: {"title": c.title, "cause": c.cause, "fix": list(c.fix)} for c in CATEGORIES.values()},
             "security_modes": [{"value": m, "label": SECURITY_LABELS[m]} for m in SECURITY_MODES],

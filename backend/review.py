@@ -51,6 +51,7 @@ class Review:
     limits: str = "none"
     estimate_s: float | None = None
     check: deliverability.Report | None = None  # the content check; None until the message builds
+    when: dict[str, Any] = field(default_factory=dict)  # the campaign's times (App.when)
 
     def need(self, step: str, text: str) -> None:
         self.missing.append({"step": step, "text": text})
@@ -67,7 +68,9 @@ class Review:
             "messages": self.messages, "through": self.through, "host": self.host, "sender": self.sender,
             "limits": self.limits, "estimate_s": self.estimate_s,
             "estimate": duration_words(self.estimate_s) if self.estimate_s is not None else "",
-            "confirm": f"Send {n} through {self.host} as {self.sender}?" if ready else "",
+            "confirm": (f"Schedule {n} for {self.when['starts']} through {self.host} as {self.sender}?"
+                        if self.when.get("at") else f"Send {n} through {self.host} as {self.sender}?") if ready else "",
+            "when": self.when,
             "verdict": self.check.verdict if self.check else "", "score": self.check.score if self.check else 0.0,
             "findings": self.check.as_dict()["findings"] if self.check else [],
         }
@@ -202,6 +205,9 @@ def review(app: Any, a: Any, m: Any, options: Any) -> Review:
         warnings, r.check = content_check(draft, relay=relay)
         r.warnings += warnings
         r.estimate_s = estimate_seconds(r.messages, draft.delay_ms / 1000, limits)
+        r.when = app.when(options.schedule, draft, limits.per_day if limits else None, app.account_key(a))
+        if r.when["problem"]:
+            r.need("review", f"When: {r.when['problem']}")
     run = app.run
     if run is not None and run.active:
         r.step("review", "attention", "Sending…")

@@ -560,3 +560,8 @@ def follow_up_due(previous_done: dt.datetime, delay_days: float, window: SendWin
 def expired(due: dt.datetime, now: dt.datetime, expire_days: float) -> bool:
     """True when `now` is more than `expire_days` after `due`: too late to send."""
     return _aware(now, "now") > _aware(due, "due") + dt.timedelta(days=expire_days)
+
+
+def zone_names() -> list[str]:
+    """Every IANA zone name a user may pick, sorted (the page's time-zone lists)."""
+    return sorted(name for name in _zone_names().values() if "/" in name and not name.startswith(("Etc/", "SystemV/")))

@@ -61,6 +61,16 @@ class Schedules:
         """The plan with its times (kept in its spec, so a restart or the timer knows them): the
         start, the send window, each recipient's delivery time, the follow-ups; checked, every
         problem naming its field or its line."""
+        saved, due = self._times(s, draft, plan.limits.per_day if plan.limits else None, plan.account)
+        plan.spec["schedule"], plan.due = saved, due
+        if s.follow_ups:
+            self._readable(plan.spec)
+            plan.spec["follow_ups"] = [self._follow_up_spec(k, f) for k, f in enumerate(self._checked(s.follow_ups), 1)]
+        return plan
+
+    def _times(self, s: ScheduleInput, draft: service.Draft, per_day: int | None,
+               account: str | None) -> tuple[dict[str, Any], dict[int, str]]:
+        """The schedule a campaign keeps in its spec, and its recipients' delivery times."""
         sch, now = _schedule(), self.clock.now()
         tz = s.tz or sch.local_zone()
         sch.zone(tz, "tz")
@@ -77,26 +87,42 @@ class Schedules:
         window = sch.SendWindow.parse(s.window, tz) if s.window else None
         if window is not None:
             saved["window"], saved["window_words"] = window.as_spec(), window.words()
+        due: dict[int, str] = {}
         if s.local_time:
             rows = [(i, r.fields.get(s.tz_column), r.line) for i, r in enumerate(draft.recipients)]
-            due, problems = sch.delivery_times(rows, s.local_time, s.default_tz or tz, start)
+            when, problems = sch.delivery_times(rows, s.local_time, s.default_tz or tz, start)
             if problems:
                 more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
                 raise SettingsError(s.tz_column, "; ".join(words for _, words in problems[:3]) + more)
             saved.update(local_time=f"{sch.parse_clock(s.local_time):%H:%M}", default_tz=s.default_tz or tz,
                          tz_column=s.tz_column)
-            plan.due = {i: iso(when) for i, when in due.items()}
-        per_day = plan.limits.per_day if plan.limits else None
+            due = {i: iso(t) for i, t in when.items()}
         ends = sch.spread_end(len(draft.recipients), per_day, start, window=window,
-                              sent_before=self._sent_last_day(plan.account, start) if per_day else ())
-        if plan.due:
-            ends = max(ends, max(_when(t) for t in plan.due.values()))  # type: ignore[type-var]
+                              sent_before=self._sent_last_day(account, start) if per_day and account else ())
+        if due:
+            ends = max(ends, max(dt.datetime.fromisoformat(t) for t in due.values()))
         saved["ends_about"] = iso(ends)
-        plan.spec["schedule"] = saved
-        if s.follow_ups:
-            self._readable(plan.spec)
-            plan.spec["follow_ups"] = [self._follow_up_spec(k, f) for k, f in enumerate(self._checked(s.follow_ups), 1)]
-        return plan
+        return saved, due
+
+    def when(self, s: ScheduleInput, draft: service.Draft, per_day: int | None, account: str | None) -> dict[str, Any]:
+        """Review & send's words for the campaign's times: when it starts, its window, each
+        recipient's local time, when it should end (a daily limit spreads it over days), the
+        follow-ups; a problem in the times as `problem` (naming the field)."""
+        sch = _schedule()
+        try:
+            saved, _ = self._times(s, draft, per_day, account)
+            self._checked(s.follow_ups)
+        except MailerError as exc:
+            return {"problem": exc.message, "field": getattr(exc, "field", None), "zone": s.tz or sch.local_zone()}
+        at, ends = _when(saved.get("at")), _when(saved["ends_about"])
+        start = at or self.clock.now()
+        return {"problem": None, "zone": saved["tz"], "at": saved.get("at"),
+                "starts": f"{sch.when_words(at, saved['tz'])}" if at else "now",
+                "window": saved.get("window_words"), "local_time": saved.get("local_time"),
+                "ends_about": saved["ends_about"],
+                "ends": sch.days_words(start, ends, saved["tz"]) if ends and ends - start > dt.timedelta(hours=1) else "",
+                "follow_ups": [f"{f.after_days:g} day{'' if f.after_days == 1 else 's'} after, if no reply"
+                               for f in s.follow_ups]}
 
     @staticmethod
     def _readable(spec: dict[str, Any]) -> None:
