@@ -285,6 +285,17 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
                 return saved
         raise SettingsError("password", f"enter the password for '{user}'")
 
+    def keep_password(self, a: AccountInput, passphrase: str | None = None) -> bool:
+        """Save the password given for this SMTP account in the password store (a campaign that
+        starts later, or goes on by itself, is sent without the user); False when there is none."""
+        settings, _ = self.smtp_settings(a, need_password=False)
+        if not (settings.user and a.password):
+            return False
+        self.store.save(account_key(settings.user, settings.host), a.password, passphrase or self._passphrase)
+        if passphrase:
+            self._passphrase = passphrase
+        return True
+
     def smtp_settings(self, a: AccountInput, *, need_password: bool = True,
                       passphrase: str | None = None) -> tuple[SmtpSettings, bool]:
         """Validated SMTP settings (a preset fills what is not given); whether it is the local inbox."""

@@ -130,7 +130,9 @@ def _options(args: argparse.Namespace, *, skip: bool = False) -> SendOptions:
 
 _FLAGS = {"retry.base_s": "--retry-base", "retry.cap_s": "--retry-cap must be at least --retry-base",
           "retry.max_attempts": "--retry-attempts", "retry.max_age_s": "--retry-max-age must be more than 0 hours",
-          "retry.max_failures_in_a_row": "--max-failures-in-a-row", "connections": "--connections"}
+          "retry.max_failures_in_a_row": "--max-failures-in-a-row", "connections": "--connections",
+          "at": "--at", "tz": "--tz", "window": "--window", "local_time": "--local-time", "default_tz": "--default-tz",
+          "follow_ups": "--follow-up"}
 
 
 def _read_template(path: str | None, what: str) -> str | None:
@@ -266,6 +268,10 @@ def _print_summary(outcome: Any, rep: Reporter, provider: str | None) -> None:
     if outcome.stopped == "cancelled":
         rep.line(f"The campaign is paused; the recipients marked 'not sent' got nothing yet. "
                  f"Continue with: bulk-mailer resume {outcome.campaign}")
+    elif outcome.stopped == "scheduled_wait":
+        rep.line(f"Waiting: {outcome.error.message}. It goes on by itself then while the app is open or the timer "
+                 "is installed (bulk-mailer timer install), or with bulk-mailer run-due.")
+        return
     elif outcome.error is not None:
         rep.line(f"Stopped early: {outcome.error.message}")
         if outcome.resume_after:
@@ -404,6 +410,8 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
                          category="invalid_address")
     if trial:
         return _trial(app, args, rep, out, draft, account)
+    if args.save_password and app.keep_password(account, _passphrase(app, stdin)):
+        rep.line(f"Password saved for {account.user} ({'system keyring' if not app.store.needs_passphrase else 'encrypted file'})")
     return _send(app, args, rep, err, account, message, draft, imported)
 
 
@@ -512,6 +520,8 @@ def _finish(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, outc
         rep.line(f"{len(imported.rejected)} row(s) of the list had no valid address and were not sent "
                  "(listed above as 'skipped'); that is why the exit code is 1.")
     counts = outcome.counts
+    if outcome.stopped == "scheduled_wait" and not counts.get("failed"):
+        return EXIT_OK  # on its way: the rest goes when its window opens or its recipients' time comes
     if counts.get("sent", 0) == 0 and counts.get("uncertain", 0) == 0:
         return EXIT_NOTHING_SENT
     # Suppressed addresses were left out on purpose: everyone who should get it did.
@@ -543,7 +553,9 @@ def cmd_campaigns(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: Tex
         subject = (c.get("subject") or "").replace("\n", " ")
         subject = subject if len(subject) <= 30 else subject[:29] + "…"
         extra = f"  ({c['reason']})" if c["reason"] else ""
-        if c["quota_lifts"]:
+        if c["state"] == "scheduled" and c["times"].get("at"):
+            extra += f"  (starts {_local(c['times']['at'])})"
+        elif c["quota_lifts"] and c["state"] != "waiting":
             extra += f"  (can continue after {c['quota_lifts']})"
         print(f"{c['id']:<21} {c['state']:<11} {_local(c['created']):<16}  {subject:<30}  {c['account']}  "
               f"{counts}{extra}", file=out)

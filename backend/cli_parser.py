@@ -192,6 +192,10 @@ def _when_options(send: argparse.ArgumentParser) -> None:
                    help="a follow-up DAYS days after, to those who did not reply (nor bounce or unsubscribe), in "
                    "the same thread; FILE is its body (.html or text), its first line may be 'Subject: ...' "
                    "(default: Re: and the subject). Repeat for up to 3 steps")
+    w.add_argument("--save-password", action="store_true",
+                   help="save the password given in the password store (the system keyring, else the encrypted "
+                   "file), as the window's Remember password: needed by --at and by a campaign that goes on by "
+                   "itself (run-due)")
     w.add_argument("--follow-up-expire", type=_count(float), default=2.0, metavar="DAYS",
                    help="skip a follow-up that could not go within DAYS days of its day (default 2)")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -283,3 +284,24 @@ def test_send_at_from_the_command_line_returns_at_once_and_is_listed_as_schedule
     gone = cli("cancel", campaign["id"])
     assert gone.returncode == 0 and "3 recipient(s) not sent" in gone.stderr
     assert json.loads(cli("campaigns", "--json").stdout)[0]["state"] == "cancelled"
+
+
+def test_a_campaign_that_starts_later_needs_its_password_saved(smtp_server, certs, tmp_path):
+    from tests.servers import PASSWORD, USER
+
+    server = smtp_server("starttls")
+    people_file, body = tmp_path / "people.csv", tmp_path / "body.txt"
+    people_file.write_text(people(2))
+    body.write_text("Hi")
+    at = (dt.datetime.now(UTC) + dt.timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+    env = {**os.environ, "BULK_MAILER_PASSWORD": PASSWORD, "BULK_MAILER_PASSPHRASE": "a long passphrase"}
+    args = [sys.executable, "-m", "backend.cli", "send", "--host", server.host, "--port", str(server.port),
+            "--user", USER, "--ca-file", certs.ca_file, "--from", USER, "--to-file", str(people_file),
+            "--subject", "Hi", "--text-file", str(body), "--at", at]
+    refused = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "needs its password saved" in refused.stderr
+    assert "--save-password" in refused.stderr
+    done = subprocess.run([*args, "--save-password"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Password saved" in done.stderr and "Scheduled for" in done.stderr
+    assert PASSWORD not in done.stderr + done.stdout
