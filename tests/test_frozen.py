@@ -79,6 +79,20 @@ def test_frozen_command_line_sends_a_campaign(frozen, smtp_server, certs, tmp_pa
     assert PASSWORD not in proc.stdout + proc.stderr
 
 
+def test_frozen_program_schedules_with_its_own_time_zones(frozen, smtp_server, tmp_path):
+    """The release folder's zones (tzdata) serve when the system's are not there."""
+    server = smtp_server("plain", auth=False)
+    people, body = tmp_path / "people.csv", tmp_path / "body.txt"
+    people.write_text("email,timezone\nann@example.org,Asia/Tokyo\n")
+    body.write_text("Hi")
+    proc = run_frozen(frozen, "send", "--host", server.host, "--port", str(server.port), "--security", "none",
+                      "--from", "me@example.com", "--to-file", str(people), "--subject", "Hi", "--text-file", str(body),
+                      "--at", "2099-01-05 09:00", "--tz", "America/New_York", "--local-time", "09:00",
+                      home=tmp_path / "home", env={"PYTHONTZPATH": str(tmp_path / "no-zones-here")})
+    assert proc.returncode == 0, proc.stderr
+    assert "Scheduled for Mon 5 Jan 2099 09:00 EST" in proc.stderr and server.messages == []
+
+
 def test_frozen_verify_refuses_an_untrusted_certificate(frozen, smtp_server, certs, tmp_path):
     server = smtp_server("ssl", cert=certs.untrusted)
     proc = run_frozen(frozen, "verify", "--host", server.host, "--port", str(server.port),
@@ -122,7 +136,9 @@ def test_release_folder_holds_what_is_used_and_not_the_rest(frozen):
         assert unused not in files, unused
     assert not any(n.startswith(("_tkinter", "libtk", "libtcl")) for n in files)
     modules = set(CArchiveReader(str(frozen)).open_embedded_archive("PYZ.pyz").toc)
-    assert {"bridge", "appwindow", "backend.cli", "webview.platforms.qt"} <= modules
+    assert {"bridge", "appwindow", "backend.cli", "webview.platforms.qt", "backend.schedule", "backend.timer",
+            "backend.core.schedules"} <= modules
+    assert (internal / "tzdata" / "zoneinfo" / "America" / "New_York").is_file()  # zones on any system
     unwanted = ("webview.platforms.gtk", "webview.platforms.cef", "webview.platforms.winforms",
                 "webview.platforms.edgechromium", "webview.platforms.cocoa", "tkinter", "pytest",
                 "hypothesis", "playwright", "trustme", "PyQt6.QtQml", "PyQt6.QtQuick", "PyQt5", "PySide6")
