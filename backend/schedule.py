@@ -43,10 +43,15 @@ WINDOW_EXAMPLES = "give days and hours such as mon-fri 08:00-18:00, mon,wed,fri 
 
 # -- time zones -----------------------------------------------------------------------------------
 
+# Files in the zone folder that are not zones of a place: the machine's own (a link that changes
+# with the computer), the old default rules, and tzdata's "no zone set".
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @functools.cache
 def _zone_names() -> dict[str, str]:
     """Every IANA zone name, by its lower-case spelling."""
-    return {name.lower(): name for name in available_timezones()}
+    return {name.lower(): name for name in available_timezones() if name not in NOT_ZONES}
 
 
 def _canonical(name: str) -> str | None:
