@@ -136,9 +136,12 @@ def run_with_tz(tz: str, code: str) -> str:
 
 
 def test_the_computers_zone_is_the_default() -> None:
-    code = "from backend.schedule import local_zone, parse_at; print(local_zone(), parse_at('2026-12-04 09:00').isoformat())"
-    assert run_with_tz("Asia/Tokyo", code) == "Asia/Tokyo 2026-12-04T00:00:00+00:00"
-    assert run_with_tz("America/New_York", code) == "America/New_York 2026-12-04T14:00:00+00:00"
+    code = ("from backend.schedule import local_zone, parse_at, SendWindow; "
+            "print(local_zone(), parse_at('2026-12-04 09:00').isoformat(), parse_at('2026-12-04 10:00', '').isoformat(), "
+            "SendWindow.parse('mon-fri').tz)")
+    assert run_with_tz("Asia/Tokyo", code) == "Asia/Tokyo 2026-12-04T00:00:00+00:00 2026-12-04T01:00:00+00:00 Asia/Tokyo"
+    assert run_with_tz("America/New_York", code) == ("America/New_York 2026-12-04T14:00:00+00:00 "
+                                                     "2026-12-04T15:00:00+00:00 America/New_York")
     assert local_zone() in available_timezones()
 
 
