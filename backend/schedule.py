@@ -43,10 +43,15 @@ WINDOW_EXAMPLES = "give days and hours such as mon-fri 08:00-18:00, mon,wed,fri 
 
 # -- time zones -----------------------------------------------------------------------------------
 
+# Files in the zone folder that are not zones of a place: the machine's own (a link that changes
+# with the computer), the old default rules, and tzdata's "no zone set".
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 @functools.cache
 def _zone_names() -> dict[str, str]:
     """Every IANA zone name, by its lower-case spelling."""
-    return {name.lower(): name for name in available_timezones()}
+    return {name.lower(): name for name in available_timezones() if name not in NOT_ZONES}
 
 
 def _canonical(name: str) -> str | None:
@@ -158,7 +163,7 @@ def parse_at(text: str, tz: str | None = None, *, field: str = "at") -> dt.datet
     """The moment `text` names, in UTC.
 
     Accepted: ``YYYY-MM-DD HH:MM`` or ``YYYY-MM-DD HH:MM:SS`` (a ``T`` may replace the space), a
-    wall-clock time in the zone `tz` (None: the computer's zone, ``local_zone()``); or ISO 8601
+    wall-clock time in the zone `tz` (None or "": the computer's zone, ``local_zone()``); or ISO 8601
     with an offset or ``Z`` (``2026-12-04T09:00:00+01:00``), taken as it is (`tz` is not used).
 
     A wall time that does not exist in the zone (the clocks go forward over it) is refused with
@@ -182,7 +187,7 @@ def parse_at(text: str, tz: str | None = None, *, field: str = "at") -> dt.datet
             raise SettingsError(field, f"{text!r} has an impossible offset from UTC; {AT_EXAMPLES}")
         offset = dt.timedelta(hours=hours, minutes=minutes) * (-1 if sign == "-" else 1)
         return naive.replace(tzinfo=dt.timezone(offset)).astimezone(UTC)
-    zi = zone(tz if tz is not None else local_zone(), "tz")
+    zi = zone(tz or local_zone(), "tz")
     gap = _gap(naive, zi)
     if gap is not None:
         same_day = gap.wall_from.date() == gap.wall_to.date()
@@ -199,14 +204,14 @@ def _date_words(local: dt.datetime | dt.date) -> str:
 
 def when_words(moment: dt.datetime, tz: str | None = None) -> str:
     """`moment` on the wall clock of `tz` (None: the computer's), e.g. "Fri 4 Dec 2026 09:00 CET"."""
-    local = _aware(moment).astimezone(zone(tz if tz is not None else local_zone()))
+    local = _aware(moment).astimezone(zone(tz or local_zone()))
     return f"{_date_words(local)} {local.year} {local:%H:%M} {local.tzname()}"
 
 
 def days_words(start: dt.datetime, end: dt.datetime, tz: str | None = None) -> str:
     """The day of `end` seen from `start` in `tz`: "today", "tomorrow" or "on Wed 9 Dec"
     (with the year when it is not `start`'s year)."""
-    zi = zone(tz if tz is not None else local_zone())
+    zi = zone(tz or local_zone())
     first = _aware(start, "start").astimezone(zi).date()
     last = _aware(end, "end").astimezone(zi).date()
     if last == first:
@@ -350,7 +355,7 @@ class SendWindow:
             start, end = start_t, end_t
             days_part = norm[:span.start()] + " " + norm[span.end():]
         days = _parse_days(days_part, field)
-        return cls(days, start, end, zone(tz if tz is not None else local_zone(), "tz").key)
+        return cls(days, start, end, zone(tz or local_zone(), "tz").key)
 
     def _hours_words(self) -> str:
         if self.start == self.end == _MIDNIGHT:
