@@ -177,8 +177,9 @@ def read_private(path: Path | str) -> bytes:
         return fh.read()
 
 
-def atomic_write(target: Path, data: bytes) -> None:
-    """Replace target with data all at once (temporary file, fsync, os.replace; mode 0600).
+def atomic_write(target: Path, data: bytes, mode: int = PRIVATE_MODE) -> None:
+    """Replace target with data all at once (temporary file, fsync, os.replace; mode 0600, or
+    the mode given for a file others must read, such as a timer unit).
 
     A crash mid-write leaves the previous version in place, never half a file. The temporary
     file is new (O_EXCL), and os.replace puts it in place of a link rather than writing
@@ -188,7 +189,7 @@ def atomic_write(target: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             if _POSIX:
-                os.fchmod(fh.fileno(), PRIVATE_MODE)
+                os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -23,13 +23,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from backend.errors import MailerError
-from backend.paths import HOME_ENV, log_dir
+from backend.paths import HOME_ENV, atomic_write, log_dir
 
 RUN_EVERY_MIN = 5
 NAME = "bulk-mailer-run-due"
@@ -158,18 +157,7 @@ def _write(path: Path, data: bytes) -> None:
     """Replace path with data all at once (temporary file, fsync, os.replace), mode 0644."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                if os.name == "posix":
-                    os.fchmod(fh.fileno(), UNIT_MODE)
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, data, UNIT_MODE)
     except OSError as exc:
         raise TimerFileError(f"could not write the timer file {path}: {exc.strerror or exc}", path=path,
                              fix=(f"Check that the folder {path.parent} is yours and writable "
