@@ -33,11 +33,8 @@ from backend.inputs import (
     CHANNELS,
     DEFAULT_DELAY_MS,
     DRAFT_SEND_FIELDS,
-    LOCAL_INBOX,
     SECURITY_MODES,
-    AccountInput,
     CheckFailed,
-    MessageInput,
     NotNow,
     ResumeRequest,
     RowProblems,
@@ -47,11 +44,15 @@ from backend.inputs import (
 )
 from backend.jsonapi import (
     MAX_SHORT,
+    MAX_TEXT,
     EventPump,
     Invalid,
     Params,
     Previews,
+    account_input,
     api,
+    imap_input,
+    message_input,
     send_options,
     unsubscribe_values,
 )
@@ -67,7 +68,6 @@ DISPATCH_JS = (
     "(function(events){for(var i=0;i<events.length;i++){"
     "window.dispatchEvent(new CustomEvent(events[i].type,{detail:events[i]}));}})(%s)"
 )
-MAX_TEXT = 5_000_000  # a pasted list or a message body
 MAX_FILE = 50_000_000  # an uploaded recipient file, decoded
 PREVIEW_ROWS = 100
 PREVIEW_REJECTS = 500
@@ -193,37 +193,6 @@ class Bridge:
     # -- the page's JSON as the core's inputs ---------------------------------------------
 
     @staticmethod
-    def _account_input(p: Params) -> AccountInput:
-        a = p.obj("account")
-        provider = a.str("provider") or None
-        if provider is not None and provider not in (LOCAL_INBOX, "custom") and provider not in PRESETS:
-            raise Invalid("account.provider", f"unknown provider '{provider}'")
-        channel = a.choice("channel", CHANNELS, "smtp")
-        return AccountInput(
-            channel=channel, provider=provider, host=a.str("host").strip(),  # the core says when it is missing
-            port=a.int("port", 587, 1, 65535), security=a.choice("security", SECURITY_MODES, "starttls"),
-            user=a.str("user").strip(), password=p.str("password"), auth=a.choice("auth", AUTH_MODES, "password"),
-            from_address=a.str("from_address"), verify_certificates=a.bool("verify_certificates", True),
-            allow_plaintext_auth=a.bool("allow_plaintext_auth", False), timeout=a.int("timeout", 30, 1, 600),
-            region=a.str("region") or None, **Bridge._imap_input(a))
-
-    @staticmethod
-    def _imap_input(a: Params) -> dict[str, Any]:  # the mailbox's IMAP server (empty: the provider's)
-        return {"imap_host": a.str("imap_host").strip(), "imap_port": a.int("imap_port", 0, 0, 65535) or None,
-                "imap_security": a.choice("imap_security", ("ssl", "starttls"), "ssl")}
-
-    @staticmethod
-    def _message_input(p: Params) -> MessageInput:
-        m = p.obj("message")
-        body = m.str("body", max_len=MAX_TEXT)
-        fmt = m.choice("format", ("html", "text"), "html")
-        return MessageInput(subject=m.str("subject", max_len=MAX_SHORT), html=body if fmt == "html" else None,
-                            text=body if fmt == "text" else None,
-                            from_address=p.str("from_address") or p.obj("account").str("from_address"),
-                            unsubscribe=tuple(unsubscribe_values(m)),
-                            delay_ms=p.int("delay_ms", DEFAULT_DELAY_MS, 0, 3_600_000))
-
-    @staticmethod
     def _b64(p: Params, name: str, limit: int) -> bytes:
         encoded = p.str(name, max_len=limit * 4 // 3 + 4, required=True)
         try:
@@ -258,7 +227,7 @@ class Bridge:
             "allow_plaintext_auth": a.bool("allow_plaintext_auth", False), "region": a.str("region") or None,
             "channel": a.choice("channel", CHANNELS, "smtp"), "auth": a.choice("auth", AUTH_MODES, "password"),
             "max_per_minute": a.int("max_per_minute", 0, 0, 10_000) or None, "sent_copy": a.bool("sent_copy", True),
-            **self._imap_input(a)}
+            **imap_input(a)}
         message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
                    "format": m.choice("format", ("html", "text"), "html"),
                    "unsubscribe": unsubscribe_values(m),
@@ -278,7 +247,7 @@ class Bridge:
     @api
     def test_connection(self, p: Params) -> dict[str, Any]:
         """Diagnose step by step: DNS, TCP, TLS, certificate, EHLO, login (and optional checks)."""
-        return self._app.verify(self._account_input(p), check_sender=p.bool("check_sender"),
+        return self._app.verify(account_input(p), check_sender=p.bool("check_sender"),
                                 check_domain=p.bool("check_domain"), passphrase=self._phrase(p))
 
     @api
@@ -397,12 +366,12 @@ class Bridge:
     @api
     def check_message(self, p: Params) -> dict[str, Any]:
         """Review & send: each step's state, what is missing, warnings, problem rows by line."""
-        return self._app.review(self._account_input(p), self._message_input(p), send_options(p))
+        return self._app.review(account_input(p), message_input(p), send_options(p))
 
     @api
     def preview_message(self, p: Params) -> dict[str, Any]:
         """Recipient N's message as it would be sent (1-based N)."""
-        shown = self._app.preview(self._account_input(p), self._message_input(p), p.int("index", 1, 1, 10**9))
+        shown = self._app.preview(account_input(p), message_input(p), p.int("index", 1, 1, 10**9))
         shown.pop("raw")
         shown["html_url"] = self._register_preview(shown["html"])
         return shown
@@ -410,7 +379,7 @@ class Bridge:
     @api
     def send_test(self, p: Params) -> dict[str, Any]:
         """Send recipient N's version to the From address."""
-        return self._app.send_test(self._account_input(p), self._message_input(p), p.int("index", 1, 1, 10**9),
+        return self._app.send_test(account_input(p), message_input(p), p.int("index", 1, 1, 10**9),
                                    self._phrase(p))
 
     # -- campaigns ------------------------------------------------------------------------
@@ -419,7 +388,7 @@ class Bridge:
     def start_campaign(self, p: Params) -> dict[str, Any]:
         """Check everything, then start sending on the worker thread."""
         self._app.ensure_idle()
-        draft, plan = self._app.prepare(self._account_input(p), self._message_input(p), send_options(p),
+        draft, plan = self._app.prepare(account_input(p), message_input(p), send_options(p),
                                         passphrase=self._phrase(p))
         return self._app.launch(draft, plan)  # sent now, or journaled as scheduled when its time is ahead
 
@@ -445,7 +414,7 @@ class Bridge:
     @api
     def already_sent(self, p: Params) -> dict[str, Any]:
         """Whether this list went to this account in the last 30 days (the core decides)."""
-        return {"campaign": self._app.already_sent(self._account_input(p))}
+        return {"campaign": self._app.already_sent(account_input(p))}
 
     @api
     def draft(self, p: Params) -> dict[str, Any]:
@@ -479,7 +448,7 @@ class Bridge:
     def resume_past_campaign(self, p: Params) -> dict[str, Any]:
         """Continue an interrupted, paused, stopped or failed campaign with the recipients not
         sent yet; with the account settings now in the form when the user chose them."""
-        current = self._account_input(p) if p.has("account") else None
+        current = account_input(p) if p.has("account") else None
         use = p.bool("use_current_settings") if p.has("use_current_settings") else None
         req = ResumeRequest(uncertain=p.choice("uncertain", ("ask", "resend", "skip"), "ask"), now=p.bool("now"),
                             account=current, use_current_settings=use)
@@ -490,7 +459,7 @@ class Bridge:
     def resend_campaign(self, p: Params) -> dict[str, Any]:
         """A follow-up campaign to a past campaign's failed (and optionally uncertain) recipients."""
         run = self._app.resend(p.str("id", required=True), include_uncertain=p.bool("include_uncertain"),
-                               account=self._account_input(p) if p.has("account") else None,
+                               account=account_input(p) if p.has("account") else None,
                                passphrase=self._phrase(p))
         return {"campaign": run.id, "total": run.total, "left_out": run.left_out}
 

@@ -14,12 +14,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from backend.errors import SettingsError
-from backend.inputs import MAX_FOLLOW_UPS, FollowUpInput, ScheduleInput, SendOptions
-from backend.presets import MAX_CONNECTIONS
+from backend.inputs import (
+    AUTH_MODES,
+    CHANNELS,
+    DEFAULT_DELAY_MS,
+    LOCAL_INBOX,
+    MAX_FOLLOW_UPS,
+    SECURITY_MODES,
+    AccountInput,
+    FollowUpInput,
+    MessageInput,
+    ScheduleInput,
+    SendOptions,
+)
+from backend.presets import MAX_CONNECTIONS, PRESETS
 
 log = logging.getLogger("bulk_mailer.bridge")
 
 MAX_SHORT = 1000  # a host, a subject, an address
+MAX_TEXT = 5_000_000  # a pasted list or a message body
 _INT_RE = re.compile(r"-?[0-9]{1,18}")
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
@@ -291,3 +304,37 @@ def schedule_input(q: Params) -> ScheduleInput:
     return ScheduleInput(at=q.str("at") or None, tz=q.str("tz") or None, window=q.str("window") or None,
                          local_time=q.str("local_time") or None, default_tz=q.str("default_tz") or None,
                          tz_column=q.str("tz_column") or "timezone", follow_ups=tuple(steps))
+
+
+def account_input(p: Params) -> AccountInput:
+    """The account the page sends (its password beside it, never saved here)."""
+    a = p.obj("account")
+    provider = a.str("provider") or None
+    if provider is not None and provider not in (LOCAL_INBOX, "custom") and provider not in PRESETS:
+        raise Invalid("account.provider", f"unknown provider '{provider}'")
+    channel = a.choice("channel", CHANNELS, "smtp")
+    return AccountInput(
+        channel=channel, provider=provider, host=a.str("host").strip(),  # the core says when it is missing
+        port=a.int("port", 587, 1, 65535), security=a.choice("security", SECURITY_MODES, "starttls"),
+        user=a.str("user").strip(), password=p.str("password"), auth=a.choice("auth", AUTH_MODES, "password"),
+        from_address=a.str("from_address"), verify_certificates=a.bool("verify_certificates", True),
+        allow_plaintext_auth=a.bool("allow_plaintext_auth", False), timeout=a.int("timeout", 30, 1, 600),
+        region=a.str("region") or None, **imap_input(a))
+
+
+def imap_input(a: Params) -> dict[str, Any]:
+    """The mailbox's IMAP server (empty: the provider's)."""
+    return {"imap_host": a.str("imap_host").strip(), "imap_port": a.int("imap_port", 0, 0, 65535) or None,
+            "imap_security": a.choice("imap_security", ("ssl", "starttls"), "ssl")}
+
+
+def message_input(p: Params) -> MessageInput:
+    """The message the page sends: subject, body in its format, From, unsubscribe, pace."""
+    m = p.obj("message")
+    body = m.str("body", max_len=MAX_TEXT)
+    fmt = m.choice("format", ("html", "text"), "html")
+    return MessageInput(subject=m.str("subject", max_len=MAX_SHORT), html=body if fmt == "html" else None,
+                        text=body if fmt == "text" else None,
+                        from_address=p.str("from_address") or p.obj("account").str("from_address"),
+                        unsubscribe=tuple(unsubscribe_values(m)),
+                        delay_ms=p.int("delay_ms", DEFAULT_DELAY_MS, 0, 3_600_000))
