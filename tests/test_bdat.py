@@ -18,6 +18,7 @@ from collections import Counter
 import pytest
 
 from backend.campaign import Outgoing, RetryPolicy, run_campaign
+from backend.errors import RejectedError
 from backend.settings import SmtpSettings
 from backend.transports.base import Envelope
 from backend.transports.smtp import SmtpTransport
@@ -286,4 +287,11 @@ def test_several_recipients_still_go_with_data(smtp_server, certs):
     t.send(Envelope("me@example.com", ("a@example.org", "b@example.org")), b"Subject: two\r\n\r\nx\r\n")
     assert [v for v in srv.handler.verbs if v in ("BDAT", "DATA")] == ["BDAT", "DATA"]
     assert [m.rcpt_tos for m in srv.messages] == [["a@example.org"], ["a@example.org", "b@example.org"]]
+    # after a refused BDAT message, the DATA one starts with RSET as well
+    with pytest.raises(RejectedError):
+        t.send(Envelope("me@example.com", ("reject550@example.org",)), b"Subject: three\r\n\r\nx\r\n")
+    t.send(Envelope("me@example.com", ("a@example.org", "c@example.org")), b"Subject: four\r\n\r\nx\r\n")
+    tail = [v for v in srv.handler.verbs if v in ("BDAT", "DATA", "RSET", "MAIL")][-5:]
+    assert tail == ["MAIL", "BDAT", "RSET", "MAIL", "DATA"], tail
+    assert len(srv.messages) == 3
     t.close()

@@ -460,6 +460,12 @@ class SmtpTransport:
             self._submit(envelope, message, resend=False)
             return self.collect()
         options = self._mail_options(smtp, envelope, message)
+        if self._rset_due:  # a BDAT message before it was refused: its transaction may be open
+            self._reset(smtp)
+            self._rset_due = False
+            if self._smtp is None:
+                raise self._err(ConnectError, "the server closed the connection before the message was sent",
+                                "server_disconnected")
         try:
             if smtp.has_extn("pipelining"):
                 self._envelope_pipelined(smtp, envelope, options)
