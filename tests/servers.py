@@ -34,7 +34,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 USER = "me@example.com"
 PASSWORD = "s3cret-Passw0rd!"
@@ -76,6 +76,7 @@ class RecordingHandler:
     tries: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     pipelining: bool = False  # offer PIPELINING (RFC 2920): clients then send MAIL, RCPT, DATA at once
+    chunking: bool = False  # offer CHUNKING (RFC 3030, BDAT): RecordingSMTP.smtp_BDAT takes it
     sessions: list = field(default_factory=list)  # each client session that said EHLO, once
 
     def _once(self, key: str) -> bool:
@@ -93,6 +94,8 @@ class RecordingHandler:
         session.host_name = hostname
         if self.pipelining:
             responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
+        if self.chunking:
+            responses = [*responses[:-1], "250-CHUNKING", responses[-1]]
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -178,6 +181,39 @@ class RecordingSMTP(SMTP):
         if hasattr(self.event_handler, "connections"):
             self.event_handler.connections += 1
         super().connection_made(transport)
+
+    async def smtp_BDAT(self, arg: str) -> None:
+        """RFC 3030's BDAT, which aiosmtpd lacks, for a handler with chunking=True: the chunk's
+        bytes are read whatever happens (the client may have pipelined them), kept as they come
+        (no dot-stuffing), and at LAST handed to handle_DATA like a DATA message. As Postfix
+        does: no RCPT taken -> 554 and the transaction is over."""
+        if not getattr(self.event_handler, "chunking", False):
+            await self.push("500 Error: command not recognized")
+            return
+        words = arg.split()
+        if not words or not words[0].isdigit() or len(words) > 2 or words[1:] not in ([], ["LAST"]):
+            await self.push("501 5.5.4 Syntax: BDAT size [LAST]")
+            return
+        chunk = await self._reader.readexactly(int(words[0]))
+        last = len(words) == 2
+        if await self.check_helo_needed() or await self.check_auth_needed("BDAT"):
+            return
+        if self.envelope.mail_from is None:
+            await self.push("503 5.5.1 Error: need MAIL command")
+            return
+        if not self.envelope.rcpt_tos:
+            self._set_post_data_state()
+            await self.push("554 5.5.1 Error: no valid recipients")
+            return
+        self._chunks = [*getattr(self, "_chunks", []), chunk]
+        if not last:
+            await self.push(f"250 2.0.0 Ok: {len(chunk)} bytes")
+            return
+        content, self._chunks = b"".join(self._chunks), []
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
 
 class RecordingController(Controller):

@@ -67,10 +67,14 @@ def _cli(args: list[str], home: Path, **kw) -> subprocess.Popen:
                          [(0, 1, False), (1, 1, False), (3, 1, False), (5, 1, False), ("slow", 1, False),
                           (0, 3, False), (60, 3, False), ("slow", 3, False),
                           # the server offers PIPELINING: two messages on the way per connection
-                          (1, 1, True), (3, 1, True), ("slow", 1, True), (60, 3, True), ("slow", 3, True)])
+                          (1, 1, True), (3, 1, True), ("slow", 1, True), (60, 3, True), ("slow", 3, True),
+                          # and CHUNKING: each message written whole (BDAT) before the one ahead is answered
+                          (1, 1, "bdat"), (3, 1, "bdat"), ("slow", 1, "bdat"), (60, 3, "bdat"),
+                          ("slow", 3, "bdat")])
 def test_kill_9_then_resume_delivers_everyone_once(smtp_server, certs, tmp_path, kill_after, connections,
                                                    pipelining):
-    server = smtp_server("starttls", handler=SlowHandler(pipelining=pipelining))
+    server = smtp_server("starttls", handler=SlowHandler(pipelining=bool(pipelining),
+                                                         chunking=pipelining == "bdat"))
     # On several connections, no delay and a longer list: several messages are in flight at the kill.
     emails = [f"p{i}@example.org" for i in range(8 if connections == 1 else 200)]
     emails.insert(4, "slow@example.org")
@@ -100,6 +104,8 @@ def test_kill_9_then_resume_delivers_everyone_once(smtp_server, certs, tmp_path,
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     time.sleep(1.6)  # let a held DATA finish on the server side
+    if pipelining == "bdat":
+        assert "BDAT" in server.handler.verbs and "DATA" not in server.handler.verbs
 
     listing = _cli(["campaigns", "--json"], home)
     out, _ = listing.communicate(timeout=30)

@@ -129,6 +129,9 @@ class SmtpTransport:
         self.in_flight = in_flight  # 1: one message at a time, as without PIPELINING
         self._flights: deque[_Flight] = deque()  # submitted, outcome not yet collected; oldest first
         self._out: list[tuple[bytes, _Flight | None]] = []  # written at the next read (one write)
+        # A BDAT message goes out before the previous one's replies are read: if that one was
+        # refused, its transaction may still be open on the server; an RSET goes first then.
+        self._rset_due = False
         self.info = ConnectionInfo()
         # Every text a server sends passes here before it is kept: a reply may echo the password.
         self.redact = Redactor(self.settings.user, self.settings.password)
@@ -451,7 +454,18 @@ class SmtpTransport:
             self.open()
         smtp = self._smtp
         assert smtp is not None
+        if not self._flights and self._chunks(envelope):
+            # CHUNKING: MAIL, RCPT and BDAT with the message in one write, one round trip. No
+            # resend inside: send()'s one reconnect is the only retry, as on the DATA path.
+            self._submit(envelope, message, resend=False)
+            return self.collect()
         options = self._mail_options(smtp, envelope, message)
+        if self._rset_due:  # a BDAT message before it was refused: its transaction may be open
+            self._reset(smtp)
+            self._rset_due = False
+            if self._smtp is None:
+                raise self._err(ConnectError, "the server closed the connection before the message was sent",
+                                "server_disconnected")
         try:
             if smtp.has_extn("pipelining"):
                 self._envelope_pipelined(smtp, envelope, options)
@@ -614,12 +628,26 @@ class SmtpTransport:
 
         With PIPELINING, message n+1's MAIL, RCPT and DATA are written with message n's final
         dot, before n's reply is read: one round trip a message instead of two. DATA must wait
-        for its 354 before the message follows, so at most 2 whatever in_flight says.
+        for its 354 before the message follows, so at most 2 whatever in_flight says. With
+        CHUNKING nothing waits for a 354 (BDAT carries the message): in_flight as set.
         """
         smtp = self._smtp
         if smtp is None or self.in_flight < 2 or not smtp.has_extn("pipelining"):
             return 1
-        return min(self.in_flight, 2)
+        return self.in_flight if smtp.has_extn("chunking") else min(self.in_flight, 2)
+
+    @property
+    def uses_bdat(self) -> bool:
+        """Whether messages go with BDAT (RFC 3030) on the open connection: the server offers
+        CHUNKING and PIPELINING. Otherwise DATA, as before."""
+        smtp = self._smtp
+        return smtp is not None and smtp.has_extn("chunking") and smtp.has_extn("pipelining")
+
+    def _chunks(self, envelope: Envelope) -> bool:
+        # One recipient only: MAIL, RCPT and BDAT go together, so with several recipients the
+        # server would deliver to those it took while another was refused; DATA keeps such a
+        # message all or nothing (every RCPT reply is read before the message goes).
+        return self.uses_bdat and len(envelope.recipients) == 1
 
     def submit(self, envelope: Envelope, message: bytes) -> None:
         """Start one message; collect() gives its outcome later, in the order submitted.
@@ -627,20 +655,34 @@ class SmtpTransport:
         Raises at once, for this message only, what is known before anything is written (a
         connection that cannot be opened, an address the server cannot take).
         """
+        self._submit(envelope, message, resend=True)
+
+    def _submit(self, envelope: Envelope, message: bytes, *, resend: bool) -> None:
         if self._smtp is None:
             self.open()
         smtp = self._smtp
         assert smtp is not None
         options = self._mail_options(smtp, envelope, message)
         flight = _Flight(envelope, message, options)
+        flight.resent = not resend  # True: not sent again on a new connection if this one drops
         self._flights.append(flight)
-        # Nothing may follow a DATA before its 354: the previous envelope's replies come first.
+        # Nothing may follow a DATA before its 354: the previous envelope's replies come first,
+        # once every message before it has had its replies read (they come in order).
         while flight.state == "queued" and self._smtp is not None:
             waiting = next((f for f in self._flights if f.state == "envelope"), None)
             if waiting is None:
                 self._write_next()
-            else:
+            elif all(f.state == "done" for f in self._flights if f is not waiting
+                     and self._flights.index(f) < self._flights.index(waiting)):
                 self._step_flight(waiting)
+            else:
+                return  # left queued: collect() writes it when its turn comes
+        if flight.state == "chunk" and self._smtp is not None:
+            # Out now (journaled as 'sending' already): the server starts on it at once.
+            try:
+                self._flush(self._smtp)
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._broken(exc, None)
 
     def collect(self) -> Receipt:
         """The outcome of the oldest message submitted: its Receipt, or the error for it alone
@@ -672,17 +714,32 @@ class SmtpTransport:
         return flight.receipt
 
     def _write_next(self) -> None:
-        """Queue the envelope of the first message not yet written (none is waiting for 354)."""
+        """Queue the envelope of the first message not yet written (none is waiting for 354);
+        with CHUNKING, the whole message: MAIL, RCPT, then BDAT <size> LAST and its bytes."""
         for f in self._flights:
             if f.state == "queued":
-                steps = [("mail", f.envelope.sender, f"mail FROM:{_quoteaddr(f.envelope.sender)}"
-                          + "".join(" " + o for o in f.options))]
+                steps = [("rset", "", "RSET")] if self._rset_due else []
+                steps.append(("mail", f.envelope.sender, f"mail FROM:{_quoteaddr(f.envelope.sender)}"
+                              + "".join(" " + o for o in f.options)))
                 steps += [("rcpt", r, f"rcpt TO:{_quoteaddr(r)}") for r in f.envelope.recipients]
-                steps.append(("data", "data", "data"))
                 encoding = "utf-8" if "SMTPUTF8" in f.options else "ascii"
-                self._out.append(("".join(line + "\r\n" for _, _, line in steps).encode(encoding), None))
+                if self._chunks(f.envelope):
+                    # BDAT carries the bytes as they are: no dot-stuffing, no final dot. With
+                    # BINARYMIME not asked for, the message is still the 7bit/8bit MIME that
+                    # compose.py made, in CRLF lines (policy SMTP), so the server gets the very
+                    # bytes DATA would leave after un-stuffing, the CRLF DATA adds included.
+                    body = f.message if f.message.endswith(b"\r\n") else f.message + b"\r\n"
+                    steps.append(("bdat", "message", f"BDAT {len(body)} LAST"))
+                    head = "".join(line + "\r\n" for _, _, line in steps).encode(encoding)
+                    self._out.append((head + body, f))  # the server may have it once written
+                    f.state = "chunk"
+                    self._rset_due = True  # until its replies say its transaction is over
+                else:
+                    steps.append(("data", "data", "data"))
+                    self._out.append(("".join(line + "\r\n" for _, _, line in steps).encode(encoding), None))
+                    f.state = "envelope"
+                    self._rset_due = False  # its 354 is awaited: it ends cleanly or is RSET
                 f.steps = [(stage, arg) for stage, arg, _ in steps]
-                f.state = "envelope"
                 return
 
     def _flush(self, smtp: smtplib.SMTP) -> None:
@@ -702,6 +759,8 @@ class SmtpTransport:
             self._flush(smtp)
             if flight.state == "envelope":
                 self._read_envelope(smtp, flight)
+            elif flight.state == "chunk":
+                self._read_chunked(smtp, flight)
             else:
                 self._read_final(smtp, flight)
         except TransportError as exc:  # 421 at a command: the server closes the session
@@ -716,6 +775,10 @@ class SmtpTransport:
         data_taken = False
         for stage, arg in steps:
             code, resp = smtp.getreply()
+            if stage == "rset":
+                if code in (421, -1):
+                    self._check(smtp, stage, arg, code, resp, 250)  # raises: the session is over
+                continue
             if refused is None:
                 try:
                     self._check(smtp, stage, arg, code, resp, 354 if stage == "data" else 250)
@@ -754,15 +817,87 @@ class SmtpTransport:
         try:
             code, resp = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
-            what = f"no answer within {self.settings.timeout:g} s" if timed_out else "the connection dropped"
-            flight.finish(self._err(
-                UncertainDelivery, f"{what} after the whole message was sent; it may or may not have been delivered",
-                "timeout" if timed_out else "server_disconnected"))
-            self._broken(exc, None)
+            self._lost_after_dot(exc, flight)
             return
+        self._final_reply(flight, code, resp, "DATA")
+
+    def _lost_after_dot(self, exc: BaseException, flight: _Flight) -> None:
+        timed_out = isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+        what = f"no answer within {self.settings.timeout:g} s" if timed_out else "the connection dropped"
+        flight.finish(self._err(
+            UncertainDelivery, f"{what} after the whole message was sent; it may or may not have been delivered",
+            "timeout" if timed_out else "server_disconnected"))
+        self._broken(exc, None)
+
+    def _read_chunked(self, smtp: smtplib.SMTP, flight: _Flight) -> None:
+        """Read the replies to a message sent with BDAT: [RSET,] MAIL, RCPT, BDAT, in order.
+
+        The message went out whole with its envelope, so a lost connection leaves it uncertain;
+        a refusal of MAIL or RCPT is its outcome (the server then refuses the BDAT as well,
+        having read and dropped its bytes, RFC 3030); the BDAT reply is its final reply.
+        """
+        refused: TransportError | None = None
+        for stage, arg in flight.steps:
+            try:
+                code, resp = smtp.getreply()
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                self._lost_after_dot(exc, flight)
+                return
+            if code == 421:
+                text = self.reply_text(resp)
+                if refused is not None:
+                    flight.finish(refused)
+                self._closing(smtp, flight, self._err(
+                    ConnectError, f"the server is closing the session: {code} {text}",
+                    classify_reply(code, text, "data" if stage == "bdat" else stage), code=code))
+                return
+            if stage == "rset":
+                if code == -1:
+                    self._check(smtp, stage, arg, code, resp, 250)  # raises: the session is over
+                continue
+            if stage == "bdat":
+                if refused is None:
+                    self._final_reply(flight, code, resp, "BDAT")
+                else:
+                    log.debug("%s:%s BDAT after a refusal -> %s %s", self.settings.host, self.settings.port,
+                              code, self.reply_text(resp))
+                    flight.finish(refused)
+                if flight.state == "done" and not any(f.state in ("chunk", "envelope", "body", "skip")
+                                                      for f in self._flights):
+                    self._rset_due = flight.error is not None  # the last one written: its transaction is over
+                return
+            if refused is None:
+                try:
+                    self._check(smtp, stage, arg, code, resp, 250)
+                except (RejectedError, AuthError) as exc:
+                    refused = exc
+
+    def _closing(self, smtp: smtplib.SMTP, flight: _Flight, error: TransportError) -> None:
+        """A 421 to a BDAT message: not delivered. The server closes after it (RFC 5321), so
+        it took nothing written behind: those go once more. One that answers on instead is
+        read on as usual (nothing is sent twice), this message deferred to a later try."""
+        behind = any(f.state == "chunk" for f in self._flights if f is not flight)
+        if behind:
+            try:
+                more = smtp.file.peek(1) if smtp.file is not None else b""
+            except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                more = b""  # closed with what followed unread (a reset): it was not taken
+            except OSError as exc:
+                # Neither a reply nor the end: what it did with those behind is unknown.
+                if flight.state != "done":
+                    flight.finish(error)
+                self._broken(exc, None)
+                return
+            if more:
+                if flight.state != "done":
+                    flight.finish(error)
+                return
+        self._broken(error, flight, delivered=False)
+
+    def _final_reply(self, flight: _Flight, code: int, resp: bytes, command: str) -> None:
+        """Settle a message by the reply to its final dot (DATA) or to its BDAT LAST."""
         text = self.reply_text(resp)
-        log.debug("%s:%s end of DATA -> %s %s", self.settings.host, self.settings.port, code, text)
+        log.debug("%s:%s end of %s -> %s %s", self.settings.host, self.settings.port, command, code, text)
         if code == 250:
             flight.finish(None, Receipt(code, text))
         elif code == 421:
@@ -776,20 +911,23 @@ class SmtpTransport:
     def _broken(self, exc: BaseException, current: _Flight | None, *, delivered: bool | None = None) -> None:
         """The connection is gone: settle every message on it by what the server may have.
 
-        A message whose final dot was written is uncertain (unless the server refused it with
-        421); one the server cannot have (no dot yet) goes once more on a new connection, or
-        fails with the error, after one reconnect, as send() does."""
+        A message whose final dot (or BDAT LAST) was written is uncertain, unless the server
+        refused it with 421 (delivered=False: then those written behind it were not taken
+        either); one the server cannot have (not written whole) goes once more on a new
+        connection, or fails with the error, after one reconnect, as send() does."""
         if self._smtp is not None:
             self._abort(self._smtp)
         self._out = []
         error = exc if isinstance(exc, TransportError) else self._disconnected(exc, "before the message was sent")
+        behind = False  # past the current one: written after the 421, never read by the server
         for f in self._flights:
+            behind = behind or f is current
             if f.state == "done":
                 continue
             if f.state == "skip":
                 f.finish(f.error)  # refused already: the lost RSET changes nothing
                 continue
-            may_have = f.dot_written and not (f is current and delivered is False)
+            may_have = f.dot_written and not (behind and delivered is False)
             if may_have:
                 f.finish(self._err(UncertainDelivery, "the connection dropped after the whole message was sent; "
                                    "it may or may not have been delivered", "server_disconnected"))
@@ -808,6 +946,7 @@ class SmtpTransport:
     def _release(self) -> None:
         smtp, self._smtp = self._smtp, None
         self._out = []
+        self._rset_due = False
         if smtp is None:
             return
         try:
@@ -823,7 +962,8 @@ class _Flight:
 
     queued (envelope not written) -> envelope (MAIL, RCPT, DATA written) -> body (the message and
     its dot queued or written) -> done; or skip (refused: the replies to an empty DATA end and
-    RSET still to be read) -> done.
+    RSET still to be read) -> done. With CHUNKING: queued -> chunk (MAIL, RCPT, BDAT LAST and the
+    message queued or written at once) -> done.
     """
 
     __slots__ = ("dot_written", "envelope", "error", "message", "options", "receipt", "resent", "skip", "state",
