@@ -758,6 +758,7 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
                                    clock=self.clock))
 
     def _start(self, run: Run) -> Run:
+        run.meter = self.meter(run.plan.account, run.plan.limits.per_day if run.plan.limits else None)
         self.run = run
         self.finished = run
         return run.start()

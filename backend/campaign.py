@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import logging
+import re
 import threading
 import time
 from array import array
@@ -140,6 +141,7 @@ def run_campaign(
     delay_s: float = 1.0,
     gate: Callable[[dt.datetime], dt.datetime] | None = None,
     hold_s: float | None = None,
+    guard: Callable[[], MailerError | None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Any] | None = None,
     now: Callable[[], dt.datetime] = utc_now,
@@ -157,6 +159,8 @@ def run_campaign(
     hold_s: with a schedule, a wait for the window or a recipient's delivery time longer than this
     stops the run as 'waiting' (WaitHalt, with the time it can go on) instead of holding the app;
     the recipients' delivery times are the initially_due of those not tried yet.
+    guard: asked every GUARD_EVERY_S between messages; a MailerError it returns stops the run (the
+    campaign's bounce rate). 3 policy refusals or throttling answers among the last 20 stop it too.
     """
     transports = list(transport) if isinstance(transport, list | tuple) else [transport]
     control = control or Control()
@@ -183,7 +187,7 @@ def run_campaign(
         record=record, on_wait=on_wait, max_failures_in_a_row=max_failures_in_a_row, retry=retry or RetryPolicy(),
         limiter=limiter, max_wait_s=max_wait_s, waiting=dict(initially_due or {}), delay_s=delay_s,
         clock=clock, wait=sleep or control.wait, now=now)
-    run.gate, run.hold_s = gate, hold_s
+    run.gate, run.hold_s, run.guard = gate, hold_s, guard
     extra = transports[1:max(1, min(len(transports), total))]
     threads = [threading.Thread(target=run.work, args=(t, k + 2, True), name=f"{campaign_id}-conn{k + 2}",
                                 daemon=True) for k, t in enumerate(extra)]
@@ -254,6 +258,9 @@ class _Pool:
         self.halted = False
         self.crashed: BaseException | None = None  # what stopped a connection unexpectedly
         self.gate: Callable[[dt.datetime], dt.datetime] | None = None  # a send window
+        self.answers: deque[bool] = deque(maxlen=POLICY_WINDOW)  # the last answers: a policy refusal?
+        self.guard: Callable[[], MailerError | None] | None = None  # asked every GUARD_EVERY_S
+        self.guarded_at = -GUARD_EVERY_S
         self.hold_s: float | None = None  # a scheduled wait longer than this stops the run ('waiting')
 
     # -- events and the journal ---------------------------------------------------------
@@ -449,6 +456,12 @@ class _Pool:
                                        else f"retrying {self.recipients[i].email} (the server asked to try later)")
                     self.wait(wait_s)
                     continue
+                if self.guard is not None and self.clock() - self.guarded_at >= GUARD_EVERY_S:
+                    self.guarded_at = self.clock()
+                    halt = self.guard()
+                    if halt is not None:
+                        self.stop(halt)
+                        return None
                 if self.gate is not None:
                     moment = self.now()
                     gap = (self.gate(moment) - moment).total_seconds()
@@ -619,6 +632,12 @@ class _Pool:
                 f"{uncertain} messages in a row may or may not have been delivered (the last: {row.error}); "
                 "the campaign is stopped until the server works again: resume it then, and choose "
                 "what to do with the uncertain ones", category=row.category or "server_disconnected")
+        with self.state:
+            self.answers.append(policy_answer(row))
+            refusals = sum(self.answers)
+        if halt is None and refusals >= POLICY_PAUSE_AT:
+            halt = _guard_halt(f"{refusals} of the last {len(self.answers)} answers were policy refusals or "
+                               f"throttling (the last: {row.error})")
         if halt is None and self.max_failures and failures >= self.max_failures:
             # Something is wrong for everyone (a block, a policy): stop before burning the list.
             halt = MailerError(
@@ -758,6 +777,22 @@ def _deliver(row: ResultRow, send: Callable[[], Receipt | None], now: Callable[[
 
 _STOPPERS = ("auth_failed", "quota_exceeded")
 MAX_UNCERTAIN_IN_A_ROW = 3  # "may or may not have arrived" is the user's call: not many at once
+# The account's guardrail: this many policy refusals (5.7.x) or throttling answers (4.7.x, not
+# greylisting) among the last POLICY_WINDOW answers pause the campaign before the provider
+# suspends the account.
+POLICY_WINDOW, POLICY_PAUSE_AT = 20, 3
+GUARD_EVERY_S = 30.0  # how often the run asks its guard (the campaign's bounce rate) between messages
+_POLICY = re.compile(r"(?<![\d.])[45]\.7\.\d{1,3}(?![\d.])")
+
+
+def policy_answer(row: ResultRow) -> bool:
+    """Whether a recipient's last answer was a policy refusal or throttling (5.7.x, 4.7.x), not
+    greylisting (a retry cures that)."""
+    return row.status != "sent" and row.category != "greylisted" and bool(_POLICY.search(row.error or ""))
+
+
+def _guard_halt(what: str) -> MailerError:
+    return MailerError(f"the campaign is paused to protect your account: {what}", category="account_protection")
 
 
 def _fill(row: ResultRow, status: str, exc: MailerError) -> None:

@@ -476,6 +476,7 @@ def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, accoun
             rep.line("WARNING: certificate verification is OFF (--insecure-skip-verify).")
         if plan.sent_copy is not None:
             rep.line(f"Filing a copy of each message in Sent on {plan.sent_copy.host}:{plan.sent_copy.port} (IMAP)")
+    rep.line(app.meter(plan.account, plan.limits.per_day if plan.limits else None)["words"] + ".")
     started = app.launch(draft, plan)
     if started["state"] == "scheduled":
         for line in cli_schedule.scheduled_lines(started, plan.spec):

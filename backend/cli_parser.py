@@ -192,6 +192,10 @@ def _when_options(send: argparse.ArgumentParser) -> None:
                    help="a follow-up DAYS days after, to those who did not reply (nor bounce or unsubscribe), in "
                    "the same thread; FILE is its body (.html or text), its first line may be 'Subject: ...' "
                    "(default: Re: and the subject). Repeat for up to 3 steps")
+    w.add_argument("--warm-up", nargs="?", const="20,40,80,160,320,640,1000", metavar="N,N,...",
+                   help="a new account or domain: at most this many messages the first day, the second, ... (the "
+                   "last number after that); the rest goes on by itself the next days. Without numbers: "
+                   "20,40,80,160,320,640,1000")
     w.add_argument("--save-password", action="store_true",
                    help="save the password given in the password store (the system keyring, else the encrypted "
                    "file), as the window's Remember password: needed by --at and by a campaign that goes on by "

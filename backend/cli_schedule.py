@@ -53,7 +53,16 @@ def schedule_input(args: argparse.Namespace) -> ScheduleInput:
     steps = tuple(follow_up(days, path, args.follow_up_expire, k)
                   for k, (days, path) in enumerate(args.follow_up or [], 1))
     return ScheduleInput(at=args.at, tz=args.tz, window=args.window, local_time=args.local_time,
-                         default_tz=args.default_tz, tz_column=args.tz_column, follow_ups=steps)
+                         default_tz=args.default_tz, tz_column=args.tz_column, follow_ups=steps,
+                         warmup=warmup_steps(args.warm_up) if args.warm_up else ())
+
+
+def warmup_steps(text: str) -> tuple[int, ...]:
+    """--warm-up 20,40,80: the daily limits, day by day."""
+    try:
+        return tuple(int(n) for n in text.replace(" ", "").split(",") if n)
+    except ValueError:
+        raise UsageError(f"--warm-up {text}: give whole numbers separated by commas, such as 20,40,80") from None
 
 
 def _local(iso_time: str | None) -> str:

@@ -169,6 +169,18 @@ CATEGORIES: dict[str, Category] = {
             "Split large lists over several days, or use a sending service made for bulk mail.",
         ),
         _c(
+            "account_protection",
+            "Paused to protect your account",
+            "Several of the last answers were policy refusals (5.7.x) or throttling (4.7.x), or too many of "
+            "the campaign's messages bounced: the provider may be about to limit or suspend the account, "
+            "and sending on would make it worse.",
+            "Read the refusals in the results (the server's own words say why).",
+            "Wait a few hours (a day for Gmail, Outlook or Yahoo) before resuming the campaign.",
+            "Check the content check and the warnings in Review & send, and clean the list of old or "
+            "bought addresses.",
+            "Send to fewer people a day (a lower daily limit, or the warm-up option) when you resume.",
+        ),
+        _c(
             "scheduled_wait",
             "Waiting for its time",
             "The campaign waits: its send window is closed, or the next recipients' local delivery time "

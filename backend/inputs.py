@@ -68,6 +68,7 @@ class MessageInput:
 
 
 MAX_FOLLOW_UPS = 3
+WARMUP_STEPS = (20, 40, 80, 160, 320, 640, 1000)  # the warm-up option's default ladder, a day each
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class ScheduleInput:
     default_tz: str | None = None  # the zone of a row without one in its timezone column
     tz_column: str = "timezone"
     follow_ups: tuple[FollowUpInput, ...] = ()
+    warmup: tuple[int, ...] = ()  # a new account's daily limits, day by day (20, 40, 80, ...); then the last
 
 
 @dataclass(frozen=True)

@@ -547,6 +547,13 @@ class Journal:
         return skipped
 
     @_guarded
+    def counts(self, campaign_id: str) -> dict[str, int]:
+        """How many of the campaign's recipients are in each status."""
+        with self._lock:
+            return dict(self._db.execute("SELECT status, COUNT(*) FROM recipients WHERE campaign=? GROUP BY status",
+                                         (campaign_id,)).fetchall())
+
+    @_guarded
     def last_sent(self, campaign_id: str) -> str | None:
         """When the campaign's last message went out (ISO), or None."""
         with self._lock:

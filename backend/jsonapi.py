@@ -303,7 +303,17 @@ def schedule_input(q: Params) -> ScheduleInput:
                                    expire_days=f.number("expire_days", 0, 30) if f.has("expire_days") else 2.0))
     return ScheduleInput(at=q.str("at") or None, tz=q.str("tz") or None, window=q.str("window") or None,
                          local_time=q.str("local_time") or None, default_tz=q.str("default_tz") or None,
-                         tz_column=q.str("tz_column") or "timezone", follow_ups=tuple(steps))
+                         tz_column=q.str("tz_column") or "timezone", follow_ups=tuple(steps),
+                         warmup=_numbers(q, "warmup"))
+
+
+def _numbers(q: Params, name: str) -> tuple[int, ...]:
+    """"20, 40, 80" (as typed) as whole numbers; the field named when one is not."""
+    text = q.str(name)
+    try:
+        return tuple(int(n) for n in text.replace(" ", "").split(",") if n)
+    except ValueError:
+        raise q._bad(name, "give whole numbers separated by commas, such as 20, 40, 80") from None
 
 
 def account_input(p: Params) -> AccountInput:

@@ -52,6 +52,7 @@ class Review:
     estimate_s: float | None = None
     check: deliverability.Report | None = None  # the content check; None until the message builds
     when: dict[str, Any] = field(default_factory=dict)  # the campaign's times (App.when)
+    meter: dict[str, Any] = field(default_factory=dict)  # the account's last 24 hours (App.meter)
 
     def need(self, step: str, text: str) -> None:
         self.missing.append({"step": step, "text": text})
@@ -70,7 +71,7 @@ class Review:
             "estimate": duration_words(self.estimate_s) if self.estimate_s is not None else "",
             "confirm": (f"Schedule {n} for {self.when['starts']} through {self.host} as {self.sender}?"
                         if self.when.get("at") else f"Send {n} through {self.host} as {self.sender}?") if ready else "",
-            "when": self.when,
+            "when": self.when, "meter": self.meter,
             "verdict": self.check.verdict if self.check else "", "score": self.check.score if self.check else 0.0,
             "findings": self.check.as_dict()["findings"] if self.check else [],
         }
@@ -206,6 +207,7 @@ def review(app: Any, a: Any, m: Any, options: Any) -> Review:
         r.warnings += warnings
         r.estimate_s = estimate_seconds(r.messages, draft.delay_ms / 1000, limits)
         r.when = app.when(options.schedule, draft, limits.per_day if limits else None, app.account_key(a))
+        r.meter = app.meter(app.account_key(a), limits.per_day if limits else None)
         if r.when["problem"]:
             r.need("review", f"When: {r.when['problem']}")
     run = app.run

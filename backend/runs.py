@@ -39,6 +39,8 @@ class Run:
         self.outcome: CampaignOutcome | None = None
         self.sent_copy: dict[str, Any] | None = None  # what filing the copies in Sent did
         self.left_out: dict[str, Any] | None = None  # a resend: bounced and suppressed addresses left out
+        # The account's last 24 hours as the run began (App.meter): with counts["sent"], the meter while it sends.
+        self.meter: dict[str, Any] | None = None
         self._journal, self._emit = journal, emit
         self._resume, self._deferred, self._attempts, self._checked = resume, deferred_until, attempts_before, checked
         self._clock = clock or Clock()
@@ -60,6 +62,7 @@ class Run:
 
     def snapshot(self) -> dict[str, Any]:
         return {"campaign": self.id, "state": self.state, "total": self.total, "counts": dict(self.counts),
+                "meter": self.meter,
                 "summary": self.outcome.summary() if self.outcome is not None else None, "error": self.error,
                 "sent_copy": self.sent_copy, "left_out": self.left_out}
 

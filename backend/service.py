@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import logging
@@ -258,6 +259,7 @@ def send(
 
         hooks = {"record": record}
     limiter = None
+    limits = warmup_limits(limits, spec, now())
     if limits is not None and limits.windows():
         earlier: list[float] = []
         if journal is not None and limits.per_day:
@@ -291,6 +293,7 @@ def send(
             on_wait=on_wait,
             max_failures_in_a_row=max_failures_in_a_row,
             now=now,
+            guard=_bounce_guard(journal, draft.id) if journal is not None else None,
             gate=gate,
             hold_s=hold_s,
             **({"clock": clock} if clock is not None else {}),
@@ -326,6 +329,36 @@ def record_new(draft: Draft, journal: Journal, spec: dict[str, Any] | None, *, a
                            "kept_attachments": True}
     journal.create(draft.id, account=account, spec=spec, recipients=draft.recipients,
                    excluded=left_out_rows(draft), state=state, resume_after=resume_after, due=due)
+
+
+BOUNCE_PAUSE_RATE, BOUNCE_PAUSE_MIN = 0.05, 20  # bounced / sent that pauses a campaign, and from how many sent
+
+
+def _bounce_guard(journal: Journal, campaign_id: str) -> Callable[[], MailerError | None]:
+    """The run's guard: more than 5% of the campaign's sent messages bounced (as the mailbox
+    check found while it runs) pauses it, before the provider acts on the account."""
+    def guard() -> MailerError | None:
+        counts = journal.counts(campaign_id)
+        sent, bounced = sum(counts.get(s, 0) for s in SENT_STATUSES), counts.get("bounced", 0)
+        if sent >= BOUNCE_PAUSE_MIN and bounced > BOUNCE_PAUSE_RATE * sent:
+            return MailerError(f"the campaign is paused to protect your account: {bounced} of the {sent} messages "
+                               f"sent so far bounced ({bounced / sent:.0%}; above 5% providers start to limit "
+                               "an account)", category="account_protection")
+        return None
+    return guard
+
+
+def warmup_limits(limits: RateLimits | None, spec: dict[str, Any] | None, now: dt.datetime) -> RateLimits | None:
+    """The daily limit of a campaign with a warm-up: the day's step (20, 40, 80, ... from its
+    start), never above the limit it has without one."""
+    saved = (spec or {}).get("schedule") or {}
+    steps = saved.get("warmup")
+    if not steps:
+        return limits
+    day = max(0, int((now - dt.datetime.fromisoformat(saved["warmup_start"])).total_seconds() // 86400))
+    allowed = int(steps[min(day, len(steps) - 1)])
+    per_day = min(limits.per_day, allowed) if limits is not None and limits.per_day else allowed
+    return dataclasses.replace(limits or RateLimits(), per_day=per_day)
 
 
 HOLD_S = 300.0  # a scheduled wait longer than this stops the run ('waiting'): run-due's period

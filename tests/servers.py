@@ -10,6 +10,8 @@ several of them:
     hourquota@...    RCPT answered 454 4.7.0 (an hourly quota)
     quotaonce@...    RCPT answered 550 5.4.5 the first time only
     close421@...     RCPT answered 421 4.7.0 and the connection closed (first time only)
+    throttle421@...  RCPT answered 421 4.7.0 (too many messages: throttled), every time
+    policy550@...    RCPT answered 550 5.7.1 (refused by the provider's policy)
     droprcpt@...     connection closed at RCPT without a reply (first time only)
     spam@...         DATA answered 554 5.7.1 after the final dot
     data421@...      DATA answered 421 after the final dot (first time only): not accepted
@@ -127,6 +129,10 @@ class RecordingHandler:
             return "550 5.4.5 Daily user sending limit exceeded"
         if local == "hourquota":
             return "454 4.7.0 Hourly sending quota exceeded, try again later"
+        if local == "throttle421":
+            return "421 4.7.0 Too many messages from you, slow down"
+        if local == "policy550":
+            return "550 5.7.1 Message refused by policy: sender reputation"
         if local == "close421" and self._once(address):
             await server.push("421 4.7.0 Too many messages, closing connection")
             server.transport.close()

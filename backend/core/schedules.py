@@ -52,6 +52,17 @@ def _when(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
 
+def _warmup_end(total: int, steps: list[int], start: dt.datetime, window: Any) -> dt.datetime:
+    """When the last message of a warm-up goes: day k sends its step (the last step after)."""
+    day, left = 0, total
+    while True:
+        left -= steps[min(day, len(steps) - 1)]
+        if left <= 0:
+            moment = start + dt.timedelta(days=day)
+            return window.next_open(moment) if window is not None else moment
+        day += 1
+
+
 class Schedules:
     """Send later, send windows, local time, spreading over days, follow-ups (a part of App)."""
 
@@ -87,6 +98,10 @@ class Schedules:
         window = sch.SendWindow.parse(s.window, tz) if s.window else None
         if window is not None:
             saved["window"], saved["window_words"] = window.as_spec(), window.words()
+        if s.warmup:
+            if len(s.warmup) > 60 or any(not 1 <= n <= 100_000 for n in s.warmup):
+                raise SettingsError("warmup", "give up to 60 daily limits from 1 to 100000, such as 20, 40, 80")
+            saved.update(warmup=list(s.warmup), warmup_start=iso(start))
         due: dict[int, str] = {}
         if s.local_time:
             rows = [(i, r.fields.get(s.tz_column), r.line) for i, r in enumerate(draft.recipients)]
@@ -99,6 +114,8 @@ class Schedules:
             due = {i: iso(t) for i, t in when.items()}
         ends = sch.spread_end(len(draft.recipients), per_day, start, window=window,
                               sent_before=self._sent_last_day(account, start) if per_day and account else ())
+        if s.warmup:
+            ends = _warmup_end(len(draft.recipients), list(s.warmup), start, window)
         if due:
             ends = max(ends, max(dt.datetime.fromisoformat(t) for t in due.values()))
         saved["ends_about"] = iso(ends)
@@ -170,6 +187,14 @@ class Schedules:
     def _sent_last_day(self, account: str, at: dt.datetime) -> list[dt.datetime]:
         since = iso(at - dt.timedelta(days=1))
         return [dt.datetime.fromisoformat(t) for t in self.journal.sent_since(account, since)]
+
+    def meter(self, account: str | None, per_day: int | None) -> dict[str, Any]:
+        """The account's messages of the last 24 hours (every campaign, from the journal) against
+        its daily limit: shown before Send and while it sends."""
+        sent = len(self._sent_last_day(account, self.clock.now())) if account else 0
+        words = f"This account sent {sent:,} message{'' if sent == 1 else 's'} in the last 24 hours"
+        words += f", of {per_day:,} a day" if per_day else " (no daily limit set)"
+        return {"sent": sent, "per_day": per_day, "left": max(per_day - sent, 0) if per_day else None, "words": words}
 
     def launch(self, draft: service.Draft, plan: Any) -> dict[str, Any]:
         """Start a prepared campaign now, or journal it as scheduled when its start is ahead."""
