@@ -305,3 +305,37 @@ def test_a_campaign_that_starts_later_needs_its_password_saved(smtp_server, cert
     assert done.returncode == 0, done.stderr
     assert "Password saved" in done.stderr and "Scheduled for" in done.stderr
     assert PASSWORD not in done.stderr + done.stdout
+
+
+def test_across_daylight_saving_changes_the_window_and_local_times_keep_the_wall_clock(smtp_server, tmp_path):
+    server = smtp_server("plain", auth=False)
+    # Friday 23 Oct 2026, 17:59 in Berlin (summer time, UTC+2); the clocks go back on Sunday the 25th.
+    clock = FakeClock(dt.datetime(2026, 10, 23, 15, 59, tzinfo=UTC))
+    app = make_app(tmp_path, clock)
+    app.import_recipients(("text", people(3)))
+    draft, plan = app.prepare(relay(server), MessageInput(subject="Hi", text="Hi", delay_ms=60_000),
+                              SendOptions(schedule=ScheduleInput(window="mon-fri 08:00-18:00", tz="Europe/Berlin")))
+    run = app.start(draft, plan)
+    run.wait()
+    # Monday 08:00 in Berlin is now 07:00 UTC (winter time), not 06:00.
+    assert app.journal.get(run.id).resume_after == "2026-10-26T07:00:00+00:00"
+    clock.to(dt.datetime(2026, 10, 26, 6, 30, tzinfo=UTC))
+    assert app.run_due() == []
+    clock.to(dt.datetime(2026, 10, 26, 7, 0, tzinfo=UTC))
+    app.run_due()
+    assert sorted(r.sent_at for r in app.results(run.id)) == [
+        "2026-10-23T15:59:00+00:00", "2026-10-26T07:00:00+00:00", "2026-10-26T07:01:00+00:00"]
+
+    # New York's clocks go back on 1 Nov 2026: 09:00 there is 13:00 UTC on the 31st, 14:00 UTC on the 1st.
+    clock.to(dt.datetime(2026, 10, 31, 13, 30, tzinfo=UTC))
+    app.import_recipients(("text", people(2, ["America/New_York", "Europe/Berlin"])))
+    draft, plan = app.prepare(relay(server), MESSAGE, SendOptions(schedule=ScheduleInput(local_time="09:00")))
+    run = app.start(draft, plan)
+    run.wait()
+    for _ in range(12 * 26):  # the night of the change is 25 hours long in New York
+        clock.advance(300)
+        app.run_due()
+    assert {r.email: r.sent_at for r in app.results(run.id)} == {
+        "p0000@example.org": "2026-11-01T14:00:00+00:00",   # 09:00 EST
+        "p0001@example.org": "2026-11-01T08:00:00+00:00"}   # 09:00 CET (Berlin changed on 25 Oct)
+    app.shutdown()
