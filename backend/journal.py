@@ -547,6 +547,34 @@ class Journal:
         return skipped
 
     @_guarded
+    def due_campaigns(self, now: str) -> list[tuple[str, str]]:
+        """(id, state) of the campaigns nobody sends whose time has come (scheduled, waiting for a
+        window or a local time, paused by a daily limit), oldest first."""
+        with self._lock:
+            return [(r[0], r[1]) for r in self._db.execute(
+                "SELECT id, state FROM campaigns WHERE state IN ('scheduled', 'waiting', 'paused') AND "
+                "resume_after IS NOT NULL AND julianday(resume_after) <= julianday(?) ORDER BY created, id",
+                (now,)).fetchall()]
+
+    @_guarded
+    def waiting_follow_ups(self) -> list[str]:
+        """Finished campaigns with a follow-up step not sent yet, oldest first (found in SQL: the
+        window asks every 30 seconds, and a history of campaigns need not be read for it)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT id FROM campaigns WHERE state='finished' AND json_type(spec, '$.follow_ups') = 'array' "
+                "AND EXISTS (SELECT 1 FROM json_each(campaigns.spec, '$.follow_ups') "
+                "WHERE json_extract(value, '$.state') = 'waiting') ORDER BY created, id").fetchall()
+        return [row[0] for row in found]
+
+    @_guarded
+    def state_of(self, campaign_id: str) -> str | None:
+        """A campaign's recorded state (None: no such campaign), without the history's counts."""
+        with self._lock:
+            found = self._db.execute("SELECT state FROM campaigns WHERE id=?", (campaign_id,)).fetchone()
+        return found[0] if found else None
+
+    @_guarded
     def counts(self, campaign_id: str) -> dict[str, int]:
         """How many of the campaign's recipients are in each status."""
         with self._lock:

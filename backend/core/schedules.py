@@ -230,17 +230,15 @@ class Schedules:
         """What is due now, oldest first: campaigns to start or continue, follow-ups to send."""
         now = now or self.clock.now()
         found: list[dict[str, Any]] = []
-        for info in reversed(self.journal.campaigns()):
-            when = _when(info.resume_after)
-            if info.state in ("scheduled", "waiting") and when is not None and when <= now:
-                found.append({"kind": "start" if info.state == "scheduled" else "continue", "campaign": info.id})
-            elif info.state == "paused" and when is not None and when <= now \
-                    and (self.journal.spec(info.id).get("schedule") or {}).get("continue"):
-                found.append({"kind": "continue", "campaign": info.id})  # a daily limit lifted
-            elif info.state == "finished":
-                step = self._step_due(info.id, now)
-                if step is not None:
-                    found.append({"kind": "follow-up", "campaign": info.id, "step": step})
+        for cid, state in self.journal.due_campaigns(iso(now)):
+            if state in ("scheduled", "waiting"):
+                found.append({"kind": "start" if state == "scheduled" else "continue", "campaign": cid})
+            elif (self.journal.spec(cid).get("schedule") or {}).get("continue"):
+                found.append({"kind": "continue", "campaign": cid})  # a daily limit lifted
+        for cid in self.journal.waiting_follow_ups():
+            step = self._step_due(cid, now)
+            if step is not None:
+                found.append({"kind": "follow-up", "campaign": cid, "step": step})
         return found
 
     def _step_due(self, cid: str, now: dt.datetime) -> int | None:
@@ -260,7 +258,7 @@ class Schedules:
                     self._set_step(cid, k, step["state"], step["reason"])
                     continue
                 return None
-            if self.journal.get(before).state != "finished":
+            if self.journal.state_of(before) != "finished":
                 return None
             due = self._step_time(cid, k, before)
             if due is None or due > now:
@@ -288,11 +286,7 @@ class Schedules:
         return f"{cid}-f{k}"
 
     def _exists(self, cid: str) -> bool:
-        try:
-            self.journal.get(cid)
-        except MailerError:
-            return False
-        return True
+        return self.journal.state_of(cid) is not None
 
     def _set_step(self, cid: str, k: int, state: str, reason: str | None) -> None:
         spec = self.journal.spec(cid)
@@ -499,9 +493,9 @@ class Schedules:
             child = self._step_campaign(cid, k)
             shown = {"step": k, "after_days": step["after_days"], "state": step["state"], "reason": step["reason"],
                      "campaign": None, "counts": {}, "due": None}
-            if self._exists(child):
-                info = self.journal.get(child)
-                shown.update(campaign=child, counts=info.counts, state=info.state)
+            state_now = self.journal.state_of(child)
+            if state_now is not None:
+                shown.update(campaign=child, counts=self.journal.counts(child), state=state_now)
             elif state == "finished" and step["state"] == "waiting":
                 before = cid if k == 1 else self._step_campaign(cid, k - 1)
                 due = self._step_time(cid, k, before) if self._exists(before) else None
