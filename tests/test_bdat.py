@@ -9,7 +9,6 @@ tests/servers.py (for failures Postfix cannot inject: drops, 421s).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 import threading
@@ -23,8 +22,9 @@ from backend.settings import SmtpSettings
 from backend.transports.base import Envelope
 from backend.transports.smtp import SmtpTransport
 from tests import postfix
-from tests.servers import Received, RecordingHandler
+from tests.servers import RecordingHandler
 from tests.test_campaign import FakeClock, build
+from tests.test_pipelining import DropAfterDot
 from tests.test_pool import FAULTS, people, pool
 
 SENDER = "me@example.com"
@@ -222,24 +222,8 @@ def test_every_kind_of_reply_settles_only_its_own_message_over_bdat(smtp_server,
             assert statuses["spam@example.org"] == "failed" and statuses["data421@example.org"] == "sent"
 
 
-class DropAfterLast(RecordingHandler):
-    """Takes the message of drop@ and closes the connection before answering its BDAT LAST,
-    while the next message is already on its way."""
-
-    def __init__(self) -> None:
-        super().__init__(pipelining=True, chunking=True)
-
-    async def handle_DATA(self, server, session, envelope):
-        if envelope.rcpt_tos and envelope.rcpt_tos[0].startswith("drop@"):
-            with self.lock:
-                self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, None))
-            server.transport.close()
-            await asyncio.sleep(3600)
-        return await super().handle_DATA(server, session, envelope)
-
-
 def test_a_drop_mid_pipeline_leaves_at_most_the_written_ones_uncertain(smtp_server, certs):
-    srv = smtp_server("starttls", handler=DropAfterLast())
+    srv = smtp_server("starttls", handler=DropAfterDot(chunking=True))
     emails = [f"p{i}@example.org" for i in range(10)]
     emails.insert(4, "drop@example.org")
     (t,) = pool(srv, certs, 1, timeout=2)

@@ -99,11 +99,11 @@ def test_every_kind_of_reply_settles_only_its_own_message(smtp_server, certs, co
 
 
 class DropAfterDot(RecordingHandler):
-    """Takes the message of drop@ and closes the connection before answering its dot (every time),
-    while the next message's envelope is already on its way."""
+    """Takes the message of drop@ and closes the connection before answering its dot, or its BDAT
+    LAST with chunking (every time), while the next message is already on its way."""
 
-    def __init__(self) -> None:
-        super().__init__(pipelining=True)
+    def __init__(self, chunking: bool = False) -> None:
+        super().__init__(pipelining=True, chunking=chunking)
 
     async def handle_DATA(self, server, session, envelope):
         if envelope.rcpt_tos and envelope.rcpt_tos[0].startswith("drop@"):
