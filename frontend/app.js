@@ -9,7 +9,8 @@ import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } fro
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
 import { initTemplates } from './templates.js';
-import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy, sendOptions, setReady } from './send.js';
+import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy, sendOptions, setReady, setScheduled } from './send.js';
+import { initSchedule, getSchedule, renderWhen, draftValues, restoreDraft, resetSchedule, zoneList } from './schedule.js';
 import { initSteps, go, refreshSteps, currentView } from './steps.js';
 import { initReview, renderReview, skippedFields } from './review.js';
 import { initHistory, refreshHistory } from './history.js';
@@ -107,16 +108,26 @@ async function main() {
   const reviewParams = (options = {}) => ({ account: account.getAccount(), message: getMessage(),
     from_address: account.getFromAddress(), ...sendOptions(options) });
   initReview({ getMessage, setMessage, previewParams: () => ({ account: account.getAccount(), message: getMessage(), from_address: account.getFromAddress() }) });
+  initSchedule(info, {
+    getMessage,
+    onLabel: setScheduled,
+    onChange() {
+      saveSoon();
+      refreshSteps();
+    },
+  });
   initSteps({
     request: () => reviewParams(),
     onReview(r) {
       setReady(r.sendable);
+      renderWhen(r.when);
       if (currentView() === 'review') renderReview(r, () => refreshSteps({ now: true }));
     },
   });
   initSend({
     review: (options) => call('check_message', reviewParams(options)).then((r) => (r.ok ? r.data : { error: r.error })),
     skippedFields,
+    schedule: getSchedule,
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     getFromAddress: account.getFromAddress,
@@ -138,6 +149,7 @@ async function main() {
   initInbox(info);
   const interruptedLine = el('span', { class: 'interrupted-line' });
   initHistory({
+    zones: zoneList,
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     expectRun,
@@ -157,10 +169,13 @@ async function main() {
   await initDraft({
     getMessage,
     setMessage,
+    extraSend: draftValues,
+    restoreSend: restoreDraft,
     onListRestored: showList,
     onAttachmentsRestored: refreshAttachments,
     onInputsCleared() {
       clearList();
+      resetSchedule();
       refreshAttachments();
       // What was shown of the last campaign's list and message goes too.
       $('#paste').value = '';
