@@ -9,7 +9,7 @@ import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } fro
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
 import { initTemplates } from './templates.js';
-import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy, sendOptions, setReady, setScheduled } from './send.js';
+import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy, sendOptions, setReady, setScheduled, notSending } from './send.js';
 import { initSchedule, getSchedule, renderWhen, draftValues, restoreDraft, resetSchedule, zoneList } from './schedule.js';
 import { initSteps, go, refreshSteps, currentView } from './steps.js';
 import { initReview, renderReview, skippedFields } from './review.js';
@@ -141,6 +141,7 @@ async function main() {
     onRunEnded() {
       refreshIfLocal();
       refreshHistory({ quiet: true });
+      refreshSteps({ now: true }); // Review & send's step: no longer "Sending…"
     },
   }, settings.message, info.retry_defaults);
   // Connections follow the provider: its default when chosen (a saved setting wins at start).
@@ -150,6 +151,7 @@ async function main() {
   const interruptedLine = el('span', { class: 'interrupted-line' });
   initHistory({
     zones: zoneList,
+    onCancelled: notSending,
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     expectRun,

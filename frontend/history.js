@@ -489,6 +489,7 @@ function askCancel(id) {
     if (num(d.skipped)) parts.push(`${plural(num(d.skipped), 'recipient')} not sent`);
     if (num(d.follow_ups_cancelled)) parts.push(`${plural(num(d.follow_ups_cancelled), 'follow-up')} cancelled`);
     show($('#history-status'), el('p', { class: 'ok-line', text: `Cancelled${parts.length ? `: ${parts.join(', ')}` : ''}.` }));
+    if (deps.onCancelled && !onlySteps) deps.onCancelled(id);
     await refreshHistory({ quiet: true });
     $('#history-refresh').focus();
   }));

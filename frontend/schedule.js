@@ -212,18 +212,31 @@ function problemPlace(field) {
   return { after: $('#when-later').checked ? $('#when-later-fields') : $('#when-choice'), input: f === 'at' ? $('#when-at') : f === 'tz' ? $('#when-tz') : null };
 }
 
+/** Add (or take away) the problem line from a field's description, keeping its hint. */
+function describedBy(input, on) {
+  const ids = (input.getAttribute('aria-describedby') || '').split(/\s+/).filter((x) => x && x !== 'when-problem');
+  if (on) ids.push('when-problem');
+  if (ids.length) input.setAttribute('aria-describedby', ids.join(' '));
+  else input.removeAttribute('aria-describedby');
+}
+
 /** Review & send's answer: the campaign's times in words, and a problem next to its field. */
 export function renderWhen(when) {
   const w = when || {};
+  const subject = deps ? String(deps.getMessage().subject || '') : '';
+  for (const input of $$('#follow-ups [data-key="subject"]')) input.placeholder = subject ? `Re: ${subject}` : 'Re: <the subject>';
   const line = $('#when-problem');
-  for (const bad of $$('#when-box [aria-invalid="true"]')) bad.removeAttribute('aria-invalid');
+  for (const bad of $$('#when-box [aria-invalid="true"]')) {
+    bad.removeAttribute('aria-invalid');
+    describedBy(bad, false);
+  }
   if (w.problem) {
     const place = problemPlace(w.field);
     place.after.insertAdjacentElement('afterend', line);
     if (place.open) place.open.open = true;
     if (place.input) {
       place.input.setAttribute('aria-invalid', 'true');
-      place.input.setAttribute('aria-describedby', 'when-problem');
+      describedBy(place.input, true);
     }
     line.textContent = `When: ${w.problem}`;
     line.hidden = false;

@@ -210,6 +210,15 @@ function newRun(campaign) {
   show($('#sent-copy-status'));
 }
 
+/** History cancelled a campaign nobody was sending: if it is the one shown here (scheduled or
+ * waiting), the Send section says so instead of its old time. */
+export function notSending(campaign) {
+  if (campaign !== stateCampaign || !['scheduled', 'waiting'].includes(state)) return;
+  show($('#send-status'));
+  clearWait();
+  setState('cancelled');
+}
+
 /** History is about to start a run of a past campaign (resume keeps the campaign's id). */
 export function expectRun(campaign) {
   restarting = campaign || null;

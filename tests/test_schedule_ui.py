@@ -124,7 +124,7 @@ def test_schedule_change_the_time_and_cancel(page, web_app):
     form.get_by_label("New date and time").fill(f"{later:%Y-%m-%d}T10:30")
     form.get_by_label("Time zone").select_option("Europe/Berlin")
     form.get_by_role("button", name="Save the new time").click()
-    expect(page.locator("#history-status")).to_contain_text(f"Scheduled for")
+    expect(page.locator("#history-status")).to_contain_text("Scheduled for")
     expect(row.locator(".history-state")).to_contain_text("10:30 (Europe/Berlin)")
     found, _ = journal()
     moved = dt.datetime(later.year, later.month, later.day, 10, 30, tzinfo=ZoneInfo("Europe/Berlin"))
@@ -194,11 +194,18 @@ def test_a_run_outside_its_send_window_waits_and_says_until_when(page, web_app):
     ready_campaign(page, "Window")
     to(page, "Review & send")
     page.locator("#when-more summary").click()
+    # a window the core cannot read: said next to the field, and Send waits
+    page.get_by_label("Send window").fill("someday")
+    problem = page.locator("#when-problem")
+    expect(problem).to_contain_text("When: ")
+    expect(page.get_by_label("Send window")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_disabled()
+    assert page.evaluate("document.querySelector('#when-window').nextElementSibling.id") == "when-problem"
     now = dt.datetime.now()
     opens, closes = now + dt.timedelta(hours=2), now + dt.timedelta(hours=3)
     page.get_by_label("Send window").fill(f"daily {opens:%H}:00-{closes:%H}:00")
     expect(page.locator("#when-more-summary")).to_have_text(f"daily {opens:%H}:00-{closes:%H}:00")
-    expect(page.locator("#when-summary")).to_contain_text(f"Send window")
+    expect(page.locator("#when-summary")).to_contain_text("Send window")
     page.get_by_role("button", name="Send", exact=True).click()
     page.get_by_role("button", name="Yes, send").click()
     state = page.locator("#send-state")
@@ -209,10 +216,12 @@ def test_a_run_outside_its_send_window_waits_and_says_until_when(page, web_app):
     assert inbox.messages() == []
     to(page, "History")
     row = page.locator("#history-list tr").first
-    expect(row.locator(".history-state")).to_contain_text(f"Waiting: next message at")
+    expect(row.locator(".history-state")).to_contain_text("Waiting: next message at")
     row.get_by_role("button", name=re.compile("^Cancel")).click()
     page.get_by_role("button", name="Yes, cancel it").click()
     expect(row.locator(".history-state")).to_have_text("Cancelled")
+    to(page, "Review & send")  # the Send section no longer says it waits
+    expect(state).to_have_text("Cancelled.")
 
 
 def test_the_timer_is_installed_and_removed_from_the_window(page, tmp_path, monkeypatch):
