@@ -121,7 +121,8 @@ function whenWords(value, tz = null) {
   if (!Number.isFinite(t)) return String(value ?? '');
   const opts = { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
   try {
-    if (tz && tz !== THIS_ZONE) return `${new Date(t).toLocaleString([], { ...opts, timeZone: tz })} (${tz})`;
+    const there = tz ? new Date(t).toLocaleString([], { ...opts, timeZone: tz }) : null;
+    if (there && there !== new Date(t).toLocaleString([], opts)) return `${there} (${tz})`; // another zone's wall clock
   } catch {
     /* a zone this browser does not know: the computer's below */
   }
@@ -156,7 +157,7 @@ function stepWords(s, tz) {
   } else if (s.due) {
     what = `due ${whenWords(s.due, tz)}`;
   } else if (s.state === 'waiting') {
-    what = s.reason || 'if no reply, after the campaign is sent';
+    what = s.reason || (Number(s.step) > 1 ? `after follow-up ${s.step - 1}, if no reply` : 'after the campaign is sent, if no reply');
   } else {
     what = s.reason || STATE_WORDS[s.state] || String(s.state ?? '');
   }
@@ -180,7 +181,7 @@ export async function refreshHistory({ quiet = false } = {}) {
   const list = (result.data && Array.isArray(result.data.campaigns)) ? result.data.campaigns.filter((c) => c && c.id) : [];
   campaigns = new Map(list.map((c) => [String(c.id), c]));
   const frag = document.createDocumentFragment();
-  for (const c of list) frag.append(campaignRow(c));
+  for (const c of list) frag.append(campaignRow(c), stepsRow(c));
   $('#history-list').replaceChildren(frag);
   $('.history-scroll').hidden = list.length === 0;
   // Only the loading line goes: a question asked meanwhile (a click on a row) stays.
@@ -221,14 +222,23 @@ function campaignRow(c) {
   return el('tr', { dataset: data },
     el('td', { class: 'history-campaign' }, el('span', { class: 'history-subject', text: c.subject || '(no subject)' }),
       times.follow_up_of ? el('span', { class: 'history-when', text: `Follow-up ${times.step ?? ''} of “${(parent && parent.subject) || times.follow_up_of}”` }) : null,
-      el('span', { class: 'history-date', text: formatTime(c.created) }),
-      steps.length ? el('ul', { class: 'history-steps' }, steps.map((s) => el('li', { text: stepWords(s, times.tz) }))) : null),
+      el('span', { class: 'history-date', text: formatTime(c.created) })),
     el('td', { class: 'address' }, breakable(c.account_words ?? c.account ?? '')),
     el('td', { class: 'history-state', text: stateWords(c) }),
     el('td', { class: 'num history-sent', text: String(t.sent) }),
     el('td', { class: 'num history-failed', text: String(t.failed) }),
     el('td', { text: rest.length ? rest.join(' · ') : '0' }),
     el('td', { class: 'history-actions' }, buttons));
+}
+
+/** The campaign's follow-up steps, on a row of their own under it (the full width: they are sentences). */
+function stepsRow(c) {
+  const times = c.times || {};
+  const steps = Array.isArray(times.follow_ups) ? times.follow_ups : [];
+  if (!steps.length) return '';
+  return el('tr', { class: 'history-steps-row', dataset: { stepsOf: String(c.id) } },
+    el('td', { colspan: '7' }, el('ul', { class: 'history-steps', 'aria-label': `Follow-ups of ${c.subject || c.id}` },
+      steps.map((s) => el('li', { text: stepWords(s, times.tz) })))));
 }
 
 function renderNotice(c) {

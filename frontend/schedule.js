@@ -249,7 +249,7 @@ export function renderWhen(when) {
     rows.push(['Starts', w.starts === 'now' ? 'now' : w.starts]);
     if (w.window) rows.push(['Send window', w.window]);
     if (w.local_time) rows.push(['Local time', `${w.local_time} in each recipient’s time zone`]);
-    if (w.ends) rows.push(['Ends', `about ${w.ends}`]);
+    if (w.ends) rows.push(['Ends', `about ${String(w.ends).replace(/^on /, '')}`]); // "about Mon 7 Dec", "about tomorrow"
     (Array.isArray(w.follow_ups) ? w.follow_ups : []).forEach((words, k) => rows.push([`Follow-up ${k + 1}`, String(words)]));
   }
   // "Starts now" alone says nothing the Send button does not: shown only with something more.

@@ -183,10 +183,12 @@ def test_a_follow_up_from_the_form_reaches_the_core(page, web_app):
     assert (step["after_days"], step["expire_days"], step["subject"], step["html"]) == (4, 2, "", "<p>Did you see it?</p>")
     to(page, "History")
     row = page.locator(f'#history-list tr[data-id="{cid}"]')
-    expect(row.locator(".history-steps")).to_contain_text(re.compile(r"^Follow-up 1: 4 days after — due \w{3}, "))
+    steps = page.locator(f'#history-list tr[data-steps-of="{cid}"] .history-steps')
+    expect(steps).to_contain_text(re.compile(r"^Follow-up 1: 4 days after — due \w{3}, "))
     row.get_by_role("button", name=re.compile("^Cancel follow-ups")).click()
     page.get_by_role("button", name="Yes, cancel the follow-ups").click()
-    expect(row.locator(".history-steps")).to_have_text("Follow-up 1: 4 days after — not sent: cancelled by the user")
+    expect(steps).to_have_text("Follow-up 1: 4 days after — not sent: cancelled by the user")
+    expect(row.get_by_role("button", name=re.compile("^Cancel follow-ups"))).to_have_count(0)
 
 
 def test_a_run_outside_its_send_window_waits_and_says_until_when(page, web_app):
