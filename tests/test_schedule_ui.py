@@ -91,6 +91,10 @@ def test_schedule_change_the_time_and_cancel(page, web_app):
     zone.select_option("America/New_York")
     starts = page.locator("#when-summary")
     expect(starts).to_contain_text(re.compile(rf"Starts\w{{3}} {tomorrow.day} \w{{3}} {tomorrow.year} 09:00 E[SD]T"))
+    # one a day: the second message goes the day after, and Review says when it should end
+    page.locator("#limits-box > summary").click()
+    page.get_by_label("Per day").fill("1")
+    expect(starts).to_contain_text(re.compile(r"Endsabout (tomorrow|\w{3} \d+ \w{3})"))
     schedule = page.get_by_role("button", name="Schedule", exact=True)
     expect(schedule).to_be_enabled()
     schedule.click()
@@ -112,7 +116,7 @@ def test_schedule_change_the_time_and_cancel(page, web_app):
     to(page, "History")
     row = page.locator(f'#history-list tr[data-id="{cid}"]')
     expect(row.locator(".history-state")).to_contain_text("Scheduled for")
-    expect(row.locator(".history-state")).to_contain_text("09:00 (America/New_York)")
+    expect(row.locator(".history-state")).to_contain_text("09:00 (America/New_York). Ends about ")
     expect(row.get_by_role("button", name=re.compile("^Resume"))).to_have_count(0)
     no_sideways_scroll(page)
     # Change time: the day after, 10:30 in Berlin
