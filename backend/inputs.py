@@ -118,7 +118,9 @@ class SendOptions:
 
 # The Send section's fields a draft keeps, as the page has them (text; checked when sending).
 DRAFT_SEND_FIELDS = ("delay", "connections", "limit-second", "limit-minute", "limit-hour", "limit-day",
-                     "retry-base", "retry-cap", "retry-attempts", "retry-max-age", "max-failures")
+                     "retry-base", "retry-cap", "retry-attempts", "retry-max-age", "max-failures",
+                     # Review & send's When: send now or later, its time and zone, window, local time
+                     "when", "when-at", "when-tz", "when-window", "when-local", "when-local-time", "when-default-tz")
 
 
 @dataclass(frozen=True)

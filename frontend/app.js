@@ -9,7 +9,8 @@ import { initCompose, getMessage, setMessage, setFields, setRecipientTotal } fro
 import { initAttachments, refreshAttachments, setColumns as setAttachmentColumns } from './attachments.js';
 import { initSuppression } from './suppression.js';
 import { initTemplates } from './templates.js';
-import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy, sendOptions, setReady } from './send.js';
+import { initSend, handleProgress, handleState, handleWait, syncState, getDelay, getConnections, setConnections, expectRun, runStarted, isBusy, sendOptions, setReady, setScheduled, notSending } from './send.js';
+import { initSchedule, getSchedule, renderWhen, draftValues, restoreDraft, resetSchedule, zoneList } from './schedule.js';
 import { initSteps, go, refreshSteps, currentView } from './steps.js';
 import { initReview, renderReview, skippedFields } from './review.js';
 import { initHistory, refreshHistory } from './history.js';
@@ -107,16 +108,26 @@ async function main() {
   const reviewParams = (options = {}) => ({ account: account.getAccount(), message: getMessage(),
     from_address: account.getFromAddress(), ...sendOptions(options) });
   initReview({ getMessage, setMessage, previewParams: () => ({ account: account.getAccount(), message: getMessage(), from_address: account.getFromAddress() }) });
+  initSchedule(info, {
+    getMessage,
+    onLabel: setScheduled,
+    onChange() {
+      saveSoon();
+      refreshSteps();
+    },
+  });
   initSteps({
     request: () => reviewParams(),
     onReview(r) {
       setReady(r.sendable);
+      renderWhen(r.when);
       if (currentView() === 'review') renderReview(r, () => refreshSteps({ now: true }));
     },
   });
   initSend({
     review: (options) => call('check_message', reviewParams(options)).then((r) => (r.ok ? r.data : { error: r.error })),
     skippedFields,
+    schedule: getSchedule,
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     getFromAddress: account.getFromAddress,
@@ -130,6 +141,7 @@ async function main() {
     onRunEnded() {
       refreshIfLocal();
       refreshHistory({ quiet: true });
+      refreshSteps({ now: true }); // Review & send's step: no longer "Sending…"
     },
   }, settings.message, info.retry_defaults);
   // Connections follow the provider: its default when chosen (a saved setting wins at start).
@@ -138,6 +150,8 @@ async function main() {
   initInbox(info);
   const interruptedLine = el('span', { class: 'interrupted-line' });
   initHistory({
+    zones: zoneList,
+    onCancelled: notSending,
     getAccount: account.getAccount,
     getCredentials: account.getCredentials,
     expectRun,
@@ -157,10 +171,13 @@ async function main() {
   await initDraft({
     getMessage,
     setMessage,
+    extraSend: draftValues,
+    restoreSend: restoreDraft,
     onListRestored: showList,
     onAttachmentsRestored: refreshAttachments,
     onInputsCleared() {
       clearList();
+      resetSchedule();
       refreshAttachments();
       // What was shown of the last campaign's list and message goes too.
       $('#paste').value = '';

@@ -33,7 +33,8 @@ async function saveNow() {
   clearTimeout(timer);
   timer = null;
   if (!loaded) return; // before the kept draft was read: saving now would replace it
-  await call('draft', { action: 'save', draft: { message: deps.getMessage(), send: sendValues() } });
+  const send = { ...sendValues(), ...(deps.extraSend ? deps.extraSend() : {}) };
+  await call('draft', { action: 'save', draft: { message: deps.getMessage(), send } });
 }
 
 function clockTime(iso) {
@@ -78,6 +79,7 @@ export async function initDraft(dependencies) {
       const input = SEND_FIELDS.includes(id) ? document.getElementById(id) : null;
       if (input && typeof value === 'string') input.value = value;
     }
+    if (deps.restoreSend) deps.restoreSend(draft.send || {});
     const restored = draft.restored || {};
     if (restored.preview) deps.onListRestored(restored.preview);
     if (Array.isArray(restored.attachments) && restored.attachments.length) deps.onAttachmentsRestored();
@@ -90,6 +92,12 @@ export async function initDraft(dependencies) {
       input.addEventListener('input', saveSoon);
       input.addEventListener('change', saveSoon);
     }
+  }
+  // When (Review & send): its date, zone, window and local time.
+  const when = document.getElementById('when-box');
+  if (when) {
+    when.addEventListener('input', saveSoon);
+    when.addEventListener('change', saveSoon);
   }
   // A field inserted by a button, a loaded template: saved when the page is left at the latest.
   window.addEventListener('pagehide', () => { if (timer) saveNow(); });

@@ -9,8 +9,12 @@ const DETAIL_ROWS = 200;
 const UNCERTAIN_SHOWN = 50;
 const STATE_WORDS = {
   running: 'Running', paused: 'Paused', stopped: 'Stopped', finished: 'Finished',
-  cancelled: 'Cancelled', failed: 'Failed', interrupted: 'Interrupted',
+  cancelled: 'Cancelled', failed: 'Failed', interrupted: 'Interrupted', scheduled: 'Scheduled', waiting: 'Waiting',
 };
+const STEP_COUNTS = [['sent', 'sent'], ['failed', 'failed'], ['uncertain', 'uncertain'], ['skipped', 'skipped'],
+  ['pending', 'not sent yet'], ['deferred', 'retrying'], ['bounced', 'bounced'], ['replied', 'replied'],
+  ['auto_replied', 'auto-replied']];
+const THIS_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
 const STATUS_WORDS = {
   pending: 'Not sent yet', sending: 'Sending', sent: 'Sent', failed: 'Failed', deferred: 'Retrying',
   skipped: 'Not sent', uncertain: 'Uncertain', bounced: 'Bounced', replied: 'Replied', auto_replied: 'Auto-reply',
@@ -37,6 +41,8 @@ export function initHistory(dependencies) {
     else if (action === 'resend') withBusy(button, () => resend(id, false), back);
     else if (action === 'resend-uncertain') withBusy(button, () => resend(id, true), back);
     else if (action === 'track') withBusy(button, () => checkReplies(id), back);
+    else if (action === 'reschedule') askReschedule(id);
+    else if (action === 'cancel-scheduled') askCancel(id);
   });
   setTimeout(autoCheck, AUTO_CHECK_MS / 2);
 }
@@ -104,8 +110,58 @@ function formatTime(value) {
 
 /** The time a quota-stopped campaign can continue, while that is still ahead; else null. */
 function quotaLifts(c) {
+  if (!c || c.state === 'scheduled' || c.state === 'waiting') return null; // its time, not a quota's
   const t = Date.parse(c && c.resume_after);
   return Number.isFinite(t) && t > Date.now() ? new Date(t) : null;
+}
+
+/** A time on the wall clock of `tz` (the campaign's zone; named when it is not this computer's). */
+function whenWords(value, tz = null) {
+  const t = Date.parse(value);
+  if (!Number.isFinite(t)) return String(value ?? '');
+  const opts = { weekday: 'short', day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' };
+  try {
+    const there = tz ? new Date(t).toLocaleString([], { ...opts, timeZone: tz }) : null;
+    if (there && there !== new Date(t).toLocaleString([], opts)) return `${there} (${tz})`; // another zone's wall clock
+  } catch {
+    /* a zone this browser does not know: the computer's below */
+  }
+  return new Date(t).toLocaleString([], opts);
+}
+
+/** The campaign's state in words: its time when scheduled, why it waits, when it should end. */
+function stateWords(c) {
+  const times = c.times || {};
+  let words = STATE_WORDS[c.state] || String(c.state ?? '');
+  if (c.state === 'scheduled' && times.at) words = `Scheduled for ${whenWords(times.at, times.tz)}`;
+  else if (c.state === 'waiting' && c.reason) words = `Waiting: ${c.reason}`;
+  if (quotaLifts(c)) words += ` (quota: can continue after ${quotaLifts(c).toLocaleString()})`;
+  const ends = Date.parse(times.ends_about);
+  const start = Math.max(Date.now(), Date.parse(times.at) || 0);
+  if (['running', 'paused', 'waiting', 'scheduled'].includes(c.state) && Number.isFinite(ends) && ends - start > 3600_000) {
+    words += `. Ends about ${whenWords(times.ends_about, times.tz)}`;
+  }
+  return words;
+}
+
+/** "Follow-up 1: 3 days after — 5 sent, 5 skipped" (or when it is due, or why it was not sent). */
+function stepWords(s, tz) {
+  const days = Number(s.after_days);
+  const after = `${days} day${days === 1 ? '' : 's'} after`;
+  let what;
+  if (s.campaign) {
+    const counts = s.counts || {};
+    const parts = STEP_COUNTS.filter(([key]) => num(counts[key])).map(([key, words]) => `${num(counts[key])} ${words}`);
+    what = parts.join(', ') || 'nobody to send to';
+    if (s.state && s.state !== 'finished') what = `${STATE_WORDS[s.state] || s.state}: ${what}`;
+  } else if (s.due) {
+    what = `due ${whenWords(s.due, tz)}`;
+  } else if (s.state === 'waiting') {
+    what = s.reason || (Number(s.step) > 1 ? `after follow-up ${s.step - 1}, if no reply` : 'after the campaign is sent, if no reply');
+  } else {
+    what = s.reason || STATE_WORDS[s.state] || String(s.state ?? '');
+  }
+  return `Follow-up ${s.step}: ${after} — ${what}`;
 }
 
 function interruptedWords(c) {
@@ -125,7 +181,7 @@ export async function refreshHistory({ quiet = false } = {}) {
   const list = (result.data && Array.isArray(result.data.campaigns)) ? result.data.campaigns.filter((c) => c && c.id) : [];
   campaigns = new Map(list.map((c) => [String(c.id), c]));
   const frag = document.createDocumentFragment();
-  for (const c of list) frag.append(campaignRow(c));
+  for (const c of list) frag.append(campaignRow(c), stepsRow(c));
   $('#history-list').replaceChildren(frag);
   $('.history-scroll').hidden = list.length === 0;
   // Only the loading line goes: a question asked meanwhile (a click on a row) stays.
@@ -142,7 +198,15 @@ function campaignRow(c) {
   const id = String(c.id);
   const t = tally(c);
   const buttons = [actionButton('Details', `of campaign ${id}`, { dataset: { action: 'details', id } })];
-  if (canResume(c)) buttons.push(actionButton('Resume', `campaign ${id}`, { dataset: { action: 'resume', id } }));
+  const times = c.times || {};
+  const steps = Array.isArray(times.follow_ups) ? times.follow_ups : [];
+  if (c.state === 'scheduled') buttons.push(actionButton('Change time', `of campaign ${id}`, { dataset: { action: 'reschedule', id } }));
+  if (c.state === 'scheduled' || c.state === 'waiting') {
+    buttons.push(actionButton('Cancel', `campaign ${id}`, { dataset: { action: 'cancel-scheduled', id } }));
+  } else if (c.state === 'finished' && steps.some((s) => s.state === 'waiting' && !s.campaign)) {
+    buttons.push(actionButton('Cancel follow-ups', `of campaign ${id}`, { dataset: { action: 'cancel-scheduled', id } }));
+  }
+  if (canResume(c) && c.state !== 'scheduled') buttons.push(actionButton('Resume', `campaign ${id}`, { dataset: { action: 'resume', id } }));
   if (t.failed > 0) buttons.push(actionButton('Resend to failed', `of campaign ${id}`, { dataset: { action: 'resend', id } }));
   if (t.uncertain > 0) {
     buttons.push(actionButton('Resend to failed and uncertain', `of campaign ${id}`, { dataset: { action: 'resend-uncertain', id } }));
@@ -152,16 +216,29 @@ function campaignRow(c) {
     t.autoReplied ? `${t.autoReplied} auto-repl${t.autoReplied === 1 ? 'y' : 'ies'}` : null,
     t.notSent ? `${t.notSent} not sent` : null, t.uncertain ? `${t.uncertain} uncertain` : null,
     t.skipped ? `${t.skipped} skipped` : null].filter(Boolean);
-  return el('tr', { dataset: { id, state: String(c.state ?? '') } },
+  const parent = times.follow_up_of ? campaigns.get(String(times.follow_up_of)) : null;
+  const data = { id, state: String(c.state ?? '') };
+  if (times.follow_up_of) data.followUp = String(times.step ?? '');
+  return el('tr', { dataset: data },
     el('td', { class: 'history-campaign' }, el('span', { class: 'history-subject', text: c.subject || '(no subject)' }),
+      times.follow_up_of ? el('span', { class: 'history-when', text: `Follow-up ${times.step ?? ''} of “${(parent && parent.subject) || times.follow_up_of}”` }) : null,
       el('span', { class: 'history-date', text: formatTime(c.created) })),
     el('td', { class: 'address' }, breakable(c.account_words ?? c.account ?? '')),
-    el('td', { class: 'history-state', text: (STATE_WORDS[c.state] || String(c.state ?? ''))
-      + (quotaLifts(c) ? ` (quota: can continue after ${quotaLifts(c).toLocaleString()})` : '') }),
+    el('td', { class: 'history-state', text: stateWords(c) }),
     el('td', { class: 'num history-sent', text: String(t.sent) }),
     el('td', { class: 'num history-failed', text: String(t.failed) }),
     el('td', { text: rest.length ? rest.join(' · ') : '0' }),
     el('td', { class: 'history-actions' }, buttons));
+}
+
+/** The campaign's follow-up steps, on a row of their own under it (the full width: they are sentences). */
+function stepsRow(c) {
+  const times = c.times || {};
+  const steps = Array.isArray(times.follow_ups) ? times.follow_ups : [];
+  if (!steps.length) return '';
+  return el('tr', { class: 'history-steps-row', dataset: { stepsOf: String(c.id) } },
+    el('td', { colspan: '7' }, el('ul', { class: 'history-steps', 'aria-label': `Follow-ups of ${c.subject || c.id}` },
+      steps.map((s) => el('li', { text: stepWords(s, times.tz) })))));
 }
 
 function renderNotice(c) {
@@ -336,4 +413,105 @@ function started(data, words) {
   show($('#history-status'), el('p', { class: 'ok-line', text: said }));
   show($('#send-status'), el('p', { class: 'hint', text: `${said}${leftOut}` }));
   refreshHistory({ quiet: true });
+}
+
+/** The wall-clock "YYYY-MM-DDTHH:MM" of an ISO time in `tz` (for a datetime-local field). */
+function wallClock(value, tz) {
+  const t = Date.parse(value);
+  if (!Number.isFinite(t)) return '';
+  let parts;
+  try {
+    parts = new Intl.DateTimeFormat('en-CA', { timeZone: tz || undefined, year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(new Date(t));
+  } catch {
+    return '';
+  }
+  const p = Object.fromEntries(parts.map((x) => [x.type, x.value]));
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+}
+
+/** Change time: a small form in History's status region -> reschedule. */
+function askReschedule(id) {
+  const c = campaigns.get(id) || { id };
+  const times = c.times || {};
+  const zones = deps.zones ? deps.zones() : { local: THIS_ZONE, names: [] };
+  const tz = times.tz || zones.local;
+  const names = zones.names.includes(tz) ? zones.names : [tz, ...zones.names];
+  const at = el('input', { id: 'history-new-at', type: 'datetime-local', step: '60', value: wallClock(times.at, tz) });
+  const zone = el('select', { id: 'history-new-tz' }, names.map((name) => el('option', { value: name, text: name, selected: name === tz })));
+  const save = el('button', { type: 'button', class: 'primary', id: 'history-save-time', text: 'Save the new time' });
+  const keep = el('button', { type: 'button', id: 'history-keep-time', text: 'Keep the time' });
+  const problem = el('div', { id: 'history-time-problem', role: 'status' });
+  const back = () => {
+    show($('#history-status'));
+    $('#history-refresh').focus();
+  };
+  keep.addEventListener('click', back);
+  save.addEventListener('click', () => withBusy(save, async () => {
+    const result = await call('reschedule', { campaign: id, at: at.value.replace('T', ' ').slice(0, 16), tz: zone.value });
+    if (!result.ok) {
+      show(problem, errorBlock(result.error));
+      at.focus();
+      return;
+    }
+    const d = result.data || {};
+    show($('#history-status'), el('p', { class: 'ok-line', text: `${d.words || 'Scheduled'} (campaign ${id}).` }));
+    await refreshHistory({ quiet: true });
+    $('#history-refresh').focus();
+  }));
+  const box = el('div', { class: 'confirm', id: 'history-reschedule', role: 'group', 'aria-labelledby': 'history-reschedule-question' },
+    el('p', { id: 'history-reschedule-question', class: 'confirm-question', text: `Change the time of “${c.subject || id}”` }),
+    el('div', { class: 'history-reschedule' },
+      el('div', { class: 'field' }, el('label', { for: 'history-new-at', text: 'New date and time' }), at),
+      el('div', { class: 'field' }, el('label', { for: 'history-new-tz', text: 'Time zone' }), zone),
+      el('div', { class: 'actions' }, save, keep)),
+    problem);
+  box.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      event.preventDefault();
+      back();
+    }
+  });
+  show($('#history-status'), box);
+  at.focus();
+}
+
+/** Cancel a scheduled or waiting campaign (or a finished one's follow-ups not sent yet). */
+function askCancel(id) {
+  const c = campaigns.get(id) || { id };
+  const times = c.times || {};
+  const onlySteps = c.state === 'finished';
+  const yes = el('button', { type: 'button', id: 'history-cancel-yes', text: onlySteps ? 'Yes, cancel the follow-ups' : 'Yes, cancel it' });
+  const no = el('button', { type: 'button', id: 'history-cancel-no', class: 'primary', text: onlySteps ? 'Keep them' : 'Keep it' });
+  const keep = () => {
+    show($('#history-status'));
+    $('#history-refresh').focus();
+  };
+  no.addEventListener('click', keep);
+  yes.addEventListener('click', () => withBusy(yes, async () => {
+    const result = await call('cancel_scheduled', { campaign: id });
+    if (!result.ok) {
+      show($('#history-status'), el('p', { class: 'fail-line', text: 'Not cancelled.' }), errorBlock(result.error));
+      return;
+    }
+    const d = result.data || {};
+    const parts = [];
+    if (num(d.skipped)) parts.push(`${plural(num(d.skipped), 'recipient')} not sent`);
+    if (num(d.follow_ups_cancelled)) parts.push(`${plural(num(d.follow_ups_cancelled), 'follow-up')} cancelled`);
+    show($('#history-status'), el('p', { class: 'ok-line', text: `Cancelled${parts.length ? `: ${parts.join(', ')}` : ''}.` }));
+    if (deps.onCancelled && !onlySteps) deps.onCancelled(id);
+    await refreshHistory({ quiet: true });
+    $('#history-refresh').focus();
+  }));
+  const what = c.state === 'scheduled' && times.at ? `scheduled for ${whenWords(times.at, times.tz)}`
+    : String(STATE_WORDS[c.state] || c.state).toLowerCase();
+  show($('#history-status'), confirmBox({
+    id: 'history-cancel-confirm',
+    question: onlySteps
+      ? `Cancel the follow-ups of “${c.subject || id}” not sent yet?`
+      : `Cancel “${c.subject || id}” (${what})? Nothing more is sent, and its follow-ups are cancelled too.`,
+    buttons: [yes, no],
+    onEscape: keep,
+  }));
+  no.focus();
 }

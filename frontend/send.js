@@ -30,6 +30,9 @@ let focusWanted = false;
 let restarting = null;
 
 let retryDefaultsWords = '';
+// A run that stopped to wait for its send window or a recipient's local time: why and until when.
+let waitWords = '';
+const BY_ITSELF = 'it goes by itself while the app is open or the timer is installed';
 // The core's review says nothing is missing (Send stays disabled until then).
 let ready = false;
 
@@ -37,6 +40,14 @@ let ready = false;
 export function setReady(value) {
   ready = Boolean(value);
   setState(state);
+}
+
+/** A time is set in When: the Send button reads Schedule. */
+export function setScheduled(scheduled) {
+  const button = $('#send');
+  const words = scheduled ? 'Schedule' : 'Send';
+  const text = [...button.childNodes].find((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+  if (text && text.textContent !== words) text.textContent = words;
 }
 
 /** The retry fields start at the core's defaults (app_info's retry_defaults): one definition. */
@@ -199,6 +210,15 @@ function newRun(campaign) {
   show($('#sent-copy-status'));
 }
 
+/** History cancelled a campaign nobody was sending: if it is the one shown here (scheduled or
+ * waiting), the Send section says so instead of its old time. */
+export function notSending(campaign) {
+  if (campaign !== stateCampaign || !['scheduled', 'waiting'].includes(state)) return;
+  show($('#send-status'));
+  clearWait();
+  setState('cancelled');
+}
+
 /** History is about to start a run of a past campaign (resume keeps the campaign's id). */
 export function expectRun(campaign) {
   restarting = campaign || null;
@@ -250,7 +270,23 @@ function ended(stateName, summary, error) {
 /** A 'campaign-state' event. */
 export function handleState(ev) {
   newRun(ev.campaign);
-  if (ENDED.has(ev.state)) clearWait();
+  if (ENDED.has(ev.state) || ev.state === 'waiting') clearWait();
+  if (ev.state === 'waiting') {
+    // Stopped until its window opens (or a recipient's local time): it goes on by itself.
+    log.flush();
+    waitWords = plainWords(String((ev.error && ev.error.message) || 'waiting for its time'));
+    stateCampaign = ev.campaign ?? stateCampaign;
+    setState('waiting');
+    deps.onRunEnded(ev);
+    return;
+  }
+  if (ev.state === 'scheduled') {
+    stateCampaign = ev.campaign ?? stateCampaign;
+    if (ev.words) show($('#send-status'), el('p', { class: 'ok-line', id: 'scheduled-line', text: `${ev.words}; ${BY_ITSELF}.` }));
+    setState('scheduled');
+    deps.onRunEnded(ev);
+    return;
+  }
   stateCampaign = ev.campaign ?? stateCampaign;
   if (Number.isFinite(ev.total)) total = ev.total;
   if (ENDED.has(ev.state)) {
@@ -281,6 +317,7 @@ export async function syncState() {
   if (Number.isFinite(d.total)) total = d.total;
   log.setCounts(d.counts);
   if (ENDED.has(d.state)) ended(d.state, d.summary, d.error);
+  if (d.state === 'waiting') waitWords = plainWords(String((d.error && d.error.message) || 'waiting for its time'));
   setState(d.state || 'idle');
   if (ENDED.has(d.state) && d.summary) {
     renderSummary({ state: d.state, summary: d.summary, error: d.error || null });
@@ -316,6 +353,9 @@ function setState(next) {
     if (target && !target.disabled && !target.hidden) target.focus();
   }
   document.body.dataset.campaignState = state;
+  // Nothing is being sent yet: no progress bar for a campaign that starts later.
+  $('.progress-row').hidden = state === 'scheduled';
+  $('#counts').hidden = state === 'scheduled';
   renderCounts(log.getCounts());
   const line = $('#send-state');
   line.classList.toggle('fail-line', state === 'failed' || (state === 'finished' && !!(endInfo && endInfo.error)));
@@ -345,6 +385,7 @@ function stateWords(current) {
   switch (current) {
     case 'running': return 'Sending…';
     case 'paused': return 'Paused. Resume to continue, or Cancel.';
+    case 'waiting': return `Waiting: ${waitWords}; ${BY_ITSELF}.`;
     case 'cancelling': return 'Cancelling after the current message…';
     case 'cancelled': return endInfo && endInfo.summary ? `Cancelled: ${tally()}.` : 'Cancelled.';
     case 'failed': {
@@ -435,7 +476,8 @@ function problemRows(problems) {
 /** The one confirmation before a campaign: it names the count, the server and the sender. */
 function confirmSend(question, options) {
   const out = $('#send-status');
-  const yes = el('button', { type: 'button', id: 'confirm-send', class: 'primary', text: 'Yes, send' });
+  const later = /^Schedule /.test(question || '');
+  const yes = el('button', { type: 'button', id: 'confirm-send', class: 'primary', text: later ? 'Yes, schedule' : 'Yes, send' });
   const no = el('button', { type: 'button', id: 'confirm-cancel', text: 'Cancel' });
   const cancelIt = () => {
     show(out, el('p', { class: 'hint', text: 'Nothing sent.' }));
@@ -494,6 +536,7 @@ export function sendOptions({ skipProblemRows = false, skipSentIn = null } = {})
   if (skip.length) options.skip_empty = skip.join(',');
   if (skipProblemRows) options.skip_problem_rows = true;
   if (skipSentIn) options.skip_sent_in = skipSentIn;
+  if (deps && deps.schedule) options.schedule = deps.schedule();
   return options;
 }
 
@@ -577,6 +620,14 @@ async function startCampaign({ confirmed = false, skipProblemRows = false, skipS
     const d = result.data || {};
     deps.rememberProvider();
     newRun(d.campaign);
+    if (d.state === 'scheduled') {
+      // Journaled to start later: nothing is sent now, so no progress to follow.
+      stateCampaign = d.campaign;
+      show(out, el('p', { class: 'ok-line', id: 'scheduled-line', text: `${d.words || 'Scheduled'}; ${BY_ITSELF}.` }));
+      setState('scheduled');
+      deps.onRunEnded(d);
+      return;
+    }
     if (Number.isFinite(d.total)) total = d.total;
     show(out, skipProblemRows ? el('p', { class: 'hint', text: 'Rows that cannot be built are skipped; sending to the rest.' }) : null);
     if (stateCampaign !== d.campaign) {

@@ -200,6 +200,17 @@ def test_the_draft_is_kept_privately_restored_and_cleared(app, isolated_home):
     assert again.load_draft() is None and not found.exists()
 
 
+def test_the_draft_keeps_the_times_of_review_and_send(app, isolated_home):
+    from backend.inputs import SavedDraft
+
+    when = {"when": "later", "when-at": "2026-12-04T09:00", "when-tz": "America/New_York",
+            "when-window": "mon-fri 08:00-18:00", "when-local": "yes", "when-local-time": "09:00",
+            "when-default-tz": "Europe/Berlin"}
+    app.save_draft(SavedDraft(subject="x", send={**when, "when-follow-ups": "not kept"}))
+    again = App(inbox=LocalInbox(), store=EncryptedFileStore(isolated_home / "s.enc"))
+    assert again.load_draft()["send"] == when
+
+
 def test_the_draft_keeps_the_list_its_columns_and_the_attached_files(app, isolated_home, tmp_path):
     from backend.inputs import SavedDraft
 

@@ -76,14 +76,38 @@ def walk(page, scheme: str) -> None:
     page.locator("#review-preview iframe").wait_for()
     shot(page, "4-review" if scheme == "light" else "4-review-dark")
     if scheme == "light":
+        schedule_shot(page)
         page.get_by_role("button", name="Send", exact=True).click()
         page.get_by_role("button", name="Yes, send").click()
         page.locator('#log tr[data-status="sent"]').nth(2).wait_for(timeout=30_000)
         page.locator("#summary").wait_for()
+        page.evaluate("window.scrollTo(0, 0)")
         shot(page, "5-sent")
         nav.get_by_role("button", name="History", exact=True).click()
         page.locator("#history-list tr").first.wait_for()
         shot(page, "6-history")
+
+
+def schedule_shot(page) -> None:
+    """Review & send's When filled in (tomorrow 09:00 in New York, a window, a follow-up), then
+    back to Send now for the shots that follow."""
+    page.get_by_label("Schedule", exact=True).check()
+    page.get_by_label("Time zone", exact=True).select_option("America/New_York")
+    page.locator("#when-more > summary").click()
+    page.get_by_label("Send window").fill("mon-fri 08:00-18:00")
+    page.locator("#follow-ups-box > summary").click()
+    page.get_by_role("button", name="Add a follow-up").click()
+    page.get_by_label("Follow-up 1 Message").fill("<p>Hi {{ name }}, just checking you saw the invitation.</p>")
+    page.locator("#when-summary dt").first.wait_for()
+    page.wait_for_timeout(1200)
+    page.locator("#when-box").evaluate("box => { box.scrollIntoView({block: 'start'}); window.scrollBy(0, -12); }")
+    page.screenshot(path=str(OUT / "4-review-schedule.png"))
+    page.get_by_role("button", name="Remove follow-up 1").click()
+    page.get_by_label("Send window").fill("")
+    page.get_by_label("Send now").check()
+    page.locator("#when-more > summary").click()
+    page.locator("#follow-ups-box > summary").click()
+    page.evaluate("window.scrollTo(0, 0)")
 
 
 if __name__ == "__main__":
