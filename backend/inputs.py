@@ -120,7 +120,8 @@ class SendOptions:
 DRAFT_SEND_FIELDS = ("delay", "connections", "limit-second", "limit-minute", "limit-hour", "limit-day",
                      "retry-base", "retry-cap", "retry-attempts", "retry-max-age", "max-failures",
                      # Review & send's When: send now or later, its time and zone, window, local time
-                     "when", "when-at", "when-tz", "when-window", "when-local", "when-local-time", "when-default-tz")
+                     "when", "when-at", "when-tz", "when-window", "when-local", "when-local-time", "when-default-tz",
+                     "when-warmup", "when-warmup-steps")
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,8 @@ class Run:
 
     def _state_event(self) -> None:
         self._emit({"type": "campaign-state", "campaign": self.id, "state": self.state, "total": self.total,
-                    "summary": self.outcome.summary() if self.outcome is not None else None, "error": self.error})
+                    "summary": self.outcome.summary() if self.outcome is not None else None, "error": self.error,
+                    "meter": self.meter})
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if event["status"] != "sending":

@@ -64,6 +64,7 @@ export function renderReview(r, refresh) {
   const n = Number(r.messages) || 0;
   const rows = [['Messages', n ? n.toLocaleString() : '—'], ['Through', r.through || '—'], ['From', r.sender || '—'],
     ['Sending limits', r.limits || 'none'],
+    ['Last 24 hours', meterWords(r.meter)],
     ['Estimated time', r.estimate ? `${r.estimate} at these limits and delay` : '—']];
   if (r.verdict) rows.push(['Content check', `${r.verdict} (score ${Number(r.score) || 0}), read offline as spam filters would`]);
   parts.push(el('dl', { class: 'review-summary', id: 'review-summary' }, rows.map(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })])));
@@ -91,4 +92,11 @@ async function renderPreview(box) {
   show(box, el('details', { class: 'panel', open: true },
     el('summary', { text: `Preview of the first message: ${d.to}` }),
     messageView({ headers: [['From', d.from], ['To', d.to], ['Subject', d.subject]], html: isText ? null : d.html, htmlUrl: d.html_url, text: d.text })));
+}
+
+/** The account's last 24 hours against its daily limit (the core's meter). */
+export function meterWords(meter, sentNow = 0) {
+  if (!meter || !Number.isFinite(meter.sent)) return '—';
+  const sent = (meter.sent + sentNow).toLocaleString();
+  return meter.per_day ? `${sent} sent by this account, of ${Number(meter.per_day).toLocaleString()} a day` : `${sent} sent by this account`;
 }

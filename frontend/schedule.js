@@ -8,7 +8,7 @@ import { $, $$, el, show, errorBlock, withBusy } from './dom.js';
 
 const MAX_FOLLOW_UPS = 3;
 // Kept in the saved draft (the core keeps these as short text: backend/inputs DRAFT_SEND_FIELDS).
-const DRAFT_FIELDS = ['when-at', 'when-tz', 'when-window', 'when-local-time', 'when-default-tz'];
+const DRAFT_FIELDS = ['when-at', 'when-tz', 'when-window', 'when-local-time', 'when-default-tz', 'when-warmup-steps'];
 
 let deps = null;
 let localZone = 'UTC';
@@ -28,6 +28,7 @@ export function initSchedule(info, dependencies) {
   $('#when-at').value = tomorrowAt9();
   for (const radio of $$('input[name="when"]')) radio.addEventListener('change', toggle);
   $('#when-local').addEventListener('change', toggle);
+  $('#when-warmup').addEventListener('change', toggle);
   $('#add-follow-up').addEventListener('click', () => {
     const step = addFollowUp();
     step.querySelector('input').focus();
@@ -35,7 +36,7 @@ export function initSchedule(info, dependencies) {
   });
   $('#timer-box').addEventListener('toggle', () => { if ($('#timer-box').open) timerStatus(); });
   $('#timer-action').addEventListener('click', (event) => withBusy(event.currentTarget, timerAction));
-  for (const id of ['when-at', 'when-tz', 'when-window', 'when-local-time', 'when-default-tz']) {
+  for (const id of ['when-at', 'when-tz', 'when-window', 'when-local-time', 'when-default-tz', 'when-warmup-steps']) {
     $(`#${id}`).addEventListener('input', summarise);
     $(`#${id}`).addEventListener('change', summarise);
   }
@@ -58,6 +59,7 @@ function toggle() {
   const later = $('#when-later').checked;
   $('#when-later-fields').hidden = !later;
   $('#when-local-fields').hidden = !$('#when-local').checked;
+  $('#when-warmup-fields').hidden = !$('#when-warmup').checked;
   $('#add-follow-up').disabled = followUps().length >= MAX_FOLLOW_UPS;
   summarise();
   if (deps && deps.onLabel) deps.onLabel(isScheduled());
@@ -79,6 +81,7 @@ function summarise() {
   const window = $('#when-window').value.trim();
   if (window) parts.push(window);
   if ($('#when-local').checked) parts.push(`${$('#when-local-time').value || '09:00'} local time`);
+  if ($('#when-warmup').checked) parts.push('warm-up');
   $('#when-more-summary').textContent = parts.length ? parts.join(', ') : 'any time';
   const n = followUps().length;
   $('#follow-ups-summary').textContent = n ? `${n}` : 'none';
@@ -144,6 +147,7 @@ export function getSchedule() {
     s.local_time = $('#when-local-time').value || '09:00';
     s.default_tz = $('#when-default-tz').value;
   }
+  if ($('#when-warmup').checked) s.warmup = $('#when-warmup-steps').value;
   const format = deps ? deps.getMessage().format : 'html';
   const steps = followUps().map((box) => {
     const get = (key) => box.querySelector(`[data-key="${key}"]`).value;
@@ -160,7 +164,8 @@ export function getSchedule() {
 
 /** The When fields the draft keeps (short text only; follow-ups' messages are not kept). */
 export function draftValues() {
-  const values = { when: $('#when-later').checked ? 'later' : 'now', 'when-local': $('#when-local').checked ? 'yes' : '' };
+  const values = { when: $('#when-later').checked ? 'later' : 'now', 'when-local': $('#when-local').checked ? 'yes' : '',
+    'when-warmup': $('#when-warmup').checked ? 'yes' : '' };
   for (const id of DRAFT_FIELDS) {
     const v = $(`#${id}`).value;
     if (v.length <= 40) values[id] = v;
@@ -178,6 +183,7 @@ export function restoreDraft(values) {
   }
   if (values.when === 'later') $('#when-later').checked = true;
   if (typeof values['when-local'] === 'string') $('#when-local').checked = values['when-local'] === 'yes';
+  if (typeof values['when-warmup'] === 'string') $('#when-warmup').checked = values['when-warmup'] === 'yes';
   toggle();
 }
 
@@ -190,6 +196,7 @@ export function resetSchedule() {
   $('#when-window').value = '';
   $('#when-local').checked = false;
   $('#when-local-time').value = '09:00';
+  $('#when-warmup').checked = false;
   $('#follow-ups').replaceChildren();
   toggle();
 }

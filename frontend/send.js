@@ -5,6 +5,7 @@ import { call } from './api.js';
 import { $, el, show, errorBlock, busyLine, confirmBox, formatDuration, formatRate, plural, focusLost, plainWords } from './dom.js';
 import * as log from './log.js';
 import { problemsList, problemCount } from './compose.js';
+import { meterWords } from './review.js';
 
 const ACTIVE = new Set(['running', 'paused']);
 const BUSY = new Set(['running', 'paused', 'cancelling']); // Send stays disabled
@@ -16,6 +17,7 @@ let state = 'idle';
 let stateCampaign = null; // campaign of the last state we were told about
 let starting = false;
 let total = 0;
+let meter = null; // the account's last 24 hours as the run began (the core's meter)
 let completions = [];
 let finalRatePerMin = null;
 let endInfo = null; // {error, summary} of the run that ended, for the status line
@@ -270,6 +272,7 @@ function ended(stateName, summary, error) {
 /** A 'campaign-state' event. */
 export function handleState(ev) {
   newRun(ev.campaign);
+  if (ev.meter) meter = ev.meter;
   if (ENDED.has(ev.state) || ev.state === 'waiting') clearWait();
   if (ev.state === 'waiting') {
     // Stopped until its window opens (or a recipient's local time): it goes on by itself.
@@ -315,6 +318,7 @@ export async function syncState() {
   newRun(d.campaign);
   stateCampaign = d.campaign;
   if (Number.isFinite(d.total)) total = d.total;
+  if (d.meter) meter = d.meter;
   log.setCounts(d.counts);
   if (ENDED.has(d.state)) ended(d.state, d.summary, d.error);
   if (d.state === 'waiting') waitWords = plainWords(String((d.error && d.error.message) || 'waiting for its time'));
@@ -716,6 +720,8 @@ function renderCounts(counts) {
   if (rate) parts.push(' · ', el('span', { id: 'rate', text: formatRate(rate) }));
   else if (state === 'running') parts.push(' · ', el('span', { id: 'rate', text: '— messages/min' }));
   if (eta) parts.push(' · ', el('span', { id: 'eta', text: eta }));
+  // The account's last 24 hours as it sends: what it had sent before the run, and this run's.
+  if (meter && ACTIVE.has(state)) parts.push(' · ', el('span', { id: 'meter', text: `Last 24 hours: ${meterWords(meter, counts.sent)}` }));
   show($('#counts'), parts);
 }
 

@@ -230,6 +230,30 @@ def test_a_run_outside_its_send_window_waits_and_says_until_when(page, web_app):
     expect(state).to_have_text("Cancelled.")
 
 
+def test_warm_up_limits_the_first_day_and_the_meter_counts_the_account(page, web_app):
+    _, inbox = web_app
+    page.get_by_label("From").fill("Me <me@example.com>")
+    paste_list(page, "\n".join(f"p{i}@example.org" for i in range(5)))
+    expect(page.locator("#recipients-summary")).to_contain_text("5 valid")
+    fill_message(page, "Warm", "<p>Hello</p>")
+    pace(page)
+    to(page, "Review & send")
+    expect(page.locator("#review-summary")).to_contain_text("Last 24 hours")
+    page.locator("#when-more summary").click()
+    page.get_by_label("Warm up a new account").check()
+    page.get_by_label("At most this many a day, day by day").fill("2, 4")
+    expect(page.locator("#when-more-summary")).to_contain_text("warm-up")
+    expect(page.locator("#when-summary")).to_contain_text("Ends")  # 2 today, 3 tomorrow
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.get_by_role("button", name="Yes, send").click()
+    expect(page.locator("#send-state")).not_to_have_text(re.compile("^Sending"), timeout=15_000)
+    history, j = journal()
+    (campaign,) = history.values()
+    assert campaign["counts"] == {"sent": 2, "pending": 3} and campaign["state"] == "paused"
+    assert j.spec(campaign["id"])["schedule"]["warmup"] == [2, 4]
+    assert len(inbox.messages()) == 2
+
+
 def test_the_timer_is_installed_and_removed_from_the_window(page, tmp_path, monkeypatch):
     # Never this machine's own config or user manager: everything under tmp_path.
     config, runtime = tmp_path / "config", tmp_path / "run"
