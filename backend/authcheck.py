@@ -116,9 +116,14 @@ class DnsTrouble(Exception):
 
 class _Dns:
     def __init__(self, resolver: Any) -> None:
-        self.res = resolver or dns.resolver.Resolver()
+        try:
+            self.res = resolver or dns.resolver.get_default_resolver()
+        except (dns.exception.DNSException, OSError):  # no resolver configuration on this computer
+            self.res = None
 
     def _ask(self, name: str, rtype: str) -> list[Any]:
+        if self.res is None:
+            raise DnsTrouble("this computer has no DNS resolver configured")
         try:
             return list(self.res.resolve(name, rtype, lifetime=min(5.0, self.res.lifetime), search=False))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):

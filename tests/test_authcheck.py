@@ -219,3 +219,29 @@ def test_the_app_checks_this_sessions_campaign(fake, tmp_path):
     slow = _checks(app.check_authentication(a, MessageInput(subject="News", html="<p>Hi</p>", delay_ms=0),
                                             resolver=res, limits={"per_day": 5000}))["one_click"]
     assert slow["state"] == "ok"
+
+
+def test_cli_check_auth(fake, tmp_path, monkeypatch):
+    import io
+    import json
+
+    from backend.cli import main
+
+    monkeypatch.setattr(dns.resolver, "default_resolver", fake({
+        ("corp.test.", "TXT"): ['"v=spf1 include:spf.protection.outlook.com -all"'],
+        ("mykey._domainkey.corp.test.", "TXT"): [KEY]}))
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["check", "--auth", "--from", "me@corp.test", "--provider", "office365", "--json"], out=out, err=err)
+    assert code == 1, err.getvalue()
+    lines = err.getvalue()
+    assert "ok       SPF: corp.test's SPF covers Microsoft 365 / Office 365's servers" in lines
+    assert "fail     DKIM: no DKIM key found for corp.test" in lines and "fix: Microsoft Defender portal" in lines
+    assert "Authentication (corp.test through Microsoft 365 / Office 365 (smtp.office365.com)): 1 to fix" in lines
+    assert json.loads(out.getvalue())["authentication"]["domain"] == "corp.test"
+    err = io.StringIO()
+    code = main(["check", "--auth", "--from", "me@corp.test", "--provider", "office365", "--dkim-selector", "mykey"],
+                out=io.StringIO(), err=err)
+    assert "ok       DKIM: DKIM key published at mykey._domainkey.corp.test" in err.getvalue()
+    assert "fail     DMARC alignment" not in err.getvalue()
+    err = io.StringIO()
+    assert main(["check", "--auth"], out=io.StringIO(), err=err) == 2 and "--auth needs --from" in err.getvalue()

@@ -205,3 +205,62 @@ def test_per_recipient_links_are_marked_and_a_recipients_unsubscribe_link_is_not
 def test_links_are_distinct():
     html = '<a href="https://a.example/">1</a><a href="https://a.example/">2</a><a href="//b.example/x">3</a>'
     assert [u for u, _, _ in distinct_links(html)] == ["https://a.example/", "https://b.example/x"]
+
+
+def test_app_check_links_checks_the_first_recipients_message(site, certs):
+    from backend.app import App
+    from backend.inputs import AccountInput, MessageInput
+
+    secure = _Site(cert=certs.good)
+    try:
+        app = App()
+        app.import_recipients(("text", "email,id\nann@example.org,7\nbob@example.org,8\n"))
+        html = (f'<a href="{site.url("/ok")}?id={{{{ id }}}}">Your page</a> <a href="{site.url("/missing")}">x</a> '
+                f'<a href="{secure.url("/ok")}">secure</a> <a href="mailto:me@example.org">mail</a>')
+        answer = app.check_links(AccountInput(ca_file=certs.ca_file), MessageInput(subject="Hi", html=html))
+    finally:
+        secure.shutdown()
+        secure.server_close()
+    states = {link["url"]: link["state"] for link in answer["links"]}
+    assert states == {site.url("/ok") + "?id=7": "ok", site.url("/missing"): "broken", secure.url("/ok"): "ok",
+                      "mailto:me@example.org": "skipped"}
+    assert answer["broken"] == 1 and answer["counts"]["ok"] == 2
+    assert answer["note"] == ("links with per-recipient values were checked as the first recipient's "
+                              "(ann@example.org, line 2)")
+    assert answer["summary"] == "4 links: 2 fine, 1 broken, 1 skipped"
+
+
+def test_cli_check_links_and_send_dry_run_check_links(site, certs, tmp_path):
+    from tests.test_cli import run_cli
+
+    secure = _Site(cert=certs.good)
+    good, bad = tmp_path / "good.html", tmp_path / "bad.html"
+    good.write_text(f'<p>Our garden club news is on <a href="{secure.url("/ok", "localhost")}">the club page</a>.</p>')
+    bad.write_text(f'<p>See <a href="{site.url("/missing")}">the page</a> and <a href="{site.url("/away")}">this</a>.</p>')
+    try:
+        fine = run_cli("check", "--html-file", str(good), "--subject", "The garden club's May letter", "--links",
+                       "--ca-file", certs.ca_file, home=tmp_path / "h")
+        untrusted = run_cli("check", "--html-file", str(good), "--subject", "The garden club's May letter", "--links",
+                            home=tmp_path / "h")
+    finally:
+        secure.shutdown()
+        secure.server_close()
+    assert fine.returncode == 0, fine.stderr
+    assert "Content check: Looks fine" in fine.stderr and "Links: 1 link: 1 fine" in fine.stderr
+    assert untrusted.returncode == 1 and "TLS error: the certificate of localhost is not from a trusted" in untrusted.stderr
+    broken = run_cli("check", "--html-file", str(bad), "--subject", "News", "--links", "--json", home=tmp_path / "h")
+    assert broken.returncode == 1
+    assert f"link broken   {site.url('/missing')}: 404 Not Found" in broken.stderr
+    assert f"link look     {site.url('/away')}: redirects to another domain: {site.url('/ok', 'localhost')}" \
+        in broken.stderr
+    import json
+
+    assert json.loads(broken.stdout)["links"]["broken"] == 1
+    people = tmp_path / "p.csv"
+    people.write_text("email\nann@example.org\n")
+    dry = run_cli("send", "--host", "smtp.nowhere.invalid", "--from", "me@example.org", "--to-file", str(people),
+                  "--subject", "News", "--html-file", str(bad), "--dry-run", "--check-links", home=tmp_path / "h")
+    assert dry.returncode == 1 and "404 Not Found" in dry.stderr and "nothing sent" in dry.stderr
+    real = run_cli("send", "--host", "smtp.nowhere.invalid", "--from", "me@example.org", "--to-file", str(people),
+                   "--subject", "News", "--html-file", str(bad), "--check-links", home=tmp_path / "h")
+    assert real.returncode == 2 and "--check-links goes with --dry-run" in real.stderr
