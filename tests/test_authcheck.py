@@ -245,3 +245,34 @@ def test_cli_check_auth(fake, tmp_path, monkeypatch):
     assert "fail     DMARC alignment" not in err.getvalue()
     err = io.StringIO()
     assert main(["check", "--auth"], out=io.StringIO(), err=err) == 2 and "--auth needs --from" in err.getvalue()
+
+
+def test_the_guide_names_every_providers_include_and_selectors():
+    from pathlib import Path
+
+    from backend.presets import PRESETS
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "authentication.md").read_text(encoding="utf-8")
+    for preset in PRESETS.values():
+        for name in (*preset.spf_include, *preset.dkim_selectors):
+            assert f"`{name}`" in doc, f"{preset.key}: {name} is not in docs/authentication.md"
+
+
+def test_the_window_asks_through_the_bridge(fake, tmp_path, monkeypatch):
+    from backend.credentials import EncryptedFileStore
+    from bridge import Bridge
+    from tests.conftest import offline_detect
+
+    monkeypatch.setattr(dns.resolver, "default_resolver", fake({
+        ("corp.test.", "TXT"): ['"v=spf1 include:_spf.google.com -all"'],
+        ("k7._domainkey.corp.test.", "TXT"): [KEY]}))
+    b = Bridge(deliver=lambda events: None, store=EncryptedFileStore(tmp_path / "s.enc"), detector=offline_detect)
+    try:
+        answer = b.check_authentication({"account": {"provider": "gmail", "from_address": "me@corp.test"},
+                                         "message": {"subject": "Hi", "body": "x"}, "dkim_selectors": "k7, other"})
+    finally:
+        b._shutdown()
+    assert answer["ok"] is True, answer
+    got = _checks(answer["data"])
+    assert got["spf"]["state"] == "ok" and got["dkim"]["words"] == "DKIM key published at k7._domainkey.corp.test"
+    assert got["one_click"]["state"] == "unknown"  # no recipients yet

@@ -264,3 +264,20 @@ def test_cli_check_links_and_send_dry_run_check_links(site, certs, tmp_path):
     real = run_cli("send", "--host", "smtp.nowhere.invalid", "--from", "me@example.org", "--to-file", str(people),
                    "--subject", "News", "--html-file", str(bad), "--check-links", home=tmp_path / "h")
     assert real.returncode == 2 and "--check-links goes with --dry-run" in real.stderr
+
+
+def test_the_window_asks_through_the_bridge(site, tmp_path):
+    from backend.credentials import EncryptedFileStore
+    from bridge import Bridge
+    from tests.conftest import offline_detect
+
+    b = Bridge(deliver=lambda events: None, store=EncryptedFileStore(tmp_path / "s.enc"), detector=offline_detect)
+    try:
+        b.import_recipients_text({"text": "ann@example.org"})
+        answer = b.check_links({"account": {"provider": "local-inbox", "from_address": "me@example.org"},
+                                "message": {"subject": "Hi", "format": "html",
+                                            "body": f'<a href="{site.url("/missing")}">x</a>'}})
+    finally:
+        b._shutdown()
+    assert answer["ok"] is True, answer
+    assert answer["data"]["broken"] == 1 and answer["data"]["links"][0]["words"] == "404 Not Found"
