@@ -368,6 +368,9 @@ def _dkim(dns_: _Dns, domain: str, path: SendingPath, named: Sequence[str]) -> t
         return Check("dkim", "DKIM", "warn", f"a DKIM key is published at {where}, but {path.name} signs with "
                      f"{', '.join(own)}: is that key for this provider?", fix), False
     tried = ", ".join(selectors)
+    if not own and not named:  # a selector can be any name: absence under the common ones proves nothing
+        return Check("dkim", "DKIM", "warn", f"no DKIM key found for {domain} under the common selectors ({tried}); "
+                     f"{path.name}'s may have another name", fix), False
     return Check("dkim", "DKIM", "fail", f"no DKIM key found for {domain} (selectors tried: {tried})", fix), False
 
 
@@ -443,7 +446,8 @@ def per_day(total: int, delay_s: float, limits: Any = None) -> int:
     return int(min(total, pace, cap if cap else total))
 
 
-def _one_click(emails: Sequence[str], daily: int, headers: dict[str, str] | None) -> Check:
+def _one_click(emails: Sequence[str], daily: int, headers: dict[str, str] | None) -> tuple[Check, bool]:
+    """The bulk-sender line, and whether the campaign is a bulk sender's."""
     total = len(emails)
     counts = dict.fromkeys(BIG_MAILBOXES, 0)
     owner = {d: name for name, domains in BIG_MAILBOXES.items() for d in domains}
@@ -458,19 +462,19 @@ def _one_click(emails: Sequence[str], daily: int, headers: dict[str, str] | None
     if not over:
         return Check("one_click", "One-click unsubscribe (bulk senders)", "ok",
                      f"not a bulk sender by this campaign alone: at most {a_day[biggest]:,} a day to {biggest} "
-                     f"addresses ({daily:,} messages a day in all); the rule starts over {BULK_PER_DAY:,} a day")
+                     f"addresses ({daily:,} messages a day in all); the rule starts over {BULK_PER_DAY:,} a day"), False
     headers = headers or {}
     one_click = "one-click" in headers.get("list-unsubscribe-post", "").lower() and \
         "<https:" in headers.get("list-unsubscribe", "").lower()
     who = ", ".join(f"{a_day[n]:,} a day to {n}" for n in over)
     if one_click:
         return Check("one_click", "One-click unsubscribe (bulk senders)", "ok",
-                     f"a bulk sender ({who}), and the messages carry one-click List-Unsubscribe")
+                     f"a bulk sender ({who}), and the messages carry one-click List-Unsubscribe"), True
     return Check("one_click", "One-click unsubscribe (bulk senders)", "fail",
                  f"a bulk sender ({who}) must offer one-click unsubscribe (List-Unsubscribe with an https link "
                  "and List-Unsubscribe-Post); these messages do not",
                  "Add an https unsubscribe link under Message, Unsubscribe link (--unsubscribe https://...): "
-                 "the app then adds both headers.")
+                 "the app then adds both headers."), True
 
 
 # -- the checklist -------------------------------------------------------------------------------
@@ -484,8 +488,8 @@ def check(from_address: str, path: SendingPath, *, resolver: Any = None, selecto
     bulk = False
     items: list[Check] = []
     if emails is not None:
-        items.append(_one_click(emails, daily, headers))
-        bulk = items[0].words.startswith("a bulk sender")
+        one_click, bulk = _one_click(emails, daily, headers)
+        items.append(one_click)
     else:
         items.append(Check("one_click", "One-click unsubscribe (bulk senders)", "unknown",
                            "no recipients yet: whether the campaign is a bulk sender's is not known"))
@@ -501,8 +505,6 @@ def check(from_address: str, path: SendingPath, *, resolver: Any = None, selecto
         dmarc, policy = _dmarc(dns_, domain, bulk)
     except DnsTrouble as exc:
         return _answer(domain, path, [Check("dns", "DNS", "unknown", f"{exc}: the check needs a working DNS"), *items])
-    if bulk and dkim.state == "warn":
-        dkim.state = "fail"
     return _answer(domain, path, [spf, dkim, dmarc, _alignment(domain, path, spf_ok, dkim_ok, policy), *items])
 
 

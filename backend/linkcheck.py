@@ -118,8 +118,7 @@ def _skip_reason(url: str, template_href: str | None, text: str) -> str | None:
         return "skipped: a placeholder another service fills in when it sends, not an address yet"
     if scheme not in ("http", "https") and not low.startswith("//"):
         return "skipped: not an http(s) address"
-    fields = template_href is not None and ("{{" in template_href or "{%" in template_href)
-    if fields and any(w in (low + " " + text.lower()) for w in _UNSUBSCRIBE_WORDS):
+    if _has_fields(template_href) and any(w in (low + " " + text.lower()) for w in _UNSUBSCRIBE_WORDS):
         return "skipped: a recipient's own unsubscribe link (following it could unsubscribe them)"
     return None
 
@@ -135,11 +134,16 @@ def distinct_links(html: str | None, template_html: str | None = None) -> list[t
         url = href.strip()
         if url.startswith("//"):
             url = "https:" + url
-        if url and url not in seen:
-            seen[url] = (url, source[i][0] if paired else None, text)
-        elif url and paired and source[i][0] != url and seen[url][1] in (None, url):
-            seen[url] = (url, source[i][0], text)
+        if not url:
+            continue
+        template_href = source[i][0] if paired else None
+        if url not in seen or (_has_fields(template_href) and not _has_fields(seen[url][1])):
+            seen[url] = (url, template_href, seen[url][2] if url in seen else text)
     return list(seen.values())
+
+
+def _has_fields(href: str | None) -> bool:
+    return href is not None and ("{{" in href or "{%" in href)
 
 
 class _Checker:
@@ -269,7 +273,7 @@ def check_links(links: Sequence[tuple[str, str | None, str]] | Iterable[str], *,
     results = []
     todo: list[LinkResult] = []
     for url, template_href, text in rows:
-        result = LinkResult(url, per_recipient=template_href is not None and template_href != url)
+        result = LinkResult(url, per_recipient=_has_fields(template_href))
         results.append(result)
         skip = _skip_reason(url, template_href, text)
         if skip:

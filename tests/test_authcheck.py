@@ -276,3 +276,16 @@ def test_the_window_asks_through_the_bridge(fake, tmp_path, monkeypatch):
     got = _checks(answer["data"])
     assert got["spf"]["state"] == "ok" and got["dkim"]["words"] == "DKIM key published at k7._domainkey.corp.test"
     assert got["one_click"]["state"] == "unknown"  # no recipients yet
+
+
+def test_a_relay_without_a_key_under_the_common_selectors_is_a_warning_and_no_dmarc_fails_a_bulk_sender(fake):
+    res = fake({("relay.mine.test.", "A"): ["192.0.2.10"], ("mine.test.", "TXT"): ['"v=spf1 ip4:192.0.2.10 -all"']})
+    emails = [f"p{i}@yahoo.com" for i in range(5001)]
+    small = _checks(authcheck.check("me@mine.test", path_for(None, "relay.mine.test"), resolver=res))
+    assert small["dkim"]["state"] == "warn" and "under the common selectors" in small["dkim"]["words"]
+    assert "name it (--dkim-selector)" in small["dkim"]["fix"]
+    assert small["dmarc"]["state"] == "warn"
+    bulk = _checks(authcheck.check("me@mine.test", path_for(None, "relay.mine.test"), resolver=res, emails=emails,
+                                   daily=5001, headers={}))
+    assert bulk["dmarc"]["state"] == "fail" and bulk["one_click"]["state"] == "fail"
+    assert "5,001 a day to Yahoo" in bulk["one_click"]["words"]

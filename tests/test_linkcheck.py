@@ -281,3 +281,13 @@ def test_the_window_asks_through_the_bridge(site, tmp_path):
         b._shutdown()
     assert answer["ok"] is True, answer
     assert answer["data"]["broken"] == 1 and answer["data"]["links"][0]["words"] == "404 Not Found"
+
+
+def test_a_text_only_message_has_its_addresses_checked(site):
+    from backend.app import App
+    from backend.inputs import AccountInput, MessageInput
+
+    text = f"Hello,\nthe page: {site.url('/ok')} and the old one ({site.url('/missing')}).\n"
+    answer = App().check_links(AccountInput(), MessageInput(subject="Hi", text=text))
+    assert [(link["url"], link["state"]) for link in answer["links"]] == [
+        (site.url("/ok"), "ok"), (site.url("/missing"), "broken")]
