@@ -79,6 +79,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(302, "/loop")
         elif path == "/nohead":
             self._answer(405 if self.command == "HEAD" else 200)
+        elif path == "/resethead":  # HEAD: the connection closed without an answer
+            if self.command == "HEAD":
+                self.close_connection = True
+                return
+            self._answer(200)
         elif path.startswith("/slow"):
             time.sleep(site.slow_s)
             self._answer(200)
@@ -144,6 +149,12 @@ def test_no_more_than_ten_requests_at_once(site):
     assert [r.state for r in report.links] == ["ok"] * 25
     assert 5 <= site.most_at_once <= MAX_AT_ONCE  # in parallel, never more than ten at once
     assert took >= 3 * site.hold_s  # 25 requests, ten at a time: three rounds at least
+
+
+def test_a_connection_reset_on_head_is_asked_again_with_get(site):
+    result = check_links([site.url("/resethead")], timeout=3, total=5).links[0]
+    assert (result.state, result.status) == ("ok", 200)
+    assert [m for m, p, _ in site.requests if p == "/resethead"] == ["HEAD", "GET"]
 
 
 def test_dns_failure_and_refused_connection():
