@@ -495,7 +495,8 @@ def check(from_address: str, path: SendingPath, *, resolver: Any = None, selecto
                            "no recipients yet: whether the campaign is a bulk sender's is not known"))
     if not domain:
         return _answer("", path, [Check("spf", "SPF", "unknown", "no From address to check"), *items])
-    own = path.preset is not None and domain in path.preset.domains
+    own = path.preset is not None and (domain in path.preset.domains
+                                       or registrable_domain(path.preset.host) in FREEMAIL.get(domain, ()))
     if own or domain in FREEMAIL:
         return _answer(domain, path, _freemail(domain, path, own) + items)
     dns_ = _Dns(resolver)
@@ -510,7 +511,7 @@ def check(from_address: str, path: SendingPath, *, resolver: Any = None, selecto
 
 def _freemail(domain: str, path: SendingPath, own: bool) -> list[Check]:
     if own:
-        words = f"{domain} is {path.preset.name}'s own domain: {path.preset.name} publishes its SPF and signs its mail"  # type: ignore[union-attr]
+        words = f"{domain} is the provider's own domain ({path.name}): the provider publishes its SPF and signs its mail"
         return [Check("spf", "SPF", "ok", words), Check("dkim", "DKIM", "ok", words),
                 Check("alignment", "DMARC alignment", "ok", f"mail from {domain} sent through {path.name} lines up")]
     fix = f"Send from an address on your own domain, or send {domain} mail through {domain}'s own server."

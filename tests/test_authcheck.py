@@ -163,6 +163,8 @@ def test_dkim_for_microsofts_selectors(fake):
 def test_free_mail_through_its_own_provider_and_through_another():
     own = authcheck.check("me@gmail.com", path_for(None, channel="gmail"))  # no DNS asked
     assert {c["state"] for c in own["checks"]} == {"ok", "unknown"}  # unknown: the bulk rule, no recipients
+    graph = authcheck.check("me@hotmail.com", path_for(None, channel="microsoft"))
+    assert {c["state"] for c in graph["checks"]} == {"ok", "unknown"}
     other = _checks(authcheck.check("me@gmail.com", path_for("sendgrid")))
     assert other["spf"]["state"] == other["alignment"]["state"] == "fail"
     assert "own domain" in other["alignment"]["fix"]
