@@ -369,6 +369,17 @@ class Bridge:
         return self._app.review(account_input(p), message_input(p), send_options(p))
 
     @api
+    def check_links(self, p: Params) -> dict[str, Any]:
+        """Check links (it makes requests): each link of the first recipient's message followed."""
+        return self._app.check_links(account_input(p), message_input(p))
+
+    @api
+    def check_authentication(self, p: Params) -> dict[str, Any]:
+        """SPF, DKIM, DMARC and the bulk-sender rule for the From domain and this account (asks DNS)."""
+        return self._app.check_authentication(account_input(p), message_input(p), limits=send_options(p).limits,
+                                              selectors=tuple(p.str("dkim_selectors").replace(",", " ").split()))
+
+    @api
     def preview_message(self, p: Params) -> dict[str, Any]:
         """Recipient N's message as it would be sent (1-based N)."""
         shown = self._app.preview(account_input(p), message_input(p), p.int("index", 1, 1, 10**9))

@@ -575,19 +575,53 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
         """`bulk-mailer check`: the content check of a message for the list in to_file (else one
         sample recipient with every field the message uses), sent from m.from_address (else a
         placeholder) through relay. Rows whose message cannot be built are RowProblems."""
+        return deliverability.check_draft(self.draft_to_check(m, to_file), relay=relay).as_dict()
+
+    def draft_to_check(self, m: MessageInput, to_file: str | None = None, *, imported: ImportResult | None = None,
+                       strict: bool = True) -> service.Draft:
+        """The draft the checks read: for the list in to_file (else imported, else one sample
+        recipient with every field the message uses), from m.from_address (else a placeholder);
+        rows whose message cannot be built are RowProblems when strict."""
         if to_file:
             imported = self.import_recipients(("file", to_file))
-        else:
+        elif imported is None or not imported.recipients:
             imported = deliverability.sample_list(m.subject, m.html, m.text)
         draft = service.make_draft(imported, subject=m.subject, html=m.html, text=m.text,
                                    from_address=m.from_address or "you@example.com", reply_to=m.reply_to,
                                    attach=m.attach, unsubscribe=m.unsubscribe)
         if not draft.recipients:
             raise SettingsError("to_file", "the list has no valid address to check the message for")
-        problems = draft.problems()
+        problems = draft.problems() if strict else []
         if problems:
             raise RowProblems(problems)
-        return deliverability.check_draft(draft, relay=relay).as_dict()
+        return draft
+
+    def check_links(self, a: AccountInput, m: MessageInput, *, to_file: str | None = None,
+                    **timeouts: float) -> dict[str, Any]:
+        """Check links (it makes requests): each distinct link of the first recipient's message (of
+        to_file's list, else this session's, else a sample recipient's) followed, certificates checked
+        against the system's authorities and a.ca_file. {"links", "counts", "broken", "note", ...}."""
+        if not ((m.html or "").strip() or (m.text or "").strip()):
+            raise SettingsError("message.body", "write the message")
+        m = dataclasses.replace(m, from_address=m.from_address or a.from_address)
+        return self.link_check(self.draft_to_check(m, to_file, imported=self.imported, strict=False), a,
+                               **timeouts)
+
+    def check_authentication(self, a: AccountInput, m: MessageInput, *, selectors: tuple[str, ...] = (),
+                             resolver: Any = None, to_file: str | None = None,
+                             limits: dict[str, Any] | None = None) -> dict[str, Any]:
+        """SPF, DKIM, DMARC and the bulk-sender rule for the From domain and the way account a sends
+        (it asks DNS): {"domain", "path", "state", "checks": [{check, name, state, words, fix}]}."""
+        from backend import authcheck
+
+        return authcheck.for_campaign(self, a, m, selectors=selectors, resolver=resolver, to_file=to_file,
+                                      limits=limits)
+
+    def link_check(self, draft: service.Draft, a: AccountInput | None = None, **timeouts: float) -> dict[str, Any]:
+        """The link check of a campaign's draft (send --dry-run --check-links)."""
+        from backend import linkcheck
+
+        return linkcheck.check_draft(draft, ca_file=a.ca_file if a else None, **timeouts).as_dict()
 
     def review(self, a: AccountInput, m: MessageInput, options: SendOptions) -> dict[str, Any]:
         """The step list and Review & send: each step's state and summary, what is missing, the

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from backend import cli_accounts, cli_schedule, paths
+from backend import cli_accounts, cli_checks, cli_schedule, paths
 from backend.cli_parser import (
     EXIT_NOTHING_SENT,
     EXIT_OK,
@@ -393,6 +393,8 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     message = _message(args)
     app = _app(emit=rep.event)
     trial = args.dry_run or args.preview is not None
+    if args.check_links and not args.dry_run:
+        raise UsageError("--check-links goes with --dry-run (it checks the links before a real send)")
     account = _account(args, stdin, app, need_password=not trial)
     sender = app.sender(account, message)  # the Gmail API: the signed-in address (store still locked)
     imported = app.import_recipients(("file", args.to_file), args.email_column, args.name_column)
@@ -439,10 +441,11 @@ def _trial(app: App, args: argparse.Namespace, rep: Reporter, out: TextIO, draft
         return EXIT_OK
     problems = app.dry_run(draft)
     _print_problems(problems, rep)
-    rep.line(_verdict_words(app.content_check(draft, account)) + "; details: bulk-mailer check")
+    rep.line(cli_checks.verdict_words(app.content_check(draft, account)) + "; details: bulk-mailer check")
+    broken = args.check_links and cli_checks.print_links(app.link_check(draft, account), rep.err)
     ok = len(draft.recipients) - len({p.row for p in problems})
     rep.line(f"Dry run: {ok} of {len(draft.recipients)} messages render; {len(problems)} problem(s); nothing sent.")
-    return EXIT_NOTHING_SENT if problems else EXIT_OK
+    return EXIT_NOTHING_SENT if problems else EXIT_SOME_FAILED if broken else EXIT_OK
 
 
 def _send(app: App, args: argparse.Namespace, rep: Reporter, err: TextIO, account: AccountInput,
@@ -665,32 +668,6 @@ def cmd_track(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
-def cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
-    if html is None and text is None:
-        raise UsageError("give --html-file or --text-file (or both)")
-    message = MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address,
-                           attach=tuple(args.attach or ()), unsubscribe=tuple(args.unsubscribe or ()))
-    try:
-        report = _app().check_content(message, to_file=args.to_file, relay=args.host)
-    except RowProblems as exc:
-        _print_problems(exc.problems, Reporter("none", out, err))
-        raise UsageError(f"{len({p.row for p in exc.problems})} row(s) cannot be built; fix them (see above)",
-                         category=exc.category) from None
-    if args.json:
-        json.dump(report, out, ensure_ascii=False)
-        out.write("\n")
-    for f in report["findings"]:
-        err.write(f"{f['score']:>4}  {f['name']} [{f['rule']}]: {f['reason']}\n      fix: {f['fix']}\n")
-    err.write(_verdict_words(report) + "\n")
-    return EXIT_OK if report["verdict"] == "Looks fine" else EXIT_SOME_FAILED
-
-
-def _verdict_words(report: dict[str, Any]) -> str:
-    n = len(report["findings"])
-    return f"Content check: {report['verdict']} (score {report['score']:g}, {n} finding{'' if n == 1 else 's'})"
-
-
 def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     """Entry point of the `bulk-mailer` console script; returns the exit code."""
@@ -707,7 +684,7 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
     try:
         command = {"send": cmd_send, "verify": cmd_verify, "campaigns": cmd_campaigns, "export": cmd_export,
                    "resume": cmd_resume, "gmail": cli_accounts.cmd_gmail, "microsoft": cli_accounts.cmd_microsoft,
-                   "repair-journal": cmd_repair_journal, "track": cmd_track, "check": cmd_check,
+                   "repair-journal": cmd_repair_journal, "track": cmd_track, "check": cli_checks.cmd_check,
                    "run-due": cli_schedule.cmd_run_due, "reschedule": cli_schedule.cmd_reschedule,
                    "cancel": cli_schedule.cmd_cancel, "timer": cli_schedule.cmd_timer}[args.command]
         return command(args, stdin, out, err)

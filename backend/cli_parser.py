@@ -95,22 +95,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_parser(sub: Any) -> None:
     """check: the offline content check of a message."""
-    check = _add(sub, "check", help="check a message for what sends mail to spam (offline)",
+    check = _add(sub, "check", help="check a message for what sends mail to spam (offline); its links and the "
+                 "domain's authentication on request",
                  description="Run the content check on a message, with no network: each rule that fires is "
                  "printed with the reason and the fix, then the verdict: Looks fine, Worth a look or Likely "
                  "spam (the rules: docs/deliverability.md). Exit code 0 for Looks fine, 1 for Worth a look or "
-                 "Likely spam, 2 when the input cannot be read. send --dry-run prints the same verdict.")
+                 "Likely spam (or a broken link with --links, a failed check with --auth), 2 when the input "
+                 "cannot be read. send --dry-run prints the same verdict. --links and --auth make requests "
+                 "(the web sites linked; DNS): see docs/authentication.md.")
     check.add_argument("--html-file", help="HTML body template")
     check.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted)")
     check.add_argument("--subject", default="", help="the subject (may use fields)")
     check.add_argument("--to-file", help="the recipient list: its size (unsubscribe rule) and each row's "
                        "subject (default: one sample recipient)")
     check.add_argument("--from", dest="from_address", default="", help="the sender address")
-    check.add_argument("--host", help="the SMTP server the mail would go through (free-mail From rule)")
+    check.add_argument("--host", help="the SMTP server the mail would go through (free-mail From rule; with "
+                       "--auth, a relay whose addresses SPF must cover)")
     check.add_argument("--attach", metavar="FILE", action="append", help="an attachment (repeat for several)")
     check.add_argument("--unsubscribe", metavar="URI", action="append",
                        help="List-Unsubscribe address, as for send")
-    check.add_argument("--json", action="store_true", help="print the verdict, score and findings as JSON on stdout")
+    check.add_argument("--json", action="store_true", help="print the verdict, score and findings as JSON on stdout "
+                       "(with --links and --auth, their answers under \"links\" and \"authentication\")")
+    net = check.add_argument_group("checks that make requests")
+    net.add_argument("--links", action="store_true",
+                     help="follow each distinct link of the first recipient's message (HEAD, else GET; ten at a "
+                     "time, 20 s in all) and report broken ones, redirects to another domain and TLS errors")
+    net.add_argument("--ca-file", help="with --links: also trust this CA certificate file (PEM); the system's "
+                     "authorities are always used, certificates always verified")
+    net.add_argument("--auth", action="store_true",
+                     help="check the --from domain's SPF, DKIM and DMARC in DNS for the way the mail is sent "
+                     "(--provider, --host or --channel), and the bulk-sender rules for the --to-file list")
+    net.add_argument("--provider", choices=list(PRESETS), metavar="NAME",
+                     help="with --auth: the provider the mail goes through (its SPF include, DKIM selectors)")
+    net.add_argument("--channel", choices=CHANNELS, default="smtp",
+                     help="with --auth: gmail (the Gmail API) or microsoft (Microsoft Graph) instead of SMTP")
+    net.add_argument("--dkim-selector", metavar="NAME", action="append",
+                     help="with --auth: a DKIM selector of yours to look for (repeat for several)")
+    net.add_argument("--delay-ms", type=int, default=DEFAULT_DELAY_MS,
+                     help="with --auth: the pause between messages (the daily pace of the bulk-sender rule)")
 
 
 def _send_parser(sub: Any) -> None:
@@ -143,6 +165,9 @@ def _send_parser(sub: Any) -> None:
                    help="jsonl: one progress event per line on stdout; bar: a progress bar on a "
                    "terminal (default when stderr is a terminal); none")
     r.add_argument("--dry-run", action="store_true", help="render every message and report problems; send nothing")
+    r.add_argument("--check-links", action="store_true",
+                   help="with --dry-run: also follow each link of the message (it makes requests; exit 1 when "
+                   "one is broken); the trust store is the system's plus --ca-file")
     m.add_argument("--attach", metavar="FILE", action="append",
                    help="attach this file to every message (repeat for several)")
     m.add_argument("--attach-column", metavar="NAME",

@@ -301,6 +301,17 @@ def _base(host: str) -> str:
     return ".".join(labels[-n:])
 
 
+registrable_domain = _base  # for the link check: a redirect within one site is not a move elsewhere
+
+
+def links_of(html: str) -> list[tuple[str, str]]:
+    """Every <a href> of an HTML body with its visible text, in order (as the rules read them)."""
+    reader = _Reader()
+    reader.feed(html)
+    reader.close()
+    return [(href, text) for href, text in reader.links]
+
+
 def _web_links(view: View) -> list[str]:
     return [href for href, _ in view.parsed.links if href.lower().startswith(("http:", "https:", "//"))]
 

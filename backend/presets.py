@@ -45,6 +45,12 @@ class Preset:
     # SMTP connections a campaign opens at once by default: 1 for a mailbox (providers watch
     # for parallel logins), more for a sending service built for volume.
     connections: int = 1
+    # The SPF include a domain publishes so the provider's servers may send for it (the
+    # authentication check looks for it in the From domain's SPF chain); empty: not published.
+    spf_include: tuple[str, ...] = ()
+    # The DKIM selectors the provider signs a custom domain's mail with (<selector>._domainkey);
+    # empty where each domain gets its own (the user names them).
+    dkim_selectors: tuple[str, ...] = ()
 
 
 def _preset(*, advice: dict[str, tuple[str, ...]], **kw: object) -> Preset:
@@ -133,6 +139,9 @@ _YAHOO_AUTH005 = (
 _PRESET_LIST: tuple[Preset, ...] = (
     _preset(
         key="gmail",
+        # source: support.google.com/a/answer/10685031 (SPF), support.google.com/a/answer/174126 (DKIM selector "google")
+        spf_include=("_spf.google.com",),
+        dkim_selectors=("google",),
         name="Gmail",
         host="smtp.gmail.com",
         port=587,
@@ -185,6 +194,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="google-workspace",
+        # source: support.google.com/a/answer/10685031 (SPF), support.google.com/a/answer/174126 (DKIM selector "google")
+        spf_include=("_spf.google.com",),
+        dkim_selectors=("google",),
         name="Google Workspace",
         host="smtp.gmail.com",
         port=587,
@@ -245,6 +257,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="outlook",
+        # source: learn.microsoft.com/defender-office-365/email-authentication-spf-configure and -dkim-configure
+        spf_include=("spf.protection.outlook.com",),
+        dkim_selectors=("selector1", "selector2"),
         name="Outlook.com / Hotmail",
         host="smtp-mail.outlook.com",
         port=587,
@@ -325,6 +340,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="office365",
+        # source: learn.microsoft.com/defender-office-365/email-authentication-spf-configure and -dkim-configure
+        spf_include=("spf.protection.outlook.com",),
+        dkim_selectors=("selector1", "selector2"),
         name="Microsoft 365 / Office 365",
         host="smtp.office365.com",
         port=587,
@@ -391,6 +409,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="yahoo",
+        # source: yahoo.com's own SPF record (v=spf1 redirect=_spf.mail.yahoo.com)
+        spf_include=("_spf.mail.yahoo.com",),
+        dkim_selectors=(),
         name="Yahoo Mail",
         host="smtp.mail.yahoo.com",
         port=465,
@@ -450,6 +471,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="icloud",
+        # source: support.apple.com: the DNS records of a custom email domain with iCloud Mail (SPF include:icloud.com, DKIM sig1)
+        spf_include=("icloud.com",),
+        dkim_selectors=("sig1",),
         name="iCloud Mail",
         host="smtp.mail.me.com",
         port=587,
@@ -527,6 +551,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="zoho",
+        # source: zoho.com/mail/help/adminconsole/spf-configuration.html (zoho.eu, zoho.in for those data centres); the DKIM selector is the one chosen in Zoho's admin console
+        spf_include=("zoho.com",),
+        dkim_selectors=(),
         name="Zoho Mail",
         host="smtp.zoho.com",
         port=465,
@@ -630,6 +657,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="fastmail",
+        # source: fastmail.help: DNS records for a custom domain (SPF, DKIM fm1-fm3)
+        spf_include=("spf.messagingengine.com",),
+        dkim_selectors=("fm1", "fm2", "fm3"),
         name="Fastmail",
         host="smtp.fastmail.com",
         port=465,
@@ -666,6 +696,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="sendgrid",
+        # source: docs.sendgrid.com: domain authentication (s1/s2._domainkey CNAMEs)
+        spf_include=("sendgrid.net",),
+        dkim_selectors=("s1", "s2"),
         connections=4,
         name="SendGrid",
         host="smtp.sendgrid.net",
@@ -711,6 +744,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="mailgun",
+        # source: documentation.mailgun.com: domain verification (the selector is in the domain's DNS records)
+        spf_include=("mailgun.org",),
+        dkim_selectors=("smtp", "krs", "pic"),
         connections=4,
         name="Mailgun",
         host="smtp.mailgun.org",
@@ -755,6 +791,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="amazon-ses",
+        # source: docs.aws.amazon.com/ses/latest/dg/send-email-authentication-spf.html; Easy DKIM selectors are generated per domain
+        spf_include=("amazonses.com",),
+        dkim_selectors=(),
         connections=4,
         name="Amazon SES",
         host="email-smtp.{region}.amazonaws.com",
@@ -842,6 +881,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="postmark",
+        # source: postmarkapp.com support: SPF include spf.mtasv.net; the DKIM selector (<date>pm) is per sender signature
+        spf_include=("spf.mtasv.net",),
+        dkim_selectors=(),
         connections=4,
         name="Postmark",
         host="smtp.postmarkapp.com",
@@ -893,6 +935,9 @@ _PRESET_LIST: tuple[Preset, ...] = (
     ),
     _preset(
         key="brevo",
+        # source: help.brevo.com: authenticate your domain (SPF include spf.brevo.com, DKIM brevo1/brevo2, older mail._domainkey)
+        spf_include=("spf.brevo.com",),
+        dkim_selectors=("brevo1", "brevo2", "mail"),
         connections=4,
         name="Brevo (Sendinblue)",
         host="smtp-relay.brevo.com",

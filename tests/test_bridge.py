@@ -34,6 +34,7 @@ EXPECTED_API = {"reschedule", "cancel_scheduled", "timer",
     "remove_attachment", "list_attachments", "choose_attachment_folder", "set_attachment_column",
     "campaign_history", "campaign_details", "resume_past_campaign", "resend_campaign",
     "google_status", "google_sign_in", "google_cancel_sign_in", "google_sign_out", "already_sent", "draft",
+    "check_links", "check_authentication",
 }
 EVIL_NAMES = ["'); alert(1); ('", "</script><img src=x onerror=alert(1)>", "\u2028\u2029`${alert(1)}`\\"]
 MESSAGE = {"subject": "Hi {{ name }}", "body": "<p>Hello {{ name }}</p>", "format": "html"}

@@ -85,6 +85,11 @@ def generate() -> str:
         "checked for one sample recipient whose fields hold their own names; without `--host` the free-mail "
         "rule does not know the server. Every option: [cli.md](cli.md#bulk-mailer-check).",
         "",
+        "Two more checks make requests, so they run only when asked: **Check links** (`--links`: each link "
+        "followed, broken ones, redirects elsewhere and certificate errors reported) and the **authentication** "
+        "of the From domain for the way the mail is sent (`--auth`: SPF, DKIM, DMARC and the bulk-sender "
+        "rules, with what to add to DNS). See [authentication.md](authentication.md).",
+        "",
         "## The rules",
         "",
         "| Rule | What it looks for | Why it matters | Fix | Score |",
