@@ -42,6 +42,7 @@ export function initHistory(dependencies) {
     else if (action === 'resend-uncertain') withBusy(button, () => resend(id, true), back);
     else if (action === 'track') withBusy(button, () => checkReplies(id), back);
     else if (action === 'reschedule') askReschedule(id);
+    else if (action === 'edit-scheduled') askMessage(id);
     else if (action === 'cancel-scheduled') askCancel(id);
   });
   setTimeout(autoCheck, AUTO_CHECK_MS / 2);
@@ -200,7 +201,10 @@ function campaignRow(c) {
   const buttons = [actionButton('Details', `of campaign ${id}`, { dataset: { action: 'details', id } })];
   const times = c.times || {};
   const steps = Array.isArray(times.follow_ups) ? times.follow_ups : [];
-  if (c.state === 'scheduled') buttons.push(actionButton('Change time', `of campaign ${id}`, { dataset: { action: 'reschedule', id } }));
+  if (c.state === 'scheduled') {
+    buttons.push(actionButton('Change time', `of campaign ${id}`, { dataset: { action: 'reschedule', id } }));
+    buttons.push(actionButton('Change message', `of campaign ${id}`, { dataset: { action: 'edit-scheduled', id } }));
+  }
   if (c.state === 'scheduled' || c.state === 'waiting') {
     buttons.push(actionButton('Cancel', `campaign ${id}`, { dataset: { action: 'cancel-scheduled', id } }));
   } else if (c.state === 'finished' && steps.some((s) => s.state === 'waiting' && !s.campaign)) {
@@ -474,6 +478,49 @@ function askReschedule(id) {
   });
   show($('#history-status'), box);
   at.focus();
+}
+
+/** Change message: a scheduled campaign's subject and body, in History's status region -> reschedule. */
+function askMessage(id) {
+  const c = campaigns.get(id) || { id };
+  const m = (c.times && c.times.message) || { subject: '', body: '', format: 'html' };
+  const subject = el('input', { id: 'history-new-subject', type: 'text', value: m.subject });
+  const body = el('textarea', { id: 'history-new-body', rows: '8', spellcheck: 'true' });
+  body.value = m.body;
+  const save = el('button', { type: 'button', class: 'primary', id: 'history-save-message', text: 'Save the message' });
+  const keep = el('button', { type: 'button', id: 'history-keep-message', text: 'Keep it as it is' });
+  const problem = el('div', { id: 'history-message-problem', role: 'status' });
+  const back = () => {
+    show($('#history-status'));
+    $('#history-refresh').focus();
+  };
+  keep.addEventListener('click', back);
+  save.addEventListener('click', () => withBusy(save, async () => {
+    const message = { subject: subject.value, [m.format === 'text' ? 'text' : 'html']: body.value };
+    const result = await call('reschedule', { campaign: id, message });
+    if (!result.ok) {
+      show(problem, errorBlock(result.error));
+      subject.focus();
+      return;
+    }
+    show($('#history-status'), el('p', { class: 'ok-line', text: `Message changed; ${String((result.data || {}).words || 'scheduled').replace(/^S/, 's')} (campaign ${id}).` }));
+    await refreshHistory({ quiet: true });
+    $('#history-refresh').focus();
+  }));
+  const box = el('div', { class: 'confirm', id: 'history-edit-message', role: 'group', 'aria-labelledby': 'history-edit-question' },
+    el('p', { id: 'history-edit-question', class: 'confirm-question', text: `Change the message of “${c.subject || id}” before it goes` }),
+    el('div', { class: 'field' }, el('label', { for: 'history-new-subject', text: 'New subject' }), subject),
+    el('div', { class: 'field' }, el('label', { for: 'history-new-body', text: m.format === 'text' ? 'New message (plain text)' : 'New message (HTML)' }), body),
+    el('div', { class: 'actions' }, save, keep),
+    problem);
+  box.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      event.preventDefault();
+      back();
+    }
+  });
+  show($('#history-status'), box);
+  subject.focus();
 }
 
 /** Cancel a scheduled or waiting campaign (or a finished one's follow-ups not sent yet). */

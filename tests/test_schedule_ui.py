@@ -139,9 +139,25 @@ def test_schedule_change_the_time_and_cancel(page, web_app):
     page.get_by_role("button", name="Save the new time").click()
     expect(page.locator("#history-time-problem")).to_contain_text("has passed")
     page.get_by_role("button", name="Keep the time").click()
+    # Change message: its subject and body, before it goes
+    row.get_by_role("button", name=re.compile("^Change message")).click()
+    edit = page.locator("#history-edit-message")
+    expect(edit.get_by_label("New subject")).to_be_focused()
+    expect(edit.get_by_label("New subject")).to_have_value("Spring news")
+    expect(edit.get_by_label("New message (HTML)")).to_have_value("<p>Hello</p>")
+    edit.get_by_label("New subject").fill("Spring news, {{ missing_field }}")
+    edit.get_by_role("button", name="Save the message").click()
+    expect(page.locator("#history-message-problem")).not_to_be_empty()  # a field the list has not: refused
+    edit.get_by_label("New subject").fill("Spring news, changed")
+    edit.get_by_label("New message (HTML)").fill("<p>Hello again</p>")
+    edit.get_by_role("button", name="Save the message").click()
+    expect(page.locator("#history-status")).to_contain_text("Message changed; scheduled for")
+    _, j = journal()
+    assert j.spec(cid)["message"]["subject"] == "Spring news, changed"
+    assert j.spec(cid)["message"]["html"] == "<p>Hello again</p>"
     # Cancel: asked first (Keep it is the safe default), then cancelled
     row.get_by_role("button", name=re.compile("^Cancel")).click()
-    expect(page.locator("#history-cancel-confirm")).to_contain_text("Cancel “Spring news” (scheduled for")
+    expect(page.locator("#history-cancel-confirm")).to_contain_text("Cancel “Spring news, changed” (scheduled for")
     expect(page.get_by_role("button", name="Keep it")).to_be_focused()
     page.get_by_role("button", name="Yes, cancel it").click()
     expect(page.locator("#history-status")).to_contain_text("Cancelled: 2 recipients not sent.")

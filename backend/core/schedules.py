@@ -442,7 +442,11 @@ class Schedules:
             new = {**m, **{k: v for k, v in (("subject", subject), ("html", html), ("text", text)) if v is not None}}
             from backend import compose
 
-            compose.Template(new["subject"], html=new["html"] or None, text=new["text"] or None)
+            draft, _, _ = service.resume_draft(self.journal, cid)
+            draft.template = compose.Template(new["subject"], html=new["html"] or None, text=new["text"] or None)
+            problems = draft.problems()
+            if problems:  # every row must still build (a field the list has not, a header with a line break)
+                raise problems[0]
             spec["message"] = new
         due = self._shifted_due(cid, saved, start) if start and saved.get("local_time") else None
         if not self.journal.change_scheduled(cid, spec=spec, start=start, due=due):
@@ -488,6 +492,10 @@ class Schedules:
         saved = spec.get("schedule") or {}
         out: dict[str, Any] = {k: saved.get(k) for k in ("at", "tz", "window_words", "local_time", "ends_about")}
         out["follow_up_of"], out["step"] = spec.get("follow_up_of"), spec.get("step")
+        if state == "scheduled":  # it can still be changed: History offers its message to edit
+            m = spec.get("message") or {}
+            out["message"] = {"subject": m.get("subject") or "", "body": m.get("html") or m.get("text") or "",
+                              "format": "html" if m.get("html") else "text"}
         steps = []
         for k, step in enumerate(spec.get("follow_ups") or [], 1):
             child = self._step_campaign(cid, k)
