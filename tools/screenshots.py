@@ -73,7 +73,7 @@ def walk(page, scheme: str) -> None:
         shot(page, "3-message")
     nav.get_by_role("button", name="Review & send", exact=True).click()
     page.locator("#review-summary").wait_for()
-    page.locator("#review-preview iframe").wait_for()
+    page.locator("#review-preview iframe").first.wait_for()
     shot(page, "4-review" if scheme == "light" else "4-review-dark")
     if scheme == "light":
         schedule_shot(page)
