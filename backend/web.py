@@ -248,7 +248,8 @@ class WebApp:
         if html is None:
             bottle.abort(404, "no such preview")
         bottle.response.content_type = "text/html; charset=utf-8"
-        return links_open_nowhere(html)
+        html = links_open_nowhere(html)
+        return in_dark(html) if bottle.request.query.get("dark") == "1" else html
 
     def _check_host(self) -> None:
         # A page on another site that rebinds its DNS name to 127.0.0.1 still sends its own Host.
@@ -356,6 +357,22 @@ def links_open_nowhere(html: str) -> str:
         done = end + 1
     out.append(html[done:])
     return "".join(out)
+
+
+_OPENINGS = tuple(re.compile(p, re.IGNORECASE) for p in (r"<head\b[^>]*>", r"<html\b[^>]*>", r"<!doctype[^>]*>"))
+DARK_META = '<meta name="color-scheme" content="dark">'
+
+
+def in_dark(html: str) -> str:
+    """The preview as a mail app in dark mode shows it: the document's colour scheme dark (a
+    message without colours of its own gets a dark background and light text; one that sets
+    its own keeps them, as mail apps do). The meta goes first in <head> (after <head>, else
+    <html>, else the doctype), where the first one counts; nothing else of the message changes."""
+    for opening in _OPENINGS:
+        found = opening.search(html, 0, 20_000)
+        if found:
+            return html[:found.end()] + DARK_META + html[found.end():]
+    return DARK_META + html
 
 
 def refusal(status: int, error: MailerError) -> bottle.HTTPResponse:

@@ -13,6 +13,7 @@ import { initSend, handleProgress, handleState, handleWait, syncState, getDelay,
 import { initSchedule, getSchedule, renderWhen, draftValues, restoreDraft, resetSchedule, zoneList } from './schedule.js';
 import { initSteps, go, refreshSteps, currentView } from './steps.js';
 import { initReview, renderReview, skippedFields } from './review.js';
+import { initChecks, clearStaleChecks } from './checks.js';
 import { initHistory, refreshHistory } from './history.js';
 import { initLog, currentCampaign, queueProgress } from './log.js';
 import { initInbox, refreshInbox } from './inbox.js';
@@ -116,9 +117,11 @@ async function main() {
       refreshSteps();
     },
   });
+  initChecks({ request: () => reviewParams() });
   initSteps({
     request: () => reviewParams(),
     onReview(r) {
+      clearStaleChecks();
       setReady(r.sendable);
       renderWhen(r.when);
       if (currentView() === 'review') renderReview(r, () => refreshSteps({ now: true }));

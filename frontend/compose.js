@@ -3,6 +3,7 @@
 
 import { call } from './api.js';
 import { $, el, show, errorBlock, busyLine, withBusy, messageView, plural, linesText, formatBytes } from './dom.js';
+import { previewViews } from './preview.js';
 
 let deps = null;
 let lastTarget = null;
@@ -172,6 +173,7 @@ async function preview() {
     headers: [['From', d.from], ['To', d.to], ['Subject', d.subject], ...extraHeaders(d.headers)],
     html: isText ? null : d.html,
     htmlUrl: d.html_url,
+    frames: previewViews,
     text: d.text,
   }), attachmentsView(d.attachments));
   area.hidden = false;

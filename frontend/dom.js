@@ -150,8 +150,9 @@ export function linesText(lines, { maxParts = 6 } = {}) {
   return `${word} ${shown.slice(0, -1).join(', ')} and ${shown[shown.length - 1]}`;
 }
 
-/** Render a message (preview or inbox): header lines as text, HTML in a sandboxed iframe. */
-export function messageView({ headers, html, text, title, htmlUrl }) {
+/** Render a message (preview or inbox): header lines as text, HTML in a sandboxed iframe
+ * (or in what frames(html, htmlUrl) makes: preview.js's desktop and phone views). */
+export function messageView({ headers, html, text, title, htmlUrl, frames = null }) {
   const parts = [];
   if (title) parts.push(el('h3', { text: title }));
   const dl = el('dl', { class: 'headers' });
@@ -159,7 +160,9 @@ export function messageView({ headers, html, text, title, htmlUrl }) {
     dl.append(el('dt', { text: name }), el('dd', { text: value ?? '' }));
   }
   parts.push(dl);
-  if (typeof html === 'string' && html !== '') {
+  if (typeof html === 'string' && html !== '' && frames) {
+    parts.push(frames(html, htmlUrl));
+  } else if (typeof html === 'string' && html !== '') {
     // No allow-scripts, no allow-same-origin: the message can neither run code nor reach us.
     const frame = el('iframe', { sandbox: '', class: 'message-frame', title: 'Message content', referrerpolicy: 'no-referrer' });
     // Served by the app with its own policy (inline styles, embedded images; never scripts or

@@ -6,6 +6,7 @@ import { call } from './api.js';
 import { $, el, show, plural, messageView } from './dom.js';
 import { problemsList, problemCount } from './compose.js';
 import { saveSoon } from './draft.js';
+import { previewViews } from './preview.js';
 
 const STEP_WORDS = { account: 'Account', recipients: 'Recipients', message: 'Message' };
 
@@ -91,7 +92,7 @@ async function renderPreview(box) {
   const isText = deps.getMessage().format === 'text';
   show(box, el('details', { class: 'panel', open: true },
     el('summary', { text: `Preview of the first message: ${d.to}` }),
-    messageView({ headers: [['From', d.from], ['To', d.to], ['Subject', d.subject]], html: isText ? null : d.html, htmlUrl: d.html_url, text: d.text })));
+    messageView({ headers: [['From', d.from], ['To', d.to], ['Subject', d.subject]], html: isText ? null : d.html, htmlUrl: d.html_url, text: d.text, frames: previewViews })));
 }
 
 /** The account's last 24 hours against its daily limit (the core's meter). */

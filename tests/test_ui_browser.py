@@ -762,12 +762,12 @@ def test_preview_keeps_the_message_styles_but_runs_no_script(page):
     fill_message(page, "Styled",
                  '<style>p.x { font-weight: 700 }</style><p class="x" style="color: rgb(0, 0, 255)">Blue</p>')
     page.get_by_role("button", name="Preview", exact=True).click()
-    frame = page.frame_locator("#preview-area iframe")
+    frame = page.frame_locator("#preview-area iframe.frame-desktop")
     paragraph = frame.locator("p.x")
     sync_api.expect(paragraph).to_have_text("Blue")
     assert paragraph.evaluate("p => getComputedStyle(p).color") == "rgb(0, 0, 255)"
     assert paragraph.evaluate("p => getComputedStyle(p).fontWeight") == "700"
-    src = page.locator("#preview-area iframe").get_attribute("src")
+    src = page.locator("#preview-area iframe.frame-desktop").get_attribute("src")
     assert src and src.startswith("/preview/")
 
 
@@ -1019,9 +1019,9 @@ def test_links_in_a_preview_open_nowhere(browser, app):
         body += f'<form action="{other}/form" method="post"><button id="submit">Submit</button></form>'
         pg.get_by_label("Message", exact=True).fill(body)
         pg.get_by_role("button", name="Preview", exact=True).click()
-        frame = pg.frame_locator("#preview-area iframe")
+        frame = pg.frame_locator("#preview-area iframe.frame-desktop")
         sync_api.expect(frame.locator("#plain")).to_be_visible()
-        preview_url = pg.locator("#preview-area iframe").get_attribute("src")
+        preview_url = pg.locator("#preview-area iframe.frame-desktop").get_attribute("src")
         for name in [*targets, "app", "submit"]:
             frame.locator(f"#{name}").click()
         frame.locator("#plain").focus()
@@ -1029,8 +1029,8 @@ def test_links_in_a_preview_open_nowhere(browser, app):
         pg.wait_for_timeout(1500)
         assert popups == []  # no new window or tab
         assert pg.url == app_url  # the app's page is still there
-        (child,) = [f for f in pg.frames if f != pg.main_frame]
-        assert child.url.endswith(preview_url)  # the preview did not navigate either
+        children = [f for f in pg.frames if f != pg.main_frame]  # the desktop and the phone view
+        assert len(children) == 2 and all(c.url.endswith(preview_url) for c in children)  # neither navigated
         sync_api.expect(frame.locator("#plain")).to_be_visible()
         assert _Elsewhere.hits == []
         assert [u for u in requests if u.startswith(other)] == []

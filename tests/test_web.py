@@ -500,3 +500,17 @@ def test_when_no_browser_starts_the_user_is_told_on_stderr_without_a_secret(serv
     out, err = capsys.readouterr()
     assert out == "" and err.count("open the address above in your browser") == 2
     assert served.token not in err and "code=" not in err
+
+
+def test_a_dark_preview_gets_a_dark_colour_scheme_first_and_nothing_else(served):
+    from backend.web import DARK_META, in_dark
+
+    assert in_dark("<p>x</p>") == DARK_META + "<p>x</p>"
+    page = '<!DOCTYPE html><html lang="en"><HEAD><meta name="color-scheme" content="light"></HEAD><body>x</body></html>'
+    assert in_dark(page) == page.replace("<HEAD>", "<HEAD>" + DARK_META)
+    assert in_dark("<!doctype html><header>x</header>") == "<!doctype html>" + DARK_META + "<header>x</header>"
+    url = served.bridge._register_preview('<p style="color:red">x</p>')
+    _, light = request(served, "GET", url)
+    resp, dark = request(served, "GET", url + "?dark=1")
+    assert light == b'<p style="color:red">x</p>' and dark == DARK_META.encode() + light
+    assert "sandbox" in resp.getheader("Content-Security-Policy")  # as strict as the light one
