@@ -55,6 +55,21 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """A command run in the test process (cli.main) adds its log file's handler to the root
+    logger: taken away after the test, so no later test writes into this one's folder."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every file the app writes goes under a temporary BULK_MAILER_HOME."""
     home = tmp_path / "home"

@@ -9,6 +9,7 @@ real window offscreen (`--self-test`), which loads the UI and answers a bridge c
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import subprocess
@@ -85,12 +86,14 @@ def test_frozen_program_schedules_with_its_own_time_zones(frozen, smtp_server, t
     people, body = tmp_path / "people.csv", tmp_path / "body.txt"
     people.write_text("email,timezone\nann@example.org,Asia/Tokyo\n")
     body.write_text("Hi")
+    today = dt.date.today()
+    day = dt.date(today.year + ((today.month, today.day) >= (1, 5)), 1, 5)  # the next 5 January: EST, within a year
     proc = run_frozen(frozen, "send", "--host", server.host, "--port", str(server.port), "--security", "none",
                       "--from", "me@example.com", "--to-file", str(people), "--subject", "Hi", "--text-file", str(body),
-                      "--at", "2099-01-05 09:00", "--tz", "America/New_York", "--local-time", "09:00",
+                      "--at", f"{day:%Y-%m-%d} 09:00", "--tz", "America/New_York", "--local-time", "09:00",
                       home=tmp_path / "home", env={"PYTHONTZPATH": str(tmp_path / "no-zones-here")})
     assert proc.returncode == 0, proc.stderr
-    assert "Scheduled for Mon 5 Jan 2099 09:00 EST" in proc.stderr and server.messages == []
+    assert f"Scheduled for {day:%a} {day.day} Jan {day.year} 09:00 EST" in proc.stderr and server.messages == []
 
 
 def test_frozen_verify_refuses_an_untrusted_certificate(frozen, smtp_server, certs, tmp_path):

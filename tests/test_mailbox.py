@@ -235,13 +235,12 @@ def test_killed_and_resumed_campaign_files_each_copy_once(imap_server, smtp_serv
 
 def test_window_checkbox_keeps_a_copy_or_not(imap_server, smtp_server, certs, tmp_path):
     """The window's "Keep a copy in Sent" (account.sent_copy) reaches the core through the bridge."""
-    from backend.jsonapi import Params
-    from bridge import Bridge
+    from backend.jsonapi import Params, send_options
 
     imap, smtp = imap_server(), smtp_server("starttls")
     for ticked, expected in ((False, None), (True, imap.port_ssl)):
         page = {"account": {"host": smtp.host, "port": smtp.port, "security": "starttls", "sent_copy": ticked}}
-        options = Bridge._options(Params(page))
+        options = send_options(Params(page))  # what the window's start_campaign reads
         app = App(journal_path=tmp_path / "j.sqlite3")
         settings, local = app.smtp_settings(account(smtp, imap, certs))
         found = app.sent_copy_settings(account(smtp, imap, certs), settings, local, options.sent_copy)

@@ -301,7 +301,9 @@ def test_verification_and_refusing_clear_passwords_are_the_defaults():
     assert settings.verify_certificates is True and settings.allow_plaintext_auth is False
     b = Bridge(inbox=LocalInbox(), store=EncryptedFileStore(), detector=offline_detect)
     try:
-        given = b._account_input(_params({"account": {"provider": "custom", "host": "smtp.example.com"}}))
+        from backend.jsonapi import account_input  # what the window's calls read
+
+        given = account_input(_params({"account": {"provider": "custom", "host": "smtp.example.com"}}))
         built, _ = b._app.smtp_settings(given, need_password=False)
     finally:
         b._shutdown()
