@@ -377,7 +377,7 @@ def _bodies(args: argparse.Namespace) -> dict[str, Any]:
     html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
     markdown = _read_template(args.markdown_file, "Markdown")
     if html is None and text is None and markdown is None:
-        raise UsageError("give --html-file, --markdown-file or --text-file (a text file may go with either)")
+        raise UsageError("give --html-file or --text-file (or both), or --markdown-file")
     if html is not None and markdown is not None:
         raise UsageError("give --html-file or --markdown-file, not both: the Markdown is made into the HTML")
     return {"html": html, "text": text, "markdown": markdown, "raw_html": args.markdown_html,
