@@ -335,7 +335,8 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules, Signatures):
                    "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True,
                    "imap_host": "", "imap_port": None, "imap_security": "ssl"}
         message = {"subject": DEFAULT_SUBJECT, "body": DEFAULT_BODY,
-                   "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
+                   "format": "html", "raw_html": False, "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [],
+                   "connections": None}
         if saved:
             account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
             message.update({k: v for k, v in (saved.get("message") or {}).items() if k in message})

@@ -880,7 +880,7 @@ def _render(tmpl: jinja2.Template, part: str, fields: Mapping[str, str], row: in
             field=part,
         ) from exc
 
-    bad = _SURROGATE.search(out)
+    bad = None if out.isascii() else _SURROGATE.search(out)  # isascii: a flag of the string, no scan
     if bad:
         # Text decoded with errors="surrogateescape" cannot be written as UTF-8.
         raise TemplateError(
