@@ -81,6 +81,7 @@ from backend.core.drafts import DEFAULT_BODY, DEFAULT_SUBJECT, Drafts
 from backend.core.library import Library
 from backend.core.mailbox import Mailbox
 from backend.core.schedules import Schedules
+from backend.core.signatures import Signatures
 from backend.core.signins import SignIns, _google
 from backend.inputs import LOCAL_INBOX
 
@@ -120,7 +121,7 @@ def campaign_dict(info: Any) -> dict[str, Any]:
     return d
 
 
-class App(SignIns, Drafts, Mailbox, Library, Schedules):
+class App(SignIns, Drafts, Mailbox, Library, Schedules, Signatures):
     """Bulk Mailer's use cases, shared by every face."""
 
     def __init__(self, *, inbox: LocalInbox | None = None, store: PasswordStore | None = None,
@@ -334,7 +335,8 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
                    "channel": "smtp", "auth": "password", "max_per_minute": None, "sent_copy": True,
                    "imap_host": "", "imap_port": None, "imap_security": "ssl"}
         message = {"subject": DEFAULT_SUBJECT, "body": DEFAULT_BODY,
-                   "format": "html", "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [], "connections": None}
+                   "format": "html", "raw_html": False, "delay_ms": service.DEFAULT_DELAY_MS, "unsubscribe": [],
+                   "connections": None}
         if saved:
             account.update({k: v for k, v in (saved.get("account") or {}).items() if k in account})
             message.update({k: v for k, v in (saved.get("message") or {}).items() if k in message})
@@ -357,6 +359,8 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
         """Save the non-secret settings; the password goes to the password store when asked."""
         previous = account_settings.load_saved() or {}
         data: dict[str, Any] = {"remember_settings": remember, "remember_password": remember_password}
+        if previous.get("signatures"):
+            data["signatures"] = previous["signatures"]  # kept by save_signature, whatever is remembered
         if remember:
             data.update({"account": account, "message": message})
         account_settings.save(data)
@@ -524,18 +528,20 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
         return service.gmail_sender(from_address, profile["email"], "Microsoft Graph")
 
     def draft(self, m: MessageInput, from_address: str, imported: ImportResult | None = None, *,
-              suppress: bool = True) -> service.Draft:
+              suppress: bool = True, account: AccountInput | None = None) -> service.Draft:
         """The campaign's draft from this session's list and files, the suppression list applied
-        (suppress=False only for a dry run when the list cannot be read)."""
+        (suppress=False only for a dry run when the list cannot be read); the body as sent through
+        account (Markdown converted, its signature added: App.message_bodies)."""
         imported = imported or self.imported
         if imported is None or not imported.recipients:
             raise NotNow("add recipients first: paste addresses or import a file")
         if not m.subject.strip():
             raise SettingsError("message.subject", "enter a subject")
-        if not ((m.html or "").strip() or (m.text or "").strip()):
+        if not m.written:
             raise SettingsError("message.body", "write the message")
+        html, text = self.message_bodies(m, account)
         draft = service.make_draft(
-            imported, subject=m.subject, html=m.html, text=m.text, from_address=from_address,
+            imported, subject=m.subject, html=html, text=text, from_address=from_address,
             delay_ms=m.delay_ms, reply_to=m.reply_to, attach=m.attach,
             attach_column=m.attach_column or self.attach_column, attach_dir=m.attach_dir or self.attach_dir,
             unsubscribe=m.unsubscribe)
@@ -546,7 +552,7 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
 
     def check(self, a: AccountInput, m: MessageInput) -> dict[str, Any]:
         """Every row whose message cannot be built (each with its own category), and warnings."""
-        draft = self.draft(m, self.sender(a, m))
+        draft = self.draft(m, self.sender(a, m), account=a)
         problems = draft.problems()
         return {"problems": RowProblems(problems).rows() if problems else [], "warnings": self.warnings(draft)}
 
@@ -582,11 +588,12 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
         """The draft the checks read: for the list in to_file (else imported, else one sample
         recipient with every field the message uses), from m.from_address (else a placeholder);
         rows whose message cannot be built are RowProblems when strict."""
+        html, text = self.message_bodies(m)
         if to_file:
             imported = self.import_recipients(("file", to_file))
         elif imported is None or not imported.recipients:
-            imported = deliverability.sample_list(m.subject, m.html, m.text)
-        draft = service.make_draft(imported, subject=m.subject, html=m.html, text=m.text,
+            imported = deliverability.sample_list(m.subject, html, text)
+        draft = service.make_draft(imported, subject=m.subject, html=html, text=text,
                                    from_address=m.from_address or "you@example.com", reply_to=m.reply_to,
                                    attach=m.attach, unsubscribe=m.unsubscribe)
         if not draft.recipients:
@@ -634,7 +641,7 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
 
     def preview(self, a: AccountInput, m: MessageInput, index: int) -> dict[str, Any]:
         """Recipient N's message (1-based) as it would be sent, taken apart for showing."""
-        draft = self.draft(m, self.sender(a, m))
+        draft = self.draft(m, self.sender(a, m), account=a)
         total = len(draft.recipients)
         if not 1 <= index <= max(total, 1):
             raise SettingsError("index", f"there are {total} recipients to send to; give a number from 1 to {total}")
@@ -658,20 +665,21 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
         transport: Transport
         if a.channel == "gmail":
             account = self.google(passphrase)
-            draft = self.draft(m, service.gmail_sender(m.from_address or a.from_address, account.require("api").email))
+            draft = self.draft(m, service.gmail_sender(m.from_address or a.from_address, account.require("api").email),
+                               account=a)
             from backend.transports.gmail import GmailTransport
 
             transport = GmailTransport(account)
         elif a.channel == "microsoft":
             ms = self.microsoft(passphrase)
             ms.require("graph")
-            draft = self.draft(m, self._microsoft_sender(m.from_address or a.from_address))
+            draft = self.draft(m, self._microsoft_sender(m.from_address or a.from_address), account=a)
             from backend.transports.graph import GraphTransport
 
             transport = GraphTransport(ms)
         else:
             settings, _ = self.smtp_settings(a, passphrase=passphrase)
-            draft = self.draft(m, settings.from_address or m.from_address or a.from_address)
+            draft = self.draft(m, settings.from_address or m.from_address or a.from_address, account=a)
             transport = SmtpTransport(settings)
         index = min(max(index, 1), max(len(draft.recipients), 1))
         original = draft.recipients[index - 1]
@@ -723,7 +731,7 @@ class App(SignIns, Drafts, Mailbox, Library, Schedules):
             sender = service.gmail_sender(m.from_address or a.from_address, signed_in) if a.channel == "gmail" \
                 else self._microsoft_sender(m.from_address or a.from_address) if a.channel == "microsoft" \
                 else (m.from_address or a.from_address)
-            return self.draft(m, sender)
+            return self.draft(m, sender, account=a)
 
         draft, plan = self.plan(a, draft_for, attach=m.attach, passphrase=passphrase, sent_copy=options.sent_copy)
         if options.skip_sent_in:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from backend import cli_accounts, cli_checks, cli_schedule, paths
+from backend import cli_accounts, cli_checks, cli_schedule, cli_signature, paths
 from backend.cli_parser import (
     EXIT_NOTHING_SENT,
     EXIT_OK,
@@ -372,18 +372,28 @@ def _suppression(app: App, args: argparse.Namespace, rep: Reporter, trial: bool)
     return True
 
 
+def _bodies(args: argparse.Namespace) -> dict[str, Any]:
+    """--html-file, --markdown-file (--markdown-html), --text-file read, as MessageInput's fields."""
+    html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
+    markdown = _read_template(args.markdown_file, "Markdown")
+    if html is None and text is None and markdown is None:
+        raise UsageError("give --html-file or --text-file (or both), or --markdown-file")
+    if html is not None and markdown is not None:
+        raise UsageError("give --html-file or --markdown-file, not both: the Markdown is made into the HTML")
+    return {"html": html, "text": text, "markdown": markdown, "raw_html": args.markdown_html,
+            "signature": not getattr(args, "no_signature", False)}
+
+
 def _message(args: argparse.Namespace) -> MessageInput:
     """The message options as the core's input (the template files read)."""
-    html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
-    if html is None and text is None:
-        raise UsageError("give --html-file or --text-file (or both)")
+    bodies = _bodies(args)
     if args.channel != "smtp":
         _refuse_smtp_flags_with_api(args)
     elif not args.from_address:
         raise UsageError("give --from, the sender address (e.g. \"Me <me@example.com>\")")
     if args.attach_column and not args.attach_dir:
         raise UsageError("--attach-column needs --attach-dir (the folder the file names are relative to)")
-    return MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address or "",
+    return MessageInput(subject=args.subject, **bodies, from_address=args.from_address or "",
                         reply_to=args.reply_to, attach=tuple(args.attach or ()), attach_column=args.attach_column,
                         attach_dir=args.attach_dir, unsubscribe=tuple(args.unsubscribe or ()), delay_ms=args.delay_ms)
 
@@ -400,7 +410,7 @@ def cmd_send(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) 
     imported = app.import_recipients(("file", args.to_file), args.email_column, args.name_column)
     if args.results and not args.dry_run:
         _check_writable(args.results, "--results")
-    draft = app.draft(message, sender, imported, suppress=_suppression(app, args, rep, trial))
+    draft = app.draft(message, sender, imported, suppress=_suppression(app, args, rep, trial), account=account)
     _echo_list(imported, draft, rep)
     if not trial:
         rep.line(f"Campaign {draft.id}")
@@ -686,7 +696,8 @@ def main(argv: Sequence[str] | None = None, *, stdin: TextIO | None = None, out:
                    "resume": cmd_resume, "gmail": cli_accounts.cmd_gmail, "microsoft": cli_accounts.cmd_microsoft,
                    "repair-journal": cmd_repair_journal, "track": cmd_track, "check": cli_checks.cmd_check,
                    "run-due": cli_schedule.cmd_run_due, "reschedule": cli_schedule.cmd_reschedule,
-                   "cancel": cli_schedule.cmd_cancel, "timer": cli_schedule.cmd_timer}[args.command]
+                   "cancel": cli_schedule.cmd_cancel, "timer": cli_schedule.cmd_timer,
+                   "signature": cli_signature.cmd_signature}[args.command]
         return command(args, stdin, out, err)
     except MailerError as exc:
         log.warning("%s failed: [%s] %s", args.command, exc.category, exc.message)

@@ -17,14 +17,16 @@ if TYPE_CHECKING:
 
 
 def cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    from backend.cli import _app, _read_template
+    from backend.cli import _app, _bodies
 
-    html, text = _read_template(args.html_file, "HTML"), _read_template(args.text_file, "text")
-    if html is None and text is None and not args.auth:
-        raise UsageError("give --html-file or --text-file (or both), or --auth to check only the domain")
-    if args.links and html is None and text is None:
-        raise UsageError("--links needs the message: give --html-file or --text-file")
-    message = MessageInput(subject=args.subject, html=html, text=text, from_address=args.from_address,
+    given = args.html_file or args.text_file or args.markdown_file
+    if not given and not args.auth:
+        raise UsageError("give --html-file, --markdown-file or --text-file, or --auth to check only the domain")
+    if args.links and not given:
+        raise UsageError("--links needs the message: give --html-file, --markdown-file or --text-file")
+    bodies = _bodies(args) if given else {"html": None, "text": None}
+    html, text = bodies.get("html") or bodies.get("markdown"), bodies.get("text")
+    message = MessageInput(subject=args.subject, **bodies, from_address=args.from_address,
                            attach=tuple(args.attach or ()), unsubscribe=tuple(args.unsubscribe or ()),
                            delay_ms=args.delay_ms)
     app, failed = _app(), False

@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _track_parser(sub)
     _check_parser(sub)
     _schedule_parsers(sub)
+    _signature_parser(sub)
     return parser
 
 
@@ -103,8 +104,7 @@ def _check_parser(sub: Any) -> None:
                  "Likely spam (or a broken link with --links, a failed check with --auth), 2 when the input "
                  "cannot be read. send --dry-run prints the same verdict. --links and --auth make requests "
                  "(the web sites linked; DNS): see docs/authentication.md.")
-    check.add_argument("--html-file", help="HTML body template")
-    check.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted)")
+    _body_options(check)
     check.add_argument("--subject", default="", help="the subject (may use fields)")
     check.add_argument("--to-file", help="the recipient list: its size (unsubscribe rule) and each row's "
                        "subject (default: one sample recipient)")
@@ -135,6 +135,32 @@ def _check_parser(sub: Any) -> None:
                      help="with --auth: the pause between messages (the daily pace of the bulk-sender rule)")
 
 
+def _body_options(p: Any) -> None:
+    p.add_argument("--html-file", help="HTML body template (CSS in a <style> block is inlined into the elements)")
+    p.add_argument("--markdown-file", metavar="FILE", help="the body written in Markdown (CommonMark, tables): made "
+                   "into the HTML template, {{ fields }} kept; instead of --html-file")
+    p.add_argument("--markdown-html", action="store_true",
+                   help="allow raw HTML in the Markdown (by default it is shown as text)")
+    p.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted; alone: a "
+                   "plain-text-only message)")
+
+
+def _signature_parser(sub: Any) -> None:
+    """signature: the account's signature, added below each message's body."""
+    sig = _add(sub, "signature", help="show, set or clear the account's signature",
+               description="Each account (an SMTP login on a server, or the Google or Microsoft sign-in with "
+               "--channel) has one signature, HTML and text, added below the body "
+               "of every message sent through it (send --no-signature leaves it out). Either part may use "
+               "{{ fields }}; the one not given is made from the other.")
+    sig.add_argument("action", choices=("show", "set", "clear"), help="show (as JSON with --json), set, clear")
+    _account_options(sig)
+    sig.add_argument("--channel", choices=CHANNELS, default="smtp",
+                     help="smtp (default), gmail or microsoft: the signed-in account's signature")
+    sig.add_argument("--html-file", help="set: the HTML signature")
+    sig.add_argument("--text-file", help="set: the text signature")
+    sig.add_argument("--json", action="store_true", help="show: print it as JSON on stdout")
+
+
 def _send_parser(sub: Any) -> None:
     """send: the account, the message, the run."""
     send = _add(sub, "send", help="send a campaign", description="Send one message to each recipient.")
@@ -154,8 +180,9 @@ def _send_parser(sub: Any) -> None:
     m.add_argument("--name-column", help="the column holding the name (for {{ name }} and the To line); "
                    "found by itself when it is called name, full name, or first and last name")
     m.add_argument("--subject", required=True, help='subject; may use fields: "Hello {{ name }}"')
-    m.add_argument("--html-file", help="HTML body template")
-    m.add_argument("--text-file", help="plain-text body template (made from the HTML when omitted)")
+    _body_options(m)
+    m.add_argument("--no-signature", action="store_true",
+                   help="leave out the account's signature (bulk-mailer signature set), added below the body by default")
     r = send.add_argument_group("run")
     r.add_argument("--delay-ms", type=int, default=DEFAULT_DELAY_MS,
                    help="pause between messages in milliseconds (default 1000)")

@@ -33,7 +33,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.filters import do_default, do_urlencode
 from jinja2.sandbox import SandboxedEnvironment
 
-from backend import sandbox
+from backend import authoring, sandbox
 from backend.attachments import Attachment
 from backend.errors import HeaderValueError, SettingsError, TemplateError
 from backend.recipients import Recipient
@@ -160,6 +160,11 @@ class Template:
             "html": _plain_plan(_HTML_ENV, html, header=False) if html else None,
             "text": _plain_plan(_PLAIN_ENV, text, header=False) if text else None,
         }
+        # CSS in a <style> block goes into the elements: once here when values only fill in the
+        # template (InlinePlan), else per message after rendering. No <style>: nothing is done.
+        self.inlines_css = authoring.has_style_block(html)
+        self._inline = authoring.inline_plan(html, _HTML_ENV) if html and self.inlines_css else None
+        self._html_once = _compile(_HTML_ENV, self._inline.source, "html")[0] if self._inline else None
 
         self._text_plan: _TextPlan | None | bool = False  # False: not worked out yet
 
@@ -177,7 +182,9 @@ class Template:
         if parts.text is not None:
             return parts.text
         if self._text_plan is False:
-            self._text_plan = _text_plan(self.html_source) if self._plans["html"] is not None else None
+            # The text of the final HTML: the inlined one (a style may hide an element).
+            source = self._inline.source if self._inline else None if self.inlines_css else self.html_source
+            self._text_plan = _text_plan(source) if self._plans["html"] is not None and source else None
         if isinstance(self._text_plan, _TextPlan):
             text = self._text_plan.fill(fields)
             if text is not None:
@@ -314,9 +321,23 @@ def render_parts(template: Template, recipient: Recipient) -> Rendered:
     fields = recipient.fields
     with sandbox.budget():  # one time budget for the whole message
         subject = _render(template._subject, "subject", fields, recipient.line)
-        html = _render(template._html, "html", fields, recipient.line) if template._html else None
+        html = _render_html(template, fields, recipient.line) if template._html else None
         text = _render(template._text, "text", fields, recipient.line) if template._text else None
     return Rendered(subject, html, text)
+
+
+def _render_html(template: Template, fields: Mapping[str, str], row: int) -> str:
+    """The HTML body of one message, its CSS inlined (once for the template where it can be)."""
+    if template._html_once is not None and template._inline is not None and template._inline.fits(fields):
+        return _render(template._html_once, "html", fields, row)
+    assert template._html is not None
+    html = _render(template._html, "html", fields, row)
+    if template.inlines_css:
+        try:
+            html = authoring.inline_css(html)
+        except TemplateError as exc:
+            raise TemplateError(exc.message, row=row, field="html") from exc
+    return html
 
 
 @functools.lru_cache(maxsize=64)
@@ -859,7 +880,7 @@ def _render(tmpl: jinja2.Template, part: str, fields: Mapping[str, str], row: in
             field=part,
         ) from exc
 
-    bad = _SURROGATE.search(out)
+    bad = None if out.isascii() else _SURROGATE.search(out)  # isascii: a flag of the string, no scan
     if bad:
         # Text decoded with errors="surrogateescape" cannot be written as UTF-8.
         raise TemplateError(

@@ -20,6 +20,7 @@ UNCERTAIN_CHOICES = ("ask", "resend", "skip")
 LIMIT_KEYS = ("per_second", "per_minute", "per_hour", "per_day")
 SENT_COPY_MODES = ("auto", "always", "never")
 IMAP_SECURITY = ("ssl", "starttls")
+BODY_FORMATS = ("html", "text", "markdown")  # how a message body is written
 RETRY_KEYS = ("base_s", "cap_s", "max_attempts", "max_age_s", "max_failures_in_a_row")
 
 
@@ -53,11 +54,19 @@ class AccountInput:
 
 @dataclass(frozen=True)
 class MessageInput:
-    """What is sent: subject and bodies (templates), sender, attachments, unsubscribe, pace."""
+    """What is sent: subject and bodies (templates), sender, attachments, unsubscribe, pace.
+
+    The body is HTML (html), plain text (text; sent as one text/plain part), both, or Markdown
+    (markdown: converted to the HTML once per campaign; raw HTML in it is escaped unless
+    raw_html). signature: add the account's saved signature below the body (when it has one).
+    """
 
     subject: str
     html: str | None = None
     text: str | None = None
+    markdown: str | None = None
+    raw_html: bool = False
+    signature: bool = True
     from_address: str = ""
     reply_to: str | None = None
     attach: tuple[str, ...] = ()  # files for everyone, by path (the window adds its own in memory)
@@ -65,6 +74,11 @@ class MessageInput:
     attach_dir: str | None = None
     unsubscribe: tuple[str, ...] = ()
     delay_ms: int = DEFAULT_DELAY_MS
+
+    @property
+    def written(self) -> bool:
+        """Whether a body was written at all (in any format)."""
+        return any((b or "").strip() for b in (self.html, self.text, self.markdown))
 
 
 MAX_FOLLOW_UPS = 3
@@ -131,7 +145,8 @@ class SavedDraft:
 
     subject: str = ""
     body: str = ""
-    format: str = "html"
+    format: str = "html"  # html | text | markdown
+    raw_html: bool = False  # markdown: raw HTML in it allowed
     unsubscribe: tuple[str, ...] = ()
     send: dict[str, str] = field(default_factory=dict)
 

@@ -16,6 +16,7 @@ from typing import Any
 from backend.errors import SettingsError
 from backend.inputs import (
     AUTH_MODES,
+    BODY_FORMATS,
     CHANNELS,
     DEFAULT_DELAY_MS,
     LOCAL_INBOX,
@@ -339,12 +340,15 @@ def imap_input(a: Params) -> dict[str, Any]:
 
 
 def message_input(p: Params) -> MessageInput:
-    """The message the page sends: subject, body in its format, From, unsubscribe, pace."""
+    """The message the page sends: subject, body in its format (html, text or markdown, with
+    raw_html: raw HTML allowed in the Markdown), signature (the account's, default true), From,
+    unsubscribe, pace."""
     m = p.obj("message")
     body = m.str("body", max_len=MAX_TEXT)
-    fmt = m.choice("format", ("html", "text"), "html")
+    fmt = m.choice("format", BODY_FORMATS, "html")
     return MessageInput(subject=m.str("subject", max_len=MAX_SHORT), html=body if fmt == "html" else None,
-                        text=body if fmt == "text" else None,
+                        text=body if fmt == "text" else None, markdown=body if fmt == "markdown" else None,
+                        raw_html=m.bool("raw_html"), signature=m.bool("signature", True),
                         from_address=p.str("from_address") or p.obj("account").str("from_address"),
                         unsubscribe=tuple(unsubscribe_values(m)),
                         delay_ms=p.int("delay_ms", DEFAULT_DELAY_MS, 0, 3_600_000))

@@ -200,7 +200,7 @@ def review(app: Any, a: Any, m: Any, options: Any) -> Review:
     except MailerError:
         limits = base
     _recipients_step(app, r)
-    draft = _message_step(app, r, m, sender, options)
+    draft = _message_step(app, r, m, sender, options, a)
     if draft is not None:
         r.messages = len(draft.recipients)
         warnings, r.check = content_check(draft, relay=relay)
@@ -247,9 +247,9 @@ def _recipients_step(app: Any, r: Review) -> None:
     r.step("recipients", "done" if valid else "attention", ", ".join(parts))
 
 
-def _message_step(app: Any, r: Review, m: Any, sender: str, options: Any) -> service.Draft | None:
+def _message_step(app: Any, r: Review, m: Any, sender: str, options: Any, a: Any = None) -> service.Draft | None:
 
-    subject, body = m.subject.strip(), (m.html or m.text or "").strip()
+    subject, body = m.subject.strip(), m.written
     if not subject:
         r.need("message", "Enter a subject")
     if not body:
@@ -259,7 +259,7 @@ def _message_step(app: Any, r: Review, m: Any, sender: str, options: Any) -> ser
         return None
     shown = subject if len(subject) <= 60 else subject[:59] + "…"
     try:
-        draft = app.draft(m, sender or "you@example.com")
+        draft = app.draft(m, sender or "you@example.com", account=a)
     except NotNow:
         r.step("message", "done", f"“{shown}”")
         return None

@@ -3,7 +3,7 @@
 Each template is one JSON file in the store's folder, the same shape as an exported file:
 
     {"format": "bulk-mailer-template", "version": 1,
-     "template": {"name": ..., "subject": ..., "body": ..., "format": "html"|"text",
+     "template": {"name": ..., "subject": ..., "body": ..., "format": "html"|"text"|"markdown",
                   "text": ...|null, "attachments": [...], "unsubscribe": [...], "updated": ISO}}
 
 The file name is derived from the name (an ASCII slug plus a hash of the case-folded name),
@@ -52,7 +52,7 @@ FILE_VERSION = 1
 MAX_NAME_LENGTH = 100
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_LIST_ITEMS = 1000  # attachments / unsubscribe entries in one template
-BODY_FORMATS = ("html", "text")
+BODY_FORMATS = ("html", "text", "markdown")
 FOLDER = "templates"
 
 # Controls, line/paragraph separators and bidi overrides: never in a name (they hide or
@@ -93,11 +93,12 @@ class SavedTemplate:
     name: str
     subject: str
     body: str
-    format: str = "html"
+    format: str = "html"  # html | text | markdown
     text: str | None = None
     attachments: list[str] = field(default_factory=list)
     unsubscribe: list[str] = field(default_factory=list)
     updated: str = ""
+    raw_html: bool = False  # markdown: raw HTML in it allowed
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields (for files, the bridge and the CLI)."""
@@ -110,6 +111,7 @@ class SavedTemplate:
             "attachments": list(self.attachments),
             "unsubscribe": list(self.unsubscribe),
             "updated": self.updated,
+            "raw_html": self.raw_html,
         }
 
     @classmethod
@@ -132,6 +134,7 @@ class SavedTemplate:
             attachments=data.get("attachments", []) if data.get("attachments") is not None else [],
             unsubscribe=data.get("unsubscribe", []) if data.get("unsubscribe") is not None else [],
             updated=updated if isinstance(updated, str) else "",
+            raw_html=data.get("raw_html") is True,
         )
         return validate(template)
 
@@ -217,13 +220,14 @@ def validate(template: SavedTemplate) -> SavedTemplate:
     body = _text(template.body, "body")
     if template.format not in BODY_FORMATS:
         raise TemplateStoreError(
-            f"the body format must be 'html' or 'text', not {template.format!r}"[:200], field="format"
+            f"the body format must be 'html', 'text' or 'markdown', not {template.format!r}"[:200], field="format"
         )
     text = _text(template.text, "text", optional=True)
     attachments = _text_list(template.attachments, "attachments")
     unsubscribe = _text_list(template.unsubscribe, "unsubscribe")
     updated = template.updated if isinstance(template.updated, str) else ""
-    return SavedTemplate(name, subject, body or "", template.format, text, attachments, unsubscribe, updated)
+    return SavedTemplate(name, subject, body or "", template.format, text, attachments, unsubscribe, updated,
+                         template.raw_html is True)
 
 
 def _key(name: str) -> str:

@@ -197,7 +197,7 @@ def test_duplicate_name_without_overwrite(store: TemplateStore) -> None:
 @pytest.mark.parametrize(
     ("kw", "field", "message"),
     [
-        ({"format": "markdown"}, "format", "'html' or 'text'"),
+        ({"format": "rtf"}, "format", "'html', 'text' or 'markdown'"),
         ({"subject": "Hi\r\nBcc: x@evil.example"}, "subject", "line break"),
         ({"subject": 5}, "subject", "must be text"),
         ({"body": None}, "body", "must be text"),
@@ -404,7 +404,7 @@ def doc(template: object = None, **top) -> str:
         (doc(template={"name": "T", "subject": "S"}), "no 'body'"),
         (doc(template={"name": 1, "subject": "S", "body": "B"}), "name must be text, not a number"),
         (doc(template={"name": "T", "subject": "S", "body": {"x": 1}}), "body must be text, not an object"),
-        (doc(template={"name": "T", "subject": "S", "body": "B", "format": "rtf"}), "'html' or 'text'"),
+        (doc(template={"name": "T", "subject": "S", "body": "B", "format": "rtf"}), "'html', 'text' or 'markdown'"),
         (doc(template={"name": "T", "subject": "S", "body": "B", "attachments": [None]}), "entry 1 of the attachments"),
         (doc(template={"name": "", "subject": "S", "body": "B"}), "name is empty"),
         (doc(template={"name": "a\x1b[31m", "subject": "S", "body": "B"}), "control character"),

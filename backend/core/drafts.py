@@ -15,6 +15,7 @@ from backend import paths
 from backend.credentials import account_key
 from backend.errors import MailerError
 from backend.inputs import (
+    BODY_FORMATS,
     DRAFT_SEND_FIELDS,
     SavedDraft,
 )
@@ -49,7 +50,7 @@ class Drafts:
             self._draft_path().unlink(missing_ok=True)
             return {"saved": None}
         data = {"saved": saved, "message": {"subject": d.subject, "body": d.body, "format": d.format,
-                                            "unsubscribe": list(d.unsubscribe)},
+                                            "raw_html": bool(d.raw_html), "unsubscribe": list(d.unsubscribe)},
                 "send": {k: v for k, v in d.send.items() if k in DRAFT_SEND_FIELDS}, **inputs}
         paths.atomic_write(self._draft_path(), json.dumps(data, ensure_ascii=False).encode("utf-8"))
         return {"saved": saved}
@@ -104,7 +105,8 @@ class Drafts:
             m, send = data["message"], data.get("send") or {}
             return {"saved": str(data["saved"]),
                     "message": {"subject": str(m["subject"]), "body": str(m["body"]),
-                                "format": "text" if m.get("format") == "text" else "html",
+                                "format": m.get("format") if m.get("format") in BODY_FORMATS else "html",
+                                "raw_html": m.get("raw_html") is True,
                                 "unsubscribe": [str(u) for u in m.get("unsubscribe") or []][:2]},
                     "send": {k: str(v) for k, v in send.items() if k in DRAFT_SEND_FIELDS},
                     "restored": self._restore_inputs(data)}

@@ -50,17 +50,17 @@ class Library:
                 for t in self.templates.list()]
 
     def template_save(self, name: str, *, subject: str, body: str, fmt: str, unsubscribe: list[str],
-                      overwrite: bool = False) -> str:
+                      overwrite: bool = False, raw_html: bool = False) -> str:
         """Save the message as a named template (the attachments by name: files are added again)."""
         saved = self.templates.save(SavedTemplate(
-            name=name, subject=subject, body=body, format=fmt, unsubscribe=list(unsubscribe),
+            name=name, subject=subject, body=body, format=fmt, unsubscribe=list(unsubscribe), raw_html=raw_html,
             attachments=[a.filename for _, a in self.attachments]), overwrite=overwrite)
         return saved.name
 
     def template_load(self, name: str) -> dict[str, Any]:
         t = self.templates.get(name)
         return {"name": t.name, "message": {"subject": t.subject, "body": t.body, "format": t.format,
-                                            "unsubscribe": list(t.unsubscribe)},
+                                            "raw_html": t.raw_html, "unsubscribe": list(t.unsubscribe)},
                 "attachments": list(t.attachments)}
 
     def template_filename(self, name: str) -> str:
