@@ -30,6 +30,7 @@ from backend import __version__, paths
 from backend.errors import MailerError, internal_error
 from backend.inputs import (
     AUTH_MODES,
+    BODY_FORMATS,
     CHANNELS,
     DEFAULT_DELAY_MS,
     DRAFT_SEND_FIELDS,
@@ -229,7 +230,7 @@ class Bridge:
             "max_per_minute": a.int("max_per_minute", 0, 0, 10_000) or None, "sent_copy": a.bool("sent_copy", True),
             **imap_input(a)}
         message = {"subject": m.str("subject", max_len=MAX_SHORT), "body": m.str("body", max_len=MAX_TEXT),
-                   "format": m.choice("format", ("html", "text"), "html"),
+                   "format": m.choice("format", BODY_FORMATS, "html"), "raw_html": m.bool("raw_html"),
                    "unsubscribe": unsubscribe_values(m),
                    "delay_ms": m.int("delay_ms", DEFAULT_DELAY_MS, 0, 3_600_000),
                    "connections": m.int("connections", 0, 0, MAX_CONNECTIONS) or None}
@@ -436,9 +437,18 @@ class Bridge:
             m, send = p.obj("draft").obj("message"), p.obj("draft").obj("send")
             return self._app.save_draft(SavedDraft(
                 subject=m.str("subject", max_len=MAX_TEXT), body=m.str("body", max_len=MAX_TEXT),
-                format=m.choice("format", ("html", "text"), "html"), unsubscribe=tuple(unsubscribe_values(m)),
+                format=m.choice("format", BODY_FORMATS, "html"), raw_html=m.bool("raw_html"),
+                unsubscribe=tuple(unsubscribe_values(m)),
                 send={k: send.str(k, max_len=40) for k in DRAFT_SEND_FIELDS if send.has(k)}))
         return {"draft": self._app.load_draft() if action == "load" else self._app.clear_draft()}
+
+    @api
+    def signature(self, p: Params) -> dict[str, Any]:
+        """The account's signature (Account): load it, or save it (both parts empty: none)."""
+        if p.choice("action", ("load", "save"), "load") == "load":
+            return self._app.account_signature(account_input(p))
+        return self._app.save_signature(account_input(p), p.str("html", max_len=MAX_SHORT * 100),
+                                        p.str("text", max_len=MAX_SHORT * 100))
 
     @api
     def check_replies(self, p: Params) -> dict[str, Any]:
@@ -597,8 +607,8 @@ class Bridge:
         m = p.obj("message")
         name = self._app.template_save(
             p.str("name", required=True), subject=m.str("subject", max_len=MAX_SHORT),
-            body=m.str("body", max_len=MAX_TEXT), fmt=m.choice("format", ("html", "text"), "html"),
-            unsubscribe=unsubscribe_values(m), overwrite=p.bool("overwrite"))
+            body=m.str("body", max_len=MAX_TEXT), fmt=m.choice("format", BODY_FORMATS, "html"),
+            raw_html=m.bool("raw_html"), unsubscribe=unsubscribe_values(m), overwrite=p.bool("overwrite"))
         return {"name": name}
 
     @api

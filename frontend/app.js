@@ -17,6 +17,7 @@ import { initChecks, clearStaleChecks } from './checks.js';
 import { initHistory, refreshHistory } from './history.js';
 import { initLog, currentCampaign, queueProgress } from './log.js';
 import { initInbox, refreshInbox } from './inbox.js';
+import { initSignature } from './signature.js';
 
 let providerAtStart = null;
 
@@ -76,6 +77,7 @@ async function main() {
 
   const messageForSave = () => ({ ...getMessage(), delay_ms: getDelay() ?? 1000, connections: getConnections() });
   account.initAccount(info, settings, { messageForSave });
+  initSignature(account.getAccount);
 
   const fixStepsFor = (category) => account.fixStepsFor(category, providerAtStart ?? account.providerKey());
   const refreshIfLocal = () => {

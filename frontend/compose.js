@@ -12,6 +12,9 @@ export function initCompose(message, dependencies) {
   deps = dependencies;
   setMessage(message || {});
   $('#unsubscribe').addEventListener('input', checkUnsubscribe);
+  for (const radio of document.querySelectorAll('input[name="format"]')) {
+    radio.addEventListener('change', () => { $('#raw-html-field').hidden = !$('#format-markdown').checked; });
+  }
 
   for (const id of ['#subject', '#message']) {
     $(id).addEventListener('focus', (event) => { lastTarget = event.currentTarget; });
@@ -26,7 +29,9 @@ export function getMessage() {
   return {
     subject: $('#subject').value,
     body: $('#message').value,
-    format: $('#format-text').checked ? 'text' : 'html',
+    format: $('#format-text').checked ? 'text' : $('#format-markdown').checked ? 'markdown' : 'html',
+    raw_html: $('#format-markdown').checked && $('#raw-html').checked,
+    signature: $('#add-signature').checked,
     unsubscribe: parseUnsubscribe($('#unsubscribe').value),
   };
 }
@@ -35,8 +40,10 @@ export function getMessage() {
 export function setMessage(m) {
   $('#subject').value = m.subject ?? '';
   $('#message').value = m.body ?? '';
-  const format = m.format === 'text' ? 'text' : 'html';
-  $(format === 'text' ? '#format-text' : '#format-html').checked = true;
+  const format = ['text', 'markdown'].includes(m.format) ? m.format : 'html';
+  $(`#format-${format}`).checked = true;
+  $('#raw-html').checked = m.raw_html === true;
+  $('#raw-html-field').hidden = format !== 'markdown';
   const unsubscribe = Array.isArray(m.unsubscribe) ? m.unsubscribe.filter((u) => typeof u === 'string') : [];
   $('#unsubscribe').value = unsubscribe.join(' ');
   checkUnsubscribe();

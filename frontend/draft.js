@@ -8,7 +8,7 @@ import { $, el, show } from './dom.js';
 
 const SEND_FIELDS = ['delay', 'connections', 'limit-second', 'limit-minute', 'limit-hour', 'limit-day',
   'retry-base', 'retry-cap', 'retry-attempts', 'retry-max-age', 'max-failures'];
-const MESSAGE_FIELDS = ['subject', 'message', 'unsubscribe', 'format-html', 'format-text'];
+const MESSAGE_FIELDS = ['subject', 'message', 'unsubscribe', 'format-html', 'format-markdown', 'format-text', 'raw-html'];
 const SAVE_AFTER_MS = 500;
 
 let deps = null;

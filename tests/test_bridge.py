@@ -21,7 +21,7 @@ from bridge import DISPATCH_JS, Bridge, EventPump
 from tests.conftest import offline_detect
 from tests.servers import PASSWORD, USER
 
-EXPECTED_API = {"reschedule", "cancel_scheduled", "timer",
+EXPECTED_API = {"reschedule", "cancel_scheduled", "timer", "signature",
     "app_info", "campaign_state", "cancel_campaign", "cancel_import", "check_message", "check_replies", "microsoft",
     "choose_recipients_file",
     "export_results", "forget_password", "import_recipients_data", "import_recipients_text",

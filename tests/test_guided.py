@@ -190,7 +190,7 @@ def test_the_draft_is_kept_privately_restored_and_cleared(app, isolated_home):
     draft = again.load_draft()
     assert draft == {"saved": saved["saved"], "send": {"delay": "250", "limit-day": "400"},
                      "message": {"subject": "Hi {{ name }}", "body": "<p>News</p>", "format": "html",
-                                 "unsubscribe": ["https://example.com/u"]}, "restored": {}}
+                                 "raw_html": False, "unsubscribe": ["https://example.com/u"]}, "restored": {}}
     found = paths.data_dir() / "draft.json"
     assert found.stat().st_mode & 0o077 == 0 and b"hunter2" not in found.read_bytes()
     found.write_text("{not json")  # a damaged draft is ignored, not fatal
