@@ -15,7 +15,7 @@ import dns.resolver
 import pytest
 
 from tests.fakedns import FakeDNS
-from tests.uisteps import fill_message, paste_list, to
+from tests.uisteps import app_page, chromium, fill_message, paste_list, to
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -28,31 +28,14 @@ KEY = '"v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAtest"'
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+    with chromium(CHROMIUM) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
 def page(browser, web_app):
-    webapp, _ = web_app
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=webapp.url.split("/#")[0])
-    pg = context.new_page()
-    pg.set_default_timeout(20_000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.goto(webapp.url)
-    pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
-    yield pg
-    context.close()
-    assert errors == [], errors
+    with app_page(browser, web_app[0].url, grant=("clipboard-read", "clipboard-write")) as pg:
+        yield pg
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.uisteps import (
+    app_page,
+    chromium,
     compose_and_send,
     fill_message,
     pace,
@@ -34,14 +36,8 @@ XSS_NAME = '<img src=x onerror="window.__xss=1">'
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
+    with chromium(CHROMIUM) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
@@ -51,18 +47,8 @@ def app(web_app):
 
 @pytest.fixture
 def page(browser, app):
-    webapp, _ = app
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.goto(webapp.url)
-    pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
-    yield pg
-    context.close()
-    assert errors == [], errors
+    with app_page(browser, app[0].url, width=1400, height=1000, timeout=30_000, accept_downloads=True) as pg:
+        yield pg
 
 
 def write_people(tmp_path: Path, rows: list[tuple[str, str]]) -> Path:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 from playwright.sync_api import expect
 
 
@@ -56,3 +60,41 @@ def paste_list(page, text: str) -> None:
     to(page, "Recipients")
     page.get_by_label("Paste addresses").fill(text)
     page.get_by_role("button", name="Use pasted addresses").click()
+
+
+# -- the browser the UI tests drive ----------------------------------------------------------
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def chromium(executable: str) -> Iterator[Any]:
+    """Debian's chromium under Playwright, for a module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@contextlib.contextmanager
+def app_page(browser: Any, url: str, *, width: int = 1280, height: int = 800, timeout: float = 20_000,
+             grant: tuple[str, ...] = (), **context_options: Any) -> Iterator[Any]:
+    """The app's page opened and ready; no page error or console error may happen meanwhile."""
+    context = browser.new_context(viewport={"width": width, "height": height}, **context_options)
+    if grant:
+        context.grant_permissions(list(grant), origin=url.split("/#")[0])
+    pg = context.new_page()
+    pg.set_default_timeout(timeout)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    pg.goto(url)
+    pg.wait_for_selector('body[data-ready="true"]', timeout=10_000)
+    yield pg
+    context.close()
+    assert errors == [], errors
