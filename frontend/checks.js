@@ -38,24 +38,34 @@ export function clearStaleChecks() {
   }
 }
 
+/** A check asked of the core with a busy line in `out`: its data, or null when it failed (said
+ * in `out`) or its answer is stale (current() false: the inputs changed meanwhile). */
+async function ask(out, method, params, busy, current) {
+  out.setAttribute('aria-busy', 'true');
+  show(out, busyLine(busy));
+  const result = await call(method, params);
+  out.removeAttribute('aria-busy');
+  if (!current()) {
+    show(out);
+    return null;
+  }
+  if (!result.ok) {
+    show(out, errorBlock(result.error));
+    return null;
+  }
+  return result.data || {};
+}
+
 async function checkLinks() {
   const out = $('#links-result');
   const params = deps.request();
   linksKey = keyOf(params, false);
-  out.setAttribute('aria-busy', 'true');
-  show(out, busyLine('Checking links… (up to 20 s)'));
-  const result = await call('check_links', params);
-  out.removeAttribute('aria-busy');
-  if (linksKey !== keyOf(deps.request(), false)) { // the message changed meanwhile
-    linksKey = null;
-    show(out);
-    return;
-  }
-  if (!result.ok) {
-    show(out, errorBlock(result.error));
-    return;
-  }
-  const d = result.data || {};
+  const d = await ask(out, 'check_links', params, 'Checking links… (up to 20 s)', () => {
+    if (linksKey === keyOf(deps.request(), false)) return true;
+    linksKey = null; // the message changed meanwhile
+    return false;
+  });
+  if (!d) return;
   const links = Array.isArray(d.links) ? d.links : [];
   const broken = Number(d.broken) || 0;
   const notOk = links.filter((l) => l && l.state !== 'ok');
@@ -77,20 +87,12 @@ async function checkAuth() {
   const out = $('#auth-result');
   const params = { ...deps.request(), dkim_selectors: $('#dkim-selectors').value };
   authKey = keyOf(params, true);
-  out.setAttribute('aria-busy', 'true');
-  show(out, busyLine('Asking DNS about your domain…'));
-  const result = await call('check_authentication', params);
-  out.removeAttribute('aria-busy');
-  if (authKey !== keyOf(deps.request(), true)) {
-    authKey = null;
-    show(out);
-    return;
-  }
-  if (!result.ok) {
-    show(out, errorBlock(result.error));
-    return;
-  }
-  const d = result.data || {};
+  const d = await ask(out, 'check_authentication', params, 'Asking DNS about your domain…', () => {
+    if (authKey === keyOf(deps.request(), true)) return true;
+    authKey = null; // the account or the message changed meanwhile
+    return false;
+  });
+  if (!d) return;
   const checks = Array.isArray(d.checks) ? d.checks : [];
   show(out,
     el('p', { class: 'auth-head', id: 'auth-head', text: `${d.domain || 'No From domain'} through ${d.path || 'this account'}` }),

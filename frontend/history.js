@@ -434,6 +434,24 @@ function wallClock(value, tz) {
   return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
 }
 
+/** Back from a small form in History's status region to the list. */
+function closeForm() {
+  show($('#history-status'));
+  $('#history-refresh').focus();
+}
+
+/** A small form in History's status region: Escape closes it; `first` gets the focus. */
+function openForm(box, first) {
+  box.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      event.preventDefault();
+      closeForm();
+    }
+  });
+  show($('#history-status'), box);
+  first.focus();
+}
+
 /** Change time: a small form in History's status region -> reschedule. */
 function askReschedule(id) {
   const c = campaigns.get(id) || { id };
@@ -446,11 +464,7 @@ function askReschedule(id) {
   const save = el('button', { type: 'button', class: 'primary', id: 'history-save-time', text: 'Save the new time' });
   const keep = el('button', { type: 'button', id: 'history-keep-time', text: 'Keep the time' });
   const problem = el('div', { id: 'history-time-problem', role: 'status' });
-  const back = () => {
-    show($('#history-status'));
-    $('#history-refresh').focus();
-  };
-  keep.addEventListener('click', back);
+  keep.addEventListener('click', closeForm);
   save.addEventListener('click', () => withBusy(save, async () => {
     const result = await call('reschedule', { campaign: id, at: at.value.replace('T', ' ').slice(0, 16), tz: zone.value });
     if (!result.ok) {
@@ -470,14 +484,7 @@ function askReschedule(id) {
       el('div', { class: 'field' }, el('label', { for: 'history-new-tz', text: 'Time zone' }), zone),
       el('div', { class: 'actions' }, save, keep)),
     problem);
-  box.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      event.preventDefault();
-      back();
-    }
-  });
-  show($('#history-status'), box);
-  at.focus();
+  openForm(box, at);
 }
 
 /** Change message: a scheduled campaign's subject and body, in History's status region -> reschedule. */
@@ -490,11 +497,7 @@ function askMessage(id) {
   const save = el('button', { type: 'button', class: 'primary', id: 'history-save-message', text: 'Save the message' });
   const keep = el('button', { type: 'button', id: 'history-keep-message', text: 'Keep it as it is' });
   const problem = el('div', { id: 'history-message-problem', role: 'status' });
-  const back = () => {
-    show($('#history-status'));
-    $('#history-refresh').focus();
-  };
-  keep.addEventListener('click', back);
+  keep.addEventListener('click', closeForm);
   save.addEventListener('click', () => withBusy(save, async () => {
     const message = { subject: subject.value, [m.format === 'text' ? 'text' : 'html']: body.value };
     const result = await call('reschedule', { campaign: id, message });
@@ -513,14 +516,7 @@ function askMessage(id) {
     el('div', { class: 'field' }, el('label', { for: 'history-new-body', text: m.format === 'text' ? 'New message (plain text)' : 'New message (HTML)' }), body),
     el('div', { class: 'actions' }, save, keep),
     problem);
-  box.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape') {
-      event.preventDefault();
-      back();
-    }
-  });
-  show($('#history-status'), box);
-  subject.focus();
+  openForm(box, subject);
 }
 
 /** Cancel a scheduled or waiting campaign (or a finished one's follow-ups not sent yet). */
