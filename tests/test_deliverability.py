@@ -303,7 +303,7 @@ def test_cli_check_prints_findings_and_verdict_with_its_exit_codes(tmp_path):
     missing = run_cli("check", "--html-file", str(tmp_path / "nope.html"), home=tmp_path / "h")
     assert missing.returncode == 2 and "cannot read HTML file" in missing.stderr
     nothing = run_cli("check", "--subject", "x", home=tmp_path / "h")
-    assert nothing.returncode == 2 and "give --html-file or --text-file" in nothing.stderr
+    assert nothing.returncode == 2 and "give --html-file, --markdown-file or --text-file" in nothing.stderr
     broken = tmp_path / "broken.html"
     broken.write_text("<p>{{ name </p>")
     template = run_cli("check", "--html-file", str(broken), home=tmp_path / "h")
