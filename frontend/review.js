@@ -98,6 +98,7 @@ async function renderPreview(box) {
 /** The account's last 24 hours against its daily limit (the core's meter). */
 export function meterWords(meter, sentNow = 0) {
   if (!meter || !Number.isFinite(meter.sent)) return '—';
+  if (meter.account === false) return 'not counted: nothing leaves this computer';
   const sent = (meter.sent + sentNow).toLocaleString();
   return meter.per_day ? `${sent} sent by this account, of ${Number(meter.per_day).toLocaleString()} a day` : `${sent} sent by this account`;
 }

@@ -128,3 +128,15 @@ def test_the_meter_counts_every_campaign_of_the_account_in_the_last_24_hours(smt
     clock.advance(23.5 * 3600)  # the first campaign is now more than a day old
     assert app.meter(app.account_key(relay(server)), 50)["sent"] == 5
     app.shutdown()
+
+
+def test_the_local_test_inbox_is_not_metered(tmp_path):
+    from backend.app import LOCAL_INBOX
+    from backend.inbox import LocalInbox
+
+    app = App(inbox=LocalInbox(), journal_path=tmp_path / "journal.sqlite3")
+    app.import_recipients(("text", "a@example.org\n"))
+    review = app.review(AccountInput(provider=LOCAL_INBOX, from_address="me@example.com"),
+                        MessageInput(subject="Hi", text="Hi"), SendOptions())
+    assert review["meter"]["account"] is False and "no message leaves this computer" in review["meter"]["words"]
+    app.shutdown()

@@ -191,10 +191,14 @@ class Schedules:
     def meter(self, account: str | None, per_day: int | None) -> dict[str, Any]:
         """The account's messages of the last 24 hours (every campaign, from the journal) against
         its daily limit: shown before Send and while it sends."""
-        sent = len(self._sent_last_day(account, self.clock.now())) if account else 0
+        if not account:  # the local test inbox: nothing leaves the computer, nothing counts
+            return {"account": False, "sent": 0, "per_day": None, "left": None,
+                    "words": "The local test inbox counts nothing: no message leaves this computer"}
+        sent = len(self._sent_last_day(account, self.clock.now()))
         words = f"This account sent {sent:,} message{'' if sent == 1 else 's'} in the last 24 hours"
         words += f", of {per_day:,} a day" if per_day else " (no daily limit set)"
-        return {"sent": sent, "per_day": per_day, "left": max(per_day - sent, 0) if per_day else None, "words": words}
+        return {"account": True, "sent": sent, "per_day": per_day, "left": max(per_day - sent, 0) if per_day else None,
+                "words": words}
 
     def launch(self, draft: service.Draft, plan: Any) -> dict[str, Any]:
         """Start a prepared campaign now, or journal it as scheduled when its start is ahead."""
