@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from backend.cli_parser import EXIT_OK, EXIT_SOME_FAILED, UsageError
-from backend.inputs import FollowUpInput, ScheduleInput
+from backend.inputs import FollowUpInput, ScheduleInput, whole_numbers
 
 if TYPE_CHECKING:
     from backend.app import App
@@ -59,10 +59,10 @@ def schedule_input(args: argparse.Namespace) -> ScheduleInput:
 
 def warmup_steps(text: str) -> tuple[int, ...]:
     """--warm-up 20,40,80: the daily limits, day by day."""
-    try:
-        return tuple(int(n) for n in text.replace(" ", "").split(",") if n)
-    except ValueError:
-        raise UsageError(f"--warm-up {text}: give whole numbers separated by commas, such as 20,40,80") from None
+    numbers = whole_numbers(text)
+    if numbers is None:
+        raise UsageError(f"--warm-up {text}: give whole numbers separated by commas, such as 20,40,80")
+    return numbers
 
 
 def _local(iso_time: str | None) -> str:

@@ -82,6 +82,14 @@ class MessageInput:
 
 
 MAX_FOLLOW_UPS = 3
+
+
+def whole_numbers(text: str) -> tuple[int, ...] | None:
+    """"20, 40, 80" (a warm-up's daily limits as typed) as numbers; None when one is not a whole number."""
+    try:
+        return tuple(int(n) for n in text.replace(" ", "").split(",") if n)
+    except ValueError:
+        return None
 WARMUP_STEPS = (20, 40, 80, 160, 320, 640, 1000)  # the warm-up option's default ladder, a day each
 
 

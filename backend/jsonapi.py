@@ -27,6 +27,7 @@ from backend.inputs import (
     MessageInput,
     ScheduleInput,
     SendOptions,
+    whole_numbers,
 )
 from backend.presets import MAX_CONNECTIONS, PRESETS
 
@@ -310,11 +311,10 @@ def schedule_input(q: Params) -> ScheduleInput:
 
 def _numbers(q: Params, name: str) -> tuple[int, ...]:
     """"20, 40, 80" (as typed) as whole numbers; the field named when one is not."""
-    text = q.str(name)
-    try:
-        return tuple(int(n) for n in text.replace(" ", "").split(",") if n)
-    except ValueError:
-        raise q._bad(name, "give whole numbers separated by commas, such as 20, 40, 80") from None
+    numbers = whole_numbers(q.str(name))
+    if numbers is None:
+        raise q._bad(name, "give whole numbers separated by commas, such as 20, 40, 80")
+    return numbers
 
 
 def account_input(p: Params) -> AccountInput:

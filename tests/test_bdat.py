@@ -24,8 +24,8 @@ from backend.transports.smtp import SmtpTransport
 from tests import postfix
 from tests.servers import RecordingHandler
 from tests.test_campaign import FakeClock, build
-from tests.test_pipelining import DropAfterDot
-from tests.test_pool import FAULTS, people, pool
+from tests.test_pipelining import DropAfterDot, run_faults
+from tests.test_pool import people, pool
 
 SENDER = "me@example.com"
 UTF8 = "Grüße, 日本語: ça marche"
@@ -187,12 +187,7 @@ class Chunking(RecordingHandler):
 @pytest.mark.parametrize("in_flight", [1, 2, 3])
 def test_every_kind_of_reply_settles_only_its_own_message_over_bdat(smtp_server, certs, connections, in_flight):
     srv = smtp_server("starttls", handler=Chunking())
-    clock = FakeClock()
-    transports = pool(srv, certs, connections, timeout=1)
-    for t in transports:
-        t.in_flight = in_flight
-    out = run_campaign(people(FAULTS), build, transports, campaign_id="f", delay_s=0, clock=clock,
-                       sleep=clock.sleep, retry=RetryPolicy(base_s=5, jitter=0))
+    out = run_faults(srv, certs, connections, in_flight)
     assert "DATA" not in srv.handler.verbs and "BDAT" in srv.handler.verbs
     statuses = {r.email: r.status for r in out.results}
     got = Counter(m.rcpt_tos[0] for m in srv.messages)

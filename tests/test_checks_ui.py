@@ -5,7 +5,6 @@ browser mode): the links against HTTP servers on 127.0.0.1, the domain against t
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,11 +14,10 @@ import dns.resolver
 import pytest
 
 from tests.fakedns import FakeDNS
-from tests.uisteps import app_page, chromium, fill_message, paste_list, to
+from tests.uisteps import CHROMIUM, app_page, chromium, fill_message, paste_list, to
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
 

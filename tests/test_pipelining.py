@@ -74,6 +74,16 @@ def test_one_at_a_time_when_asked_or_not_offered(smtp_server, certs):
     u.close()
 
 
+
+def run_faults(srv, certs, connections: int, in_flight: int):
+    """Every kind of injected failure (FAULTS) sent over a pool with this many messages in flight."""
+    clock = FakeClock()
+    transports = pool(srv, certs, connections, timeout=1)
+    for t in transports:
+        t.in_flight = in_flight
+    return run_campaign(people(FAULTS), build, transports, campaign_id="f", delay_s=0, clock=clock,
+                        sleep=clock.sleep, retry=RetryPolicy(base_s=5, jitter=0))
+
 @pytest.mark.parametrize("connections", [1, 3])
 def test_every_kind_of_reply_settles_only_its_own_message(smtp_server, certs, connections):
     # The same list one at a time and pipelined: the same outcome for each recipient, and the
@@ -81,12 +91,7 @@ def test_every_kind_of_reply_settles_only_its_own_message(smtp_server, certs, co
     results = {}
     for in_flight in (1, 2):
         srv = smtp_server("starttls", handler=RecordingHandler(pipelining=True))
-        clock = FakeClock()
-        transports = pool(srv, certs, connections, timeout=1)
-        for t in transports:
-            t.in_flight = in_flight
-        out = run_campaign(people(FAULTS), build, transports, campaign_id="f", delay_s=0, clock=clock,
-                           sleep=clock.sleep, retry=RetryPolicy(base_s=5, jitter=0))
+        out = run_faults(srv, certs, connections, in_flight)
         results[in_flight] = ([(r.email, r.status, r.category, r.smtp_code) for r in out.results],
                               Counter(m.rcpt_tos[0] for m in srv.messages))
     assert results[2] == results[1]

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.uisteps import app_page, chromium, fill_message, pace, paste_list, to
+from tests.uisteps import CHROMIUM, app_page, chromium, fill_message, pace, paste_list, to
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
 

@@ -7,7 +7,6 @@ import email
 import email.policy
 import io
 import re
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.uisteps import (
+    CHROMIUM,
     app_page,
     chromium,
     compose_and_send,
@@ -27,7 +27,6 @@ from tests.uisteps import (
 )
 
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
 

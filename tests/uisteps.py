@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,6 +65,7 @@ def paste_list(page, text: str) -> None:
 
 # -- the browser the UI tests drive ----------------------------------------------------------
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's (.ci/run installs it)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
